@@ -1,0 +1,1 @@
+"""Demo tasks that `reprise dev` loads by default."""

@@ -1,0 +1,1 @@
+"""Replay and reschedule as durable commands: an outbox in Postgres, applied by workers (§2)."""

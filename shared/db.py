@@ -1,0 +1,119 @@
+"""Engine, sessions and the declarative base.
+
+Services never commit: the request or task boundary does, with :func:`transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+import logging
+from threading import Lock
+
+from sqlalchemy import DateTime, MetaData, create_engine, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from shared.settings import get_settings
+
+log = logging.getLogger("reprise.db")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every timestamp is timestamptz: processes in different zones share one clock.
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+_engines: dict[str, Engine] = {}
+_factories: dict[str, sessionmaker[Session]] = {}
+_lock = Lock()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = create_engine(
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+            )
+            _engines[url] = engine
+            _factories[url] = sessionmaker(engine, expire_on_commit=False)
+        return engine
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    url = url or get_settings().database_url
+    get_engine(url)
+    return _factories[url]
+
+
+AfterCommit = Callable[[], None]
+
+
+def on_commit(session: Session, callback: AfterCommit) -> None:
+    """Run ``callback`` once this session's transaction has committed (dispatch after commit)."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+def run_after_commit(session: Session) -> None:
+    """Publishing after commit is best effort: the write is durable, and the sweeps
+    republish whatever a failed publish left behind (a lost dispatch only delays work)."""
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.warning("publish after commit failed; the sweep will retry it", exc_info=True)
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any exception.
+
+    Callbacks registered with :func:`on_commit` run after the commit and are dropped on
+    rollback, so nothing is published for a write that did not happen.
+    """
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.info.pop("after_commit", None)
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    run_after_commit(session)
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections (after fork, or in tests between servers)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _factories.clear()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock: every process compares times against one clock."""
+    return session.execute(select(func.now())).scalar_one()

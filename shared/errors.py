@@ -1,0 +1,48 @@
+"""One domain error hierarchy; each error carries the HTTP status the API renders."""
+
+from __future__ import annotations
+
+
+class RepriseError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(RepriseError):
+    status_code = 422
+
+
+class BadRequest(RepriseError):
+    status_code = 400
+
+
+class Unauthorized(RepriseError):
+    status_code = 401
+
+    def __init__(self, message: str = "Invalid or Missing API key") -> None:
+        super().__init__(message)
+
+
+class NotFound(RepriseError):
+    status_code = 404
+
+
+class RunNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Run not found")
+
+
+class InvalidRunId(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("Invalid or missing run ID")
+
+
+class Conflict(RepriseError):
+    status_code = 409
+
+
+class ServiceUnavailable(RepriseError):
+    status_code = 503

@@ -1,0 +1,62 @@
+"""Decoding the payload string the SDK sends (§4.1) into a stored JSON value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.errors import InvalidInput
+
+SUPERJSON = "application/super+json"
+JSON = "application/json"
+TEXT = "text/plain"
+SUPPORTED_TYPES = (JSON, SUPERJSON, TEXT)
+MAX_DEPTH = 64
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Depth of nested containers, iteratively, stopping once past ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_depth(value: Any, field: str = "payload") -> None:
+    if _depth(value) > MAX_DEPTH:
+        raise InvalidInput(f"{field} is nested deeper than {MAX_DEPTH} levels")
+
+
+def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
+    """Return ``(value, type)``. Strings are decoded by type; other JSON values pass as-is."""
+    kind = payload_type or JSON
+    if kind not in SUPPORTED_TYPES:
+        raise InvalidInput(
+            f"options.payloadType must be one of {', '.join(SUPPORTED_TYPES)}, got {kind!r}"
+        )
+    if raw is None:
+        return None, kind
+    if not isinstance(raw, str) or payload_type is None:
+        # Without a declared type (curl, our Python SDK) the payload is a plain JSON value;
+        # the official SDK always declares the type of its string-encoded payloads.
+        check_depth(raw)
+        return raw, JSON
+    if kind == TEXT:
+        return raw, kind
+    try:
+        decoded = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        raise InvalidInput(f"payload is not valid {kind}") from None
+    if kind == SUPERJSON:
+        if not isinstance(decoded, dict) or "json" not in decoded:
+            raise InvalidInput("payload is not valid application/super+json")
+        decoded = decoded["json"]
+    check_depth(decoded)
+    return decoded, kind

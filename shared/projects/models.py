@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+ENVIRONMENT_SLUGS = ("dev", "staging", "prod")
+KEY_PREFIXES = {"dev": "tr_dev_", "staging": "tr_stg_", "prod": "tr_prod_"}
+
+
+def new_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("project_id", "slug", name="uq_environments_project_slug"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(16))
+    default_ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # First characters of the key, shown by `reprise keys list` so people can tell keys apart.
+    display_prefix: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
+class WorkerVersion(Base):
+    __tablename__ = "worker_versions"
+    __table_args__ = (
+        UniqueConstraint("environment_id", "version", name="uq_worker_versions_env_version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(100))
+    registered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class VersionTask(Base):
+    """One task of a worker version's catalogue, with its default options."""
+
+    __tablename__ = "version_tasks"
+    __table_args__ = (
+        Index("ix_version_tasks_env_task", "environment_id", "task_identifier"),
+    )
+
+    worker_version_id: Mapped[str] = mapped_column(
+        ForeignKey("worker_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_identifier: Mapped[str] = mapped_column(String(128), primary_key=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)

@@ -1,0 +1,88 @@
+"""Rules for projects, keys and worker versions. Services take a session first and never commit."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.errors import InvalidInput, Unauthorized
+from shared.projects import repository as repo
+from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
+from shared.settings import get_settings
+
+DEFAULT_PROJECT_SLUG = "default"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """Who is calling: one environment of one project."""
+
+    project_id: str
+    environment_id: str
+    environment_slug: str
+    public_run_ids: frozenset[str] | None = None  # set for public access tokens (JWT)
+
+    @property
+    def is_public(self) -> bool:
+        return self.public_run_ids is not None
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def ensure_project(session: Session, slug: str = DEFAULT_PROJECT_SLUG) -> Project:
+    """The project (and its three environments), created if missing."""
+    project = repo.get_project_by_slug(session, slug)
+    if project is None:
+        project = repo.insert_project(session, slug, slug.replace("-", " ").title())
+    settings = get_settings()
+    repo.ensure_environments(session, project.id, {"dev": settings.dev_default_ttl_seconds})
+    return project
+
+
+def environment_of(session: Session, project_id: str, slug: str) -> Environment:
+    if slug not in ENVIRONMENT_SLUGS:
+        raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENT_SLUGS)}")
+    env = repo.get_environment(session, project_id, slug)
+    if env is None:
+        raise InvalidInput(f"environment {slug!r} does not exist in this project")
+    return env
+
+
+def create_key(session: Session, env_slug: str, project_slug: str | None = None) -> str:
+    """Create a secret key for an environment; returns the key, which is never stored."""
+    project = ensure_project(session, project_slug or DEFAULT_PROJECT_SLUG)
+    env = environment_of(session, project.id, env_slug)
+    secret = KEY_PREFIXES[env_slug] + secrets.token_urlsafe(24).replace("-", "a").replace("_", "b")
+    repo.insert_key(session, env.id, hash_key(secret), secret[: len(KEY_PREFIXES[env_slug]) + 6])
+    return secret
+
+
+def authenticate(session: Session, secret: str | None) -> AuthContext:
+    if not secret or not secret.startswith(tuple(KEY_PREFIXES.values())):
+        raise Unauthorized()
+    found = repo.find_active_key(session, hash_key(secret))
+    if found is None:
+        raise Unauthorized()
+    _, env = found
+    return AuthContext(project_id=env.project_id, environment_id=env.id, environment_slug=env.slug)
+
+
+def register_worker_version(
+    session: Session, version: str, catalogue: dict[str, dict[str, Any]], env_slugs: list[str]
+) -> list[str]:
+    """Register ``version`` with its task catalogue in the named environments of every project.
+
+    Returns the ids of the environments registered.
+    """
+    registered = []
+    for env in repo.list_environments(session):
+        if env.slug in env_slugs:
+            repo.upsert_worker_version(session, env.id, version, catalogue.items())
+            registered.append(env.id)
+    return registered

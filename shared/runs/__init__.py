@@ -1,0 +1,1 @@
+"""Runs: the model, the lifecycle state machine, the repository and the services."""

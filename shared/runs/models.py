@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # List: newest first per environment, keyset-paginated on (created_at, id).
+        Index("ix_runs_env_created", "environment_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "ix_runs_env_status_created",
+            "environment_id",
+            "status",
+            text("created_at DESC"),
+        ),
+        Index("ix_runs_env_task_created", "environment_id", "task_identifier", text("created_at DESC")),
+        Index("ix_runs_tags", "tags", postgresql_using="gin"),
+        # A user's idempotency key names at most one live run per task and environment.
+        Index(
+            "uq_runs_idempotency",
+            "environment_id",
+            "task_identifier",
+            "idempotency_key_hash",
+            unique=True,
+            postgresql_where=text("idempotency_key_hash IS NOT NULL"),
+        ),
+        Index(
+            "uq_runs_request_idempotency",
+            "environment_id",
+            "request_idempotency_key",
+            unique=True,
+            postgresql_where=text("request_idempotency_key IS NOT NULL"),
+        ),
+        # Timers: DELAYED runs by due time (arm / promote sweep).
+        Index(
+            "ix_runs_delayed_due",
+            "delayed_until",
+            postgresql_where=text("status = 'DELAYED'"),
+        ),
+        # TTL: never-dequeued QUEUED runs by expiry (expire sweep).
+        Index(
+            "ix_runs_queued_ttl",
+            "ttl_expires_at",
+            postgresql_where=text("status = 'QUEUED' AND ttl_expires_at IS NOT NULL"),
+        ),
+        # Backstop: runs whose dispatch or retry message may have been lost.
+        Index(
+            "ix_runs_dispatchable",
+            "dispatched_at",
+            postgresql_where=text("status IN ('QUEUED', 'RETRYING')"),
+        ),
+        # Backstop: executing runs whose worker went silent.
+        Index(
+            "ix_runs_executing_heartbeat",
+            "heartbeat_at",
+            postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+        ),
+        Index(
+            "ix_runs_pending_version",
+            "environment_id",
+            "task_identifier",
+            postgresql_where=text("status = 'PENDING_VERSION'"),
+        ),
+        Index("ix_runs_replayed_from", "replayed_from", postgresql_where=text("replayed_from IS NOT NULL")),
+        Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    task_identifier: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[str | None] = mapped_column(String(100))
+    locked_version: Mapped[str | None] = mapped_column(String(100))
+
+    payload: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    payload_type: Mapped[str] = mapped_column(String(40), default="application/json")
+    output: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    output_type: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    idempotency_key_hash: Mapped[str | None] = mapped_column(String(128))
+    request_idempotency_key: Mapped[str | None] = mapped_column(String(128))
+
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(128)), default=list)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    max_duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    queue: Mapped[str | None] = mapped_column(String(128))
+    concurrency_key: Mapped[str | None] = mapped_column(String(256))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    machine: Mapped[str | None] = mapped_column(String(64))
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    debug_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger_function: Mapped[str] = mapped_column(String(32), default="trigger")
+    triggered_by: Mapped[str] = mapped_column(String(32), default="api")
+
+    ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    ttl_expires_at: Mapped[datetime | None]
+    delayed_until: Mapped[datetime | None]
+    # Bumped by every reschedule, cancel and promotion: a timer carrying an older token
+    # is stale and does nothing (§7).
+    schedule_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    timer_armed_token: Mapped[int | None] = mapped_column(BigInteger)
+
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    queued_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    dequeued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_in_cents: Mapped[float] = mapped_column(Float, default=0.0)
+    base_cost_in_cents: Mapped[float] = mapped_column(Float, default=0.0)
+
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    parent_run_id: Mapped[str | None] = mapped_column(String(64))
+    root_run_id: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    replayed_from: Mapped[str | None] = mapped_column(String(64))
+    lineage_depth: Mapped[int] = mapped_column(Integer, default=0)
+    execution_trace: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("run_id", "number", name="uq_attempts_run_number"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class Checkpoint(Base):
+    """State a task saved with ``ctx.checkpoint(state)``; replay can start from one."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    attempt_number: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

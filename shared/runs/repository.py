@@ -1,0 +1,291 @@
+"""All SQL for runs, attempts and checkpoints.
+
+Every status change goes through :func:`transition`, a compare-and-set on the state
+machine's table: ``UPDATE … WHERE status = ANY(:allowed) RETURNING …``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.runs.models import Attempt, Checkpoint, Run
+from shared.runs.states import RunStatus, sources_of
+
+
+class DuplicateRun(Exception):
+    """An idempotency key or request key is already taken by another run."""
+
+
+def insert_run(session: Session, run: Run) -> Run:
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError as exc:
+        name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if name in ("uq_runs_idempotency", "uq_runs_request_idempotency"):
+            raise DuplicateRun(name) from None
+        raise
+    return run
+
+
+def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | None:
+    query = select(Run).where(Run.id == run_id)
+    if environment_id is not None:
+        query = query.where(Run.environment_id == environment_id)
+    return session.scalars(query).first()
+
+
+def lock_run(session: Session, run_id: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.id == run_id).with_for_update()
+    ).first()
+
+
+def find_by_idempotency_key(
+    session: Session, environment_id: str, task_identifier: str, key_hash: str
+) -> Run | None:
+    return session.scalars(
+        select(Run).where(
+            Run.environment_id == environment_id,
+            Run.task_identifier == task_identifier,
+            Run.idempotency_key_hash == key_hash,
+        )
+    ).first()
+
+
+def find_by_request_key(session: Session, environment_id: str, request_key: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(
+            Run.environment_id == environment_id, Run.request_idempotency_key == request_key
+        )
+    ).first()
+
+
+def release_idempotency_key(session: Session, run_id: str) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(idempotency_key_hash=None))
+
+
+def release_request_key(session: Session, run_id: str) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(request_idempotency_key=None))
+
+
+def entering_queue_values() -> dict[str, Any]:
+    """Columns set when a run enters its queue: the TTL clock starts at the first enqueue."""
+    return {
+        "queued_at": func.coalesce(Run.queued_at, func.now()),
+        "dispatched_at": func.now(),
+        "ttl_expires_at": func.coalesce(
+            Run.ttl_expires_at, func.now() + Run.ttl_seconds * text("interval '1 second'")
+        ),
+    }
+
+
+def transition(
+    session: Session,
+    run_id: str,
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> Run | None:
+    """Move a run to ``target`` if its status allows it; returns the updated run or None.
+
+    ``sources`` narrows the states the state machine allows (never widens them); ``where``
+    adds guards such as a schedule token. ``values`` are written in the same statement.
+    """
+    allowed = sources_of(target)
+    if sources is not None:
+        allowed = allowed & frozenset(sources)
+    if not allowed:
+        return None
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_([s.value for s in allowed]), *where)
+        .values(status=target.value, updated_at=func.now(), **(values or {}))
+        .returning(Run)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.execute(stmt).scalars().first()
+
+
+def touch(session: Session, run_id: str, where: Sequence[Any] = (), **values: Any) -> bool:
+    """Update non-status fields of a run; returns whether a row matched."""
+    result = session.execute(
+        update(Run).where(Run.id == run_id, *where).values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    statuses: frozenset[RunStatus] | None = None
+    task_identifiers: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    is_test: bool | None = None
+    batch_id: str | None = None
+    replayed_from: str | None = None
+
+
+def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
+    query = query.where(Run.environment_id == environment_id)
+    if f.statuses is not None:
+        query = query.where(Run.status.in_([s.value for s in f.statuses]))
+    if f.task_identifiers:
+        query = query.where(Run.task_identifier.in_(f.task_identifiers))
+    if f.tags:
+        query = query.where(Run.tags.overlap(list(f.tags)))
+    if f.versions:
+        query = query.where(Run.version.in_(f.versions))
+    if f.created_from is not None:
+        query = query.where(Run.created_at >= f.created_from)
+    if f.created_to is not None:
+        query = query.where(Run.created_at <= f.created_to)
+    if f.is_test is not None:
+        query = query.where(Run.is_test == f.is_test)
+    if f.batch_id is not None:
+        query = query.where(Run.batch_id == f.batch_id)
+    if f.replayed_from is not None:
+        query = query.where(Run.replayed_from == f.replayed_from)
+    return query
+
+
+def list_runs(
+    session: Session,
+    environment_id: str,
+    run_filter: RunFilter,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+    before: tuple[datetime, str] | None = None,
+) -> list[Run]:
+    """Newest first, keyset-paginated on ``(created_at, id)``; ``before`` walks backwards."""
+    query = _apply_filter(select(Run), environment_id, run_filter)
+    if after is not None:
+        at, rid = after
+        query = query.where(or_(Run.created_at < at, and_(Run.created_at == at, Run.id < rid)))
+    if before is not None:
+        at, rid = before
+        query = query.where(or_(Run.created_at > at, and_(Run.created_at == at, Run.id > rid)))
+        rows = list(
+            session.scalars(query.order_by(Run.created_at.asc(), Run.id.asc()).limit(limit))
+        )
+        rows.reverse()
+        return rows
+    return list(session.scalars(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)))
+
+
+def run_ids_matching(
+    session: Session, environment_id: str, run_filter: RunFilter, limit: int
+) -> list[str]:
+    query = _apply_filter(select(Run.id), environment_id, run_filter)
+    return list(session.scalars(query.order_by(Run.created_at.desc()).limit(limit)))
+
+
+def attempts_of(session: Session, run_ids: Collection[str]) -> dict[str, list[Attempt]]:
+    found: dict[str, list[Attempt]] = {rid: [] for rid in run_ids}
+    if not run_ids:
+        return found
+    for attempt in session.scalars(
+        select(Attempt).where(Attempt.run_id.in_(list(run_ids))).order_by(Attempt.number)
+    ):
+        found[attempt.run_id].append(attempt)
+    return found
+
+
+def insert_attempt(session: Session, attempt: Attempt) -> Attempt:
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def finish_attempt(
+    session: Session, run_id: str, number: int, status: str, error: dict[str, Any] | None
+) -> None:
+    session.execute(
+        update(Attempt)
+        .where(Attempt.run_id == run_id, Attempt.number == number)
+        .values(status=status, error=error, updated_at=func.now(), completed_at=func.now())
+    )
+
+
+def fail_open_attempts(session: Session, run_id: str, error: dict[str, Any]) -> None:
+    session.execute(
+        update(Attempt)
+        .where(Attempt.run_id == run_id, Attempt.status == "EXECUTING")
+        .values(status="FAILED", error=error, updated_at=func.now(), completed_at=func.now())
+    )
+
+
+def cancel_open_attempts(session: Session, run_id: str) -> None:
+    session.execute(
+        update(Attempt)
+        .where(Attempt.run_id == run_id, Attempt.status.in_(["PENDING", "EXECUTING"]))
+        .values(status="CANCELED", updated_at=func.now(), completed_at=func.now())
+    )
+
+
+def related_runs(session: Session, run: Run) -> dict[str, Any]:
+    ids = [i for i in (run.root_run_id, run.parent_run_id) if i]
+    by_id = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)))} if ids else {}
+    children = list(
+        session.scalars(
+            select(Run).where(Run.parent_run_id == run.id).order_by(Run.created_at).limit(100)
+        )
+    )
+    return {
+        "root": by_id.get(run.root_run_id) if run.root_run_id else None,
+        "parent": by_id.get(run.parent_run_id) if run.parent_run_id else None,
+        "children": children,
+    }
+
+
+def next_checkpoint_number(session: Session, run_id: str) -> int:
+    current = session.execute(
+        select(func.coalesce(func.max(Checkpoint.number), 0)).where(Checkpoint.run_id == run_id)
+    ).scalar_one()
+    return int(current) + 1
+
+
+def insert_checkpoint(session: Session, checkpoint: Checkpoint) -> Checkpoint:
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def checkpoints_of(session: Session, run_id: str) -> list[Checkpoint]:
+    return list(
+        session.scalars(
+            select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.number)
+        )
+    )
+
+
+def get_checkpoint(session: Session, run_id: str, number: int) -> Checkpoint | None:
+    return session.get(Checkpoint, (run_id, number))
+
+
+def pending_version_runs(
+    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int = 1000
+) -> list[str]:
+    return list(
+        session.scalars(
+            select(Run.id)
+            .where(
+                Run.environment_id == environment_id,
+                Run.status == RunStatus.PENDING_VERSION.value,
+                Run.task_identifier.in_(list(task_identifiers)),
+            )
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,100 @@
+"""Typed inputs of run operations, validated at the edge (the API and the SDK share them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_TAGS = 10
+
+
+class IdempotencyKeyOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str | list[str] | None = None
+    scope: str | None = None
+
+
+class TriggerOptions(BaseModel):
+    """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    payload_type: str | None = Field(default=None, alias="payloadType")
+    payload_size: int | None = Field(default=None, alias="payloadSize")
+    idempotency_key: str | None = Field(default=None, alias="idempotencyKey", max_length=2048)
+    idempotency_key_options: IdempotencyKeyOptions | None = Field(
+        default=None, alias="idempotencyKeyOptions"
+    )
+    idempotency_key_ttl: str | None = Field(default=None, alias="idempotencyKeyTTL")
+    delay: str | None = None
+    ttl: str | int | None = None
+    tags: list[str] | str | None = None
+    metadata: dict[str, Any] | None = None
+    max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
+    max_duration: int | None = Field(default=None, alias="maxDuration", ge=1, le=7 * 86400)
+    queue: str | dict[str, Any] | None = None
+    concurrency_key: str | None = Field(default=None, alias="concurrencyKey", max_length=256)
+    priority: int | None = Field(default=None, ge=0, le=30 * 86400)
+    test: bool | None = None
+    machine: str | dict[str, Any] | None = None
+    lock_to_version: str | None = Field(default=None, alias="lockToVersion")
+    parent_run_id: str | None = Field(default=None, alias="parentRunId")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        tags = [value] if isinstance(value, str) else value
+        if not isinstance(tags, list):
+            raise ValueError("tags must be a string or a list of strings")
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"a run can have at most {MAX_TAGS} tags, got {len(tags)}")
+        for tag in tags:
+            if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
+                raise ValueError("each tag must be a string of 1 to 128 characters")
+        return tags
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        # The SDK serialises a Date as an ISO string already; accept epoch-free numbers as seconds.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{int(value)}s"
+        raise ValueError("delay must be a duration such as '1h30m' or an ISO-8601 date")
+
+    @property
+    def tag_list(self) -> list[str]:
+        if self.tags is None:
+            return []
+        return sorted(set([self.tags] if isinstance(self.tags, str) else self.tags))
+
+    @property
+    def queue_name(self) -> str | None:
+        if isinstance(self.queue, dict):
+            name = self.queue.get("name")
+            return str(name) if name else None
+        return self.queue
+
+    @property
+    def machine_name(self) -> str | None:
+        if isinstance(self.machine, dict):
+            preset = self.machine.get("preset")
+            return str(preset) if preset else None
+        return self.machine
+
+    @property
+    def user_idempotency_key(self) -> str | None:
+        if self.idempotency_key_options and self.idempotency_key_options.key:
+            key = self.idempotency_key_options.key
+            return "-".join(key) if isinstance(key, list) else key
+        return self.idempotency_key
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    payload: Any = None
+    options: TriggerOptions = Field(default_factory=TriggerOptions)

@@ -1,0 +1,279 @@
+"""Run rules the API and the workers share: trigger, cancel, read.
+
+Services take a session first, never commit, and publish Celery messages only after the
+surrounding transaction commits (:func:`shared.db.on_commit`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from shared import broker
+from shared.db import db_now, on_commit
+from shared.durations import DurationError, resolve_delay, resolve_ttl
+from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
+from shared.ids import is_run_id, new_run_id
+from shared.payloads import decode_payload
+from shared.projects import repository as projects_repo
+from shared.projects.service import AuthContext
+from shared.runs import repository as repo
+from shared.runs.models import Run
+from shared.runs.schemas import TriggerOptions
+from shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
+from shared.settings import get_settings
+
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    run: Run
+    is_cached: bool
+
+
+def _key_hash(key: str) -> str:
+    """The SDK sends SHA-256 hex already; anything else (curl, other clients) is hashed here."""
+    if re.fullmatch(r"[0-9a-f]{64}", key):
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def effective_ttl(
+    requested: Any, task_default: Any, environment_default: int | None
+) -> int | None:
+    """The TTL that applies (§8): the trigger's, else the task's, else the environment's."""
+    settings = get_settings()
+    try:
+        ttl = resolve_ttl(requested)
+        if ttl is None:
+            ttl = resolve_ttl(task_default)
+    except DurationError as exc:
+        raise InvalidInput(f"options.ttl is invalid: {exc}") from None
+    if ttl is None:
+        ttl = environment_default
+    if not ttl:
+        return None
+    return min(ttl, settings.max_ttl_seconds)
+
+
+def _existing_by_request_key(session: Session, auth: AuthContext, request_key: str) -> Run | None:
+    existing = repo.find_by_request_key(session, auth.environment_id, request_key)
+    if existing is None:
+        return None
+    window = timedelta(hours=get_settings().request_idempotency_hours)
+    if existing.created_at >= db_now(session) - window:
+        return existing
+    repo.release_request_key(session, existing.id)
+    return None
+
+
+def _existing_by_idempotency_key(
+    session: Session, auth: AuthContext, task_id: str, key_hash: str
+) -> Run | None:
+    existing = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
+    if existing is None:
+        return None
+    if RunStatus(existing.status) in RELEASES_IDEMPOTENCY_KEY:
+        repo.release_idempotency_key(session, existing.id)
+        return None
+    return existing
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """Everything that defines a run at creation: by trigger, by replay, by a parent task."""
+
+    task_identifier: str
+    payload: Any
+    payload_type: str
+    options: TriggerOptions
+    run_id: str | None = None
+    idempotency_key: str | None = None
+    idempotency_key_hash: str | None = None
+    request_idempotency_key: str | None = None
+    replayed_from: str | None = None
+    lineage_depth: int = 0
+    debug_mode: bool = False
+    trigger_function: str = "trigger"
+    triggered_by: str = "api"
+    depth: int = 0
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+
+
+def create_run(session: Session, project_id: str, environment_id: str, spec: NewRun) -> Run:
+    """Insert a run (QUEUED, DELAYED or PENDING_VERSION) and publish it after commit."""
+    options = spec.options
+    now = db_now(session)
+    found = projects_repo.current_version_with_task(session, environment_id, spec.task_identifier)
+    if found is None and not projects_repo.task_known_in_project(
+        session, project_id, spec.task_identifier
+    ):
+        raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
+    task_options: dict[str, Any] = found[1] if found else {}
+    env = projects_repo.get_environment_by_id(session, environment_id)
+    assert env is not None
+    ttl = effective_ttl(options.ttl, task_options.get("ttl"), env.default_ttl_seconds)
+
+    delayed_until: datetime | None = None
+    if options.delay:
+        try:
+            delayed_until = resolve_delay(options.delay, now)
+        except DurationError:
+            raise InvalidInput(f"options.delay is invalid: {options.delay}") from None
+        if delayed_until <= now:
+            delayed_until = None
+
+    if delayed_until is not None:
+        status = RunStatus.DELAYED
+    elif found is None:
+        status = RunStatus.PENDING_VERSION
+    else:
+        status = RunStatus.QUEUED
+
+    run = Run(
+        id=spec.run_id or new_run_id(),
+        project_id=project_id,
+        environment_id=environment_id,
+        task_identifier=spec.task_identifier,
+        status=status.value,
+        payload=spec.payload,
+        payload_type=spec.payload_type,
+        idempotency_key=spec.idempotency_key,
+        idempotency_key_hash=spec.idempotency_key_hash,
+        request_idempotency_key=spec.request_idempotency_key,
+        tags=options.tag_list,
+        metadata_=options.metadata,
+        max_attempts=options.max_attempts
+        or int(task_options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
+        max_duration_seconds=options.max_duration or task_options.get("max_duration"),
+        queue=options.queue_name or task_options.get("queue"),
+        concurrency_key=options.concurrency_key,
+        priority=options.priority or 0,
+        machine=options.machine_name or task_options.get("machine"),
+        is_test=bool(options.test),
+        debug_mode=spec.debug_mode,
+        trigger_function=spec.trigger_function,
+        triggered_by=spec.triggered_by,
+        locked_version=options.lock_to_version,
+        ttl_seconds=ttl,
+        delayed_until=delayed_until,
+        schedule_token=1 if delayed_until else 0,
+        queued_at=now if status is RunStatus.QUEUED else None,
+        ttl_expires_at=now + timedelta(seconds=ttl) if ttl and status is RunStatus.QUEUED else None,
+        dispatched_at=now if status is RunStatus.QUEUED else None,
+        created_at=now,
+        updated_at=now,
+        replayed_from=spec.replayed_from,
+        lineage_depth=spec.lineage_depth,
+        depth=spec.depth,
+        parent_run_id=spec.parent_run_id,
+        root_run_id=spec.root_run_id,
+    )
+    repo.insert_run(session, run)
+    if status is RunStatus.QUEUED:
+        on_commit(session, lambda: broker.dispatch_run(run.id))
+    elif status is RunStatus.DELAYED:
+        from shared.timers.service import arm_if_within_horizon
+
+        arm_if_within_horizon(session, run.id, run.schedule_token, delayed_until, now)
+    return run
+
+
+def trigger_run(
+    session: Session,
+    auth: AuthContext,
+    task_id: str,
+    raw_payload: Any,
+    options: TriggerOptions,
+    request_key: str | None = None,
+) -> TriggerResult:
+    if not TASK_ID_RE.match(task_id):
+        raise InvalidInput("taskId must be 1 to 128 letters, digits or . _ - : /")
+    if request_key:
+        request_key = request_key[:128]
+        existing = _existing_by_request_key(session, auth, request_key)
+        if existing is not None:
+            return TriggerResult(existing, False)
+    key_hash = None
+    if options.idempotency_key:
+        key_hash = _key_hash(options.idempotency_key)
+        existing = _existing_by_idempotency_key(session, auth, task_id, key_hash)
+        if existing is not None:
+            return TriggerResult(existing, True)
+    payload, payload_type = decode_payload(raw_payload, options.payload_type)
+    spec = NewRun(
+        task_identifier=task_id,
+        payload=payload,
+        payload_type=payload_type,
+        options=options,
+        idempotency_key=options.user_idempotency_key,
+        idempotency_key_hash=key_hash,
+        request_idempotency_key=request_key,
+    )
+    try:
+        run = create_run(session, auth.project_id, auth.environment_id, spec)
+    except repo.DuplicateRun:
+        # Another request inserted the same key between our read and our insert.
+        winner = None
+        if key_hash:
+            winner = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
+        if winner is None and request_key:
+            winner = repo.find_by_request_key(session, auth.environment_id, request_key)
+        if winner is None:
+            raise
+        return TriggerResult(winner, bool(key_hash))
+    return TriggerResult(run, False)
+
+
+def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
+    """A run of the caller's environment; 400 for a malformed id, 404 for any other."""
+    if not run_id or not is_run_id(run_id):
+        raise InvalidRunId()
+    if auth.public_run_ids is not None and run_id not in auth.public_run_ids:
+        raise RunNotFound()
+    run = repo.get_run(session, auth.environment_id, run_id)
+    if run is None:
+        raise RunNotFound()
+    return run
+
+
+CANCELABLE = frozenset(
+    {
+        RunStatus.PENDING_VERSION,
+        RunStatus.DELAYED,
+        RunStatus.QUEUED,
+        RunStatus.DEQUEUED,
+        RunStatus.EXECUTING,
+        RunStatus.RETRYING,
+    }
+)
+
+
+def cancel_run(session: Session, run_id: str) -> Run | None:
+    """Cancel a run that has not finished; a finished run is left as it is.
+
+    A queued or delayed run is canceled at once and its timer token is bumped so any
+    timer in flight is a no-op. An executing run is marked CANCELED; its worker sees this
+    on its next heartbeat and stops the task.
+    """
+    canceled = repo.transition(
+        session,
+        run_id,
+        RunStatus.CANCELED,
+        values={
+            "finished_at": func.now(),
+            "schedule_token": Run.schedule_token + 1,
+        },
+    )
+    if canceled is not None:
+        repo.cancel_open_attempts(session, run_id)
+    return canceled

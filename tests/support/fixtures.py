@@ -1,0 +1,121 @@
+"""Fixtures: a project with keys, an in-process Celery worker, an API client."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import text
+
+T = TypeVar("T")
+
+
+@dataclass
+class ProjectKeys:
+    project_id: str
+    slug: str
+    keys: dict[str, str]
+    environment_ids: dict[str, str]
+
+    def headers(self, env: str = "dev", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[env]}", **extra}
+
+
+def truncate_runs() -> None:
+    from shared.db import transaction
+
+    with transaction() as session:
+        session.execute(text("TRUNCATE runs, attempts, checkpoints, commands"))
+
+
+@pytest.fixture
+def project() -> ProjectKeys:
+    """A fresh project with a key per environment and the test worker's version registered."""
+    from reprise.registry import REGISTRY
+    from shared.db import transaction
+    from shared.projects import repository as projects_repo
+    from shared.projects.service import create_key, ensure_project
+    from shared.settings import get_settings
+    from workers.runtime import load_task_modules, register_version
+
+    truncate_runs()
+    slug = f"p-{secrets.token_hex(4)}"
+    with transaction() as session:
+        proj = ensure_project(session, slug)
+        keys = {env: create_key(session, env, slug) for env in ("dev", "staging", "prod")}
+        env_ids = {
+            env: projects_repo.get_environment(session, proj.id, env).id  # type: ignore[union-attr]
+            for env in ("dev", "staging", "prod")
+        }
+    load_task_modules(get_settings().task_modules)
+    register_version(REGISTRY, get_settings().worker_version, ["dev", "staging", "prod"])
+    return ProjectKeys(proj.id, slug, keys, env_ids)
+
+
+@pytest.fixture(scope="session")
+def celery_worker() -> Iterator[Any]:
+    """A real Celery worker consuming the real Redis broker, in this process (threads pool)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from shared.broker import queue_names
+    from shared.settings import get_settings
+    from workers import app
+    from workers.runtime import boot
+
+    boot()
+    queues = ",".join(queue_names(get_settings()).values())
+    app.conf.worker_direct = False
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=queues.split(","),
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        yield client
+
+
+def wait_for(
+    probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``probe`` until it returns a truthy value (an outcome, not a sleep-and-hope)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or probe}")
+        time.sleep(interval)
+
+
+def run_row(run_id: str) -> Any:
+    from shared.db import transaction
+    from shared.runs import repository as repo
+
+    with transaction() as session:
+        return repo.get_run(session, None, run_id)
+
+
+def wait_for_status(run_id: str, *statuses: str, timeout: float = 15.0) -> Any:
+    def probe() -> Any:
+        run = run_row(run_id)
+        return run if run is not None and run.status in statuses else None
+
+    return wait_for(probe, timeout, what=f"{run_id} to reach {statuses}")

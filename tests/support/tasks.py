@@ -1,0 +1,54 @@
+"""Tasks used by the test suite (loaded by the in-process worker)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from reprise import TaskContext, task
+
+# Tests coordinate with running tasks through these events (keyed by run id or name),
+# which forces interleavings instead of sleeping and hoping.
+GATES: dict[str, threading.Event] = {}
+SEEN: dict[str, list[Any]] = {}
+
+
+def gate(name: str) -> threading.Event:
+    return GATES.setdefault(name, threading.Event())
+
+
+@task(id="test-echo", max_attempts=1)
+def echo(payload: Any, ctx: TaskContext) -> Any:
+    SEEN.setdefault(ctx.run.id, []).append(
+        {"attempt": ctx.attempt.number, "is_replay": ctx.run.is_replay}
+    )
+    return {"payload": payload, "attempt": ctx.attempt.number, "isReplay": ctx.run.is_replay}
+
+
+@task(id="test-fail-until", max_attempts=3)
+def fail_until(payload: Any, ctx: TaskContext) -> Any:
+    """Fails until attempt ``succeedOn`` (never, if absent)."""
+    succeed_on = payload.get("succeedOn") if isinstance(payload, dict) else None
+    if succeed_on is None or ctx.attempt.number < int(succeed_on):
+        raise ValueError(f"failing attempt {ctx.attempt.number}")
+    return {"attempt": ctx.attempt.number}
+
+
+@task(id="test-block", max_attempts=1)
+def block(payload: Any, ctx: TaskContext) -> Any:
+    """Signals it started, then waits (in small steps) until released or interrupted."""
+    name = payload.get("gate", ctx.run.id) if isinstance(payload, dict) else ctx.run.id
+    gate(f"{name}:started").set()
+    release = gate(f"{name}:release")
+    deadline = time.monotonic() + float(payload.get("maxWait", 30) if isinstance(payload, dict) else 30)
+    while not release.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"released": release.is_set()}
+
+
+@task(id="test-checkpoints", max_attempts=1)
+def checkpoints(payload: Any, ctx: TaskContext) -> Any:
+    count = int(payload.get("count", 3)) if isinstance(payload, dict) else 3
+    numbers = [ctx.checkpoint({"step": i, "payload": payload}) for i in range(1, count + 1)]
+    return {"checkpoints": numbers}
