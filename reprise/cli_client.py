@@ -1,0 +1,266 @@
+"""Client commands of the ``reprise`` CLI (§11): ``trigger`` and ``runs …`` over HTTP.
+
+Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of
+``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_SECRET_KEY`` (or
+``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``). An API error prints
+``error: <message> (HTTP <status>)`` to stderr and exits 1; bad arguments exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reprise.client import UNSET, Client
+from reprise.errors import ApiError
+from reprise.models import Run, RunListItem
+
+URL_VARS = ("REPRISE_API_URL", "TRIGGER_API_URL")
+KEY_VARS = ("REPRISE_SECRET_KEY", "TRIGGER_SECRET_KEY")
+
+
+class UsageError(Exception):
+    """A bad argument value (exit 2)."""
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a dotenv file (comments, ``export`` and quotes allowed)."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def client_from_args(args: argparse.Namespace) -> Client:
+    base_url, key = args.api_url, args.key
+    if args.env_file:
+        found = read_env_file(args.env_file)
+        base_url = base_url or next((found[v] for v in URL_VARS if found.get(v)), None)
+        key = key or next((found[v] for v in KEY_VARS if found.get(v)), None)
+    return Client(base_url, key)
+
+
+def _json_arg(value: str | None, flag: str) -> Any:
+    if value is None:
+        return UNSET
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag} is not valid JSON: {exc.msg}") from None
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _cmd_trigger(client: Client, args: argparse.Namespace) -> int:
+    payload = _json_arg(args.payload, "--payload")
+    metadata = _json_arg(args.metadata, "--metadata")
+    handle = client.tasks.trigger(
+        args.task_id,
+        None if payload is UNSET else payload,
+        idempotency_key=args.idempotency_key,
+        delay=args.delay,
+        ttl=args.ttl,
+        tags=args.tag or None,
+        metadata=None if metadata is UNSET else metadata,
+        max_attempts=args.max_attempts,
+        queue=args.queue,
+    )
+    if args.json:
+        _print_json(handle.to_json_dict())
+    else:
+        print(handle.id)
+        if handle.is_cached:
+            print("(existing run for this idempotency key)", file=sys.stderr)
+    return 0
+
+
+def _when(item: RunListItem | Run) -> str:
+    return item.created_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
+    statuses = [s for value in args.status or [] for s in value.split(",") if s]
+    items = list(
+        client.runs.list(
+            status=statuses or None,
+            task_identifier=args.task or None,
+            tag=args.tag or None,
+            limit=args.limit,
+            page_size=min(args.limit, 100) if args.limit else None,
+        )
+    )
+    if args.json:
+        _print_json([item.to_json_dict() for item in items])
+        return 0
+    rows = [("ID", "STATUS", "TASK", "CREATED (UTC)", "TAGS")]
+    rows += [(i.id, i.status, i.task_identifier, _when(i), ",".join(i.tags)) for i in items]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
+def _describe(run: Run) -> list[str]:
+    lines = [
+        f"id:        {run.id}",
+        f"status:    {run.status}",
+        f"task:      {run.task_identifier}",
+        f"created:   {run.created_at.isoformat()}",
+    ]
+    optional = {
+        "version": run.version,
+        "delayed": run.delayed_until.isoformat() if run.delayed_until else None,
+        "finished": run.finished_at.isoformat() if run.finished_at else None,
+        "tags": ", ".join(run.tags) or None,
+        "replayed": run.replayed_from,
+        "attempts": str(run.attempt_count) if run.attempt_count else None,
+    }
+    lines += [f"{name + ':':<10} {value}" for name, value in optional.items() if value]
+    if run.error is not None:
+        lines.append(f"error:     {run.error.message}")
+    if run.output is not None:
+        lines.append(f"output:    {json.dumps(run.output)}")
+    return lines
+
+
+def _cmd_runs_get(client: Client, args: argparse.Namespace) -> int:
+    run = client.runs.retrieve(args.run_id)
+    if args.json:
+        _print_json(run.to_json_dict())
+    else:
+        print("\n".join(_describe(run)))
+    return 0
+
+
+def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
+    print(client.runs.cancel(args.run_id))
+    return 0
+
+
+def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
+    metadata = _json_arg(args.metadata, "--metadata")
+    new_id = client.runs.replay(
+        args.run_id,
+        payload=_json_arg(args.payload, "--payload"),
+        environment=args.env,
+        tags=args.tag or None,
+        metadata=None if metadata is UNSET else metadata,
+        delay=args.delay,
+    )
+    print(new_id)
+    return 0
+
+
+def _cmd_runs_reschedule(client: Client, args: argparse.Namespace) -> int:
+    run = client.runs.reschedule(args.run_id, args.delay)
+    until = run.delayed_until.isoformat() if run.delayed_until else "?"
+    print(f"{run.id} delayed until {until}")
+    return 0
+
+
+ClientHandler = Callable[[Client, argparse.Namespace], int]
+
+
+def _handler(command: ClientHandler) -> Callable[[argparse.Namespace], int]:
+    """Wrap a client command: build the client, render API errors, exit codes 1 and 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with client_from_args(args) as client:
+                return command(client, args)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except ApiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument("--api-url", help="API base URL (default: $REPRISE_API_URL)")
+    group.add_argument("--key", help="secret key tr_… (default: $REPRISE_SECRET_KEY)")
+    group.add_argument("--env-file", help="read REPRISE_API_URL / REPRISE_SECRET_KEY from it")
+    return parent
+
+
+def add_client_commands(sub: Any) -> None:
+    """Add ``trigger`` and ``runs`` to the CLI's subparsers action ``sub``."""
+    conn = [_connection_options()]
+
+    trigger = sub.add_parser("trigger", parents=conn, help="trigger a task; prints the run id")
+    trigger.add_argument("task_id")
+    trigger.add_argument("--payload", help='JSON payload, e.g. \'{"to": "a@b.c"}\'')
+    trigger.add_argument("--delay", help="duration (10m, 1h30m) or ISO date-time")
+    trigger.add_argument("--ttl", help="time to live in the queue, e.g. 10m")
+    trigger.add_argument("--tag", action="append", help="a tag (repeatable)")
+    trigger.add_argument("--metadata", help="JSON object")
+    trigger.add_argument("--idempotency-key")
+    trigger.add_argument("--max-attempts", type=int)
+    trigger.add_argument("--queue")
+    trigger.add_argument("--json", action="store_true", help="print {id, isCached, …}")
+    trigger.set_defaults(handler=_handler(_cmd_trigger))
+
+    runs = sub.add_parser("runs", help="list, inspect, cancel, replay and reschedule runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+
+    listing = runs_sub.add_parser("list", parents=conn, help="list runs, newest first")
+    listing.add_argument("--status", action="append", help="status (repeatable or a,b)")
+    listing.add_argument("--task", action="append", help="task identifier (repeatable)")
+    listing.add_argument("--tag", action="append", help="tag (repeatable)")
+    listing.add_argument("--limit", type=_positive, default=25, help="at most N runs (25)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=_handler(_cmd_runs_list))
+
+    get = runs_sub.add_parser("get", parents=conn, help="show one run")
+    get.add_argument("run_id")
+    get.add_argument("--json", action="store_true", help="print the full run object")
+    get.set_defaults(handler=_handler(_cmd_runs_get))
+
+    cancel = runs_sub.add_parser("cancel", parents=conn, help="cancel a run")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(handler=_handler(_cmd_runs_cancel))
+
+    replay = runs_sub.add_parser("replay", parents=conn, help="replay a run; prints the new id")
+    replay.add_argument("run_id")
+    replay.add_argument("--payload", help="JSON payload instead of the original")
+    replay.add_argument("--env", help="replay into this environment (dev, staging, prod)")
+    replay.add_argument("--tag", action="append", help="tags instead of the original (repeatable)")
+    replay.add_argument("--metadata", help="JSON object instead of the original")
+    replay.add_argument("--delay", help="delay the new run (duration or ISO date-time)")
+    replay.set_defaults(handler=_handler(_cmd_runs_replay))
+
+    reschedule = runs_sub.add_parser(
+        "reschedule", parents=conn, help="move a delayed run to a new time"
+    )
+    reschedule.add_argument("run_id")
+    reschedule.add_argument("--delay", required=True, help="duration (2h) or ISO date-time")
+    reschedule.set_defaults(handler=_handler(_cmd_runs_reschedule))
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number

@@ -1,0 +1,364 @@
+"""The Python SDK's API client (§11): ``configure``, ``tasks.trigger`` and ``runs.*``.
+
+Usage::
+
+    import reprise
+
+    reprise.configure(base_url="http://127.0.0.1:8000", access_token="tr_dev_…")
+    handle = reprise.tasks.trigger("send-email", {"to": "a@example.com"}, delay="10m")
+    run = reprise.runs.retrieve(handle.id)
+    for item in reprise.runs.list(status=["FAILED", "CRASHED"], task_identifier="send-email"):
+        reprise.runs.replay(item.id)
+
+Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_SECRET_KEY``
+(or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``); the URL defaults to
+``http://127.0.0.1:8000``. A :class:`Client` can also be made directly to talk to several
+servers or keys at once.
+
+Times: a ``datetime`` without a timezone is taken as UTC (as the server does for ISO
+strings without an offset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from reprise.errors import (
+    ApiConnectionError,
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    ServerError,
+)
+from reprise.models import Run, RunListItem, TriggeredRun
+from reprise.transport import Transport
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "NotFoundError",
+    "ServerError",
+    "configure",
+    "runs",
+    "tasks",
+]
+
+Delay = str | datetime | timedelta
+Tags = str | list[str]
+_HASHED_KEY = re.compile(r"^.{64}$", re.DOTALL)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z`` (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def delay_value(delay: Delay) -> str:
+    """A delay as the API takes it: a duration string, or an ISO date-time for a datetime."""
+    if isinstance(delay, datetime):
+        return iso_utc(delay)
+    if isinstance(delay, timedelta):
+        return f"{max(0, math.ceil(delay.total_seconds()))}s"
+    if isinstance(delay, str):
+        return delay
+    raise TypeError("delay must be a duration string, a datetime or a timedelta")
+
+
+def ttl_value(ttl: str | int | timedelta) -> str | int:
+    if isinstance(ttl, timedelta):
+        return max(0, math.ceil(ttl.total_seconds()))
+    return ttl
+
+
+def idempotency_options(key: str | list[str]) -> dict[str, Any]:
+    """The idempotency fields of a trigger, hashed exactly as ``@trigger.dev/sdk`` does (§4.1).
+
+    Outside a task, a key of scope "run" is ``sha256("-".join(parts))`` in hex, and the user's
+    key travels in ``idempotencyKeyOptions``; a plain 64-character string is taken as a key
+    hashed already (as the official SDK does), so both SDKs deduplicate against each other.
+    """
+    if isinstance(key, str) and _HASHED_KEY.match(key):
+        return {"idempotencyKey": key}
+    parts = [key] if isinstance(key, str) else list(key)
+    user_key = "-".join(parts)
+    return {
+        "idempotencyKey": hashlib.sha256(user_key.encode()).hexdigest(),
+        "idempotencyKeyOptions": {"key": user_key, "scope": "run"},
+    }
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _csv(value: str | Iterable[str] | None) -> str | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    return ",".join(items) or None
+
+
+def _run_path(run_id: str, template: str) -> str:
+    if not run_id:
+        raise ValueError("a run id is required")
+    return template.format(id=quote(run_id, safe=""))
+
+
+class Tasks:
+    """``reprise.tasks``: trigger runs of tasks."""
+
+    def __init__(self, client: Callable[[], Client]) -> None:
+        self._client = client
+
+    def trigger(
+        self,
+        task_id: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | list[str] | None = None,
+        idempotency_key_ttl: str | None = None,
+        delay: Delay | None = None,
+        ttl: str | int | timedelta | None = None,
+        tags: Tags | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        max_duration: int | None = None,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int | None = None,
+        test: bool | None = None,
+    ) -> TriggeredRun:
+        """Trigger a run of ``task_id`` with a JSON ``payload``; returns its id at once.
+
+        A repeated ``idempotency_key`` returns the existing run with ``is_cached=True``.
+        """
+        options = _compact(
+            {
+                "idempotencyKeyTTL": idempotency_key_ttl,
+                "delay": delay_value(delay) if delay is not None else None,
+                "ttl": ttl_value(ttl) if ttl is not None else None,
+                "tags": [tags] if isinstance(tags, str) else tags,
+                "metadata": metadata,
+                "maxAttempts": max_attempts,
+                "maxDuration": max_duration,
+                "queue": queue,
+                "concurrencyKey": concurrency_key,
+                "priority": priority,
+                "test": test,
+            }
+        )
+        if idempotency_key:
+            options.update(idempotency_options(idempotency_key))
+        body: dict[str, Any] = {"options": options}
+        if payload is not None:
+            body["payload"] = payload  # plain JSON: the server stores it as application/json
+        path = f"/api/v1/tasks/{quote(task_id, safe='')}/trigger"
+        response = self._client().transport.request("POST", path, json_body=body)
+        data = response.json()
+        return TriggeredRun(
+            id=data["id"],
+            is_cached=bool(data.get("isCached", False)),
+            public_access_token=response.headers.get("x-trigger-jwt"),
+        )
+
+
+class Runs:
+    """``reprise.runs``: read, list, cancel, replay and reschedule runs."""
+
+    def __init__(self, client: Callable[[], Client]) -> None:
+        self._client = client
+
+    def retrieve(self, run_id: str) -> Run:
+        data = self._client().transport.request_json("GET", _run_path(run_id, "/api/v3/runs/{id}"))
+        return Run.model_validate(data)
+
+    def list(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        task_identifier: str | Iterable[str] | None = None,
+        tag: str | Iterable[str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        period: str | None = None,
+        version: str | Iterable[str] | None = None,
+        is_test: bool | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[RunListItem]:
+        """Runs of the key's environment, newest first, fetching pages as it is iterated.
+
+        ``limit`` stops after that many runs (and fetches no further page).
+        """
+        params = _compact(
+            {
+                "filter[status]": _csv(status),
+                "filter[taskIdentifier]": _csv(task_identifier),
+                "filter[tag]": _csv(tag),
+                "filter[createdAt][from]": iso_utc(created_from) if created_from else None,
+                "filter[createdAt][to]": iso_utc(created_to) if created_to else None,
+                "filter[createdAt][period]": period,
+                "filter[version]": _csv(version),
+                "filter[isTest]": None if is_test is None else str(is_test).lower(),
+                "page[size]": str(page_size) if page_size else None,
+            }
+        )
+        return self._iterate(params, limit)
+
+    def _iterate(self, params: dict[str, str], limit: int | None) -> Iterator[RunListItem]:
+        seen = 0
+        while True:
+            page = self._client().transport.request_json("GET", "/api/v1/runs", params=params)
+            for item in page.get("data", []):
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield RunListItem.model_validate(item)
+            cursor = (page.get("pagination") or {}).get("next")
+            if not cursor or (limit is not None and seen >= limit):
+                return
+            params = {**params, "page[after]": cursor}
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a run (a no-op for a finished one); returns its id."""
+        path = _run_path(run_id, "/api/v2/runs/{id}/cancel")
+        return str(self._client().transport.request_json("POST", path)["id"])
+
+    def replay(
+        self,
+        run_id: str,
+        *,
+        payload: Any = UNSET,
+        environment: str | None = None,
+        tags: Tags | None = None,
+        metadata: dict[str, Any] | None = None,
+        delay: Delay | None = None,
+        ttl: str | int | timedelta | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Replay a run as a new run of the same task (§5); returns the new run's id.
+
+        Without overrides the original payload and options are reused. ``payload=None``
+        replays with a null payload; leave it out to keep the original.
+        """
+        body = _compact(
+            {
+                "environment": environment,
+                "tags": [tags] if isinstance(tags, str) else tags,
+                "metadata": metadata,
+                "delay": delay_value(delay) if delay is not None else None,
+                "ttl": ttl_value(ttl) if ttl is not None else None,
+                "maxAttempts": max_attempts,
+                "priority": priority,
+                "queue": queue,
+            }
+        )
+        if payload is not UNSET:
+            body["payload"] = payload
+        path = _run_path(run_id, "/api/v1/runs/{id}/replay")
+        data = self._client().transport.request_json("POST", path, json_body=body or None)
+        return str(data["id"])
+
+    def reschedule(self, run_id: str, delay: Delay) -> Run:
+        """Move a DELAYED run to a new time (§6); returns the run with its new ``delayed_until``."""
+        path = _run_path(run_id, "/api/v1/runs/{id}/reschedule")
+        data = self._client().transport.request_json(
+            "POST", path, json_body={"delay": delay_value(delay)}
+        )
+        return Run.model_validate(data)
+
+
+class Client:
+    """A connection to one Reprise API with one secret key: ``client.tasks``, ``client.runs``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        access_token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.transport = Transport(
+            base_url,
+            access_token,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            transport=transport,
+        )
+        self.tasks = Tasks(lambda: self)
+        self.runs = Runs(lambda: self)
+
+    @property
+    def base_url(self) -> str:
+        return self.transport.base_url
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+_lock = threading.Lock()
+_default: Client | None = None
+
+
+def configure(
+    base_url: str | None = None,
+    access_token: str | None = None,
+    *,
+    timeout: float = 30.0,
+    max_retries: int = 3,
+) -> Client:
+    """Point ``reprise.tasks`` and ``reprise.runs`` at a server (env vars fill what is omitted)."""
+    global _default
+    client = Client(base_url, access_token, timeout=timeout, max_retries=max_retries)
+    with _lock:
+        _default = client
+    return client
+
+
+def default_client() -> Client:
+    """The client ``reprise.tasks``/``reprise.runs`` use, made from the environment if needed."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+tasks = Tasks(default_client)
+runs = Runs(default_client)

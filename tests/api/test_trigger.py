@@ -1,0 +1,211 @@
+"""POST /api/v1/tasks/{taskId}/trigger: payloads, options, idempotency and every error row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.db import transaction
+from shared.runs.models import Run
+from tests.support.fixtures import ProjectKeys, run_row
+
+SDK_HEADERS = {"x-trigger-api-version": "2025-07-16", "trigger-version": "4.8.3"}
+
+
+def run_count() -> int:
+    with transaction() as session:
+        return int(session.execute(select(func.count()).select_from(Run)).scalar_one())
+
+
+def trigger(api: Any, project: ProjectKeys, task: str, body: Any, **headers: str) -> Any:
+    return api.post(
+        f"/api/v1/tasks/{task}/trigger",
+        content=body if isinstance(body, bytes | str) else json.dumps(body),
+        headers=project.headers("dev", **{"content-type": "application/json", **headers}),
+    )
+
+
+def test_sdk_superjson_trigger_stores_decoded_payload_and_options(
+    api: Any, project: ProjectKeys
+) -> None:
+    body = {
+        "payload": json.dumps(
+            {"json": {"foo": "bar", "n": 1, "when": "2026-01-01T00:00:00.000Z"},
+             "meta": {"values": {"when": ["Date"]}}}
+        ),
+        "options": {
+            "payloadType": "application/super+json",
+            "payloadSize": 98,
+            "ttl": "10m",
+            "tags": ["user_1", "org_2"],
+            "maxAttempts": 3,
+            "metadata": {"a": 1},
+            "maxDuration": 60,
+            "queue": {"name": "emails"},
+            "concurrencyKey": "user_1",
+            "priority": 10,
+            "test": True,
+        },
+    }
+    response = trigger(api, project, "test-echo", body)
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"id"}
+    run = run_row(response.json()["id"])
+    assert run.payload == {"foo": "bar", "n": 1, "when": "2026-01-01T00:00:00.000Z"}
+    assert run.payload_type == "application/super+json"
+    assert run.tags == ["org_2", "user_1"]
+    assert (run.ttl_seconds, run.max_attempts, run.max_duration_seconds) == (600, 3, 60)
+    assert (run.queue, run.concurrency_key, run.priority, run.is_test) == ("emails", "user_1", 10, True)
+    assert run.metadata_ == {"a": 1}
+    assert run.status == "QUEUED"
+    assert run.ttl_expires_at is not None
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "stored"),
+    [
+        ('{"a": 1}', "application/json", {"a": 1}),
+        ("just text", "text/plain", "just text"),
+        ({"plain": True}, None, {"plain": True}),
+    ],
+)
+def test_payload_types(
+    api: Any, project: ProjectKeys, payload: Any, kind: str | None, stored: Any
+) -> None:
+    options = {"payloadType": kind} if kind else {}
+    response = trigger(api, project, "test-echo", {"payload": payload, "options": options})
+    assert response.status_code == 200, response.text
+    assert run_row(response.json()["id"]).payload == stored
+
+
+def test_idempotency_key_returns_the_existing_run_and_shows_the_users_key(
+    api: Any, project: ProjectKeys
+) -> None:
+    options = {
+        "idempotencyKey": "be29" + "0" * 56 + "9d44",
+        "idempotencyKeyOptions": {"key": "key-1", "scope": "run"},
+    }
+    first = trigger(api, project, "test-echo", {"payload": {}, "options": options})
+    second = trigger(api, project, "test-echo", {"payload": {}, "options": options})
+    assert first.status_code == second.status_code == 200
+    assert second.json() == {"id": first.json()["id"], "isCached": True}
+    body = api.get(f"/api/v3/runs/{first.json()['id']}", headers=project.headers()).json()
+    assert body["idempotencyKey"] == "key-1"
+    assert run_count() == 1
+
+
+def test_failed_run_releases_its_idempotency_key(api: Any, project: ProjectKeys) -> None:
+    options = {"idempotencyKey": "my-key"}
+    first = trigger(api, project, "test-echo", {"options": options}).json()["id"]
+    with transaction() as session:
+        session.execute(Run.__table__.update().where(Run.id == first).values(status="FAILED"))
+    second = trigger(api, project, "test-echo", {"options": options}).json()
+    assert second["id"] != first
+    assert "isCached" not in second
+
+
+def test_request_idempotency_header_deduplicates_sdk_retries(api: Any, project: ProjectKeys) -> None:
+    header = {"x-trigger-request-idempotency-key": "6f1c2f8e-0000-4000-8000-000000000001"}
+    first = trigger(api, project, "test-echo", {"payload": 1}, **header)
+    second = trigger(api, project, "test-echo", {"payload": 1}, **header)
+    assert first.json()["id"] == second.json()["id"]
+    assert run_count() == 1
+
+
+def test_jwt_header_is_a_public_token_scoped_to_the_run(api: Any, project: ProjectKeys) -> None:
+    response = trigger(api, project, "test-echo", {"payload": {"secret": 1}})
+    token = response.headers["x-trigger-jwt"]
+    run_id = response.json()["id"]
+    public = api.get(f"/api/v3/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
+    assert public.status_code == 200
+    assert "payload" not in public.json()
+    other = trigger(api, project, "test-echo", {"payload": 2}).json()["id"]
+    denied = api.get(f"/api/v3/runs/{other}", headers={"Authorization": f"Bearer {token}"})
+    assert denied.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "Invalid request body"),
+        (b"[1, 2]", 422, "the request body must be a JSON object"),
+        ({"options": {"tags": [f"t{i}" for i in range(11)]}}, 422, "at most 10 tags"),
+        ({"options": {"tags": ["x" * 129]}}, 422, "1 to 128 characters"),
+        ({"options": {"tags": [""]}}, 422, "1 to 128 characters"),
+        ({"options": {"maxAttempts": 0}}, 422, "maxAttempts"),
+        ({"options": {"ttl": "soon"}}, 422, "options.ttl"),
+        ({"options": {"delay": "whenever"}}, 422, "options.delay"),
+        ({"payload": "{bad", "options": {"payloadType": "application/json"}}, 422, "payload"),
+        ({"options": {"payloadType": "application/xml"}}, 422, "payloadType"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_writes_nothing(
+    api: Any, project: ProjectKeys, body: Any, status: int, message: str
+) -> None:
+    response = trigger(api, project, "test-echo", body)
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"}
+    assert message in response.json()["error"]
+    assert run_count() == 0
+
+
+def test_unknown_task_is_404(api: Any, project: ProjectKeys) -> None:
+    response = trigger(api, project, "no-such-task", {"payload": {}})
+    assert response.status_code == 404
+    assert "no-such-task" in response.json()["error"]
+    assert run_count() == 0
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer ", "Bearer tr_dev_wrong", "Basic abc", "Bearer a.b.c"]
+)
+def test_missing_or_wrong_key_is_401(api: Any, project: ProjectKeys, authorization: str | None) -> None:
+    headers = {"content-type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = api.post("/api/v1/tasks/test-echo/trigger", json={"payload": 1}, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"error": "Invalid or Missing API key"}
+    assert run_count() == 0
+
+
+def test_revoked_key_is_401(api: Any, project: ProjectKeys) -> None:
+    from shared.projects.repository import revoke_key
+
+    prefix = project.keys["dev"][: len("tr_dev_") + 6]
+    with transaction() as session:
+        assert revoke_key(session, prefix) == 1
+    assert trigger(api, project, "test-echo", {}).status_code == 401
+
+
+def test_body_over_the_limit_is_413(api: Any, project: ProjectKeys) -> None:
+    huge = b'{"payload": "' + b"x" * (10 * 1024 * 1024 + 1) + b'"}'
+    response = trigger(api, project, "test-echo", huge)
+    assert response.status_code == 413
+    assert response.json() == {"error": "Request body too large"}
+    assert run_count() == 0
+
+
+def test_task_missing_from_current_version_waits_for_a_version(
+    api: Any, project: ProjectKeys
+) -> None:
+    from reprise.registry import Registry, TaskDefinition
+    from workers.runtime import register_version
+
+    # A newer version without test-echo becomes current in every environment.
+    newer = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    register_version(newer, "20261122.2", ["dev", "staging", "prod"])
+    run_id = trigger(api, project, "test-echo", {"payload": 1}).json()["id"]
+    assert run_row(run_id).status == "PENDING_VERSION"
+    legacy = api.get(f"/api/v3/runs/{run_id}", headers=project.headers()).json()
+    assert legacy["status"] == "WAITING_FOR_DEPLOY"
+    current = api.get(f"/api/v3/runs/{run_id}", headers=project.headers(**SDK_HEADERS)).json()
+    assert current["status"] == "PENDING_VERSION"
+
+    from reprise.registry import REGISTRY
+
+    assert register_version(REGISTRY, "20261122.3", ["dev", "staging", "prod"]) >= 1
+    assert run_row(run_id).status == "QUEUED"

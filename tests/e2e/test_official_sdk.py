@@ -1,0 +1,187 @@
+"""The official ``@trigger.dev/sdk`` (npm, pinned in node/package.json) against a live server.
+
+Each test runs one driver script in ``node/`` that calls the SDK unchanged — configured only
+with ``configure({ baseURL, accessToken })`` — and prints one JSON line per step. The SDK
+validates every response with its zod schemas, so a step that returns at all proves the wire
+shape; the assertions check the values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.fixtures import ProjectKeys, run_row
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _date(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_trigger_then_retrieve_until_completed_with_output_and_one_attempt(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("trigger_and_retrieve.mjs", project.keys["dev"])
+
+    handle = scenario.ok("trigger")
+    assert handle["id"].startswith("run_")
+    assert handle["hasPublicAccessToken"]
+    assert not handle.get("isCached")
+    done = scenario.ok("completed")
+    run = done["run"]
+    assert run["id"] == handle["id"]
+    assert run["status"] == "COMPLETED"
+    assert run["isCompleted"] and run["isSuccess"] and not run["isFailed"]
+    assert run["output"] == {"message": "Hello, Ada!", "runId": handle["id"], "attempt": 1}
+    assert run["payload"] == {"name": "Ada", "when": "2026-01-01T00:00:00.000Z"}
+    assert run["attemptCount"] == 1
+    assert run["taskIdentifier"] == "hello-world"
+    assert run["tags"] == ["e2e", "user_1"]
+    assert run["metadata"] == {"source": "e2e"}
+    assert run["ttl"] == "10m"
+    assert run["datesAreDates"]
+    assert set(done["statusesSeen"]) <= {"QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED"}
+    public = scenario.ok("retrieve-with-public-token")
+    assert public == {"id": handle["id"], "status": "COMPLETED", "hasPayload": False, "hasOutput": False}
+
+
+def test_idempotency_key_returns_the_same_run_until_it_completes(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("idempotency.mjs", project.keys["dev"])
+
+    first, second = scenario.ok("first"), scenario.ok("second")
+    assert not first.get("isCached")
+    assert second["id"] == first["id"]
+    assert second["isCached"] is True
+    assert scenario.ok("other-key")["id"] != first["id"]
+    retrieved = scenario.ok("retrieve-first")
+    assert retrieved["idempotencyKey"] == retrieved["key"]
+    scenario.ok("first-completed")
+    # A COMPLETED run keeps its key (only failed or expired runs release it).
+    assert scenario.ok("after-completion") == {**second, "isCached": True}
+
+
+def test_list_auto_paginates_with_task_and_status_filters(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("list.mjs", project.keys["dev"], E2E_RUN_COUNT="5")
+
+    triggered = scenario.ok("trigger")
+    scenario.ok("all-completed")
+    items = scenario.ok("list")["items"]
+    assert [item["id"] for item in items] == list(reversed(triggered["ids"]))
+    assert {item["status"] for item in items} == {"COMPLETED"}
+    assert all(item["env"] == {"id": project.environment_ids["dev"], "name": "dev"} for item in items)
+    assert scenario.ok("pages")["sizes"] == [2, 2, 1]
+    assert scenario.ok("list-delayed")["ids"] == [triggered["delayedId"]]
+
+
+def test_failed_run_shows_its_error_and_attempts(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("failed.mjs", project.keys["dev"])
+
+    handle = scenario.ok("trigger")
+    failed = scenario.ok("failed")
+    run = failed["run"]
+    assert run["status"] == "FAILED"
+    assert run["isFailed"] and run["isCompleted"] and not run["isSuccess"]
+    assert run["error"]["message"] == "failing attempt 3"
+    assert run["error"]["name"] == "ValueError"
+    assert run["attemptCount"] == 3
+    assert "output" not in run
+    assert scenario.ok("list-failed")["ids"] == [handle["id"]]
+    text = scenario.ok("trigger-text")
+    assert (text["payload"], text["status"]) == ("just text", "DELAYED")
+
+
+def test_cancel_of_a_delayed_run(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("cancel.mjs", project.keys["dev"])
+
+    handle = scenario.ok("trigger-delayed")
+    delayed = scenario.ok("retrieve-delayed")
+    assert delayed["status"] == "DELAYED"
+    assert delayed["isQueued"] and not delayed["isCompleted"]
+    until = _date(delayed["delayedUntil"]) - datetime.now(UTC)
+    assert timedelta(minutes=55) < until <= timedelta(hours=1)
+    assert scenario.ok("cancel") == {"id": handle["id"]}
+    canceled = scenario.ok("retrieve-canceled")
+    assert canceled["status"] == "CANCELED"
+    assert canceled["isCancelled"] and canceled["isCompleted"] and not canceled["isSuccess"]
+    assert scenario.ok("cancel-again") == {"id": handle["id"]}
+    assert run_row(handle["id"]).status == "CANCELED"
+
+
+def test_errors_reach_the_sdk_with_their_status_and_message(
+    run_scenario: Any, project: ProjectKeys, live_server: Any
+) -> None:
+    scenario = run_scenario("errors.mjs", project.keys["dev"])
+
+    unknown = scenario.error("retrieve-unknown")
+    assert (unknown["status"], unknown["className"]) == (404, "NotFoundError")
+    assert unknown["error"] == "Run not found"
+    malformed = scenario.error("retrieve-malformed")
+    assert (malformed["status"], malformed["error"]) == (400, "Invalid or missing run ID")
+    assert scenario.error("trigger-unknown-task")["status"] == 404
+    tags = scenario.error("trigger-eleven-tags")
+    assert tags["status"] == 422
+    assert "tags" in tags["error"]
+    for step in ("wrong-key-retrieve", "wrong-key-trigger", "wrong-key-list"):
+        error = scenario.error(step)
+        assert (error["status"], error["className"]) == (401, "AuthenticationError"), step
+        assert error["error"] == "Invalid or Missing API key"
+
+
+def test_replay_creates_a_new_run_that_completes(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("replay.mjs", project.keys["dev"])
+
+    original = scenario.ok("trigger")
+    scenario.ok("original-completed")
+    replay = scenario.ok("replay")
+    assert replay["id"].startswith("run_")
+    assert replay["id"] != original["id"]
+    at_once = scenario.ok("retrieve-replay-at-once")
+    assert at_once["id"] == replay["id"]
+    assert at_once["taskIdentifier"] == "hello-world"
+    run = scenario.ok("replay-completed")["run"]
+    assert run["status"] == "COMPLETED"
+    assert run["payload"] == {"name": "Grace"}
+    assert run["output"] == {"message": "Hello, Grace!", "runId": replay["id"], "attempt": 1}
+    assert run["attemptCount"] == 1
+    row = run_row(replay["id"])
+    assert row.replayed_from == original["id"]
+    assert row.lineage_depth == 1
+
+
+def test_reschedule_with_a_duration_and_with_a_date(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("reschedule.mjs", project.keys["dev"])
+
+    handle = scenario.ok("trigger-delayed")
+    moved = scenario.ok("reschedule-duration")
+    run = moved["run"]
+    assert run["id"] == handle["id"]
+    assert run["status"] == "DELAYED"
+    assert run["datesAreDates"]
+    until_ms = _date(run["delayedUntil"]).timestamp() * 1000
+    two_hours_ms = 2 * 3600 * 1000
+    assert moved["before"] + two_hours_ms - 1000 <= until_ms <= moved["after"] + two_hours_ms + 1000
+    dated = scenario.ok("reschedule-date")
+    assert dated["run"]["delayedUntil"] == dated["at"]
+    retrieved = scenario.ok("retrieve")
+    assert (retrieved["status"], retrieved["delayedUntil"]) == ("DELAYED", dated["at"])
+    refused = scenario.error("reschedule-not-delayed")
+    assert (refused["status"], refused["error"]) == (
+        400,
+        "Cannot reschedule a run that is not delayed",
+    )

@@ -1,0 +1,194 @@
+"""Execution on a real worker: attempts, retries, timeouts, cancel, crash recovery, delays."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, update
+
+from reprise.registry import REGISTRY
+from shared.db import transaction
+from shared.projects.service import AuthContext
+from shared.runs import execution
+from shared.runs import repository as repo
+from shared.runs.models import Run
+from shared.runs.recovery import redispatch_lost_runs
+from shared.runs.schemas import TriggerOptions
+from shared.runs.service import cancel_run, trigger_run
+from shared.timers.service import promote_due_runs
+from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+from tests.support.tasks import gate
+
+
+def auth_of(project: ProjectKeys, env: str = "dev") -> AuthContext:
+    return AuthContext(project.project_id, project.environment_ids[env], env)
+
+
+def trigger(
+    project: ProjectKeys, task: str, payload: Any = None, *, publish: bool = True, **options: Any
+) -> str:
+    """Trigger a run; with ``publish=False`` no message is sent and the test is the worker."""
+    with transaction() as session:
+        result = trigger_run(
+            session, auth_of(project), task, payload, TriggerOptions.model_validate(options)
+        )
+        if not publish:
+            session.info.pop("after_commit")
+        return result.run.id
+
+
+def attempts(run_id: str) -> list[Any]:
+    with transaction() as session:
+        return repo.attempts_of(session, [run_id])[run_id]
+
+
+def test_success_records_output_attempt_duration_and_cost(
+    project: ProjectKeys, celery_worker: Any
+) -> None:
+    run_id = trigger(project, "test-echo", {"x": 1})
+    run = wait_for_status(run_id, "COMPLETED")
+    assert run.output == {"payload": {"x": 1}, "attempt": 1, "isReplay": False}
+    assert run.version == "20261122.1"
+    assert run.started_at and run.finished_at and run.dequeued_at
+    assert run.duration_ms >= 0 and run.base_cost_in_cents > 0
+    [attempt] = attempts(run_id)
+    assert attempt.status == "COMPLETED" and attempt.id.startswith("attempt_")
+
+
+def test_failures_retry_with_backoff_until_success(project: ProjectKeys, celery_worker: Any) -> None:
+    run_id = trigger(project, "test-fail-until", {"succeedOn": 3})
+    run = wait_for_status(run_id, "COMPLETED")
+    assert run.output == {"attempt": 3}
+    assert [a.status for a in attempts(run_id)] == ["FAILED", "FAILED", "COMPLETED"]
+
+
+def test_failures_past_max_attempts_end_failed(project: ProjectKeys, celery_worker: Any) -> None:
+    run_id = trigger(project, "test-fail-until", {}, maxAttempts=2)
+    run = wait_for_status(run_id, "FAILED")
+    assert run.error["name"] == "ValueError"
+    assert "failing attempt 2" in run.error["message"]
+    assert [a.status for a in attempts(run_id)] == ["FAILED", "FAILED"]
+
+
+def test_max_duration_ends_timed_out(project: ProjectKeys, celery_worker: Any) -> None:
+    run_id = trigger(project, "test-block", {"gate": "timeout-test"}, maxDuration=1)
+    run = wait_for_status(run_id, "TIMED_OUT")
+    assert "maxDuration" in run.error["message"]
+    assert run.finished_at is not None
+
+
+def test_cancel_of_an_executing_run_stops_the_task(project: ProjectKeys, celery_worker: Any) -> None:
+    run_id = trigger(project, "test-block", {"gate": "cancel-test"})
+    assert gate("cancel-test:started").wait(15)
+    with transaction() as session:
+        assert cancel_run(session, run_id) is not None
+    wait_for(
+        lambda: attempts(run_id) and attempts(run_id)[0].status == "CANCELED",
+        what="the attempt to be canceled",
+    )
+    assert run_row(run_id).status == "CANCELED"
+    assert not gate("cancel-test:release").is_set()
+
+
+def test_a_run_is_claimed_once_by_concurrent_deliveries(project: ProjectKeys) -> None:
+    """Two deliveries of the same message race; exactly one claims the run."""
+    from tests.support.tasks import SEEN
+
+    # No message reaches the worker: the two threads below are the two deliveries.
+    run_id = trigger(project, "test-echo", publish=False)
+    barrier = threading.Barrier(2)
+    outcomes: list[execution.Outcome] = []
+
+    def deliver(name: str) -> None:
+        barrier.wait()
+        outcomes.append(execution.execute_run(run_id, REGISTRY, name, "20261122.1"))
+
+    threads = [threading.Thread(target=deliver, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.detail for o in outcomes) == ["", "not claimed"]
+    assert run_row(run_id).status == "COMPLETED"
+    assert len(SEEN[run_id]) == 1
+    assert len(attempts(run_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("task", "outcome", "attempt_statuses"),
+    [
+        ("test-fail-until", "COMPLETED", ["FAILED", "COMPLETED"]),
+        ("test-echo", "CRASHED", ["FAILED"]),  # max_attempts=1: no attempt left
+    ],
+)
+def test_run_of_a_dead_worker_is_reclaimed_after_its_heartbeat_goes_stale(
+    project: ProjectKeys, task: str, outcome: str, attempt_statuses: list[str]
+) -> None:
+    run_id = trigger(project, task, {"succeedOn": 1}, publish=False)
+    # Worker A claims and starts the run, then "dies" (never finishes, never heartbeats).
+    claimed, _ = execution._claim(run_id, "dead-worker")
+    assert claimed is not None
+    assert execution._begin_attempt(run_id, "dead-worker", "20261122.1") is not None
+    # While its heartbeat is fresh, another delivery does not steal it.
+    assert execution.execute_run(run_id, REGISTRY, "other", "20261122.1").detail == "not claimed"
+    with transaction() as session:
+        session.execute(
+            update(Run).where(Run.id == run_id).values(
+                heartbeat_at=func.now() - timedelta(seconds=60),
+                dispatched_at=func.now() - timedelta(seconds=120),
+            )
+        )
+        assert redispatch_lost_runs(session) == 1
+        session.info.pop("after_commit")  # this test delivers the republished message itself
+    assert execution.execute_run(run_id, REGISTRY, "other", "20261122.1").status == outcome
+    assert [a.status for a in attempts(run_id)] == attempt_statuses
+    assert attempts(run_id)[0].error["name"] == "WorkerLost"
+
+
+def test_lost_dispatch_is_republished_by_the_recovery_sweep(
+    project: ProjectKeys, celery_worker: Any
+) -> None:
+    with transaction() as session:
+        run = trigger_run(session, auth_of(project), "test-echo", 7, TriggerOptions()).run
+        session.info.pop("after_commit")  # the publish after commit is "lost"
+        session.execute(
+            update(Run).where(Run.id == run.id).values(dispatched_at=func.now() - timedelta(hours=1))
+        )
+    with transaction() as session:
+        assert redispatch_lost_runs(session) == 1
+    assert wait_for_status(run.id, "COMPLETED").output["payload"] == 7
+
+
+def test_a_worker_expires_a_run_whose_ttl_passed_instead_of_running_it(project: ProjectKeys) -> None:
+    run_id = trigger(project, "test-echo", None, publish=False, ttl="1s")
+    with transaction() as session:
+        session.execute(
+            update(Run).where(Run.id == run_id).values(ttl_expires_at=func.now() - timedelta(seconds=1))
+        )
+    assert execution.execute_run(run_id, REGISTRY, "w", "v").status == "expired"
+    run = run_row(run_id)
+    assert run.status == "EXPIRED" and run.expired_at is not None
+    assert run.error == {"message": "Run expired because the TTL was reached"}
+    assert attempts(run_id) == []
+
+
+def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
+    project: ProjectKeys, celery_worker: Any
+) -> None:
+    run_id = trigger(project, "test-echo", "later", delay="1h")
+    run = run_row(run_id)
+    assert run.status == "DELAYED" and run.queued_at is None
+    with transaction() as session:
+        assert promote_due_runs(session).promoted == 0
+        session.execute(
+            update(Run).where(Run.id == run_id).values(delayed_until=func.now() - timedelta(seconds=1))
+        )
+    with transaction() as session:
+        assert promote_due_runs(session).promoted == 1
+    run = wait_for_status(run_id, "COMPLETED")
+    assert run.queued_at is not None and run.queued_at >= run.delayed_until
+    with transaction() as session:
+        assert promote_due_runs(session).promoted == 0
