@@ -102,19 +102,19 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from reprise.devserver import run_dev
 
-    return run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port)
+    return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port))
 
 
 def _cmd_flower(args: argparse.Namespace) -> int:
     from workers.ops import run_flower
 
-    return run_flower(address=args.address, port=args.port)
+    return int(run_flower(address=args.address, port=args.port))
 
 
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
     from workers.ops import healthcheck
 
-    return healthcheck(args.process)
+    return int(healthcheck(args.process))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,16 @@ def env_base_url() -> str:
 
 
 def env_access_token() -> str | None:
-    return os.environ.get("REPRISE_SECRET_KEY") or os.environ.get("TRIGGER_SECRET_KEY") or None
+    """The secret key from the environment; only ``tr_…`` values count.
+
+    ``REPRISE_SECRET_KEY`` is also the name of the *server's* signing secret: in a process
+    configured as a server, that value is not an API key and must never be sent anywhere.
+    """
+    for name in ("REPRISE_SECRET_KEY", "TRIGGER_SECRET_KEY"):
+        value = os.environ.get(name, "").strip()
+        if value.startswith("tr_"):
+            return value
+    return None
 
 
 def _json_default(value: Any) -> Any:

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from celery import Celery
-from kombu import Queue
+from kombu import Queue  # type: ignore[attr-defined]
 
 from shared.settings import Settings, get_settings
 

@@ -5,10 +5,10 @@ Services never commit: the request or task boundary does, with :func:`transactio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-import logging
 from threading import Lock
 
 from sqlalchemy import DateTime, MetaData, create_engine, func, select

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,4 +88,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-from tests.support.fixtures import *  # noqa: E402,F403
+from tests.support.fixtures import *

@@ -50,4 +50,4 @@ def _register_worker(**_: Any) -> None:
     boot()
 
 
-import workers.tasks  # noqa: E402,F401  (registers the task implementations on ``app``)
+import workers.tasks  # noqa: F401  (registers the task implementations on ``app``)

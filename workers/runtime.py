@@ -10,13 +10,14 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from reprise.registry import REGISTRY, Registry
+from shared import broker
 from shared.db import on_commit, transaction
 from shared.projects import service as projects
 from shared.runs import repository as runs_repo
 from shared.runs.states import RunStatus
-from shared import broker
 from shared.settings import get_settings
 
 log = logging.getLogger("reprise.worker")
@@ -68,7 +69,7 @@ def register_version(registry: Registry, version: str, env_slugs: list[str]) -> 
                 )
                 if queued is not None:
                     released += 1
-                    on_commit(session, lambda rid=run_id: broker.dispatch_run(rid))
+                    on_commit(session, partial(broker.dispatch_run, run_id))
     return released
 
 

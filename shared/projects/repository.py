@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.projects.models import (
     ENVIRONMENT_SLUGS,
-    new_uuid,
     ApiKey,
     Environment,
     Project,
     VersionTask,
     WorkerVersion,
+    new_uuid,
 )
 
 
@@ -116,9 +116,7 @@ def upsert_worker_version(
         )
         .returning(WorkerVersion.id)
     ).scalar_one()
-    session.execute(
-        VersionTask.__table__.delete().where(VersionTask.worker_version_id == version_id)
-    )
+    session.execute(delete(VersionTask).where(VersionTask.worker_version_id == version_id))
     rows = [
         {
             "worker_version_id": version_id,

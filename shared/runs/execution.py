@@ -322,10 +322,9 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         failure = exc
     except Exception as exc:
         failure = exc
-    # An interrupt raised asynchronously just as the task returned lands here instead.
-    except BaseException as exc:  # pragma: no cover - defensive, re-raised below
+    except BaseException:  # pragma: no cover - KeyboardInterrupt/SystemExit: stop the thread
         heartbeat.join(timeout=1)
-        raise exc
+        raise
     heartbeat.join(timeout=1)
     elapsed_ms = int((time.monotonic() - began) * 1000)
     return _finish(run, attempt.number, elapsed_ms, output, failure, heartbeat.interrupted)

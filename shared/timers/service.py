@@ -132,7 +132,7 @@ def promote_due_runs(session: Session, batch_size: int = 5000) -> SweepResult:
 
         def arm_entering() -> None:
             for run_id, token, due_at in armed:
-                broker.arm_timer(run_id, token, max(due_at, now))
+                broker.arm_timer(run_id, token, max(due_at or now, now))
 
         on_commit(session, arm_entering)
     return SweepResult(promoted=len(promoted_ids), armed=len(armed))

@@ -24,18 +24,24 @@ def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = 
 def test_retrieve_has_the_documented_shape_and_never_null(api: Any, project: ProjectKeys) -> None:
     run_id = trigger(api, project, delay="1h", ttl="10m", tags=["b", "a"], metadata={"k": "v"})
     body = api.get(f"/api/v3/runs/{run_id}", headers=project.headers(**SDK)).json()
-    assert body["id"] == run_id and run_id.startswith("run_") and len(run_id) >= 24
+    assert body["id"] == run_id
+    assert run_id.startswith("run_")
+    assert len(run_id) >= 24
     assert body["status"] == "DELAYED"
     assert body["taskIdentifier"] == "test-echo"
     assert body["tags"] == ["a", "b"]
     assert body["ttl"] == "10m"
-    assert body["delayedUntil"].endswith("Z") and len(body["delayedUntil"]) == 24
+    assert body["delayedUntil"].endswith("Z")
+    assert len(body["delayedUntil"]) == 24
     assert body["metadata"] == {"k": "v"}
     assert body["payload"] == {"n": 1}
     assert body["relatedRuns"] == {}
     assert body["attempts"] == []
-    assert body["isQueued"] is True and body["isCompleted"] is False
-    assert "output" not in body and "error" not in body and "startedAt" not in body
+    assert body["isQueued"] is True
+    assert body["isCompleted"] is False
+    assert "output" not in body
+    assert "error" not in body
+    assert "startedAt" not in body
 
     def no_nulls(value: Any) -> None:
         if isinstance(value, dict):
@@ -111,7 +117,8 @@ def test_list_filters(api: Any, project: ProjectKeys) -> None:
     assert len(ids(**{"filter[createdAt][period]": "1h"})) == 3
     assert ids(**{"filter[createdAt][from]": "2999-01-01T00:00:00Z"}) == []
     bad = api.get("/api/v1/runs", params={"filter[status]": "BOGUS"}, headers=project.headers())
-    assert bad.status_code == 422 and "BOGUS" in bad.json()["error"]
+    assert bad.status_code == 422
+    assert "BOGUS" in bad.json()["error"]
     too_big = api.get("/api/v1/runs", params={"page[size]": 1000}, headers=project.headers())
     assert too_big.status_code == 422
 

@@ -185,3 +185,30 @@ def test_reschedule_with_a_duration_and_with_a_date(
         400,
         "Cannot reschedule a run that is not delayed",
     )
+
+
+def test_large_output_is_downloaded_by_the_sdk_from_its_presigned_url(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("large_output.mjs", project.keys["dev"], E2E_OUTPUT_BYTES="614400")
+
+    scenario.ok("trigger")
+    assert scenario.ok("completed") == {
+        "status": "COMPLETED",
+        "blobLength": 614400,
+        "hasOutputUrl": True,
+    }
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the SDK offloads payloads >= 128 KiB through PUT /api/v2/packets/{path} and "
+    "payloadType application/store, which Reprise does not implement yet",
+)
+def test_payload_offloaded_by_the_sdk_is_stored_and_executed(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("offloaded_payload.mjs", project.keys["dev"])
+
+    scenario.ok("trigger")
+    assert scenario.ok("completed") == {"status": "COMPLETED", "blobLength": 200 * 1024}

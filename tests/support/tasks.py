@@ -52,3 +52,10 @@ def checkpoints(payload: Any, ctx: TaskContext) -> Any:
     count = int(payload.get("count", 3)) if isinstance(payload, dict) else 3
     numbers = [ctx.checkpoint({"step": i, "payload": payload}) for i in range(1, count + 1)]
     return {"checkpoints": numbers}
+
+
+@task(id="test-large-output", max_attempts=1)
+def large_output(payload: Any, ctx: TaskContext) -> Any:
+    """Returns ``{"blob": "x" * bytes}``: outputs over the inline limit get a presigned URL."""
+    size = int(payload.get("bytes", 0)) if isinstance(payload, dict) else 0
+    return {"blob": "x" * size}

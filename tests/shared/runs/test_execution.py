@@ -52,10 +52,14 @@ def test_success_records_output_attempt_duration_and_cost(
     run = wait_for_status(run_id, "COMPLETED")
     assert run.output == {"payload": {"x": 1}, "attempt": 1, "isReplay": False}
     assert run.version == "20261122.1"
-    assert run.started_at and run.finished_at and run.dequeued_at
-    assert run.duration_ms >= 0 and run.base_cost_in_cents > 0
+    assert run.started_at
+    assert run.finished_at
+    assert run.dequeued_at
+    assert run.duration_ms >= 0
+    assert run.base_cost_in_cents > 0
     [attempt] = attempts(run_id)
-    assert attempt.status == "COMPLETED" and attempt.id.startswith("attempt_")
+    assert attempt.status == "COMPLETED"
+    assert attempt.id.startswith("attempt_")
 
 
 def test_failures_retry_with_backoff_until_success(project: ProjectKeys, celery_worker: Any) -> None:
@@ -170,7 +174,8 @@ def test_a_worker_expires_a_run_whose_ttl_passed_instead_of_running_it(project: 
         )
     assert execution.execute_run(run_id, REGISTRY, "w", "v").status == "expired"
     run = run_row(run_id)
-    assert run.status == "EXPIRED" and run.expired_at is not None
+    assert run.status == "EXPIRED"
+    assert run.expired_at is not None
     assert run.error == {"message": "Run expired because the TTL was reached"}
     assert attempts(run_id) == []
 
@@ -180,7 +185,8 @@ def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
 ) -> None:
     run_id = trigger(project, "test-echo", "later", delay="1h")
     run = run_row(run_id)
-    assert run.status == "DELAYED" and run.queued_at is None
+    assert run.status == "DELAYED"
+    assert run.queued_at is None
     with transaction() as session:
         assert promote_due_runs(session).promoted == 0
         session.execute(
@@ -189,6 +195,7 @@ def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
     with transaction() as session:
         assert promote_due_runs(session).promoted == 1
     run = wait_for_status(run_id, "COMPLETED")
-    assert run.queued_at is not None and run.queued_at >= run.delayed_until
+    assert run.queued_at is not None
+    assert run.queued_at >= run.delayed_until
     with transaction() as session:
         assert promote_due_runs(session).promoted == 0
