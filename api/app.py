@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
-from api.routes import health, runs, tasks
+from api.routes import commands, health, runs, strait, tasks
+from api.routes import metrics as metrics_routes
 from shared.errors import RepriseError
 from shared.settings import get_settings
 
@@ -63,7 +65,12 @@ def create_app() -> FastAPI:
         return _error(500, "Internal server error")
 
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)
     app.include_router(tasks.router)
     app.include_router(runs.router)
+    app.include_router(commands.router)
+    app.include_router(strait.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: times every request, including those refused for their size.
+    app.add_middleware(RequestMetrics)
     return app

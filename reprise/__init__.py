@@ -1,7 +1,7 @@
 """Reprise's public Python SDK.
 
 Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :data:`runs`
-after :func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_SECRET_KEY`` environment
+after :func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` environment
 variables; ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY`` work too).
 """
 

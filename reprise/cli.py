@@ -44,10 +44,13 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from shared.exporter import start_worker_exporter
     from shared.logs import configure_logging
-    from workers import app
 
     configure_logging("worker")
+    start_worker_exporter()  # before `workers` imports prometheus_client (multiprocess mode)
+    from workers import app
+
     argv = ["worker", "--loglevel", args.loglevel, "--pool", args.pool]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]

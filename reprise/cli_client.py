@@ -1,7 +1,7 @@
 """Client commands of the ``reprise`` CLI (§11): ``trigger`` and ``runs …`` over HTTP.
 
 Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of
-``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_SECRET_KEY`` (or
+``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` (or
 ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``). An API error prints
 ``error: <message> (HTTP <status>)`` to stderr and exits 1; bad arguments exit 2.
 """
@@ -20,7 +20,7 @@ from reprise.errors import ApiError
 from reprise.models import Run, RunListItem
 
 URL_VARS = ("REPRISE_API_URL", "TRIGGER_API_URL")
-KEY_VARS = ("REPRISE_SECRET_KEY", "TRIGGER_SECRET_KEY")
+KEY_VARS = ("REPRISE_API_KEY", "TRIGGER_SECRET_KEY")
 
 
 class UsageError(Exception):
@@ -200,8 +200,8 @@ def _connection_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
     group.add_argument("--api-url", help="API base URL (default: $REPRISE_API_URL)")
-    group.add_argument("--key", help="secret key tr_… (default: $REPRISE_SECRET_KEY)")
-    group.add_argument("--env-file", help="read REPRISE_API_URL / REPRISE_SECRET_KEY from it")
+    group.add_argument("--key", help="secret key tr_… (default: $REPRISE_API_KEY)")
+    group.add_argument("--env-file", help="read REPRISE_API_URL / REPRISE_API_KEY from it")
     return parent
 
 

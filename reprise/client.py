@@ -10,7 +10,7 @@ Usage::
     for item in reprise.runs.list(status=["FAILED", "CRASHED"], task_identifier="send-email"):
         reprise.runs.replay(item.id)
 
-Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_SECRET_KEY``
+Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_API_KEY``
 (or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``); the URL defaults to
 ``http://127.0.0.1:8000``. A :class:`Client` can also be made directly to talk to several
 servers or keys at once.

@@ -39,12 +39,10 @@ def env_base_url() -> str:
 
 
 def env_access_token() -> str | None:
-    """The secret key from the environment; only ``tr_…`` values count.
-
-    ``REPRISE_SECRET_KEY`` is also the name of the *server's* signing secret: in a process
-    configured as a server, that value is not an API key and must never be sent anywhere.
+    """The secret key from ``REPRISE_API_KEY`` or ``TRIGGER_SECRET_KEY``; only ``tr_…``
+    values count. (``REPRISE_SECRET_KEY`` is the *server's* signing secret, never read here.)
     """
-    for name in ("REPRISE_SECRET_KEY", "TRIGGER_SECRET_KEY"):
+    for name in ("REPRISE_API_KEY", "TRIGGER_SECRET_KEY"):
         value = os.environ.get(name, "").strip()
         if value.startswith("tr_"):
             return value

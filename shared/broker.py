@@ -7,11 +7,13 @@ Workers add the task implementations (``workers.tasks``); producers publish by t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
+from redis import Redis
 
 from shared.settings import Settings, get_settings
 
@@ -68,6 +70,14 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_concurrency=settings.worker_concurrency,
+        # Shutdown (docs/deploy.md). SIGTERM is Celery's warm shutdown: stop consuming,
+        # finish the running tasks, and hand prefetched and ETA messages back to Redis when
+        # the channel closes. A cold shutdown (SIGQUIT) first lets running tasks go on for
+        # this long (the soft shutdown), then cancels them and hands their acks_late
+        # messages back. Not when idle: an idle worker has nothing to wait for.
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_seconds,
+        worker_enable_soft_shutdown_on_idle=False,
     )
     return app
 
@@ -82,10 +92,59 @@ def dispatch_run(run_id: str, countdown: float | None = None) -> None:
     celery_app().send_task(EXECUTE_RUN, args=[run_id], countdown=countdown)
 
 
+def dispatch_runs(run_ids: Iterable[str]) -> None:
+    """Publish many executions over one pooled connection (a sweep promotes in batches)."""
+    app = celery_app()
+    with app.producer_or_acquire() as producer:
+        for run_id in run_ids:
+            app.send_task(EXECUTE_RUN, args=[run_id], producer=producer)
+
+
 def arm_timer(run_id: str, token: int, eta: datetime) -> None:
     """Publish a promotion timer carrying the schedule token it is valid for (§7)."""
     celery_app().send_task(PROMOTE_RUN, args=[run_id, token], eta=eta)
 
 
+def arm_timer_in(run_id: str, token: int, seconds: float) -> None:
+    """A promotion timer due ``seconds`` from now on this process's clock."""
+    celery_app().send_task(PROMOTE_RUN, args=[run_id, token], countdown=seconds)
+
+
+def arm_timers(timers: Iterable[tuple[str, int, datetime]]) -> None:
+    """Publish many promotion timers ``(run_id, token, eta)`` over one connection."""
+    app = celery_app()
+    with app.producer_or_acquire() as producer:
+        for run_id, token, eta in timers:
+            app.send_task(PROMOTE_RUN, args=[run_id, token], eta=eta, producer=producer)
+
+
 def publish_command(command_id: str) -> None:
     celery_app().send_task(APPLY_COMMAND, args=[command_id])
+
+
+# Kombu's Redis transport keeps a queue as a list named after it, plus one list per
+# priority step (``<queue>\x06\x16<priority>``), and messages delivered but not yet
+# acknowledged (ETA timers held by workers included) in the hash ``unacked``.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+UNACKED_KEY = "unacked"
+
+
+@lru_cache(maxsize=4)
+def broker_client(url: str) -> Redis:
+    """A plain Redis client on the broker for probes and gauges, with short timeouts (a
+    readiness probe or a scrape must answer, not hang on an unreachable server)."""
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def queue_lengths(client: Redis, queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each Celery queue (every priority list summed), one round trip."""
+    names = list(queues)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+        for step in _PRIORITY_STEPS:
+            pipe.llen(f"{name}{_PRIORITY_SEPARATOR}{step}")
+    counts = pipe.execute()
+    width = 1 + len(_PRIORITY_STEPS)
+    return {name: sum(counts[i * width : (i + 1) * width]) for i, name in enumerate(names)}

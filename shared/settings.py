@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     # (api, worker, beat, flower); otherwise one process re-queues another's ETA messages.
     broker_visibility_timeout: int = 3600
 
-    # Timers and sweeps
+    # Timers and sweeps (§7). Only runs due within ``timer_horizon_seconds`` get a Celery
+    # ETA message, so a worker holds at most the timers of that window in memory, and no
+    # ETA message outlives the visibility timeout (which would make Redis redeliver it).
     timer_horizon_seconds: float = 300.0
     sweep_interval_seconds: float = 2.0
     redispatch_after_seconds: float = 60.0
@@ -66,12 +68,48 @@ class Settings(BaseSettings):
 
     # Operations
     log_format: Literal["json", "text"] | None = None
+    # user:password (comma-separated for several users); required outside dev mode.
     flower_basic_auth: str = ""
+    # SIGTERM is a warm shutdown (finish running tasks, hand back prefetched and ETA
+    # messages); a cold one (SIGQUIT, or a second Ctrl+C) first waits this long for running
+    # tasks, then cancels them and hands their messages back (docs/deploy.md).
+    worker_soft_shutdown_seconds: float = 90.0
+    # Port of the worker's Prometheus exporter (0 = off); see shared/exporter.py.
+    worker_metrics_port: int = 0
+    # Liveness files touched by workers and beat, read by `reprise healthcheck worker|beat`
+    # (directory default: the system temp dir).
+    liveness_dir: str = ""
+    liveness_interval_seconds: float = 5.0
+    liveness_max_age_seconds: float = 60.0
 
     @field_validator("database_url")
     @classmethod
     def _normalise_db(cls, value: str) -> str:
         return normalise_database_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _timers_fit_the_visibility_timeout(self) -> Settings:
+        # An ETA message held longer than the visibility timeout is redelivered by Redis
+        # (and then held twice): every countdown Reprise publishes must stay well under it.
+        limit = self.broker_visibility_timeout / 2
+        if self.timer_horizon_seconds >= limit:
+            raise ValueError(
+                f"REPRISE_TIMER_HORIZON_SECONDS ({self.timer_horizon_seconds:g}) must be less "
+                f"than half of REPRISE_BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout})"
+            )
+        if self.retry_backoff_max_seconds >= limit:
+            raise ValueError(
+                f"REPRISE_RETRY_BACKOFF_MAX_SECONDS ({self.retry_backoff_max_seconds:g}) must be "
+                f"less than half of REPRISE_BROKER_VISIBILITY_TIMEOUT "
+                f"({self.broker_visibility_timeout})"
+            )
+        # A run entering the horizon must be armed by at least one sweep before it is due.
+        if self.sweep_interval_seconds >= self.timer_horizon_seconds:
+            raise ValueError(
+                f"REPRISE_SWEEP_INTERVAL_SECONDS ({self.sweep_interval_seconds:g}) must be less "
+                f"than REPRISE_TIMER_HORIZON_SECONDS ({self.timer_horizon_seconds:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_secret_defaults_outside_dev(self) -> Settings:
@@ -87,9 +125,19 @@ class Settings(BaseSettings):
 
     @property
     def broker_transport_options(self) -> dict[str, Any]:
-        """Redis transport options: identical for every process that talks to the broker."""
+        """Redis transport options: identical for every process that talks to the broker.
+
+        api (producer), worker, beat and flower all build their Celery app through
+        :func:`shared.broker.celery_app`, which passes exactly this mapping. The options
+        that must agree between processes are here explicitly, not left to library
+        defaults that could differ between installed versions: the visibility timeout
+        (when unacknowledged messages, ETA timers included, are redelivered) and how
+        broadcast messages (worker control, Flower) are keyed.
+        """
         return {
             "visibility_timeout": self.broker_visibility_timeout,
+            "fanout_prefix": True,
+            "fanout_patterns": True,
         }
 
     def require_urls(self) -> None:

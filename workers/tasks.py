@@ -34,13 +34,6 @@ def promote_delayed_run(run_id: str, token: int) -> bool:
         return timers.promote_run(session, run_id, token) is not None
 
 
-@app.task(name=broker.PROMOTE_DUE_RUNS)
-def promote_due_runs() -> dict[str, int]:
-    with transaction() as session:
-        result = timers.promote_due_runs(session)
-    return {"promoted": result.promoted, "armed": result.armed}
-
-
 @app.task(name=broker.RECOVER_STALE_RUNS)
 def recover_stale_runs() -> int:
     with transaction() as session:

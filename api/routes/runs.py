@@ -9,6 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import api_version, caller
+from shared.commands.service import (
+    api_applier,
+    apply_pending_for_environment,
+    apply_pending_for_run,
+)
 from shared.db import db_now, transaction
 from shared.errors import NotFound
 from shared.projects import repository as projects_repo
@@ -42,8 +47,10 @@ def _packet_url(request: Request, run: Run, kind: str) -> str:
 
 def render_run(session: Any, request: Request, run: Run, *, public: bool) -> dict[str, Any]:
     """The full run object for the caller (used by retrieve and reschedule)."""
-    attempts = repo.attempts_of(session, [run.id])[run.id]
-    related = repo.related_runs(session, run)
+    # A run that never started has no attempts and no children: skip both queries.
+    attempts = repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
+    started = run.started_at is not None or run.root_run_id or run.parent_run_id
+    related = repo.related_runs(session, run) if started else {}
     return run_to_wire(
         run,
         attempts,
@@ -59,6 +66,8 @@ def render_run(session: Any, request: Request, run: Run, *, public: bool) -> dic
 def retrieve_run(run_id: str, request: Request) -> JSONResponse:
     with transaction() as session:
         auth = caller(session, request, allow_public=True)
+        # Read-your-writes (§2.2): accepted commands show before a worker applied them.
+        apply_pending_for_run(session, run_id, api_applier())
         run = get_run_for(session, auth, run_id)
         return JSONResponse(render_run(session, request, run, public=auth.is_public))
 
@@ -67,6 +76,7 @@ def retrieve_run(run_id: str, request: Request) -> JSONResponse:
 def list_runs(request: Request) -> JSONResponse:
     with transaction() as session:
         auth = caller(session, request)
+        apply_pending_for_environment(session, auth.environment_id, api_applier())
         page = list_page(
             session, auth.environment_id, request.query_params, api_version(request),
             db_now(session),
@@ -86,6 +96,7 @@ def list_runs(request: Request) -> JSONResponse:
 def cancel(run_id: str, request: Request) -> JSONResponse:
     with transaction() as session:
         auth = caller(session, request)
+        apply_pending_for_run(session, run_id, api_applier())
         run = get_run_for(session, auth, run_id)
         cancel_run(session, run.id)
     return JSONResponse({"id": run.id})

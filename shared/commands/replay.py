@@ -27,6 +27,7 @@ Decisions where the spec is silent:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,11 +36,11 @@ from sqlalchemy.orm import Session
 from shared.commands.errors import CheckpointNotFound, EnvironmentNotFound, ReplayFailed
 from shared.commands.models import Command
 from shared.commands.schemas import ReplayRequest
-from shared.db import db_now
 from shared.durations import DurationError, iso, resolve_delay, resolve_ttl
+from shared.errors import RepriseError
 from shared.payloads import JSON, check_depth
 from shared.projects import repository as projects_repo
-from shared.projects.models import ENVIRONMENT_SLUGS
+from shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
@@ -68,31 +69,36 @@ def _target_environment(session: Session, auth: AuthContext, name: str | None) -
 def validate_replay(
     session: Session,
     auth: AuthContext,
-    source: Run,
+    source_id: str,
+    task_known: bool,
     body: ReplayRequest,
     checkpoint: int | None,
+    now: datetime,
 ) -> AcceptedReplay:
-    """Check that the replay can be created; returns what the command records."""
+    """Check that the replay can be created; returns what the command records.
+
+    ``task_known``: whether any version of the project registers the run's task.
+    """
     target_env = _target_environment(session, auth, body.environment)
-    if checkpoint is not None and runs_repo.get_checkpoint(session, source.id, checkpoint) is None:
-        raise CheckpointNotFound(source.id, checkpoint)
+    if checkpoint is not None and runs_repo.get_checkpoint(session, source_id, checkpoint) is None:
+        raise CheckpointNotFound(source_id, checkpoint)
     overrides = body.overrides()
     try:
         resolve_ttl(overrides.get("ttl"))
         if overrides.get("delay") is not None:
             # A duration counts from now (the accept), so the command records the date.
             delay = TriggerOptions.model_validate({"delay": overrides["delay"]}).delay
-            overrides["delay"] = iso(resolve_delay(delay, db_now(session)))
+            overrides["delay"] = iso(resolve_delay(delay, now))
     except (DurationError, ValidationError) as exc:
         raise ReplayFailed(str(exc)) from None
     if body.overrides_payload:
         try:
             check_depth(body.payload)
-        except Exception as exc:
-            raise ReplayFailed(str(exc)) from None
-    if not projects_repo.task_known_in_project(session, auth.project_id, source.task_identifier):
-        raise ReplayFailed(f"no version of this project has the task '{source.task_identifier}'")
-    arguments: dict[str, Any] = {"overrides": overrides}
+        except RepriseError as exc:
+            raise ReplayFailed(exc.message) from None
+    if not task_known:
+        raise ReplayFailed("no version of this project registers the run's task")
+    arguments: dict[str, Any] = {"overrides": overrides} if overrides else {}
     if checkpoint is not None:
         arguments["checkpoint"] = checkpoint
     return AcceptedReplay(target_env, arguments)
@@ -146,12 +152,13 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
     )
 
 
-def apply_replay(session: Session, command: Command) -> dict[str, Any]:
-    """Create the new run of a replay command; returns the command's result."""
-    source = runs_repo.get_run(session, None, command.run_id)
+def apply_replay(
+    session: Session, command: Command, source: Run | None, env: Environment | None
+) -> dict[str, Any]:
+    """Create the new run of a replay command (``source`` is the run it replays, ``env``
+    the target environment, both loaded with the command); returns the command's result."""
     if source is None:
         raise ReplayFailed(f"the run {command.run_id} no longer exists")
-    env = projects_repo.get_environment_by_id(session, command.target_environment_id)
     if env is None:
         raise ReplayFailed("the target environment no longer exists")
     run = create_run(session, env.project_id, env.id, new_run_of(session, command, source))

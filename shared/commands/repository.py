@@ -2,39 +2,111 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.commands.models import Command, CommandStatus
+from shared.projects.models import ApiKey, Environment, VersionTask
+from shared.runs.models import Run
 
 PENDING = CommandStatus.PENDING.value
 
 
-def insert_command(session: Session, command: Command) -> Command:
-    session.add(command)
-    session.flush()
-    return command
+_COMMANDS = cast(Table, Command.__table__)
+# Prebuilt statements: the accept path is hot, and building (and cache-keying) a statement
+# per request costs more than running it.
+_INSERT = insert(_COMMANDS)
+_INSERT_PUBLISHED = insert(_COMMANDS).values(published_at=func.now())
+
+
+def insert_command(session: Session, values: dict[str, Any], *, published: bool) -> None:
+    """Write a command row (``published``: stamped as published now, by the caller's clock)."""
+    session.execute(_INSERT_PUBLISHED if published else _INSERT, values)
+
+
+@dataclass(frozen=True)
+class CallerRun:
+    """The environment a secret key belongs to and a run of that environment."""
+
+    project_id: str
+    environment_id: str
+    environment_slug: str
+    run_id: str
+    task_identifier: str
+    status: str
+    now: datetime
+    task_known: bool
+
+
+def _caller_and_run_statement(*, lock: bool) -> Select[Any]:
+    keys, envs = cast(Table, ApiKey.__table__), cast(Table, Environment.__table__)
+    runs, tasks = cast(Table, Run.__table__), cast(Table, VersionTask.__table__)
+    registering = envs.alias("registering")
+    task_known = exists(
+        select(1)
+        .select_from(tasks.join(registering, registering.c.id == tasks.c.environment_id))
+        .where(
+            registering.c.project_id == envs.c.project_id,
+            tasks.c.task_identifier == runs.c.task_identifier,
+        )
+    )
+    stmt = (
+        select(envs.c.project_id, envs.c.id, envs.c.slug, runs.c.id, runs.c.task_identifier,
+               runs.c.status, func.now(), task_known)
+        .select_from(
+            keys.join(envs, envs.c.id == keys.c.environment_id).join(
+                runs, and_(runs.c.environment_id == envs.c.id, runs.c.id == bindparam("run_id"))
+            )
+        )
+        .where(keys.c.key_hash == bindparam("key_hash"), keys.c.revoked_at.is_(None))
+    )
+    return stmt.with_for_update(of=runs) if lock else stmt
+
+
+_CALLER_AND_RUN = _caller_and_run_statement(lock=False)
+_CALLER_AND_LOCKED_RUN = _caller_and_run_statement(lock=True)
+
+
+def find_caller_and_run(
+    session: Session, key_hash: str, run_id: str, *, lock: bool = False
+) -> CallerRun | None:
+    """The accept path's one round trip: the active key's environment, the run of that
+    environment (locked ``FOR UPDATE`` with ``lock``), whether any version of the project
+    registers the run's task, and the database clock. None if the key is unknown or
+    revoked, or the run is not in its environment (the caller tells which apart).
+    """
+    stmt = _CALLER_AND_LOCKED_RUN if lock else _CALLER_AND_RUN
+    row = session.execute(stmt, {"key_hash": key_hash, "run_id": run_id}).first()
+    return CallerRun(*row) if row else None
 
 
 def get_command(session: Session, command_id: str) -> Command | None:
     return session.get(Command, command_id)
 
 
-def lock_command(session: Session, command_id: str) -> Command | None:
-    """The command row, locked until the end of the transaction (``FOR UPDATE``).
+def lock_command_for_apply(
+    session: Session, command_id: str
+) -> tuple[Command, Run | None, Environment | None] | None:
+    """The command row, locked until the end of the transaction (``FOR UPDATE``), with the
+    run it was issued against and the environment its effect lands in (not locked), in one
+    round trip.
 
     A second applier (redelivered message, another worker, a read applying it inline)
     blocks here until the first commits, then sees the outcome and does nothing.
     """
-    return session.scalars(
-        select(Command)
+    row = session.execute(
+        select(Command, Run, Environment)
+        .outerjoin(Run, Run.id == Command.run_id)
+        .outerjoin(Environment, Environment.id == Command.target_environment_id)
         .where(Command.id == command_id)
-        .with_for_update()
+        .with_for_update(of=Command)
         .execution_options(populate_existing=True)
     ).first()
+    return (row[0], row[1], row[2]) if row else None
 
 
 def record_outcome(

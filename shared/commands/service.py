@@ -37,11 +37,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
 from pydantic import ValidationError
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from shared import broker
@@ -53,9 +53,10 @@ from shared.commands.reschedule import move_delayed_run, resolve_new_time, resul
 from shared.commands.schemas import ReplayRequest
 from shared.db import db_now, on_commit
 from shared.durations import DurationError, parse_datetime
-from shared.errors import InvalidRunId, RepriseError, RunNotFound
+from shared.errors import InvalidRunId, RepriseError, RunNotFound, Unauthorized
 from shared.ids import is_run_id, new_command_id, new_run_id
-from shared.projects.service import AuthContext
+from shared.projects.models import KEY_PREFIXES
+from shared.projects.service import AuthContext, authenticate, hash_key
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.service import get_run_for
@@ -78,75 +79,104 @@ def api_applier() -> str:
     return _api_applier(os.getpid())
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An accepted command: its id, and the run its effect lands on (a replay's new run)."""
+
+    id: str
+    target_run_id: str
+    auth: AuthContext
+
+
+def _caller_and_run(
+    session: Session, secret: str | None, run_id: str, *, lock: bool = False
+) -> tuple[AuthContext, repo.CallerRun]:
+    """The caller and the run, in one round trip on the happy path.
+
+    Errors keep the order of §4: a wrong key (401) before a malformed id (400) before an
+    unknown or foreign run (404); the key is looked up on its own only on those paths.
+    """
+    if not secret or not secret.startswith(tuple(KEY_PREFIXES.values())):
+        raise Unauthorized()
+    if not run_id or not is_run_id(run_id):
+        authenticate(session, secret)
+        raise InvalidRunId()
+    found = repo.find_caller_and_run(session, hash_key(secret), run_id, lock=lock)
+    if found is None:
+        authenticate(session, secret)
+        raise RunNotFound()
+    return AuthContext(found.project_id, found.environment_id, found.environment_slug), found
+
+
 def accept_replay(
     session: Session,
-    auth: AuthContext,
+    secret: str | None,
     run_id: str,
     body: ReplayRequest,
     *,
     checkpoint: int | None = None,
     publish: bool = True,
-) -> Command:
-    """Record a replay of ``run_id``; the new run's id is ``command.target_run_id``.
+) -> Accepted:
+    """Record a replay of ``run_id`` for the caller holding ``secret``.
 
     ``publish=False`` is for callers that apply the command in the same transaction.
     """
-    source = get_run_for(session, auth, run_id)
+    auth, source = _caller_and_run(session, secret, run_id)
     try:
-        accepted = replay.validate_replay(session, auth, source, body, checkpoint)
+        accepted = replay.validate_replay(
+            session, auth, source.run_id, source.task_known, body, checkpoint, source.now
+        )
     except ReplayFailed as exc:
         log.info("replay of %s refused: %s", run_id, exc.detail)
         raise
-    command = repo.insert_command(
+    command_id, target_run_id = new_command_id(), new_run_id()
+    repo.insert_command(
         session,
-        Command(
-            id=new_command_id(),
-            kind=CommandKind.REPLAY.value,
-            status=CommandStatus.PENDING.value,
-            environment_id=auth.environment_id,
-            run_id=source.id,
-            target_run_id=new_run_id(),
-            target_environment_id=accepted.target_environment_id,
-            arguments=accepted.arguments,
-            publish_count=1 if publish else 0,
-            published_at=func.now() if publish else None,
-        ),
+        {
+            "id": command_id,
+            "kind": CommandKind.REPLAY.value,
+            "status": CommandStatus.PENDING.value,
+            "environment_id": auth.environment_id,
+            "run_id": source.run_id,
+            "target_run_id": target_run_id,
+            "target_environment_id": accepted.target_environment_id,
+            "arguments": accepted.arguments,
+            "publish_count": 1 if publish else 0,
+        },
+        published=publish,
     )
     if publish:
-        command_id = command.id
         on_commit(session, lambda: broker.publish_command(command_id))
-    return command
+    return Accepted(command_id, target_run_id, auth)
 
 
 def accept_reschedule(
-    session: Session, auth: AuthContext, run_id: str, delay: str, applier: str
+    session: Session, secret: str | None, run_id: str, delay: str, applier: str
 ) -> Run:
     """Move a DELAYED run now, in the request's transaction, and record the command."""
-    if not run_id or not is_run_id(run_id):
-        raise InvalidRunId()
-    run = runs_repo.lock_run(session, run_id)
-    if run is None or run.environment_id != auth.environment_id:
-        raise RunNotFound()
-    if run.status != RunStatus.DELAYED.value:
+    auth, target = _caller_and_run(session, secret, run_id, lock=True)
+    if target.status != RunStatus.DELAYED.value:
         raise RunNotDelayed()
-    now = db_now(session)
-    due = resolve_new_time(delay, now)
-    moved = move_delayed_run(session, run.id, due, now)
+    due = resolve_new_time(delay, target.now)
+    moved = move_delayed_run(session, target.run_id, due, target.now)
+    result = result_of(moved)
     repo.insert_command(
         session,
-        Command(
-            id=new_command_id(),
-            kind=CommandKind.RESCHEDULE.value,
-            status=CommandStatus.APPLIED.value,
-            environment_id=auth.environment_id,
-            run_id=run.id,
-            target_run_id=run.id,
-            target_environment_id=run.environment_id,
-            arguments={"delay": delay, "delayedUntil": result_of(moved)["delayedUntil"]},
-            result=result_of(moved),
-            applied_at=now,
-            applied_by=applier,
-        ),
+        {
+            "id": new_command_id(),
+            "kind": CommandKind.RESCHEDULE.value,
+            "status": CommandStatus.APPLIED.value,
+            "environment_id": auth.environment_id,
+            "run_id": target.run_id,
+            "target_run_id": target.run_id,
+            "target_environment_id": auth.environment_id,
+            "arguments": {"delay": delay, "delayedUntil": result["delayedUntil"]},
+            "result": result,
+            "publish_count": 0,
+            "applied_at": target.now,
+            "applied_by": applier,
+        },
+        published=False,
     )
     return moved
 
@@ -166,14 +196,17 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
 
     Returns the command with its outcome, or None if there is no such command.
     """
-    command = repo.lock_command(session, command_id)
-    if command is None or command.status != CommandStatus.PENDING.value:
+    found = repo.lock_command_for_apply(session, command_id)
+    if found is None:
+        return None
+    command, source, env = found
+    if command.status != CommandStatus.PENDING.value:
         return command
     callbacks = session.info.setdefault("after_commit", [])
     registered = len(callbacks)
     try:
         if command.kind == CommandKind.REPLAY.value:
-            result = replay.apply_replay(session, command)
+            result = replay.apply_replay(session, command, source, env)
         elif command.kind == CommandKind.RESCHEDULE.value:
             result = _apply_reschedule(session, command)
         else:

@@ -166,3 +166,23 @@ def task_known_in_project(session: Session, project_id: str, task_identifier: st
         ).first()
         is not None
     )
+
+
+def version_ordinal(session: Session, environment_id: str, version: str | None) -> int:
+    """1-based position of ``version`` in the environment's versions by registration time
+    (Strait's integer ``job_version``); 0 for no version or an unknown one."""
+    if not version:
+        return 0
+    registered = (
+        select(WorkerVersion.registered_at)
+        .where(WorkerVersion.environment_id == environment_id, WorkerVersion.version == version)
+        .scalar_subquery()
+    )
+    return int(
+        session.execute(
+            select(func.count()).where(
+                WorkerVersion.environment_id == environment_id,
+                WorkerVersion.registered_at <= registered,
+            )
+        ).scalar_one()
+    )

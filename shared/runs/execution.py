@@ -28,6 +28,7 @@ from shared.runs import repository as repo
 from shared.runs.models import Attempt, Checkpoint, Run
 from shared.runs.states import RunStatus
 from shared.settings import get_settings
+from shared.ttl import service as ttl
 
 log = logging.getLogger("reprise.execution")
 
@@ -92,19 +93,7 @@ def _claim(run_id: str, worker: str) -> tuple[Run | None, str]:
     """
     stale = timedelta(seconds=get_settings().stale_run_seconds)
     with transaction() as session:
-        expired = repo.transition(
-            session,
-            run_id,
-            S.EXPIRED,
-            sources={S.QUEUED},
-            where=[Run.dequeued_at.is_(None), Run.ttl_expires_at <= func.now()],
-            values={
-                "expired_at": func.now(),
-                "finished_at": func.now(),
-                "error": {"message": "Run expired because the TTL was reached"},
-            },
-        )
-        if expired is not None:
+        if ttl.expire_if_stale(session, run_id) is not None:
             return None, "expired"
         claim_values = {
             "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Select, and_, any_, func, null, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.runs import changes
 from shared.runs.models import Attempt, Checkpoint, Run
 from shared.runs.states import RunStatus, sources_of
 
@@ -33,6 +34,7 @@ def insert_run(session: Session, run: Run) -> Run:
         if name in ("uq_runs_idempotency", "uq_runs_request_idempotency"):
             raise DuplicateRun(name) from None
         raise
+    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
 
 
@@ -114,7 +116,83 @@ def transition(
         .returning(Run)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    return session.execute(stmt).scalars().first()
+    run = session.execute(stmt).scalars().first()
+    if run is not None:
+        changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return run
+
+
+@dataclass(frozen=True)
+class BatchTransition:
+    """What a batch transition moved: the run ids, the largest ``progress`` value among
+    them (where to resume walking an index in the same transaction), and, if asked for,
+    each run's ``progress`` value (aligned with ``run_ids``)."""
+
+    run_ids: list[str]
+    last: Any
+    progress: list[Any]
+
+
+def transition_many(
+    session: Session,
+    target: RunStatus,
+    candidates: Select[Any],
+    *,
+    sources: Collection[RunStatus],
+    progress: Any,
+    each_progress: bool = False,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> BatchTransition:
+    """:func:`transition` for a batch: move the runs ``candidates`` selects (a ``SELECT
+    runs.id … ORDER BY … LIMIT n``) whose status allows it.
+
+    The compare-and-set is in the candidates: they are narrowed to the allowed statuses
+    and locked (``FOR UPDATE SKIP LOCKED``, which re-checks the condition on the row it
+    locks, and skips rows another transaction is changing), so no other transaction can
+    move them before the update. The update itself only matches ``id = ANY(ARRAY(…))``,
+    the chosen ids collected first: whatever the planner thinks of their number, that is
+    one primary-key probe per chosen row, and none at all when none was chosen. (A join,
+    or any other condition here, lets it prefer scanning every run in the status.)
+
+    The moved rows come back aggregated per task and environment (ids as one array each):
+    a sweep moving a million runs spends its time in the database, not building rows.
+    """
+    allowed = sources_of(target) & frozenset(sources)
+    if not allowed:
+        return BatchTransition([], None, [])
+    chosen = (
+        candidates.where(Run.status.in_([s.value for s in allowed]))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    moved = (
+        update(Run)
+        .where(Run.id == any_(func.array(chosen)), *where)
+        .values(status=target.value, updated_at=func.now(), **(values or {}))
+        .returning(Run.id, Run.task_identifier, Run.environment_id, progress.label("progress"))
+        .cte("moved")
+    )
+    stmt = select(
+        moved.c.task_identifier,
+        moved.c.environment_id,
+        func.array_agg(moved.c.id),
+        func.max(moved.c.progress),
+        func.array_agg(moved.c.progress) if each_progress else null(),
+    ).group_by(moved.c.task_identifier, moved.c.environment_id)
+    # Core execution: the ORM adds nothing here but overhead.
+    groups = session.connection().execute(stmt).all()
+    run_ids: list[str] = []
+    each: list[Any] = []
+    last: Any = None
+    for task, environment_id, ids, group_last, group_each in groups:
+        # The state-change log lines and counters (one line per task and environment).
+        changes.record_changes(session, target.value, [(i, task, environment_id) for i in ids])
+        run_ids.extend(ids)
+        each.extend(group_each or ())
+        if group_last is not None and (last is None or group_last > last):
+            last = group_last
+    return BatchTransition(run_ids, last, each)
 
 
 def touch(session: Session, run_id: str, where: Sequence[Any] = (), **values: Any) -> bool:

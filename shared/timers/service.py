@@ -1,61 +1,100 @@
-"""Promotion of delayed runs.
+"""Promotion of delayed runs: Postgres holds the truth, Celery ETA tasks are a fast path (§7).
 
-Postgres holds ``delayed_until`` and a ``schedule_token`` that every reschedule, cancel
-and promotion bumps. A timer (a Celery ETA task) carries ``(run_id, token)`` and promotes
-only by a compare-and-set on that token and status DELAYED, so duplicate, redelivered and
-stale timers are no-ops. Only runs due within the horizon get a timer; the sweep arms runs
-as they enter it and promotes any overdue run directly, which is the backstop for timers
-lost with Redis or a killed worker.
+Two tiers:
+
+* **Postgres** holds ``delayed_until`` and ``schedule_token``. Every reschedule, cancel
+  and promotion bumps the token (and expiry too), so a timer is valid for exactly one
+  ``(run, token)``.
+* **Timers** are Celery ETA tasks (``reprise.promote_delayed_run``) carrying
+  ``(run_id, token)``. A timer promotes by one compare-and-set — status DELAYED, the same
+  token, and ``delayed_until <= now()`` on the database clock — so duplicate, redelivered
+  and stale timers (the run was rescheduled, canceled or already promoted) are no-ops. A
+  timer that fires early (a worker clock ahead of the database's) re-arms itself for the
+  time that remains by the database clock.
+
+Only runs due within ``timer_horizon_seconds`` (default 300 s) get a timer: when they are
+created or rescheduled (:func:`arm_if_within_horizon`), or by the sweep as they enter the
+horizon. The sweep (:func:`promote_due_runs`, beat task ``reprise.promote_due_runs``
+every ``sweep_interval_seconds``, default 2 s) also promotes any overdue DELAYED run
+directly: that is the backstop for a timer lost with Redis (FLUSHALL), with a worker
+killed while holding it, or with a publish that failed after commit. A lost timer delays
+its run by at most one sweep interval; nothing is ever lost, because nothing but Postgres
+is the truth.
+
+Why the horizon, and the settings that bound worker memory:
+
+* A Redis-transport worker fetches an ETA message as soon as it can and keeps it in
+  memory (unacknowledged) until its ETA; Redis redelivers any message left unacknowledged
+  longer than ``broker_visibility_timeout`` (default 3600 s). So a far-future ETA message
+  would sit in some worker's memory for its whole delay and be redelivered (and held
+  again) every visibility timeout.
+* Settings therefore require ``timer_horizon_seconds < broker_visibility_timeout / 2``
+  (and the same for retry countdowns, ``retry_backoff_max_seconds``) and
+  ``sweep_interval_seconds < timer_horizon_seconds``; ``Settings`` refuses to start
+  otherwise. No ETA message Reprise publishes can outlive the visibility timeout.
+* Timers go to the queue ``<queue_prefix>.timers`` (default ``reprise.timers``), consumed
+  by every worker started without ``-Q`` (a dedicated timer worker can be run with
+  ``-Q reprise.timers,reprise.sweeps``). The ETA messages workers hold in memory at any
+  moment are those of runs due within the horizon — a few hundred bytes each, whatever
+  the number of runs delayed further out, which wait in Postgres only.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared import broker
+from shared import broker, metrics
 from shared.db import db_now, on_commit
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.states import RunStatus
 from shared.settings import get_settings
+from shared.timers import repository as repo
+
+log = logging.getLogger("reprise.timers")
+
+DEFAULT_BATCH_SIZE = 5000
 
 
-def _promotion_values() -> dict[str, object]:
+def promotion_values() -> dict[str, Any]:
+    """Columns set when a delayed run is promoted: it enters its queue (the TTL clock
+    starts now) and the token moves on, so every timer still in flight is stale."""
     return {**runs_repo.entering_queue_values(), "schedule_token": Run.schedule_token + 1}
+
+
+def horizon() -> timedelta:
+    return timedelta(seconds=get_settings().timer_horizon_seconds)
 
 
 def arm_if_within_horizon(
     session: Session, run_id: str, token: int, due: datetime | None, now: datetime
 ) -> bool:
-    """Give a run a timer after commit if it is due within the horizon."""
-    if due is None:
+    """Give a DELAYED run a timer (published after commit) if it is due within the horizon.
+
+    Called in the transaction that set ``delayed_until`` and ``token`` (trigger,
+    reschedule). Runs due later get their timer from the sweep when they enter it.
+    """
+    if due is None or due - now > horizon():
         return False
-    horizon = timedelta(seconds=get_settings().timer_horizon_seconds)
-    if due - now > horizon:
+    if not repo.mark_armed(session, run_id, token):
         return False
-    runs_repo.touch(session, run_id, timer_armed_token=token)
     on_commit(session, lambda: broker.arm_timer(run_id, token, due))
     return True
 
 
 def promote_run(session: Session, run_id: str, token: int) -> Run | None:
-    """What a timer does: promote the run if the token is current and it is due.
+    """What a timer does: promote the run if ``token`` is current and the run is due.
 
-    A timer that fires early (clock skew between workers) re-arms itself for the due time.
+    Returns the promoted run, or None when the timer is stale, a duplicate, or early.
     """
-    promoted = runs_repo.transition(
-        session,
-        run_id,
-        RunStatus.QUEUED,
-        sources={RunStatus.DELAYED},
-        where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
-        values=_promotion_values(),
-    )
+    promoted = repo.promote_if_current(session, run_id, token, promotion_values())
     if promoted is not None:
+        metrics.observe_promotion_lateness("timer", [promoted.delayed_until], promoted.dispatched_at)
         on_commit(session, lambda: broker.dispatch_run(run_id))
         return promoted
     run = runs_repo.get_run(session, None, run_id)
@@ -65,8 +104,9 @@ def promote_run(session: Session, run_id: str, token: int) -> Run | None:
         and run.schedule_token == token
         and run.delayed_until is not None
     ):
-        due = run.delayed_until
-        on_commit(session, lambda: broker.arm_timer(run_id, token, due))
+        # Fired early by the database clock: wait for the rest, measured on that clock.
+        remaining = max((run.delayed_until - db_now(session)).total_seconds(), 0.0)
+        on_commit(session, lambda: broker.arm_timer_in(run_id, token, remaining))
     return None
 
 
@@ -76,63 +116,41 @@ class SweepResult:
     armed: int
 
 
-def promote_due_runs(session: Session, batch_size: int = 5000) -> SweepResult:
-    """Promote every overdue DELAYED run and arm timers for runs entering the horizon.
+def promote_due_runs(session: Session, batch_size: int = DEFAULT_BATCH_SIZE) -> SweepResult:
+    """Promote every overdue DELAYED run, then arm timers for runs entering the horizon.
 
-    Safe with two beats at once: rows are claimed with ``FOR UPDATE SKIP LOCKED`` and every
-    change is a compare-and-set, so each run is promoted once.
+    Batched (``batch_size`` rows per statement, until none is left) and safe to run
+    concurrently with itself: rows are claimed with ``FOR UPDATE SKIP LOCKED`` and every
+    change is a compare-and-set, so each run is promoted, and each token armed, once.
+    Messages are published after the caller commits.
     """
-    promoted_ids: list[str] = []
+    if not repo.any_due_or_entering(session, horizon()):
+        return SweepResult(promoted=0, armed=0)
+    promoted: list[str] = []
+    due_from: datetime | None = None
+    values = promotion_values()
     while True:
-        due = (
-            select(Run.id)
-            .where(Run.status == RunStatus.DELAYED.value, Run.delayed_until <= func.now())
-            .order_by(Run.delayed_until)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        ids = list(
-            session.scalars(
-                update(Run)
-                .where(Run.id.in_(due), Run.status == RunStatus.DELAYED.value)
-                .values(status=RunStatus.QUEUED.value, updated_at=func.now(), **_promotion_values())
-                .returning(Run.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        promoted_ids.extend(ids)
-        if len(ids) < batch_size:
+        batch = repo.promote_due_batch(session, batch_size, due_from, values)
+        promoted.extend(batch.run_ids)
+        metrics.observe_promotion_lateness("sweep", batch.progress)
+        if len(batch.run_ids) < batch_size:
             break
-    if promoted_ids:
+        due_from = batch.last
+    if promoted:
+        on_commit(session, lambda: broker.dispatch_runs(promoted))
 
-        def dispatch_promoted() -> None:
-            for run_id in promoted_ids:
-                broker.dispatch_run(run_id)
-
-        on_commit(session, dispatch_promoted)
-
-    horizon = get_settings().timer_horizon_seconds
     now = db_now(session)
-    entering = select(Run.id).where(
-        Run.status == RunStatus.DELAYED.value,
-        Run.delayed_until <= func.now() + timedelta(seconds=horizon),
-        Run.timer_armed_token.is_distinct_from(Run.schedule_token),
-    ).limit(batch_size).with_for_update(skip_locked=True).scalar_subquery()
-    armed = list(
-        session.execute(
-            update(Run)
-            .where(Run.id.in_(entering))
-            .values(timer_armed_token=Run.schedule_token)
-            .returning(Run.id, Run.schedule_token, Run.delayed_until)
-            .execution_options(synchronize_session=False)
-        )
-    )
+    armed: list[tuple[str, int, datetime]] = []
+    due_from = None
+    while True:
+        entering = repo.arm_entering_batch(session, horizon(), batch_size, due_from)
+        armed.extend(entering)
+        if len(entering) < batch_size:
+            break
+        due_from = max(due for _, _, due in entering)
     if armed:
-
-        def arm_entering() -> None:
-            for run_id, token, due_at in armed:
-                broker.arm_timer(run_id, token, max(due_at or now, now))
-
-        on_commit(session, arm_entering)
-    return SweepResult(promoted=len(promoted_ids), armed=len(armed))
+        timers = [(run_id, token, max(due, now)) for run_id, token, due in armed]
+        on_commit(session, lambda: broker.arm_timers(timers))
+    if promoted or armed:
+        log.info("timer sweep promoted %d overdue runs, armed %d timers", len(promoted), len(armed))
+    return SweepResult(promoted=len(promoted), armed=len(armed))

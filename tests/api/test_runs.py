@@ -69,7 +69,8 @@ def test_retrieve_errors(api: Any, project: ProjectKeys, run_id: str, status: in
 
 
 def test_a_run_of_another_environment_is_404_never_403(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger(api, project, env="prod")
+    # Delayed, so that a worker left running by another test cannot move it on.
+    run_id = trigger(api, project, env="prod", delay="1h")
     for path, method in [
         (f"/api/v3/runs/{run_id}", "get"),
         (f"/api/v2/runs/{run_id}/cancel", "post"),
@@ -77,7 +78,7 @@ def test_a_run_of_another_environment_is_404_never_403(api: Any, project: Projec
         response = getattr(api, method)(path, headers=project.headers("dev"))
         assert response.status_code == 404
         assert response.json() == {"error": "Run not found"}
-    assert run_row(run_id).status == "QUEUED"
+    assert run_row(run_id).status == "DELAYED"
     listed = api.get("/api/v1/runs", headers=project.headers("dev")).json()
     assert listed["data"] == []
 
@@ -102,18 +103,21 @@ def test_list_is_newest_first_with_cursor_pagination(api: Any, project: ProjectK
 
 
 def test_list_filters(api: Any, project: ProjectKeys) -> None:
-    tagged = trigger(api, project, tags=["vip"])
-    trigger(api, project, task="hello-world")
-    delayed = trigger(api, project, delay="1h")
+    # Delayed runs stay put even if a worker started by another test is still running.
+    tagged = trigger(api, project, tags=["vip"], delay="2h")
+    trigger(api, project, task="hello-world", delay="2h")
+    delayed = trigger(api, project, delay="1h", tags=["other"])
 
     def ids(**params: Any) -> list[str]:
         body = api.get("/api/v1/runs", params=params, headers=project.headers()).json()
         return [item["id"] for item in body["data"]]
 
     assert ids(**{"filter[tag]": "vip"}) == [tagged]
-    assert ids(**{"filter[status]": "DELAYED"}) == [delayed]
+    assert ids(**{"filter[status]": "DELAYED", "filter[tag]": "other"}) == [delayed]
+    assert ids(**{"filter[status]": "COMPLETED"}) == []
     assert set(ids(**{"filter[taskIdentifier]": "test-echo"})) == {tagged, delayed}
     assert len(ids(**{"filter[status]": "QUEUED,DELAYED"})) == 3
+    assert len(ids(**{"filter[status]": "WAITING_FOR_DEPLOY,DELAYED"})) == 3
     assert len(ids(**{"filter[createdAt][period]": "1h"})) == 3
     assert ids(**{"filter[createdAt][from]": "2999-01-01T00:00:00Z"}) == []
     bad = api.get("/api/v1/runs", params={"filter[status]": "BOGUS"}, headers=project.headers())
@@ -124,7 +128,8 @@ def test_list_filters(api: Any, project: ProjectKeys) -> None:
 
 
 def test_cancel_of_queued_and_delayed_runs_is_immediate(api: Any, project: ProjectKeys) -> None:
-    queued = trigger(api, project)
+    # test-block never finishes on its own, so the run is QUEUED or EXECUTING, never done.
+    queued = trigger(api, project, task="test-block")
     delayed = trigger(api, project, delay="1h")
     token_before = run_row(delayed).schedule_token
     for run_id in (queued, delayed):

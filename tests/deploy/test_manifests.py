@@ -366,3 +366,44 @@ def test_every_reprise_command_is_a_real_cli_subcommand() -> None:
     names = command_names()
     unknown = [(where, argv[1]) for where, argv in _reprise_invocations() if argv[1] not in names]
     assert unknown == []
+
+
+def test_every_reprise_command_line_parses_with_the_real_cli() -> None:
+    """Flags too (``--port``, ``--host``, ``healthcheck worker``), not only subcommands."""
+    from reprise.cli import build_parser
+
+    parser = build_parser()
+    refused = []
+    for where, argv in _reprise_invocations():
+        try:
+            parser.parse_args(argv[1:])
+        except SystemExit:
+            refused.append((where, argv))
+    assert refused == []
+
+
+def test_worker_grace_period_covers_the_soft_shutdown() -> None:
+    key = "REPRISE_WORKER_SOFT_SHUTDOWN_SECONDS"
+    compose_soft = float(SERVICES["worker"]["environment"][key])
+    assert _seconds(SERVICES["worker"]["stop_grace_period"]) >= compose_soft + 10
+    k8s_soft = float(_k8s("ConfigMap", CONFIGMAP)["data"][key])
+    pod = _k8s("Deployment", "reprise-worker")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= k8s_soft + 10
+
+
+def test_worker_metrics_port_is_declared_where_prometheus_looks() -> None:
+    key = "REPRISE_WORKER_METRICS_PORT"
+    port = int(_k8s("ConfigMap", CONFIGMAP)["data"][key])
+    assert int(SERVICES["worker"]["environment"][key]) == port
+    template = _k8s("Deployment", "reprise-worker")["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def test_flower_probes_use_its_unauthenticated_healthcheck_page() -> None:
+    [container] = _k8s("Deployment", "reprise-flower")["spec"]["template"]["spec"]["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthcheck"
+    argv = _compose_argv(SERVICES["flower"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:5555/healthcheck" in argv[-1]

@@ -14,9 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.live_server import LiveServer, live_api
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 INSTALL_TIMEOUT_SECONDS = 240
 SCENARIO_TIMEOUT_SECONDS = 60
@@ -86,62 +84,11 @@ def official_sdk(request: pytest.FixtureRequest) -> Path:
     return NODE_DIR
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    base_url: str
-    log_path: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 @pytest.fixture(scope="module")
 def live_server() -> Iterator[LiveServer]:
-    """``uvicorn --factory api.app:create_app`` on a free port, with this session's settings.
-
-    The subprocess inherits the ``REPRISE_*`` variables tests/conftest.py put in os.environ
-    (this session's Postgres, Redis and queue prefix), so the in-process ``celery_worker``
-    executes what it publishes.
-    """
-    port = _free_port()
-    log_path = Path(tempfile.mkstemp(prefix="reprise-e2e-api-", suffix=".log")[1])
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT,
-            env=os.environ.copy(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the API exited with {process.returncode}:\n{server.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the API did not answer /healthz:\n{server.log_tail()}")
-            time.sleep(0.05)
+    """A live API in a subprocess for this module (its runs execute on ``celery_worker``)."""
+    with live_api() as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -157,7 +104,9 @@ class Scenario:
         """The step's result; fails with the SDK's error (and the server log) if it threw."""
         record = self.steps.get(step)
         assert record is not None, f"{self.script} printed no step {step!r}: {self._context()}"
-        assert record["ok"], f"{self.script} step {step!r} failed: {record['error']}\n{self._context()}"
+        assert record["ok"], (
+            f"{self.script} step {step!r} failed: {record['error']}\n{self._context()}"
+        )
         return record["result"]
 
     def error(self, step: str) -> dict[str, Any]:
@@ -195,7 +144,9 @@ def run_scenario(official_sdk: Path, live_server: LiveServer) -> Any:
                 if isinstance(record, dict) and "step" in record:
                     steps[record["step"]] = record
         scenario = Scenario(script, steps, done.stderr, live_server.log_tail())
-        assert done.returncode == 0, f"node {script} exited {done.returncode}: {scenario._context()}"
+        assert done.returncode == 0, (
+            f"node {script} exited {done.returncode}: {scenario._context()}"
+        )
         return scenario
 
     return run

@@ -18,8 +18,24 @@ from tests.support.fixtures import ProjectKeys, run_row
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
+FLAGS = (
+    "isQueued",
+    "isExecuting",
+    "isWaiting",
+    "isCompleted",
+    "isSuccess",
+    "isFailed",
+    "isCancelled",
+)
+
+
 def _date(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
+
+
+def _flags(run: dict[str, Any]) -> set[str]:
+    """The run's boolean status flags that are true."""
+    return {flag for flag in FLAGS if run[flag]}
 
 
 def test_trigger_then_retrieve_until_completed_with_output_and_one_attempt(
@@ -35,7 +51,7 @@ def test_trigger_then_retrieve_until_completed_with_output_and_one_attempt(
     run = done["run"]
     assert run["id"] == handle["id"]
     assert run["status"] == "COMPLETED"
-    assert run["isCompleted"] and run["isSuccess"] and not run["isFailed"]
+    assert _flags(run) == {"isCompleted", "isSuccess"}
     assert run["output"] == {"message": "Hello, Ada!", "runId": handle["id"], "attempt": 1}
     assert run["payload"] == {"name": "Ada", "when": "2026-01-01T00:00:00.000Z"}
     assert run["attemptCount"] == 1
@@ -46,7 +62,12 @@ def test_trigger_then_retrieve_until_completed_with_output_and_one_attempt(
     assert run["datesAreDates"]
     assert set(done["statusesSeen"]) <= {"QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED"}
     public = scenario.ok("retrieve-with-public-token")
-    assert public == {"id": handle["id"], "status": "COMPLETED", "hasPayload": False, "hasOutput": False}
+    assert public == {
+        "id": handle["id"],
+        "status": "COMPLETED",
+        "hasPayload": False,
+        "hasOutput": False,
+    }
 
 
 def test_idempotency_key_returns_the_same_run_until_it_completes(
@@ -63,7 +84,8 @@ def test_idempotency_key_returns_the_same_run_until_it_completes(
     assert retrieved["idempotencyKey"] == retrieved["key"]
     scenario.ok("first-completed")
     # A COMPLETED run keeps its key (only failed or expired runs release it).
-    assert scenario.ok("after-completion") == {**second, "isCached": True}
+    after = scenario.ok("after-completion")
+    assert (after["id"], after["isCached"]) == (first["id"], True)
 
 
 def test_list_auto_paginates_with_task_and_status_filters(
@@ -76,9 +98,17 @@ def test_list_auto_paginates_with_task_and_status_filters(
     items = scenario.ok("list")["items"]
     assert [item["id"] for item in items] == list(reversed(triggered["ids"]))
     assert {item["status"] for item in items} == {"COMPLETED"}
-    assert all(item["env"] == {"id": project.environment_ids["dev"], "name": "dev"} for item in items)
+    assert all(
+        item["env"] == {"id": project.environment_ids["dev"], "name": "dev"} for item in items
+    )
     assert scenario.ok("pages")["sizes"] == [2, 2, 1]
     assert scenario.ok("list-delayed")["ids"] == [triggered["delayedId"]]
+    everything = len(triggered["ids"]) + 1
+    assert scenario.ok("list-created-range") == {
+        "fromBeforeStart": everything,
+        "toBeforeStart": 0,
+        "lastHour": everything,
+    }
 
 
 def test_failed_run_shows_its_error_and_attempts(
@@ -90,7 +120,7 @@ def test_failed_run_shows_its_error_and_attempts(
     failed = scenario.ok("failed")
     run = failed["run"]
     assert run["status"] == "FAILED"
-    assert run["isFailed"] and run["isCompleted"] and not run["isSuccess"]
+    assert _flags(run) == {"isCompleted", "isFailed"}
     assert run["error"]["message"] == "failing attempt 3"
     assert run["error"]["name"] == "ValueError"
     assert run["attemptCount"] == 3
@@ -100,7 +130,7 @@ def test_failed_run_shows_its_error_and_attempts(
     assert (text["payload"], text["status"]) == ("just text", "DELAYED")
 
 
-def test_cancel_of_a_delayed_run(
+def test_delay_by_duration_or_date_and_cancel_of_a_delayed_run(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     scenario = run_scenario("cancel.mjs", project.keys["dev"])
@@ -108,15 +138,17 @@ def test_cancel_of_a_delayed_run(
     handle = scenario.ok("trigger-delayed")
     delayed = scenario.ok("retrieve-delayed")
     assert delayed["status"] == "DELAYED"
-    assert delayed["isQueued"] and not delayed["isCompleted"]
+    assert _flags(delayed) == {"isQueued"}
     until = _date(delayed["delayedUntil"]) - datetime.now(UTC)
     assert timedelta(minutes=55) < until <= timedelta(hours=1)
     assert scenario.ok("cancel") == {"id": handle["id"]}
     canceled = scenario.ok("retrieve-canceled")
     assert canceled["status"] == "CANCELED"
-    assert canceled["isCancelled"] and canceled["isCompleted"] and not canceled["isSuccess"]
+    assert _flags(canceled) == {"isCompleted", "isCancelled"}
     assert scenario.ok("cancel-again") == {"id": handle["id"]}
     assert run_row(handle["id"]).status == "CANCELED"
+    dated = scenario.ok("trigger-delayed-until-date")
+    assert (dated["status"], dated["delayedUntil"]) == ("DELAYED", dated["at"])
 
 
 def test_errors_reach_the_sdk_with_their_status_and_message(

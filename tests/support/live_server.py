@@ -57,7 +57,9 @@ def live_api(startup_timeout: float = 30.0) -> Iterator[LiveServer]:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"the API exited with {process.returncode}:\n{server.log_tail()}")
+                raise AssertionError(
+                    f"the API exited with {process.returncode}:\n{server.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
                     break

@@ -59,3 +59,17 @@ def large_output(payload: Any, ctx: TaskContext) -> Any:
     """Returns ``{"blob": "x" * bytes}``: outputs over the inline limit get a presigned URL."""
     size = int(payload.get("bytes", 0)) if isinstance(payload, dict) else 0
     return {"blob": "x" * size}
+
+
+@task(id="test-ttl-default", max_attempts=1, ttl="1h")
+def ttl_default(payload: Any, ctx: TaskContext) -> Any:
+    """A task whose own default TTL (1h) applies when the trigger gives none."""
+    return payload
+
+
+@task(id="test-sleep", max_attempts=3)
+def sleep_for(payload: Any, ctx: TaskContext) -> Any:
+    """Takes ``seconds`` (default 0.2): long enough to be caught mid-run by a shutdown."""
+    seconds = float(payload.get("seconds", 0.2)) if isinstance(payload, dict) else 0.2
+    time.sleep(seconds)
+    return {"slept": seconds, "attempt": ctx.attempt.number}

@@ -10,3 +10,10 @@ if (handle) {
   await step("retrieve-canceled", async () => summarise(await runs.retrieve(handle.id)));
   await step("cancel-again", () => runs.cancel(handle.id));
 }
+
+const at = new Date(Date.now() + 2 * 3600 * 1000);
+at.setMilliseconds(0);
+await step("trigger-delayed-until-date", async () => {
+  const run = await runs.retrieve((await tasks.trigger("hello-world", {}, { delay: at })).id);
+  return { status: run.status, delayedUntil: run.delayedUntil, at: at.toISOString() };
+});

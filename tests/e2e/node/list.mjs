@@ -4,6 +4,7 @@ import { completed, retrieveUntil, runs, step, tasks, useKey } from "./_sdk.mjs"
 useKey();
 const count = Number(process.env.E2E_RUN_COUNT ?? 5);
 
+const startedAt = Date.now();
 const triggered = await step("trigger", async () => {
   const ids = [];
   for (let i = 0; i < count; i++) {
@@ -37,5 +38,17 @@ if (triggered) {
       ids.push(run.id);
     }
     return { ids };
+  });
+  await step("list-created-range", async () => {
+    const count = async (query) => {
+      let n = 0;
+      for await (const _run of runs.list({ ...query, limit: 100 })) n++;
+      return n;
+    };
+    return {
+      fromBeforeStart: await count({ from: new Date(startedAt - 5000) }),
+      toBeforeStart: await count({ to: new Date(startedAt - 60000) }),
+      lastHour: await count({ period: "1h" }),
+    };
   });
 }

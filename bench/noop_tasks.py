@@ -1,0 +1,13 @@
+"""A raw Celery no-op task: the baseline of command apply throughput (same worker, same
+Redis, same queue). Loaded into the bench worker with ``celery -A workers worker -I``."""
+
+from __future__ import annotations
+
+from workers.app import app
+
+NOOP = "bench.noop"
+
+
+@app.task(name=NOOP)
+def noop(_: str) -> None:
+    return None

@@ -1,0 +1,103 @@
+"""Gauges read from Postgres and Redis when Prometheus scrapes the api's ``/metrics``.
+
+Reading at scrape time (rather than keeping counters in step with every write) makes the
+numbers the stores' own truth, the same on every api replica, and free between scrapes:
+one grouped query over ``runs``, one over pending ``commands`` (a partial index), and one
+Redis pipeline of ``LLEN``. A store that does not answer is reported by
+``reprise_store_up{store=…} 0`` instead of failing the whole scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shared import broker
+from shared.commands.models import CommandKind
+from shared.db import session_factory
+from shared.metrics import repository
+from shared.settings import get_settings
+
+log = logging.getLogger("reprise.metrics")
+
+
+class StoreCollector(Collector):
+    def describe(self) -> Iterable[Metric]:
+        # Nothing at registration: describing would query the stores at import time.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "reprise_store_up", "Whether the last scrape could read the store.", labels=["store"]
+        )
+        postgres_ok = True
+        try:
+            yield from self._from_postgres()
+        except Exception as exc:
+            postgres_ok = False
+            log.warning("metrics: postgres unavailable (%s)", type(exc).__name__)
+        up.add_metric(["postgres"], 1.0 if postgres_ok else 0.0)
+        redis_ok = True
+        try:
+            yield from self._from_redis()
+        except Exception as exc:
+            redis_ok = False
+            log.warning("metrics: redis unavailable (%s)", type(exc).__name__)
+        up.add_metric(["redis"], 1.0 if redis_ok else 0.0)
+        yield up
+
+    def _from_postgres(self) -> Iterator[Metric]:
+        with session_factory()() as session:
+            runs = repository.count_runs(session)
+            pending = repository.pending_commands(session)
+        by_status = GaugeMetricFamily(
+            "reprise_runs",
+            "Runs by project, environment, task and internal status (read from Postgres).",
+            labels=["project", "environment", "task", "status"],
+        )
+        for row in runs:
+            by_status.add_metric([row.project, row.environment, row.task, row.status], row.count)
+        counts = GaugeMetricFamily(
+            "reprise_commands_pending",
+            "Accepted replay/reschedule commands not applied yet, by kind.",
+            labels=["kind"],
+        )
+        lag = GaugeMetricFamily(
+            "reprise_command_apply_lag_seconds",
+            "Age of the oldest pending command, by kind (0 when none is pending).",
+            labels=["kind"],
+        )
+        seen = {p.kind: p for p in pending}
+        for kind in sorted({k.value for k in CommandKind} | set(seen)):
+            found = seen.get(kind)
+            counts.add_metric([kind], found.count if found else 0)
+            lag.add_metric([kind], found.oldest_age_seconds if found else 0.0)
+        return iter((by_status, counts, lag))
+
+    def _from_redis(self) -> Iterator[Metric]:
+        settings = get_settings()
+        client = broker.broker_client(settings.redis_url)
+        lengths = broker.queue_lengths(client, broker.queue_names(settings).values())
+        unacked = int(client.hlen(broker.UNACKED_KEY))
+        queues = GaugeMetricFamily(
+            "reprise_queue_length",
+            "Messages waiting in each Celery queue (Redis list length).",
+            labels=["queue"],
+        )
+        for name, length in lengths.items():
+            queues.add_metric([name], length)
+        held = GaugeMetricFamily(
+            "reprise_broker_unacked_messages",
+            "Messages delivered to workers and not acknowledged yet: running tasks, "
+            "prefetched messages and the ETA timers workers hold.",
+        )
+        held.add_metric([], unacked)
+        return iter((queues, held))
+
+
+STORE_REGISTRY = CollectorRegistry(auto_describe=False)
+STORE_REGISTRY.register(StoreCollector())

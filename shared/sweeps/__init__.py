@@ -1,0 +1,1 @@
+"""What every beat sweep shares: a guard so concurrent duplicates of a sweep step aside."""

@@ -1,0 +1,3 @@
+"""Fixtures of command tests."""
+
+from tests.support.commands import parked_commands  # noqa: F401

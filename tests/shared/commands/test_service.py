@@ -1,0 +1,210 @@
+"""Commands are applied exactly once in effect: redelivery, concurrent appliers, a worker
+killed mid-apply, a message lost from Redis, and the relay sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from shared.commands import service
+from shared.commands.schemas import ReplayRequest
+from shared.db import session_factory, transaction
+from tests.support.commands import (
+    ParkedCommands,
+    command_row,
+    lock_waiters,
+    replays_of,
+    trigger,
+)
+from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+
+
+def _accept(project: ProjectKeys, run_id: str, **body: Any) -> tuple[str, str]:
+    with transaction() as session:
+        command = service.accept_replay(
+            session, project.keys["dev"], run_id, ReplayRequest.model_validate(body),
+            publish=False,
+        )
+        return command.id, command.target_run_id
+
+
+def _apply(command_id: str, applier: str) -> Any:
+    with transaction() as session:
+        return service.apply_command(session, command_id, applier)
+
+
+def test_applying_a_command_twice_creates_one_run(api: Any, project: ProjectKeys) -> None:
+    source = trigger(api, project, delay="1h")
+    command_id, new_id = _accept(project, source)
+
+    first = _apply(command_id, "worker-1")
+    second = _apply(command_id, "worker-2")
+
+    assert first.status == second.status == "APPLIED"
+    assert second.applied_by == "worker-1"
+    assert second.applied_at == first.applied_at
+    assert first.result == {"runId": new_id, "status": "QUEUED"}
+    assert replays_of(source) == 1
+    new_run = run_row(new_id)
+    assert new_run.replayed_from == source
+    assert new_run.lineage_depth == 1
+
+
+def test_two_workers_applying_at_once_have_one_effect(api: Any, project: ProjectKeys) -> None:
+    source = trigger(api, project)
+    command_id, new_id = _accept(project, source)
+    first_applied = threading.Event()
+    release_first = threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def first() -> None:
+        with transaction() as session:
+            outcomes["first"] = service.apply_command(session, command_id, "worker-1")
+            first_applied.set()
+            release_first.wait(10)
+
+    def second() -> None:
+        first_applied.wait(10)
+        with transaction() as session:
+            outcomes["second"] = service.apply_command(session, command_id, "worker-2")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    # The second applier is blocked on the command row the first one holds.
+    wait_for(lambda: lock_waiters() >= 1, what="the second applier to wait for the lock")
+    assert "second" not in outcomes
+    release_first.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert outcomes["first"].status == "APPLIED"
+    assert outcomes["second"].status == "APPLIED"
+    assert outcomes["second"].applied_by == "worker-1"
+    assert replays_of(source) == 1
+    assert run_row(new_id) is not None
+
+
+def test_a_worker_killed_mid_apply_loses_nothing(api: Any, project: ProjectKeys) -> None:
+    source = trigger(api, project)
+    command_id, new_id = _accept(project, source)
+
+    doomed = session_factory()()
+    applied = service.apply_command(doomed, command_id, "doomed-worker")
+    assert applied is not None
+    assert applied.status == "APPLIED"  # not committed yet
+    pid = doomed.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with transaction() as session:
+        session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with contextlib.suppress(OperationalError):
+        doomed.close()  # the connection is gone: its transaction was rolled back
+
+    assert command_row(command_id).status == "PENDING"
+    assert run_row(new_id) is None
+    redelivered = _apply(command_id, "worker-2")
+    assert redelivered.status == "APPLIED"
+    assert redelivered.applied_by == "worker-2"
+    assert replays_of(source) == 1
+
+
+def test_a_rejected_command_records_why_and_creates_nothing(
+    api: Any, project: ProjectKeys
+) -> None:
+    source = trigger(api, project, "test-checkpoints")
+    with transaction() as session:
+        session.execute(
+            text("INSERT INTO checkpoints (run_id, number, state, attempt_number) "
+                 "VALUES (:id, 1, '{\"step\": 1}', 1)"),
+            {"id": source},
+        )
+        command = service.accept_replay(
+            session, project.keys["dev"], source, ReplayRequest(), checkpoint=1, publish=False
+        )
+        command_id, new_id = command.id, command.target_run_id
+    with transaction() as session:
+        session.execute(text("DELETE FROM checkpoints WHERE run_id = :id"), {"id": source})
+
+    rejected = _apply(command_id, "worker-1")
+
+    assert rejected.status == "REJECTED"
+    assert "checkpoint 1" in rejected.reason
+    assert run_row(new_id) is None
+    assert _apply(command_id, "worker-2").status == "REJECTED"
+
+
+def test_applying_an_unknown_command_does_nothing(project: ProjectKeys) -> None:
+    assert _apply("cmd_doesnotexist", "worker-1") is None
+
+
+def test_relay_republishes_stale_commands_once_per_interval(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    source = trigger(api, project)
+    response = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers())
+    new_id = response.json()["id"]
+    command_id = command_row_for(new_id)
+    assert parked_commands.command_ids() == [command_id]
+
+    with transaction() as session:
+        assert service.relay_pending_commands(session) == 0  # published just now
+    _age_publication(command_id)
+    with transaction() as session:
+        assert service.relay_pending_commands(session) == 1
+    with transaction() as session:
+        assert service.relay_pending_commands(session) == 0  # a second beat, same interval
+
+    assert parked_commands.command_ids() == [command_id, command_id]
+    assert command_row(command_id).publish_count == 2
+
+
+def test_a_second_sweep_skips_commands_the_first_is_relaying(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    source = trigger(api, project)
+    new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
+    command_id = command_row_for(new_id)
+    _age_publication(command_id)
+
+    with transaction() as first:
+        assert service.relay_pending_commands(first) == 1
+        with transaction() as second:
+            assert service.relay_pending_commands(second) == 0  # locked: skipped, no wait
+    assert command_row(command_id).publish_count == 2
+
+
+def test_a_command_whose_message_redis_lost_is_still_applied(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands, celery_worker: Any
+) -> None:
+    source = trigger(api, project)
+    new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
+    command_id = command_row_for(new_id)
+    assert parked_commands.command_ids() == [command_id]
+    assert parked_commands.delete_all() == 1  # Redis lost the message
+    _age_publication(command_id)
+
+    parked_commands.unpark()  # the relay publishes to the commands queue workers consume
+    with transaction() as session:
+        assert service.relay_pending_commands(session) == 1
+
+    wait_for(lambda: command_row(command_id).status == "APPLIED", what="the relayed command")
+    assert not command_row(command_id).applied_by.startswith("api:")
+    wait_for_status(new_id, "COMPLETED")
+    assert replays_of(source) == 1
+
+
+def _age_publication(command_id: str) -> None:
+    with transaction() as session:
+        session.execute(
+            text("UPDATE commands SET published_at = now() - interval '1 minute' WHERE id = :id"),
+            {"id": command_id},
+        )
+
+
+def command_row_for(target_run_id: str) -> str:
+    from tests.support.commands import command_for_target
+
+    return str(command_for_target(target_run_id).id)

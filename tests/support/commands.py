@@ -1,0 +1,150 @@
+"""Helpers for command tests: triggering runs, and a queue no worker consumes.
+
+``parked_commands`` sends the real ``reprise.apply_command`` Celery messages to a real
+Redis queue that no worker consumes, so a test decides whether (and when) a worker gets
+to apply a command, whatever else the session's in-process worker is doing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from tests.support.fixtures import ProjectKeys
+
+
+def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = "dev",
+            payload: Any = None, **options: Any) -> str:
+    response = api.post(
+        f"/api/v1/tasks/{task}/trigger",
+        json={"payload": payload if payload is not None else {"n": 1}, "options": options},
+        headers=project.headers(env),
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def command_row(command_id: str) -> Any:
+    from shared.commands.models import Command
+    from shared.db import transaction
+
+    with transaction() as session:
+        return session.get(Command, command_id)
+
+
+def commands_for(run_id: str) -> list[Any]:
+    from shared.commands import repository as repo
+    from shared.db import transaction
+
+    with transaction() as session:
+        return repo.commands_of_run(session, run_id)
+
+
+def command_for_target(target_run_id: str) -> Any:
+    from shared.commands.models import Command
+    from shared.db import transaction
+
+    with transaction() as session:
+        return session.scalars(
+            select(Command).where(Command.target_run_id == target_run_id)
+        ).one()
+
+
+def count(table: str) -> int:
+    from shared.db import transaction
+
+    with transaction() as session:
+        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def replays_of(run_id: str) -> int:
+    from shared.db import transaction
+    from shared.runs.models import Run
+
+    with transaction() as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(Run).where(Run.replayed_from == run_id)
+            ).scalar_one()
+        )
+
+
+def backdate_delay(run_id: str, seconds: int = 1) -> None:
+    """Make a DELAYED run due (as if its time had come) without touching its token."""
+    from shared.db import transaction
+
+    with transaction() as session:
+        session.execute(
+            text(
+                "UPDATE runs SET delayed_until = now() - make_interval(secs => :s) "
+                "WHERE id = :id"
+            ),
+            {"id": run_id, "s": seconds},
+        )
+
+
+def lock_waiters() -> int:
+    """Backends of this database waiting on a row lock (to see a forced interleaving)."""
+    from shared.db import transaction
+
+    with transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+@dataclass
+class ParkedCommands:
+    queue: str
+    client: Any
+    real_publish: Any
+
+    def command_ids(self) -> list[str]:
+        found = []
+        for raw in self.client.lrange(self.queue, 0, -1):
+            message = json.loads(raw)
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            found.append(args[0])
+        return found
+
+    def delete_all(self) -> int:
+        return int(self.client.delete(self.queue))
+
+    def unpark(self) -> None:
+        """From now on commands are published to the queue workers consume."""
+        from shared import broker
+
+        broker.publish_command = self.real_publish  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def parked_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedCommands]:
+    import redis
+
+    from shared import broker
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    queue = f"{settings.queue_prefix}.parked-commands"
+
+    def publish_to_parking(command_id: str) -> None:
+        broker.celery_app().send_task(broker.APPLY_COMMAND, args=[command_id], queue=queue)
+
+    real_publish = broker.publish_command
+    monkeypatch.setattr(broker, "publish_command", publish_to_parking)
+    client = redis.Redis.from_url(settings.redis_url)
+    parked = ParkedCommands(queue, client, real_publish)
+    yield parked
+    parked.delete_all()
+    client.close()

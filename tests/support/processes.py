@@ -1,0 +1,74 @@
+"""Real ``reprise`` processes (worker, beat, flower) in subprocesses, with this session's
+settings (the ``REPRISE_*`` variables tests/conftest.py put in ``os.environ``) plus
+overrides, and their output in a log file shown when something goes wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.live_server import ROOT, free_port
+
+__all__ = ["ReproProcess", "free_port", "reprise_process"]
+
+
+@dataclass
+class ReproProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"process did not exit in {timeout}s:\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def reprise_process(*argv: str, env: dict[str, str] | None = None) -> Iterator[ReproProcess]:
+    """``python -m reprise.cli <argv>``; stopped (SIGTERM, then SIGKILL) on exit."""
+    log_path = Path(tempfile.mkstemp(prefix=f"reprise-{argv[0]}-", suffix=".log")[1])
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reprise.cli", *argv],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    running = ReproProcess(process, log_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+        log_path.unlink(missing_ok=True)

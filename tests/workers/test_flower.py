@@ -1,0 +1,138 @@
+"""Flower for operators: the real ``reprise flower`` process against this session's Redis,
+watching the in-process worker (§12)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.broker import celery_app
+from shared.settings import Settings
+from tests.support.commands import trigger
+from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
+from tests.support.processes import free_port, reprise_process
+
+CREDENTIALS = ("ops", "s3cret-pass")
+
+
+@pytest.fixture(scope="module")
+def flower(celery_worker: Any) -> Iterator[str]:
+    """Flower in production mode (basic auth required), once its event receiver is live."""
+    port = free_port()
+    env = {
+        "REPRISE_MODE": "production",
+        "REPRISE_SECRET_KEY": "test-secret-key",
+        "REPRISE_FLOWER_BASIC_AUTH": ":".join(CREDENTIALS),
+        "REPRISE_LOG_FORMAT": "json",
+    }
+    with reprise_process("flower", "--address", "127.0.0.1", "--port", str(port), env=env) as proc:
+        base = f"http://127.0.0.1:{port}"
+        hostname = celery_worker.hostname
+
+        def events_flowing() -> bool:
+            # Ask the workers for a heartbeat event (what Flower's receiver does once when it
+            # starts listening) until Flower's own metrics show it received one: from then
+            # on, task events reach Flower too.
+            assert proc.alive(), proc.log()
+            celery_app().control.heartbeat()
+            try:
+                text = httpx.get(f"{base}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return False
+            return f'flower_worker_online{{worker="{hostname}"}} 1.0' in text
+
+        wait_for(events_flowing, timeout=60, interval=0.25, what=f"Flower to see {hostname}")
+        yield base
+
+
+def test_flower_requires_basic_auth_in_production(flower: str) -> None:
+    assert httpx.get(f"{flower}/api/workers", timeout=5).status_code == 401
+    assert httpx.get(f"{flower}/", timeout=5).status_code == 401
+    wrong = httpx.get(f"{flower}/api/workers", auth=("ops", "nope"), timeout=5)
+    assert wrong.status_code == 401
+    assert httpx.get(f"{flower}/api/workers", auth=CREDENTIALS, timeout=10).status_code == 200
+    # The page the Compose and Kubernetes probes use is the one left open.
+    assert httpx.get(f"{flower}/healthcheck", timeout=5).text == "OK"
+
+
+def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
+    flower: str, celery_worker: Any, api: Any, project: ProjectKeys
+) -> None:
+    workers = httpx.get(f"{flower}/api/workers?refresh=1", auth=CREDENTIALS, timeout=10).json()
+    assert celery_worker.hostname in workers
+    assert "reprise.execute_run" in workers[celery_worker.hostname]["registered"]
+
+    run_id = trigger(api, project, payload={"secret": "payload-marker"})
+    wait_for_status(run_id, "COMPLETED")
+
+    def flower_task() -> dict[str, Any] | None:
+        tasks = httpx.get(
+            f"{flower}/api/tasks",
+            params={"taskname": "reprise.execute_run", "limit": 100},
+            auth=CREDENTIALS,
+            timeout=5,
+        ).json()
+        for task in tasks.values():
+            if run_id in (task.get("args") or "") and task.get("state") == "SUCCESS":
+                return dict(task)
+        return None
+
+    task = wait_for(flower_task, timeout=15, interval=0.1, what=f"{run_id} in Flower")
+    assert task["name"] == "reprise.execute_run"
+    assert task["worker"] == celery_worker.hostname
+    assert re.fullmatch(rf"\[['\"]{run_id}['\"]\]", task["args"])
+
+
+def test_flower_uses_the_workers_broker_transport_options() -> None:
+    """Flower runs on the workers' app; every broker connection it opens (event receiver,
+    inspect/control) comes from ``app.connection()``, which carries these options."""
+    from shared import broker
+    from shared.settings import get_settings
+    from workers import app
+
+    assert app is broker.celery_app()
+    options = get_settings().broker_transport_options
+    assert options["visibility_timeout"] == get_settings().broker_visibility_timeout
+    with app.connection() as connection:
+        assert connection.transport_options == options
+    with app.connection_for_read() as connection:
+        assert connection.transport_options == options
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(database_url="postgresql://u@h/db", redis_url="redis://h:6379/0", **values)
+
+
+def test_flower_refuses_to_start_without_basic_auth_outside_dev(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workers.ops import run_flower
+
+    code = run_flower("0.0.0.0", 5555, settings=_settings(mode="production", secret_key="k"))
+    assert code == 2
+    assert "REPRISE_FLOWER_BASIC_AUTH" in capsys.readouterr().err
+
+
+def test_flower_environment_by_mode() -> None:
+    from workers.ops import FlowerConfigurationError, flower_environment
+
+    production = _settings(mode="production", secret_key="k", flower_basic_auth="a:b, c:d")
+    assert flower_environment(production, "0.0.0.0") == {"FLOWER_BASIC_AUTH": "a:b,c:d"}
+    # Dev without credentials: the UI is open; the HTTP API only on loopback.
+    assert flower_environment(_settings(), "127.0.0.1") == {"FLOWER_UNAUTHENTICATED_API": "true"}
+    assert flower_environment(_settings(), "0.0.0.0") == {}
+    with pytest.raises(FlowerConfigurationError, match="user:password"):
+        flower_environment(_settings(flower_basic_auth="no-colon"), "127.0.0.1")
+
+
+def test_reprise_dev_can_start_flower_with_the_cli() -> None:
+    from workers.ops import flower_command, flower_url
+
+    command = flower_command(5555)
+    assert command[1:4] == ["-m", "reprise.cli", "flower"]
+    assert command[-2:] == ["--port", "5555"]
+    assert flower_url(5555) == "http://127.0.0.1:5555/"

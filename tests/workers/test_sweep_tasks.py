@@ -1,0 +1,106 @@
+"""Beat sweeps that can be trusted: a duplicate steps aside, a stale backlog is discarded,
+and beat schedules every time sweep with an expiry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared import broker
+from shared.db import transaction
+from shared.settings import get_settings
+from shared.sweeps.service import claim_sweep
+from tests.support.fixtures import ProjectKeys, run_row, wait_for
+from tests.support.timers import InThread, backdate, db_clock, trigger
+from workers import sweep_tasks
+from workers.app import app
+
+
+@pytest.fixture
+def overdue_and_stale(project: ProjectKeys) -> tuple[str, str]:
+    """A DELAYED run past its time and a QUEUED run past its TTL, no message for either."""
+    delayed = trigger(project, delay="1h", publish=False)
+    backdate(delayed, "delayed_until")
+    stale = trigger(project, ttl="10m", publish=False)
+    backdate(stale, "ttl_expires_at")
+    return delayed, stale
+
+
+@pytest.mark.parametrize(
+    ("sweep", "name"),
+    [
+        (sweep_tasks.promote_due_runs, broker.PROMOTE_DUE_RUNS),
+        (sweep_tasks.expire_stale_runs, broker.EXPIRE_STALE_RUNS),
+    ],
+)
+def test_a_duplicate_sweep_returns_at_once_while_the_same_sweep_runs(
+    overdue_and_stale: tuple[str, str], sweep: Any, name: str
+) -> None:
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_sweep_lock() -> None:
+        with transaction() as session:
+            assert claim_sweep(session, name)
+            holding.set()
+            assert release.wait(15)
+
+    holder = InThread(hold_the_sweep_lock)
+    assert holding.wait(15)
+    assert sweep() == {"skipped": 1}
+    assert [run_row(r).status for r in overdue_and_stale] == ["DELAYED", "QUEUED"]
+    release.set()
+    holder.result()
+    done = sweep()
+    assert "skipped" not in done
+    assert sum(done.values()) >= 1
+
+
+def test_different_sweeps_do_not_block_each_other(overdue_and_stale: tuple[str, str]) -> None:
+    with transaction() as session:
+        assert claim_sweep(session, broker.PROMOTE_DUE_RUNS)
+        assert InThread(sweep_tasks.expire_stale_runs).result() == {"expired": 1}
+
+
+@pytest.fixture
+def revoked() -> Iterator[list[tuple[str, bool]]]:
+    from celery.signals import task_revoked
+
+    seen: list[tuple[str, bool]] = []
+
+    def record(request: Any = None, expired: bool = False, **_: Any) -> None:
+        seen.append((request.id, expired))
+
+    task_revoked.connect(record, weak=False)
+    yield seen
+    task_revoked.disconnect(record)
+
+
+def test_a_sweep_message_that_waited_past_its_expiry_is_discarded_by_the_worker(
+    overdue_and_stale: tuple[str, str], revoked: list[tuple[str, bool]], celery_worker: Any
+) -> None:
+    delayed, _ = overdue_and_stale
+    options = app.conf.beat_schedule["promote-due-runs"]["options"]
+    # As if beat had sent it more than `expires` ago and no worker had been there to take it.
+    late = app.send_task(broker.PROMOTE_DUE_RUNS, expires=db_clock() - timedelta(seconds=1))
+    wait_for(lambda: (late.id, True) in revoked, what="the worker to discard the late sweep")
+    assert run_row(delayed).status == "DELAYED"
+    app.send_task(broker.PROMOTE_DUE_RUNS, **options)  # a fresh one runs
+    wait_for(lambda: run_row(delayed).queued_at is not None, what="the fresh sweep to promote")
+
+
+def test_beat_schedules_each_time_sweep_every_interval_with_an_expiry() -> None:
+    schedule = app.conf.beat_schedule
+    interval = get_settings().sweep_interval_seconds
+    by_task = {entry["task"]: entry for entry in schedule.values()}
+    for task in (broker.PROMOTE_DUE_RUNS, broker.EXPIRE_STALE_RUNS):
+        entry = by_task[task]
+        assert entry["schedule"] == interval
+        assert 0 < entry["options"]["expires"] < get_settings().timer_horizon_seconds
+        assert task in app.tasks
+        assert app.amqp.router.route({}, task)["queue"].name.endswith(".sweeps")
+    assert app.amqp.router.route({}, broker.PROMOTE_RUN)["queue"].name.endswith(".timers")
