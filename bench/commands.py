@@ -116,6 +116,7 @@ def prepare(delayed: int) -> tuple[str, str, list[str]]:
     from shared.db import transaction
     from shared.migrations import upgrade
     from shared.projects.service import authenticate, create_key
+    from shared.runs.models import Run
     from shared.runs.schemas import TriggerOptions
     from shared.runs.service import trigger_run
     from shared.settings import get_settings
@@ -130,13 +131,16 @@ def prepare(delayed: int) -> tuple[str, str, list[str]]:
     with transaction() as session:
         auth = authenticate(session, key)
         source = trigger_run(session, auth, TASK, {"name": "bench"}, TriggerOptions()).run.id
-        ids = [
-            trigger_run(
-                session, auth, TASK, {"i": i}, TriggerOptions(delay="1h")
-            ).run.id
-            for i in range(delayed)
-        ]
-    return key, source, ids
+        template = trigger_run(session, auth, TASK, {"i": 0}, TriggerOptions(delay="1h")).run.id
+        # Clone the delayed run in SQL: creating thousands through the service is slow.
+        columns = [c.name for c in Run.__table__.columns if c.name != "id"]
+        listed = ", ".join(f'"{c}"' for c in columns)
+        ids = list(session.scalars(text(
+            f'INSERT INTO runs (id, {listed}) '
+            f"SELECT 'run_' || substr(md5(random()::text || g::text), 1, 24), {listed} "
+            f"FROM runs, generate_series(2, :n) AS g WHERE id = :template RETURNING id"
+        ), {"n": delayed, "template": template}))
+    return key, source, [template, *ids]
 
 
 def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
@@ -286,12 +290,10 @@ def add_replays(source: str, key: str, count: int) -> None:
     from shared.commands.schemas import ReplayRequest
     from shared.commands.service import accept_replay
     from shared.db import transaction
-    from shared.projects.service import authenticate
 
     with transaction() as session:
-        auth = authenticate(session, key)
         for _ in range(count):
-            accept_replay(session, auth, source, ReplayRequest())
+            accept_replay(session, key, source, ReplayRequest())
 
 
 def timed_drain(remaining: Callable[[], int], total: int, timeout: float) -> float:
@@ -349,6 +351,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--extra-commands", type=int, default=5000)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     external = os.environ.get("REPRISE_DATABASE_URL") and os.environ.get("REPRISE_REDIS_URL")
     where = "external Postgres and Redis" if external else "embedded Postgres (durable) and Redis"
@@ -374,37 +377,54 @@ def main() -> None:
         applies = pending_commands()
         apply_rate = measure_apply(stack, commands_queue)
         noop_rate = measure_noop(stack, commands_queue, applies)
-        report(latencies, args.rate, apply_rate, noop_rate, applies, where)
+        load = os.getloadavg()
+        section = report(latencies, args.rate, apply_rate, noop_rate, applies, where, load)
+        print(section)
+        if args.record:
+            from bench.timing_stack import append_results
+
+            append_results(section)
 
 
 def report(latencies: list[Latency], rate: float, apply_rate: float, noop_rate: float,
-           applies: int, where: str) -> None:
+           applies: int, where: str, load: tuple[float, float, float]) -> str:
     baseline = latencies[0]
-    print()
-    print(f"## Commands (bench/commands.py) — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, {where}")
-    print()
-    print(f"(a) accept latency, open loop at {rate:g} req/s, measured from each request's "
-          "scheduled start")
-    print()
-    print("| route | requests | errors | achieved req/s | p50 ms | p99 ms | p50 / baseline "
-          "| p99 / baseline |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = [
+        "## Commands (`bench/commands.py`)",
+        "",
+        (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {where}; load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}."),
+        "",
+        (f"(a) Accept latency, open loop at {rate:g} req/s for {baselines_seconds(baseline, rate)} s "
+        "per route, measured from each request's scheduled start; uvicorn, one process."),
+        "",
+        "| route | requests | errors | achieved req/s | p50 ms | p99 ms | p50 ratio | p99 ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in latencies:
-        print(f"| {row.name} | {row.sent} | {row.errors} | {row.achieved_rate:.0f} "
-              f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} "
-              f"| {row.p50_ms / baseline.p50_ms:.2f}x | {row.p99_ms / baseline.p99_ms:.2f}x |")
-    print()
-    print(f"(b) apply throughput, default worker (prefork, {os.cpu_count()} processes) on the "
-          "commands queue")
-    print()
-    print("| what | items | per second | ratio |")
-    print("|---|---|---|---|")
-    print(f"| apply replay commands | {applies} | {apply_rate:.0f} "
-          f"| {apply_rate / noop_rate:.2f}x of raw |")
-    print(f"| raw Celery no-op tasks (baseline) | {applies} | {noop_rate:.0f} | 1.00x |")
-    print()
+        lines.append(
+            f"| {row.name} | {row.sent} | {row.errors} | {row.achieved_rate:.0f} "
+            f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {row.p50_ms / baseline.p50_ms:.2f} "
+            f"| {row.p99_ms / baseline.p99_ms:.2f} |"
+        )
+    lines += [
+        "",
+        ("(b) Apply throughput: `celery -A workers worker -Q <prefix>.commands` (default prefork "
+        "pool), from the first item done to the last."),
+        "",
+        "| what | items | per second | ratio |",
+        "|---|---:|---:|---:|",
+        (f"| apply replay commands (`reprise.apply_command`) | {applies} | {apply_rate:.0f} "
+        f"| {apply_rate / noop_rate:.2f} |"),
+        (f"| raw Celery no-op tasks, same worker and queue (baseline) | {applies} "
+        f"| {noop_rate:.0f} | 1.00 |"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def baselines_seconds(row: Latency, rate: float) -> str:
+    return f"{row.sent / rate:g}"
 
 
 if __name__ == "__main__":

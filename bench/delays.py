@@ -35,11 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing_stack import (  # noqa: E402
+from bench.timing_stack import (
     append_results,
     bench_project,
     configure,
     machine,
+    maintenance,
     median,
     now_utc,
     quantile,
@@ -96,20 +97,18 @@ def insert_far_future(project_id: str, env_id: str, start_at: int, count: int) -
             text(runs_insert_sql(rows)),
             {"project": project_id, "env": env_id, "lo": start_at, "hi": start_at + count - 1},
         )
-        session.execute(text("ANALYZE runs"))
 
 
 def stream(project_id: str, env_id: str, size: int, spread: float) -> list[str]:
     """``size`` runs through the trigger path and as many countdown tasks, over ``spread``
     seconds, each due 2-12 s after it was sent."""
+    from bench.timer_probe import PROBE
     from shared.broker import celery_app, queue_names
     from shared.db import transaction
     from shared.durations import iso
     from shared.runs.schemas import TriggerOptions
     from shared.runs.service import NewRun, create_run
     from shared.settings import get_settings
-
-    from bench.timer_probe import PROBE
 
     app = celery_app()
     timers_queue = queue_names(get_settings())["timers"]
@@ -205,10 +204,9 @@ def run_phase(project_id: str, env_id: str, pending: int, size: int, redis_clien
 
 def naive_contrast(redis_client: object, worker_pid: int, count: int) -> tuple[float, float]:
     """RSS after the worker took ``count`` countdown tasks due in 2 h."""
+    from bench.timer_probe import PROBE
     from shared.broker import celery_app, queue_names
     from shared.settings import get_settings
-
-    from bench.timer_probe import PROBE
 
     app = celery_app()
     queue = queue_names(get_settings())["timers"]
@@ -225,15 +223,15 @@ def report(phases: list[Phase], naive: tuple[int, float, float] | None) -> str:
     lines = [
         "## Delayed promotion (`bench/delays.py`)",
         "",
-        f"Run {now_utc()} on {machine()}; embedded Postgres and Redis unless URLs were set; "
+        (f"Run {now_utc()} on {machine()}; embedded Postgres and Redis unless URLs were set; "
         "one prefork worker (`celery -A workers worker`, 4 processes) and one beat; default "
         "settings (horizon 300 s, sweep 2 s, visibility timeout 3600 s). Pending runs are "
         "due 10 min-4 h ahead; each stream is 200 runs through `create_run`, due 2-12 s "
         "after trigger, beside 200 plain Celery `countdown` tasks on the same queue and "
-        "worker. Lateness in ms; ratio = promotion p99 / countdown p99.",
+        "worker. Lateness in ms; ratio = promotion p99 / countdown p99."),
         "",
-        "| pending | promotion p50 / p99 / max | countdown p50 / p99 / max | ratio p99 "
-        "| worker RSS total (main) | armed timers | sweep (DB) |",
+        ("| pending | promotion p50 / p99 / max | countdown p50 / p99 / max | ratio p99 "
+        "| worker RSS total (main) | armed timers | sweep (DB) |"),
         "|---:|---|---|---:|---|---:|---:|",
     ]
     for p in phases:
@@ -248,8 +246,8 @@ def report(phases: list[Phase], naive: tuple[int, float, float] | None) -> str:
         count, total, main = naive
         lines += [
             "",
-            f"Contrast: after the same worker took {count:,} countdown tasks due in 2 h (an "
-            f"ETA per delayed run, no horizon) its RSS was {total:.0f} MiB ({main:.0f} main).",
+            (f"Contrast: after the same worker took {count:,} countdown tasks due in 2 h (an "
+            f"ETA per delayed run, no horizon) its RSS was {total:.0f} MiB ({main:.0f} main)."),
         ]
     return "\n".join(lines)
 
@@ -268,11 +266,10 @@ def main() -> int:
         env = configure(db_url, redis_url, VERSION, "examples.tasks")
         import redis
 
+        from bench.timer_probe import LATENESS_KEY, PROBE
         from reprise.registry import REGISTRY
         from shared.settings import get_settings
         from workers.runtime import load_task_modules, register_version
-
-        from bench.timer_probe import LATENESS_KEY, PROBE
 
         project_id, env_id = bench_project()
         load_task_modules("examples.tasks")
@@ -305,6 +302,7 @@ def main() -> int:
             for target in targets:
                 t = time.monotonic()
                 insert_far_future(project_id, env_id, inserted + 1, target - inserted)
+                maintenance("VACUUM ANALYZE runs", "CHECKPOINT")  # steady state, not a fresh load
                 inserted = target
                 print(f"{target:,} pending inserted in {time.monotonic() - t:.1f} s", flush=True)
                 time.sleep(2 * settings.sweep_interval_seconds)

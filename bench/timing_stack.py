@@ -158,6 +158,16 @@ def bench_project() -> tuple[str, str]:
         return project.id, env.id
 
 
+def maintenance(*statements: str) -> None:
+    """``VACUUM`` / ``CHECKPOINT`` and the like, outside a transaction."""
+    from shared.db import get_engine
+
+    with get_engine().connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 

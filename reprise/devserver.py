@@ -88,10 +88,13 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
         env.setdefault("REPRISE_REDIS_URL", redis.start())
         servers += [redis, postgres]
     env.setdefault("REPRISE_MODE", "dev")
+    # Ctrl-C should stop the dev worker in seconds, not wait out production's soft shutdown.
+    env.setdefault("REPRISE_WORKER_SOFT_SHUTDOWN_SECONDS", "5")
     os.environ.update(env)
     reset_settings_cache()
 
     from shared.migrations import upgrade
+    from workers.ops import flower_command, flower_url
 
     upgrade(get_settings().database_url)
     key = _dev_key(root)
@@ -107,7 +110,7 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
             [*exe, "beat", "--schedule", str(root / "celerybeat-schedule"), "--loglevel", "WARNING"],
             env=env,
         ),
-        subprocess.Popen([*exe, "flower", "--address", "127.0.0.1", "--port", str(flower_port)], env=env),
+        subprocess.Popen(flower_command(flower_port), env=env),
     ]
 
     def stop() -> None:
@@ -139,7 +142,7 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
             f"  Reprise is ready in {ready:.1f}s\n"
             f"  API:        {base}\n"
             f"  Docs:       {base}/docs\n"
-            f"  Flower:     http://127.0.0.1:{flower_port}\n"
+            f"  Flower:     {flower_url(flower_port)}\n"
             f"  Secret key: {key}\n"
             f"  Database:   {get_settings().database_url}\n"
             f"  Redis:      {get_settings().redis_url}\n\n"
