@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import secrets
@@ -200,6 +201,7 @@ class Latency:
     p50_ms: float
     p99_ms: float
     achieved_rate: float
+    client_cpu_ms: float = 0.0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -207,69 +209,134 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _open_loop(
-    base: str, request: Callable[[int], tuple[str, Any]], headers: dict[str, str],
-    rate: float, seconds: float, name: str,
-) -> Latency:
-    import httpx
+class KeepAliveClient:
+    """A minimal HTTP/1.1 client over persistent connections (asyncio streams).
 
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    The load generator must cost far less than the server it measures: a general-purpose
+    async client costs several ms of CPU per request here, which would cap the offered
+    load on a 2-core machine before the server is loaded at all.
+    """
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.header_lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        reused = bool(self.idle)
+        try:
+            return await self._post(path, body)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection: retry once on a new one.
+            return await self._post(path, body, fresh=True)
+
+    async def _post(self, path: str, body: bytes, fresh: bool = False) -> tuple[int, bytes]:
+        if self.idle and not fresh:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.opened.append(writer)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\n{self.header_lines}"
+            f"content-length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return status, payload
+
+    def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
+async def _open_loop(
+    port: int, request: Callable[[int], tuple[str, Any]], headers: dict[str, str],
+    rate: float, seconds: float, name: str, grace: float = 5.0,
+) -> Latency:
+    """Send ``rate * seconds`` requests, each at its scheduled time; requests unanswered
+    ``grace`` seconds after the last was sent count as errors (latency: until then)."""
+    client = KeepAliveClient("127.0.0.1", port, headers)
+    cpu_before = time.process_time()
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(10, pool=None)) as client:
-        loop = asyncio.get_running_loop()
-        count = int(rate * seconds)
-        start = loop.time() + 0.05
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.05
 
-        async def one(i: int, scheduled: float) -> None:
-            nonlocal errors
-            path, body = request(i)
-            try:
-                response = await client.post(path, json=body)
-                status, detail = response.status_code, response.text[:200]
-            except httpx.HTTPError as exc:
-                status, detail = 0, repr(exc)
-            latencies.append(loop.time() - scheduled)
-            if status != 200:
-                errors += 1
-                if errors <= 3:
-                    print(f"  {name}: {status} {detail}", flush=True)
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal errors
+        path, body = request(i)
+        try:
+            status, detail = await client.post(path, b"" if body is None else json.dumps(body).encode())
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            status, detail = 0, repr(exc).encode()
+        latencies.append(time.perf_counter() - scheduled)
+        if status != 200:
+            errors += 1
+            if errors <= 3:
+                print(f"  {name}: {status} {detail[:200]!r}", flush=True)
 
-        pending = []
-        for i in range(count):
-            scheduled = start + i / rate
-            delay = scheduled - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            pending.append(asyncio.create_task(one(i, scheduled)))
-        await asyncio.gather(*pending)
-        elapsed = loop.time() - start
+    pending: dict[asyncio.Task[None], float] = {}
+    for i in range(count):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending[asyncio.create_task(one(i, scheduled))] = scheduled
+    _, late = await asyncio.wait(pending, timeout=grace)
+    for task in late:
+        task.cancel()
+    ended = time.perf_counter()
+    latencies += [ended - pending[task] for task in late]
+    errors += len(late)
+    client.close()
     return Latency(name, count, errors, _percentile(latencies, 0.5) * 1000,
-                   _percentile(latencies, 0.99) * 1000, count / elapsed)
+                   _percentile(latencies, 0.99) * 1000, (count - len(late)) / (ended - start),
+                   (time.process_time() - cpu_before) / count * 1000)
 
 
-def measure_accept(port: int, key: str, source: str, delayed: list[str], rate: float,
-                   seconds: float) -> list[Latency]:
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
-    warm = iter(delayed[int(rate * seconds):])
-    timed = iter(delayed[: int(rate * seconds)])
-    routes: dict[str, Callable[[int], tuple[str, Any]]] = {
-        "baseline (one INSERT)": lambda i: ("/bench/insert", None),
-        "replay": lambda i: (f"/api/v1/runs/{source}/replay", None),
-    }
+def _run(coroutine: Any) -> Any:
+    try:
+        import uvloop
 
-    def reschedule(it: Iterator[str]) -> Callable[[int], tuple[str, Any]]:
-        return lambda i: (f"/api/v1/runs/{next(it)}/reschedule", {"delay": "2h"})
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+ROUTES = ("baseline (one INSERT)", "replay", "reschedule")
+
+
+def measure_accept(port: int, key: str, source: str, delayed: list[str],
+                   loads: list[tuple[float, float]]) -> list[tuple[float, list[Latency]]]:
+    """Per offered load ``(rate, seconds)``: the baseline, replay and reschedule, each after
+    a one-second warm-up at the same rate. Each reschedule moves a different DELAYED run."""
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    runs = iter(delayed)
+
+    def request_for(route: str) -> Callable[[int], tuple[str, Any]]:
+        if route == "replay":
+            return lambda i: (f"/api/v1/runs/{source}/replay", None)
+        if route == "reschedule":
+            return lambda i: (f"/api/v1/runs/{next(runs)}/reschedule", {"delay": "2h"})
+        return lambda i: ("/bench/insert", None)
 
     results = []
-    for name, request in [*routes.items(), ("reschedule", None)]:
-        warmup = reschedule(warm) if request is None else request
-        asyncio.run(_open_loop(base, warmup, headers, rate, 1.0, f"{name} warm-up"))
-        timed_request = reschedule(timed) if request is None else request
-        results.append(asyncio.run(_open_loop(base, timed_request, headers, rate, seconds, name)))
-        print(f"  {results[-1]}", flush=True)
+    for rate, seconds in loads:
+        rows = []
+        for route in ROUTES:
+            _run(_open_loop(port, request_for(route), headers, rate, 1.0, f"{route} warm-up"))
+            rows.append(_run(_open_loop(port, request_for(route), headers, rate, seconds, route)))
+            print(f"  {rate:g}/s {rows[-1]}", flush=True)
+        results.append((rate, rows))
     return results
 
 
@@ -286,43 +353,35 @@ def pending_commands() -> int:
             text("SELECT count(*) FROM commands WHERE status = 'PENDING'")).scalar_one())
 
 
-def add_replays(source: str, key: str, count: int) -> None:
-    from shared.commands.schemas import ReplayRequest
-    from shared.commands.service import accept_replay
-    from shared.db import transaction
-
-    with transaction() as session:
-        for _ in range(count):
-            accept_replay(session, key, source, ReplayRequest())
-
-
-def timed_drain(remaining: Callable[[], int], total: int, timeout: float) -> float:
-    """Items per second from the first item done to the last."""
+def timed_drain(remaining: Callable[[], int], total: int, window: float) -> tuple[int, float]:
+    """Items done per second, from the first item done, over ``window`` seconds or until
+    none is left; returns ``(items, rate)``."""
     first: float | None = None
-    deadline = time.monotonic() + timeout
+    at_first = total
+    deadline = time.monotonic() + 120
     while True:
         left = remaining()
         now = time.monotonic()
         if first is None and left < total:
-            first = now
-        if left == 0:
-            assert first is not None
-            return (total - 1) / max(now - first, 1e-6)
+            first, at_first = now, left
+        if first is not None and (left == 0 or now - first >= window):
+            done = at_first - left
+            return done, done / max(now - first, 1e-6)
         if now > deadline:
-            raise SystemExit(f"drain timed out with {left} of {total} left")
+            raise SystemExit(f"nothing done in time: {left} of {total} left")
         time.sleep(0.005)
 
 
-def measure_apply(stack: Stack, queue: str) -> float:
+def measure_apply(stack: Stack, queue: str, window: float) -> tuple[int, float]:
     total = pending_commands()
     worker = start_worker(stack, queue)
     try:
-        return timed_drain(pending_commands, total, 120)
+        return timed_drain(pending_commands, total, window)
     finally:
         stop(worker)
 
 
-def measure_noop(stack: Stack, queue: str, count: int) -> float:
+def measure_noop(stack: Stack, queue: str, count: int, window: float) -> tuple[int, float]:
     import redis
 
     from bench.noop_tasks import NOOP
@@ -339,17 +398,28 @@ def measure_noop(stack: Stack, queue: str, count: int) -> float:
 
     worker = start_worker(stack, queue)
     try:
-        return timed_drain(remaining, count, 120)
+        return timed_drain(remaining, count, window)
     finally:
         stop(worker)
+        client.delete(queue)
         client.close()
+
+
+def _loads(text: str) -> list[tuple[float, float]]:
+    """``300x10,100x5``: offered loads as (requests per second, seconds)."""
+    loads = []
+    for part in text.split(","):
+        rate, _, seconds = part.partition("x")
+        loads.append((float(rate), float(seconds or 10)))
+    return loads
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=300.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--extra-commands", type=int, default=5000)
+    parser.add_argument("--loads", type=_loads, default=_loads("300x10,100x5"),
+                        help="offered loads, rate x seconds (default 300x10,100x5)")
+    parser.add_argument("--window", type=float, default=10.0,
+                        help="seconds of applying measured (default 10)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
@@ -363,22 +433,20 @@ def main() -> None:
         from shared.settings import get_settings
 
         commands_queue = queue_names(get_settings())["commands"]
-        needed = int(args.rate * (args.seconds + 1)) + 10
-        began = time.monotonic()
+        needed = sum(int(rate * (seconds + 1)) for rate, seconds in args.loads) + 10
         key, source, delayed = prepare(needed)
-        print(f"prepared in {time.monotonic() - began:.1f}s", flush=True)
         port = args.port or free_port()
         api = start_api(stack, port)
         try:
-            latencies = measure_accept(port, key, source, delayed, args.rate, args.seconds)
+            latencies = measure_accept(port, key, source, delayed, args.loads)
         finally:
             stop(api)
-        add_replays(source, key, args.extra_commands)
-        applies = pending_commands()
-        apply_rate = measure_apply(stack, commands_queue)
-        noop_rate = measure_noop(stack, commands_queue, applies)
-        load = os.getloadavg()
-        section = report(latencies, args.rate, apply_rate, noop_rate, applies, where, load)
+        from shared.commands.publisher import PUBLISHER
+
+        PUBLISHER.flush()
+        applied = measure_apply(stack, commands_queue, args.window)
+        noop = measure_noop(stack, commands_queue, max(applied[0] * 2, 2000), args.window)
+        section = report(latencies, applied, noop, where, os.getloadavg())
         print(section)
         if args.record:
             from bench.timing_stack import append_results
@@ -386,45 +454,43 @@ def main() -> None:
             append_results(section)
 
 
-def report(latencies: list[Latency], rate: float, apply_rate: float, noop_rate: float,
-           applies: int, where: str, load: tuple[float, float, float]) -> str:
-    baseline = latencies[0]
+def report(latencies: list[tuple[float, list[Latency]]], applied: tuple[int, float],
+           noop: tuple[int, float], where: str, load: tuple[float, float, float]) -> str:
     lines = [
         "## Commands (`bench/commands.py`)",
         "",
         (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {where}; load average at the end "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}."),
+         f"{platform.python_version()}, {where}; load average at the end "
+         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}."),
         "",
-        (f"(a) Accept latency, open loop at {rate:g} req/s for {baselines_seconds(baseline, rate)} s "
-        "per route, measured from each request's scheduled start; uvicorn, one process."),
+        ("(a) Accept latency: open loop (each request sent at its scheduled time, latency "
+         "from that time), one uvicorn process; ratio = route / baseline at the same load."),
         "",
-        "| route | requests | errors | achieved req/s | p50 ms | p99 ms | p50 ratio | p99 ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ("| offered load | route | requests | errors | achieved req/s | p50 ms | p99 ms "
+        "| p50 ratio | p99 ratio |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in latencies:
-        lines.append(
-            f"| {row.name} | {row.sent} | {row.errors} | {row.achieved_rate:.0f} "
-            f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {row.p50_ms / baseline.p50_ms:.2f} "
-            f"| {row.p99_ms / baseline.p99_ms:.2f} |"
-        )
+    for rate, rows in latencies:
+        baseline = rows[0]
+        for row in rows:
+            lines.append(
+                f"| {rate:g}/s | {row.name} | {row.sent} | {row.errors} "
+                f"| {row.achieved_rate:.0f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} "
+                f"| {row.p50_ms / baseline.p50_ms:.2f} | {row.p99_ms / baseline.p99_ms:.2f} |"
+            )
     lines += [
         "",
-        ("(b) Apply throughput: `celery -A workers worker -Q <prefix>.commands` (default prefork "
-        "pool), from the first item done to the last."),
+        ("(b) Apply throughput: `celery -A workers worker -Q <prefix>.commands` (default "
+         "prefork pool), items done per second from the first one, over the window."),
         "",
-        "| what | items | per second | ratio |",
+        "| what | items timed | per second | ratio |",
         "|---|---:|---:|---:|",
-        (f"| apply replay commands (`reprise.apply_command`) | {applies} | {apply_rate:.0f} "
-        f"| {apply_rate / noop_rate:.2f} |"),
-        (f"| raw Celery no-op tasks, same worker and queue (baseline) | {applies} "
-        f"| {noop_rate:.0f} | 1.00 |"),
+        (f"| apply replay commands (`reprise.apply_command`) | {applied[0]} | {applied[1]:.0f} "
+         f"| {applied[1] / noop[1]:.2f} |"),
+        (f"| raw Celery no-op tasks, same worker and queue (baseline) | {noop[0]} "
+         f"| {noop[1]:.0f} | 1.00 |"),
     ]
     return "\n".join(lines) + "\n"
-
-
-def baselines_seconds(row: Latency, rate: float) -> str:
-    return f"{row.sent / rate:g}"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,6 @@ from workers.app import app
 NOOP = "bench.noop"
 
 
-@app.task(name=NOOP)
+@app.task(name=NOOP)  # type: ignore[untyped-decorator]
 def noop(_: str) -> None:
     return None

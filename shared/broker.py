@@ -122,6 +122,14 @@ def publish_command(command_id: str) -> None:
     celery_app().send_task(APPLY_COMMAND, args=[command_id])
 
 
+def publish_commands(command_ids: Iterable[str]) -> None:
+    """Publish many command applications over one pooled connection."""
+    app = celery_app()
+    with app.producer_or_acquire() as producer:
+        for command_id in command_ids:
+            app.send_task(APPLY_COMMAND, args=[command_id], producer=producer)
+
+
 # Kombu's Redis transport keeps a queue as a list named after it, plus one list per
 # priority step (``<queue>\x06\x16<priority>``), and messages delivered but not yet
 # acknowledged (ETA timers held by workers included) in the hash ``unacked``.

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.commands.models import Command, CommandStatus
 from shared.projects.models import ApiKey, Environment, VersionTask
@@ -109,28 +110,41 @@ def lock_command_for_apply(
     return (row[0], row[1], row[2]) if row else None
 
 
+_RECORD_OUTCOME = (
+    update(_COMMANDS)
+    .where(_COMMANDS.c.id == bindparam("command_id"), _COMMANDS.c.status == PENDING)
+    .values(
+        status=bindparam("status"),
+        result=bindparam("result", type_=_COMMANDS.c.result.type),
+        reason=bindparam("reason"),
+        applied_by=bindparam("applied_by"),
+        applied_at=func.now(),
+    )
+    .returning(_COMMANDS.c.applied_at)
+)
+
+
 def record_outcome(
     session: Session,
-    command_id: str,
+    command: Command,
     status: CommandStatus,
     worker: str,
     *,
     result: dict[str, Any] | None = None,
     reason: str | None = None,
-) -> Command | None:
-    return session.execute(
-        update(Command)
-        .where(Command.id == command_id, Command.status == PENDING)
-        .values(
-            status=status.value,
-            result=result,
-            reason=reason,
-            applied_at=func.now(),
-            applied_by=worker[:200],
-        )
-        .returning(Command)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars().first()
+) -> Command:
+    """Decide a pending command (the caller holds its row lock); returns it, updated."""
+    applied_at = session.execute(
+        _RECORD_OUTCOME,
+        {"command_id": command.id, "status": status.value, "result": result,
+         "reason": reason, "applied_by": worker[:200]},
+    ).scalar_one()
+    # The row changed behind the ORM's back: reflect it on the loaded object without
+    # marking it dirty (which would flush the same UPDATE again at commit).
+    for name, value in (("status", status.value), ("result", result), ("reason", reason),
+                        ("applied_at", applied_at), ("applied_by", worker[:200])):
+        set_committed_value(command, name, value)
+    return command
 
 
 def pending_for_target_run(session: Session, run_id: str, limit: int = 100) -> list[str]:

@@ -49,6 +49,7 @@ from shared.commands import replay
 from shared.commands import repository as repo
 from shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
 from shared.commands.models import Command, CommandKind, CommandStatus
+from shared.commands.publisher import PUBLISHER
 from shared.commands.reschedule import move_delayed_run, resolve_new_time, result_of
 from shared.commands.schemas import ReplayRequest
 from shared.db import db_now, on_commit
@@ -146,7 +147,7 @@ def accept_replay(
         published=publish,
     )
     if publish:
-        on_commit(session, lambda: broker.publish_command(command_id))
+        on_commit(session, lambda: PUBLISHER.submit(command_id))
     return Accepted(command_id, target_run_id, auth)
 
 
@@ -218,9 +219,9 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
         reason = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
         log.info("command %s rejected: %s", command_id, reason)
         return repo.record_outcome(
-            session, command_id, CommandStatus.REJECTED, applier, reason=str(reason)
+            session, command, CommandStatus.REJECTED, applier, reason=str(reason)
         )
-    return repo.record_outcome(session, command_id, CommandStatus.APPLIED, applier, result=result)
+    return repo.record_outcome(session, command, CommandStatus.APPLIED, applier, result=result)
 
 
 def apply_pending_for_run(session: Session, run_id: str, applier: str) -> int:

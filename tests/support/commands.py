@@ -109,8 +109,13 @@ class ParkedCommands:
     queue: str
     client: Any
     real_publish: Any
+    real_publish_many: Any
 
     def command_ids(self) -> list[str]:
+        """The command ids parked so far, once every publish the API started has finished."""
+        from shared.commands.publisher import PUBLISHER
+
+        assert PUBLISHER.flush()
         found = []
         for raw in self.client.lrange(self.queue, 0, -1):
             message = json.loads(raw)
@@ -126,6 +131,7 @@ class ParkedCommands:
         from shared import broker
 
         broker.publish_command = self.real_publish  # type: ignore[method-assign]
+        broker.publish_commands = self.real_publish_many  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -141,10 +147,18 @@ def parked_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedCommands]
     def publish_to_parking(command_id: str) -> None:
         broker.celery_app().send_task(broker.APPLY_COMMAND, args=[command_id], queue=queue)
 
-    real_publish = broker.publish_command
+    def publish_many_to_parking(command_ids: Any) -> None:
+        for command_id in command_ids:
+            publish_to_parking(command_id)
+
+    real_publish, real_publish_many = broker.publish_command, broker.publish_commands
     monkeypatch.setattr(broker, "publish_command", publish_to_parking)
+    monkeypatch.setattr(broker, "publish_commands", publish_many_to_parking)
     client = redis.Redis.from_url(settings.redis_url)
-    parked = ParkedCommands(queue, client, real_publish)
+    parked = ParkedCommands(queue, client, real_publish, real_publish_many)
     yield parked
+    from shared.commands.publisher import PUBLISHER
+
+    PUBLISHER.flush()
     parked.delete_all()
     client.close()
