@@ -1,22 +1,26 @@
 """Benchmark of commands (§14): accept latency of replay and reschedule, apply throughput.
 
-    .venv/bin/python bench/commands.py            # ~90 s; embedded Postgres and Redis
+    .venv/bin/python bench/commands.py [--record]     # ~2 min; embedded Postgres and Redis
     REPRISE_DATABASE_URL=… REPRISE_REDIS_URL=… .venv/bin/python bench/commands.py
 
-Starts the stack itself: Postgres and Redis (embedded, durable as ``reprise dev`` runs
+Starts the stack itself: Postgres and Redis (embedded and durable, as ``reprise dev`` runs
 them, or the servers the URL settings name, in a scratch database), the API under uvicorn
-(``bench.app``: the real app plus a bare ``POST /bench/insert``) and Celery workers
-(``celery -A workers worker``, default prefork pool and concurrency).
+(``bench.app``: the real app plus a bare ``POST /bench/insert``; one process per core)
+and Celery workers (``celery -A workers worker``, default prefork pool). ``--record``
+appends the results to ``bench/RESULTS.md``.
 
-(a) Accept latency: an open-loop client sends requests at a fixed rate (300/s for 10 s
-    per route, each request at its scheduled time whatever the others are doing) and
-    measures each from its scheduled start, so a stalled server is not hidden by a
-    waiting client. Routes: the baseline (one INSERT), replay of one run, reschedule of a
-    different DELAYED run each time. No worker runs meanwhile, so the baseline and the
-    routes see the same idle machine.
-(b) Apply throughput: the commands accepted in (a) plus more are applied by a worker
-    consuming the commands queue, timed from the first applied to the last; then the
-    same worker configuration drains as many raw Celery no-op tasks on the same queue.
+(a) Accept latency: an open-loop client (a minimal keep-alive HTTP client, so the load
+    generator costs ~0.4 ms of CPU per request) sends each request at its scheduled time,
+    whatever the others are doing, and measures it from that time: a stalled server is
+    not hidden by a waiting client. Per offered load (default 100/s for 4 s, then 300/s
+    for 10 s): the baseline (one INSERT), replay of one run, reschedule of a different
+    DELAYED run each time, each after a warm-up and once the server has worked off any
+    backlog. Requests unanswered 2 s after the last was sent count as errors. No worker
+    runs meanwhile, so all three see the same machine.
+(b) Apply throughput: the replay commands accepted in (a) are applied by a worker
+    consuming the commands queue; then the same worker configuration drains raw Celery
+    no-op tasks on the same queue. Each is items done per second from the first one, over
+    a window (default 4 s).
 """
 
 from __future__ import annotations
@@ -260,7 +264,7 @@ class KeepAliveClient:
 
 async def _open_loop(
     port: int, request: Callable[[int], tuple[str, Any]], headers: dict[str, str],
-    rate: float, seconds: float, name: str, grace: float = 5.0,
+    rate: float, seconds: float, name: str, grace: float = 2.0,
 ) -> Latency:
     """Send ``rate * seconds`` requests, each at its scheduled time; requests unanswered
     ``grace`` seconds after the last was sent count as errors (latency: until then)."""
@@ -315,7 +319,7 @@ def _run(coroutine: Any) -> Any:
 ROUTES = ("baseline (one INSERT)", "replay", "reschedule")
 
 
-def settle(port: int, timeout: float = 30.0) -> None:
+def settle(port: int, timeout: float = 20.0) -> None:
     """Wait until the server has worked off any backlog of the previous run (three bare
     requests in a row answered within 50 ms)."""
     import httpx
@@ -349,7 +353,7 @@ def measure_accept(port: int, key: str, source: str, delayed: list[str],
         rows = []
         for route in ROUTES:
             settle(port)
-            _run(_open_loop(port, request_for(route), headers, rate, 1.0, f"{route} warm-up"))
+            _run(_open_loop(port, request_for(route), headers, rate, 0.5, f"{route} warm-up"))
             rows.append(_run(_open_loop(port, request_for(route), headers, rate, seconds, route)))
             print(f"  {rate:g}/s {rows[-1]}", flush=True)
         results.append((rate, rows))
@@ -432,12 +436,12 @@ def _loads(text: str) -> list[tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loads", type=_loads, default=_loads("300x10,100x5"),
-                        help="offered loads, rate x seconds (default 300x10,100x5)")
+    parser.add_argument("--loads", type=_loads, default=_loads("100x4,300x10"),
+                        help="offered loads, rate x seconds (default 100x4,300x10)")
     parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1,
                         help="uvicorn processes (default: one per core)")
-    parser.add_argument("--window", type=float, default=5.0,
-                        help="seconds of applying measured (default 10)")
+    parser.add_argument("--window", type=float, default=4.0,
+                        help="seconds of applying measured (default 4)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
@@ -451,7 +455,7 @@ def main() -> None:
         from shared.settings import get_settings
 
         commands_queue = queue_names(get_settings())["commands"]
-        needed = sum(int(rate * (seconds + 1)) for rate, seconds in args.loads) + 10
+        needed = sum(int(rate * (seconds + 0.5)) for rate, seconds in args.loads) + 10
         key, source, delayed = prepare(needed)
         port = args.port or free_port()
         api = start_api(stack, port, args.api_workers)

@@ -71,7 +71,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_concurrency=settings.worker_concurrency,
-        # Shutdown (docs/deploy.md). SIGTERM is Celery's warm shutdown: stop consuming,
+        # Shutdown (README, "Deploy"). SIGTERM is Celery's warm shutdown: stop consuming,
         # finish the running tasks, and hand prefetched and ETA messages back to Redis when
         # the channel closes. A cold shutdown (SIGQUIT) first lets running tasks go on for
         # this long (the soft shutdown), then cancels them and hands their acks_late

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     flower_basic_auth: str = ""
     # SIGTERM is a warm shutdown (finish running tasks, hand back prefetched and ETA
     # messages); a cold one (SIGQUIT, or a second Ctrl+C) first waits this long for running
-    # tasks, then cancels them and hands their messages back (docs/deploy.md).
+    # tasks, then cancels them and hands their messages back (README, "Deploy").
     worker_soft_shutdown_seconds: float = 90.0
     # Port of the worker's Prometheus exporter (0 = off); see shared/exporter.py.
     worker_metrics_port: int = 0

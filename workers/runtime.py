@@ -52,12 +52,16 @@ def default_version(registry: Registry) -> str:
     return f"{datetime.now(UTC):%Y%m%d}.{digest.hexdigest()[:8]}"
 
 
-def register_version(registry: Registry, version: str, env_slugs: list[str]) -> int:
+def register_version(
+    registry: Registry, version: str, env_slugs: list[str], project_id: str | None = None
+) -> int:
     """Register the catalogue and queue the PENDING_VERSION runs it can now execute."""
     catalogue = registry.catalogue()
     released = 0
     with transaction() as session:
-        env_ids = projects.register_worker_version(session, version, catalogue, env_slugs)
+        env_ids = projects.register_worker_version(
+            session, version, catalogue, env_slugs, project_id
+        )
         for env_id in env_ids:
             for run_id in runs_repo.pending_version_runs(session, env_id, list(catalogue)):
                 queued = runs_repo.transition(

@@ -61,8 +61,11 @@ def get_environment_by_id(session: Session, environment_id: str) -> Environment 
     return session.get(Environment, environment_id)
 
 
-def list_environments(session: Session) -> list[Environment]:
-    return list(session.scalars(select(Environment)))
+def list_environments(session: Session, project_id: str | None = None) -> list[Environment]:
+    query = select(Environment)
+    if project_id is not None:
+        query = query.where(Environment.project_id == project_id)
+    return list(session.scalars(query))
 
 
 def insert_key(session: Session, environment_id: str, key_hash: str, display: str) -> ApiKey:

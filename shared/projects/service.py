@@ -74,14 +74,17 @@ def authenticate(session: Session, secret: str | None) -> AuthContext:
 
 
 def register_worker_version(
-    session: Session, version: str, catalogue: dict[str, dict[str, Any]], env_slugs: list[str]
+    session: Session,
+    version: str,
+    catalogue: dict[str, dict[str, Any]],
+    env_slugs: list[str],
+    project_id: str | None = None,
 ) -> list[str]:
-    """Register ``version`` with its task catalogue in the named environments of every project.
-
-    Returns the ids of the environments registered.
+    """Register ``version`` with its task catalogue in the named environments of every
+    project (or of one project). Returns the ids of the environments registered.
     """
     registered = []
-    for env in repo.list_environments(session):
+    for env in repo.list_environments(session, project_id):
         if env.slug in env_slugs:
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
             registered.append(env.id)

@@ -149,7 +149,7 @@ def test_replay_waits_for_a_version_that_has_the_task(
     pending = api.get(f"/api/v3/runs/{new_id}", headers={
         **project.headers(), "x-trigger-api-version": "2025-07-16"}).json()
     assert pending["status"] == "PENDING_VERSION"
-    register_version(REGISTRY, get_settings().worker_version, ["dev"])
+    register_version(REGISTRY, get_settings().worker_version, ["dev"], project.project_id)
     wait_for_status(new_id, "COMPLETED")
 
 

@@ -24,53 +24,49 @@ def _db_now() -> datetime:
         return db_now(session)
 
 
-@pytest.mark.parametrize(
-    ("delay", "seconds"),
-    [("1h", 3600), ("1h30m", 5400), ("1hr", 3600), ("2d", 172800), ("1w", 604800),
-     ("90s", 90), ("10m", 600)],
-)
-def test_reschedule_by_a_duration_counts_from_now(
-    api: Any, project: ProjectKeys, delay: str, seconds: int
-) -> None:
+DURATIONS = [("1h", 3600), ("1h30m", 5400), ("1hr", 3600), ("2d", 172800), ("1w", 604800),
+             ("90s", 90), ("10m", 600)]
+DATES = [("2030-01-01T00:00:00.000Z", "2030-01-01T00:00:00.000Z"),
+         ("2030-06-01T12:30:00+02:00", "2030-06-01T10:30:00.000Z"),
+         ("2031-02-03", "2031-02-03T00:00:00.000Z")]
+
+
+def test_reschedule_by_a_duration_counts_from_now(api: Any, project: ProjectKeys) -> None:
     run_id = trigger(api, project, delay="3h")
-    before = _db_now()
+    for delay, seconds in DURATIONS:
+        before = _db_now()
 
-    response = _reschedule(api, project, run_id, delay)
+        response = _reschedule(api, project, run_id, delay)
 
-    after = _db_now()
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["id"] == run_id
-    assert body["status"] == "DELAYED"
-    due = parse_datetime(body["delayedUntil"])
-    # The API shows milliseconds; allow for the truncation.
-    assert before + timedelta(seconds=seconds, milliseconds=-1) <= due
-    assert due <= after + timedelta(seconds=seconds)
-    assert abs(run_row(run_id).delayed_until - due) < timedelta(milliseconds=1)
+        after = _db_now()
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["id"] == run_id
+        assert body["status"] == "DELAYED"
+        due = parse_datetime(body["delayedUntil"])
+        # The API shows milliseconds; allow for the truncation.
+        assert before + timedelta(seconds=seconds, milliseconds=-1) <= due, delay
+        assert due <= after + timedelta(seconds=seconds), delay
+        assert abs(run_row(run_id).delayed_until - due) < timedelta(milliseconds=1)
 
 
-@pytest.mark.parametrize(
-    ("delay", "expected"),
-    [("2030-01-01T00:00:00.000Z", "2030-01-01T00:00:00.000Z"),
-     ("2030-06-01T12:30:00+02:00", "2030-06-01T10:30:00.000Z"),
-     ("2031-02-03", "2031-02-03T00:00:00.000Z")],
-)
-def test_reschedule_to_a_date(api: Any, project: ProjectKeys, delay: str, expected: str) -> None:
+def test_reschedule_to_a_date(api: Any, project: ProjectKeys) -> None:
     run_id = trigger(api, project, delay="1h")
     token = run_row(run_id).schedule_token
+    for delay, expected in DATES:
+        response = _reschedule(api, project, run_id, delay)
 
-    response = _reschedule(api, project, run_id, delay)
-
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["delayedUntil"] == expected
-    assert body["attempts"] == []
-    assert "relatedRuns" in body
-    assert None not in body.values()
-    assert run_row(run_id).schedule_token == token + 1
-    [command] = commands_for(run_id)
-    assert (command.kind, command.status, command.result["delayedUntil"]) == (
-        "reschedule", "APPLIED", expected)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["delayedUntil"] == expected
+        assert body["attempts"] == []
+        assert "relatedRuns" in body
+        assert None not in body.values()
+        token += 1
+        assert run_row(run_id).schedule_token == token
+    commands = commands_for(run_id)
+    assert [(c.kind, c.status, c.result["delayedUntil"]) for c in commands] == [
+        ("reschedule", "APPLIED", expected) for _, expected in DATES]
 
 
 def test_reschedule_within_the_horizon_arms_a_timer_for_the_new_token(
@@ -141,3 +137,22 @@ def test_reschedule_without_a_valid_key_is_401(api: Any, project: ProjectKeys) -
         assert (response.status_code, response.json()) == (
             401, {"error": "Invalid or Missing API key"})
     assert commands_for(run_id) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/v1/runs/not-a-run/reschedule", {"delay": "1h"}),
+     ("/api/v1/runs/run_doesnotexist00000000/reschedule", "{not json"),
+     ("/api/v1/runs/run_doesnotexist00000000/reschedule", {"delay": "soon"}),
+     ("/api/v1/runs/not-a-run/replay", None),
+     ("/api/v1/runs/run_doesnotexist00000000/replay", "[1]")],
+)
+def test_a_wrong_key_is_401_before_any_other_error(api: Any, path: str, body: Any) -> None:
+    headers = {"Authorization": "Bearer tr_dev_wrongwrongwrong"}
+    if isinstance(body, str):
+        response = api.post(path, content=body, headers=headers)
+    elif body is None:
+        response = api.post(path, headers=headers)
+    else:
+        response = api.post(path, json=body, headers=headers)
+    assert (response.status_code, response.json()) == (401, {"error": "Invalid or Missing API key"})

@@ -198,7 +198,7 @@ def test_task_missing_from_current_version_waits_for_a_version(
 
     # A newer version without test-echo becomes current in every environment.
     newer = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
-    register_version(newer, "20261122.2", ["dev", "staging", "prod"])
+    register_version(newer, "20261122.2", ["dev", "staging", "prod"], project.project_id)
     run_id = trigger(api, project, "test-echo", {"payload": 1}).json()["id"]
     assert run_row(run_id).status == "PENDING_VERSION"
     legacy = api.get(f"/api/v3/runs/{run_id}", headers=project.headers()).json()
@@ -208,6 +208,6 @@ def test_task_missing_from_current_version_waits_for_a_version(
 
     from reprise.registry import REGISTRY
 
-    assert register_version(REGISTRY, "20261122.3", ["dev", "staging", "prod"]) >= 1
+    assert register_version(REGISTRY, "20261122.3", ["dev", "staging", "prod"], project.project_id) >= 1
     assert run_row(run_id).status != "PENDING_VERSION"
     assert run_row(run_id).queued_at is not None

@@ -52,7 +52,9 @@ def project() -> ProjectKeys:
             for env in ("dev", "staging", "prod")
         }
     load_task_modules(get_settings().task_modules)
-    register_version(REGISTRY, get_settings().worker_version, ["dev", "staging", "prod"])
+    register_version(
+        REGISTRY, get_settings().worker_version, ["dev", "staging", "prod"], proj.id
+    )
     return ProjectKeys(proj.id, slug, keys, env_ids)
 
 

@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_apply_loses_nothing(api: Any, project: ProjectKeys)
 def test_a_rejected_command_records_why_and_creates_nothing(
     api: Any, project: ProjectKeys
 ) -> None:
-    source = trigger(api, project, "test-checkpoints")
+    source = trigger(api, project, "test-checkpoints", delay="1h")  # never executes here
     with transaction() as session:
         session.execute(
             text("INSERT INTO checkpoints (run_id, number, state, attempt_number) "

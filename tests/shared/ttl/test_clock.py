@@ -73,7 +73,7 @@ def test_a_run_waiting_for_a_version_starts_its_ttl_clock_when_one_registers(
     run_id = trigger(project, ttl="10m", publish=False)
     run = run_row(run_id)
     assert (run.status, run.ttl_expires_at, run.queued_at) == ("PENDING_VERSION", None, None)
-    assert register_version(REGISTRY, get_settings().worker_version, ["dev"]) >= 1
+    assert register_version(REGISTRY, get_settings().worker_version, ["dev"], project.project_id) >= 1
     run = run_row(run_id)
     assert run.queued_at is not None
     assert run.ttl_expires_at == run.queued_at + timedelta(minutes=10)
