@@ -26,8 +26,6 @@ appends the results to ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import platform
 import secrets
@@ -46,6 +44,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.http_load import Latency, open_loop, run_loop
 
 VERSION = "bench.1"
 TASK = "hello-world"
@@ -197,125 +197,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 # --- (a) accept latency ---------------------------------------------------------------
 
 
-@dataclass
-class Latency:
-    name: str
-    sent: int
-    errors: int
-    p50_ms: float
-    p99_ms: float
-    achieved_rate: float
-    client_cpu_ms: float = 0.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class KeepAliveClient:
-    """A minimal HTTP/1.1 client over persistent connections (asyncio streams).
-
-    The load generator must cost far less than the server it measures: a general-purpose
-    async client costs several ms of CPU per request here, which would cap the offered
-    load on a 2-core machine before the server is loaded at all.
-    """
-
-    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
-        self.host, self.port = host, port
-        self.header_lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.opened: list[asyncio.StreamWriter] = []
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        reused = bool(self.idle)
-        try:
-            return await self._post(path, body)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            if not reused:
-                raise
-            # The server closed an idle keep-alive connection: retry once on a new one.
-            return await self._post(path, body, fresh=True)
-
-    async def _post(self, path: str, body: bytes, fresh: bool = False) -> tuple[int, bytes]:
-        if self.idle and not fresh:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self.opened.append(writer)
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\n{self.header_lines}"
-            f"content-length: {len(body)}\r\n\r\n".encode() + body
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        payload = await reader.readexactly(length)
-        self.idle.append((reader, writer))
-        return status, payload
-
-    def close(self) -> None:
-        for writer in self.opened:
-            writer.close()
-
-
-async def _open_loop(
-    port: int, request: Callable[[int], tuple[str, Any]], headers: dict[str, str],
-    rate: float, seconds: float, name: str, grace: float = 2.0,
-) -> Latency:
-    """Send ``rate * seconds`` requests, each at its scheduled time; requests unanswered
-    ``grace`` seconds after the last was sent count as errors (latency: until then)."""
-    client = KeepAliveClient("127.0.0.1", port, headers)
-    cpu_before = time.process_time()
-    latencies: list[float] = []
-    errors = 0
-    count = int(rate * seconds)
-    start = time.perf_counter() + 0.05
-
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal errors
-        path, body = request(i)
-        try:
-            status, detail = await client.post(path, b"" if body is None else json.dumps(body).encode())
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            status, detail = 0, repr(exc).encode()
-        latencies.append(time.perf_counter() - scheduled)
-        if status != 200:
-            errors += 1
-            if errors <= 3:
-                print(f"  {name}: {status} {detail[:200]!r}", flush=True)
-
-    pending: dict[asyncio.Task[None], float] = {}
-    for i in range(count):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        pending[asyncio.create_task(one(i, scheduled))] = scheduled
-    _, late = await asyncio.wait(pending, timeout=grace)
-    for task in late:
-        task.cancel()
-    ended = time.perf_counter()
-    latencies += [ended - pending[task] for task in late]
-    errors += len(late)
-    client.close()
-    return Latency(name, count, errors, _percentile(latencies, 0.5) * 1000,
-                   _percentile(latencies, 0.99) * 1000, (count - len(late)) / (ended - start),
-                   (time.process_time() - cpu_before) / count * 1000)
-
-
-def _run(coroutine: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coroutine)
-    except ImportError:
-        return asyncio.run(coroutine)
-
-
 ROUTES = ("baseline (one INSERT)", "replay", "reschedule")
 
 
@@ -353,8 +234,8 @@ def measure_accept(port: int, key: str, source: str, delayed: list[str],
         rows = []
         for route in ROUTES:
             settle(port)
-            _run(_open_loop(port, request_for(route), headers, rate, 0.5, f"{route} warm-up"))
-            rows.append(_run(_open_loop(port, request_for(route), headers, rate, seconds, route)))
+            run_loop(open_loop(port, request_for(route), headers, rate, 0.5, f"{route} warm-up"))
+            rows.append(run_loop(open_loop(port, request_for(route), headers, rate, seconds, route)))
             print(f"  {rate:g}/s {rows[-1]}", flush=True)
         results.append((rate, rows))
     return results

@@ -1,9 +1,12 @@
 """Replay and reschedule as durable commands (§2).
 
 Accept (API): validate, write the command row in the request's transaction (the outbox)
-and publish ``reprise.apply_command(command_id)`` after commit. Apply (worker, or a read
-applying it inline): :func:`apply_command`, idempotent by command id. A relay sweep
-republishes commands left pending (Redis lost the message, or publishing failed).
+and, after commit, publish ``reprise.apply_command(command_id)`` (from a background
+thread: :mod:`shared.commands.publisher`). The caller's key, its environment and the run
+are looked up in one query on the happy path. Apply (worker, or a read applying it
+inline): :func:`apply_command`, idempotent by command id. A relay sweep republishes
+commands left pending longer than ``command_relay_after_seconds`` (Redis lost the
+message, publishing failed, or the API process died before publishing).
 
 **Exactly once in effect.** :func:`apply_command` locks the command row ``FOR UPDATE`` and
 does nothing unless it is still PENDING; the effect (the new run of a replay) and the
