@@ -108,7 +108,13 @@ def replay_run(run_id: str, request: Request, body: bytes = Depends(raw_body)) -
             _require_run_id(run_id)
             return _replay_request(body)
 
-        accepted = accept_replay(session, secret, run_id, checked_after_auth(session, secret, check))
+        accepted = accept_replay(
+            session,
+            secret,
+            run_id,
+            checked_after_auth(session, secret, check),
+            request_key=request.headers.get("x-trigger-request-idempotency-key"),
+        )
     new_run_id = accepted.target_run_id
     token = create_public_token(accepted.auth, [new_run_id])
     return JSONResponse({"id": new_run_id}, headers={"x-trigger-jwt": token})

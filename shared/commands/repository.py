@@ -85,6 +85,23 @@ def find_caller_and_run(
     return CallerRun(*row) if row else None
 
 
+def replay_by_request_key(
+    session: Session, environment_id: str, run_id: str, request_key: str, window: timedelta
+) -> tuple[str, str] | None:
+    """``(command id, new run id)`` of a replay of ``run_id`` accepted for the same request
+    key within ``window`` (found through ``ix_commands_run``)."""
+    row = session.execute(
+        select(Command.id, Command.target_run_id).where(
+            Command.run_id == run_id,
+            Command.environment_id == environment_id,
+            Command.kind == "replay",
+            Command.created_at > func.now() - window,
+            Command.arguments["requestKey"].astext == request_key,
+        ).limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None and row[1] else None
+
+
 def get_command(session: Session, command_id: str) -> Command | None:
     return session.get(Command, command_id)
 

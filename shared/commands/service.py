@@ -120,12 +120,23 @@ def accept_replay(
     *,
     checkpoint: int | None = None,
     publish: bool = True,
+    request_key: str | None = None,
 ) -> Accepted:
     """Record a replay of ``run_id`` for the caller holding ``secret``.
 
     ``publish=False`` is for callers that apply the command in the same transaction.
+    A client retrying with the same ``x-trigger-request-idempotency-key`` (as the official
+    SDK does when a response is lost) gets the replay it already caused, not a second one.
     """
     auth, source = _caller_and_run(session, secret, run_id)
+    if request_key:
+        request_key = request_key[:128]
+        window = timedelta(hours=get_settings().request_idempotency_hours)
+        earlier = repo.replay_by_request_key(
+            session, auth.environment_id, source.run_id, request_key, window
+        )
+        if earlier is not None:
+            return Accepted(earlier[0], earlier[1], auth)
     try:
         accepted = replay.validate_replay(
             session, auth, source.run_id, source.task_known, body, checkpoint, source.now
@@ -144,7 +155,11 @@ def accept_replay(
             "run_id": source.run_id,
             "target_run_id": target_run_id,
             "target_environment_id": accepted.target_environment_id,
-            "arguments": accepted.arguments,
+            "arguments": (
+                {**accepted.arguments, "requestKey": request_key}
+                if request_key
+                else accepted.arguments
+            ),
             "publish_count": 1 if publish else 0,
         },
         published=publish,

@@ -231,3 +231,18 @@ def test_run_history_lists_its_commands(
     assert other_env.status_code == 404
     unknown = api.get("/api/v1/commands/cmd_nope", headers=project.headers())
     assert (unknown.status_code, unknown.json()) == (404, {"error": "Command not found"})
+
+
+def test_a_retried_replay_with_the_same_request_key_creates_one_run(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    original = trigger(api, project, delay="1h")
+    retry = {**project.headers(), "x-trigger-request-idempotency-key": "3b1f0c1e-retry"}
+    first = api.post(f"/api/v1/runs/{original}/replay", headers=retry)
+    second = api.post(f"/api/v1/runs/{original}/replay", headers=retry)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert len(parked_commands.command_ids()) == 1
+    # Another request (another key) is another replay.
+    other = _replay(api, project, original).json()["id"]
+    assert other != first.json()["id"]
