@@ -29,14 +29,11 @@ import argparse
 import os
 import platform
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.http_load import Latency, open_loop, run_loop
+from bench.timing_stack import servers
 
 VERSION = "bench.1"
 TASK = "hello-world"
@@ -58,40 +56,6 @@ class Stack:
     env: dict[str, str]
 
 
-@contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """Postgres and Redis: the configured servers (a scratch database), else embedded."""
-    db_url = os.environ.get("REPRISE_DATABASE_URL")
-    redis_url = os.environ.get("REPRISE_REDIS_URL")
-    if db_url and redis_url:
-        import psycopg
-
-        from shared.settings import normalise_database_url
-
-        name = f"reprise_bench_{secrets.token_hex(4)}"
-        base = normalise_database_url(db_url)
-        admin = base.replace("postgresql+psycopg", "postgresql")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield base.rsplit("/", 1)[0] + f"/{name}", redis_url
-        finally:
-            from shared.db import dispose_engines
-
-            dispose_engines()
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        return
-    from shared.devstack import EmbeddedPostgres, EmbeddedRedis
-
-    root = Path(tempfile.mkdtemp(prefix="reprise-bench-"))
-    postgres, redis = EmbeddedPostgres(root / "pg"), EmbeddedRedis(root / "redis")
-    try:
-        yield postgres.start(), redis.start()
-    finally:
-        redis.stop()
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def configure(db_url: str, redis_url: str) -> Stack:
