@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from shared.errors import BadRequest, Unauthorized
+from shared.errors import BadRequest
 from shared.projects.service import AuthContext, authenticate
 from shared.projects.tokens import authenticate_public_token
 
@@ -24,10 +24,9 @@ def bearer(request: Request) -> str | None:
 def caller(session: Session, request: Request, *, allow_public: bool = False) -> AuthContext:
     """The environment calling: a secret key, or (for reads) a public access token."""
     token = bearer(request)
-    if token and allow_public and token.count(".") == 2 and not token.startswith("tr_"):
+    if allow_public and token and token.count(".") == 2 and not token.startswith("tr_"):
         return authenticate_public_token(token)
-    if token and token.count(".") == 2 and not token.startswith("tr_"):
-        raise Unauthorized()
+    # Anything that is not a secret key (a JWT on a write route included) is a 401 here.
     return authenticate(session, token)
 
 

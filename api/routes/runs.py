@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -31,8 +32,6 @@ PACKET_TTL_SECONDS = 300
 
 
 def _too_large(value: Any) -> bool:
-    import json
-
     if value is None:
         return False
     return len(json.dumps(value, separators=(",", ":"))) > get_settings().large_payload_bytes
