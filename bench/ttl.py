@@ -82,7 +82,7 @@ def baseline_update(batch: int) -> float:
     from sqlalchemy import text
 
     from shared.db import session_factory
-    from shared.ttl.service import EXPIRED_MESSAGE
+    from shared.runs.lifecycle import EXPIRED_MESSAGE
 
     session = session_factory()()
     began = time.perf_counter()
@@ -103,7 +103,7 @@ def baseline_update(batch: int) -> float:
 
 
 def timed_sweep() -> tuple[float, dict[str, int]]:
-    from workers.sweep_tasks import expire_stale_runs
+    from workers.sweeps import expire_stale_runs
 
     began = time.perf_counter()
     result = expire_stale_runs()  # the task body: its own transaction, committed

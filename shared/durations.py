@@ -1,9 +1,12 @@
-"""The duration grammar of §6 (``1h30m``, ``1hr``, ``2w``) and delay/TTL resolution."""
+"""The one duration grammar of §6 (``1h30m``, ``1hr``, ``2w``), and the delay and TTL
+parsers built on it, for every route that takes one."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)(w|d|hr|h|m|s)")
@@ -52,37 +55,50 @@ def parse_datetime(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def resolve_delay(value: object, now: datetime) -> datetime:
-    """When a run delayed by ``value`` (duration, ISO date-time or seconds) becomes due."""
-    if isinstance(value, bool):
-        raise DurationError("delay must be a duration or a date")
-    if isinstance(value, int | float):
+@dataclass(frozen=True)
+class DelayPolicy:
+    """How a route reads a delay: whether a JSON number counts as seconds from now, and
+    what a date in the past means (``"now"``: due at once; ``"reject"``: an error). Each
+    route declares its policy next to the route (trigger, replay, reschedule)."""
+
+    numbers: bool
+    past: Literal["now", "reject"]
+
+
+def parse_delay(value: object, now: datetime, policy: DelayPolicy) -> datetime:
+    """When something delayed by ``value`` becomes due: a duration from ``now``, an
+    ISO-8601 date-time, or (if the policy allows) a number of seconds from ``now``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and policy.numbers:
         if value < 0:
             raise DurationError("delay must not be negative")
-        return now + timedelta(seconds=float(value))
-    if not isinstance(value, str) or not value.strip():
-        raise DurationError("delay must be a duration or a date")
-    text = value.strip()
-    if _WHOLE.match(text):
-        return now + timedelta(seconds=parse_duration(text))
-    return parse_datetime(text)
+        due = now + timedelta(seconds=float(value))
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        if _WHOLE.match(text):
+            due = now + timedelta(seconds=parse_duration(text))
+        else:
+            due = parse_datetime(text)
+    else:
+        raise DurationError("delay must be a duration such as '1h30m' or an ISO-8601 date")
+    if due > now:
+        return due
+    if policy.past == "reject":
+        raise DurationError(f"delay is not in the future: {value!r}")
+    return now
 
 
-def resolve_ttl(value: object) -> int | None:
-    """TTL in seconds: a duration string or a number of seconds; ``0`` means no TTL."""
+def parse_ttl(value: object) -> int | None:
+    """A TTL in seconds (§8): a duration string, or a number of seconds (also as a string
+    of digits); ``0`` means no TTL and ``None`` that none was given."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise DurationError("ttl must be a duration string or a number of seconds")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise DurationError("ttl must not be negative")
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
-        return parse_duration(text)
+        return int(text) if text.isdigit() else parse_duration(text)
     raise DurationError("ttl must be a duration string or a number of seconds")
 
 

@@ -1,8 +1,9 @@
-"""Celery tasks of commands: apply one (idempotent by id), and the relay sweep.
+"""The Celery task that applies a command (idempotent by id): a thin adapter over
+:mod:`shared.commands.service`, one transaction per task.
 
-Both are thin adapters over :mod:`shared.commands.service`; each task is one transaction.
 A task that dies before committing (worker killed, database restart) leaves the command
-pending: the message is redelivered (``acks_late``) or the relay sweep republishes it.
+pending: the message is redelivered (``acks_late``) or the relay sweep
+(:mod:`workers.sweeps`) republishes it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from sqlalchemy.exc import OperationalError
 from shared import broker
 from shared.commands import service
 from shared.db import transaction
-from workers.app import app
 from workers.runtime import identity
 
 log = logging.getLogger("reprise.worker")
+
+app = broker.celery_app()
 
 
 @app.task(
@@ -34,9 +36,3 @@ def apply_command(command_id: str) -> str:
         outcome = command.status if command is not None else "missing"
     log.info("command %s -> %s", command_id, outcome)
     return outcome
-
-
-@app.task(name=broker.RELAY_PENDING_COMMANDS)
-def relay_pending_commands() -> int:
-    with transaction() as session:
-        return service.relay_pending_commands(session)

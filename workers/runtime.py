@@ -10,14 +10,10 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from reprise.registry import REGISTRY, Registry
-from shared import broker
-from shared.db import on_commit, transaction
-from shared.projects import service as projects
-from shared.runs import repository as runs_repo
-from shared.runs.states import RunStatus
+from shared.db import transaction
+from shared.runs import service as runs
 from shared.settings import get_settings
 
 log = logging.getLogger("reprise.worker")
@@ -34,10 +30,17 @@ _identity: WorkerIdentity | None = None
 
 
 def load_task_modules(modules: str) -> Registry:
-    for name in (m.strip() for m in modules.split(",")):
-        if name:
-            importlib.import_module(name)
-    return REGISTRY
+    """Import the named modules and return a registry of the tasks they (and their
+    submodules) define — the worker's own, not every task this process ever imported."""
+    names = [m.strip() for m in modules.split(",") if m.strip()]
+    for name in names:
+        importlib.import_module(name)
+    registry = Registry()
+    for definition in REGISTRY.tasks.values():
+        module = getattr(definition.fn, "__module__", "") or ""
+        if any(module == name or module.startswith(f"{name}.") for name in names):
+            registry.add(definition)
+    return registry
 
 
 def default_version(registry: Registry) -> str:
@@ -55,34 +58,22 @@ def default_version(registry: Registry) -> str:
 def register_version(
     registry: Registry, version: str, env_slugs: list[str], project_id: str | None = None
 ) -> int:
-    """Register the catalogue and queue the PENDING_VERSION runs it can now execute."""
-    catalogue = registry.catalogue()
-    released = 0
+    """Register the catalogue; the PENDING_VERSION runs it can now execute are queued
+    (and published after commit). Returns how many were."""
     with transaction() as session:
-        env_ids = projects.register_worker_version(
-            session, version, catalogue, env_slugs, project_id
+        released = runs.register_version(
+            session, version, registry.catalogue(), env_slugs, project_id
         )
-        for env_id in env_ids:
-            for run_id in runs_repo.pending_version_runs(session, env_id, list(catalogue)):
-                queued = runs_repo.transition(
-                    session,
-                    run_id,
-                    RunStatus.QUEUED,
-                    sources={RunStatus.PENDING_VERSION},
-                    values=runs_repo.entering_queue_values(),
-                )
-                if queued is not None:
-                    released += 1
-                    on_commit(session, partial(broker.dispatch_run, run_id))
-    return released
+    return len(released)
 
 
-def boot() -> WorkerIdentity:
-    """Load tasks and register this worker's version once per process."""
+def boot(registry: Registry | None = None) -> WorkerIdentity:
+    """Register this worker once per process, with ``registry`` (default: the tasks of
+    ``REPRISE_TASK_MODULES``)."""
     global _identity
     if _identity is None:
         settings = get_settings()
-        registry = load_task_modules(settings.task_modules)
+        registry = registry or load_task_modules(settings.task_modules)
         version = settings.worker_version or default_version(registry)
         released = register_version(registry, version, ["dev", "staging", "prod"])
         _identity = WorkerIdentity(

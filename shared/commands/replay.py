@@ -1,10 +1,9 @@
 """Replay (§5): what a replay copies from the original, what the body overrides, and the
 checks made at accept time so that an accepted replay can be created when applied.
 
-Copied from the original: payload and its type, tags, trigger-time metadata, ``isTest``,
-queue, concurrencyKey, maxAttempts, maxDuration, priority, machine and ttl (the TTL clock
-restarts at the new run's own enqueue). Not copied: idempotency keys, delay, version lock,
-attempts, output, and the parent/root/batch links (a replay is a new root run).
+What a replay copies from the original is :meth:`shared.runs.options.RunOptions.from_run`
+(plus the payload and its type); what its body may override is
+:meth:`~shared.runs.options.RunOptions.with_overrides` (plus payload and delay).
 
 The new run is created when the command is applied, against the latest version of the
 task in the target environment (PENDING_VERSION if that version lacks the task), with
@@ -36,7 +35,7 @@ from sqlalchemy.orm import Session
 from shared.commands.errors import CheckpointNotFound, EnvironmentNotFound, ReplayFailed
 from shared.commands.models import Command
 from shared.commands.schemas import ReplayRequest
-from shared.durations import DurationError, iso, resolve_delay, resolve_ttl
+from shared.durations import DelayPolicy, DurationError, iso, parse_delay, parse_ttl
 from shared.errors import RepriseError
 from shared.payloads import JSON, check_depth
 from shared.projects import repository as projects_repo
@@ -44,8 +43,12 @@ from shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
-from shared.runs.schemas import TriggerOptions
+from shared.runs.options import RunOptions
 from shared.runs.service import NewRun, create_run
+
+# Replay (§5): like a trigger's — a number is seconds, a date already past runs at once —
+# except that a duration counts from the accept, so the command records the date.
+REPLAY_DELAY = DelayPolicy(numbers=True, past="now")
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,10 @@ def validate_replay(
         raise CheckpointNotFound(source_id, checkpoint)
     overrides = body.overrides()
     try:
-        resolve_ttl(overrides.get("ttl"))
+        parse_ttl(overrides.get("ttl"))
         if overrides.get("delay") is not None:
-            # A duration counts from now (the accept), so the command records the date.
-            delay = TriggerOptions.model_validate({"delay": overrides["delay"]}).delay
-            overrides["delay"] = iso(resolve_delay(delay, now))
-    except (DurationError, ValidationError) as exc:
+            overrides["delay"] = iso(parse_delay(overrides["delay"], now, REPLAY_DELAY))
+    except DurationError as exc:
         raise ReplayFailed(str(exc)) from None
     if body.overrides_payload:
         try:
@@ -102,23 +103,6 @@ def validate_replay(
     if checkpoint is not None:
         arguments["checkpoint"] = checkpoint
     return AcceptedReplay(target_env, arguments)
-
-
-def _options_of(source: Run, overrides: dict[str, Any]) -> TriggerOptions:
-    original: dict[str, Any] = {
-        "tags": list(source.tags or []),
-        "metadata": source.metadata_,
-        "test": source.is_test,
-        "queue": source.queue,
-        "concurrencyKey": source.concurrency_key,
-        "maxAttempts": source.max_attempts,
-        "maxDuration": source.max_duration_seconds,
-        "priority": source.priority,
-        "machine": source.machine,
-        "ttl": source.ttl_seconds,
-    }
-    merged = {**original, **{k: v for k, v in overrides.items() if k != "payload"}}
-    return TriggerOptions.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
 def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
@@ -136,7 +120,7 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
             raise ReplayFailed(f"checkpoint {number} of {source.id} no longer exists")
         payload, payload_type, debug_mode = saved.state, JSON, True
     try:
-        options = _options_of(source, overrides)
+        options = RunOptions.from_run(source).with_overrides(overrides)
     except ValidationError as exc:
         raise ReplayFailed(str(exc)) from None
     return NewRun(
@@ -144,6 +128,7 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
         payload=payload,
         payload_type=payload_type,
         options=options,
+        delay=overrides.get("delay"),
         run_id=command.target_run_id,
         replayed_from=source.id,
         lineage_depth=source.lineage_depth + 1,

@@ -13,11 +13,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.commands.errors import InvalidDelay, InvalidRequestBody, RunNotDelayed
-from shared.durations import DurationError, iso, resolve_delay
-from shared.runs import repository as runs_repo
+from shared.durations import DelayPolicy, DurationError, iso, parse_delay
+from shared.runs import lifecycle
 from shared.runs.models import Run
-from shared.runs.states import RunStatus
-from shared.timers.service import arm_if_within_horizon
+
+# Reschedule (§6): a duration from now or a date-time that must be in the future; a JSON
+# number is refused rather than guessed at (seconds? epoch milliseconds?).
+RESCHEDULE_DELAY = DelayPolicy(numbers=False, past="reject")
 
 
 def delay_of(body: Any) -> str:
@@ -37,26 +39,16 @@ def delay_of(body: Any) -> str:
 def resolve_new_time(delay: str, now: datetime) -> datetime:
     """When the run becomes due: a duration from ``now`` or an ISO date, in the future."""
     try:
-        due = resolve_delay(delay, now)
+        return parse_delay(delay, now, RESCHEDULE_DELAY)
     except DurationError:
         raise InvalidDelay(delay) from None
-    if due <= now:
-        raise InvalidDelay(delay)
-    return due
 
 
 def move_delayed_run(session: Session, run_id: str, due: datetime, now: datetime) -> Run:
     """Move a DELAYED run to ``due``; raises RunNotDelayed if it is not DELAYED any more."""
-    moved = runs_repo.transition(
-        session,
-        run_id,
-        RunStatus.DELAYED,
-        sources={RunStatus.DELAYED},
-        values={"delayed_until": due, "schedule_token": Run.schedule_token + 1},
-    )
+    moved = lifecycle.reschedule(session, run_id, due, now)
     if moved is None:
         raise RunNotDelayed()
-    arm_if_within_horizon(session, run_id, moved.schedule_token, due, now)
     return moved
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from shared.errors import InvalidInput, Unauthorized
 from shared.projects import repository as repo
 from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
-from shared.settings import get_settings
+from shared.ttl.policy import environment_default_ttls
 
 DEFAULT_PROJECT_SLUG = "default"
 
@@ -40,8 +40,7 @@ def ensure_project(session: Session, slug: str = DEFAULT_PROJECT_SLUG) -> Projec
     project = repo.get_project_by_slug(session, slug)
     if project is None:
         project = repo.insert_project(session, slug, slug.replace("-", " ").title())
-    settings = get_settings()
-    repo.ensure_environments(session, project.id, {"dev": settings.dev_default_ttl_seconds})
+    repo.ensure_environments(session, project.id, environment_default_ttls())
     return project
 
 

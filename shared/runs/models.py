@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -17,9 +18,32 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from shared.db import Base
+from shared.runs.states import AttemptStatus, RunStatus
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StatusColumn(TypeDecorator[E], Generic[E]):
+    """A status stored as ``VARCHAR(n)`` (what the migrations create) and loaded as its
+    enum, so code compares and maps members, never bare strings."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Run(Base):
@@ -89,7 +113,7 @@ class Run(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     task_identifier: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[RunStatus] = mapped_column(StatusColumn(RunStatus, 20))
     version: Mapped[str | None] = mapped_column(String(100))
     locked_version: Mapped[str | None] = mapped_column(String(100))
 
@@ -157,7 +181,7 @@ class Attempt(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[AttemptStatus] = mapped_column(StatusColumn(AttemptStatus, 20))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     worker: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

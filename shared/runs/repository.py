@@ -1,23 +1,27 @@
 """All SQL for runs, attempts and checkpoints.
 
 Every status change goes through :func:`transition`, a compare-and-set on the state
-machine's table: ``UPDATE … WHERE status = ANY(:allowed) RETURNING …``.
+machine's table: ``UPDATE … WHERE status = ANY(:allowed) RETURNING …``. Only
+:mod:`shared.runs.lifecycle` calls it (and ``transition_many``): the moves own the
+columns they write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, any_, func, null, or_, select, text, update
+from sqlalchemy import Select, and_, any_, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.runs import changes
 from shared.runs.models import Attempt, Checkpoint, Run
-from shared.runs.states import RunStatus, sources_of
+from shared.runs.states import AttemptStatus, RunStatus, sources_of
+
+T = TypeVar("T")
 
 
 class DuplicateRun(Exception):
@@ -79,17 +83,6 @@ def release_request_key(session: Session, run_id: str) -> None:
     session.execute(update(Run).where(Run.id == run_id).values(request_idempotency_key=None))
 
 
-def entering_queue_values() -> dict[str, Any]:
-    """Columns set when a run enters its queue: the TTL clock starts at the first enqueue."""
-    return {
-        "queued_at": func.coalesce(Run.queued_at, func.now()),
-        "dispatched_at": func.now(),
-        "ttl_expires_at": func.coalesce(
-            Run.ttl_expires_at, func.now() + Run.ttl_seconds * text("interval '1 second'")
-        ),
-    }
-
-
 def transition(
     session: Session,
     run_id: str,
@@ -111,8 +104,8 @@ def transition(
         return None
     stmt = (
         update(Run)
-        .where(Run.id == run_id, Run.status.in_([s.value for s in allowed]), *where)
-        .values(status=target.value, updated_at=func.now(), **(values or {}))
+        .where(Run.id == run_id, Run.status.in_(list(allowed)), *where)
+        .values(status=target, updated_at=func.now(), **(values or {}))
         .returning(Run)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -162,14 +155,14 @@ def transition_many(
     if not allowed:
         return BatchTransition([], None, [])
     chosen = (
-        candidates.where(Run.status.in_([s.value for s in allowed]))
+        candidates.where(Run.status.in_(list(allowed)))
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     moved = (
         update(Run)
         .where(Run.id == any_(func.array(chosen)), *where)
-        .values(status=target.value, updated_at=func.now(), **(values or {}))
+        .values(status=target, updated_at=func.now(), **(values or {}))
         .returning(Run.id, Run.task_identifier, Run.environment_id, progress.label("progress"))
         .cte("moved")
     )
@@ -193,6 +186,20 @@ def transition_many(
         if group_last is not None and (last is None or group_last > last):
             last = group_last
     return BatchTransition(run_ids, last, each)
+
+
+def drain(step: Callable[[Any], tuple[Sequence[T], Any]], batch_size: int) -> list[T]:
+    """Run a batched sweep step until a batch comes back short: ``step(resume_from)``
+    returns what it did and where the next batch resumes its index walk (the rows a batch
+    moved keep their old index entries until vacuum, so restarting from the beginning on
+    every batch would make a large sweep quadratic)."""
+    done: list[T] = []
+    resume_from: Any = None
+    while True:
+        items, resume_from = step(resume_from)
+        done.extend(items)
+        if len(items) < batch_size:
+            return done
 
 
 def touch(session: Session, run_id: str, where: Sequence[Any] = (), **values: Any) -> bool:
@@ -219,7 +226,7 @@ class RunFilter:
 def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
     query = query.where(Run.environment_id == environment_id)
     if f.statuses is not None:
-        query = query.where(Run.status.in_([s.value for s in f.statuses]))
+        query = query.where(Run.status.in_(list(f.statuses)))
     if f.task_identifiers:
         query = query.where(Run.task_identifier.in_(f.task_identifiers))
     if f.tags:
@@ -288,7 +295,11 @@ def insert_attempt(session: Session, attempt: Attempt) -> Attempt:
 
 
 def finish_attempt(
-    session: Session, run_id: str, number: int, status: str, error: dict[str, Any] | None
+    session: Session,
+    run_id: str,
+    number: int,
+    status: AttemptStatus,
+    error: dict[str, Any] | None,
 ) -> None:
     session.execute(
         update(Attempt)
@@ -300,16 +311,22 @@ def finish_attempt(
 def fail_open_attempts(session: Session, run_id: str, error: dict[str, Any]) -> None:
     session.execute(
         update(Attempt)
-        .where(Attempt.run_id == run_id, Attempt.status == "EXECUTING")
-        .values(status="FAILED", error=error, updated_at=func.now(), completed_at=func.now())
+        .where(Attempt.run_id == run_id, Attempt.status == AttemptStatus.EXECUTING)
+        .values(
+            status=AttemptStatus.FAILED, error=error, updated_at=func.now(),
+            completed_at=func.now(),
+        )
     )
 
 
 def cancel_open_attempts(session: Session, run_id: str) -> None:
     session.execute(
         update(Attempt)
-        .where(Attempt.run_id == run_id, Attempt.status.in_(["PENDING", "EXECUTING"]))
-        .values(status="CANCELED", updated_at=func.now(), completed_at=func.now())
+        .where(
+            Attempt.run_id == run_id,
+            Attempt.status.in_([AttemptStatus.PENDING, AttemptStatus.EXECUTING]),
+        )
+        .values(status=AttemptStatus.CANCELED, updated_at=func.now(), completed_at=func.now())
     )
 
 
@@ -361,9 +378,46 @@ def pending_version_runs(
             select(Run.id)
             .where(
                 Run.environment_id == environment_id,
-                Run.status == RunStatus.PENDING_VERSION.value,
+                Run.status == RunStatus.PENDING_VERSION,
                 Run.task_identifier.in_(list(task_identifiers)),
             )
             .limit(limit)
+        )
+    )
+
+
+def claim_lost_dispatches(
+    session: Session, quiet: timedelta, stale: timedelta, limit: int
+) -> list[str]:
+    """Runs whose execution message may be lost, stamped ``dispatched_at = now()`` so a
+    concurrent sweep (``SKIP LOCKED``) or the next one does not pick them again at once:
+    queued or retrying runs not dispatched for ``quiet`` (a retry counts from its due
+    time), and claimed runs whose heartbeat and last dispatch are older than ``stale``."""
+    now = func.now()
+    waiting = [RunStatus.QUEUED, RunStatus.RETRYING]
+    claimed = [RunStatus.DEQUEUED, RunStatus.EXECUTING]
+    candidates = (
+        select(Run.id)
+        .where(
+            or_(
+                Run.status.in_(waiting)
+                & (Run.dispatched_at < now - quiet)
+                & func.coalesce(Run.next_attempt_at < now - quiet, True),
+                Run.status.in_(claimed)
+                & (Run.heartbeat_at < now - stale)
+                & func.coalesce(Run.dispatched_at < now - stale, True),
+            )
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            update(Run)
+            .where(Run.id.in_(candidates))
+            .values(dispatched_at=now)
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
         )
     )

@@ -12,25 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.db import db_now, on_commit
-from shared.durations import DurationError, resolve_delay, resolve_ttl
+from shared.db import db_now
+from shared.durations import DelayPolicy, DurationError, parse_delay
 from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
 from shared.ids import is_run_id, new_run_id
 from shared.payloads import decode_payload
 from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext
+from shared.projects.service import AuthContext, register_worker_version
+from shared.runs import lifecycle
 from shared.runs import repository as repo
 from shared.runs.models import Run
+from shared.runs.options import RunOptions
 from shared.runs.schemas import TriggerOptions
 from shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
 from shared.settings import get_settings
+from shared.ttl.policy import effective_ttl
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -44,24 +44,6 @@ def _key_hash(key: str) -> str:
     if re.fullmatch(r"[0-9a-f]{64}", key):
         return key
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def effective_ttl(
-    requested: Any, task_default: Any, environment_default: int | None
-) -> int | None:
-    """The TTL that applies (§8): the trigger's, else the task's, else the environment's."""
-    settings = get_settings()
-    try:
-        ttl = resolve_ttl(requested)
-        if ttl is None:
-            ttl = resolve_ttl(task_default)
-    except DurationError as exc:
-        raise InvalidInput(f"options.ttl is invalid: {exc}") from None
-    if ttl is None:
-        ttl = environment_default
-    if not ttl:
-        return None
-    return min(ttl, settings.max_ttl_seconds)
 
 
 def _existing_by_request_key(session: Session, auth: AuthContext, request_key: str) -> Run | None:
@@ -81,10 +63,14 @@ def _existing_by_idempotency_key(
     existing = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
     if existing is None:
         return None
-    if RunStatus(existing.status) in RELEASES_IDEMPOTENCY_KEY:
+    if existing.status in RELEASES_IDEMPOTENCY_KEY:
         repo.release_idempotency_key(session, existing.id)
         return None
     return existing
+
+
+# Trigger (§4.1): a number is seconds from now; a date already past runs at once.
+TRIGGER_DELAY = DelayPolicy(numbers=True, past="now")
 
 
 @dataclass(frozen=True)
@@ -94,7 +80,8 @@ class NewRun:
     task_identifier: str
     payload: Any
     payload_type: str
-    options: TriggerOptions
+    options: RunOptions
+    delay: str | int | float | None = None
     run_id: str | None = None
     idempotency_key: str | None = None
     idempotency_key_hash: str | None = None
@@ -109,29 +96,35 @@ class NewRun:
     root_run_id: str | None = None
 
 
+def _due_time(delay: object, now: datetime) -> datetime | None:
+    if delay is None or delay == "":
+        return None
+    try:
+        due = parse_delay(delay, now, TRIGGER_DELAY)
+    except DurationError:
+        raise InvalidInput(f"options.delay is invalid: {delay}") from None
+    return due if due > now else None
+
+
 def create_run(session: Session, project_id: str, environment_id: str, spec: NewRun) -> Run:
-    """Insert a run (QUEUED, DELAYED or PENDING_VERSION) and publish it after commit."""
-    options = spec.options
+    """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
+    current version has the task, else PENDING_VERSION (a task no version of the project
+    registers is a 404). It is published or armed after commit (the lifecycle's insert)."""
     now = db_now(session)
     found = projects_repo.current_version_with_task(session, environment_id, spec.task_identifier)
     if found is None and not projects_repo.task_known_in_project(
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
-    task_options: dict[str, Any] = found[1] if found else {}
+    task_defaults: dict[str, Any] = found[1] if found else {}
+    options = spec.options.resolved(task_defaults)
     env = projects_repo.get_environment_by_id(session, environment_id)
     assert env is not None
-    ttl = effective_ttl(options.ttl, task_options.get("ttl"), env.default_ttl_seconds)
-
-    delayed_until: datetime | None = None
-    if options.delay:
-        try:
-            delayed_until = resolve_delay(options.delay, now)
-        except DurationError:
-            raise InvalidInput(f"options.delay is invalid: {options.delay}") from None
-        if delayed_until <= now:
-            delayed_until = None
-
+    try:
+        ttl = effective_ttl(options.ttl, task_defaults.get("ttl"), env.default_ttl_seconds)
+    except DurationError as exc:
+        raise InvalidInput(f"options.ttl is invalid: {exc}") from None
+    delayed_until = _due_time(spec.delay, now)
     if delayed_until is not None:
         status = RunStatus.DELAYED
     elif found is None:
@@ -144,32 +137,27 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         project_id=project_id,
         environment_id=environment_id,
         task_identifier=spec.task_identifier,
-        status=status.value,
+        status=status,
         payload=spec.payload,
         payload_type=spec.payload_type,
         idempotency_key=spec.idempotency_key,
         idempotency_key_hash=spec.idempotency_key_hash,
         request_idempotency_key=spec.request_idempotency_key,
-        tags=options.tag_list,
+        tags=options.tags,
         metadata_=options.metadata,
-        max_attempts=options.max_attempts
-        or int(task_options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
-        max_duration_seconds=options.max_duration or task_options.get("max_duration"),
-        queue=options.queue_name or task_options.get("queue"),
+        max_attempts=options.max_attempts,
+        max_duration_seconds=options.max_duration,
+        queue=options.queue,
         concurrency_key=options.concurrency_key,
-        priority=options.priority or 0,
-        machine=options.machine_name or task_options.get("machine"),
-        is_test=bool(options.test),
+        priority=options.priority,
+        machine=options.machine,
+        is_test=options.is_test,
         debug_mode=spec.debug_mode,
         trigger_function=spec.trigger_function,
         triggered_by=spec.triggered_by,
         locked_version=options.lock_to_version,
         ttl_seconds=ttl,
         delayed_until=delayed_until,
-        schedule_token=1 if delayed_until else 0,
-        queued_at=now if status is RunStatus.QUEUED else None,
-        ttl_expires_at=now + timedelta(seconds=ttl) if ttl and status is RunStatus.QUEUED else None,
-        dispatched_at=now if status is RunStatus.QUEUED else None,
         created_at=now,
         updated_at=now,
         replayed_from=spec.replayed_from,
@@ -178,14 +166,7 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         parent_run_id=spec.parent_run_id,
         root_run_id=spec.root_run_id,
     )
-    repo.insert_run(session, run)
-    if status is RunStatus.QUEUED:
-        on_commit(session, lambda: broker.dispatch_run(run.id))
-    elif status is RunStatus.DELAYED:
-        from shared.timers.service import arm_if_within_horizon
-
-        arm_if_within_horizon(session, run.id, run.schedule_token, delayed_until, now)
-    return run
+    return lifecycle.insert(session, run)
 
 
 def trigger_run(
@@ -214,7 +195,8 @@ def trigger_run(
         task_identifier=task_id,
         payload=payload,
         payload_type=payload_type,
-        options=options,
+        options=RunOptions.from_trigger(options),
+        delay=options.delay,
         idempotency_key=options.user_idempotency_key,
         idempotency_key_hash=key_hash,
         request_idempotency_key=request_key,
@@ -246,34 +228,26 @@ def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
     return run
 
 
-CANCELABLE = frozenset(
-    {
-        RunStatus.PENDING_VERSION,
-        RunStatus.DELAYED,
-        RunStatus.QUEUED,
-        RunStatus.DEQUEUED,
-        RunStatus.EXECUTING,
-        RunStatus.RETRYING,
-    }
-)
-
-
 def cancel_run(session: Session, run_id: str) -> Run | None:
-    """Cancel a run that has not finished; a finished run is left as it is.
+    """Cancel a run that has not finished; a finished run is left as it is (§9): a
+    queued or delayed run at once (its timers become no-ops), an executing one when its
+    worker sees it on the next heartbeat."""
+    return lifecycle.cancel(session, run_id)
 
-    A queued or delayed run is canceled at once and its timer token is bumped so any
-    timer in flight is a no-op. An executing run is marked CANCELED; its worker sees this
-    on its next heartbeat and stops the task.
-    """
-    canceled = repo.transition(
-        session,
-        run_id,
-        RunStatus.CANCELED,
-        values={
-            "finished_at": func.now(),
-            "schedule_token": Run.schedule_token + 1,
-        },
-    )
-    if canceled is not None:
-        repo.cancel_open_attempts(session, run_id)
-    return canceled
+
+def register_version(
+    session: Session,
+    version: str,
+    catalogue: dict[str, dict[str, Any]],
+    env_slugs: list[str],
+    project_id: str | None = None,
+) -> list[str]:
+    """Register a worker version's task catalogue in the named environments (of every
+    project, or of one) and queue the PENDING_VERSION runs it can now execute; returns
+    their ids (each published after commit)."""
+    released: list[str] = []
+    for environment_id in register_worker_version(
+        session, version, catalogue, env_slugs, project_id
+    ):
+        released += lifecycle.release_pending_version(session, environment_id, list(catalogue))
+    return released

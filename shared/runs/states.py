@@ -26,6 +26,17 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
+class AttemptStatus(StrEnum):
+    """An attempt's status (§3 ``attempts[].status``)."""
+
+    PENDING = "PENDING"
+    EXECUTING = "EXECUTING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
 S = RunStatus
 
 FINAL_STATES = frozenset(
@@ -33,13 +44,24 @@ FINAL_STATES = frozenset(
 )
 
 # from-state -> states it may move to. A self-transition (DELAYED -> DELAYED) is a
-# reschedule; (EXECUTING -> DEQUEUED) reclaims a run whose worker died (stale heartbeat).
+# reschedule; EXECUTING -> DEQUEUED and DEQUEUED -> DEQUEUED reclaim a run whose worker
+# died (stale heartbeat); DEQUEUED -> QUEUED / PENDING_VERSION hand a run back when the
+# worker that took it lacks its task. The moves themselves: ``shared.runs.lifecycle``.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     S.PENDING_VERSION: frozenset({S.QUEUED, S.DELAYED, S.CANCELED, S.EXPIRED}),
     S.DELAYED: frozenset({S.DELAYED, S.QUEUED, S.PENDING_VERSION, S.CANCELED, S.EXPIRED}),
     S.QUEUED: frozenset({S.DEQUEUED, S.PENDING_VERSION, S.CANCELED, S.EXPIRED}),
     S.DEQUEUED: frozenset(
-        {S.EXECUTING, S.QUEUED, S.CANCELED, S.EXPIRED, S.CRASHED, S.SYSTEM_FAILURE}
+        {
+            S.EXECUTING,
+            S.DEQUEUED,
+            S.QUEUED,
+            S.PENDING_VERSION,
+            S.CANCELED,
+            S.EXPIRED,
+            S.CRASHED,
+            S.SYSTEM_FAILURE,
+        }
     ),
     S.EXECUTING: frozenset(
         {
@@ -59,10 +81,6 @@ for _final in FINAL_STATES:
     TRANSITIONS[_final] = frozenset()
 
 
-class IllegalTransition(Exception):
-    pass
-
-
 def sources_of(target: RunStatus) -> frozenset[RunStatus]:
     """Every state from which ``target`` may be entered (the CAS's ``WHERE status = ANY``)."""
     return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)
@@ -70,11 +88,6 @@ def sources_of(target: RunStatus) -> frozenset[RunStatus]:
 
 def can_transition(source: RunStatus, target: RunStatus) -> bool:
     return target in TRANSITIONS[source]
-
-
-def check_transition(source: RunStatus, target: RunStatus) -> None:
-    if not can_transition(source, target):
-        raise IllegalTransition(f"{source} -> {target} is not allowed")
 
 
 # Public vocabularies (§3).

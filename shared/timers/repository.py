@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, any_, bindparam, func, or_, select, update
+from sqlalchemy import Interval, Select, any_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.states import RunStatus
 
@@ -54,30 +53,9 @@ def mark_armed(session: Session, run_id: str, token: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def promote_if_current(
-    session: Session, run_id: str, token: int, values: dict[str, Any]
-) -> Run | None:
-    """DELAYED -> QUEUED if ``token`` is still the run's schedule token and it is due."""
-    return runs_repo.transition(
-        session,
-        run_id,
-        RunStatus.QUEUED,
-        sources={RunStatus.DELAYED},
-        where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
-        values=values,
-    )
-
-
-def promote_due_batch(
-    session: Session, batch_size: int, due_from: datetime | None, values: dict[str, Any]
-) -> runs_repo.BatchTransition:
-    """Promote up to ``batch_size`` overdue DELAYED runs, earliest first; ``progress``
-    holds their due times, ``last`` the latest.
-
-    ``due_from`` resumes an index walk where the previous batch of the same transaction
-    stopped: the rows it promoted are still in the index (their old versions), and
-    starting again from the beginning would re-read all of them on every batch.
-    """
+def due_candidates(batch_size: int, due_from: datetime | None) -> Select[Any]:
+    """Up to ``batch_size`` overdue DELAYED runs, earliest first, from ``due_from`` on
+    (where the previous batch of the same transaction stopped)."""
     candidates = (
         select(Run.id)
         .where(Run.status == DELAYED, Run.delayed_until <= func.now())
@@ -86,15 +64,7 @@ def promote_due_batch(
     )
     if due_from is not None:
         candidates = candidates.where(Run.delayed_until >= due_from)
-    return runs_repo.transition_many(
-        session,
-        RunStatus.QUEUED,
-        candidates,
-        sources={RunStatus.DELAYED},
-        progress=Run.delayed_until,
-        each_progress=True,  # each run's due time: the promotion lateness metric
-        values=values,
-    )
+    return candidates
 
 
 def arm_entering_batch(

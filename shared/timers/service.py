@@ -13,7 +13,7 @@ Two tiers:
   time that remains by the database clock.
 
 Only runs due within ``timer_horizon_seconds`` (default 300 s) get a timer: when they are
-created or rescheduled (:func:`arm_if_within_horizon`), or by the sweep as they enter the
+created or rescheduled (:func:`shared.timers.arming.arm_if_within_horizon`), or by the sweep as they enter the
 horizon. The sweep (:func:`promote_due_runs`, beat task ``reprise.promote_due_runs``
 every ``sweep_interval_seconds``, default 2 s) also promotes any overdue DELAYED run
 directly: that is the backstop for a timer lost with Redis (FLUSHALL), with a worker
@@ -43,48 +43,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from shared import broker, metrics
 from shared.db import db_now, on_commit
+from shared.runs import lifecycle
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.states import RunStatus
-from shared.settings import get_settings
 from shared.timers import repository as repo
+from shared.timers.arming import horizon
 
 log = logging.getLogger("reprise.timers")
 
 DEFAULT_BATCH_SIZE = 5000
-
-
-def promotion_values() -> dict[str, Any]:
-    """Columns set when a delayed run is promoted: it enters its queue (the TTL clock
-    starts now) and the token moves on, so every timer still in flight is stale."""
-    return {**runs_repo.entering_queue_values(), "schedule_token": Run.schedule_token + 1}
-
-
-def horizon() -> timedelta:
-    return timedelta(seconds=get_settings().timer_horizon_seconds)
-
-
-def arm_if_within_horizon(
-    session: Session, run_id: str, token: int, due: datetime | None, now: datetime
-) -> bool:
-    """Give a DELAYED run a timer (published after commit) if it is due within the horizon.
-
-    Called in the transaction that set ``delayed_until`` and ``token`` (trigger,
-    reschedule). Runs due later get their timer from the sweep when they enter it.
-    """
-    if due is None or due - now > horizon():
-        return False
-    if not repo.mark_armed(session, run_id, token):
-        return False
-    on_commit(session, lambda: broker.arm_timer(run_id, token, due))
-    return True
 
 
 def promote_run(session: Session, run_id: str, token: int) -> Run | None:
@@ -92,15 +67,14 @@ def promote_run(session: Session, run_id: str, token: int) -> Run | None:
 
     Returns the promoted run, or None when the timer is stale, a duplicate, or early.
     """
-    promoted = repo.promote_if_current(session, run_id, token, promotion_values())
+    promoted = lifecycle.promote(session, run_id, token)
     if promoted is not None:
         metrics.observe_promotion_lateness("timer", [promoted.delayed_until], promoted.dispatched_at)
-        on_commit(session, lambda: broker.dispatch_run(run_id))
         return promoted
     run = runs_repo.get_run(session, None, run_id)
     if (
         run is not None
-        and run.status == RunStatus.DELAYED.value
+        and run.status is RunStatus.DELAYED
         and run.schedule_token == token
         and run.delayed_until is not None
     ):
@@ -126,29 +100,21 @@ def promote_due_runs(session: Session, batch_size: int = DEFAULT_BATCH_SIZE) -> 
     """
     if not repo.any_due_or_entering(session, horizon()):
         return SweepResult(promoted=0, armed=0)
-    promoted: list[str] = []
-    due_from: datetime | None = None
-    values = promotion_values()
-    while True:
-        batch = repo.promote_due_batch(session, batch_size, due_from, values)
-        promoted.extend(batch.run_ids)
-        metrics.observe_promotion_lateness("sweep", batch.progress)
-        if len(batch.run_ids) < batch_size:
-            break
-        due_from = batch.last
-    if promoted:
-        on_commit(session, lambda: broker.dispatch_runs(promoted))
 
-    now = db_now(session)
-    armed: list[tuple[str, int, datetime]] = []
-    due_from = None
-    while True:
+    def promote_batch(due_from: datetime | None) -> tuple[list[str], Any]:
+        batch = lifecycle.promote_due(session, repo.due_candidates(batch_size, due_from))
+        metrics.observe_promotion_lateness("sweep", batch.progress)
+        return batch.run_ids, batch.last
+
+    promoted = runs_repo.drain(promote_batch, batch_size)
+
+    def arm_batch(due_from: datetime | None) -> tuple[list[tuple[str, int, datetime]], Any]:
         entering = repo.arm_entering_batch(session, horizon(), batch_size, due_from)
-        armed.extend(entering)
-        if len(entering) < batch_size:
-            break
-        due_from = max(due for _, _, due in entering)
+        return entering, max((due for _, _, due in entering), default=None)
+
+    armed = runs_repo.drain(arm_batch, batch_size)
     if armed:
+        now = db_now(session)
         timers = [(run_id, token, max(due, now)) for run_id, token, due in armed]
         on_commit(session, lambda: broker.arm_timers(timers))
     if promoted or armed:

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.durations import (
+    DelayPolicy,
     DurationError,
     format_duration,
     iso,
+    parse_delay,
     parse_duration,
-    resolve_delay,
-    resolve_ttl,
+    parse_ttl,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -39,24 +40,43 @@ def test_bad_durations_are_rejected(text: str) -> None:
         parse_duration(text)
 
 
+LENIENT = DelayPolicy(numbers=True, past="now")
+STRICT = DelayPolicy(numbers=False, past="reject")
+
+
 def test_delay_accepts_durations_dates_and_seconds() -> None:
-    assert resolve_delay("1h", NOW) == NOW + timedelta(hours=1)
-    assert resolve_delay("2030-01-01T00:00:00.000Z", NOW) == datetime(2030, 1, 1, tzinfo=UTC)
-    assert resolve_delay(30, NOW) == NOW + timedelta(seconds=30)
+    assert parse_delay("1h", NOW, LENIENT) == NOW + timedelta(hours=1)
+    assert parse_delay("2030-01-01T00:00:00.000Z", NOW, LENIENT) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert parse_delay(30, NOW, LENIENT) == NOW + timedelta(seconds=30)
     with pytest.raises(DurationError):
-        resolve_delay("tomorrow", NOW)
+        parse_delay("tomorrow", NOW, LENIENT)
     with pytest.raises(DurationError):
-        resolve_delay(True, NOW)
+        parse_delay(True, NOW, LENIENT)
+
+
+def test_delay_policy_decides_numbers_and_past_dates() -> None:
+    past = "2020-01-01T00:00:00Z"
+    assert parse_delay(past, NOW, LENIENT) == NOW
+    assert parse_delay("0s", NOW, LENIENT) == NOW
+    with pytest.raises(DurationError, match="not in the future"):
+        parse_delay(past, NOW, STRICT)
+    with pytest.raises(DurationError):
+        parse_delay("0s", NOW, STRICT)
+    with pytest.raises(DurationError):
+        parse_delay(30, NOW, STRICT)
+    assert parse_delay("30s", NOW, STRICT) == NOW + timedelta(seconds=30)
 
 
 def test_ttl_forms() -> None:
-    assert resolve_ttl("10m") == 600
-    assert resolve_ttl(90) == 90
-    assert resolve_ttl("90") == 90
-    assert resolve_ttl(0) == 0
-    assert resolve_ttl(None) is None
+    assert parse_ttl("10m") == 600
+    assert parse_ttl(90) == 90
+    assert parse_ttl("90") == 90
+    assert parse_ttl(0) == 0
+    assert parse_ttl(None) is None
     with pytest.raises(DurationError):
-        resolve_ttl("soon")
+        parse_ttl("soon")
+    with pytest.raises(DurationError):
+        parse_ttl(True)
 
 
 def test_wire_formats() -> None:

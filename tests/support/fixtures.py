@@ -35,7 +35,6 @@ def truncate_runs() -> None:
 @pytest.fixture
 def project() -> ProjectKeys:
     """A fresh project with a key per environment and the test worker's version registered."""
-    from reprise.registry import REGISTRY
     from shared.db import transaction
     from shared.projects import repository as projects_repo
     from shared.projects.service import create_key, ensure_project
@@ -51,10 +50,8 @@ def project() -> ProjectKeys:
             env: projects_repo.get_environment(session, proj.id, env).id  # type: ignore[union-attr]
             for env in ("dev", "staging", "prod")
         }
-    load_task_modules(get_settings().task_modules)
-    register_version(
-        REGISTRY, get_settings().worker_version, ["dev", "staging", "prod"], proj.id
-    )
+    registry = load_task_modules(get_settings().task_modules)
+    register_version(registry, get_settings().worker_version, ["dev", "staging", "prod"], proj.id)
     return ProjectKeys(proj.id, slug, keys, env_ids)
 
 
@@ -65,7 +62,7 @@ def celery_worker() -> Iterator[Any]:
 
     from shared.broker import queue_names
     from shared.settings import get_settings
-    from workers import app
+    from workers.app import app
     from workers.runtime import boot
 
     boot()

@@ -75,21 +75,9 @@ def wait_until_due(run_id: str) -> None:
 def reschedule(session: Any, run_id: str, due: datetime) -> Any:
     """What a reschedule does to the timer tier (the command adds validation and 400s)."""
     from shared.db import db_now
-    from shared.runs import repository as repo
-    from shared.runs.models import Run
-    from shared.runs.states import RunStatus
-    from shared.timers.service import arm_if_within_horizon
+    from shared.runs import lifecycle
 
-    moved = repo.transition(
-        session,
-        run_id,
-        RunStatus.DELAYED,
-        sources={RunStatus.DELAYED},
-        values={"delayed_until": due, "schedule_token": Run.schedule_token + 1},
-    )
-    if moved is not None:
-        arm_if_within_horizon(session, run_id, moved.schedule_token, due, db_now(session))
-    return moved
+    return lifecycle.reschedule(session, run_id, due, db_now(session))
 
 
 def lock_waiters() -> int:

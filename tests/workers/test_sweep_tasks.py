@@ -16,7 +16,7 @@ from shared.settings import get_settings
 from shared.sweeps.service import claim_sweep
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.timers import InThread, backdate, db_clock, trigger
-from workers import sweep_tasks
+from workers import sweeps as sweep_tasks
 from workers.app import app
 
 

@@ -12,15 +12,16 @@ from sqlalchemy import func, update
 from reprise.registry import REGISTRY
 from shared.db import transaction
 from shared.projects.service import AuthContext
-from shared.runs import execution
+from shared.runs import attempts as steps
 from shared.runs import repository as repo
+from shared.runs.lifecycle import redispatch_lost
 from shared.runs.models import Run
-from shared.runs.recovery import redispatch_lost_runs
 from shared.runs.schemas import TriggerOptions
 from shared.runs.service import cancel_run, trigger_run
 from shared.timers.service import promote_due_runs
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import gate
+from workers import execution
 
 
 def auth_of(project: ProjectKeys, env: str = "dev") -> AuthContext:
@@ -104,7 +105,7 @@ def test_a_run_is_claimed_once_by_concurrent_deliveries(project: ProjectKeys) ->
     # No message reaches the worker: the two threads below are the two deliveries.
     run_id = trigger(project, "test-echo", publish=False)
     barrier = threading.Barrier(2)
-    outcomes: list[execution.Outcome] = []
+    outcomes: list[steps.Outcome] = []
 
     def deliver(name: str) -> None:
         barrier.wait()
@@ -133,9 +134,10 @@ def test_run_of_a_dead_worker_is_reclaimed_after_its_heartbeat_goes_stale(
 ) -> None:
     run_id = trigger(project, task, {"succeedOn": 1}, publish=False)
     # Worker A claims and starts the run, then "dies" (never finishes, never heartbeats).
-    claimed, _ = execution._claim(run_id, "dead-worker")
-    assert claimed is not None
-    assert execution._begin_attempt(run_id, "dead-worker", "20261122.1") is not None
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "dead-worker"), steps.Outcome)
+    with transaction() as session:
+        assert steps.begin_attempt(session, run_id, "dead-worker", "20261122.1") is not None
     # While its heartbeat is fresh, another delivery does not steal it.
     assert execution.execute_run(run_id, REGISTRY, "other", "20261122.1").detail == "not claimed"
     with transaction() as session:
@@ -145,7 +147,7 @@ def test_run_of_a_dead_worker_is_reclaimed_after_its_heartbeat_goes_stale(
                 dispatched_at=func.now() - timedelta(seconds=120),
             )
         )
-        assert redispatch_lost_runs(session) == 1
+        assert redispatch_lost(session) == 1
         session.info.pop("after_commit")  # this test delivers the republished message itself
     assert execution.execute_run(run_id, REGISTRY, "other", "20261122.1").status == outcome
     assert [a.status for a in attempts(run_id)] == attempt_statuses
@@ -162,7 +164,7 @@ def test_lost_dispatch_is_republished_by_the_recovery_sweep(
             update(Run).where(Run.id == run.id).values(dispatched_at=func.now() - timedelta(hours=1))
         )
     with transaction() as session:
-        assert redispatch_lost_runs(session) == 1
+        assert redispatch_lost(session) == 1
     assert wait_for_status(run.id, "COMPLETED").output["payload"] == 7
 
 

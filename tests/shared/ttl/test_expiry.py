@@ -12,12 +12,12 @@ from sqlalchemy import func
 from reprise.registry import REGISTRY
 from shared.db import transaction
 from shared.projects.service import AuthContext
-from shared.runs import execution
 from shared.runs import repository as runs_repo
+from shared.runs.lifecycle import EXPIRED_MESSAGE
 from shared.runs.schemas import TriggerOptions
 from shared.runs.service import trigger_run
 from shared.runs.states import RunStatus
-from shared.ttl.service import EXPIRED_MESSAGE, expire_stale_runs
+from shared.ttl.service import expire_stale_runs
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
@@ -31,6 +31,7 @@ from tests.support.timers import (
     sql,
     trigger,
 )
+from workers import execution
 
 
 def sweep(batch_size: int | None = None) -> int:

@@ -1,0 +1,213 @@
+"""The steps of executing a run (§9), each taking the caller's session and never committing.
+
+A worker (:mod:`workers.execution`) runs each step in its own short transaction, so a
+worker that dies mid-run leaves the run in a state the recovery sweep understands
+(DEQUEUED/EXECUTING with a stale heartbeat). Nothing here runs user code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from shared.ids import new_attempt_id
+from shared.payloads import JSON
+from shared.projects import repository as projects_repo
+from shared.runs import lifecycle
+from shared.runs import repository as repo
+from shared.runs.models import Attempt, Checkpoint, Run
+from shared.runs.options import RunOptions
+from shared.runs.schemas import TriggerOptions
+from shared.runs.service import NewRun, create_run
+from shared.runs.states import AttemptStatus, RunStatus
+from shared.settings import get_settings
+
+log = logging.getLogger("reprise.execution")
+
+WORKER_LOST = {"message": "Worker stopped responding", "name": "WorkerLost"}
+WORKER_LOST_ON_LAST_ATTEMPT = {
+    "message": "Worker stopped responding on the last attempt",
+    "name": "WorkerLost",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one delivery of a run left it: a status, or why nothing was done."""
+
+    run_id: str
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    output: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The worker stopped the task: the run was canceled, or exceeded its maxDuration."""
+
+    reason: Literal["canceled", "timed_out"]
+
+
+AttemptResult = Succeeded | Failed | Interrupted
+
+
+def backoff_seconds(attempt_number: int) -> float:
+    """Retry backoff: base * 2^(attempt-1), capped (README "Decisions")."""
+    settings = get_settings()
+    return float(
+        min(settings.retry_backoff_base_seconds * (2 ** (attempt_number - 1)),
+            settings.retry_backoff_max_seconds)
+    )
+
+
+def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
+    """Take the run for ``worker`` (-> DEQUEUED), or say why not.
+
+    A run whose TTL passed is expired instead; a run reclaimed from a dead worker has its
+    open attempt failed, and crashes if that was its last attempt.
+    """
+    if lifecycle.expire(session, run_id) is not None:
+        return Outcome(run_id, "expired", "not claimed")
+    stale = timedelta(seconds=get_settings().stale_run_seconds)
+    run = lifecycle.claim(session, run_id, worker, stale)
+    if run is None:
+        current = repo.get_run(session, None, run_id)
+        return Outcome(run_id, current.status if current else "missing", "not claimed")
+    repo.fail_open_attempts(session, run_id, WORKER_LOST)
+    if run.attempt_count >= run.max_attempts:
+        lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
+        return Outcome(run_id, RunStatus.CRASHED, "not claimed")
+    return run
+
+
+def hand_back_missing_task(session: Session, run: Run) -> Outcome:
+    """The claiming worker lacks the task: requeue if the current version has it (another
+    worker runs it), else wait in PENDING_VERSION for a version that has it."""
+    current = projects_repo.current_version_with_task(
+        session, run.environment_id, run.task_identifier
+    )
+    if current is not None:
+        lifecycle.hand_back(session, run.id, countdown=1.0)
+        return Outcome(run.id, "requeued", "task not in this worker")
+    lifecycle.park_pending_version(session, run.id)
+    return Outcome(run.id, RunStatus.PENDING_VERSION, "no version has the task")
+
+
+def begin_attempt(
+    session: Session, run_id: str, worker: str, version: str
+) -> tuple[Run, Attempt] | None:
+    """-> EXECUTING with a new attempt; None if the claim was lost meanwhile."""
+    run = lifecycle.start(session, run_id, worker, version)
+    if run is None:
+        return None
+    attempt = repo.insert_attempt(
+        session,
+        Attempt(
+            id=new_attempt_id(),
+            run_id=run_id,
+            number=run.attempt_count,
+            status=AttemptStatus.EXECUTING,
+            worker=worker,
+            started_at=run.heartbeat_at,
+        ),
+    )
+    return run, attempt
+
+
+def record_heartbeat(session: Session, run_id: str, worker: str) -> bool:
+    """The worker executing the run is alive; False once the run is no longer its to run
+    (canceled, or reclaimed by another worker): the task must stop."""
+    return lifecycle.heartbeat(session, run_id, worker)
+
+
+def environment_slug(session: Session, environment_id: str) -> str:
+    env = projects_repo.get_environment_by_id(session, environment_id)
+    return env.slug if env else ""
+
+
+def save_checkpoint(session: Session, run_id: str, attempt_number: int, state: Any) -> int:
+    """Save ``state`` as the run's next numbered checkpoint; returns its number."""
+    repo.lock_run(session, run_id)  # numbers are allocated one writer at a time
+    number = repo.next_checkpoint_number(session, run_id)
+    repo.insert_checkpoint(
+        session,
+        Checkpoint(run_id=run_id, number=number, state=state, attempt_number=attempt_number),
+    )
+    return number
+
+
+def trigger_child(
+    session: Session, parent: Run, task_id: str, payload: Any, options: TriggerOptions
+) -> str:
+    """A child run of ``parent`` (``ctx.trigger`` inside a task); returns its id."""
+    child = create_run(
+        session,
+        parent.project_id,
+        parent.environment_id,
+        NewRun(
+            task_identifier=task_id,
+            payload=payload,
+            payload_type=JSON,
+            options=RunOptions.from_trigger(options),
+            delay=options.delay,
+            triggered_by="task",
+            depth=parent.depth + 1,
+            parent_run_id=parent.id,
+            root_run_id=parent.root_run_id or parent.id,
+        ),
+    )
+    return child.id
+
+
+def finish_attempt(
+    session: Session, run: Run, attempt_number: int, elapsed_ms: int, result: AttemptResult
+) -> Outcome:
+    """End the attempt: COMPLETED, a retry with backoff while attempts remain, FAILED,
+    or TIMED_OUT. A run someone else already moved on (canceled while it executed) only
+    gets the attempt's usage recorded."""
+    if isinstance(result, Succeeded):
+        if lifecycle.complete(session, run.id, result.output, elapsed_ms) is None:
+            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+        repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.COMPLETED, None)
+        return Outcome(run.id, RunStatus.COMPLETED)
+    if isinstance(result, Interrupted) and result.reason == "canceled":
+        return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+    if isinstance(result, Interrupted):
+        error = {
+            "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
+            "name": "MaxDurationExceededError",
+        }
+        ended = lifecycle.time_out(session, run.id, error, elapsed_ms)
+        repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error)
+        return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
+
+    repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, result.error)
+    if attempt_number < run.max_attempts:
+        delay = backoff_seconds(attempt_number)
+        if lifecycle.retry(session, run.id, result.error, elapsed_ms, delay) is None:
+            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+        return Outcome(run.id, RunStatus.RETRYING, f"retry in {delay:.2f}s")
+    failed = lifecycle.fail(session, run.id, result.error, elapsed_ms)
+    return Outcome(run.id, RunStatus.FAILED if failed else "settled")
+
+
+def _settled_elsewhere(
+    session: Session, run: Run, attempt_number: int, elapsed_ms: int
+) -> Outcome:
+    lifecycle.record_usage(session, run.id, elapsed_ms)
+    repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None)
+    current = repo.get_run(session, None, run.id)
+    return Outcome(run.id, current.status if current else "missing", "settled elsewhere")

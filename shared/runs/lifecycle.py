@@ -1,0 +1,332 @@
+"""Every move of a run, by name, each owning the columns it writes.
+
+The state machine (:mod:`shared.runs.states`) says which moves are allowed; this module
+says what each one writes and publishes. It is the only caller of
+:func:`shared.runs.repository.transition` and ``transition_many``: call sites name the move
+(``promote``, ``claim``, ``complete`` …), they never assemble the columns.
+
+Column effects written once, here:
+
+* entering the queue (insert as QUEUED, promotion, release from PENDING_VERSION): sets
+  ``queued_at`` and the TTL clock ``ttl_expires_at`` the first time only, and
+  ``dispatched_at``; the execution is published after commit;
+* leaving DELAYED for good or moving its due time (promotion, reschedule, cancel,
+  expiry) bumps ``schedule_token``, so every timer in flight for the old token is a no-op;
+* every final state sets ``finished_at``; the ends of an attempt add its usage
+  (``duration_ms`` and cost) and clear ``heartbeat_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, or_, text
+from sqlalchemy.orm import Session
+
+from shared import broker
+from shared.db import on_commit
+from shared.runs import repository as repo
+from shared.runs.models import Run
+from shared.runs.states import RunStatus
+from shared.settings import get_settings
+from shared.timers.arming import arm_if_within_horizon
+
+EXPIRED_MESSAGE = "Run expired because the TTL was reached"
+
+# Only a run that never left its queue expires: once a worker has taken it, it runs (and
+# retries) to the end. The TTL sweep's candidate queries use the same condition.
+EXPIRABLE: tuple[ColumnElement[bool], ...] = (
+    Run.ttl_expires_at <= func.now(),
+    Run.dequeued_at.is_(None),
+)
+
+
+def _enters_queue() -> dict[str, Any]:
+    return {
+        "queued_at": func.coalesce(Run.queued_at, func.now()),
+        "dispatched_at": func.now(),
+        "ttl_expires_at": func.coalesce(
+            Run.ttl_expires_at, func.now() + Run.ttl_seconds * text("interval '1 second'")
+        ),
+    }
+
+
+def _next_token() -> dict[str, Any]:
+    return {"schedule_token": Run.schedule_token + 1}
+
+
+def _finished() -> dict[str, Any]:
+    return {"finished_at": func.now()}
+
+
+def _usage(elapsed_ms: int) -> dict[str, Any]:
+    """What an attempt that ran for ``elapsed_ms`` adds to the run (§9 duration and cost)."""
+    settings = get_settings()
+    return {
+        "duration_ms": Run.duration_ms + elapsed_ms,
+        "cost_in_cents": Run.cost_in_cents + elapsed_ms * settings.cost_per_ms_in_cents,
+        "base_cost_in_cents": settings.base_cost_in_cents,
+    }
+
+
+def _attempt_ended(elapsed_ms: int) -> dict[str, Any]:
+    return {**_usage(elapsed_ms), "heartbeat_at": None}
+
+
+def _dispatch_after_commit(session: Session, run_id: str, countdown: float | None = None) -> None:
+    on_commit(session, lambda: broker.dispatch_run(run_id, countdown=countdown))
+
+
+# --- creation and the queue ---------------------------------------------------------------
+
+
+def insert(session: Session, run: Run) -> Run:
+    """Insert a new run in its first status — QUEUED (published after commit), DELAYED
+    (a timer armed if it is due within the horizon) or PENDING_VERSION — with the columns
+    that status owns. ``run.created_at`` is the database clock of the transaction."""
+    now = run.created_at
+    if run.status is RunStatus.QUEUED:
+        run.queued_at = run.dispatched_at = now
+        run.ttl_expires_at = now + timedelta(seconds=run.ttl_seconds) if run.ttl_seconds else None
+    elif run.status is RunStatus.DELAYED:
+        run.schedule_token = 1
+    repo.insert_run(session, run)
+    if run.status is RunStatus.QUEUED:
+        _dispatch_after_commit(session, run.id)
+    elif run.status is RunStatus.DELAYED:
+        arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until, now)
+    return run
+
+
+def release_pending_version(
+    session: Session, environment_id: str, task_identifiers: Collection[str]
+) -> list[str]:
+    """PENDING_VERSION -> QUEUED for the environment's runs of these tasks (a version that
+    has them registered): they enter their queue now. Returns the ids released."""
+    released = []
+    for run_id in repo.pending_version_runs(session, environment_id, task_identifiers):
+        queued = repo.transition(
+            session, run_id, RunStatus.QUEUED, sources={RunStatus.PENDING_VERSION},
+            values=_enters_queue(),
+        )
+        if queued is not None:
+            released.append(run_id)
+            _dispatch_after_commit(session, run_id)
+    return released
+
+
+def redispatch_lost(session: Session, limit: int = 1000) -> int:
+    """Republish runs whose execution message may have been lost: queued or retrying runs
+    not dispatched for ``redispatch_after_seconds``, claimed runs whose heartbeat is older
+    than ``stale_run_seconds`` (their worker died). Execution is idempotent, so a run
+    republished while its message still exists is claimed once and the copy is a no-op."""
+    settings = get_settings()
+    run_ids = repo.claim_lost_dispatches(
+        session,
+        quiet=timedelta(seconds=settings.redispatch_after_seconds),
+        stale=timedelta(seconds=settings.stale_run_seconds),
+        limit=limit,
+    )
+    if run_ids:
+        on_commit(session, lambda: broker.dispatch_runs(run_ids))
+    return len(run_ids)
+
+
+# --- delays -------------------------------------------------------------------------------
+
+
+def promote(session: Session, run_id: str, token: int) -> Run | None:
+    """DELAYED -> QUEUED by a timer: only if ``token`` is still the run's schedule token
+    and the run is due by the database clock (stale, duplicate and early timers: None)."""
+    promoted = repo.transition(
+        session, run_id, RunStatus.QUEUED, sources={RunStatus.DELAYED},
+        where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
+        values={**_enters_queue(), **_next_token()},
+    )
+    if promoted is not None:
+        _dispatch_after_commit(session, run_id)
+    return promoted
+
+
+def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+    """DELAYED -> QUEUED for the runs ``candidates`` selects (the sweep's overdue runs);
+    ``progress`` holds each one's due time (the promotion lateness metric)."""
+    batch = repo.transition_many(
+        session, RunStatus.QUEUED, candidates, sources={RunStatus.DELAYED},
+        progress=Run.delayed_until, each_progress=True,
+        values={**_enters_queue(), **_next_token()},
+    )
+    if batch.run_ids:
+        on_commit(session, lambda: broker.dispatch_runs(batch.run_ids))
+    return batch
+
+
+def reschedule(session: Session, run_id: str, due: datetime, now: datetime) -> Run | None:
+    """DELAYED -> DELAYED at ``due`` (re-armed); None if the run is not DELAYED."""
+    moved = repo.transition(
+        session, run_id, RunStatus.DELAYED, sources={RunStatus.DELAYED},
+        values={"delayed_until": due, **_next_token()},
+    )
+    if moved is not None:
+        arm_if_within_horizon(session, run_id, moved.schedule_token, due, now)
+    return moved
+
+
+# --- ends that are not an attempt's -------------------------------------------------------
+
+
+def cancel(session: Session, run_id: str) -> Run | None:
+    """Any unfinished run -> CANCELED (an executing one is stopped by its worker's next
+    heartbeat); None if it had already finished."""
+    canceled = repo.transition(
+        session, run_id, RunStatus.CANCELED, values={**_finished(), **_next_token()}
+    )
+    if canceled is not None:
+        repo.cancel_open_attempts(session, run_id)
+    return canceled
+
+
+def _expiry() -> dict[str, Any]:
+    return {
+        "expired_at": func.now(),
+        "error": {"message": EXPIRED_MESSAGE},
+        **_finished(),
+        **_next_token(),
+    }
+
+
+def expire(session: Session, run_id: str) -> Run | None:
+    """QUEUED -> EXPIRED if its TTL passed and it was never dequeued (a worker's claim)."""
+    return repo.transition(
+        session, run_id, RunStatus.EXPIRED, sources={RunStatus.QUEUED}, where=EXPIRABLE,
+        values=_expiry(),
+    )
+
+
+def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+    """QUEUED -> EXPIRED for the runs ``candidates`` selects (the TTL sweep); ``last`` is
+    the latest expiry time among them."""
+    return repo.transition_many(
+        session, RunStatus.EXPIRED, candidates, sources={RunStatus.QUEUED},
+        progress=Run.ttl_expires_at, values=_expiry(),
+    )
+
+
+# --- execution ----------------------------------------------------------------------------
+
+
+def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run | None:
+    """-> DEQUEUED for ``worker``: a queued or retrying run, or one whose worker went
+    silent for ``stale`` (its heartbeat stopped). A live claim is never taken over, so a
+    run never executes twice at the same time."""
+    return repo.transition(
+        session, run_id, RunStatus.DEQUEUED,
+        sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
+        where=[
+            or_(
+                Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]),
+                Run.heartbeat_at < func.now() - stale,
+            )
+        ],
+        values={
+            "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
+            "heartbeat_at": func.now(),
+            "locked_by": worker,
+        },
+    )
+
+
+def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
+    """DEQUEUED -> QUEUED: the worker that took the run lacks its task; another worker
+    (on the current version) gets it after ``countdown`` seconds."""
+    queued = repo.transition(
+        session, run_id, RunStatus.QUEUED, sources={RunStatus.DEQUEUED},
+        values={"dispatched_at": func.now()},
+    )
+    if queued is not None:
+        _dispatch_after_commit(session, run_id, countdown)
+    return queued
+
+
+def park_pending_version(session: Session, run_id: str) -> Run | None:
+    """DEQUEUED -> PENDING_VERSION: no version of the environment has the run's task yet."""
+    return repo.transition(
+        session, run_id, RunStatus.PENDING_VERSION, sources={RunStatus.DEQUEUED}
+    )
+
+
+def start(session: Session, run_id: str, worker: str, version: str) -> Run | None:
+    """DEQUEUED -> EXECUTING, by the worker holding the claim: a new attempt begins."""
+    return repo.transition(
+        session, run_id, RunStatus.EXECUTING, where=[Run.locked_by == worker],
+        values={
+            "attempt_count": Run.attempt_count + 1,
+            "started_at": func.coalesce(Run.started_at, func.now()),
+            "heartbeat_at": func.now(),
+            "version": version,
+        },
+    )
+
+
+def heartbeat(session: Session, run_id: str, worker: str) -> bool:
+    """Refresh the heartbeat of a run ``worker`` is executing; False once it is not (the
+    run was canceled, or another worker reclaimed it)."""
+    return repo.touch(
+        session, run_id,
+        where=[Run.status == RunStatus.EXECUTING, Run.locked_by == worker],
+        heartbeat_at=func.now(),
+    )
+
+
+def crash(session: Session, run_id: str, error: dict[str, Any]) -> Run | None:
+    """-> CRASHED: its worker died on the last attempt it had."""
+    return repo.transition(
+        session, run_id, RunStatus.CRASHED, values={**_finished(), "error": error}
+    )
+
+
+def complete(session: Session, run_id: str, output: Any, elapsed_ms: int) -> Run | None:
+    return repo.transition(
+        session, run_id, RunStatus.COMPLETED,
+        values={**_attempt_ended(elapsed_ms), **_finished(),
+                "output": output, "output_type": "application/json"},
+    )
+
+
+def fail(session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int) -> Run | None:
+    return repo.transition(
+        session, run_id, RunStatus.FAILED,
+        values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
+    )
+
+
+def time_out(
+    session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int
+) -> Run | None:
+    return repo.transition(
+        session, run_id, RunStatus.TIMED_OUT,
+        values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
+    )
+
+
+def retry(
+    session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int, delay: float
+) -> Run | None:
+    """EXECUTING -> RETRYING: the attempt failed and another one starts in ``delay``
+    seconds (published after commit with that countdown)."""
+    retrying = repo.transition(
+        session, run_id, RunStatus.RETRYING,
+        values={**_attempt_ended(elapsed_ms), "error": error, "dispatched_at": func.now(),
+                "next_attempt_at": func.now() + timedelta(seconds=delay)},
+    )
+    if retrying is not None:
+        _dispatch_after_commit(session, run_id, delay)
+    return retrying
+
+
+def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:
+    """An attempt of a run someone else already ended (canceled while executing): it
+    still ran for ``elapsed_ms``."""
+    repo.touch(session, run_id, **_usage(elapsed_ms))

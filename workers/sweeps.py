@@ -1,0 +1,107 @@
+"""The beat sweeps, every one declared with :func:`sweep`.
+
+A sweep is one transaction that first takes its Postgres advisory lock
+(:func:`shared.sweeps.service.claim_sweep`): a duplicate arriving while the same sweep
+runs (a second beat, a backlog after workers were down) returns ``{"skipped": 1}`` at
+once. The work itself is batched and idempotent (``FOR UPDATE SKIP LOCKED``, changes by
+compare-and-set), so even without the lock two sweeps would split the rows, never apply
+one twice. Sweeps return their counts, which the task signals turn into metrics
+(:mod:`workers.monitoring`), and beat schedules each one with an expiry
+(:func:`beat_schedule`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared import broker
+from shared.commands import service as commands
+from shared.db import transaction
+from shared.runs import lifecycle
+from shared.settings import Settings
+from shared.sweeps.service import claim_sweep
+from shared.timers import service as timers
+from shared.ttl import service as ttl
+
+app = broker.celery_app()
+
+Counts = dict[str, int]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    every: Callable[[Settings], float]
+
+
+SWEEPS: list[Sweep] = []
+
+
+def _every_interval(settings: Settings) -> float:
+    return settings.sweep_interval_seconds
+
+
+def sweep(
+    name: str, *, every: Callable[[Settings], float] = _every_interval
+) -> Callable[[Callable[[Session], Counts]], Any]:
+    """Make ``fn(session) -> counts`` the Celery task ``name``, run in one transaction
+    under the sweep's advisory lock, and scheduled by beat ``every(settings)`` seconds."""
+
+    def declare(fn: Callable[[Session], Counts]) -> Any:
+        @functools.wraps(fn)
+        def run() -> Counts:
+            with transaction() as session:
+                if not claim_sweep(session, name):
+                    return {"skipped": 1}
+                return fn(session)
+
+        SWEEPS.append(Sweep(name, every))
+        return app.task(name=name)(run)
+
+    return declare
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Beat's entries: every sweep, each message expiring quickly so that a backlog of the
+    same sweep (queued while workers were down) does not run N times on restart (one sweep
+    does all outstanding work anyway). ``expires`` is absolute on beat's clock, so it
+    leaves room for clock skew with the workers."""
+    options = {"expires": max(settings.sweep_interval_seconds * 2, 10.0)}
+    return {
+        entry.name.removeprefix("reprise.").replace("_", "-"): {
+            "task": entry.name,
+            "schedule": entry.every(settings),
+            "options": options,
+        }
+        for entry in SWEEPS
+    }
+
+
+@sweep(broker.PROMOTE_DUE_RUNS)
+def promote_due_runs(session: Session) -> Counts:
+    """Promote overdue delayed runs and arm timers for those entering the horizon (§7)."""
+    result = timers.promote_due_runs(session)
+    return {"promoted": result.promoted, "armed": result.armed}
+
+
+@sweep(broker.EXPIRE_STALE_RUNS)
+def expire_stale_runs(session: Session) -> Counts:
+    """Expire queued runs past their TTL (§8)."""
+    return {"expired": ttl.expire_stale_runs(session)}
+
+
+@sweep(broker.RELAY_PENDING_COMMANDS)
+def relay_pending_commands(session: Session) -> Counts:
+    """Republish commands whose message may be lost (§2.1)."""
+    return {"relayed": commands.relay_pending_commands(session)}
+
+
+@sweep(broker.RECOVER_STALE_RUNS, every=lambda s: max(s.sweep_interval_seconds, 5.0))
+def recover_stale_runs(session: Session) -> Counts:
+    """Republish runs whose execution message may be lost, or whose worker died (§9)."""
+    return {"redispatched": lifecycle.redispatch_lost(session)}
