@@ -13,6 +13,7 @@ from shared.runs.models import Attempt, Run
 from shared.runs.states import (
     EXECUTING_LIKE,
     FAILED_LIKE,
+    FINAL_STATES,
     QUEUED_LIKE,
     RunStatus,
     public_status,
@@ -42,7 +43,7 @@ def common_run_to_wire(run: Run, api_version: str | None) -> dict[str, Any]:
     return _compact(
         {
             "id": run.id,
-            "status": public_status(RunStatus(run.status), api_version),
+            "status": public_status(run.status, api_version),
             "taskIdentifier": run.task_identifier,
             "version": run.version,
             "idempotencyKey": run.idempotency_key,
@@ -62,14 +63,13 @@ def common_run_to_wire(run: Run, api_version: str | None) -> dict[str, Any]:
             "depth": run.depth,
             "batchId": run.batch_id,
             "triggerFunction": run.trigger_function,
-            "isQueued": RunStatus(run.status) in QUEUED_LIKE,
-            "isExecuting": RunStatus(run.status) in EXECUTING_LIKE,
+            "isQueued": run.status in QUEUED_LIKE,
+            "isExecuting": run.status in EXECUTING_LIKE,
             "isWaiting": False,
-            "isCompleted": RunStatus(run.status) in FAILED_LIKE
-            or run.status in (RunStatus.COMPLETED.value, RunStatus.CANCELED.value),
-            "isSuccess": run.status == RunStatus.COMPLETED.value,
-            "isFailed": RunStatus(run.status) in FAILED_LIKE,
-            "isCancelled": run.status == RunStatus.CANCELED.value,
+            "isCompleted": run.status in FINAL_STATES,
+            "isSuccess": run.status is RunStatus.COMPLETED,
+            "isFailed": run.status in FAILED_LIKE,
+            "isCancelled": run.status is RunStatus.CANCELED,
             "replayedFrom": run.replayed_from,
             "lineageDepth": run.lineage_depth,
         }
