@@ -27,10 +27,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Self, Unpack
 from urllib.parse import quote
-
-import httpx
 
 from reprise.errors import (
     ApiConnectionError,
@@ -41,7 +39,7 @@ from reprise.errors import (
     ServerError,
 )
 from reprise.models import Run, RunListItem, TriggeredRun
-from reprise.transport import Transport
+from reprise.transport import Transport, TransportOptions
 
 __all__ = [
     "ApiConnectionError",
@@ -301,20 +299,11 @@ class Client:
         self,
         base_url: str | None = None,
         access_token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        max_retries: int = 3,
-        retry_backoff: float = 0.5,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        self.transport = Transport(
-            base_url,
-            access_token,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            transport=transport,
-        )
+        """``options``: ``timeout``, ``max_retries``, ``retry_backoff`` and an httpx
+        ``transport`` (see :class:`~reprise.transport.Transport`)."""
+        self.transport = Transport(base_url, access_token, **options)
         self.tasks = Tasks(lambda: self)
         self.runs = Runs(lambda: self)
 

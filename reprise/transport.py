@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -77,6 +77,16 @@ def error_from(response: httpx.Response) -> ApiError:
     """The exception for an unsuccessful response, with the API's ``{"error"}`` message."""
     message, body = _error_message(response)
     return error_for(response.status_code, message, response.headers, body)
+
+
+class TransportOptions(TypedDict, total=False):
+    """The keyword options of :class:`Transport` (a :class:`~reprise.client.Client`
+    passes them through)."""
+
+    timeout: float
+    max_retries: int
+    retry_backoff: float
+    transport: httpx.BaseTransport | None
 
 
 class Transport:
