@@ -87,9 +87,13 @@ def celery_app() -> Celery:
     return configure_celery(Celery("reprise"), get_settings())
 
 
-def dispatch_run(run_id: str, countdown: float | None = None) -> None:
-    """Publish the execution of a run (after the transaction that queued it committed)."""
-    celery_app().send_task(EXECUTE_RUN, args=[run_id], countdown=countdown)
+def dispatch_run(run_id: str, countdown: float | None = None, *, watch: bool = False) -> None:
+    """Publish the execution of a run (after the transaction that queued it committed).
+
+    ``watch``: a delivery that comes back to look at a run another worker holds, once that
+    worker's heartbeat would have gone stale (see ``workers.tasks.execute_run``)."""
+    kwargs = {"watch": True} if watch else None
+    celery_app().send_task(EXECUTE_RUN, args=[run_id], kwargs=kwargs, countdown=countdown)
 
 
 def dispatch_runs(run_ids: Iterable[str]) -> None:

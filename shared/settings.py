@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = 4
     worker_heartbeat_seconds: float = 5.0
     stale_run_seconds: float = 60.0
+    # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
+    # its outcome) while the database is unreachable, before giving the run up to recovery.
+    worker_db_retry_seconds: float = 120.0
     retry_backoff_base_seconds: float = 1.0
     retry_backoff_max_seconds: float = 300.0
     cost_per_ms_in_cents: float = 0.0000169

@@ -16,7 +16,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry
@@ -26,8 +28,11 @@ from shared.runs.attempts import AttemptResult, Failed, Interrupted, Outcome, Su
 from shared.runs.models import Attempt, Run
 from shared.runs.schemas import TriggerOptions
 from shared.settings import get_settings
+from workers.transient import is_transient
 
 log = logging.getLogger("reprise.execution")
+
+T = TypeVar("T")
 
 
 class RunInterrupted(BaseException):
@@ -77,6 +82,8 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
         self.interrupted: type[RunInterrupted] | None = None
         self.interval = interval
+        self._armed = True
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         while not self.stopped.wait(self._next_wait()):
@@ -99,12 +106,21 @@ class Heartbeat(threading.Thread):
         return max(0.0, min(self.interval, self.deadline - time.monotonic()))
 
     def _interrupt(self, exc: type[RunInterrupted]) -> None:
-        if self.stopped.is_set():
-            return
-        self.interrupted = exc
-        _raise_in_thread(self.task_thread, exc)
+        with self._lock:
+            if not self._armed:
+                return
+            self._armed = False
+            self.interrupted = exc
+            _raise_in_thread(self.task_thread, exc)
+
+    def disarm(self) -> None:
+        """The task function has returned: never interrupt it again, but keep beating
+        while its outcome is written (so the run does not look abandoned meanwhile)."""
+        with self._lock:
+            self._armed = False
 
     def stop(self) -> None:
+        self.disarm()
         self.stopped.set()
 
 
@@ -140,29 +156,40 @@ def _context(run: Run, attempt: Attempt, environment: str) -> TaskContext:
     )
 
 
+def _in_transaction(step: Callable[[Session], T], what: str) -> T:
+    """Run ``step`` in a transaction, retrying transient database errors (a restart, a
+    dropped connection) with backoff for up to ``worker_db_retry_seconds``: a worker that
+    has claimed a run or finished its function must not drop that work on a blip."""
+    deadline = time.monotonic() + get_settings().worker_db_retry_seconds
+    delay = 0.05
+    while True:
+        try:
+            with transaction() as session:
+                return step(session)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %.2fs",
+                        what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
-          worker: str) -> AttemptResult:
-    """Call the task function under a heartbeat; what it returned, raised, or why it was
-    interrupted."""
-    heartbeat = Heartbeat(
-        run.id, worker, threading.get_ident(), run.max_duration_seconds,
-        get_settings().worker_heartbeat_seconds,
-    )
-    heartbeat.start()
+          heartbeat: Heartbeat) -> AttemptResult:
+    """Call the task function under ``heartbeat``; what it returned, raised, or why it
+    was interrupted."""
     result: AttemptResult
     try:
         try:
-            result = Succeeded(fn(run.payload, ctx))
+            value = fn(run.payload, ctx)
         finally:
-            heartbeat.stop()
+            heartbeat.disarm()
+        result = Succeeded(value)
     except RunInterrupted as exc:
         result = Interrupted("timed_out" if isinstance(exc, RunTimedOut) else "canceled")
     except Exception as exc:
         result = Failed(_error_of(exc))
-    except BaseException:  # pragma: no cover - KeyboardInterrupt/SystemExit: stop the thread
-        heartbeat.join(timeout=1)
-        raise
-    heartbeat.join(timeout=1)
     # A task that turned the interrupt into an error of its own was still interrupted.
     if isinstance(result, Failed) and heartbeat.interrupted is not None:
         result = Interrupted("timed_out" if heartbeat.interrupted is RunTimedOut else "canceled")
@@ -170,24 +197,45 @@ def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
 
 
 def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> Outcome:
-    """Execute one attempt of a run, end to end. Safe to call twice for the same run."""
+    """Execute one attempt of a run, end to end. Safe to call twice for the same run.
+
+    A database error before the claim propagates (the Celery task keeps its message by
+    retrying); after the claim, each step retries transient errors itself.
+    """
     with transaction() as session:
         claimed = attempts.claim_run(session, run_id, worker)
     if isinstance(claimed, Outcome):
         return claimed
     definition = registry.get(claimed.task_identifier)
     if definition is None:
-        with transaction() as session:
-            return attempts.hand_back_missing_task(session, claimed)
+        return _in_transaction(
+            lambda session: attempts.hand_back_missing_task(session, claimed), "hand back"
+        )
 
-    with transaction() as session:
+    def begin(session: Session) -> tuple[tuple[Run, Attempt] | None, str]:
         started = attempts.begin_attempt(session, run_id, worker, version)
-        environment = attempts.environment_slug(session, claimed.environment_id) if started else ""
+        slug = attempts.environment_slug(session, claimed.environment_id) if started else ""
+        return started, slug
+
+    started, environment = _in_transaction(begin, "begin attempt")
     if started is None:
         return Outcome(run_id, "lost", "claim lost before start")
     run, attempt = started
-    began = time.monotonic()
-    result = _call(definition, run, _context(run, attempt, environment), worker)
-    elapsed_ms = int((time.monotonic() - began) * 1000)
-    with transaction() as session:
-        return attempts.finish_attempt(session, run, attempt.number, elapsed_ms, result)
+    heartbeat = Heartbeat(
+        run.id, worker, threading.get_ident(), run.max_duration_seconds,
+        get_settings().worker_heartbeat_seconds,
+    )
+    heartbeat.start()
+    try:
+        began = time.monotonic()
+        result = _call(definition, run, _context(run, attempt, environment), heartbeat)
+        elapsed_ms = int((time.monotonic() - began) * 1000)
+        return _in_transaction(
+            lambda session: attempts.finish_attempt(
+                session, run, worker, attempt.number, elapsed_ms, result
+            ),
+            "finish attempt",
+        )
+    finally:
+        heartbeat.stop()
+        heartbeat.join(timeout=1)

@@ -14,21 +14,42 @@ from shared.db import transaction
 from shared.timers import service as timers
 from workers import execution
 from workers.runtime import identity
+from workers.transient import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("reprise.worker")
 
 app = broker.celery_app()
 
 
-@app.task(name=broker.EXECUTE_RUN, bind=True)
-def execute_run(self: Any, run_id: str) -> dict[str, str]:
+# A task that cannot reach Postgres keeps its message: it is republished with backoff
+# (capped at 10 s) instead of being consumed without effect; past the last retry the
+# recovery sweep still finds the run.
+DB_RETRIES: dict[str, Any] = {
+    "max_retries": 12, "retry_backoff": 1, "retry_backoff_max": 10, "retry_jitter": True,
+}
+# Margin after a holder's heartbeat would go stale before looking again.
+WATCH_MARGIN_SECONDS = 1.0
+
+
+@app.task(name=broker.EXECUTE_RUN, bind=True, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
+def execute_run(self: Any, run_id: str, watch: bool = False) -> dict[str, str]:
+    """Execute a run. A redelivered message (its worker was lost) that finds the run still
+    held by a worker whose heartbeat is fresh is not dropped: it comes back when that
+    heartbeat would have gone stale, so a run whose worker died is re-executed after the
+    stale window, never while its first execution could still be alive."""
     me = identity()
     outcome = execution.execute_run(run_id, me.registry, me.name, me.version)
-    log.info("run %s -> %s %s", run_id, outcome.status, outcome.detail)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if outcome.held_for is not None and (watch or redelivered):
+        broker.dispatch_run(run_id, countdown=outcome.held_for + WATCH_MARGIN_SECONDS, watch=True)
+        log.info("run %s is held by a live worker; looking again in %.1fs", run_id,
+                 outcome.held_for + WATCH_MARGIN_SECONDS)
+    else:
+        log.info("run %s -> %s %s", run_id, outcome.status, outcome.detail)
     return {"run_id": run_id, "status": str(outcome.status)}
 
 
-@app.task(name=broker.PROMOTE_RUN)
+@app.task(name=broker.PROMOTE_RUN, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
 def promote_delayed_run(run_id: str, token: int) -> bool:
     with transaction() as session:
         return timers.promote_run(session, run_id, token) is not None

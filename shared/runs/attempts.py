@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from shared.db import db_now
 from shared.ids import new_attempt_id
 from shared.payloads import JSON
 from shared.projects import repository as projects_repo
@@ -23,7 +24,7 @@ from shared.runs.models import Attempt, Checkpoint, Run
 from shared.runs.options import RunOptions
 from shared.runs.schemas import TriggerOptions
 from shared.runs.service import NewRun, create_run
-from shared.runs.states import AttemptStatus, RunStatus
+from shared.runs.states import EXECUTING_LIKE, AttemptStatus, RunStatus
 from shared.settings import get_settings
 
 log = logging.getLogger("reprise.execution")
@@ -42,6 +43,9 @@ class Outcome:
     run_id: str
     status: str
     detail: str = ""
+    # Set when another worker holds the run with a fresh heartbeat: seconds until that
+    # heartbeat goes stale (when the run may be reclaimed if that worker died).
+    held_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,13 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
     run = lifecycle.claim(session, run_id, worker, stale)
     if run is None:
         current = repo.get_run(session, None, run_id)
-        return Outcome(run_id, current.status if current else "missing", "not claimed")
+        if current is None:
+            return Outcome(run_id, "missing", "not claimed")
+        held_for = None
+        if current.status in EXECUTING_LIKE and current.heartbeat_at is not None:
+            age = db_now(session) - current.heartbeat_at
+            held_for = max((stale - age).total_seconds(), 0.0)
+        return Outcome(run_id, current.status, "not claimed", held_for)
     repo.fail_open_attempts(session, run_id, WORKER_LOST)
     if run.attempt_count >= run.max_attempts:
         lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
@@ -173,13 +183,24 @@ def trigger_child(
 
 
 def finish_attempt(
-    session: Session, run: Run, attempt_number: int, elapsed_ms: int, result: AttemptResult
+    session: Session,
+    run: Run,
+    worker: str,
+    attempt_number: int,
+    elapsed_ms: int,
+    result: AttemptResult,
 ) -> Outcome:
     """End the attempt: COMPLETED, a retry with backoff while attempts remain, FAILED,
-    or TIMED_OUT. A run someone else already moved on (canceled while it executed) only
-    gets the attempt's usage recorded."""
+    or TIMED_OUT. A run someone else already moved on (canceled while it executed, or
+    reclaimed) only gets the attempt's usage recorded. Safe to repeat after a commit whose
+    outcome was unknown (the connection dropped): an attempt already ended is left alone.
+    """
+    attempt = repo.get_attempt(session, run.id, attempt_number)
+    if attempt is not None and attempt.status is not AttemptStatus.EXECUTING:
+        current = repo.get_run(session, None, run.id)
+        return Outcome(run.id, current.status if current else "missing", "already recorded")
     if isinstance(result, Succeeded):
-        if lifecycle.complete(session, run.id, result.output, elapsed_ms) is None:
+        if lifecycle.complete(session, run.id, worker, result.output, elapsed_ms) is None:
             return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
         repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.COMPLETED, None)
         return Outcome(run.id, RunStatus.COMPLETED)
@@ -190,17 +211,17 @@ def finish_attempt(
             "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
             "name": "MaxDurationExceededError",
         }
-        ended = lifecycle.time_out(session, run.id, error, elapsed_ms)
+        ended = lifecycle.time_out(session, run.id, worker, error, elapsed_ms)
         repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error)
         return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
 
     repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, result.error)
     if attempt_number < run.max_attempts:
         delay = backoff_seconds(attempt_number)
-        if lifecycle.retry(session, run.id, result.error, elapsed_ms, delay) is None:
+        if lifecycle.retry(session, run.id, worker, result.error, elapsed_ms, delay) is None:
             return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.RETRYING, f"retry in {delay:.2f}s")
-    failed = lifecycle.fail(session, run.id, result.error, elapsed_ms)
+    failed = lifecycle.fail(session, run.id, worker, result.error, elapsed_ms)
     return Outcome(run.id, RunStatus.FAILED if failed else "settled")
 
 

@@ -287,37 +287,48 @@ def crash(session: Session, run_id: str, error: dict[str, Any]) -> Run | None:
     )
 
 
-def complete(session: Session, run_id: str, output: Any, elapsed_ms: int) -> Run | None:
+def _held_by(worker: str) -> list[ColumnElement[bool]]:
+    # An attempt's end is written only by the worker that holds the run: if another one
+    # reclaimed it meanwhile, this worker's late write must not end that execution.
+    return [Run.locked_by == worker]
+
+
+def complete(
+    session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int
+) -> Run | None:
     return repo.transition(
-        session, run_id, RunStatus.COMPLETED,
+        session, run_id, RunStatus.COMPLETED, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(),
                 "output": output, "output_type": "application/json"},
     )
 
 
-def fail(session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int) -> Run | None:
+def fail(
+    session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
+) -> Run | None:
     return repo.transition(
-        session, run_id, RunStatus.FAILED,
+        session, run_id, RunStatus.FAILED, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
 
 
 def time_out(
-    session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int
+    session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:
     return repo.transition(
-        session, run_id, RunStatus.TIMED_OUT,
+        session, run_id, RunStatus.TIMED_OUT, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
 
 
 def retry(
-    session: Session, run_id: str, error: dict[str, Any], elapsed_ms: int, delay: float
+    session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int,
+    delay: float,
 ) -> Run | None:
     """EXECUTING -> RETRYING: the attempt failed and another one starts in ``delay``
     seconds (published after commit with that countdown)."""
     retrying = repo.transition(
-        session, run_id, RunStatus.RETRYING,
+        session, run_id, RunStatus.RETRYING, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), "error": error, "dispatched_at": func.now(),
                 "next_attempt_at": func.now() + timedelta(seconds=delay)},
     )

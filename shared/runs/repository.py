@@ -288,6 +288,12 @@ def attempts_of(session: Session, run_ids: Collection[str]) -> dict[str, list[At
     return found
 
 
+def get_attempt(session: Session, run_id: str, number: int) -> Attempt | None:
+    return session.scalars(
+        select(Attempt).where(Attempt.run_id == run_id, Attempt.number == number)
+    ).first()
+
+
 def insert_attempt(session: Session, attempt: Attempt) -> Attempt:
     session.add(attempt)
     session.flush()
