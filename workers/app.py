@@ -7,6 +7,7 @@ module back.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -35,6 +36,11 @@ app = create_app()
 def _after_fork(**_: Any) -> None:
     # Connections pooled by the parent must not be shared with forked children.
     dispose_engines()
+    # A prefork child leaves its parent's process group: systemd, `kill -- -PGID` and
+    # many supervisors signal a whole group, and a SIGTERM reaching the children directly
+    # would cut their running tasks. Only the parent gets it, and does the warm shutdown
+    # (finish running tasks, hand back the rest); it still stops its children itself.
+    os.setpgid(0, 0)
 
 
 @worker_init.connect

@@ -35,8 +35,13 @@ class ReproProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def signal_group(self, sig: int = signal.SIGTERM) -> None:
+        """Signal every process of its group, as ``kill -- -PGID`` or systemd does."""
+        os.killpg(os.getpgid(self.process.pid), sig)
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
+
 
     def wait(self, timeout: float) -> int:
         try:
@@ -55,8 +60,13 @@ class ReproProcess:
 
 
 @contextlib.contextmanager
-def reprise_process(*argv: str, env: dict[str, str] | None = None) -> Iterator[ReproProcess]:
-    """``python -m reprise.cli <argv>``; stopped (SIGTERM, then SIGKILL) on exit."""
+def reprise_process(
+    *argv: str, env: dict[str, str] | None = None, own_group: bool = False
+) -> Iterator[ReproProcess]:
+    """``python -m reprise.cli <argv>``; stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``own_group``: in a process group of its own (so a test can signal the whole group).
+    """
     log_path = Path(tempfile.mkstemp(prefix=f"reprise-{argv[0]}-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -65,6 +75,7 @@ def reprise_process(*argv: str, env: dict[str, str] | None = None) -> Iterator[R
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
     running = ReproProcess(process, log_path)
     try:

@@ -75,9 +75,10 @@ def _finished_by(environment_id: str, worker: str) -> int:
     return int(count)
 
 
-def _worker(name: str, env: dict[str, str]) -> Any:
+def _worker(name: str, env: dict[str, str], *, own_group: bool = False) -> Any:
     return reprise_process(
-        "worker", "--pool", "prefork", "--concurrency", "2", "--hostname", f"{name}@%h", env=env
+        "worker", "--pool", "prefork", "--concurrency", "2", "--hostname", f"{name}@%h",
+        env=env, own_group=own_group,
     )
 
 
@@ -171,3 +172,32 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(
         env=env_id,
     )
     assert applied == total == REPLAYS
+
+
+def test_sigterm_to_the_worker_process_group_lets_running_tasks_finish(
+    api: Any, project: ProjectKeys, own_queues: str
+) -> None:
+    """systemd and `kill -- -PGID` signal every process of the group: the pool children
+    must not be cut; only the parent takes the signal and shuts down warm."""
+    env_id = project.environment_ids["dev"]
+    runs = [
+        trigger(api, project, task="test-sleep", payload={"seconds": 1.5}) for _ in range(4)
+    ]
+    with _worker("grouped", {"REPRISE_QUEUE_PREFIX": own_queues}, own_group=True) as worker:
+        me = _identity(worker)
+
+        def both_slots_busy() -> list[str] | None:
+            assert worker.alive(), worker.log()
+            running = [r.id for r in _runs(env_id) if r.status == "EXECUTING" and r.locked_by == me]
+            return running if len(running) == 2 else None
+
+        running = wait_for(both_slots_busy, timeout=60, interval=0.01, what="two runs executing")
+        worker.signal_group(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, worker.log()
+        log = worker.log(400)
+    by_id = {r.id: r for r in _runs(env_id)}
+    assert all(by_id[run_id].status == "COMPLETED" for run_id in running), log
+    assert all(by_id[run_id].attempt_count == 1 for run_id in running)
+    assert "exited with signal" not in log, log
+    assert "WorkerLostError" not in log, log
+    assert {by_id[run_id].status for run_id in runs} <= {"COMPLETED", "QUEUED"}
