@@ -37,8 +37,11 @@ class Settings(BaseSettings):
     task_modules: str = "examples.tasks"
     worker_version: str = ""
     worker_concurrency: int = 4
-    worker_heartbeat_seconds: float = 5.0
-    stale_run_seconds: float = 60.0
+    # A worker executing a run refreshes its heartbeat this often; a claimed run whose
+    # heartbeat is older than ``stale_run_seconds`` (its worker died) is re-executed. Keep
+    # the stale window several heartbeats long (README, "Timings").
+    worker_heartbeat_seconds: float = 2.5
+    stale_run_seconds: float = 10.0
     # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
     # its outcome) while the database is unreachable, before giving the run up to recovery.
     worker_db_retry_seconds: float = 120.0
@@ -111,6 +114,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"REPRISE_SWEEP_INTERVAL_SECONDS ({self.sweep_interval_seconds:g}) must be less "
                 f"than REPRISE_TIMER_HORIZON_SECONDS ({self.timer_horizon_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stale_window_spans_several_heartbeats(self) -> Settings:
+        # One late heartbeat (a GC pause, a slow commit) must not make a live run look
+        # abandoned and let a second worker execute it.
+        if self.stale_run_seconds < 3 * self.worker_heartbeat_seconds:
+            raise ValueError(
+                f"REPRISE_STALE_RUN_SECONDS ({self.stale_run_seconds:g}) must be at least 3 x "
+                f"REPRISE_WORKER_HEARTBEAT_SECONDS ({self.worker_heartbeat_seconds:g})"
             )
         return self
 

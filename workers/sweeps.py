@@ -101,7 +101,7 @@ def relay_pending_commands(session: Session) -> Counts:
     return {"relayed": commands.relay_pending_commands(session)}
 
 
-@sweep(broker.RECOVER_STALE_RUNS, every=lambda s: max(s.sweep_interval_seconds, 5.0))
+@sweep(broker.RECOVER_STALE_RUNS)
 def recover_stale_runs(session: Session) -> Counts:
     """Republish runs whose execution message may be lost, or whose worker died (§9)."""
     return {"redispatched": lifecycle.redispatch_lost(session)}

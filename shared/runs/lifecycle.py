@@ -22,7 +22,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, text
+from sqlalchemy import ColumnElement, Select, and_, func, or_, text
 from sqlalchemy.orm import Session
 
 from shared import broker
@@ -217,19 +217,25 @@ def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransitio
 # --- execution ----------------------------------------------------------------------------
 
 
+def abandoned(stale: timedelta) -> ColumnElement[bool]:
+    """A claimed run whose worker is gone: no heartbeat for ``stale``, while the database
+    itself has been up that long (after a Postgres restart every worker's heartbeats
+    stopped for the outage; they get a full window to resume before any run is taken
+    from them)."""
+    return and_(
+        Run.heartbeat_at < func.now() - stale,
+        func.pg_postmaster_start_time() < func.now() - stale,
+    )
+
+
 def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run | None:
-    """-> DEQUEUED for ``worker``: a queued or retrying run, or one whose worker went
-    silent for ``stale`` (its heartbeat stopped). A live claim is never taken over, so a
-    run never executes twice at the same time."""
+    """-> DEQUEUED for ``worker``: a queued or retrying run, or an abandoned one (its
+    worker went silent for ``stale``). A live claim is never taken over, so a run never
+    executes twice at the same time."""
     return repo.transition(
         session, run_id, RunStatus.DEQUEUED,
         sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
-        where=[
-            or_(
-                Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]),
-                Run.heartbeat_at < func.now() - stale,
-            )
-        ],
+        where=[or_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), abandoned(stale))],
         values={
             "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
             "heartbeat_at": func.now(),

@@ -398,7 +398,8 @@ def claim_lost_dispatches(
     """Runs whose execution message may be lost, stamped ``dispatched_at = now()`` so a
     concurrent sweep (``SKIP LOCKED``) or the next one does not pick them again at once:
     queued or retrying runs not dispatched for ``quiet`` (a retry counts from its due
-    time), and claimed runs whose heartbeat and last dispatch are older than ``stale``."""
+    time), and claimed runs whose heartbeat and last dispatch are older than ``stale``
+    (and the database has been up that long: see ``lifecycle.abandoned``)."""
     now = func.now()
     waiting = [RunStatus.QUEUED, RunStatus.RETRYING]
     claimed = [RunStatus.DEQUEUED, RunStatus.EXECUTING]
@@ -411,6 +412,7 @@ def claim_lost_dispatches(
                 & func.coalesce(Run.next_attempt_at < now - quiet, True),
                 Run.status.in_(claimed)
                 & (Run.heartbeat_at < now - stale)
+                & (func.pg_postmaster_start_time() < now - stale)
                 & func.coalesce(Run.dispatched_at < now - stale, True),
             )
         )
