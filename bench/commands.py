@@ -6,7 +6,7 @@
 Starts the stack itself: Postgres and Redis (embedded and durable, as ``reprise dev`` runs
 them, or the servers the URL settings name, in a scratch database), the API under uvicorn
 (``bench.app``: the real app plus a bare ``POST /bench/insert``; one process per core)
-and Celery workers (``celery -A workers worker``, default prefork pool). ``--record``
+and Celery workers (``celery -A workers.app worker``, default prefork pool). ``--record``
 appends the results to ``bench/RESULTS.md``.
 
 (a) Accept latency: an open-loop client (a minimal keep-alive HTTP client, so the load
@@ -142,7 +142,7 @@ def start_api(stack: Stack, port: int, workers: int) -> subprocess.Popen[bytes]:
 
 def start_worker(stack: Stack, queue: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queue,
+        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue,
          "-I", "bench.noop_tasks", "--loglevel", "WARNING", "-n", f"bench-{secrets.token_hex(3)}@%h",
          "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=stack.env,
@@ -349,7 +349,7 @@ def report(latencies: list[tuple[float, list[Latency]]], applied: tuple[int, flo
             )
     lines += [
         "",
-        ("(b) Apply throughput: `celery -A workers worker -Q <prefix>.commands` (default "
+        ("(b) Apply throughput: `celery -A workers.app worker -Q <prefix>.commands` (default "
          "prefork pool), items done per second from the first one, over the window."),
         "",
         "| what | items timed | per second | ratio |",

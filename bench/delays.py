@@ -4,9 +4,9 @@
     .venv/bin/python bench/delays.py --record    # also append the results to RESULTS.md
     REPRISE_DATABASE_URL=… REPRISE_REDIS_URL=… .venv/bin/python bench/delays.py
 
-Starts a real worker (``celery -A workers worker``, prefork, ``worker_concurrency``
+Starts a real worker (``celery -A workers.app worker``, prefork, ``worker_concurrency``
 processes, plus the baseline task of ``bench.timer_probe``) and a real beat
-(``celery -A workers beat``), with the project's default settings (horizon 300 s, sweep
+(``celery -A workers.app beat``), with the project's default settings (horizon 300 s, sweep
 every 2 s, visibility timeout 3600 s).
 
 For N = 1k, 10k, 100k pending delayed runs (bulk-inserted with SQL, due between 10 min
@@ -224,7 +224,7 @@ def report(phases: list[Phase], naive: tuple[int, float, float] | None) -> str:
         "## Delayed promotion (`bench/delays.py`)",
         "",
         (f"Run {now_utc()} on {machine()}; embedded Postgres and Redis unless URLs were set; "
-        "one prefork worker (`celery -A workers worker`, 4 processes) and one beat; default "
+        "one prefork worker (`celery -A workers.app worker`, 4 processes) and one beat; default "
         "settings (horizon 300 s, sweep 2 s, visibility timeout 3600 s). Pending runs are "
         "due 10 min-4 h ahead; each stream is 200 runs through `create_run`, due 2-12 s "
         "after trigger, beside 200 plain Celery `countdown` tasks on the same queue and "
@@ -277,13 +277,13 @@ def main() -> int:
         settings = get_settings()
         tmp = Path(tempfile.mkdtemp(prefix="reprise-bench-delays-"))
         worker = start(
-            ["celery", "-A", "workers", "worker", "-I", "bench.timer_probe", "--loglevel",
+            ["celery", "-A", "workers.app", "worker", "-I", "bench.timer_probe", "--loglevel",
              "WARNING", "--concurrency", str(settings.worker_concurrency), "-n",
              "bench-delays@%h", "--without-gossip", "--without-mingle"],
             env, tmp / "worker.log",
         )
         beat = start(
-            ["celery", "-A", "workers", "beat", "--loglevel", "WARNING", "--schedule",
+            ["celery", "-A", "workers.app", "beat", "--loglevel", "WARNING", "--schedule",
              str(tmp / "beat-schedule")],
             env, tmp / "beat.log",
         )

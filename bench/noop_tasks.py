@@ -1,5 +1,5 @@
 """A raw Celery no-op task: the baseline of command apply throughput (same worker, same
-Redis, same queue). Loaded into the bench worker with ``celery -A workers worker -I``."""
+Redis, same queue). Loaded into the bench worker with ``celery -A workers.app worker -I``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A raw Celery countdown task: the baseline of promotion lateness (same worker, same
 Redis, same ``<prefix>.timers`` queue as the promotion timers). Loaded into the bench
-worker with ``celery -A workers worker -I bench.timer_probe``; each execution appends how
+worker with ``celery -A workers.app worker -I bench.timer_probe``; each execution appends how
 late it started (seconds after its intended time) to a Redis list."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     configure_logging("worker")
     start_worker_exporter()  # before `workers` imports prometheus_client (multiprocess mode)
-    from workers import app
+    from workers.app import app
 
     # Reprise coordinates through Postgres, not worker-to-worker gossip: skipping mingle and
     # gossip saves a second at start and broadcast chatter at scale.
@@ -69,7 +69,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_beat(args: argparse.Namespace) -> int:
     from shared.logs import configure_logging
-    from workers import app
+    from workers.app import app
 
     configure_logging("beat")
     argv = ["beat", "--loglevel", args.loglevel]

@@ -1,5 +1,7 @@
-"""Celery workers and beat: ``celery -A workers worker`` / ``celery -A workers beat``."""
+"""Celery workers and beat (``reprise worker`` / ``reprise beat``; the app is
+:data:`workers.app.app`, e.g. ``celery -A workers.app worker``).
 
-from workers.app import app
-
-__all__ = ["app"]
+Importing the package does not build the Celery app: server tools that live here (the
+``reprise`` server commands, the dev stack) must be importable before settings are final
+(the test suite starts its embedded servers first) and without the server's dependencies.
+"""

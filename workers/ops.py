@@ -97,7 +97,7 @@ def run_flower(address: str, port: int, settings: Settings | None = None) -> int
 
     configure_logging("flower")
     os.environ.update(environment)
-    from workers import app
+    from workers.app import app
 
     return int(app.start(flower_argv(address, port)) or 0)
 

@@ -66,7 +66,7 @@ import json
 from celery.beat import Scheduler
 from api.app import create_app
 from shared.broker import celery_app
-from workers import app
+from workers.app import app
 
 create_app()
 connections = {

@@ -65,7 +65,7 @@ def celery_worker() -> Iterator[Any]:
 
     from shared.broker import queue_names
     from shared.settings import get_settings
-    from workers import app
+    from workers.app import app
     from workers.runtime import boot
 
     boot()

@@ -92,7 +92,7 @@ def test_flower_uses_the_workers_broker_transport_options() -> None:
     inspect/control) comes from ``app.connection()``, which carries these options."""
     from shared import broker
     from shared.settings import get_settings
-    from workers import app
+    from workers.app import app
 
     assert app is broker.celery_app()
     options = get_settings().broker_transport_options
