@@ -80,7 +80,7 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
     servers: list[object] = []
     env = dict(os.environ)
     if not (env.get("REPRISE_DATABASE_URL") and env.get("REPRISE_REDIS_URL")):
-        from shared.devstack import EmbeddedPostgres, EmbeddedRedis
+        from workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
         postgres = EmbeddedPostgres(root / "postgres")
         redis = EmbeddedRedis(root / "redis")

@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL + Redis from shared.devstack start, serve, and stop cleanly."""
+"""Embedded PostgreSQL + Redis from workers.devstack start, serve, and stop cleanly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import psycopg
 import redis
 
-from shared.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 
 def _port_open(port: int) -> bool:
