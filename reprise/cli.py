@@ -108,7 +108,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from reprise.devserver import run_dev
+    from workers.devserver import run_dev
 
     return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port))
 

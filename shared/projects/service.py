@@ -89,3 +89,8 @@ def register_worker_version(
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
             registered.append(env.id)
     return registered
+
+
+def worker_registered(session: Session) -> bool:
+    """Whether any worker has registered a version yet (``reprise dev`` waits for one)."""
+    return repo.latest_registration(session) is not None
