@@ -57,11 +57,9 @@ def _needs_server(command: str, handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         missing = missing_server_modules()
         if missing:
-            print(
-                f"reprise {command} needs the server: {INSTALL_SERVER} "
-                f"(not installed: {', '.join(missing)})",
-                file=sys.stderr,
-            )
+            partly = len(missing) < len(SERVER_MODULES)
+            detail = f" (not installed: {', '.join(missing)})" if partly else ""
+            print(f"reprise {command} needs the server: {INSTALL_SERVER}{detail}", file=sys.stderr)
             return 2
         return handler(args)
 

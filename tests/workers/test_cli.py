@@ -50,3 +50,12 @@ def test_a_server_command_without_the_server_installed_says_how_to_install_it(
     )
     assert captured.out == ""
 
+
+
+def test_without_any_of_the_server_the_message_is_one_short_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(server_cli, "SERVER_MODULES", ("reprise_absent_a", "reprise_absent_b"))
+    assert main(["worker"]) == 2
+    expected = "reprise worker needs the server: pip install 'reprise[server]'"
+    assert capsys.readouterr().err.strip() == expected
