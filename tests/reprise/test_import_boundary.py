@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -73,3 +75,9 @@ def test_the_sdk_source_imports_nothing_of_the_server(path: str) -> None:
     seam = {"reprise/cli.py": ["workers.cli"]}
     server_imports = [name for name in _imports(path) if name.split(".")[0] in SERVER]
     assert server_imports == seam.get(path, [])
+
+
+def test_installing_the_sdk_installs_httpx_and_pydantic_only() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\[<>=~!; ]", req, maxsplit=1)[0] for req in project["dependencies"]}
+    assert names == {"httpx", "pydantic"}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+import tomllib
 
 import pytest
 
 from reprise.cli import command_names, main
+from tests.support.live_server import ROOT
 from workers import cli as server_cli
 
 SERVER_COMMANDS = {"dev", "migrate", "api", "worker", "beat", "flower", "healthcheck", "keys"}
@@ -50,6 +53,16 @@ def test_a_server_command_without_the_server_installed_says_how_to_install_it(
     )
     assert captured.out == ""
 
+
+
+def test_the_checked_modules_are_the_server_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    server_extra = project["optional-dependencies"]["server"]
+    distributions = {re.split(r"[\[<>=~!; ]", req, maxsplit=1)[0] for req in server_extra}
+    import_names = {"pyjwt": "jwt"}
+    expected = {import_names.get(d, d.replace("-", "_")) for d in distributions}
+    assert set(server_cli.SERVER_MODULES) == expected
+    assert server_cli.missing_server_modules() == []  # the tests run with the server installed
 
 
 def test_without_any_of_the_server_the_message_is_one_short_line(
