@@ -296,8 +296,8 @@ def main() -> None:
     with servers() as (db_url, redis_url):
         stack = configure(db_url, redis_url)
         from shared.broker import queue_names
-        from shared.devstack import free_port
         from shared.settings import get_settings
+        from workers.devstack import free_port
 
         commands_queue = queue_names(get_settings())["commands"]
         needed = sum(int(rate * (seconds + 0.5)) for rate, seconds in args.loads) + 10

@@ -54,7 +54,7 @@ def servers() -> Iterator[tuple[str, str]]:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
-    from shared.devstack import EmbeddedPostgres, EmbeddedRedis
+    from workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
     root = Path(tempfile.mkdtemp(prefix="reprise-bench-"))
     postgres, redis = EmbeddedPostgres(root / "pg"), EmbeddedRedis(root / "redis")

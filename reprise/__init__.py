@@ -3,16 +3,23 @@
 Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :data:`runs`
 after :func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` environment
 variables; ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY`` work too).
+
+The SDK is a client: it needs httpx and pydantic and imports nothing of the server
+(``shared``, ``api``, ``workers``) nor any server library.
 """
 
+from reprise.client import ApiError, configure, runs, tasks
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import TaskDefinition, task
 
-__all__ = ["AttemptInfo", "RunInfo", "TaskContext", "TaskDefinition", "task"]
-
-try:  # the HTTP client is optional for worker-only imports
-    from reprise.client import ApiError, configure, runs, tasks
-
-    __all__ += ["ApiError", "configure", "runs", "tasks"]
-except ImportError:  # pragma: no cover - client module not present
-    pass
+__all__ = [
+    "ApiError",
+    "AttemptInfo",
+    "RunInfo",
+    "TaskContext",
+    "TaskDefinition",
+    "configure",
+    "runs",
+    "task",
+    "tasks",
+]

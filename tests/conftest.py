@@ -47,7 +47,7 @@ def _start_servers() -> tuple[str, str]:
         base = normalise_database_url(db_url)
         return base.rsplit("/", 1)[0] + f"/{name}", redis_url
 
-    from shared.devstack import EmbeddedPostgres, EmbeddedRedis
+    from workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
     root = Path(tempfile.mkdtemp(prefix="reprise-test-"))
     postgres = EmbeddedPostgres(root / "pg", durable=False)

@@ -189,3 +189,10 @@ def version_ordinal(session: Session, environment_id: str, version: str | None) 
             )
         ).scalar_one()
     )
+
+
+def latest_registration(session: Session) -> WorkerVersion | None:
+    """The worker version registered (or re-registered) most recently, in any environment."""
+    return session.scalars(
+        select(WorkerVersion).order_by(WorkerVersion.registered_at.desc()).limit(1)
+    ).first()

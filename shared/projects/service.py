@@ -88,3 +88,32 @@ def register_worker_version(
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
             registered.append(env.id)
     return registered
+
+
+def worker_registered(session: Session) -> bool:
+    """Whether any worker has registered a version yet (``reprise dev`` waits for one)."""
+    return repo.latest_registration(session) is not None
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """A secret key as ``reprise keys list`` shows it (the key itself is never stored)."""
+
+    id: str
+    project_slug: str
+    environment_slug: str
+    display_prefix: str
+    revoked: bool
+
+
+def list_keys(session: Session) -> list[KeyListing]:
+    """Every key of every project, oldest first, revoked ones included."""
+    return [
+        KeyListing(key.id, project.slug, env.slug, key.display_prefix, key.revoked_at is not None)
+        for key, env, project in repo.list_keys(session)
+    ]
+
+
+def revoke_key(session: Session, key_id_or_prefix: str) -> int:
+    """Revoke the active key with this id or shown prefix; returns how many were revoked."""
+    return repo.revoke_key(session, key_id_or_prefix)

@@ -311,12 +311,12 @@ def test_compose_api_healthcheck_probes_healthz() -> None:
     assert "http://127.0.0.1:8000/healthz" in argv[2]
 
 
-def test_image_installs_the_project_and_runs_the_api_as_a_non_root_user() -> None:
+def test_image_installs_the_server_and_runs_the_api_as_a_non_root_user() -> None:
     text = DOCKERFILE.read_text()
     lines = [line.strip() for line in text.splitlines()]
     [user] = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert user.split(":")[0] not in {"0", "root"}
-    assert re.search(r"\bpip install \.(\s|$)", text, re.MULTILINE)
+    assert re.search(r"\bpip install '\.\[server\]'(\s|$)", text, re.MULTILINE)
     assert "EXPOSE 8000 5555" in lines
     [cmd] = [json.loads(line[len("CMD ") :]) for line in lines if line.startswith("CMD ")]
     assert cmd == ["reprise", "api", "--host", "0.0.0.0", "--port", "8000"]

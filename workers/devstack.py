@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 __all__ = ["EmbeddedPostgres", "EmbeddedRedis", "free_port"]
 
@@ -93,23 +93,6 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- lifetimes
 
-_live: set[EmbeddedPostgres | EmbeddedRedis] = set()
-_live_lock = threading.Lock()
-
-
-def _stop_all_at_exit() -> None:
-    with _live_lock:
-        servers = list(_live)
-    for server in servers:
-        try:
-            server.stop()
-        except (OSError, subprocess.SubprocessError):  # pragma: no cover - best effort
-            _log.exception("failed to stop %r at exit", server)
-
-
-atexit.register(_stop_all_at_exit)
-
-
 def _terminate(proc: subprocess.Popen[bytes], first: signal.Signals, grace: float) -> None:
     """Send ``first``; escalate to SIGKILL after ``grace`` seconds; reap the process."""
     if proc.poll() is not None:
@@ -124,8 +107,8 @@ def _terminate(proc: subprocess.Popen[bytes], first: signal.Signals, grace: floa
         proc.wait()
 
 
-def _stop_stale(pid_file: Path, comm: str) -> None:
-    """Stop a server left running by a previous process on the same data dir.
+def _stop_stale(pid_file: Path, comm: str, sig: signal.Signals) -> None:
+    """Stop (with ``sig``) a server left running by a previous process on the same data dir.
 
     The pid (first line of ``pid_file``) is only trusted if ``/proc/<pid>/comm``
     names the expected binary, so a recycled pid is never signalled.
@@ -139,7 +122,7 @@ def _stop_stale(pid_file: Path, comm: str) -> None:
         return
     _log.warning("stopping stale %s (pid %d) found via %s", comm, pid, pid_file)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT if comm == "postgres" else signal.SIGTERM)
+        os.kill(pid, sig)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -222,31 +205,173 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
 
 
+
+# --------------------------------------------------------------------------- lifetimes
+
+_live: set[_ManagedServer] = set()
+_live_lock = threading.Lock()
+
+
+def _stop_all_at_exit() -> None:
+    with _live_lock:
+        servers = list(_live)
+    for server in servers:
+        try:
+            server.stop()
+        except (OSError, subprocess.SubprocessError):  # pragma: no cover - best effort
+            _log.exception("failed to stop %r at exit", server)
+
+
+atexit.register(_stop_all_at_exit)
+
+
+@dataclass(eq=False)
+class _ManagedServer:
+    """A server process this process starts, owns and stops.
+
+    ``start()`` stops a stale server found through :attr:`pid_file`, calls
+    :meth:`_prepare`, then launches on ``port`` (or a free port, retried with a fresh
+    one when another process took it first) and waits until :meth:`_probe` succeeds.
+    Subclasses say how to launch, probe and name the server.
+    """
+
+    data_dir: Path
+    port: int | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _port: int | None = field(default=None, init=False, repr=False)
+    _owner_pid: int = field(default=0, init=False, repr=False)
+
+    binary: ClassVar[str]  # the server's /proc/<pid>/comm
+    log_name: ClassVar[str]
+    port_taken: ClassVar[str]  # what its log says when the port is in use
+    stop_signal: ClassVar[signal.Signals]  # its fast, clean shutdown
+    abort_signal: ClassVar[signal.Signals]  # for a server that never became ready
+    ready: ClassVar[str]  # what "ready" means, for the timeout message
+    poll_interval: ClassVar[float] = 0.05
+
+    start_timeout: float = 30.0
+
+    @property
+    def log_file(self) -> Path:
+        """The server log, in ``data_dir``."""
+        return self.data_dir.resolve() / self.log_name
+
+    @property
+    def pid_file(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Make the data directory ready before the first launch."""
+
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def _probe(self, port: int) -> bool:
+        """One readiness check of the server on ``port``."""
+        raise NotImplementedError
+
+    def _started(self) -> str:
+        """Runs once the server is ready; returns what ``start()`` returns."""
+        return self.url
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> bool:
+        """Wait until :meth:`_probe` succeeds; False if the server exited first."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            if self._probe(port):
+                return True
+            time.sleep(self.poll_interval)
+        _terminate(proc, self.abort_signal, 5)
+        raise TimeoutError(f"{self.binary} did not {self.ready} within {self.start_timeout}s")
+
+    def start(self) -> str:
+        """Start the server and wait until it is ready; calling it on a started
+        instance just returns the URL."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self.url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _stop_stale(self.pid_file, self.binary, self.stop_signal)
+        self._prepare()
+        for _attempt in range(3):
+            port = self.port or free_port()
+            offset = _log_size(self.log_file)
+            proc = self._launch(port)
+            if self._wait_ready(proc, port):
+                break
+            log = _tail(self.log_file, offset)
+            if self.port is None and self.port_taken in log:
+                continue  # lost the race for the free port: try another
+            raise RuntimeError(f"{self.binary} exited with {proc.returncode}; log:\n{log}")
+        else:
+            raise RuntimeError(f"{self.binary} could not bind a free port after 3 attempts")
+        self._proc, self._port, self._owner_pid = proc, port, os.getpid()
+        with _live_lock:
+            _live.add(self)
+        return self._started()
+
+    def stop(self) -> None:
+        """Shut the server down with :attr:`stop_signal` (SIGKILL after 30s).  Idempotent.
+
+        Only the process that started the server stops it, so forked children
+        (Celery prefork, xdist) exiting do not take it down.
+        """
+        proc = self._proc
+        if proc is None or os.getpid() != self._owner_pid:
+            return
+        _terminate(proc, self.stop_signal, 30)
+        self._proc, self._port = None, None
+        with _live_lock:
+            _live.discard(self)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------- postgres
 
 
 @dataclass(eq=False)
-class EmbeddedPostgres:
+class EmbeddedPostgres(_ManagedServer):
     """A private PostgreSQL server on 127.0.0.1 with its cluster in ``data_dir/pgdata``.
 
     ``durable=False`` (tests) turns off fsync, synchronous_commit and full_page_writes
     and skips initdb's sync; keep the default ``True`` for data you care about.
     ``superuser`` is the database role in the returned URLs (trust auth, no password).
     ``os_user`` is the system user postgres runs as when this process is root.
-    Usable as a context manager: ``with EmbeddedPostgres(d) as pg: pg.url``.
+    ``start()`` also creates database ``database`` if missing and returns its URL,
+    ``postgresql+psycopg://postgres@127.0.0.1:PORT/reprise``; ``stop()`` is a fast
+    shutdown (SIGINT).  Usable as a context manager: ``with EmbeddedPostgres(d) as pg: pg.url``.
     """
 
-    data_dir: Path
-    port: int | None = None
+    binary: ClassVar[str] = "postgres"
+    log_name: ClassVar[str] = "postgres.log"
+    port_taken: ClassVar[str] = "could not bind"
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT
+    abort_signal: ClassVar[signal.Signals] = signal.SIGQUIT
+    ready: ClassVar[str] = "accept connections"
+
+    start_timeout: float = 60.0
     durable: bool = True
     superuser: str = "postgres"
     database: str = "reprise"
     max_connections: int = 200
     os_user: str = "reprise"
-    start_timeout: float = 60.0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _port: int | None = field(default=None, init=False, repr=False)
-    _owner_pid: int = field(default=0, init=False, repr=False)
+    _user: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
     @property
     def pgdata(self) -> Path:
@@ -254,9 +379,8 @@ class EmbeddedPostgres:
         return self.data_dir.resolve() / "pgdata"
 
     @property
-    def log_file(self) -> Path:
-        """The server log."""
-        return self.data_dir.resolve() / "postgres.log"
+    def pid_file(self) -> Path:
+        return self.pgdata / "postmaster.pid"
 
     @property
     def url(self) -> str:
@@ -290,8 +414,9 @@ class EmbeddedPostgres:
         env["LC_ALL"] = "C"
         return env
 
-    def _prepare(self, run_as: tuple[int, int] | None) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def _prepare(self) -> None:
+        """Choose the user postgres runs as, give it ``pgdata``, and initdb if needed."""
+        self._user = run_as = self._run_as()
         pgdata = self.pgdata
         pgdata.mkdir(mode=0o700, exist_ok=True)
         if run_as is not None:
@@ -324,7 +449,7 @@ class EmbeddedPostgres:
             return self.pgdata
         return None
 
-    def _launch(self, port: int, run_as: tuple[int, int] | None) -> subprocess.Popen[bytes]:
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
         sock = self._socket_dir()
         settings = {
             "listen_addresses": "127.0.0.1",
@@ -343,52 +468,19 @@ class EmbeddedPostgres:
             return subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self._subprocess_env(), cwd="/", start_new_session=True,
-                **_as_user(run_as),
+                **_as_user(self._user),
             )  # fmt: skip
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> bool:
-        """Wait until the server accepts connections; False if it exited first."""
+    def _probe(self, port: int) -> bool:
         import psycopg
 
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False
-            try:
-                with psycopg.connect(self._conninfo(port), connect_timeout=2):
-                    return True
-            except psycopg.OperationalError:
-                time.sleep(0.05)
-        _terminate(proc, signal.SIGQUIT, 5)
-        raise TimeoutError(f"postgres did not accept connections within {self.start_timeout}s")
+        try:
+            with psycopg.connect(self._conninfo(port), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
 
-    def start(self) -> str:
-        """Initialise ``data_dir/pgdata`` if needed, start the server and wait for it.
-
-        Creates database ``database`` ("reprise") if missing and returns its URL,
-        ``postgresql+psycopg://postgres@127.0.0.1:PORT/reprise``.  Calling it on a
-        started instance just returns the URL.
-        """
-        if self._proc is not None and self._proc.poll() is None:
-            return self.url
-        _stop_stale(self.pgdata / "postmaster.pid", "postgres")
-        run_as = self._run_as()
-        self._prepare(run_as)
-        for _attempt in range(3):
-            port = self.port or free_port()
-            offset = _log_size(self.log_file)
-            proc = self._launch(port, run_as)
-            if self._wait_ready(proc, port):
-                break
-            log = _tail(self.log_file, offset)
-            if self.port is None and "could not bind" in log:
-                continue  # lost the race for the free port: try another
-            raise RuntimeError(f"postgres exited with {proc.returncode}; log:\n{log}")
-        else:
-            raise RuntimeError("postgres could not bind a free port after 3 attempts")
-        self._proc, self._port, self._owner_pid = proc, port, os.getpid()
-        with _live_lock:
-            _live.add(self)
+    def _started(self) -> str:
         return self.create_database(self.database)
 
     def create_database(self, name: str) -> str:
@@ -404,57 +496,33 @@ class EmbeddedPostgres:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return url
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT; SIGKILL after 30s).  Idempotent.
-
-        Only the process that started the server stops it, so forked children
-        (Celery prefork, xdist) exiting do not take it down.
-        """
-        proc = self._proc
-        if proc is None or os.getpid() != self._owner_pid:
-            return
-        _terminate(proc, signal.SIGINT, 30)
-        self._proc, self._port = None, None
-        with _live_lock:
-            _live.discard(self)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # --------------------------------------------------------------------------- redis
 
 
 @dataclass(eq=False)
-class EmbeddedRedis:
+class EmbeddedRedis(_ManagedServer):
     """A private redis-server on 127.0.0.1 with its files in ``data_dir``.
 
     ``appendonly=True`` keeps an AOF (fsync every second) so dev data survives
-    restarts; tests pass ``False``.  Usable as a context manager:
-    ``with EmbeddedRedis(d) as r: r.url``.
+    restarts; tests pass ``False``.  ``start()`` returns ``redis://127.0.0.1:PORT/0``;
+    ``stop()`` sends SIGTERM (redis saves if persistence is on).  Usable as a context
+    manager: ``with EmbeddedRedis(d) as r: r.url``.
     """
 
-    data_dir: Path
-    port: int | None = None
+    binary: ClassVar[str] = "redis-server"
+    log_name: ClassVar[str] = "redis.log"
+    port_taken: ClassVar[str] = "in use"
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    abort_signal: ClassVar[signal.Signals] = signal.SIGKILL
+    ready: ClassVar[str] = "answer PING"
+    poll_interval: ClassVar[float] = 0.02
+
     appendonly: bool = True
-    start_timeout: float = 30.0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _port: int | None = field(default=None, init=False, repr=False)
-    _owner_pid: int = field(default=0, init=False, repr=False)
 
     @property
-    def log_file(self) -> Path:
-        """The server log."""
-        return self.data_dir.resolve() / "redis.log"
+    def pid_file(self) -> Path:
+        return self.data_dir.resolve() / "redis.pid"
 
     @property
     def url(self) -> str:
@@ -469,7 +537,7 @@ class EmbeddedRedis:
             str(_redis_server_bin()),
             "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
             "--daemonize", "no", "--dir", str(d), "--logfile", str(self.log_file),
-            "--pidfile", str(d / "redis.pid"),
+            "--pidfile", str(self.pid_file),
             "--appendonly", "yes" if self.appendonly else "no",
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
@@ -478,65 +546,15 @@ class EmbeddedRedis:
                 cwd=d, start_new_session=True,
             )  # fmt: skip
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> bool:
+    def _probe(self, port: int) -> bool:
         import redis
 
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False
-            client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-            try:
-                if client.ping():
-                    return True
-            except redis.RedisError:  # refused, or BusyLoadingError while reading the AOF
-                time.sleep(0.02)
-            finally:
-                client.close()
-        _terminate(proc, signal.SIGKILL, 5)
-        raise TimeoutError(f"redis-server did not answer PING within {self.start_timeout}s")
-
-    def start(self) -> str:
-        """Start redis-server and wait for PING; return ``redis://127.0.0.1:PORT/0``."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self.url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        _stop_stale(self.data_dir.resolve() / "redis.pid", "redis-server")
-        for _attempt in range(3):
-            port = self.port or free_port()
-            offset = _log_size(self.log_file)
-            proc = self._launch(port)
-            if self._wait_ready(proc, port):
-                break
-            log = _tail(self.log_file, offset)
-            if self.port is None and "in use" in log:
-                continue  # lost the race for the free port: try another
-            raise RuntimeError(f"redis-server exited with {proc.returncode}; log:\n{log}")
-        else:
-            raise RuntimeError("redis-server could not bind a free port after 3 attempts")
-        self._proc, self._port, self._owner_pid = proc, port, os.getpid()
-        with _live_lock:
-            _live.add(self)
-        return self.url
-
-    def stop(self) -> None:
-        """SIGTERM (redis saves if persistence is on), SIGKILL after 30s.  Idempotent."""
-        proc = self._proc
-        if proc is None or os.getpid() != self._owner_pid:
-            return
-        _terminate(proc, signal.SIGTERM, 30)
-        self._proc, self._port = None, None
-        with _live_lock:
-            _live.discard(self)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        client = redis.Redis(
+            host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1
+        )
+        try:
+            return bool(client.ping())
+        except redis.RedisError:  # refused, or BusyLoadingError while reading the AOF
+            return False
+        finally:
+            client.close()

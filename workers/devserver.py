@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from shared.settings import get_settings, reset_settings_cache
+from workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
 DEV_KEY_FILE = "dev-key"
 
@@ -58,16 +59,14 @@ def _dev_key(data_dir: Path) -> str:
 
 
 def _wait_worker_registered(timeout: float) -> bool:
-    from sqlalchemy import func, select
-
     from shared.db import transaction
-    from shared.projects.models import WorkerVersion
+    from shared.projects.service import worker_registered
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with transaction() as session:
-            newest = session.execute(select(func.max(WorkerVersion.registered_at))).scalar()
-        if newest is not None:
+            registered = worker_registered(session)
+        if registered:
             return True
         time.sleep(0.2)
     return False
@@ -77,11 +76,9 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
     began = time.monotonic()
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    servers: list[object] = []
+    servers: list[EmbeddedPostgres | EmbeddedRedis] = []
     env = dict(os.environ)
     if not (env.get("REPRISE_DATABASE_URL") and env.get("REPRISE_REDIS_URL")):
-        from shared.devstack import EmbeddedPostgres, EmbeddedRedis
-
         postgres = EmbeddedPostgres(root / "postgres")
         redis = EmbeddedRedis(root / "redis")
         env.setdefault("REPRISE_DATABASE_URL", postgres.start())
@@ -123,7 +120,7 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
             except subprocess.TimeoutExpired:
                 child.kill()
         for server in servers:
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt

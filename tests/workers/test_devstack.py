@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL + Redis from shared.devstack start, serve, and stop cleanly."""
+"""Embedded PostgreSQL + Redis from workers.devstack start, serve, and stop cleanly."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 import redis
 
-from shared.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from workers import devstack
+from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 
 def _port_open(port: int) -> bool:
@@ -90,3 +92,29 @@ def test_restart_on_existing_dirs_keeps_data(tmp_path: Path) -> None:
         assert conn.execute("select x from t").fetchone() == (42,)
     with EmbeddedRedis(redis_dir) as rd, redis.Redis.from_url(rd.url) as client:
         assert client.get("k") == b"persisted"
+
+
+def test_a_server_that_loses_the_race_for_a_free_port_retries_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # holds the port; not listening, so probes are refused
+        taken_port = taken.getsockname()[1]
+        offered = iter([taken_port, free_port()])
+        monkeypatch.setattr(devstack, "free_port", lambda: next(offered))
+        with EmbeddedRedis(tmp_path / "redis", appendonly=False) as rd:
+            port = urlsplit(rd.url).port
+            assert port not in (None, taken_port)
+            with redis.Redis.from_url(rd.url) as client:
+                assert client.ping()
+
+
+def test_a_taken_port_asked_for_explicitly_is_an_error_with_the_server_log(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        server = EmbeddedRedis(tmp_path / "redis", port=taken.getsockname()[1], appendonly=False)
+        with pytest.raises(RuntimeError, match=r"(?s)redis-server exited with \d+; log:\n.*in use"):
+            server.start()
+    server.stop()  # never started: nothing to do

@@ -1,0 +1,74 @@
+"""The server commands of the ``reprise`` CLI (``workers.cli``) as the CLI runs them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tomllib
+
+import pytest
+
+from reprise.cli import command_names, main
+from tests.support.live_server import ROOT
+from workers import cli as server_cli
+
+SERVER_COMMANDS = {"dev", "migrate", "api", "worker", "beat", "flower", "healthcheck", "keys"}
+
+
+def test_the_cli_has_every_server_command() -> None:
+    assert command_names() >= SERVER_COMMANDS
+
+
+def test_keys_create_list_and_revoke(capsys: pytest.CaptureFixture[str]) -> None:
+    slug = f"cli-{secrets.token_hex(3)}"
+    assert main(["keys", "create", "--env", "staging", "--project", slug]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("tr_stg_")
+    shown = secret[: len("tr_stg_") + 6]
+
+    assert main(["keys", "list"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if f" {slug} " in line]
+    assert line.split()[1:] == [slug, "staging", f"{shown}…", "active"]
+
+    assert main(["keys", "revoke", shown]) == 0
+    assert capsys.readouterr().out.strip() == "revoked 1 key(s)"
+    assert main(["keys", "list"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if f" {slug} " in line]
+    assert line.endswith("revoked")
+
+    assert main(["keys", "revoke", shown]) == 1  # nothing active left to revoke
+    assert capsys.readouterr().err.strip() == f"no active key {shown!r}"
+
+
+@pytest.mark.parametrize("argv", [["dev"], ["migrate"], ["healthcheck", "worker"]])
+def test_a_server_command_without_the_server_installed_says_how_to_install_it(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(server_cli, "SERVER_MODULES", ("celery", "reprise_absent_dependency"))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"reprise {argv[0]} needs the server: pip install 'reprise[server]' "
+        "(not installed: reprise_absent_dependency)"
+    )
+    assert captured.out == ""
+
+
+
+def test_the_checked_modules_are_the_server_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    server_extra = project["optional-dependencies"]["server"]
+    distributions = {re.split(r"[\[<>=~!; ]", req, maxsplit=1)[0] for req in server_extra}
+    import_names = {"pyjwt": "jwt"}
+    expected = {import_names.get(d, d.replace("-", "_")) for d in distributions}
+    assert set(server_cli.SERVER_MODULES) == expected
+    assert server_cli.missing_server_modules() == []  # the tests run with the server installed
+
+
+def test_without_any_of_the_server_the_message_is_one_short_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(server_cli, "SERVER_MODULES", ("reprise_absent_a", "reprise_absent_b"))
+    assert main(["worker"]) == 2
+    expected = "reprise worker needs the server: pip install 'reprise[server]'"
+    assert capsys.readouterr().err.strip() == expected

