@@ -27,6 +27,8 @@ RECOVER_STALE_RUNS = "reprise.recover_stale_runs"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
+    """Reprise's own Celery queues: ``runs`` (executions of runs with no queue of their
+    own) and the control plane's ``commands``, ``timers`` and ``sweeps``."""
     prefix = settings.queue_prefix
     return {
         "runs": f"{prefix}.runs",
@@ -34,6 +36,27 @@ def queue_names(settings: Settings) -> dict[str, str]:
         "timers": f"{prefix}.timers",
         "sweeps": f"{prefix}.sweeps",
     }
+
+
+CONTROL_QUEUES = ("commands", "timers", "sweeps")
+DEFAULT_QUEUE = "default"
+
+
+def control_queues(settings: Settings) -> list[str]:
+    """What ``reprise control`` consumes, and ``reprise worker`` never does."""
+    names = queue_names(settings)
+    return [names[kind] for kind in CONTROL_QUEUES]
+
+
+def run_queue(settings: Settings, queue: str | None) -> str:
+    """The Celery queue of a Reprise queue (a run's ``queue`` option or its task's): each
+    has its own, ``<prefix>.runs.<queue>``; a run with no queue (or ``default``) goes to
+    ``<prefix>.runs``."""
+    return _run_queue(queue_names(settings)["runs"], queue)
+
+
+def _run_queue(runs_queue: str, queue: str | None) -> str:
+    return runs_queue if not queue or queue == DEFAULT_QUEUE else f"{runs_queue}.{queue}"
 
 
 def configure_celery(app: Celery, settings: Settings) -> Celery:
@@ -87,21 +110,32 @@ def celery_app() -> Celery:
     return configure_celery(Celery("reprise"), get_settings())
 
 
-def dispatch_run(run_id: str, countdown: float | None = None, *, watch: bool = False) -> None:
-    """Publish the execution of a run (after the transaction that queued it committed).
+def dispatch_run(
+    run_id: str, queue: str | None, countdown: float | None = None, *, watch: bool = False
+) -> None:
+    """Publish the execution of a run to its queue's Celery queue (after the transaction
+    that queued it committed).
 
     ``watch``: a delivery that comes back to look at a run another worker holds, once that
     worker's heartbeat would have gone stale (see ``workers.tasks.execute_run``)."""
     kwargs = {"watch": True} if watch else None
-    celery_app().send_task(EXECUTE_RUN, args=[run_id], kwargs=kwargs, countdown=countdown)
-
-
-def dispatch_runs(run_ids: Iterable[str]) -> None:
-    """Publish many executions over one pooled connection (a sweep promotes in batches)."""
     app = celery_app()
+    app.send_task(
+        EXECUTE_RUN, args=[run_id], kwargs=kwargs, countdown=countdown,
+        queue=_run_queue(app.conf.task_default_queue, queue),
+    )
+
+
+def dispatch_runs(runs: Iterable[tuple[str, str | None]]) -> None:
+    """Publish many executions ``(run_id, queue)`` over one pooled connection (a sweep
+    promotes in batches)."""
+    app = celery_app()
+    runs_queue = app.conf.task_default_queue
     with app.producer_or_acquire() as producer:
-        for run_id in run_ids:
-            app.send_task(EXECUTE_RUN, args=[run_id], producer=producer)
+        for run_id, queue in runs:
+            app.send_task(
+                EXECUTE_RUN, args=[run_id], producer=producer, queue=_run_queue(runs_queue, queue)
+            )
 
 
 def arm_timer(run_id: str, token: int, eta: datetime) -> None:

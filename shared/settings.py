@@ -25,6 +25,10 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+class MissingSettings(RuntimeError):
+    """A process was started without settings it cannot do without."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPRISE_", extra="ignore")
 
@@ -37,6 +41,8 @@ class Settings(BaseSettings):
     task_modules: str = "examples.tasks"
     worker_version: str = ""
     worker_concurrency: int = 4
+    # Threads of `reprise control`: its tasks are short database round trips.
+    control_concurrency: int = 8
     # A worker executing a run refreshes its heartbeat this often; a claimed run whose
     # heartbeat is older than ``stale_run_seconds`` (its worker died) is re-executed. Keep
     # the stale window several heartbeats long (README, "Timings").
@@ -158,9 +164,19 @@ class Settings(BaseSettings):
         }
 
     def require_urls(self) -> None:
-        if not self.database_url or not self.redis_url:
-            raise RuntimeError(
-                "REPRISE_DATABASE_URL and REPRISE_REDIS_URL must be set "
+        """Refuse to go on without the stores (SPEC §13): never fall back to a default
+        broker or database that happens to run on this machine."""
+        missing = [
+            name
+            for name, value in (
+                ("REPRISE_DATABASE_URL", self.database_url),
+                ("REPRISE_REDIS_URL", self.redis_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise MissingSettings(
+                f"{' and '.join(missing)} must be set "
                 "(or use `reprise dev`, which starts embedded servers)"
             )
 

@@ -44,5 +44,7 @@ def _after_fork(**_: Any) -> None:
 
 
 @worker_init.connect
-def _register_worker(**_: Any) -> None:
-    boot()
+def _register_worker(sender: Any = None, **_: Any) -> None:
+    # The control process applies commands and sweeps; it never loads user code.
+    if app.conf.get(monitoring.ROLE_SETTING) != "control":
+        boot()

@@ -1,5 +1,5 @@
 """Server commands of the ``reprise`` CLI (§11, §13): ``dev``, ``migrate``, ``api``,
-``worker``, ``beat``, ``flower``, ``healthcheck`` and ``keys``.
+``worker``, ``control``, ``beat``, ``flower``, ``healthcheck`` and ``keys``.
 
 :mod:`reprise.cli` adds them with :func:`add_server_commands`, its one seam to the server.
 This module imports nothing but the standard library, so the commands are listed (and
@@ -61,7 +61,13 @@ def _needs_server(command: str, handler: Handler) -> Handler:
             detail = f" (not installed: {', '.join(missing)})" if partly else ""
             print(f"reprise {command} needs the server: {INSTALL_SERVER}{detail}", file=sys.stderr)
             return 2
-        return handler(args)
+        from shared.settings import MissingSettings
+
+        try:
+            return handler(args)
+        except MissingSettings as exc:
+            print(f"reprise {command}: {exc}", file=sys.stderr)
+            return 2
 
     return run
 
@@ -87,7 +93,9 @@ def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from shared.logs import configure_logging
+    from shared.settings import get_settings
 
+    get_settings().require_urls()
     configure_logging("api")
     uvicorn.run(
         "api.app:create_app",
@@ -101,32 +109,73 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from shared.exporter import start_worker_exporter
-    from shared.logs import configure_logging
-
-    configure_logging("worker")
-    start_worker_exporter()  # before `workers.app` imports prometheus_client (multiprocess mode)
+def _celery_worker(
+    args: argparse.Namespace, role: str, queues: list[str], pool: str, concurrency: int
+) -> int:
+    """Start a Celery worker of the one app in the foreground: ``role`` ``worker`` (runs)
+    or ``control`` (commands, timers, sweeps), consuming exactly ``queues``."""
     from workers.app import app
+    from workers.monitoring import ROLE_SETTING
 
+    app.conf[ROLE_SETTING] = role
     # Reprise coordinates through Postgres, not worker-to-worker gossip: skipping mingle and
     # gossip saves a second at start and broadcast chatter at scale.
     argv = [
-        "worker", "--loglevel", args.loglevel, "--pool", args.pool,
+        "worker", "--loglevel", args.loglevel, "--pool", pool,
         "--without-mingle", "--without-gossip",
+        "--queues", ",".join(queues),
+        "--hostname", args.hostname or f"{role}@%h",
     ]
-    if args.concurrency:
-        argv += ["--concurrency", str(args.concurrency)]
-    if args.queues:
-        argv += ["--queues", args.queues]
-    if args.hostname:
-        argv += ["--hostname", args.hostname]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
     app.worker_main(argv)
     return 0
 
 
+def _start_worker_process(role: str) -> None:
+    from shared.exporter import start_worker_exporter
+    from shared.logs import configure_logging
+    from shared.settings import get_settings
+
+    get_settings().require_urls()
+    configure_logging(role)
+    # First: multiprocess metrics must be set up before anything imports prometheus_client.
+    start_worker_exporter()
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    _start_worker_process("worker")
+    from shared.broker import run_queue
+    from shared.settings import get_settings
+    from workers.runtime import declared_queues, load_task_modules
+
+    settings = get_settings()
+    if args.queues:
+        names = [q.strip() for q in args.queues.split(",") if q.strip()]
+    else:
+        # Every queue the worker's tasks declare, and the queue of runs without one.
+        names = ["", *declared_queues(load_task_modules(settings.task_modules))]
+    queues = list(dict.fromkeys(run_queue(settings, name) for name in names))
+    return _celery_worker(args, "worker", queues, args.pool, args.concurrency)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    _start_worker_process("control")
+    from shared.broker import control_queues
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    return _celery_worker(
+        args, "control", control_queues(settings), args.pool,
+        args.concurrency or settings.control_concurrency,
+    )
+
+
 def _cmd_beat(args: argparse.Namespace) -> int:
     from shared.logs import configure_logging
+    from shared.settings import get_settings
+
+    get_settings().require_urls()
     from workers.app import app
 
     configure_logging("beat")
@@ -199,12 +248,25 @@ def add_server_commands(sub: SubParsers) -> None:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
 
-    worker = command("worker", _cmd_worker, help="run a Celery worker")
+    worker = command("worker", _cmd_worker, help="run a worker that executes runs")
     worker.add_argument("--concurrency", type=int, default=0)
     worker.add_argument("--pool", default="prefork")
-    worker.add_argument("--queues", default="")
+    worker.add_argument(
+        "--queues", default="",
+        help="Reprise queues to serve, comma-separated ('default': runs with no queue); "
+        "default: every queue the worker's tasks declare, and 'default'",
+    )
     worker.add_argument("--hostname", default="")
     worker.add_argument("--loglevel", default="INFO")
+
+    control = command(
+        "control", _cmd_control,
+        help="run the control plane: apply commands, promote timers, run sweeps (no user code)",
+    )
+    control.add_argument("--concurrency", type=int, default=0)
+    control.add_argument("--pool", default="threads")
+    control.add_argument("--hostname", default="")
+    control.add_argument("--loglevel", default="INFO")
 
     beat = command("beat", _cmd_beat, help="run the beat scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="")
@@ -217,7 +279,7 @@ def add_server_commands(sub: SubParsers) -> None:
     health = command(
         "healthcheck", _cmd_healthcheck, help="liveness check for probes (exit 0 = healthy)"
     )
-    health.add_argument("process", choices=["worker", "beat"])
+    health.add_argument("process", choices=["worker", "control", "beat"])
 
     keys = command("keys", _cmd_keys, help="manage secret API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

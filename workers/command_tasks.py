@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from shared import broker
 from shared.commands import service
 from shared.db import transaction
-from workers.runtime import identity
+from workers.runtime import process_name
 
 log = logging.getLogger("reprise.worker")
 
@@ -30,7 +30,7 @@ app = broker.celery_app()
     max_retries=5,
 )
 def apply_command(command_id: str) -> str:
-    applier = identity().name
+    applier = process_name()
     with transaction() as session:
         command = service.apply_command(session, command_id, applier)
         outcome = command.status if command is not None else "missing"

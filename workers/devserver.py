@@ -1,9 +1,10 @@
 """``reprise dev``: the whole stack on one machine.
 
 Starts embedded PostgreSQL and Redis (unless ``REPRISE_DATABASE_URL`` and
-``REPRISE_REDIS_URL`` are set), migrates, starts the api, a worker, beat and Flower as
-child processes, makes sure a dev project and key exist, and prints the URLs and the key
-once the API answers and the worker has registered. Ctrl-C stops everything.
+``REPRISE_REDIS_URL`` are set), migrates, starts the api, a worker, the control process,
+beat and Flower as child processes, makes sure a dev project and key exist, and prints
+the URLs and the key once the API answers and the worker has registered. Ctrl-C stops
+everything.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
             [*exe, "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"],
             env=env,
         ),
+        subprocess.Popen([*exe, "control", "--loglevel", "WARNING"], env=env),
         subprocess.Popen(
             [*exe, "beat", "--schedule", str(root / "celerybeat-schedule"), "--loglevel", "WARNING"],
             env=env,

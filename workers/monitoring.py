@@ -1,6 +1,7 @@
 """What workers and beat do for operators: liveness files, sweep metrics, log context.
 
-* **Liveness.** A worker touches ``<liveness_dir>/<queue_prefix>-worker.alive`` from its
+* **Liveness.** A worker touches ``<liveness_dir>/<queue_prefix>-worker.alive`` (the
+  control process ``…-control.alive``) from its
   own timer (driven by the worker's event loop under prefork, so a wedged loop stops the
   touches); beat touches ``…-beat.alive`` on every scheduler tick, before it dispatches
   due entries. ``reprise healthcheck worker|beat`` (:mod:`workers.ops`) exits 0 only while
@@ -28,7 +29,9 @@ from shared import broker, metrics
 from shared.logs import bind_log_context, unbind_log_context
 from shared.settings import Settings, get_settings
 
-LIVENESS_PROCESSES = ("worker", "beat")
+LIVENESS_PROCESSES = ("worker", "control", "beat")
+# Set by `reprise control` on its app before it starts: which liveness file it touches.
+ROLE_SETTING = "reprise_role"
 
 
 def liveness_path(process: str, settings: Settings | None = None) -> Path:
@@ -53,9 +56,10 @@ class WorkerLiveness(bootsteps.StartStopStep):  # type: ignore[misc]
         self.tref: Any = None
 
     def start(self, worker: Any) -> None:
-        touch_liveness("worker")
+        role = worker.app.conf.get(ROLE_SETTING) or "worker"
+        touch_liveness(role)
         interval = get_settings().liveness_interval_seconds
-        self.tref = worker.timer.call_repeatedly(interval, touch_liveness, ("worker",))
+        self.tref = worker.timer.call_repeatedly(interval, touch_liveness, (role,))
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:

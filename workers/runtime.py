@@ -29,6 +29,12 @@ class WorkerIdentity:
 _identity: WorkerIdentity | None = None
 
 
+def process_name() -> str:
+    """``<hostname>:<pid>``: who applied a command, who holds a run (prefork children
+    share their parent's, which is set before they fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def load_task_modules(modules: str) -> Registry:
     """Import the named modules and return a registry of the tasks they (and their
     submodules) define — the worker's own, not every task this process ever imported."""
@@ -67,18 +73,22 @@ def register_version(
     return len(released)
 
 
+def declared_queues(registry: Registry) -> list[str]:
+    """The Reprise queues the registry's tasks declare (``@task(queue=…)``), sorted."""
+    return sorted({d.queue for d in registry.tasks.values() if d.queue})
+
+
 def boot(registry: Registry | None = None) -> WorkerIdentity:
     """Register this worker once per process, with ``registry`` (default: the tasks of
-    ``REPRISE_TASK_MODULES``)."""
+    ``REPRISE_TASK_MODULES``). Only run-executing workers boot: the control process never
+    loads or registers user code."""
     global _identity
     if _identity is None:
         settings = get_settings()
         registry = registry or load_task_modules(settings.task_modules)
         version = settings.worker_version or default_version(registry)
         released = register_version(registry, version, ["dev", "staging", "prod"])
-        _identity = WorkerIdentity(
-            name=f"{socket.gethostname()}:{os.getpid()}", version=version, registry=registry
-        )
+        _identity = WorkerIdentity(name=process_name(), version=version, registry=registry)
         log.info(
             "worker registered version %s with %d tasks; %d waiting runs queued",
             version, len(registry.tasks), released,

@@ -41,7 +41,9 @@ def execute_run(self: Any, run_id: str, watch: bool = False) -> dict[str, str]:
     outcome = execution.execute_run(run_id, me.registry, me.name, me.version)
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     if outcome.held_for is not None and (watch or redelivered):
-        broker.dispatch_run(run_id, countdown=outcome.held_for + WATCH_MARGIN_SECONDS, watch=True)
+        broker.dispatch_run(
+            run_id, outcome.queue, countdown=outcome.held_for + WATCH_MARGIN_SECONDS, watch=True
+        )
         log.info("run %s is held by a live worker; looking again in %.1fs", run_id,
                  outcome.held_for + WATCH_MARGIN_SECONDS)
     else:

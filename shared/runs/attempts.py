@@ -46,6 +46,7 @@ class Outcome:
     # Set when another worker holds the run with a fresh heartbeat: seconds until that
     # heartbeat goes stale (when the run may be reclaimed if that worker died).
     held_for: float | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         if current.status in EXECUTING_LIKE and current.heartbeat_at is not None:
             age = db_now(session) - current.heartbeat_at
             held_for = max((stale - age).total_seconds(), 0.0)
-        return Outcome(run_id, current.status, "not claimed", held_for)
+        return Outcome(run_id, current.status, "not claimed", held_for, current.queue)
     repo.fail_open_attempts(session, run_id, WORKER_LOST)
     if run.attempt_count >= run.max_attempts:
         lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)

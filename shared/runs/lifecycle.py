@@ -75,8 +75,9 @@ def _attempt_ended(elapsed_ms: int) -> dict[str, Any]:
     return {**_usage(elapsed_ms), "heartbeat_at": None}
 
 
-def _dispatch_after_commit(session: Session, run_id: str, countdown: float | None = None) -> None:
-    on_commit(session, lambda: broker.dispatch_run(run_id, countdown=countdown))
+def _dispatch_after_commit(session: Session, run: Run, countdown: float | None = None) -> None:
+    run_id, queue = run.id, run.queue
+    on_commit(session, lambda: broker.dispatch_run(run_id, queue, countdown=countdown))
 
 
 # --- creation and the queue ---------------------------------------------------------------
@@ -94,7 +95,7 @@ def insert(session: Session, run: Run) -> Run:
         run.schedule_token = 1
     repo.insert_run(session, run)
     if run.status is RunStatus.QUEUED:
-        _dispatch_after_commit(session, run.id)
+        _dispatch_after_commit(session, run)
     elif run.status is RunStatus.DELAYED:
         arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until, now)
     return run
@@ -113,7 +114,7 @@ def release_pending_version(
         )
         if queued is not None:
             released.append(run_id)
-            _dispatch_after_commit(session, run_id)
+            _dispatch_after_commit(session, queued)
     return released
 
 
@@ -123,15 +124,15 @@ def redispatch_lost(session: Session, limit: int = 1000) -> int:
     than ``stale_run_seconds`` (their worker died). Execution is idempotent, so a run
     republished while its message still exists is claimed once and the copy is a no-op."""
     settings = get_settings()
-    run_ids = repo.claim_lost_dispatches(
+    lost = repo.claim_lost_dispatches(
         session,
         quiet=timedelta(seconds=settings.redispatch_after_seconds),
         stale=timedelta(seconds=settings.stale_run_seconds),
         limit=limit,
     )
-    if run_ids:
-        on_commit(session, lambda: broker.dispatch_runs(run_ids))
-    return len(run_ids)
+    if lost:
+        on_commit(session, lambda: broker.dispatch_runs(lost))
+    return len(lost)
 
 
 # --- delays -------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def promote(session: Session, run_id: str, token: int) -> Run | None:
         values={**_enters_queue(), **_next_token()},
     )
     if promoted is not None:
-        _dispatch_after_commit(session, run_id)
+        _dispatch_after_commit(session, promoted)
     return promoted
 
 
@@ -159,7 +160,7 @@ def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransiti
         values={**_enters_queue(), **_next_token()},
     )
     if batch.run_ids:
-        on_commit(session, lambda: broker.dispatch_runs(batch.run_ids))
+        on_commit(session, lambda: broker.dispatch_runs(batch.runs_with_queues()))
     return batch
 
 
@@ -252,7 +253,7 @@ def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
         values={"dispatched_at": func.now()},
     )
     if queued is not None:
-        _dispatch_after_commit(session, run_id, countdown)
+        _dispatch_after_commit(session, queued, countdown)
     return queued
 
 
@@ -339,7 +340,7 @@ def retry(
                 "next_attempt_at": func.now() + timedelta(seconds=delay)},
     )
     if retrying is not None:
-        _dispatch_after_commit(session, run_id, delay)
+        _dispatch_after_commit(session, retrying, delay)
     return retrying
 
 

@@ -9,7 +9,7 @@ columns they write.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -118,12 +118,16 @@ def transition(
 @dataclass(frozen=True)
 class BatchTransition:
     """What a batch transition moved: the run ids, the largest ``progress`` value among
-    them (where to resume walking an index in the same transaction), and, if asked for,
-    each run's ``progress`` value (aligned with ``run_ids``)."""
+    them (where to resume walking an index in the same transaction), each run's queue
+    (aligned with ``run_ids``) and, if asked for, each run's ``progress`` value."""
 
     run_ids: list[str]
     last: Any
     progress: list[Any]
+    queues: list[str | None] = field(default_factory=list)
+
+    def runs_with_queues(self) -> list[tuple[str, str | None]]:
+        return list(zip(self.run_ids, self.queues, strict=True))
 
 
 def transition_many(
@@ -163,29 +167,35 @@ def transition_many(
         update(Run)
         .where(Run.id == any_(func.array(chosen)), *where)
         .values(status=target, updated_at=func.now(), **(values or {}))
-        .returning(Run.id, Run.task_identifier, Run.environment_id, progress.label("progress"))
+        .returning(
+            Run.id, Run.task_identifier, Run.environment_id, Run.queue,
+            progress.label("progress"),
+        )
         .cte("moved")
     )
     stmt = select(
         moved.c.task_identifier,
         moved.c.environment_id,
+        moved.c.queue,
         func.array_agg(moved.c.id),
         func.max(moved.c.progress),
         func.array_agg(moved.c.progress) if each_progress else null(),
-    ).group_by(moved.c.task_identifier, moved.c.environment_id)
+    ).group_by(moved.c.task_identifier, moved.c.environment_id, moved.c.queue)
     # Core execution: the ORM adds nothing here but overhead.
     groups = session.connection().execute(stmt).all()
     run_ids: list[str] = []
+    queues: list[str | None] = []
     each: list[Any] = []
     last: Any = None
-    for task, environment_id, ids, group_last, group_each in groups:
+    for task, environment_id, queue, ids, group_last, group_each in groups:
         # The state-change log lines and counters (one line per task and environment).
         changes.record_changes(session, target.value, [(i, task, environment_id) for i in ids])
         run_ids.extend(ids)
+        queues.extend([queue] * len(ids))
         each.extend(group_each or ())
         if group_last is not None and (last is None or group_last > last):
             last = group_last
-    return BatchTransition(run_ids, last, each)
+    return BatchTransition(run_ids, last, each, queues)
 
 
 def drain(step: Callable[[Any], tuple[Sequence[T], Any]], batch_size: int) -> list[T]:
@@ -394,7 +404,7 @@ def pending_version_runs(
 
 def claim_lost_dispatches(
     session: Session, quiet: timedelta, stale: timedelta, limit: int
-) -> list[str]:
+) -> list[tuple[str, str | None]]:
     """Runs whose execution message may be lost, stamped ``dispatched_at = now()`` so a
     concurrent sweep (``SKIP LOCKED``) or the next one does not pick them again at once:
     queued or retrying runs not dispatched for ``quiet`` (a retry counts from its due
@@ -420,12 +430,11 @@ def claim_lost_dispatches(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    return list(
-        session.scalars(
-            update(Run)
-            .where(Run.id.in_(candidates))
-            .values(dispatched_at=now)
-            .returning(Run.id)
-            .execution_options(synchronize_session=False)
-        )
+    rows = session.execute(
+        update(Run)
+        .where(Run.id.in_(candidates))
+        .values(dispatched_at=now)
+        .returning(Run.id, Run.queue)
+        .execution_options(synchronize_session=False)
     )
+    return [(run_id, queue) for run_id, queue in rows]

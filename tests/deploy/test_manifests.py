@@ -33,7 +33,7 @@ NAMESPACE = "reprise"
 IMAGE = "reprise:latest"
 CONFIGMAP = "reprise-config"
 SECRET = "reprise-secrets"
-REPRISE_SERVICES = {"migrate", "api", "worker", "beat", "flower"}
+REPRISE_SERVICES = {"migrate", "api", "worker", "control", "beat", "flower"}
 SECRET_KEYS = {
     "REPRISE_DATABASE_URL",
     "REPRISE_REDIS_URL",
@@ -274,6 +274,19 @@ def test_worker_service_can_be_scaled() -> None:
     assert "ports" not in worker
 
 
+def test_the_control_plane_runs_apart_from_the_workers_with_probes() -> None:
+    control = _k8s("Deployment", "reprise-control")["spec"]
+    assert 1 <= control["replicas"] <= 2
+    [container] = control["template"]["spec"]["containers"]
+    assert container["args"] == ["reprise", "control"]
+    assert container["livenessProbe"]["exec"]["command"] == ["reprise", "healthcheck", "control"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert _compose_argv(SERVICES["control"]["command"]) == ["reprise", "control"]
+    [worker] = _k8s("Deployment", "reprise-worker")["spec"]["template"]["spec"]["containers"]
+    assert worker["args"] == ["reprise", "worker"]
+
+
 def test_beat_runs_as_a_single_replica_recreated_on_rollout() -> None:
     beat = _k8s("Deployment", "reprise-beat")["spec"]
     assert beat["replicas"] == 1
@@ -354,10 +367,10 @@ def test_deployment_files_run_every_process_through_the_reprise_cli() -> None:
     assert runs_reprise == REPRISE_SERVICES
     invocations = _reprise_invocations()
     run = {argv[1] for _, argv in invocations}
-    assert run >= {"migrate", "api", "worker", "beat", "flower", "healthcheck"}
+    assert run >= {"migrate", "api", "worker", "control", "beat", "flower", "healthcheck"}
     for where, argv in invocations:
         if argv[1] == "healthcheck":
-            assert argv[2:] in (["worker"], ["beat"]), where
+            assert argv[2:] in (["worker"], ["control"], ["beat"]), where
 
 
 def test_every_reprise_command_is_a_real_cli_subcommand() -> None:

@@ -105,7 +105,7 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(
         "REPRISE_LIVENESS_INTERVAL_SECONDS": "0.2",
     }
 
-    with _worker("first", worker_env) as first:
+    with reprise_process("control", env=worker_env), _worker("first", worker_env) as first:
         me = _identity(first)
 
         def mid_load() -> list[str] | None:
@@ -128,7 +128,7 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(
     assert client.llen(queue_names(settings)["runs"]) == waiting
 
     metrics_port = free_port()
-    with _worker(
+    with reprise_process("control", env=worker_env), _worker(
         "second", {**worker_env, "REPRISE_WORKER_METRICS_PORT": str(metrics_port)}
     ) as second:
 
