@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,9 +15,34 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.support.live_server import ROOT, free_port
 
-__all__ = ["ReproProcess", "free_port", "reprise_process"]
+__all__ = ["ReproProcess", "free_port", "own_queues", "reprise_process"]
+
+
+@pytest.fixture
+def own_queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A queue prefix of the test's own: what the test publishes (through a real Celery app
+    configured like every other, with that ``queue_prefix``) reaches only the subprocesses
+    it starts with ``REPRISE_QUEUE_PREFIX`` set to it, never the session's worker."""
+    import redis
+    from celery import Celery
+
+    from shared import broker
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    prefix = f"{settings.queue_prefix}-own-{secrets.token_hex(3)}"
+    own = settings.model_copy(update={"queue_prefix": prefix})
+    app = broker.configure_celery(Celery("reprise-own-queues"), own)
+    monkeypatch.setattr(broker, "celery_app", lambda: app)
+    yield prefix
+    client = redis.Redis.from_url(settings.redis_url)
+    leftovers = client.keys(f"{prefix}.*")
+    if leftovers:
+        client.delete(*leftovers)
 
 
 @dataclass

@@ -2,23 +2,20 @@
 worker mid-load, then a second worker takes over; every run and command reaches its end
 state, and no run executes twice.
 
-The runs and commands are published to a queue prefix of this test's own (a real Celery
-app configured like every other, with another ``queue_prefix``), consumed only by the two
-worker subprocesses: the session's in-process worker never takes part.
+The runs and commands are published to a queue prefix of this test's own
+(:func:`tests.support.processes.own_queues`), consumed only by the subprocesses: the
+session's in-process worker never takes part.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from tests.support.commands import trigger
@@ -27,23 +24,6 @@ from tests.support.processes import ReproProcess, free_port, reprise_process
 
 RUNS = 40
 REPLAYS = 5
-
-
-@pytest.fixture
-def own_queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    import redis
-    from celery import Celery
-
-    from shared import broker
-    from shared.settings import get_settings
-
-    settings = get_settings()
-    prefix = f"{settings.queue_prefix}-rolling-{secrets.token_hex(3)}"
-    own = settings.model_copy(update={"queue_prefix": prefix})
-    app = broker.configure_celery(Celery("reprise-rolling-restart"), own)
-    monkeypatch.setattr(broker, "celery_app", lambda: app)
-    yield prefix
-    redis.Redis.from_url(settings.redis_url).delete(*broker.queue_names(own).values())
 
 
 def _query(sql: str, **params: Any) -> list[Any]:
