@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.errors import InvalidInput
+from shared.errors import BadRequest, InvalidInput
 
 SUPERJSON = "application/super+json"
 JSON = "application/json"
@@ -29,6 +29,38 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+class NulCharacter(BadRequest):
+    """Postgres cannot store U+0000 in text or JSONB: refused before anything is written."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} contains a NUL character (U+0000), which cannot be stored")
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where in ``value`` (a JSON value) a string or key holds U+0000, if anywhere."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return where
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
+    return None
+
+
+def reject_nul(value: Any, field: str) -> None:
+    """Raise :class:`NulCharacter` naming the first place in ``value`` that holds one."""
+    where = _nul_path(value, field)
+    if where is not None:
+        raise NulCharacter(where)
+
+
 def check_depth(value: Any, field: str = "payload") -> None:
     if _depth(value) > MAX_DEPTH:
         raise InvalidInput(f"{field} is nested deeper than {MAX_DEPTH} levels")
@@ -47,8 +79,10 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
         # Without a declared type (curl, our Python SDK) the payload is a plain JSON value;
         # the official SDK always declares the type of its string-encoded payloads.
         check_depth(raw)
+        reject_nul(raw, "payload")
         return raw, JSON
     if kind == TEXT:
+        reject_nul(raw, "payload")
         return raw, kind
     try:
         decoded = json.loads(raw) if raw else None
@@ -59,4 +93,5 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
             raise InvalidInput("payload is not valid application/super+json")
         decoded = decoded["json"]
     check_depth(decoded)
+    reject_nul(decoded, "payload")
     return decoded, kind

@@ -37,7 +37,7 @@ from shared.commands.models import Command
 from shared.commands.schemas import ReplayRequest
 from shared.durations import DelayPolicy, DurationError, iso, parse_delay, parse_ttl
 from shared.errors import RepriseError
-from shared.payloads import JSON, check_depth
+from shared.payloads import JSON, check_depth, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from shared.projects.service import AuthContext
@@ -82,6 +82,7 @@ def validate_replay(
 
     ``task_known``: whether any version of the project registers the run's task.
     """
+    reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
     target_env = _target_environment(session, auth, body.environment)
     if checkpoint is not None and runs_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)

@@ -18,7 +18,7 @@ from shared.db import db_now
 from shared.durations import DelayPolicy, DurationError, parse_delay
 from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
 from shared.ids import is_run_id, new_run_id
-from shared.payloads import decode_payload
+from shared.payloads import decode_payload, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext, register_worker_version
 from shared.runs import lifecycle
@@ -179,6 +179,7 @@ def trigger_run(
 ) -> TriggerResult:
     if not TASK_ID_RE.match(task_id):
         raise InvalidInput("taskId must be 1 to 128 letters, digits or . _ - : /")
+    reject_nul(options.model_dump(by_alias=True, exclude_none=True), "options")
     if request_key:
         request_key = request_key[:128]
         existing = _existing_by_request_key(session, auth, request_key)
