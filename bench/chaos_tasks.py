@@ -1,0 +1,18 @@
+"""The task the chaos scenarios run (``REPRISE_TASK_MODULES=bench.chaos_tasks``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from reprise import TaskContext, task
+
+
+@task(id="chaos-sleep", max_attempts=3)
+def chaos_sleep(payload: Any, ctx: TaskContext) -> Any:
+    """Sleeps ``seconds`` in short steps (so a cancel or an interrupt lands promptly)."""
+    seconds = float(payload.get("seconds", 0.2)) if isinstance(payload, dict) else 0.2
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+    return {"slept": seconds, "attempt": ctx.attempt.number}
