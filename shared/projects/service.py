@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.errors import InvalidInput, Unauthorized
+from shared.errors import InvalidInput, RunNotFound, Unauthorized
 from shared.projects import repository as repo
 from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
 from shared.settings import get_settings
@@ -89,3 +89,20 @@ def register_worker_version(
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
             registered.append(env.id)
     return registered
+
+
+def authenticate_for_run(
+    session: Session, secret: str | None, run_id: str, *, lock: bool = False
+) -> tuple[AuthContext, repo.RunHead]:
+    """The caller holding ``secret`` and a run of its environment, in one round trip on the
+    happy path (the accept of a replay or reschedule); ``lock`` locks the run's row.
+
+    401 for a wrong key before 404 for a run it cannot see (§4): the key is looked up on
+    its own only when the joined lookup misses.
+    """
+    found = repo.find_key_and_run(session, hash_key(secret), run_id, lock=lock) if secret else None
+    if found is None:
+        authenticate(session, secret)
+        raise RunNotFound()
+    auth = AuthContext(found.project_id, found.environment_id, found.environment_slug)
+    return auth, found.run
