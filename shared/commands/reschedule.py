@@ -12,26 +12,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.commands.errors import InvalidDelay, InvalidRequestBody, RunNotDelayed
+from shared.commands.errors import InvalidDelay, RunNotDelayed
 from shared.durations import DurationError, iso, resolve_delay
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.states import RunStatus
 from shared.timers.service import arm_if_within_horizon
-
-
-def delay_of(body: Any) -> str:
-    """The ``delay`` of a reschedule body: a string (duration or ISO date), else 400.
-
-    The SDK sends a ``Date`` as its ISO string; a JSON number is refused rather than
-    guessed at (seconds? epoch milliseconds?).
-    """
-    if not isinstance(body, dict):
-        raise InvalidRequestBody()
-    delay = body.get("delay")
-    if not isinstance(delay, str):
-        raise InvalidRequestBody()
-    return delay
 
 
 def resolve_new_time(delay: str, now: datetime) -> datetime:

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.commands import service
 from shared.db import db_now, transaction
+from shared.projects.service import authenticate_for_run
 from shared.timers.service import promote_due_runs, promote_run
 from tests.support.commands import backdate_delay, commands_for, lock_waiters, trigger
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
@@ -66,9 +67,8 @@ def test_reschedule_first_then_the_old_time_promotes_nothing(
 
     def reschedule() -> None:
         with transaction() as session:
-            outcome["moved"] = service.accept_reschedule(
-                session, project.keys["dev"], run_id, "1h", "test"
-            )
+            auth, run = authenticate_for_run(session, project.keys["dev"], run_id, lock=True)
+            outcome["moved"] = service.accept_reschedule(session, auth, run, "1h", "test")
             moved.set()
             release.wait(10)
 

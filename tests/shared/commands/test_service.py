@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from shared.commands import service
 from shared.commands.schemas import ReplayRequest
 from shared.db import session_factory, transaction
+from shared.projects.service import authenticate_for_run
 from tests.support.commands import (
     ParkedCommands,
     command_row,
@@ -25,9 +26,9 @@ from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_stat
 
 def _accept(project: ProjectKeys, run_id: str, **body: Any) -> tuple[str, str]:
     with transaction() as session:
+        auth, run = authenticate_for_run(session, project.keys["dev"], run_id)
         command = service.accept_replay(
-            session, project.keys["dev"], run_id, ReplayRequest.model_validate(body),
-            publish=False,
+            session, auth, run, ReplayRequest.model_validate(body), publish=False
         )
         return command.id, command.target_run_id
 
@@ -121,8 +122,9 @@ def test_a_rejected_command_records_why_and_creates_nothing(
                  "VALUES (:id, 1, '{\"step\": 1}', 1)"),
             {"id": source},
         )
+        auth, run = authenticate_for_run(session, project.keys["dev"], source)
         command = service.accept_replay(
-            session, project.keys["dev"], source, ReplayRequest(), checkpoint=1, publish=False
+            session, auth, run, ReplayRequest(), checkpoint=1, publish=False
         )
         command_id, new_id = command.id, command.target_run_id
     with transaction() as session:
