@@ -30,6 +30,15 @@ def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = 
     return str(response.json()["id"])
 
 
+def post(api: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
+    """POST ``body`` as sent: a str as raw text, None as no body, anything else as JSON."""
+    if isinstance(body, str):
+        return api.post(url, content=body, headers=headers)
+    if body is None:
+        return api.post(url, headers=headers)
+    return api.post(url, json=body, headers=headers)
+
+
 def command_row(command_id: str) -> Any:
     from shared.commands.models import Command
     from shared.db import transaction
