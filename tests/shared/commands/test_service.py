@@ -142,6 +142,26 @@ def test_applying_an_unknown_command_does_nothing(project: ProjectKeys) -> None:
     assert _apply("cmd_doesnotexist", "worker-1") is None
 
 
+def test_a_pending_command_of_another_kind_is_rejected(api: Any, project: ProjectKeys) -> None:
+    run_id = trigger(api, project, delay="1h")
+    before = run_row(run_id)
+    with transaction() as session:  # the API never leaves a reschedule pending
+        session.execute(
+            text("INSERT INTO commands (id, kind, status, environment_id, run_id, "
+                 "target_run_id, target_environment_id, arguments, publish_count) VALUES "
+                 "('cmd_left_pending', 'reschedule', 'PENDING', :env, :run, :run, :env, "
+                 "'{\"delayedUntil\": \"2030-01-01T00:00:00Z\"}', 0)"),
+            {"env": project.environment_ids["dev"], "run": run_id},
+        )
+
+    rejected = _apply("cmd_left_pending", "worker-1")
+
+    assert (rejected.status, rejected.reason) == ("REJECTED", "unknown command kind 'reschedule'")
+    after = run_row(run_id)
+    assert (after.delayed_until, after.schedule_token) == (
+        before.delayed_until, before.schedule_token)
+
+
 def test_relay_republishes_stale_commands_once_per_interval(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
