@@ -4,7 +4,6 @@ killed mid-apply, a message lost from Redis, and the relay sweep."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 from sqlalchemy import text
@@ -17,11 +16,13 @@ from shared.projects.service import authenticate_for_run
 from tests.support.commands import (
     ParkedCommands,
     command_row,
+    held,
     lock_waiters,
     replays_of,
     trigger,
 )
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+from tests.support.timers import InThread
 
 
 def _accept(project: ProjectKeys, run_id: str, **body: Any) -> tuple[str, str]:
@@ -58,34 +59,15 @@ def test_applying_a_command_twice_creates_one_run(api: Any, project: ProjectKeys
 def test_two_workers_applying_at_once_have_one_effect(api: Any, project: ProjectKeys) -> None:
     source = trigger(api, project)
     command_id, new_id = _accept(project, source)
-    first_applied = threading.Event()
-    release_first = threading.Event()
-    outcomes: dict[str, Any] = {}
 
-    def first() -> None:
-        with transaction() as session:
-            outcomes["first"] = service.apply_command(session, command_id, "worker-1")
-            first_applied.set()
-            release_first.wait(10)
+    with held(lambda session: service.apply_command(session, command_id, "worker-1")) as first:
+        second = InThread(lambda: _apply(command_id, "worker-2"))
+        # The second applier is blocked on the command row the first one holds.
+        wait_for(lambda: lock_waiters() >= 1, what="the second applier to wait for the lock")
 
-    def second() -> None:
-        first_applied.wait(10)
-        with transaction() as session:
-            outcomes["second"] = service.apply_command(session, command_id, "worker-2")
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    # The second applier is blocked on the command row the first one holds.
-    wait_for(lambda: lock_waiters() >= 1, what="the second applier to wait for the lock")
-    assert "second" not in outcomes
-    release_first.set()
-    for thread in threads:
-        thread.join(10)
-
-    assert outcomes["first"].status == "APPLIED"
-    assert outcomes["second"].status == "APPLIED"
-    assert outcomes["second"].applied_by == "worker-1"
+    assert first.status == "APPLIED"
+    assert second.result().status == "APPLIED"
+    assert second.result().applied_by == "worker-1"
     assert replays_of(source) == 1
     assert run_row(new_id) is not None
 
