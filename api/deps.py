@@ -1,50 +1,264 @@
-"""Request plumbing shared by the routes: the caller, the body, the API version."""
+"""The HTTP edge: the session, the caller, the run id, the body and the headers, as typed
+dependencies. Routes call the domain with what these return; no header, bearer secret or
+raw query syntax goes further.
+
+**Error order (§4): 401, then 400, then 404.** Every dependency that checks request input
+depends on the request's :class:`Credential` and refuses bad input through it, which
+verifies the key first: a wrong key is 401 whatever else is wrong with the request. Input
+errors (400, 422) are raised while the dependencies are solved; a missing run (404) only
+by the route's domain call, after them. The key is verified by ``Caller``/``Reader``
+(routes declare them first) or, on the accept path, together with the run it names
+(:meth:`Credential.with_run`, one round trip).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import lru_cache
+from typing import Annotated, Any, NoReturn, TypeVar
 
-from fastapi import Request
+import anyio.to_thread
+from anyio import CancelScope, CapacityLimiter
+from fastapi import Depends, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from shared.errors import BadRequest
-from shared.projects.service import AuthContext, authenticate
+from api.validation import validation_message
+from shared.commands.errors import InvalidRequestBody
+from shared.db import transaction
+from shared.errors import InvalidRunId, RepriseError
+from shared.ids import is_run_id
+from shared.projects.repository import RunHead
+from shared.projects.service import AuthContext, authenticate, authenticate_for_run
 from shared.projects.tokens import authenticate_public_token
 
+M = TypeVar("M", bound=BaseModel)
 
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+
+async def db_session() -> AsyncIterator[Session]:
+    """The request's one transaction (:func:`shared.db.transaction`): committed, then its
+    after-commit callbacks run, when the route returns; rolled back if anything raised.
+
+    Entered on the event loop (a new session opens no connection until its first
+    statement); the commit or rollback runs in a worker thread, shielded from the
+    client going away, with a limiter of its own, as FastAPI does for sync generators:
+    a request holding a pooled connection never waits for a thread that is itself
+    waiting for a connection.
+    """
+    unit = transaction()
+    session = unit.__enter__()
+    try:
+        yield session
+    except BaseException as exc:
+        with CancelScope(shield=True):
+            handled = await anyio.to_thread.run_sync(
+                unit.__exit__, type(exc), exc, exc.__traceback__, limiter=CapacityLimiter(1)
+            )
+        if not handled:
+            raise
+    else:
+        with CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                unit.__exit__, None, None, None, limiter=CapacityLimiter(1)
+            )
+
+
+# scope="function": the transaction ends as the route returns, before the response is
+# sent, so a client that got its 2xx reads its write in its next request (§2.2), and a
+# failed commit is still answered with an error rather than a 2xx already sent.
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+@lru_cache(maxsize=1)
+def _api_applier(pid: int) -> str:
+    return f"api:{socket.gethostname()}:{pid}"
+
+
+def api_applier() -> str:
+    """The ``applied_by`` of commands an API process applies (per pid: uvicorn forks)."""
+    return _api_applier(os.getpid())
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
-def caller(session: Session, request: Request, *, allow_public: bool = False) -> AuthContext:
-    """The environment calling: a secret key, or (for reads) a public access token."""
-    token = bearer(request)
-    if allow_public and token and token.count(".") == 2 and not token.startswith("tr_"):
-        return authenticate_public_token(token)
-    # Anything that is not a secret key (a JWT on a write route included) is a 401 here.
-    return authenticate(session, token)
+def _is_public_token(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith("tr_")
 
 
-def api_version(request: Request) -> str | None:
-    return request.headers.get("x-trigger-api-version")
+class Credential:
+    """The request's bearer credential, verified at most once per request."""
+
+    def __init__(self, token: str | None, session: Session) -> None:
+        self._token = token
+        self._session = session
+        self.auth: AuthContext | None = None
+        self.verified = False
+
+    def verify(self, *, allow_public: bool = False) -> AuthContext:
+        """The caller: the environment of a secret key or, with ``allow_public`` (reads), of
+        a public access token; anything else (a JWT on a write route included) is 401."""
+        if self.auth is None or (self.auth.is_public and not allow_public):
+            if allow_public and self._token and _is_public_token(self._token):
+                self.auth = authenticate_public_token(self._token)
+            else:
+                self.auth = authenticate(self._session, self._token)
+            self.verified = True
+        return self.auth
+
+    def with_run(self, run_id: str, *, lock: bool = False) -> tuple[AuthContext, RunHead]:
+        """The caller (secret keys only) and a run of its environment in one round trip:
+        the accept path of replay and reschedule. 401 for a wrong key, then 404."""
+        try:
+            self.auth, run = authenticate_for_run(self._session, self._token, run_id, lock=lock)
+        finally:
+            self.verified = True  # also on the way to a 401 or a 404
+        return self.auth, run
+
+    async def refuse(self, error: RepriseError) -> NoReturn:
+        """Raise ``error`` (a bad request input), unless the key is wrong: then 401, which
+        wins over whatever else is wrong with the request (§4)."""
+        if not self.verified:
+            await run_in_threadpool(self.verify)
+        raise error
 
 
-async def raw_body(request: Request) -> bytes:
-    return await request.body()
+async def _credential(request: Request, session: DbSession) -> Credential:
+    return Credential(_bearer(request), session)
 
 
-def parse_json(body: bytes, *, required: bool, message: str = "Invalid request body") -> Any:
-    """The JSON body, or None when empty and optional; malformed JSON is a 400."""
-    if not body.strip():
-        if required:
-            raise BadRequest(message)
+# Every dependency that checks request input depends on this, and raises through
+# :meth:`Credential.refuse`.
+BearerCredential = Annotated[Credential, Depends(_credential)]
+
+
+def _secret_key_caller(credential: BearerCredential) -> AuthContext:
+    return credential.verify()
+
+
+def _reading_caller(credential: BearerCredential) -> AuthContext:
+    return credential.verify(allow_public=True)
+
+
+# The caller of a route that needs a secret key.
+Caller = Annotated[AuthContext, Depends(_secret_key_caller)]
+# The caller of a read that a public access token (JWT, §10) may also make.
+Reader = Annotated[AuthContext, Depends(_reading_caller)]
+
+
+async def _run_id(run_id: Annotated[str, Path()], credential: BearerCredential) -> str:
+    if not is_run_id(run_id):
+        await credential.refuse(InvalidRunId())
+    return run_id
+
+
+# The ``{run_id}`` of the path, of the ``run_`` form (else 400 "Invalid or missing run ID").
+RunId = Annotated[str, Depends(_run_id)]
+
+ApiVersion = Annotated[str | None, Header(alias="x-trigger-api-version")]
+# The SDK's per-request idempotency key, the same on its own retries (§4.1).
+RequestKey = Annotated[str | None, Header(alias="x-trigger-request-idempotency-key")]
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw.strip():
         return None
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest(message) from None
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestBody(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestBody("JSON nested too deeply") from None
+
+
+def _parse(
+    model: type[M], raw: bytes, error: Callable[[str], RepriseError], *, required: bool
+) -> M:
+    data = _decode(raw)
+    if data is None:
+        if required:
+            raise InvalidRequestBody("the request body is missing")
+        data = {}
+    if not isinstance(data, dict):
+        raise error("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(validation_message(exc)) from None
+
+
+# The OpenAPI request body of each json_body dependency, documented by EdgeRoute.
+_REQUEST_BODIES: dict[Callable[..., Any], dict[str, Any]] = {}
+
+
+def json_body(
+    model: type[M], *, error: Callable[[str], RepriseError], required: bool = True
+) -> Any:
+    """A dependency: the request's JSON body validated as ``model``.
+
+    Malformed JSON, and a missing body where ``required``, are 400 "Invalid request body";
+    a body that is not an object or not of the model's shape is the route's documented
+    ``error``, built from a sentence saying why. Without ``required`` an absent (or
+    ``null``) body is ``{}``. The model's schema documents the route's request body.
+    """
+
+    async def parse_body(request: Request, credential: BearerCredential) -> M:
+        raw = await request.body()
+        try:
+            return _parse(model, raw, error, required=required)
+        except RepriseError as exc:
+            await credential.refuse(exc)
+
+    _REQUEST_BODIES[parse_body] = {
+        "required": required,
+        "content": {"application/json": {"schema": _inline_schema(model)}},
+    }
+    return Depends(parse_body)
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` inlined (an operation's schema cannot
+    point into a ``$defs`` of its own)."""
+    schema = model.model_json_schema(by_alias=True)
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            rest = {key: inline(value) for key, value in node.items() if key != "$ref"}
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return {**inline(defs[ref.removeprefix("#/$defs/")]), **rest}
+            return node if ref is not None else rest
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return dict(inline(schema))
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _dependants(sub)
+
+
+class EdgeRoute(APIRoute):
+    """A route whose :func:`json_body` dependency documents its request body in OpenAPI
+    (the route reads the body itself, so FastAPI has no body field to document)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        for dependant in _dependants(self.dependant):
+            body = _REQUEST_BODIES.get(dependant.call) if dependant.call else None
+            if body is not None:
+                self.openapi_extra = {"requestBody": body, **(self.openapi_extra or {})}

@@ -64,16 +64,43 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 AfterCommit = Callable[[], None]
 
+# The callbacks waiting for this session's commit, in ``session.info`` under this key; the
+# functions below are the only way in or out of it.
+_AFTER_COMMIT = "after_commit"
+
 
 def on_commit(session: Session, callback: AfterCommit) -> None:
     """Run ``callback`` once this session's transaction has committed (dispatch after commit)."""
-    session.info.setdefault("after_commit", []).append(callback)
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def discard_after_commit(session: Session) -> None:
+    """Drop every callback registered so far: nothing is published at the next commit
+    (for a caller that delivers the message itself, or that simulates a lost publish)."""
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+@contextmanager
+def after_commit_scope(session: Session) -> Iterator[None]:
+    """Callbacks registered inside the block are dropped if the block raises, the way a
+    savepoint drops its writes; those registered before it are kept.
+
+    For a block whose writes are undone with it (a savepoint), or that validates before it
+    writes, so that a failure publishes nothing for an effect that did not happen.
+    """
+    callbacks: list[AfterCommit] = session.info.setdefault(_AFTER_COMMIT, [])
+    kept = len(callbacks)
+    try:
+        yield
+    except BaseException:
+        del callbacks[kept:]
+        raise
 
 
 def run_after_commit(session: Session) -> None:
     """Publishing after commit is best effort: the write is durable, and the sweeps
     republish whatever a failed publish left behind (a lost dispatch only delays work)."""
-    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
         try:
             callback()
@@ -93,7 +120,7 @@ def transaction() -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.info.pop("after_commit", None)
+        discard_after_commit(session)
         session.rollback()
         raise
     finally:

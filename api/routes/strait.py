@@ -2,77 +2,57 @@
 and a run's checkpoints, in Strait's snake_case ``JobRun`` shape.
 
 Strait's replay answers with the new run itself, so the replay command is recorded and
-then applied in the same request (the response is a read of the new run; read-your-writes
-applies pending commands inline anyway). Authentication and errors are Reprise's.
+then applied in the same request (:func:`shared.commands.service.replay_now`).
+Authentication and errors are Reprise's.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from api.deps import bearer, caller
-from api.routes.commands import checked_after_auth
-from shared.commands.errors import ReplayFailed
-from shared.commands.schemas import ReplayRequest
-from shared.commands.service import accept_replay, api_applier, apply_command, apply_pending_for_run
-from shared.db import transaction
+from api.deps import BearerCredential, Caller, DbSession, EdgeRoute, RunId, api_applier
+from api.presenters import render_job_run
+from shared.commands.service import replay_now
 from shared.errors import BadRequest
-from shared.projects import repository as projects_repo
-from shared.runs import repository as runs_repo
-from shared.runs.models import Run
-from shared.runs.service import get_run_for
-from shared.runs.strait_wire import checkpoint_to_wire, job_run_to_wire
+from shared.reads import job_run_of, read_checkpoints, read_job_run
+from shared.runs.strait_wire import checkpoint_to_wire
 
-router = APIRouter(tags=["strait"])
+router = APIRouter(tags=["strait"], route_class=EdgeRoute)
 
 
-def _job_run(session: Session, run: Run) -> JSONResponse:
-    version = projects_repo.version_ordinal(session, run.environment_id, run.version)
-    return JSONResponse(job_run_to_wire(run, version))
-
-
-def _checkpoint_number(raw: str | None) -> int | None:
+async def _from_checkpoint(
+    credential: BearerCredential,
+    raw: Annotated[str | None, Query(alias="from_checkpoint")] = None,
+) -> int | None:
     if raw is None or raw == "":
         return None
     if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
-        raise BadRequest("from_checkpoint must be a positive integer")
+        await credential.refuse(BadRequest("from_checkpoint must be a positive integer"))
     return int(raw)
 
 
-@router.post(
-    "/v1/runs/{run_id}/replay",
-    summary="Replay a run (Strait), optionally from one of its checkpoints",
-)
-def strait_replay(run_id: str, request: Request) -> JSONResponse:
-    secret = bearer(request)
-    with transaction() as session:
-        checkpoint = checked_after_auth(
-            session, secret, lambda: _checkpoint_number(request.query_params.get("from_checkpoint"))
-        )
-        command = accept_replay(
-            session, secret, run_id, ReplayRequest(), checkpoint=checkpoint, publish=False
-        )
-        applied = apply_command(session, command.id, api_applier())
-        new_run = runs_repo.get_run(session, None, command.target_run_id)
-        if new_run is None:
-            raise ReplayFailed(applied.reason if applied and applied.reason else "not created")
-        return _job_run(session, new_run)
+# ``?from_checkpoint=N``: the number of one of the run's checkpoints.
+FromCheckpoint = Annotated[int | None, Depends(_from_checkpoint)]
+
+
+@router.post("/v1/runs/{run_id}/replay",
+             summary="Replay a run (Strait), optionally from one of its checkpoints")
+def strait_replay(checkpoint: FromCheckpoint, run_id: RunId, credential: BearerCredential,
+                  session: DbSession) -> JSONResponse:
+    auth, run = credential.with_run(run_id)
+    new_run = replay_now(session, auth, run, checkpoint=checkpoint, applier=api_applier())
+    return JSONResponse(render_job_run(job_run_of(session, new_run)))
 
 
 @router.get("/v1/runs/{run_id}", summary="Retrieve a run (Strait JobRun)")
-def strait_retrieve(run_id: str, request: Request) -> JSONResponse:
-    with transaction() as session:
-        auth = caller(session, request)
-        apply_pending_for_run(session, run_id, api_applier())
-        return _job_run(session, get_run_for(session, auth, run_id))
+def strait_retrieve(auth: Caller, run_id: RunId, session: DbSession) -> JSONResponse:
+    return JSONResponse(render_job_run(read_job_run(session, auth, run_id, api_applier())))
 
 
 @router.get("/v1/runs/{run_id}/checkpoints", summary="A run's checkpoints, oldest first")
-def strait_checkpoints(run_id: str, request: Request) -> JSONResponse:
-    with transaction() as session:
-        auth = caller(session, request)
-        apply_pending_for_run(session, run_id, api_applier())
-        run = get_run_for(session, auth, run_id)
-        return JSONResponse([checkpoint_to_wire(c) for c in runs_repo.checkpoints_of(session, run.id)])
+def strait_checkpoints(auth: Caller, run_id: RunId, session: DbSession) -> JSONResponse:
+    checkpoints = read_checkpoints(session, auth, run_id, api_applier())
+    return JSONResponse([checkpoint_to_wire(c) for c in checkpoints])

@@ -6,8 +6,12 @@ from shared.errors import BadRequest, NotFound
 
 
 class InvalidRequestBody(BadRequest):
-    def __init__(self) -> None:
+    """The body is missing, not JSON, or not of the route's shape. The message is the one
+    clients match on; ``detail`` says what was wrong (for logs)."""
+
+    def __init__(self, detail: str = "") -> None:
         super().__init__("Invalid request body")
+        self.detail = detail
 
 
 class InvalidDelay(BadRequest):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.commands.models import Command, CommandStatus
-from shared.projects.models import ApiKey, Environment, VersionTask
+from shared.projects.models import Environment
 from shared.runs.models import Run
 
 PENDING = CommandStatus.PENDING.value
@@ -29,62 +28,6 @@ def insert_command(session: Session, values: dict[str, Any], *, published: bool)
     session.execute(_INSERT_PUBLISHED if published else _INSERT, values)
 
 
-@dataclass(frozen=True)
-class CallerRun:
-    """The environment a secret key belongs to and a run of that environment."""
-
-    project_id: str
-    environment_id: str
-    environment_slug: str
-    run_id: str
-    task_identifier: str
-    status: str
-    now: datetime
-    task_known: bool
-
-
-def _caller_and_run_statement(*, lock: bool) -> Select[Any]:
-    keys, envs = cast(Table, ApiKey.__table__), cast(Table, Environment.__table__)
-    runs, tasks = cast(Table, Run.__table__), cast(Table, VersionTask.__table__)
-    registering = envs.alias("registering")
-    task_known = exists(
-        select(1)
-        .select_from(tasks.join(registering, registering.c.id == tasks.c.environment_id))
-        .where(
-            registering.c.project_id == envs.c.project_id,
-            tasks.c.task_identifier == runs.c.task_identifier,
-        )
-    )
-    stmt = (
-        select(envs.c.project_id, envs.c.id, envs.c.slug, runs.c.id, runs.c.task_identifier,
-               runs.c.status, func.now(), task_known)
-        .select_from(
-            keys.join(envs, envs.c.id == keys.c.environment_id).join(
-                runs, and_(runs.c.environment_id == envs.c.id, runs.c.id == bindparam("run_id"))
-            )
-        )
-        .where(keys.c.key_hash == bindparam("key_hash"), keys.c.revoked_at.is_(None))
-    )
-    return stmt.with_for_update(of=runs) if lock else stmt
-
-
-_CALLER_AND_RUN = _caller_and_run_statement(lock=False)
-_CALLER_AND_LOCKED_RUN = _caller_and_run_statement(lock=True)
-
-
-def find_caller_and_run(
-    session: Session, key_hash: str, run_id: str, *, lock: bool = False
-) -> CallerRun | None:
-    """The accept path's one round trip: the active key's environment, the run of that
-    environment (locked ``FOR UPDATE`` with ``lock``), whether any version of the project
-    registers the run's task, and the database clock. None if the key is unknown or
-    revoked, or the run is not in its environment (the caller tells which apart).
-    """
-    stmt = _CALLER_AND_LOCKED_RUN if lock else _CALLER_AND_RUN
-    row = session.execute(stmt, {"key_hash": key_hash, "run_id": run_id}).first()
-    return CallerRun(*row) if row else None
-
-
 def replay_by_request_key(
     session: Session, environment_id: str, run_id: str, request_key: str, window: timedelta
 ) -> tuple[str, str] | None:
@@ -100,10 +43,6 @@ def replay_by_request_key(
         ).limit(1)
     ).first()
     return (row[0], row[1]) if row is not None and row[1] else None
-
-
-def get_command(session: Session, command_id: str) -> Command | None:
-    return session.get(Command, command_id)
 
 
 def lock_command_for_apply(
@@ -164,28 +103,18 @@ def record_outcome(
     return command
 
 
-def pending_for_target_run(session: Session, run_id: str, limit: int = 100) -> list[str]:
-    """Pending commands whose effect lands on ``run_id``, oldest first."""
-    return list(
-        session.scalars(
-            select(Command.id)
-            .where(Command.target_run_id == run_id, Command.status == PENDING)
-            .order_by(Command.created_at, Command.id)
-            .limit(limit)
-        )
+def pending_commands(
+    session: Session, environment_id: str, *, run_id: str | None = None, limit: int = 100
+) -> list[str]:
+    """Pending commands whose effect lands in ``environment_id`` (and on ``run_id`` if
+    given), oldest first; served by ``ix_commands_target_pending`` for one run and
+    ``ix_commands_target_env_pending`` for the environment."""
+    query = select(Command.id).where(
+        Command.target_environment_id == environment_id, Command.status == PENDING
     )
-
-
-def pending_for_environment(session: Session, environment_id: str, limit: int) -> list[str]:
-    """Pending commands whose effect lands in ``environment_id``, oldest first."""
-    return list(
-        session.scalars(
-            select(Command.id)
-            .where(Command.target_environment_id == environment_id, Command.status == PENDING)
-            .order_by(Command.created_at, Command.id)
-            .limit(limit)
-        )
-    )
+    if run_id is not None:
+        query = query.where(Command.target_run_id == run_id)
+    return list(session.scalars(query.order_by(Command.created_at, Command.id).limit(limit)))
 
 
 def claim_for_relay(session: Session, quiet: timedelta, limit: int) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.commands.errors import InvalidDelay, InvalidRequestBody, RunNotDelayed
+from shared.commands.errors import InvalidDelay, RunNotDelayed
 from shared.durations import DelayPolicy, DurationError, iso, parse_delay
 from shared.runs import lifecycle
 from shared.runs.models import Run
@@ -20,20 +20,6 @@ from shared.runs.models import Run
 # Reschedule (§6): a duration from now or a date-time that must be in the future; a JSON
 # number is refused rather than guessed at (seconds? epoch milliseconds?).
 RESCHEDULE_DELAY = DelayPolicy(numbers=False, past="reject")
-
-
-def delay_of(body: Any) -> str:
-    """The ``delay`` of a reschedule body: a string (duration or ISO date), else 400.
-
-    The SDK sends a ``Date`` as its ISO string; a JSON number is refused rather than
-    guessed at (seconds? epoch milliseconds?).
-    """
-    if not isinstance(body, dict):
-        raise InvalidRequestBody()
-    delay = body.get("delay")
-    if not isinstance(delay, str):
-        raise InvalidRequestBody()
-    return delay
 
 
 def resolve_new_time(delay: str, now: datetime) -> datetime:

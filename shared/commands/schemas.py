@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from shared.runs.schemas import MAX_TAGS
 
@@ -69,3 +69,17 @@ class ReplayRequest(BaseModel):
         if self.overrides_payload:
             values["payload"] = self.payload
         return values
+
+
+class RescheduleRequest(BaseModel):
+    """The body of ``POST /api/v1/runs/{runId}/reschedule``.
+
+    ``delay`` must be a string: the SDK sends a ``Date`` as its ISO string, and a JSON
+    number is refused rather than guessed at (seconds? epoch milliseconds?).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    delay: StrictStr = Field(
+        description="A duration such as 1h30m (from now) or an ISO-8601 date-time in the future"
+    )

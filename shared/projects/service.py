@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.errors import InvalidInput, Unauthorized
+from shared.errors import InvalidInput, RunNotFound, Unauthorized
 from shared.projects import repository as repo
 from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
 from shared.ttl.policy import environment_default_ttls
@@ -117,3 +117,20 @@ def list_keys(session: Session) -> list[KeyListing]:
 def revoke_key(session: Session, key_id_or_prefix: str) -> int:
     """Revoke the active key with this id or shown prefix; returns how many were revoked."""
     return repo.revoke_key(session, key_id_or_prefix)
+
+
+def authenticate_for_run(
+    session: Session, secret: str | None, run_id: str, *, lock: bool = False
+) -> tuple[AuthContext, repo.RunHead]:
+    """The caller holding ``secret`` and a run of its environment, in one round trip on the
+    happy path (the accept of a replay or reschedule); ``lock`` locks the run's row.
+
+    401 for a wrong key before 404 for a run it cannot see (§4): the key is looked up on
+    its own only when the joined lookup misses.
+    """
+    found = repo.find_key_and_run(session, hash_key(secret), run_id, lock=lock) if secret else None
+    if found is None:
+        authenticate(session, secret)
+        raise RunNotFound()
+    auth = AuthContext(found.project_id, found.environment_id, found.environment_slug)
+    return auth, found.run

@@ -1,73 +1,43 @@
-"""Parsing ``runs.list`` filters (both status vocabularies) and cursor pages."""
+"""A page of ``runs.list``: newest first, keyset cursors on ``(created_at, id)``.
+
+The query arrives typed (the API parses ``filter[...]``/``page[...]``); what needs the
+database is decided here: the cursors' positions and ``created_within`` against the
+database clock.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.durations import DurationError, parse_datetime, parse_duration
+from shared.db import db_now
 from shared.errors import InvalidInput
-from shared.ids import is_run_id
 from shared.runs import repository as repo
 from shared.runs.models import Run
-from shared.runs.states import RunStatus, statuses_for_filter
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 
 
-def _csv(params: Mapping[str, str], key: str) -> tuple[str, ...]:
-    value = params.get(key)
-    if not value:
-        return ()
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+@dataclass(frozen=True)
+class PageRequest:
+    """``size`` runs after (older than) or before (newer than) the run named by a cursor."""
+
+    size: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+    before: str | None = None
 
 
-def _date(params: Mapping[str, str], key: str) -> datetime | None:
-    value = params.get(key)
-    if not value:
-        return None
-    try:
-        if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        return parse_datetime(value)
-    except (DurationError, ValueError, OverflowError):
-        raise InvalidInput(f"{key} must be an ISO-8601 date") from None
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs, and which page of them. ``created_within`` (created in the last …,
+    counted back from the database clock) replaces ``filter.created_from`` when set."""
 
-
-def parse_filter(
-    params: Mapping[str, str], api_version: str | None, now: datetime
-) -> repo.RunFilter:
-    statuses: set[RunStatus] | None = None
-    names = _csv(params, "filter[status]")
-    if names:
-        statuses = set()
-        for name in names:
-            try:
-                statuses |= statuses_for_filter(name, api_version)
-            except ValueError:
-                raise InvalidInput(f"filter[status] has an unknown status: {name}") from None
-    created_from = _date(params, "filter[createdAt][from]")
-    period = params.get("filter[createdAt][period]")
-    if period:
-        try:
-            created_from = now - timedelta(seconds=parse_duration(period))
-        except DurationError:
-            raise InvalidInput("filter[createdAt][period] must be a duration such as 1d") from None
-    is_test = params.get("filter[isTest]")
-    return repo.RunFilter(
-        statuses=frozenset(statuses) if statuses is not None else None,
-        task_identifiers=_csv(params, "filter[taskIdentifier]"),
-        tags=_csv(params, "filter[tag]"),
-        versions=_csv(params, "filter[version]"),
-        created_from=created_from,
-        created_to=_date(params, "filter[createdAt][to]"),
-        is_test=None if is_test is None else is_test.lower() == "true",
-        batch_id=params.get("filter[batch]") or None,
-    )
+    filter: repo.RunFilter = field(default_factory=repo.RunFilter)
+    page: PageRequest = field(default_factory=PageRequest)
+    created_within: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -77,28 +47,24 @@ class Page:
     previous_cursor: str | None
 
 
-def _cursor(session: Session, environment_id: str, value: str | None) -> tuple[datetime, str] | None:
-    if not value:
+def _position(
+    session: Session, environment_id: str, cursor: str | None
+) -> tuple[datetime, str] | None:
+    if cursor is None:
         return None
-    if not is_run_id(value):
-        raise InvalidInput("page cursors are run ids")
-    run = repo.get_run(session, environment_id, value)
+    run = repo.get_run(session, environment_id, cursor)
     if run is None:
         raise InvalidInput("page cursor names no run")
     return run.created_at, run.id
 
 
-def list_page(
-    session: Session, environment_id: str, params: Mapping[str, str], api_version: str | None,
-    now: datetime,
-) -> Page:
-    run_filter = parse_filter(params, api_version, now)
-    raw_size = params.get("page[size]") or str(DEFAULT_PAGE_SIZE)
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page[size] must be a number from 1 to {MAX_PAGE_SIZE}")
-    size = int(raw_size)
-    after = _cursor(session, environment_id, params.get("page[after]"))
-    before = _cursor(session, environment_id, params.get("page[before]"))
+def list_page(session: Session, environment_id: str, query: RunQuery) -> Page:
+    run_filter = query.filter
+    if query.created_within is not None:
+        run_filter = replace(run_filter, created_from=db_now(session) - query.created_within)
+    size = query.page.size
+    after = _position(session, environment_id, query.page.after)
+    before = _position(session, environment_id, query.page.before)
     rows = repo.list_runs(session, environment_id, run_filter, size + 1, after=after, before=before)
     has_more = len(rows) > size
     if before is not None:

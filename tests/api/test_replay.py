@@ -12,6 +12,7 @@ from tests.support.commands import (
     ParkedCommands,
     command_for_target,
     count,
+    post,
     trigger,
 )
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
@@ -185,13 +186,7 @@ def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
     ]
     runs, commands = count("runs"), count("commands")
     for run_id, body, status, error in cases:
-        url = f"/api/v1/runs/{run_id}/replay"
-        if isinstance(body, str):
-            response = api.post(url, content=body, headers=project.headers())
-        elif body is None:
-            response = api.post(url, headers=project.headers())
-        else:
-            response = api.post(url, json=body, headers=project.headers())
+        response = post(api, f"/api/v1/runs/{run_id}/replay", body, project.headers())
         assert (response.status_code, response.json()) == (status, {"error": error}), run_id
     assert (count("runs"), count("commands")) == (runs, commands)
 

@@ -9,7 +9,7 @@ import pytest
 
 from shared.db import db_now, transaction
 from shared.durations import parse_datetime
-from tests.support.commands import commands_for, count, trigger
+from tests.support.commands import commands_for, count, post, trigger
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
 
@@ -115,13 +115,7 @@ def test_reschedule_errors_write_nothing(api: Any, project: ProjectKeys) -> None
     snapshot = run_row(delayed)
     commands = count("commands")
     for run_id, body, status, error in cases:
-        url = f"/api/v1/runs/{run_id}/reschedule"
-        if isinstance(body, str):
-            response = api.post(url, content=body, headers=project.headers())
-        elif body is None:
-            response = api.post(url, headers=project.headers())
-        else:
-            response = api.post(url, json=body, headers=project.headers())
+        response = post(api, f"/api/v1/runs/{run_id}/reschedule", body, project.headers())
         assert (response.status_code, response.json()) == (status, {"error": error}), body
     after = run_row(delayed)
     assert (after.delayed_until, after.schedule_token, after.updated_at) == (
@@ -148,11 +142,5 @@ def test_reschedule_without_a_valid_key_is_401(api: Any, project: ProjectKeys) -
      ("/api/v1/runs/run_doesnotexist00000000/replay", "[1]")],
 )
 def test_a_wrong_key_is_401_before_any_other_error(api: Any, path: str, body: Any) -> None:
-    headers = {"Authorization": "Bearer tr_dev_wrongwrongwrong"}
-    if isinstance(body, str):
-        response = api.post(path, content=body, headers=headers)
-    elif body is None:
-        response = api.post(path, headers=headers)
-    else:
-        response = api.post(path, json=body, headers=headers)
+    response = post(api, path, body, {"Authorization": "Bearer tr_dev_wrongwrongwrong"})
     assert (response.status_code, response.json()) == (401, {"error": "Invalid or Missing API key"})

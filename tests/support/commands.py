@@ -8,8 +8,10 @@ to apply a command, whatever else the session's in-process worker is doing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,15 @@ def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = 
     )
     assert response.status_code == 200, response.text
     return str(response.json()["id"])
+
+
+def post(api: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
+    """POST ``body`` as sent: a str as raw text, None as no body, anything else as JSON."""
+    if isinstance(body, str):
+        return api.post(url, content=body, headers=headers)
+    if body is None:
+        return api.post(url, headers=headers)
+    return api.post(url, json=body, headers=headers)
 
 
 def command_row(command_id: str) -> Any:
@@ -102,6 +113,34 @@ def lock_waiters() -> int:
                 )
             ).scalar_one()
         )
+
+
+@contextlib.contextmanager
+def held(step: Callable[[Any], Any]) -> Iterator[Any]:
+    """Run ``step(session)`` in a transaction on another thread and keep that transaction
+    open, with the row locks it took, until the block ends; yields what ``step`` returned.
+
+    To force an interleaving: start the other side inside the block and wait until it is
+    seen waiting for a lock (:func:`lock_waiters`).
+    """
+    from shared.db import transaction
+
+    done, release, outcome = threading.Event(), threading.Event(), {}
+
+    def hold() -> None:
+        with transaction() as session:
+            outcome["value"] = step(session)
+            done.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert done.wait(10), "the held step did not finish"
+    try:
+        yield outcome["value"]
+    finally:
+        release.set()
+        thread.join(10)
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.commands.errors import InvalidDelay, InvalidRequestBody
-from shared.commands.reschedule import delay_of, resolve_new_time
-from shared.commands.schemas import ReplayRequest
+from shared.commands.errors import InvalidDelay
+from shared.commands.reschedule import resolve_new_time
+from shared.commands.schemas import ReplayRequest, RescheduleRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -38,10 +38,16 @@ def test_replay_body_of_the_wrong_shape_is_refused(body: dict[str, Any]) -> None
         ReplayRequest.model_validate(body)
 
 
-@pytest.mark.parametrize("body", [None, [], "1h", {}, {"delay": 5}, {"delay": None}])
+@pytest.mark.parametrize(
+    "body", [None, [], "1h", {}, {"delay": 5}, {"delay": 5.0}, {"delay": True}, {"delay": None}]
+)
 def test_reschedule_body_needs_a_string_delay(body: Any) -> None:
-    with pytest.raises(InvalidRequestBody):
-        delay_of(body)
+    with pytest.raises(ValidationError):
+        RescheduleRequest.model_validate(body)
+
+
+def test_a_reschedule_body_keeps_the_delay_as_sent() -> None:
+    assert RescheduleRequest.model_validate({"delay": "1h", "extra": 1}).delay == "1h"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ killed mid-apply, a message lost from Redis, and the relay sweep."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 from sqlalchemy import text
@@ -13,21 +12,24 @@ from sqlalchemy.exc import OperationalError
 from shared.commands import service
 from shared.commands.schemas import ReplayRequest
 from shared.db import session_factory, transaction
+from shared.projects.service import authenticate_for_run
 from tests.support.commands import (
     ParkedCommands,
     command_row,
+    held,
     lock_waiters,
     replays_of,
     trigger,
 )
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+from tests.support.timers import InThread
 
 
 def _accept(project: ProjectKeys, run_id: str, **body: Any) -> tuple[str, str]:
     with transaction() as session:
+        auth, run = authenticate_for_run(session, project.keys["dev"], run_id)
         command = service.accept_replay(
-            session, project.keys["dev"], run_id, ReplayRequest.model_validate(body),
-            publish=False,
+            session, auth, run, ReplayRequest.model_validate(body), publish=False
         )
         return command.id, command.target_run_id
 
@@ -57,34 +59,15 @@ def test_applying_a_command_twice_creates_one_run(api: Any, project: ProjectKeys
 def test_two_workers_applying_at_once_have_one_effect(api: Any, project: ProjectKeys) -> None:
     source = trigger(api, project)
     command_id, new_id = _accept(project, source)
-    first_applied = threading.Event()
-    release_first = threading.Event()
-    outcomes: dict[str, Any] = {}
 
-    def first() -> None:
-        with transaction() as session:
-            outcomes["first"] = service.apply_command(session, command_id, "worker-1")
-            first_applied.set()
-            release_first.wait(10)
+    with held(lambda session: service.apply_command(session, command_id, "worker-1")) as first:
+        second = InThread(lambda: _apply(command_id, "worker-2"))
+        # The second applier is blocked on the command row the first one holds.
+        wait_for(lambda: lock_waiters() >= 1, what="the second applier to wait for the lock")
 
-    def second() -> None:
-        first_applied.wait(10)
-        with transaction() as session:
-            outcomes["second"] = service.apply_command(session, command_id, "worker-2")
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    # The second applier is blocked on the command row the first one holds.
-    wait_for(lambda: lock_waiters() >= 1, what="the second applier to wait for the lock")
-    assert "second" not in outcomes
-    release_first.set()
-    for thread in threads:
-        thread.join(10)
-
-    assert outcomes["first"].status == "APPLIED"
-    assert outcomes["second"].status == "APPLIED"
-    assert outcomes["second"].applied_by == "worker-1"
+    assert first.status == "APPLIED"
+    assert second.result().status == "APPLIED"
+    assert second.result().applied_by == "worker-1"
     assert replays_of(source) == 1
     assert run_row(new_id) is not None
 
@@ -121,8 +104,9 @@ def test_a_rejected_command_records_why_and_creates_nothing(
                  "VALUES (:id, 1, '{\"step\": 1}', 1)"),
             {"id": source},
         )
+        auth, run = authenticate_for_run(session, project.keys["dev"], source)
         command = service.accept_replay(
-            session, project.keys["dev"], source, ReplayRequest(), checkpoint=1, publish=False
+            session, auth, run, ReplayRequest(), checkpoint=1, publish=False
         )
         command_id, new_id = command.id, command.target_run_id
     with transaction() as session:
@@ -138,6 +122,26 @@ def test_a_rejected_command_records_why_and_creates_nothing(
 
 def test_applying_an_unknown_command_does_nothing(project: ProjectKeys) -> None:
     assert _apply("cmd_doesnotexist", "worker-1") is None
+
+
+def test_a_pending_command_of_another_kind_is_rejected(api: Any, project: ProjectKeys) -> None:
+    run_id = trigger(api, project, delay="1h")
+    before = run_row(run_id)
+    with transaction() as session:  # the API never leaves a reschedule pending
+        session.execute(
+            text("INSERT INTO commands (id, kind, status, environment_id, run_id, "
+                 "target_run_id, target_environment_id, arguments, publish_count) VALUES "
+                 "('cmd_left_pending', 'reschedule', 'PENDING', :env, :run, :run, :env, "
+                 "'{\"delayedUntil\": \"2030-01-01T00:00:00Z\"}', 0)"),
+            {"env": project.environment_ids["dev"], "run": run_id},
+        )
+
+    rejected = _apply("cmd_left_pending", "worker-1")
+
+    assert (rejected.status, rejected.reason) == ("REJECTED", "unknown command kind 'reschedule'")
+    after = run_row(run_id)
+    assert (after.delayed_until, after.schedule_token) == (
+        before.delayed_until, before.schedule_token)
 
 
 def test_relay_republishes_stale_commands_once_per_interval(

@@ -1,0 +1,27 @@
+"""The JSON bodies the API accepts, and the error a body of the wrong shape is (§4).
+
+Malformed JSON is 400 "Invalid request body" everywhere (see :func:`api.deps.json_body`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from api.deps import json_body
+from shared.commands.errors import InvalidRequestBody
+from shared.commands.schemas import ReplayRequest, RescheduleRequest
+from shared.errors import InvalidInput
+from shared.runs.schemas import TriggerRequest
+
+# 422 with a sentence naming the field; no body is a trigger with no payload or options.
+TriggerBody = Annotated[
+    TriggerRequest, json_body(TriggerRequest, error=InvalidInput, required=False)
+]
+# 400 "Invalid request body"; no body replays the original as it was (§5).
+ReplayBody = Annotated[
+    ReplayRequest, json_body(ReplayRequest, error=InvalidRequestBody, required=False)
+]
+# 400 "Invalid request body", also for no body or no string ``delay``.
+RescheduleBody = Annotated[
+    RescheduleRequest, json_body(RescheduleRequest, error=InvalidRequestBody)
+]

@@ -1,0 +1,129 @@
+"""The query syntax of ``GET /api/v1/runs`` (``filter[...]``, ``page[...]``), parsed into a
+typed :class:`shared.runs.listing.RunQuery`. Status filters accept both vocabularies (§3).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ApiVersion, BearerCredential
+from shared.durations import DurationError, parse_datetime, parse_duration
+from shared.errors import InvalidInput
+from shared.ids import is_run_id
+from shared.runs.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, RunQuery
+from shared.runs.repository import RunFilter
+from shared.runs.states import RunStatus, statuses_for_filter
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _date(value: str | None, name: str) -> datetime | None:
+    """An ISO-8601 date, or epoch milliseconds."""
+    if not value:
+        return None
+    try:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        return parse_datetime(value)
+    except (DurationError, ValueError, OverflowError):
+        raise InvalidInput(f"{name} must be an ISO-8601 date") from None
+
+
+def _statuses(value: str | None, api_version: str | None) -> frozenset[RunStatus] | None:
+    names = _csv(value)
+    if not names:
+        return None
+    statuses: set[RunStatus] = set()
+    for name in names:
+        try:
+            statuses |= statuses_for_filter(name, api_version)
+        except ValueError:
+            raise InvalidInput(f"filter[status] has an unknown status: {name}") from None
+    return frozenset(statuses)
+
+
+def _period(value: str | None) -> timedelta | None:
+    if not value:
+        return None
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except DurationError:
+        raise InvalidInput("filter[createdAt][period] must be a duration such as 1d") from None
+
+
+def _page_size(value: str | None) -> int:
+    raw = value or str(DEFAULT_PAGE_SIZE)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page[size] must be a number from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def _cursor(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not is_run_id(value):
+        raise InvalidInput("page cursors are run ids")
+    return value
+
+
+class RunListQuery(BaseModel):
+    """The list's query parameters as sent; :meth:`parse` gives the typed query (422 with a
+    sentence naming the parameter for a value it cannot use)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    status: str | None = Field(None, alias="filter[status]",
+                               description="Comma-separated statuses, either vocabulary")
+    task_identifier: str | None = Field(None, alias="filter[taskIdentifier]")
+    tag: str | None = Field(None, alias="filter[tag]")
+    version: str | None = Field(None, alias="filter[version]")
+    created_from: str | None = Field(None, alias="filter[createdAt][from]")
+    created_to: str | None = Field(None, alias="filter[createdAt][to]")
+    created_period: str | None = Field(None, alias="filter[createdAt][period]",
+                                       description="Created within, e.g. 1d")
+    is_test: str | None = Field(None, alias="filter[isTest]")
+    batch: str | None = Field(None, alias="filter[batch]")
+    page_size: str | None = Field(
+        None, alias="page[size]", description=f"1 to {MAX_PAGE_SIZE} ({DEFAULT_PAGE_SIZE})"
+    )
+    page_after: str | None = Field(None, alias="page[after]", description="A run id")
+    page_before: str | None = Field(None, alias="page[before]", description="A run id")
+
+    def parse(self, api_version: str | None) -> RunQuery:
+        run_filter = RunFilter(
+            statuses=_statuses(self.status, api_version),
+            task_identifiers=_csv(self.task_identifier),
+            tags=_csv(self.tag),
+            versions=_csv(self.version),
+            created_from=_date(self.created_from, "filter[createdAt][from]"),
+            created_to=_date(self.created_to, "filter[createdAt][to]"),
+            is_test=None if self.is_test is None else self.is_test.lower() == "true",
+            batch_id=self.batch or None,
+        )
+        page = PageRequest(
+            size=_page_size(self.page_size),
+            after=_cursor(self.page_after),
+            before=_cursor(self.page_before),
+        )
+        return RunQuery(run_filter, page, created_within=_period(self.created_period))
+
+
+async def _run_list_query(
+    params: Annotated[RunListQuery, Query()], credential: BearerCredential,
+    api_version: ApiVersion = None,
+) -> RunQuery:
+    try:
+        return params.parse(api_version)
+    except InvalidInput as exc:
+        await credential.refuse(exc)
+
+
+ListQuery = Annotated[RunQuery, Depends(_run_list_query)]

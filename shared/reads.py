@@ -1,0 +1,103 @@
+"""Reads of runs that reflect every accepted command (read-your-writes, §2.2).
+
+One path for every adapter: authorize, apply the pending commands the caller may see
+inline (with the same idempotent function the worker uses), then load. It sits above
+both :mod:`shared.runs` and :mod:`shared.commands`. ``applier`` names the process applying
+commands inline (``applied_by``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from shared.commands import repository as commands_repo
+from shared.commands.models import Command
+from shared.commands.service import apply_pending
+from shared.errors import NotFound, RunNotFound
+from shared.projects import repository as projects_repo
+from shared.projects.service import AuthContext
+from shared.runs import repository as runs_repo
+from shared.runs.listing import Page, RunQuery, list_page
+from shared.runs.models import Attempt, Checkpoint, Run
+from shared.runs.service import get_run_for
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with what the full run object shows of it: attempts and related runs."""
+
+    run: Run
+    attempts: list[Attempt]
+    related: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobRunView:
+    """A run as Strait shows it: with its version's ordinal in the environment."""
+
+    run: Run
+    job_version: int
+
+
+def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> Run:
+    """The run, as the caller may see it, once the commands landing on it are applied.
+
+    Authorized first: a public token names its runs, and only commands landing in the
+    caller's environment are applied; a run of another environment is 404.
+    """
+    if auth.public_run_ids is not None and run_id not in auth.public_run_ids:
+        raise RunNotFound()
+    apply_pending(session, auth.environment_id, applier, run_id=run_id)
+    return get_run_for(session, auth, run_id)
+
+
+def view_of(session: Session, run: Run) -> RunView:
+    # A run that never started has no attempts and no children: skip both queries.
+    attempts = runs_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
+    started = run.started_at is not None or run.root_run_id or run.parent_run_id
+    related = runs_repo.related_runs(session, run) if started else {}
+    return RunView(run, attempts, related)
+
+
+def read_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> RunView:
+    return view_of(session, visible_run(session, auth, run_id, applier))
+
+
+def read_page(session: Session, auth: AuthContext, query: RunQuery, applier: str) -> Page:
+    """A page of the caller's runs, once the environment's pending commands are applied
+    (at most ``LIST_APPLY_LIMIT`` of them, oldest first)."""
+    apply_pending(session, auth.environment_id, applier)
+    return list_page(session, auth.environment_id, query)
+
+
+def read_checkpoints(
+    session: Session, auth: AuthContext, run_id: str, applier: str
+) -> list[Checkpoint]:
+    """A run's checkpoints, oldest first."""
+    run = visible_run(session, auth, run_id, applier)
+    return runs_repo.checkpoints_of(session, run.id)
+
+
+def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:
+    """The commands issued against a run of the caller's environment, oldest first."""
+    run = visible_run(session, auth, run_id, applier)
+    return commands_repo.commands_of_run(session, run.id)
+
+
+def job_run_of(session: Session, run: Run) -> JobRunView:
+    return JobRunView(run, projects_repo.version_ordinal(session, run.environment_id, run.version))
+
+
+def read_job_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> JobRunView:
+    return job_run_of(session, visible_run(session, auth, run_id, applier))
+
+
+def read_packet(session: Session, run_id: str, kind: Literal["payload", "output"]) -> Any:
+    """A run's payload or output, for a signed packet link (the caller checked the link)."""
+    run = runs_repo.get_run(session, None, run_id)
+    if run is None:
+        raise NotFound("Packet not found or link expired")
+    return run.payload if kind == "payload" else run.output
