@@ -26,6 +26,7 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -239,11 +240,9 @@ def _quiet() -> Iterator[None]:
 def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(Exception):  # a store still down: look again
             if probe():
                 return
-        except Exception:
-            pass
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.05)

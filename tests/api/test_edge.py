@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from shared.db import transaction
 from shared.runs.models import Run
-from tests.support.commands import ParkedCommands, command_for_target, count, post, trigger
+from tests.support.commands import ParkedCommands, command_for_target, count, post, trigger_via_api
 from tests.support.fixtures import ProjectKeys
 
 
@@ -87,7 +87,7 @@ def test_a_wrong_key_is_401_before_a_bad_trigger_body(api: Any) -> None:
 def test_a_read_from_another_environment_applies_nothing(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger(api, project, delay="1h")
+    original = trigger_via_api(api, project, delay="1h")
     new_id = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers()).json()["id"]
 
     for env in ("staging", "prod"):

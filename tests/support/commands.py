@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from tests.support.fixtures import ProjectKeys
 
 
-def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = "dev",
+def trigger_via_api(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = "dev",
             payload: Any = None, **options: Any) -> str:
     response = api.post(
         f"/api/v1/tasks/{task}/trigger",
@@ -97,21 +97,6 @@ def backdate_delay(run_id: str, seconds: int = 1) -> None:
                 "WHERE id = :id"
             ),
             {"id": run_id, "s": seconds},
-        )
-
-
-def lock_waiters() -> int:
-    """Backends of this database waiting on a row lock (to see a forced interleaving)."""
-    from shared.db import transaction
-
-    with transaction() as session:
-        return int(
-            session.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
         )
 
 

@@ -136,3 +136,18 @@ def wait_for_status(run_id: str, *statuses: str, timeout: float = 15.0) -> Any:
         return run if run is not None and run.status in statuses else None
 
     return wait_for(probe, timeout, what=f"{run_id} to reach {statuses}")
+
+
+def lock_waiters() -> int:
+    """Backends of this database waiting on a lock (to see a forced interleaving)."""
+    from shared.db import transaction
+
+    with transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )

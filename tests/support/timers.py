@@ -23,12 +23,12 @@ from sqlalchemy import text
 from tests.support.fixtures import ProjectKeys, wait_for
 
 
-def trigger(
+def trigger_in_db(
     project: ProjectKeys, task: str = "test-echo", env: str = "dev", *, publish: bool = True,
     payload: Any = None, **options: Any,
 ) -> str:
     """Trigger through the service; with ``publish=False`` nothing is sent after commit."""
-    from shared.db import transaction
+    from shared.db import discard_after_commit, transaction
     from shared.projects.service import AuthContext
     from shared.runs.schemas import TriggerOptions
     from shared.runs.service import trigger_run
@@ -39,7 +39,7 @@ def trigger(
             session, auth, task, payload, TriggerOptions.model_validate(options)
         )
         if not publish:
-            session.info.pop("after_commit", None)
+            discard_after_commit(session)
         return result.run.id
 
 
@@ -78,16 +78,6 @@ def reschedule(session: Any, run_id: str, due: datetime) -> Any:
     from shared.runs import lifecycle
 
     return lifecycle.reschedule(session, run_id, due, db_now(session))
-
-
-def lock_waiters() -> int:
-    """Backends of this database waiting on a lock (to see a forced interleaving)."""
-    return int(
-        sql(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).scalar_one()
-    )
 
 
 class InThread:

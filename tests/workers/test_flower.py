@@ -12,7 +12,7 @@ import pytest
 
 from shared.broker import celery_app
 from shared.settings import Settings
-from tests.support.commands import trigger
+from tests.support.commands import trigger_via_api
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 from tests.support.processes import free_port, reprise_process
 
@@ -66,7 +66,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert celery_worker.hostname in workers
     assert "reprise.execute_run" in workers[celery_worker.hostname]["registered"]
 
-    run_id = trigger(api, project, payload={"secret": "payload-marker"})
+    run_id = trigger_via_api(api, project, payload={"secret": "payload-marker"})
     wait_for_status(run_id, "COMPLETED")
 
     def flower_task() -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from shared.db import transaction
 from shared.settings import get_settings
 from shared.sweeps.service import claim_sweep
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
-from tests.support.timers import InThread, backdate, db_clock, trigger
+from tests.support.timers import InThread, backdate, db_clock, trigger_in_db
 from workers import sweeps as sweep_tasks
 from workers.app import app
 
@@ -23,9 +23,9 @@ from workers.app import app
 @pytest.fixture
 def overdue_and_stale(project: ProjectKeys) -> tuple[str, str]:
     """A DELAYED run past its time and a QUEUED run past its TTL, no message for either."""
-    delayed = trigger(project, delay="1h", publish=False)
+    delayed = trigger_in_db(project, delay="1h", publish=False)
     backdate(delayed, "delayed_until")
-    stale = trigger(project, ttl="10m", publish=False)
+    stale = trigger_in_db(project, ttl="10m", publish=False)
     backdate(stale, "ttl_expires_at")
     return delayed, stale
 

@@ -13,8 +13,8 @@ from shared.commands import service
 from shared.db import db_now, transaction
 from shared.projects.service import authenticate_for_run
 from shared.timers.service import promote_due_runs, promote_run
-from tests.support.commands import backdate_delay, commands_for, held, lock_waiters, trigger
-from tests.support.fixtures import ProjectKeys, run_row, wait_for
+from tests.support.commands import backdate_delay, commands_for, held, trigger_via_api
+from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for
 from tests.support.timers import InThread
 
 
@@ -24,7 +24,7 @@ def _promote(run_id: str, token: int) -> Any:
 
 
 def test_promotion_first_then_reschedule_is_rejected(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger(api, project, delay="1h")
+    run_id = trigger_via_api(api, project, delay="1h")
     backdate_delay(run_id)  # its time has come
     token = run_row(run_id).schedule_token
 
@@ -45,7 +45,7 @@ def test_promotion_first_then_reschedule_is_rejected(api: Any, project: ProjectK
 def test_reschedule_first_then_the_old_time_promotes_nothing(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger(api, project, delay="1h")
+    run_id = trigger_via_api(api, project, delay="1h")
     backdate_delay(run_id)  # the old time has come
     old_token = run_row(run_id).schedule_token
 

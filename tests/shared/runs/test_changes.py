@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.logs import JsonFormatter, log_context
-from tests.support.commands import backdate_delay, trigger
+from tests.support.commands import backdate_delay, trigger_via_api
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 
 SECRET = "payload-marker-7c1f"
@@ -31,7 +31,7 @@ def test_a_run_logs_each_state_change_with_its_ids_and_no_payload(
     caplog: pytest.LogCaptureFixture, api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="reprise.runs")
-    run_id = trigger(api, project, task="test-echo", payload={"secret": SECRET})
+    run_id = trigger_via_api(api, project, task="test-echo", payload={"secret": SECRET})
     wait_for_status(run_id, "COMPLETED")
     lines = wait_for(
         lambda: (ls := _lines(caplog, run_id)) and ls[-1]["status"] == "COMPLETED" and ls,
@@ -107,4 +107,4 @@ def _delayed_run(project: ProjectKeys) -> str:
     from api.app import create_app
 
     with TestClient(create_app()) as client:
-        return trigger(client, project, task="test-echo", delay="1h")
+        return trigger_via_api(client, project, task="test-echo", delay="1h")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, update
 
 from reprise.registry import REGISTRY
-from shared.db import transaction
+from shared.db import discard_after_commit, transaction
 from shared.projects.service import AuthContext
 from shared.runs import attempts as steps
 from shared.runs import repository as repo
@@ -37,7 +37,7 @@ def trigger(
             session, auth_of(project), task, payload, TriggerOptions.model_validate(options)
         )
         if not publish:
-            session.info.pop("after_commit")
+            discard_after_commit(session)
         return result.run.id
 
 
@@ -148,7 +148,7 @@ def test_run_of_a_dead_worker_is_reclaimed_after_its_heartbeat_goes_stale(
             )
         )
         assert redispatch_lost(session) == 1
-        session.info.pop("after_commit")  # this test delivers the republished message itself
+        discard_after_commit(session)  # this test delivers the republished message itself
     assert execution.execute_run(run_id, REGISTRY, "other", "20261122.1").status == outcome
     assert [a.status for a in attempts(run_id)] == attempt_statuses
     assert attempts(run_id)[0].error["name"] == "WorkerLost"
@@ -159,7 +159,7 @@ def test_lost_dispatch_is_republished_by_the_recovery_sweep(
 ) -> None:
     with transaction() as session:
         run = trigger_run(session, auth_of(project), "test-echo", 7, TriggerOptions()).run
-        session.info.pop("after_commit")  # the publish after commit is "lost"
+        discard_after_commit(session)  # the publish after commit is "lost"
         session.execute(
             update(Run).where(Run.id == run.id).values(dispatched_at=func.now() - timedelta(hours=1))
         )

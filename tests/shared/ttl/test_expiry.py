@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func
 
 from reprise.registry import REGISTRY
-from shared.db import transaction
+from shared.db import discard_after_commit, transaction
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.lifecycle import EXPIRED_MESSAGE
@@ -18,7 +18,7 @@ from shared.runs.schemas import TriggerOptions
 from shared.runs.service import trigger_run
 from shared.runs.states import RunStatus
 from shared.ttl.service import expire_stale_runs
-from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
     InThread,
@@ -27,9 +27,8 @@ from tests.support.timers import (
     captured_statements,
     explain_analyze,
     insert_bulk_runs,
-    lock_waiters,
     sql,
-    trigger,
+    trigger_in_db,
 )
 from workers import execution
 
@@ -41,7 +40,7 @@ def sweep(batch_size: int | None = None) -> int:
 
 def stale_runs(project: ProjectKeys, count: int) -> list[str]:
     """QUEUED runs with a TTL that passed a moment ago, never dispatched."""
-    run_ids = [trigger(project, ttl="10m", publish=False) for _ in range(count)]
+    run_ids = [trigger_in_db(project, ttl="10m", publish=False) for _ in range(count)]
     sql("UPDATE runs SET ttl_expires_at = now() - interval '1 second' WHERE id = ANY(:ids)",
         ids=run_ids)
     return run_ids
@@ -58,8 +57,8 @@ def dequeue(session: Any, run_id: str) -> Any:
 def test_the_sweep_expires_due_runs_in_batches_and_nothing_else(project: ProjectKeys) -> None:
     # Equal expiry times on purpose: the batch walk must not stall on ties.
     stale = stale_runs(project, 7)
-    fresh = trigger(project, ttl="10m", publish=False)
-    no_ttl = trigger(project, ttl=0, publish=False)
+    fresh = trigger_in_db(project, ttl="10m", publish=False)
+    no_ttl = trigger_in_db(project, ttl=0, publish=False)
     assert sweep(batch_size=3) == 7
     for run_id in stale:
         run = run_row(run_id)
@@ -75,7 +74,7 @@ def test_the_sweep_expires_due_runs_in_batches_and_nothing_else(project: Project
 
 
 def test_a_run_dequeued_before_its_ttl_passed_never_expires(project: ProjectKeys) -> None:
-    run_id = trigger(project, ttl="10m", publish=False)
+    run_id = trigger_in_db(project, ttl="10m", publish=False)
     with transaction() as session:
         dequeue(session, run_id)
         # Handed back to its queue (the worker lacked the task), then its TTL passes.
@@ -181,7 +180,7 @@ def test_a_sweep_batch_probes_keys_not_the_table(project: ProjectKeys) -> None:
     with captured_statements() as seen, transaction() as session:
         assert expire_stale_runs(session) == 3
         session.rollback()  # keep them stale: the plan below is of a batch that finds them
-        session.info.pop("after_commit", None)
+        discard_after_commit(session)
     [(statement, params)] = [(s, p) for s, p in seen if "UPDATE runs" in s]
     plan = explain_analyze(statement, params)
     assert "Index Scan using ix_runs_queued_ttl" in plan, plan
