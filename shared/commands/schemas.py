@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from shared.runs.schemas import MAX_TAGS
+from shared.runs.schemas import Tags
 
 
 class ReplayRequest(BaseModel):
@@ -20,25 +20,13 @@ class ReplayRequest(BaseModel):
 
     payload: Any = None
     environment: str | None = Field(default=None, min_length=1, max_length=64)
-    tags: list[str] | str | None = None
+    tags: Tags = None
     metadata: dict[str, Any] | None = None
     delay: str | int | float | None = None
     ttl: str | int | None = None
     max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
     priority: int | None = Field(default=None, ge=0, le=30 * 86400)
     queue: str | dict[str, Any] | None = None
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        tags = [value] if isinstance(value, str) else value
-        if not isinstance(tags, list) or len(tags) > MAX_TAGS:
-            raise ValueError(f"tags must be a string or a list of at most {MAX_TAGS} strings")
-        if not all(isinstance(t, str) and 1 <= len(t) <= 128 for t in tags):
-            raise ValueError("each tag must be a string of 1 to 128 characters")
-        return tags
 
     @field_validator("delay", "ttl", mode="before")
     @classmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -70,24 +69,6 @@ def authenticate(session: Session, secret: str | None) -> AuthContext:
         raise Unauthorized()
     _, env = found
     return AuthContext(project_id=env.project_id, environment_id=env.id, environment_slug=env.slug)
-
-
-def register_worker_version(
-    session: Session,
-    version: str,
-    catalogue: dict[str, dict[str, Any]],
-    env_slugs: list[str],
-    project_id: str | None = None,
-) -> list[str]:
-    """Register ``version`` with its task catalogue in the named environments of every
-    project (or of one project). Returns the ids of the environments registered.
-    """
-    registered = []
-    for env in repo.list_environments(session, project_id):
-        if env.slug in env_slugs:
-            repo.upsert_worker_version(session, env.id, version, catalogue.items())
-            registered.append(env.id)
-    return registered
 
 
 def worker_registered(session: Session) -> bool:

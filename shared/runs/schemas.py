@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_TAGS = 10
+
+
+def _tags(value: Any) -> Any:
+    if value is None:
+        return None
+    tags = [value] if isinstance(value, str) else value
+    if not isinstance(tags, list):
+        raise ValueError("tags must be a string or a list of strings")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"a run can have at most {MAX_TAGS} tags, got {len(tags)}")
+    for tag in tags:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
+            raise ValueError("each tag must be a string of 1 to 128 characters")
+    return tags
+
+
+# A run's tags as a trigger or a replay gives them: one string or a list, at most 10 of
+# 1 to 128 characters each.
+Tags = Annotated[list[str] | str | None, BeforeValidator(_tags)]
 
 
 class IdempotencyKeyOptions(BaseModel):
@@ -29,7 +48,7 @@ class TriggerOptions(BaseModel):
     idempotency_key_ttl: str | None = Field(default=None, alias="idempotencyKeyTTL")
     delay: str | None = None
     ttl: str | int | None = None
-    tags: list[str] | str | None = None
+    tags: Tags = None
     metadata: dict[str, Any] | None = None
     max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
     max_duration: int | None = Field(default=None, alias="maxDuration", ge=1, le=7 * 86400)
@@ -40,21 +59,6 @@ class TriggerOptions(BaseModel):
     machine: str | dict[str, Any] | None = None
     lock_to_version: str | None = Field(default=None, alias="lockToVersion")
     parent_run_id: str | None = Field(default=None, alias="parentRunId")
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        tags = [value] if isinstance(value, str) else value
-        if not isinstance(tags, list):
-            raise ValueError("tags must be a string or a list of strings")
-        if len(tags) > MAX_TAGS:
-            raise ValueError(f"a run can have at most {MAX_TAGS} tags, got {len(tags)}")
-        for tag in tags:
-            if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
-                raise ValueError("each tag must be a string of 1 to 128 characters")
-        return tags
 
     @field_validator("delay", mode="before")
     @classmethod

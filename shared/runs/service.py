@@ -20,7 +20,7 @@ from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
 from shared.ids import is_run_id, new_run_id
 from shared.payloads import decode_payload, reject_nul
 from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext, register_worker_version
+from shared.projects.service import AuthContext
 from shared.runs import lifecycle
 from shared.runs import repository as repo
 from shared.runs.models import Run
@@ -247,8 +247,8 @@ def register_version(
     project, or of one) and queue the PENDING_VERSION runs it can now execute; returns
     their ids (each published after commit)."""
     released: list[str] = []
-    for environment_id in register_worker_version(
-        session, version, catalogue, env_slugs, project_id
-    ):
-        released += lifecycle.release_pending_version(session, environment_id, list(catalogue))
+    for env in projects_repo.list_environments(session, project_id):
+        if env.slug in env_slugs:
+            projects_repo.upsert_worker_version(session, env.id, version, catalogue.items())
+            released += lifecycle.release_pending_version(session, env.id, list(catalogue))
     return released
