@@ -3,7 +3,7 @@
 Two parts: what this process observed (request latency, state changes it made; in
 multiprocess mode — ``PROMETHEUS_MULTIPROC_DIR`` set, e.g. ``reprise api --workers N`` —
 summed over its processes), and gauges read from Postgres and Redis at scrape time
-(:mod:`shared.metrics.collector`). Worker-side series (sweeps, promotion lateness, run
+(:mod:`api.store_metrics`). Worker-side series (sweeps, promotion lateness, run
 state changes made on workers) are on each worker's exporter (``shared/exporter.py``).
 The endpoint is unauthenticated, like ``/healthz``: keep it off your public ingress.
 """
@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from api.store_metrics import STORE_REGISTRY
 from shared.exporter import MULTIPROC_ENV
-from shared.metrics.collector import STORE_REGISTRY
 
 router = APIRouter(tags=["operations"])
 

@@ -229,17 +229,25 @@ def apply_pending(
     return len(ids)
 
 
-def relay_pending_commands(session: Session, batch_size: int = 1000) -> int:
-    """Republish commands pending longer than ``command_relay_after_seconds``."""
+def relay_pending_commands(
+    session: Session, batch_size: int = 1000, *, queued_messages: int = 0
+) -> int:
+    """Republish commands pending longer than ``command_relay_after_seconds`` whose
+    message may really be lost; returns how many.
+
+    ``queued_messages``: command messages the broker holds right now. While it holds any,
+    pending commands are a backlog being worked through, not lost messages: republishing
+    them would only queue every one of them again (and again each interval). A message
+    lost meanwhile (a failed publish) waits until that queue has drained; one lost with
+    the broker's data (FLUSHALL) finds the queue empty and is republished at the next
+    sweep.
+    """
+    if queued_messages:
+        return 0
     quiet = timedelta(seconds=get_settings().command_relay_after_seconds)
     ids = repo.claim_for_relay(session, quiet, batch_size)
     if ids:
-
-        def republish() -> None:
-            for command_id in ids:
-                broker.publish_command(command_id)
-
-        on_commit(session, republish)
+        on_commit(session, lambda: broker.publish_commands(ids))
     return len(ids)
 
 

@@ -4,7 +4,7 @@ Events (a status change, a promotion, a sweep, a request) are counted where they
 in whichever process that is: the api, or a worker (prefork children write to
 ``PROMETHEUS_MULTIPROC_DIR``, see :mod:`shared.exporter`). State that lives in the stores
 (runs by status, pending commands, queue lengths) is read at scrape time instead, by
-:mod:`shared.metrics.collector` on the api's ``/metrics``.
+:mod:`api.store_metrics` on the api's ``/metrics``.
 
 Every metric here has labels, so in multiprocess mode its values are created lazily, in
 the process that observes them.

@@ -164,6 +164,27 @@ def test_relay_republishes_stale_commands_once_per_interval(
     assert command_row(command_id).publish_count == 2
 
 
+def test_relay_leaves_a_backlog_alone_while_the_queue_still_holds_messages(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    """A backlog of commands waiting in their queue is not a loss: republishing them each
+    interval multiplied the messages (200 replays published 744 times)."""
+    from workers import sweeps
+
+    source = trigger_via_api(api, project)
+    new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
+    command_id = command_row_for(new_id)
+    _age_publication(command_id)
+
+    with transaction() as session:
+        assert service.relay_pending_commands(session, queued_messages=1) == 0
+    assert command_row(command_id).publish_count == 1
+    # The sweep itself reads the queue's length from Redis: the parked queue is not the
+    # commands queue, so it finds that queue empty and the message possibly lost.
+    assert sweeps.relay_pending_commands() == {"relayed": 1}
+    assert command_row(command_id).publish_count == 2
+
+
 def test_a_second_sweep_skips_commands_the_first_is_relaying(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:

@@ -1,0 +1,121 @@
+"""Messages published per command while a backlog of commands waits (SPEC §14: ≤ 1.05
+with a 10,000-command backlog).
+
+Accepts N replays (the real accept path: outbox row, publish after commit) with no
+control process running, so they queue up in Redis; then starts one ``reprise control``
+and ``reprise beat`` with the shipped settings (relay after 3 s, sweeps every 2 s) and
+waits until every command is applied. The relay sweep runs all along; each publish of a
+command is counted in ``commands.publish_count``.
+
+    .venv/bin/python bench/relay.py [--commands 10000] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.timing_stack import (
+    append_results,
+    configure,
+    machine,
+    now_utc,
+    servers,
+    start,
+    stop,
+    wait_until,
+)
+
+VERSION = "relay.1"
+
+
+def accept_backlog(count: int) -> str:
+    """A dev key's project with ``count`` accepted replays of one run; returns the key."""
+    from reprise.registry import REGISTRY
+    from shared.commands.publisher import PUBLISHER
+    from shared.commands.schemas import ReplayRequest
+    from shared.commands.service import accept_replay
+    from shared.db import transaction
+    from shared.projects.service import authenticate, authenticate_for_run, create_key
+    from shared.runs.schemas import TriggerOptions
+    from shared.runs.service import trigger_run
+    from workers.runtime import load_task_modules, register_version
+
+    with transaction() as session:
+        key = create_key(session, "dev")
+    load_task_modules("examples.tasks")
+    register_version(REGISTRY, VERSION, ["dev"])
+    with transaction() as session:
+        auth = authenticate(session, key)
+        source = trigger_run(session, auth, "hello-world", {"name": "bench"}, TriggerOptions()).run.id
+    for _ in range(count):
+        with transaction() as session:
+            auth, head = authenticate_for_run(session, key, source)
+            accept_replay(session, auth, head, ReplayRequest())
+    assert PUBLISHER.flush(120), "the publisher did not hand every command to Redis"
+    return key
+
+
+def counts() -> tuple[int, int, int]:
+    """(commands, applied, messages published)."""
+    from sqlalchemy import text
+
+    from shared.db import transaction
+
+    with transaction() as session:
+        row = session.execute(text(
+            "SELECT count(*), count(*) FILTER (WHERE status <> 'PENDING'), "
+            "coalesce(sum(publish_count), 0) FROM commands"
+        )).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=10_000)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    with servers() as (db_url, redis_url):
+        env = configure(db_url, redis_url, VERSION, "examples.tasks")
+        began = time.monotonic()
+        accept_backlog(args.commands)
+        accepted_in = time.monotonic() - began
+        logs = Path(tempfile.mkdtemp(prefix="reprise-relay-"))
+        control = start(["reprise.cli", "control"], env, logs / "control.log")
+        beat = start(["reprise.cli", "beat", "--schedule", str(logs / "beat")], env,
+                     logs / "beat.log")
+        began = time.monotonic()
+        try:
+            wait_until(lambda: counts()[1] == args.commands, 1800, "every command applied")
+        finally:
+            stop(beat)
+            stop(control)
+        drained_in = time.monotonic() - began
+        total, _, published = counts()
+    ratio = published / total
+    lines = [
+        "| commands | accepted in | applied in | messages published | per command |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {total} | {accepted_in:.1f} s | {drained_in:.1f} s | {published} | {ratio:.3f} |",
+    ]
+    print("\n".join(lines))
+    if args.record:
+        append_results(
+            f"## Command relay under a backlog (bench/relay.py)\n\nRun {now_utc()} on "
+            f"{machine()}; one `reprise control` (threads, 8) and beat with the shipped "
+            "settings (relay after 3 s, sweeps every 2 s); the backlog is accepted with no "
+            "control process running, then drained. Target: at most 1.05 messages per "
+            "command. Reproduce with `.venv/bin/python bench/relay.py`.\n\n"
+            + "\n".join(lines) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
