@@ -74,3 +74,26 @@ def test_reschedule_first_then_the_old_time_promotes_nothing(
     assert _promote(run_id, old_token) is None
     assert _promote(run_id, old_token + 1) is not None
     assert run_row(run_id).status != "DELAYED"
+
+
+def test_a_relative_delay_counts_from_the_request_not_from_the_end_of_its_lock_wait(
+    api: Any, project: ProjectKeys
+) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    run_id = trigger_via_api(api, project, delay="1h")
+    lock = "SELECT id FROM runs WHERE id = :id FOR UPDATE"
+    with held(lambda session: session.execute(text(lock), {"id": run_id})):
+        with transaction() as session:
+            sent_at = db_now(session)
+        reschedule = InThread(lambda: api.post(
+            f"/api/v1/runs/{run_id}/reschedule", json={"delay": "10s"}, headers=project.headers()
+        ))
+        wait_for(lambda: lock_waiters() >= 1, what="the reschedule to wait for the run's row")
+        time.sleep(2)  # the row stays locked this long (the injected wait)
+    response = reschedule.result()
+    assert response.status_code == 200, response.text
+    due = run_row(run_id).delayed_until
+    assert timedelta(seconds=9.5) <= due - sent_at <= timedelta(seconds=11)
