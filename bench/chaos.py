@@ -176,6 +176,10 @@ class Stack:
         )
         return str(body["id"]) if body else None
 
+    def wait_registered(self) -> None:
+        """Until a worker has registered the task (a trigger before that is a 404)."""
+        wait_until(lambda: self.trigger(0.01) is not None, 60, "a worker to register its tasks")
+
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         import psycopg
 
@@ -273,7 +277,7 @@ def _summary(scenario: str, ids: list[str], runs: dict[str, tuple[str, int, Any]
 def postgres_restart(s: Stack) -> Result:
     s.start_worker("worker")
     s.start_control()
-    wait_until(lambda: s.trigger(0.01) is not None, 60, "a first trigger")
+    s.wait_registered()
     accepted: list[str] = []
     stop = threading.Event()
 
@@ -305,6 +309,8 @@ def postgres_restart(s: Stack) -> Result:
 def kill_worker(s: Stack) -> Result:
     s.start_control()
     s.start_worker("doomed", own_group=True, slots=1)
+    s.wait_registered()
+    wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
     ids = [rid for rid in (s.trigger(3) for _ in range(6)) if rid]
     wait_until(lambda: bool(s.executing()), 60, "a run executing")
     [victim] = s.executing()
@@ -322,6 +328,8 @@ def kill_worker(s: Stack) -> Result:
 def sigterm_worker_group(s: Stack) -> Result:
     s.start_control()
     s.start_worker("stopping", own_group=True, slots=2)
+    s.wait_registered()
+    wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
     ids = [rid for rid in (s.trigger(2) for _ in range(6)) if rid]
     wait_until(lambda: len(s.executing()) == 2, 60, "two runs executing")
     began = time.monotonic()
@@ -338,6 +346,10 @@ def redis_flushall(s: Stack) -> Result:
     import redis
 
     s.start_control()
+    s.start_worker("first")  # registers the task, then leaves: the runs below wait in Redis
+    s.wait_registered()
+    s.children["first"].send_signal(signal.SIGTERM)
+    s.children["first"].wait(60)
     ids = [rid for rid in (s.trigger(0.1) for _ in range(20)) if rid]
     ids += [rid for rid in (s.trigger(0.1, delay="3s") for _ in range(10)) if rid]
     for original in ids[:10]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -12,7 +15,9 @@ from reprise.cli import command_names, main
 from tests.support.live_server import ROOT
 from workers import cli as server_cli
 
-SERVER_COMMANDS = {"dev", "migrate", "api", "worker", "beat", "flower", "healthcheck", "keys"}
+SERVER_COMMANDS = {
+    "dev", "migrate", "api", "worker", "control", "beat", "flower", "healthcheck", "keys",
+}
 
 
 def test_the_cli_has_every_server_command() -> None:
@@ -72,3 +77,27 @@ def test_without_any_of_the_server_the_message_is_one_short_line(
     assert main(["worker"]) == 2
     expected = "reprise worker needs the server: pip install 'reprise[server]'"
     assert capsys.readouterr().err.strip() == expected
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker"], ["control"], ["beat"], ["flower"]])
+def test_a_process_without_its_stores_exits_at_once_naming_them(command: list[str]) -> None:
+    """Never Celery's default broker (amqp://localhost) or a database that happens to run
+    on this machine: one line naming what is missing, exit code 2 (SPEC §13)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRISE_")}
+    env["REPRISE_REDIS_URL"] = os.environ["REPRISE_REDIS_URL"]
+    done = subprocess.run(
+        [sys.executable, "-m", "reprise.cli", *command], env=env, capture_output=True,
+        text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"reprise {command[0]}: REPRISE_DATABASE_URL must be set "
+        "(or use `reprise dev`, which starts embedded servers)"
+    )
+    env.pop("REPRISE_REDIS_URL")
+    done = subprocess.run(
+        [sys.executable, "-m", "reprise.cli", *command], env=env, capture_output=True,
+        text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "REPRISE_DATABASE_URL and REPRISE_REDIS_URL must be set" in done.stderr
