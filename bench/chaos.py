@@ -393,7 +393,7 @@ def main() -> None:
 
         append_results(
             f"## Chaos (bench/chaos.py)\n\nRun {now_utc()} on {machine()}; shipped settings "
-            "(heartbeat 2.5 s, stale window 10 s, sweeps every 2 s, redispatch after 60 s); "
+            "(heartbeat 2.5 s, stale window 10 s, sweeps every 2 s, redispatch after 15 s); "
             "reproduce with `.venv/bin/python bench/chaos.py`.\n\n"
             + HEADER + "\n" + "\n".join(r.row() for r in results) + "\n"
         )

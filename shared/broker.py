@@ -183,6 +183,18 @@ def broker_client(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
+def run_queues_holding_messages(queues: Iterable[str | None]) -> set[str | None]:
+    """Which of these Reprise queues' Celery queues hold messages right now (a backlog is
+    being worked through: its runs' messages are not lost, only waiting)."""
+    app = celery_app()
+    runs_queue = app.conf.task_default_queue
+    names = {queue: _run_queue(runs_queue, queue) for queue in queues}
+    if not names:
+        return set()
+    lengths = queue_lengths(broker_client(app.conf.broker_url), set(names.values()))
+    return {queue for queue, name in names.items() if lengths[name]}
+
+
 def queue_lengths(client: Redis, queues: Iterable[str]) -> dict[str, int]:
     """Messages waiting in each Celery queue (every priority list summed), one round trip."""
     names = list(queues)

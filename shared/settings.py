@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # ETA message outlives the visibility timeout (which would make Redis redeliver it).
     timer_horizon_seconds: float = 300.0
     sweep_interval_seconds: float = 2.0
-    redispatch_after_seconds: float = 60.0
+    redispatch_after_seconds: float = 15.0
     command_relay_after_seconds: float = 3.0
     ttl_sweep_batch_size: int = 5000
     max_ttl_seconds: int = 14 * 24 * 3600

@@ -120,15 +120,20 @@ def release_pending_version(
 
 def redispatch_lost(session: Session, limit: int = 1000) -> int:
     """Republish runs whose execution message may have been lost: queued or retrying runs
-    not dispatched for ``redispatch_after_seconds``, claimed runs whose heartbeat is older
-    than ``stale_run_seconds`` (their worker died). Execution is idempotent, so a run
-    republished while its message still exists is claimed once and the copy is a no-op."""
+    not dispatched for ``redispatch_after_seconds`` whose queue holds no messages (a
+    backlog is only waiting; a message lost meanwhile waits until the queue drains), and
+    claimed runs whose heartbeat is older than ``stale_run_seconds`` (their worker died).
+    Execution is idempotent, so a run republished while its message still exists is
+    claimed once and the copy is a no-op."""
     settings = get_settings()
+    quiet = timedelta(seconds=settings.redispatch_after_seconds)
+    busy = broker.run_queues_holding_messages(repo.queues_of_lost_dispatches(session, quiet))
     lost = repo.claim_lost_dispatches(
         session,
-        quiet=timedelta(seconds=settings.redispatch_after_seconds),
+        quiet=quiet,
         stale=timedelta(seconds=settings.stale_run_seconds),
         limit=limit,
+        busy_queues=busy,
     )
     if lost:
         on_commit(session, lambda: broker.dispatch_runs(lost))

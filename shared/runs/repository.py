@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, any_, func, null, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, any_, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -402,24 +402,46 @@ def pending_version_runs(
     )
 
 
+def _waiting_lost(quiet: timedelta) -> ColumnElement[bool]:
+    now = func.now()
+    return (
+        Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING])
+        & (Run.dispatched_at < now - quiet)
+        & func.coalesce(Run.next_attempt_at < now - quiet, True)
+    )
+
+
+def queues_of_lost_dispatches(session: Session, quiet: timedelta) -> set[str | None]:
+    """The queues of queued or retrying runs not dispatched for ``quiet``."""
+    return set(session.scalars(select(Run.queue).where(_waiting_lost(quiet)).distinct().limit(1000)))
+
+
 def claim_lost_dispatches(
-    session: Session, quiet: timedelta, stale: timedelta, limit: int
+    session: Session,
+    quiet: timedelta,
+    stale: timedelta,
+    limit: int,
+    busy_queues: Collection[str | None] = (),
 ) -> list[tuple[str, str | None]]:
     """Runs whose execution message may be lost, stamped ``dispatched_at = now()`` so a
     concurrent sweep (``SKIP LOCKED``) or the next one does not pick them again at once:
     queued or retrying runs not dispatched for ``quiet`` (a retry counts from its due
-    time), and claimed runs whose heartbeat and last dispatch are older than ``stale``
-    (and the database has been up that long: see ``lifecycle.abandoned``)."""
+    time) unless their queue is in ``busy_queues``, and claimed runs whose heartbeat and
+    last dispatch are older than ``stale`` (and the database has been up that long: see
+    ``lifecycle.abandoned``)."""
     now = func.now()
-    waiting = [RunStatus.QUEUED, RunStatus.RETRYING]
     claimed = [RunStatus.DEQUEUED, RunStatus.EXECUTING]
+    waiting = _waiting_lost(quiet)
+    busy = [q for q in busy_queues if q is not None]
+    if busy:
+        waiting = waiting & func.coalesce(Run.queue.not_in(busy), True)
+    if None in busy_queues:
+        waiting = waiting & Run.queue.is_not(None)
     candidates = (
         select(Run.id)
         .where(
             or_(
-                Run.status.in_(waiting)
-                & (Run.dispatched_at < now - quiet)
-                & func.coalesce(Run.next_attempt_at < now - quiet, True),
+                waiting,
                 Run.status.in_(claimed)
                 & (Run.heartbeat_at < now - stale)
                 & (func.pg_postmaster_start_time() < now - stale)

@@ -201,3 +201,29 @@ def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
     assert run.queued_at >= run.delayed_until
     with transaction() as session:
         assert promote_due_runs(session).promoted == 0
+
+
+def test_runs_waiting_behind_a_backlog_are_not_republished_as_lost(project: ProjectKeys) -> None:
+    """A queue still holding messages is a backlog, not a loss: its old queued runs are
+    republished only once it has drained (FLUSHALL empties it at once)."""
+    from shared.broker import broker_client, run_queue
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    queue = f"backlog-{project.slug}"
+    run_id = trigger(project, "test-echo", None, publish=False, queue=queue)
+    with transaction() as session:
+        session.execute(
+            update(Run).where(Run.id == run_id).values(dispatched_at=func.now() - timedelta(hours=1))
+        )
+    client = broker_client(settings.redis_url)
+    name = run_queue(settings, queue)
+    client.rpush(name, "a message still waiting")
+    try:
+        with transaction() as session:
+            assert redispatch_lost(session) == 0
+    finally:
+        client.delete(name)
+    with transaction() as session:
+        assert redispatch_lost(session) == 1
+        discard_after_commit(session)
