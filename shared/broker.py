@@ -111,14 +111,14 @@ def celery_app() -> Celery:
 
 
 def dispatch_run(
-    run_id: str, queue: str | None, countdown: float | None = None, *, watch: bool = False
+    run_id: str, queue: str | None, countdown: float | None = None, *, watch: str | None = None
 ) -> None:
     """Publish the execution of a run to its queue's Celery queue (after the transaction
     that queued it committed).
 
-    ``watch``: a delivery that comes back to look at a run another worker holds, once that
-    worker's heartbeat would have gone stale (see ``workers.tasks.execute_run``)."""
-    kwargs = {"watch": True} if watch else None
+    ``watch``: the worker holding the run — a delivery that comes back to look at it once
+    that worker's heartbeat would have gone stale (see ``workers.tasks.execute_run``)."""
+    kwargs = {"watch": watch} if watch else None
     app = celery_app()
     app.send_task(
         EXECUTE_RUN, args=[run_id], kwargs=kwargs, countdown=countdown,

@@ -32,17 +32,20 @@ WATCH_MARGIN_SECONDS = 1.0
 
 
 @app.task(name=broker.EXECUTE_RUN, bind=True, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
-def execute_run(self: Any, run_id: str, watch: bool = False) -> dict[str, str]:
+def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict[str, str]:
     """Execute a run. A redelivered message (its worker was lost) that finds the run still
     held by a worker whose heartbeat is fresh is not dropped: it comes back when that
-    heartbeat would have gone stale, so a run whose worker died is re-executed after the
-    stale window, never while its first execution could still be alive."""
+    heartbeat would have gone stale (``watch`` names that holder), so a run whose worker
+    died is re-executed after the stale window, never while its first execution could
+    still be alive. Once another worker holds the run, the watch ends."""
     me = identity()
     outcome = execution.execute_run(run_id, me.registry, me.name, me.version)
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    if outcome.held_for is not None and (watch or redelivered):
+    watching = redelivered or watch is True or (watch and watch == outcome.holder)
+    if outcome.held_for is not None and watching:
         broker.dispatch_run(
-            run_id, outcome.queue, countdown=outcome.held_for + WATCH_MARGIN_SECONDS, watch=True
+            run_id, outcome.queue, countdown=outcome.held_for + WATCH_MARGIN_SECONDS,
+            watch=outcome.holder or "unknown",
         )
         log.info("run %s is held by a live worker; looking again in %.1fs", run_id,
                  outcome.held_for + WATCH_MARGIN_SECONDS)

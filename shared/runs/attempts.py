@@ -47,6 +47,9 @@ class Outcome:
     # heartbeat goes stale (when the run may be reclaimed if that worker died).
     held_for: float | None = None
     queue: str | None = None
+    # Who holds it, and in which attempt (``<worker>#<attempt>``): a watch of a lost
+    # execution ends once the run is in another attempt or another worker's hands.
+    holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         if current.status in EXECUTING_LIKE and current.heartbeat_at is not None:
             age = db_now(session) - current.heartbeat_at
             held_for = max((stale - age).total_seconds(), 0.0)
-        return Outcome(run_id, current.status, "not claimed", held_for, current.queue)
+        holder = f"{current.locked_by}#{current.attempt_count}"
+        return Outcome(run_id, current.status, "not claimed", held_for, current.queue, holder)
     repo.fail_open_attempts(session, run_id, WORKER_LOST)
     if run.attempt_count >= run.max_attempts:
         lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
