@@ -1,0 +1,374 @@
+"""Throughput: the whole run lifecycle against raw Celery and a hand-written Celery +
+Postgres job table, in one run, on the same Redis, Postgres and worker shape (SPEC §14).
+
+    .venv/bin/python bench/throughput.py            # the full table (a few minutes)
+    .venv/bin/python bench/throughput.py --quick    # smaller counts, under a minute
+    .venv/bin/python bench/throughput.py --record   # also append to bench/RESULTS.md
+
+Rows:
+
+* **Reprise**: ``POST /api/v1/tasks/bench-noop/trigger`` from 16 HTTP clients (2 api
+  processes) → COMPLETED, a no-op task; completed/s from the first run created to the last
+  finished.
+* **raw Celery**: a no-op Celery task (``acks_late``, prefetch 1, events on — the app's own
+  settings), published by 16 threads; it counts itself done with one Redis INCR.
+* **DIY**: 16 threads each INSERT a job row (a durable commit) and ``send_task``; the task
+  UPDATEs the row to done.
+* **scale-out**: the Reprise row with 1, 2 and 4 worker processes.
+* **API CPU per request**: one api process, 16 clients, CPU (``/proc/<pid>/stat``) per
+  request of the bare endpoint (one INSERT on the same stack), trigger, replay and
+  reschedule.
+
+Every worker is ``celery -A workers.app worker --pool prefork --concurrency N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.http_load import KeepAliveClient
+from bench.timing_stack import (
+    append_results,
+    configure,
+    machine,
+    now_utc,
+    servers,
+    stop,
+    wait_until,
+)
+
+VERSION = "throughput.1"
+CLIENTS = 16
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sizes:
+    runs: int
+    requests: int
+    scale_runs: int
+
+
+FULL = Sizes(runs=2000, requests=1000, scale_runs=1000)
+QUICK = Sizes(runs=300, requests=200, scale_runs=150)
+
+
+def sql(statement: str, **params: Any) -> Any:
+    from sqlalchemy import text
+
+    from shared.db import transaction
+
+    with transaction() as session:
+        result = session.execute(text(statement), params)
+        return result.all() if result.returns_rows else []
+
+
+def prepare() -> str:
+    """Tables of the baselines, a dev key, and the catalogue of the bench task."""
+    from bench.app import CREATE_BASELINE_TABLE
+    from bench.throughput_tasks import CREATE_DIY_TABLE
+    from shared.db import transaction
+    from shared.projects.service import create_key
+    from workers.runtime import load_task_modules, register_version
+
+    sql(CREATE_BASELINE_TABLE)
+    sql(CREATE_DIY_TABLE)
+    with transaction() as session:
+        key = create_key(session, "dev")
+    register_version(load_task_modules("bench.throughput_tasks"), VERSION, ["dev"])
+    return key
+
+
+def start_worker(env: dict[str, str], queue: str, processes: int, log: Path) -> Any:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue,
+             "-I", "bench.throughput_tasks", "--pool", "prefork", "--concurrency",
+             str(processes), "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+             "-n", f"bench-{secrets.token_hex(3)}@%h"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def start_api(env: dict[str, str], port: int, workers: int, log: Path) -> Any:
+    import httpx
+
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+             "--no-access-log", "--workers", str(workers)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 60, "the API")
+    return proc
+
+
+def closed_loop(port: int, key: str, requests: list[tuple[str, bytes]]) -> int:
+    """Send ``requests`` from :data:`CLIENTS` concurrent clients; returns the errors."""
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+    async def run() -> int:
+        client = KeepAliveClient("127.0.0.1", port, headers)
+        queue = iter(requests)
+        errors = 0
+
+        async def one_client() -> None:
+            nonlocal errors
+            for path, body in queue:
+                status, detail = await client.post(path, body)
+                if status != 200:
+                    errors += 1
+                    if errors <= 3:
+                        print(f"  {path}: {status} {detail[:200]!r}", flush=True)
+
+        await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
+        client.close()
+        return errors
+
+    return asyncio.run(run())
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+# --- the rows ---------------------------------------------------------------------------
+
+
+def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
+                      processes: int, api_port: int) -> float:
+    """Completed runs per second, trigger (HTTP) to COMPLETED."""
+    from shared.broker import queue_names
+    from shared.settings import get_settings
+
+    worker = start_worker(env, queue_names(get_settings())["runs"], processes, logs / "w.log")
+    try:
+        body = b'{"payload": null}'
+        closed_loop(api_port, key, [("/api/v1/tasks/bench-noop/trigger", body)] * CLIENTS)
+        wait_until(lambda: not sql("SELECT 1 FROM runs WHERE status <> 'COMPLETED' LIMIT 1"),
+                   120, "the warm-up runs")
+        sql("DELETE FROM attempts; DELETE FROM runs")
+        errors = closed_loop(api_port, key, [("/api/v1/tasks/bench-noop/trigger", body)] * runs)
+        wait_until(lambda: sql("SELECT count(*) FROM runs WHERE status = 'COMPLETED'")[0][0]
+                   >= runs - errors, 600, "every run to complete")
+    finally:
+        stop(worker)
+    [(seconds,)] = sql("SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM runs")
+    return (runs - errors) / float(seconds)
+
+
+def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
+    import redis
+
+    from bench.throughput_tasks import RAW_COUNTER, RAW_NOOP
+    from shared.broker import celery_app
+
+    queue = f"{env['REPRISE_QUEUE_PREFIX']}.bench"
+    client = redis.Redis.from_url(env["REPRISE_REDIS_URL"])
+    worker = start_worker(env, queue, processes, logs / "raw.log")
+    app = celery_app()
+
+    def publish(count: int) -> None:
+        with app.producer_or_acquire() as producer:
+            for i in range(count):
+                app.send_task(RAW_NOOP, args=[str(i)], queue=queue, producer=producer)
+
+    try:
+        client.set(RAW_COUNTER, 0)
+        publish(CLIENTS)
+        wait_until(lambda: int(client.get(RAW_COUNTER) or 0) == CLIENTS, 60, "raw warm-up")
+        client.set(RAW_COUNTER, 0)
+        began = time.monotonic()
+        _in_threads(publish, runs)
+        wait_until(lambda: int(client.get(RAW_COUNTER) or 0) >= runs, 600, "raw no-ops")
+        return runs / (time.monotonic() - began)
+    finally:
+        stop(worker)
+
+
+def diy(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
+    import psycopg
+
+    from bench.throughput_tasks import DIY_JOB, DIY_TABLE
+    from shared.broker import celery_app
+
+    queue = f"{env['REPRISE_QUEUE_PREFIX']}.bench"
+    url = env["REPRISE_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    app = celery_app()
+    worker = start_worker(env, queue, processes, logs / "diy.log")
+
+    def produce(count: int) -> None:
+        with psycopg.connect(url) as conn, app.producer_or_acquire() as producer:
+            for _ in range(count):
+                job_id = secrets.token_hex(12)
+                conn.execute(f"INSERT INTO {DIY_TABLE} (id, status) VALUES (%s, 'queued')",
+                             (job_id,))
+                conn.commit()
+                app.send_task(DIY_JOB, args=[job_id], queue=queue, producer=producer)
+
+    def pending() -> int:
+        return int(sql(f"SELECT count(*) FROM {DIY_TABLE} WHERE status <> 'done'")[0][0])
+
+    try:
+        produce(CLIENTS)
+        wait_until(lambda: pending() == 0, 60, "DIY warm-up")
+        sql(f"DELETE FROM {DIY_TABLE}")
+        _in_threads(produce, runs)
+        wait_until(lambda: pending() == 0, 600, "DIY jobs")
+    finally:
+        stop(worker)
+    [(seconds,)] = sql(
+        f"SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM {DIY_TABLE}"
+    )
+    return runs / float(seconds)
+
+
+def _in_threads(work: Callable[[int], None], total: int) -> None:
+    share = [total // CLIENTS + (1 if i < total % CLIENTS else 0) for i in range(CLIENTS)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in share]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def api_cpu(env: dict[str, str], logs: Path, key: str, requests: int) -> dict[str, float]:
+    """CPU ms per request of one api process, per route, 16 clients."""
+    from workers.devstack import free_port
+
+    port = free_port()
+    api = start_api(env, port, 1, logs / "api-cpu.log")
+    try:
+        source = sql("SELECT id FROM runs LIMIT 1")[0][0]
+        delayed = _delayed_runs(requests + CLIENTS)
+        routes: dict[str, list[tuple[str, bytes]]] = {
+            "bare endpoint (one INSERT)": [("/bench/insert", b"")] * requests,
+            "trigger": [("/api/v1/tasks/bench-noop/trigger", b'{"payload": null}')] * requests,
+            "replay": [(f"/api/v1/runs/{source}/replay", b"")] * requests,
+            "reschedule": [(f"/api/v1/runs/{run_id}/reschedule", b'{"delay": "2h"}')
+                           for run_id in delayed],
+        }
+        result = {}
+        for name, batch in routes.items():
+            closed_loop(port, key, batch[:CLIENTS])  # warm-up
+            before = cpu_seconds(api.pid)
+            errors = closed_loop(port, key, batch[CLIENTS:CLIENTS + requests])
+            result[name] = (cpu_seconds(api.pid) - before) * 1000 / requests
+            if errors:
+                print(f"  {name}: {errors} errors", flush=True)
+        return result
+    finally:
+        stop(api)
+
+
+def _delayed_runs(count: int) -> list[str]:
+    from shared.db import transaction
+    from shared.projects.service import AuthContext
+    from shared.runs.schemas import TriggerOptions
+    from shared.runs.service import trigger_run
+
+    [(project_id, env_id)] = sql(
+        "SELECT e.project_id, e.id FROM environments e JOIN api_keys k "
+        "ON k.environment_id = e.id LIMIT 1"
+    )
+    auth = AuthContext(project_id, env_id, "dev")
+    with transaction() as session:
+        template = trigger_run(
+            session, auth, "bench-noop", None, TriggerOptions(delay="1h")
+        ).run.id
+    columns = [c for (c,) in sql(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'runs' AND column_name <> 'id'")]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    rows = sql(
+        f"INSERT INTO runs (id, {listed}) SELECT 'run_' || substr(md5(random()::text || "
+        f"g::text), 1, 24), {listed} FROM runs, generate_series(2, :n) AS g "
+        "WHERE id = :template RETURNING id", n=count, template=template,
+    )
+    return [template, *[r[0] for r in rows]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts, under a minute")
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument("--processes", type=int, default=4, help="worker processes (4)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    logs = Path(tempfile.mkdtemp(prefix="reprise-throughput-"))
+    from workers.devstack import free_port
+
+    with servers() as (db_url, redis_url):
+        env = configure(db_url, redis_url, VERSION, "bench.throughput_tasks")
+        key = prepare()
+        api_port = free_port()
+        api = start_api(env, api_port, 2, logs / "api.log")
+        try:
+            rows = {
+                "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, args.processes, api_port),
+                "raw Celery": raw_celery(env, logs, sizes.runs, args.processes),
+                "DIY Celery + Postgres": diy(env, logs, sizes.runs, args.processes),
+            }
+            scale = {
+                n: reprise_lifecycle(env, logs, key, sizes.scale_runs, n, api_port)
+                for n in (1, 2, 4)
+            }
+        finally:
+            stop(api)
+        cpu = api_cpu(env, logs, key, sizes.requests)
+
+    raw, own = rows["raw Celery"], rows["DIY Celery + Postgres"]
+    lines = [
+        (f"| what ({sizes.runs} no-op runs, {CLIENTS} clients, {args.processes} worker "
+         "processes) | completed/s | x raw | x DIY |"),
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {rate:.0f} | {rate / raw:.2f} | {rate / own:.2f} |"
+          for name, rate in rows.items()),
+        "",
+        f"| scale-out ({sizes.scale_runs} runs) | completed/s | x 1 process |",
+        "|---|---:|---:|",
+        *(f"| Reprise, {n} worker process{'es' if n > 1 else ''} | {rate:.0f} | "
+          f"{rate / scale[1]:.2f} |" for n, rate in scale.items()),
+        "",
+        f"| API CPU per request ({sizes.requests} requests, 1 api process) | ms | x bare |",
+        "|---|---:|---:|",
+        *(f"| {name} | {ms:.2f} | {ms / cpu['bare endpoint (one INSERT)']:.2f} |"
+          for name, ms in cpu.items()),
+    ]
+    print("\n".join(lines))
+    if args.record:
+        append_results(
+            f"## Throughput (bench/throughput.py{' --quick' if args.quick else ''})\n\n"
+            f"Run {now_utc()} on {machine()}; embedded durable Postgres and Redis unless "
+            "URLs were set; every worker `celery -A workers.app worker --pool prefork`. "
+            "Reproduce with `.venv/bin/python bench/throughput.py`.\n\n" + "\n".join(lines) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
