@@ -44,11 +44,13 @@ def get_engine(url: str | None = None) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
+            # No pre-ping (a round trip per checkout): a connection the server dropped fails
+            # its statement, the pool invalidates it (and every older one), and the caller
+            # sees a transient error — the api answers 503 with x-should-retry, tasks retry.
             engine = create_engine(
                 url,
                 pool_size=10,
                 max_overflow=20,
-                pool_pre_ping=True,
                 pool_recycle=1800,
             )
             _engines[url] = engine

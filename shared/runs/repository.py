@@ -11,10 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, and_, any_, func, null, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    any_,
+    func,
+    inspect,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared.runs import changes
@@ -28,16 +40,22 @@ class DuplicateRun(Exception):
     """An idempotency key or request key is already taken by another run."""
 
 
+# Prebuilt, and no savepoint: a key another request took first makes the INSERT return no
+# row (instead of an error that would abort the transaction), which is the whole answer.
+_INSERT_RUN = (
+    pg_insert(cast(Table, Run.__table__)).on_conflict_do_nothing().returning(Run.__table__.c.id)
+)
+_RUN_COLUMNS = [(attr.key, attr.columns[0].key) for attr in inspect(Run).column_attrs]
+
+
 def insert_run(session: Session, run: Run) -> Run:
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError as exc:
-        name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if name in ("uq_runs_idempotency", "uq_runs_request_idempotency"):
-            raise DuplicateRun(name) from None
-        raise
+    """Insert ``run`` (a new, unsaved object: the columns it has values for, the others
+    their defaults, as the ORM would); raises DuplicateRun when one of its idempotency
+    keys is already taken. ``run`` stays a plain object, not in the session."""
+    given = run.__dict__
+    values = {column: given[key] for key, column in _RUN_COLUMNS if key in given}
+    if session.execute(_INSERT_RUN, values).first() is None:
+        raise DuplicateRun(run.id)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
 
