@@ -35,7 +35,12 @@ from shared.db import transaction
 from shared.errors import InvalidRunId, RepriseError
 from shared.ids import is_run_id
 from shared.projects.repository import RunHead
-from shared.projects.service import AuthContext, authenticate, authenticate_for_run
+from shared.projects.service import (
+    AuthContext,
+    authenticate,
+    authenticate_for_run,
+    cached_caller,
+)
 from shared.projects.tokens import authenticate_public_token
 
 M = TypeVar("M", bound=BaseModel)
@@ -116,6 +121,13 @@ class Credential:
             self.verified = True
         return self.auth
 
+    def cached(self) -> AuthContext | None:
+        """The caller, if its secret key was verified within the key cache's window."""
+        auth = cached_caller(self._token)
+        if auth is not None:
+            self.auth, self.verified = auth, True
+        return auth
+
     def with_run(self, run_id: str, *, lock: bool = False) -> tuple[AuthContext, RunHead]:
         """The caller (secret keys only) and a run of its environment in one round trip:
         the accept path of replay and reschedule. 401 for a wrong key, then 404."""
@@ -142,12 +154,19 @@ async def _credential(request: Request, session: DbSession) -> Credential:
 BearerCredential = Annotated[Credential, Depends(_credential)]
 
 
-def _secret_key_caller(credential: BearerCredential) -> AuthContext:
-    return credential.verify()
+async def _secret_key_caller(credential: BearerCredential) -> AuthContext:
+    # A key verified moments ago needs no query, so no trip to a worker thread either.
+    cached = credential.cached()
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(credential.verify)
 
 
-def _reading_caller(credential: BearerCredential) -> AuthContext:
-    return credential.verify(allow_public=True)
+async def _reading_caller(credential: BearerCredential) -> AuthContext:
+    cached = credential.cached()
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(credential.verify, allow_public=True)
 
 
 # The caller of a route that needs a secret key.

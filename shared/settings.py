@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     dev_default_ttl_seconds: int = 600
 
     # API
+    # How long an api process trusts a secret key it verified (0: never): a revoked key
+    # stops working everywhere within this bound.
+    auth_cache_seconds: float = 5.0
     max_body_bytes: int = 10 * 1024 * 1024
     large_payload_bytes: int = 512 * 1024
     request_idempotency_hours: float = 24.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, delete, exists, func, select, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, exists, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -156,6 +156,44 @@ def current_version_with_task(
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class CreationContext:
+    """What creating a run in an environment needs, read in one round trip: the database
+    clock, the environment's default TTL and, if the environment's current version has
+    the task, that version and the task's registered options."""
+
+    now: datetime
+    default_ttl_seconds: int | None
+    version: tuple[str, dict[str, Any]] | None
+
+
+def creation_context(session: Session, environment_id: str, task_identifier: str) -> CreationContext:
+    latest = (
+        select(WorkerVersion.id, WorkerVersion.version)
+        .where(WorkerVersion.environment_id == environment_id)
+        .order_by(WorkerVersion.registered_at.desc())
+        .limit(1)
+        .subquery()
+    )
+    task = (
+        select(latest.c.version, VersionTask.options)
+        .join(
+            VersionTask,
+            (VersionTask.worker_version_id == latest.c.id)
+            & (VersionTask.task_identifier == task_identifier),
+        )
+        .subquery()
+    )
+    row = session.execute(
+        select(func.now(), Environment.default_ttl_seconds, task.c.version, task.c.options)
+        .select_from(Environment)
+        .outerjoin(task, true())
+        .where(Environment.id == environment_id)
+    ).one()
+    version = (row[2], row[3]) if row[2] is not None else None
+    return CreationContext(row[0], row[1], version)
 
 
 def task_known_in_project(session: Session, project_id: str, task_identifier: str) -> bool:

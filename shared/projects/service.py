@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 from shared.errors import InvalidInput, RunNotFound, Unauthorized
 from shared.projects import repository as repo
 from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
+from shared.settings import get_settings
 from shared.ttl.policy import environment_default_ttls
 
 DEFAULT_PROJECT_SLUG = "default"
@@ -61,14 +64,65 @@ def create_key(session: Session, env_slug: str, project_slug: str | None = None)
     return secret
 
 
+class _KeyCache:
+    """Recently verified secret keys (by hash) and their callers, for
+    ``REPRISE_AUTH_CACHE_SECONDS``: a revoked key stops working in every api process
+    within that bound (at once in the process that revoked it). Only keys that verified
+    are kept; an unknown key is looked up every time."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, AuthContext]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> AuthContext | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            self._entries.pop(key_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, auth: AuthContext) -> None:
+        seconds = get_settings().auth_cache_seconds
+        if seconds <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic() + seconds, auth)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+KEY_CACHE = _KeyCache()
+
+
+def cached_caller(secret: str | None) -> AuthContext | None:
+    """The caller of a secret key verified within the cache window, without a query."""
+    if not secret or not secret.startswith(tuple(KEY_PREFIXES.values())):
+        return None
+    return KEY_CACHE.get(hash_key(secret))
+
+
 def authenticate(session: Session, secret: str | None) -> AuthContext:
     if not secret or not secret.startswith(tuple(KEY_PREFIXES.values())):
         raise Unauthorized()
-    found = repo.find_active_key(session, hash_key(secret))
+    key_hash = hash_key(secret)
+    cached = KEY_CACHE.get(key_hash)
+    if cached is not None:
+        return cached
+    found = repo.find_active_key(session, key_hash)
     if found is None:
         raise Unauthorized()
     _, env = found
-    return AuthContext(project_id=env.project_id, environment_id=env.id, environment_slug=env.slug)
+    auth = AuthContext(project_id=env.project_id, environment_id=env.id, environment_slug=env.slug)
+    KEY_CACHE.put(key_hash, auth)
+    return auth
 
 
 def worker_registered(session: Session) -> bool:
@@ -96,7 +150,9 @@ def list_keys(session: Session) -> list[KeyListing]:
 
 
 def revoke_key(session: Session, key_id_or_prefix: str) -> int:
-    """Revoke the active key with this id or shown prefix; returns how many were revoked."""
+    """Revoke the active key with this id or shown prefix; returns how many were revoked.
+    Other processes stop accepting it within ``REPRISE_AUTH_CACHE_SECONDS``."""
+    KEY_CACHE.clear()
     return repo.revoke_key(session, key_id_or_prefix)
 
 

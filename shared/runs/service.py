@@ -110,18 +110,16 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
     registers is a 404). It is published or armed after commit (the lifecycle's insert)."""
-    now = db_now(session)
-    found = projects_repo.current_version_with_task(session, environment_id, spec.task_identifier)
+    context = projects_repo.creation_context(session, environment_id, spec.task_identifier)
+    now, found = context.now, context.version
     if found is None and not projects_repo.task_known_in_project(
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
     task_defaults: dict[str, Any] = found[1] if found else {}
     options = spec.options.resolved(task_defaults)
-    env = projects_repo.get_environment_by_id(session, environment_id)
-    assert env is not None
     try:
-        ttl = effective_ttl(options.ttl, task_defaults.get("ttl"), env.default_ttl_seconds)
+        ttl = effective_ttl(options.ttl, task_defaults.get("ttl"), context.default_ttl_seconds)
     except DurationError as exc:
         raise InvalidInput(f"options.ttl is invalid: {exc}") from None
     delayed_until = _due_time(spec.delay, now)

@@ -182,6 +182,34 @@ def test_revoked_key_is_401(api: Any, project: ProjectKeys) -> None:
     assert trigger(api, project, "test-echo", {}).status_code == 401
 
 
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_bound(
+    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process revoking the key (here: the repository, behind this api's back)
+    is seen within REPRISE_AUTH_CACHE_SECONDS; the revoking process sees it at once."""
+    from shared.projects.repository import revoke_key
+    from shared.projects.service import revoke_key as revoke_key_here
+    from shared.settings import get_settings
+    from tests.support.fixtures import wait_for
+
+    monkeypatch.setattr(get_settings(), "auth_cache_seconds", 1.0)
+    assert trigger(api, project, "test-echo", {}).status_code == 200  # verified: cached
+    with transaction() as session:
+        assert revoke_key(session, project.keys["dev"][: len("tr_dev_") + 6]) == 1
+    assert trigger(api, project, "test-echo", {}).status_code == 200  # still in the window
+    wait_for(lambda: trigger(api, project, "test-echo", {}).status_code == 401, timeout=3,
+             interval=0.1, what="the revoked key to be refused")
+
+    def staging() -> int:
+        return int(api.post("/api/v1/tasks/test-echo/trigger", json={"payload": 1},
+                            headers=project.headers("staging")).status_code)
+
+    assert staging() == 200
+    with transaction() as session:
+        assert revoke_key_here(session, project.keys["staging"][: len("tr_stg_") + 6]) == 1
+    assert staging() == 401
+
+
 def test_body_over_the_limit_is_413(api: Any, project: ProjectKeys) -> None:
     huge = b'{"payload": "' + b"x" * (10 * 1024 * 1024 + 1) + b'"}'
     response = trigger(api, project, "test-echo", huge)
