@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from reprise.context import AttemptInfo, RunInfo, TaskContext
-from reprise.registry import Registry
+from reprise.registry import Registry, TaskDefinition
 from shared.db import transaction
 from shared.runs import attempts
 from shared.runs.attempts import AttemptResult, Failed, Interrupted, Outcome, Succeeded
@@ -199,28 +199,31 @@ def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
 def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> Outcome:
     """Execute one attempt of a run, end to end. Safe to call twice for the same run.
 
-    A database error before the claim propagates (the Celery task keeps its message by
-    retrying); after the claim, each step retries transient errors itself.
+    Claiming the run and starting its attempt are one transaction (one commit): a
+    database error there propagates and the Celery task keeps its message by retrying;
+    once the attempt has started, each step retries transient errors itself.
     """
-    with transaction() as session:
+    definition: TaskDefinition | None = None
+
+    def claim_and_start(session: Session) -> tuple[Run, Attempt, str] | Outcome:
+        nonlocal definition
         claimed = attempts.claim_run(session, run_id, worker)
-    if isinstance(claimed, Outcome):
-        return claimed
-    definition = registry.get(claimed.task_identifier)
-    if definition is None:
-        return _in_transaction(
-            lambda session: attempts.hand_back_missing_task(session, claimed), "hand back"
-        )
-
-    def begin(session: Session) -> tuple[tuple[Run, Attempt] | None, str]:
+        if isinstance(claimed, Outcome):
+            return claimed
+        definition = registry.get(claimed.task_identifier)
+        if definition is None:
+            return attempts.hand_back_missing_task(session, claimed)
         started = attempts.begin_attempt(session, run_id, worker, version)
-        slug = attempts.environment_slug(session, claimed.environment_id) if started else ""
-        return started, slug
+        if started is None:  # pragma: no cover - the claim is ours until this commits
+            return Outcome(run_id, "lost", "claim lost before start")
+        return (*started, attempts.environment_slug(session, claimed.environment_id))
 
-    started, environment = _in_transaction(begin, "begin attempt")
-    if started is None:
-        return Outcome(run_id, "lost", "claim lost before start")
-    run, attempt = started
+    with transaction() as session:
+        started = claim_and_start(session)
+    if isinstance(started, Outcome):
+        return started
+    assert definition is not None
+    run, attempt, environment = started
     heartbeat = Heartbeat(
         run.id, worker, threading.get_ident(), run.max_duration_seconds,
         get_settings().worker_heartbeat_seconds,

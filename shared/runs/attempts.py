@@ -87,11 +87,11 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
     A run whose TTL passed is expired instead; a run reclaimed from a dead worker has its
     open attempt failed, and crashes if that was its last attempt.
     """
-    if lifecycle.expire(session, run_id) is not None:
-        return Outcome(run_id, "expired", "not claimed")
     stale = timedelta(seconds=get_settings().stale_run_seconds)
     run = lifecycle.claim(session, run_id, worker, stale)
     if run is None:
+        if lifecycle.expire(session, run_id) is not None:
+            return Outcome(run_id, "expired", "not claimed")
         current = repo.get_run(session, None, run_id)
         if current is None:
             return Outcome(run_id, "missing", "not claimed")
@@ -101,10 +101,11 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
             held_for = max((stale - age).total_seconds(), 0.0)
         holder = f"{current.locked_by}#{current.attempt_count}"
         return Outcome(run_id, current.status, "not claimed", held_for, current.queue, holder)
-    repo.fail_open_attempts(session, run_id, WORKER_LOST)
-    if run.attempt_count >= run.max_attempts:
-        lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
-        return Outcome(run_id, RunStatus.CRASHED, "not claimed")
+    if run.attempt_count:  # a retry, or a reclaim: an attempt may have been left open
+        repo.fail_open_attempts(session, run_id, WORKER_LOST)
+        if run.attempt_count >= run.max_attempts:
+            lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
+            return Outcome(run_id, RunStatus.CRASHED, "not claimed")
     return run
 
 
@@ -148,9 +149,18 @@ def record_heartbeat(session: Session, run_id: str, worker: str) -> bool:
     return lifecycle.heartbeat(session, run_id, worker)
 
 
+_SLUGS: dict[str, str] = {}
+
+
 def environment_slug(session: Session, environment_id: str) -> str:
-    env = projects_repo.get_environment_by_id(session, environment_id)
-    return env.slug if env else ""
+    """The environment's slug (``ctx.run.environment``); an environment never changes it."""
+    slug = _SLUGS.get(environment_id)
+    if slug is None:
+        env = projects_repo.get_environment_by_id(session, environment_id)
+        if env is None:
+            return ""
+        slug = _SLUGS[environment_id] = env.slug
+    return slug
 
 
 def save_checkpoint(session: Session, run_id: str, attempt_number: int, state: Any) -> int:
@@ -200,27 +210,32 @@ def finish_attempt(
     reclaimed) only gets the attempt's usage recorded. Safe to repeat after a commit whose
     outcome was unknown (the connection dropped): an attempt already ended is left alone.
     """
-    attempt = repo.get_attempt(session, run.id, attempt_number)
-    if attempt is not None and attempt.status is not AttemptStatus.EXECUTING:
-        current = repo.get_run(session, None, run.id)
-        return Outcome(run.id, current.status if current else "missing", "already recorded")
     if isinstance(result, Succeeded):
+        if not repo.finish_attempt(
+            session, run.id, attempt_number, AttemptStatus.COMPLETED, None
+        ):
+            return _already_recorded(session, run)
         if lifecycle.complete(session, run.id, worker, result.output, elapsed_ms) is None:
             return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
-        repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.COMPLETED, None)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Interrupted) and result.reason == "canceled":
+        if not repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
+            return _already_recorded(session, run)
         return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
     if isinstance(result, Interrupted):
         error = {
             "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
             "name": "MaxDurationExceededError",
         }
+        if not repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error):
+            return _already_recorded(session, run)
         ended = lifecycle.time_out(session, run.id, worker, error, elapsed_ms)
-        repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error)
         return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
 
-    repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, result.error)
+    if not repo.finish_attempt(
+        session, run.id, attempt_number, AttemptStatus.FAILED, result.error
+    ):
+        return _already_recorded(session, run)
     if attempt_number < run.max_attempts:
         delay = backoff_seconds(attempt_number)
         if lifecycle.retry(session, run.id, worker, result.error, elapsed_ms, delay) is None:
@@ -230,10 +245,17 @@ def finish_attempt(
     return Outcome(run.id, RunStatus.FAILED if failed else "settled")
 
 
+def _already_recorded(session: Session, run: Run) -> Outcome:
+    current = repo.get_run(session, None, run.id)
+    return Outcome(run.id, current.status if current else "missing", "already recorded")
+
+
 def _settled_elsewhere(
     session: Session, run: Run, attempt_number: int, elapsed_ms: int
 ) -> Outcome:
     lifecycle.record_usage(session, run.id, elapsed_ms)
-    repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None)
+    repo.finish_attempt(
+        session, run.id, attempt_number, AttemptStatus.CANCELED, None, only_open=False
+    )
     current = repo.get_run(session, None, run.id)
     return Outcome(run.id, current.status if current else "missing", "settled elsewhere")

@@ -235,13 +235,23 @@ def abandoned(stale: timedelta) -> ColumnElement[bool]:
 
 
 def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run | None:
-    """-> DEQUEUED for ``worker``: a queued or retrying run, or an abandoned one (its
-    worker went silent for ``stale``). A live claim is never taken over, so a run never
-    executes twice at the same time."""
+    """-> DEQUEUED for ``worker``: a queued or retrying run (not one whose TTL already
+    passed: that one is for :func:`expire`), or an abandoned one (its worker went silent
+    for ``stale``). A live claim is never taken over, so a run never executes twice at the
+    same time."""
+    not_expired = or_(
+        Run.dequeued_at.is_not(None),
+        ~func.coalesce(Run.ttl_expires_at <= func.now(), False),
+    )
     return repo.transition(
         session, run_id, RunStatus.DEQUEUED,
         sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
-        where=[or_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), abandoned(stale))],
+        where=[
+            or_(
+                and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), not_expired),
+                abandoned(stale),
+            )
+        ],
         values={
             "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
             "heartbeat_at": func.now(),

@@ -334,12 +334,19 @@ def finish_attempt(
     number: int,
     status: AttemptStatus,
     error: dict[str, Any] | None,
-) -> None:
-    session.execute(
+    *,
+    only_open: bool = True,
+) -> bool:
+    """End an attempt still executing; False if it had already ended (written before,
+    by a commit whose outcome the caller could not see). ``only_open=False`` overwrites
+    an ended one's status too."""
+    guard = [Attempt.status == AttemptStatus.EXECUTING] if only_open else []
+    result = session.execute(
         update(Attempt)
-        .where(Attempt.run_id == run_id, Attempt.number == number)
+        .where(Attempt.run_id == run_id, Attempt.number == number, *guard)
         .values(status=status, error=error, updated_at=func.now(), completed_at=func.now())
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def fail_open_attempts(session: Session, run_id: str, error: dict[str, Any]) -> None:
