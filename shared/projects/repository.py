@@ -169,10 +169,10 @@ class CreationContext:
     version: tuple[str, dict[str, Any]] | None
 
 
-def creation_context(session: Session, environment_id: str, task_identifier: str) -> CreationContext:
+def _creation_context_statement() -> Select[Any]:
     latest = (
         select(WorkerVersion.id, WorkerVersion.version)
-        .where(WorkerVersion.environment_id == environment_id)
+        .where(WorkerVersion.environment_id == bindparam("environment_id"))
         .order_by(WorkerVersion.registered_at.desc())
         .limit(1)
         .subquery()
@@ -182,15 +182,25 @@ def creation_context(session: Session, environment_id: str, task_identifier: str
         .join(
             VersionTask,
             (VersionTask.worker_version_id == latest.c.id)
-            & (VersionTask.task_identifier == task_identifier),
+            & (VersionTask.task_identifier == bindparam("task_identifier")),
         )
         .subquery()
     )
-    row = session.execute(
+    return (
         select(func.now(), Environment.default_ttl_seconds, task.c.version, task.c.options)
         .select_from(Environment)
         .outerjoin(task, true())
-        .where(Environment.id == environment_id)
+        .where(Environment.id == bindparam("environment_id"))
+    )
+
+
+# Prebuilt: every trigger runs it, and building it costs more than running it.
+_CREATION_CONTEXT = _creation_context_statement()
+
+
+def creation_context(session: Session, environment_id: str, task_identifier: str) -> CreationContext:
+    row = session.connection().execute(
+        _CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
     ).one()
     version = (row[2], row[3]) if row[2] is not None else None
     return CreationContext(row[0], row[1], version)

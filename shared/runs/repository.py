@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from shared.runs import changes
 from shared.runs.models import Attempt, Checkpoint, Run
@@ -42,9 +43,10 @@ class DuplicateRun(Exception):
 
 # Prebuilt, and no savepoint: a key another request took first makes the INSERT return no
 # row (instead of an error that would abort the transaction), which is the whole answer.
-_INSERT_RUN = (
-    pg_insert(cast(Table, Run.__table__)).on_conflict_do_nothing().returning(Run.__table__.c.id)
+_INSERT_RUN = pg_insert(cast(Table, Run.__table__)).on_conflict_do_nothing().returning(
+    Run.__table__.c.id
 )
+_RUNS = cast(Table, Run.__table__)
 _RUN_COLUMNS = [(attr.key, attr.columns[0].key) for attr in inspect(Run).column_attrs]
 
 
@@ -121,16 +123,28 @@ def transition(
     if not allowed:
         return None
     stmt = (
-        update(Run)
-        .where(Run.id == run_id, Run.status.in_(list(allowed)), *where)
+        update(_RUNS)
+        .where(_RUNS.c.id == run_id, _RUNS.c.status.in_(list(allowed)), *where)
         .values(status=target, updated_at=func.now(), **(values or {}))
-        .returning(Run)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(*_RUNS.columns)
     )
-    run = session.execute(stmt).scalars().first()
-    if run is not None:
-        changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
+    # Core, not the ORM's bulk update: the moves are the hot path of every run, and
+    # loading the returned row through the ORM costs more than the statement itself.
+    row = session.connection().execute(stmt).first()
+    if row is None:
+        return None
+    run = _run_of(row)
+    loaded = session.identity_map.get(identity_key(Run, (run.id,)))
+    if loaded is not None:  # a copy this session read earlier is now stale
+        session.expire(loaded)
+    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
+
+
+def _run_of(row: Any) -> Run:
+    """A Run (not in any session) from a row of every ``runs`` column."""
+    mapping = row._mapping
+    return Run(**{key: mapping[column] for key, column in _RUN_COLUMNS})
 
 
 @dataclass(frozen=True)
