@@ -22,7 +22,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, text
+from sqlalchemy import ColumnElement, Interval, Select, and_, bindparam, func, or_, text
 from sqlalchemy.orm import Session
 
 from shared import broker
@@ -223,15 +223,39 @@ def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransitio
 # --- execution ----------------------------------------------------------------------------
 
 
-def abandoned(stale: timedelta) -> ColumnElement[bool]:
-    """A claimed run whose worker is gone: no heartbeat for ``stale``, while the database
-    itself has been up that long (after a Postgres restart every worker's heartbeats
-    stopped for the outage; they get a full window to resume before any run is taken
-    from them)."""
+def abandoned(stale: Any) -> ColumnElement[bool]:
+    """A claimed run whose worker is gone: no heartbeat for ``stale`` (an interval, or a
+    bind parameter of one), while the database itself has been up that long (after a
+    Postgres restart every worker's heartbeats stopped for the outage; they get a full
+    window to resume before any run is taken from them)."""
     return and_(
         Run.heartbeat_at < func.now() - stale,
         func.pg_postmaster_start_time() < func.now() - stale,
     )
+
+
+# The moves every run makes, prepared once (the hot path: see repo.prepare_transition).
+_CLAIM = repo.prepare_transition(
+    RunStatus.DEQUEUED,
+    sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
+    where=[
+        or_(
+            and_(
+                Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]),
+                or_(
+                    Run.dequeued_at.is_not(None),
+                    ~func.coalesce(Run.ttl_expires_at <= func.now(), False),
+                ),
+            ),
+            abandoned(bindparam("stale", type_=Interval())),
+        )
+    ],
+    values={
+        "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
+        "heartbeat_at": func.now(),
+        "locked_by": bindparam("worker"),
+    },
+)
 
 
 def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run | None:
@@ -239,25 +263,7 @@ def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run |
     passed: that one is for :func:`expire`), or an abandoned one (its worker went silent
     for ``stale``). A live claim is never taken over, so a run never executes twice at the
     same time."""
-    not_expired = or_(
-        Run.dequeued_at.is_not(None),
-        ~func.coalesce(Run.ttl_expires_at <= func.now(), False),
-    )
-    return repo.transition(
-        session, run_id, RunStatus.DEQUEUED,
-        sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
-        where=[
-            or_(
-                and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), not_expired),
-                abandoned(stale),
-            )
-        ],
-        values={
-            "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
-            "heartbeat_at": func.now(),
-            "locked_by": worker,
-        },
-    )
+    return _CLAIM(session, run_id, worker=worker, stale=stale)
 
 
 def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
@@ -279,17 +285,21 @@ def park_pending_version(session: Session, run_id: str) -> Run | None:
     )
 
 
+_START = repo.prepare_transition(
+    RunStatus.EXECUTING,
+    where=[Run.locked_by == bindparam("worker")],
+    values={
+        "attempt_count": Run.attempt_count + 1,
+        "started_at": func.coalesce(Run.started_at, func.now()),
+        "heartbeat_at": func.now(),
+        "version": bindparam("b_version"),
+    },
+)
+
+
 def start(session: Session, run_id: str, worker: str, version: str) -> Run | None:
     """DEQUEUED -> EXECUTING, by the worker holding the claim: a new attempt begins."""
-    return repo.transition(
-        session, run_id, RunStatus.EXECUTING, where=[Run.locked_by == worker],
-        values={
-            "attempt_count": Run.attempt_count + 1,
-            "started_at": func.coalesce(Run.started_at, func.now()),
-            "heartbeat_at": func.now(),
-            "version": version,
-        },
-    )
+    return _START(session, run_id, worker=worker, b_version=version)
 
 
 def heartbeat(session: Session, run_id: str, worker: str) -> bool:
@@ -315,13 +325,28 @@ def _held_by(worker: str) -> list[ColumnElement[bool]]:
     return [Run.locked_by == worker]
 
 
+_COMPLETE = repo.prepare_transition(
+    RunStatus.COMPLETED,
+    where=[Run.locked_by == bindparam("worker")],
+    values={
+        "duration_ms": Run.duration_ms + bindparam("elapsed_ms"),
+        "cost_in_cents": Run.cost_in_cents + bindparam("cost"),
+        "base_cost_in_cents": bindparam("base_cost"),
+        "heartbeat_at": None,
+        "finished_at": func.now(),
+        "output": bindparam("b_output", type_=Run.__table__.c.output.type),
+        "output_type": "application/json",
+    },
+)
+
+
 def complete(
     session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int
 ) -> Run | None:
-    return repo.transition(
-        session, run_id, RunStatus.COMPLETED, where=_held_by(worker),
-        values={**_attempt_ended(elapsed_ms), **_finished(),
-                "output": output, "output_type": "application/json"},
+    usage = get_settings()
+    return _COMPLETE(
+        session, run_id, worker=worker, b_output=output, elapsed_ms=elapsed_ms,
+        cost=elapsed_ms * usage.cost_per_ms_in_cents, base_cost=usage.base_cost_in_cents,
     )
 
 

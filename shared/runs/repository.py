@@ -19,7 +19,9 @@ from sqlalchemy import (
     Table,
     and_,
     any_,
+    bindparam,
     func,
+    insert,
     inspect,
     null,
     or_,
@@ -130,7 +132,42 @@ def transition(
     )
     # Core, not the ORM's bulk update: the moves are the hot path of every run, and
     # loading the returned row through the ORM costs more than the statement itself.
-    row = session.connection().execute(stmt).first()
+    return _moved(session, session.connection().execute(stmt).first())
+
+
+@dataclass(frozen=True)
+class PreparedTransition:
+    """:func:`transition` built once, with bind parameters (``run_id`` and whatever its
+    guards and values name): the moves every run makes, without building (and cache-keying)
+    the statement each time."""
+
+    statement: Any
+
+    def __call__(self, session: Session, run_id: str, **params: Any) -> Run | None:
+        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
+        return _moved(session, row)
+
+
+def prepare_transition(
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedTransition:
+    allowed = sources_of(target)
+    if sources is not None:
+        allowed = allowed & frozenset(sources)
+    assert allowed, f"no state may move to {target}"
+    return PreparedTransition(
+        update(_RUNS)
+        .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status.in_(list(allowed)), *where)
+        .values(status=target, updated_at=func.now(), **(values or {}))
+        .returning(*_RUNS.columns)
+    )
+
+
+def _moved(session: Session, row: Any) -> Run | None:
     if row is None:
         return None
     run = _run_of(row)
@@ -336,9 +373,16 @@ def get_attempt(session: Session, run_id: str, number: int) -> Attempt | None:
     ).first()
 
 
+_ATTEMPTS = cast(Table, Attempt.__table__)
+_INSERT_ATTEMPT = insert(_ATTEMPTS).values(started_at=func.now())
+
+
 def insert_attempt(session: Session, attempt: Attempt) -> Attempt:
-    session.add(attempt)
-    session.flush()
+    """Insert a new attempt (executing since now); ``attempt`` stays out of the session."""
+    session.connection().execute(_INSERT_ATTEMPT, {
+        "id": attempt.id, "run_id": attempt.run_id, "number": attempt.number,
+        "status": attempt.status, "worker": attempt.worker,
+    })
     return attempt
 
 
@@ -354,13 +398,27 @@ def finish_attempt(
     """End an attempt still executing; False if it had already ended (written before,
     by a commit whose outcome the caller could not see). ``only_open=False`` overwrites
     an ended one's status too."""
-    guard = [Attempt.status == AttemptStatus.EXECUTING] if only_open else []
-    result = session.execute(
-        update(Attempt)
-        .where(Attempt.run_id == run_id, Attempt.number == number, *guard)
-        .values(status=status, error=error, updated_at=func.now(), completed_at=func.now())
+    statement = _END_OPEN_ATTEMPT if only_open else _END_ATTEMPT
+    result = session.connection().execute(
+        statement, {"b_run_id": run_id, "b_number": number, "status": status, "error": error}
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
+
+
+def _end_attempt(*guards: Any) -> Any:
+    return (
+        update(_ATTEMPTS)
+        .where(
+            _ATTEMPTS.c.run_id == bindparam("b_run_id"),
+            _ATTEMPTS.c.number == bindparam("b_number"),
+            *guards,
+        )
+        .values(updated_at=func.now(), completed_at=func.now())
+    )
+
+
+_END_ATTEMPT = _end_attempt()
+_END_OPEN_ATTEMPT = _end_attempt(_ATTEMPTS.c.status == AttemptStatus.EXECUTING)
 
 
 def fail_open_attempts(session: Session, run_id: str, error: dict[str, Any]) -> None:
