@@ -8,13 +8,14 @@ The SDK is a client: it needs httpx and pydantic and imports nothing of the serv
 (``shared``, ``api``, ``workers``) nor any server library.
 """
 
-from reprise.client import ApiError, configure, runs, tasks
+from reprise.client import ApiError, Client, configure, runs, tasks
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import TaskDefinition, task
 
 __all__ = [
     "ApiError",
     "AttemptInfo",
+    "Client",
     "RunInfo",
     "TaskContext",
     "TaskDefinition",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,12 +47,39 @@ def read_env_file(path: str) -> dict[str, str]:
     return values
 
 
+# What `reprise dev` records about the stack it runs (owner-readable only), in its default
+# data directory: the CLI finds a dev stack started in the same directory.
+DEV_STATE = Path(".reprise") / "dev.json"
+
+
+def dev_stack() -> dict[str, Any]:
+    try:
+        state = json.loads(DEV_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def client_from_args(args: argparse.Namespace) -> Client:
+    """The API and key: flags, then ``--env-file``, then the environment, then the
+    ``reprise dev`` stack of this directory."""
     base_url, key = args.api_url, args.key
     if args.env_file:
         found = read_env_file(args.env_file)
         base_url = base_url or next((found[v] for v in URL_VARS if found.get(v)), None)
         key = key or next((found[v] for v in KEY_VARS if found.get(v)), None)
+    base_url = base_url or next((os.environ[v] for v in URL_VARS if os.environ.get(v)), None)
+    key = key or next((os.environ[v] for v in KEY_VARS if os.environ.get(v, "").startswith("tr_")),
+                      None)
+    if not (base_url and key):
+        stack = dev_stack()
+        base_url = base_url or stack.get("api")
+        key = key or stack.get("key")
+    if not key:
+        raise UsageError(
+            "no API key: pass --key, set REPRISE_API_KEY, or start `reprise dev` in this "
+            "directory (its key is used here); `reprise keys create` makes one"
+        )
     return Client(base_url, key)
 
 

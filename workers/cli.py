@@ -150,11 +150,21 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from workers.runtime import declared_queues, load_task_modules
 
     settings = get_settings()
+    try:
+        registry = load_task_modules(settings.task_modules)
+    except Exception as exc:  # a worker that cannot load its tasks must not look ready
+        print(
+            f"reprise worker: cannot import REPRISE_TASK_MODULES={settings.task_modules!r}: "
+            f"{type(exc).__name__}: {exc} (modules are imported from the current directory "
+            "and the Python path)",
+            file=sys.stderr,
+        )
+        return 2
     if args.queues:
         names = [q.strip() for q in args.queues.split(",") if q.strip()]
     else:
         # Every queue the worker's tasks declare, and the queue of runs without one.
-        names = ["", *declared_queues(load_task_modules(settings.task_modules))]
+        names = ["", *declared_queues(registry)]
     queues = list(dict.fromkeys(run_queue(settings, name) for name in names))
     return _celery_worker(args, "worker", queues, args.pool, args.concurrency)
 
@@ -198,11 +208,33 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
     return int(healthcheck(args.process))
 
 
+def _use_dev_stack_urls() -> None:
+    """Without store URLs in the environment, use those of the ``reprise dev`` stack running
+    from this directory (it records them in ``.reprise/dev.json``)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from shared.settings import reset_settings_cache
+
+    if os.environ.get("REPRISE_DATABASE_URL") and os.environ.get("REPRISE_REDIS_URL"):
+        return
+    try:
+        state = json.loads((Path(".reprise") / "dev.json").read_text())
+    except (OSError, ValueError):
+        return
+    for name, field in (("REPRISE_DATABASE_URL", "database_url"), ("REPRISE_REDIS_URL", "redis_url")):
+        if not os.environ.get(name) and state.get(field):
+            os.environ[name] = str(state[field])
+    reset_settings_cache()
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from shared.db import transaction
     from shared.projects.service import create_key, list_keys, revoke_key
     from shared.settings import get_settings
 
+    _use_dev_stack_urls()
     get_settings().require_urls()
     if args.keys_command == "create":
         with transaction() as session:
@@ -212,6 +244,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "list":
         with transaction() as session:
             keys = list_keys(session)
+        print(f"{'ID':<32}  {'PROJECT':<16} {'ENV':<8} {'PREFIX':<13}  STATE")
         for key in keys:
             state = "revoked" if key.revoked else "active"
             print(
@@ -237,9 +270,16 @@ def add_server_commands(sub: SubParsers) -> None:
         return parser
 
     dev = command("dev", _cmd_dev, help="run the whole stack locally (embedded Postgres and Redis)")
-    dev.add_argument("--port", type=int, default=8000)
-    dev.add_argument("--flower-port", type=int, default=5555)
-    dev.add_argument("--data-dir", default=".reprise")
+    dev.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
+    dev.add_argument(
+        "--flower-port", type=int, default=5555,
+        help="Flower's port (default 5555; a free one is picked if it is taken)",
+    )
+    dev.add_argument(
+        "--data-dir", default=".reprise",
+        help="embedded Postgres and Redis data, the dev key and the stack's state "
+        "(default .reprise; one running stack per directory)",
+    )
 
     command("migrate", _cmd_migrate, help="apply database migrations")
 

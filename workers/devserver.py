@@ -9,31 +9,25 @@ everything.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from shared.settings import get_settings, reset_settings_cache
-from workers.devstack import EmbeddedPostgres, EmbeddedRedis
+from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 DEV_KEY_FILE = "dev-key"
-
-
-def _wait_http(url: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
 
 
 def _dev_key(data_dir: Path) -> str:
@@ -59,35 +53,145 @@ def _dev_key(data_dir: Path) -> str:
     return secret
 
 
-def _wait_worker_registered(timeout: float) -> bool:
+STATE_FILE = "dev.json"
+LOCK_FILE = "dev.lock"
+
+
+class DevStackError(Exception):
+    """``reprise dev`` cannot start (the message says why and what to do)."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _lock(root: Path) -> Any:
+    """Hold the data directory for this stack: a second ``reprise dev`` on it refuses at
+    once (it would take the first one's embedded servers for leftovers), naming the one
+    running. Released by the kernel however this process ends."""
+    handle = (root / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        state = read_state(root)
+        where = (
+            f" (pid {state.get('pid')}; API {state.get('api')}, Flower {state.get('flower')})"
+            if state else ""
+        )
+        raise DevStackError(
+            f"reprise dev is already running on {root}{where}; stop it first, or use "
+            "another --data-dir for a second stack"
+        ) from None
+    return handle
+
+
+def read_state(root: Path) -> dict[str, Any]:
+    """What a running (or the last) ``reprise dev`` on ``root`` recorded: pid, URLs, key."""
+    try:
+        return dict(json.loads((root / STATE_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(root: Path, state: dict[str, Any]) -> None:
+    """Readable by the owner only: it holds the dev key."""
+    path = root / STATE_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state, out, indent=2)
+    path.chmod(0o600)
+
+
+def _db_clock() -> datetime:
+    from shared.db import db_now, transaction
+
+    with transaction() as session:
+        return db_now(session)
+
+
+def _registered_since(since: datetime) -> bool:
     from shared.db import transaction
     from shared.projects.service import worker_registered
 
+    with transaction() as session:
+        return worker_registered(session, since=since)
+
+
+def _exited(children: dict[str, subprocess.Popen[bytes]]) -> tuple[str, int] | None:
+    for name, child in children.items():
+        code = child.poll()
+        if code is not None:
+            return name, code
+    return None
+
+
+def _wait(probe: Callable[[], bool], children: dict[str, subprocess.Popen[bytes]],
+          timeout: float, what: str) -> None:
+    """Until ``probe()``; a child that exits meanwhile is named at once, with its code."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with transaction() as session:
-            registered = worker_registered(session)
-        if registered:
-            return True
-        time.sleep(0.2)
-    return False
+    while True:
+        gone = _exited(children)
+        if gone is not None:
+            name, code = gone
+            raise DevStackError(f"the {name} process exited with code {code} (see its output above)")
+        try:
+            if probe():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise DevStackError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as response:
+        return bool(response.status == 200)
 
 
 def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 5555) -> int:
+    try:
+        return _run_dev(port, data_dir, flower_port)
+    except DevStackError as exc:
+        print(f"reprise dev: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_dev(port: int, data_dir: str, flower_port: int) -> int:
     began = time.monotonic()
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    lock = _lock(root)
+    # Ports first, before anything starts: the api's port is the user's choice, Flower's
+    # is only a convenience.
+    if not _port_free(port):
+        raise DevStackError(
+            f"port {port} is in use by another program; pick another with --port"
+        )
+    if not _port_free(flower_port):
+        taken, flower_port = flower_port, free_port()
+        print(f"reprise dev: port {taken} is taken; Flower will listen on {flower_port}")
+    previous = read_state(root)
     servers: list[EmbeddedPostgres | EmbeddedRedis] = []
     env = dict(os.environ)
     if not (env.get("REPRISE_DATABASE_URL") and env.get("REPRISE_REDIS_URL")):
-        postgres = EmbeddedPostgres(root / "postgres")
-        redis = EmbeddedRedis(root / "redis")
+        # The same ports as last time when they are free: URLs others saved keep working.
+        postgres = EmbeddedPostgres(root / "postgres", port=_reuse(previous.get("postgres_port")))
+        redis = EmbeddedRedis(root / "redis", port=_reuse(previous.get("redis_port")))
         env.setdefault("REPRISE_DATABASE_URL", postgres.start())
         env.setdefault("REPRISE_REDIS_URL", redis.start())
         servers += [redis, postgres]
     env.setdefault("REPRISE_MODE", "dev")
     # Ctrl-C should stop the dev worker in seconds, not wait out production's soft shutdown.
     env.setdefault("REPRISE_WORKER_SOFT_SHUTDOWN_SECONDS", "5")
+    # Liveness files of this stack, not of every stack on the host.
+    env.setdefault("REPRISE_LIVENESS_DIR", str(root))
     os.environ.update(env)
     reset_settings_cache()
 
@@ -96,45 +200,52 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
 
     upgrade(get_settings().database_url)
     key = _dev_key(root)
+    base = f"http://127.0.0.1:{port}"
+    started_at = _db_clock()
 
     exe = [sys.executable, "-m", "reprise.cli"]
-    children = [
-        subprocess.Popen([*exe, "api", "--port", str(port)], env=env),
-        subprocess.Popen(
+    children = {
+        "api": subprocess.Popen([*exe, "api", "--port", str(port)], env=env),
+        "worker": subprocess.Popen(
             [*exe, "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"],
             env=env,
         ),
-        subprocess.Popen([*exe, "control", "--loglevel", "WARNING"], env=env),
-        subprocess.Popen(
+        "control": subprocess.Popen([*exe, "control", "--loglevel", "WARNING"], env=env),
+        "beat": subprocess.Popen(
             [*exe, "beat", "--schedule", str(root / "celerybeat-schedule"), "--loglevel", "WARNING"],
             env=env,
         ),
-        subprocess.Popen(flower_command(flower_port), env=env),
-    ]
+        "flower": subprocess.Popen(flower_command(flower_port), env=env),
+    }
 
     def stop() -> None:
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.terminate()
-        for child in children:
+        for child in children.values():
             try:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
         for server in servers:
             server.stop()
+        lock.close()
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        base = f"http://127.0.0.1:{port}"
-        if not _wait_http(f"{base}/healthz", 60) or not _wait_worker_registered(60):
-            print("reprise dev: the api or the worker did not start; see the logs above",
-                  file=sys.stderr)
-            stop()
-            return 1
+        _wait(lambda: _http_ok(f"{base}/healthz"), children, 60, "the api answering")
+        # A registration from this start, not one left by an earlier run.
+        _wait(lambda: _registered_since(started_at), children, 60, "the worker registering")
+        settings = get_settings()
+        _write_state(root, {
+            "pid": os.getpid(), "api": base, "flower": flower_url(flower_port), "key": key,
+            "database_url": settings.database_url, "redis_url": settings.redis_url,
+            "postgres_port": urlsplit(settings.database_url).port if servers else None,
+            "redis_port": urlsplit(settings.redis_url).port if servers else None,
+        })
         ready = time.monotonic() - began
         print(
             "\n"
@@ -143,18 +254,27 @@ def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 555
             f"  Docs:       {base}/docs\n"
             f"  Flower:     {flower_url(flower_port)}\n"
             f"  Secret key: {key}\n"
-            f"  Database:   {get_settings().database_url}\n"
-            f"  Redis:      {get_settings().redis_url}\n\n"
+            f"  Database:   {settings.database_url}\n"
+            f"  Redis:      {settings.redis_url}\n"
+            f"  (recorded in {root / STATE_FILE}: the reprise CLI uses it in this directory)\n\n"
             f"  curl -X POST {base}/api/v1/tasks/hello-world/trigger \\\n"
             f"    -H 'Authorization: Bearer {key}' -H 'content-type: application/json' \\\n"
             "    -d '{\"payload\": {\"name\": \"Ada\"}}'\n",
             flush=True,
         )
-        while all(child.poll() is None for child in children):
+        while True:
+            gone = _exited(children)
+            if gone is not None:
+                name, code = gone
+                print(f"reprise dev: the {name} process exited with code {code}; stopping "
+                      "the stack", file=sys.stderr)
+                return 1
             time.sleep(0.5)
-        print("reprise dev: a process exited; stopping the stack", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 0
     finally:
         stop()
+
+
+def _reuse(port: Any) -> int | None:
+    return port if isinstance(port, int) and _port_free(port) else None

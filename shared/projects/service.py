@@ -7,6 +7,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -125,9 +126,11 @@ def authenticate(session: Session, secret: str | None) -> AuthContext:
     return auth
 
 
-def worker_registered(session: Session) -> bool:
-    """Whether any worker has registered a version yet (``reprise dev`` waits for one)."""
-    return repo.latest_registration(session) is not None
+def worker_registered(session: Session, since: datetime | None = None) -> bool:
+    """Whether a worker has registered a version (since ``since``, by the database clock):
+    ``reprise dev`` waits for a registration from its own start."""
+    latest = repo.latest_registration(session)
+    return latest is not None and (since is None or latest.registered_at >= since)
 
 
 @dataclass(frozen=True)
