@@ -164,6 +164,8 @@ def _describe(run: Run) -> list[str]:
     lines += [f"{name + ':':<10} {value}" for name, value in optional.items() if value]
     if run.error is not None:
         lines.append(f"error:     {run.error.message}")
+    if run.payload is not None:
+        lines.append(f"payload:   {json.dumps(run.payload)}")
     if run.output is not None:
         lines.append(f"output:    {json.dumps(run.output)}")
     return lines
@@ -178,7 +180,17 @@ def _cmd_runs_get(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+FINISHED = frozenset({"COMPLETED", "CANCELED", "FAILED", "CRASHED", "SYSTEM_FAILURE",
+                      "EXPIRED", "TIMED_OUT"})
+
+
 def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
+    """Cancel, and say what happened: a run that had already finished is left as it was
+    (the API answers 200 either way, as Trigger.dev's does)."""
+    before = client.runs.retrieve(args.run_id)
+    if before.status in FINISHED:
+        print(f"{before.id} already {before.status}; nothing to cancel")
+        return 0
     print(client.runs.cancel(args.run_id))
     return 0
 

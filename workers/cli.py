@@ -189,10 +189,12 @@ def _cmd_beat(args: argparse.Namespace) -> int:
     from workers.app import app
 
     configure_logging("beat")
-    argv = ["beat", "--loglevel", args.loglevel]
-    if args.schedule:
-        argv += ["--schedule", args.schedule]
-    app.start(argv)
+    # Beat's bookkeeping of when each entry last ran: beside the liveness files (the temp
+    # directory unless REPRISE_LIVENESS_DIR is set), never the current directory.
+    from workers.monitoring import liveness_path
+
+    schedule = args.schedule or str(liveness_path("beat").with_suffix(".schedule"))
+    app.start(["beat", "--loglevel", args.loglevel, "--schedule", schedule])
     return 0
 
 
@@ -309,7 +311,10 @@ def add_server_commands(sub: SubParsers) -> None:
     control.add_argument("--loglevel", default="INFO")
 
     beat = command("beat", _cmd_beat, help="run the beat scheduler (exactly one per deployment)")
-    beat.add_argument("--schedule", default="")
+    beat.add_argument(
+        "--schedule", default="",
+        help="beat's schedule file (default: beside its liveness file, not the current directory)",
+    )
     beat.add_argument("--loglevel", default="INFO")
 
     flower = command("flower", _cmd_flower, help="run Flower for operators")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_TAGS = 10
 
@@ -99,6 +106,27 @@ class TriggerOptions(BaseModel):
 
 
 class TriggerRequest(BaseModel):
+    """The trigger body: ``{payload, options}`` (``context`` too, which the official SDK
+    may send and Reprise does not use). Anything else at the top level is refused rather
+    than silently dropped: a delay there would otherwise run the task at once, and a
+    payload without its wrapper would run it with no payload."""
+
     model_config = ConfigDict(extra="ignore")
     payload: Any = None
     options: TriggerOptions = Field(default_factory=TriggerOptions)
+    context: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_stray_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            option_names = {f.alias or name for name, f in TriggerOptions.model_fields.items()}
+            for key in data:
+                if key in ("payload", "options", "context"):
+                    continue
+                where = (
+                    "options go under 'options'" if key in option_names
+                    else "the task's input goes under 'payload'"
+                )
+                raise ValueError(f"unknown top-level field {key!r}: {where}")
+        return data

@@ -239,3 +239,20 @@ def test_task_missing_from_current_version_waits_for_a_version(
     assert register_version(REGISTRY, "20261122.3", ["dev", "staging", "prod"], project.project_id) >= 1
     assert run_row(run_id).status != "PENDING_VERSION"
     assert run_row(run_id).queued_at is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"payload": {"a": 1}, "delay": "1h"},
+         "unknown top-level field 'delay': options go under 'options'"),
+        ({"name": "Ada"}, "unknown top-level field 'name': the task's input goes under 'payload'"),
+    ],
+)
+def test_a_stray_top_level_field_is_refused_not_dropped(
+    api: Any, project: ProjectKeys, body: dict[str, Any], message: str
+) -> None:
+    response = trigger(api, project, "test-echo", body)
+    assert response.status_code == 422
+    assert message in response.json()["error"]
+    assert run_count() == 0

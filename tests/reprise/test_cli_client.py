@@ -105,6 +105,17 @@ def test_runs_cancel_prints_the_id(cli: Cli, client: Client) -> None:
     assert client.runs.retrieve(run_id).status == "CANCELED"
 
 
+def test_runs_cancel_of_a_finished_run_says_there_was_nothing_to_cancel(
+    cli: Cli, client: Client
+) -> None:
+    run_id = client.tasks.trigger("test-echo", delay="1h").id
+    client.runs.cancel(run_id)
+
+    code, out, _ = cli("runs", "cancel", run_id)
+
+    assert (code, out.strip()) == (0, f"{run_id} already CANCELED; nothing to cancel")
+
+
 def test_runs_replay_with_a_payload_and_into_another_environment(
     cli: Cli, client: Client, live_server: LiveServer, project: ProjectKeys
 ) -> None:
