@@ -10,12 +10,14 @@ the heartbeat thread, and interrupting the task when its run is canceled or exce
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import inspect
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -175,6 +177,10 @@ def _in_transaction(step: Callable[[Session], T], what: str) -> T:
             delay = min(delay * 2, 2.0)
 
 
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
+
+
 def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
           heartbeat: Heartbeat) -> AttemptResult:
     """Call the task function under ``heartbeat``; what it returned, raised, or why it
@@ -183,6 +189,8 @@ def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
     try:
         try:
             value = fn(run.payload, ctx)
+            if inspect.isawaitable(value):  # an `async def` task: run it on a loop of its own
+                value = asyncio.run(_awaited(value))
         finally:
             heartbeat.disarm()
         result = Succeeded(value)

@@ -107,3 +107,48 @@ def test_a_worker_that_cannot_import_its_tasks_stops_the_stack_naming_it(tmp_pat
     assert "cannot import REPRISE_TASK_MODULES='no_such_tasks': ModuleNotFoundError" in output
     assert "reprise dev: the worker process exited with code 2" in output
     assert "Reprise is ready" not in output
+
+
+TASKS = '''\
+import asyncio
+
+from reprise import TaskContext, task
+
+
+@task(id="greet", max_attempts=2)
+def greet(payload: dict, ctx: TaskContext) -> dict:
+    return {"hello": payload["name"], "attempt": ctx.attempt.number}
+
+
+@task(id="greet-async")
+async def greet_async(payload: dict, ctx: TaskContext) -> dict:
+    await asyncio.sleep(0.01)
+    return {"hello": payload["name"], "async": True}
+'''
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Path) -> None:
+    """README "Your own tasks": a package beside where `reprise dev` runs, named in
+    REPRISE_TASK_MODULES, is imported by the worker from the current directory."""
+    package = tmp_path / "myapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text(TASKS)
+    with dev_stack(tmp_path, free_port(), REPRISE_TASK_MODULES="myapp.tasks") as (dev, log):
+        wait_for(lambda: _ready(dev, log), timeout=120, interval=0.2, what="the dev stack")
+        outputs = {}
+        for task_id in ("greet", "greet-async"):
+            triggered = _cli(tmp_path, "trigger", task_id, "--payload", '{"name": "Ada"}')
+            assert triggered.returncode == 0, triggered.stderr
+            run_id = triggered.stdout.strip()
+
+            def finished(run_id: str = run_id) -> dict[str, object] | None:
+                shown = json.loads(_cli(tmp_path, "runs", "get", run_id, "--json").stdout)
+                return shown if shown["status"] == "COMPLETED" else None
+
+            outputs[task_id] = wait_for(finished, timeout=30, interval=0.2)["output"]
+    assert outputs == {
+        "greet": {"hello": "Ada", "attempt": 1},
+        "greet-async": {"hello": "Ada", "async": True},
+    }
