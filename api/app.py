@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,14 +26,40 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Every route takes ``Authorization: Bearer <secret key>`` (reads also a public
+    token): say so in the OpenAPI document, so "Try it out" in /docs can send one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "secretKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A secret key (tr_dev_…, tr_stg_…, tr_prod_…); reads "
+                    "also take a public access token (the x-trigger-jwt of a trigger).",
+                }
+            }
+            schema["security"] = [{"secretKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    # /docs and /redoc from assets served by the api itself (fastapi-offline bundles
+    # Swagger UI and ReDoc): they work without internet access.
+    app = FastAPIOffline(
         title="Reprise",
         version="0.1.0",
         description="Trigger.dev-compatible REST API for background-job runs, "
         "with durable replay and reschedule.",
     )
+    _declare_bearer_auth(app)
 
     @app.exception_handler(RepriseError)
     async def domain_error(_: Request, exc: RepriseError) -> JSONResponse:

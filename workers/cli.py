@@ -32,6 +32,7 @@ SERVER_MODULES = (
     "psycopg",
     "pydantic_settings",
     "fastapi",
+    "fastapi_offline",
     "uvicorn",
     "alembic",
     "flower",
