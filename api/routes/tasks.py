@@ -23,5 +23,7 @@ def trigger_task(task_id: str, auth: Caller, body: TriggerBody, session: DbSessi
     content: dict[str, Any] = {"id": result.run.id}
     if result.is_cached:
         content["isCached"] = True
-    token = create_public_token(auth, [result.run.id])
-    return JSONResponse(content, headers={"x-trigger-jwt": token})
+    headers = {"x-trigger-jwt": create_public_token(auth, [result.run.id])}
+    if result.warning:  # Trigger.dev accepts it; say what happened instead of refusing
+        headers["x-reprise-warning"] = result.warning
+    return JSONResponse(content, headers=headers)

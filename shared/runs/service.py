@@ -7,6 +7,7 @@ surrounding transaction commits (:func:`shared.db.on_commit`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
 from shared.settings import get_settings
 from shared.ttl.policy import effective_ttl
 
+log = logging.getLogger("reprise.runs")
+
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 
 
@@ -37,6 +40,9 @@ TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 class TriggerResult:
     run: Run
     is_cached: bool
+    # Accepted as Trigger.dev accepts it, but probably not what was meant (sent back to
+    # the caller in a header, and logged).
+    warning: str | None = None
 
 
 def _key_hash(key: str) -> str:
@@ -212,6 +218,12 @@ def trigger_run(
         if winner is None:
             raise
         return TriggerResult(winner, bool(key_hash))
+    if options.delay not in (None, "") and run.status is not RunStatus.DELAYED:
+        warning = (
+            f"options.delay {options.delay!r} is not in the future: the run was queued at once"
+        )
+        log.info("trigger of %s: %s", task_id, warning, extra={"run_id": run.id})
+        return TriggerResult(run, False, warning)
     return TriggerResult(run, False)
 
 

@@ -256,3 +256,17 @@ def test_a_stray_top_level_field_is_refused_not_dropped(
     assert response.status_code == 422
     assert message in response.json()["error"]
     assert run_count() == 0
+
+
+def test_a_delay_in_the_past_queues_at_once_and_says_so(api: Any, project: ProjectKeys) -> None:
+    """Trigger.dev accepts it (the SDK's own retries may land late), so it is not refused;
+    the response says what happened."""
+    response = trigger(api, project, "test-echo",
+                       {"payload": 1, "options": {"delay": "2020-01-01T00:00:00Z"}})
+    assert response.status_code == 200
+    assert response.headers["x-reprise-warning"] == (
+        "options.delay '2020-01-01T00:00:00Z' is not in the future: the run was queued at once"
+    )
+    assert run_row(response.json()["id"]).status in ("QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED")
+    ok = trigger(api, project, "test-echo", {"payload": 1, "options": {"delay": "1h"}})
+    assert "x-reprise-warning" not in ok.headers
