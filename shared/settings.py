@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "reprise-dev-secret-do-not-use-in-production"
@@ -32,70 +32,161 @@ class MissingSettings(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPRISE_", extra="ignore")
 
-    mode: Literal["dev", "production"] = "dev"
-    database_url: str = ""
-    redis_url: str = ""
-    secret_key: str = ""
+    mode: Literal["dev", "production"] = Field(
+        default="dev",
+        description=(
+            "`production` requires REPRISE_SECRET_KEY and Flower basic auth, and logs JSON"
+        ),
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "Postgres URL (`postgres://`, `postgresql://` accepted); required outside `reprise dev`"
+        ),
+    )
+    redis_url: str = Field(
+        default="", description="Redis URL, the Celery broker; required outside `reprise dev`"
+    )
+    secret_key: str = Field(
+        default="", description="signs public tokens and packet URLs; required outside dev"
+    )
 
     # Workers
-    task_modules: str = "examples.tasks"
-    worker_version: str = ""
-    worker_concurrency: int = 4
+    task_modules: str = Field(
+        default="examples.tasks", description="comma-separated modules whose tasks workers load"
+    )
+    worker_version: str = Field(
+        default="",
+        description=(
+            "the version workers register (default `YYYYMMDD.<hash of the task sources>`)"
+        ),
+    )
+    worker_concurrency: int = Field(default=4, description="execution slots per worker")
     # Threads of `reprise control`: its tasks are short database round trips.
-    control_concurrency: int = 8
+    control_concurrency: int = Field(default=8, description="threads of `reprise control`")
     # A worker executing a run refreshes its heartbeat this often; a claimed run whose
     # heartbeat is older than ``stale_run_seconds`` (its worker died) is re-executed. Keep
     # the stale window several heartbeats long (README, "Timings").
-    worker_heartbeat_seconds: float = 2.5
-    stale_run_seconds: float = 10.0
+    worker_heartbeat_seconds: float = Field(
+        default=2.5, description="how often a worker executing a run refreshes its heartbeat"
+    )
+    stale_run_seconds: float = Field(
+        default=10.0,
+        description=(
+            "a claimed run without a heartbeat this long is re-executed (at least 3 heartbeats)"
+        ),
+    )
     # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
     # its outcome) while the database is unreachable, before giving the run up to recovery.
-    worker_db_retry_seconds: float = 120.0
-    retry_backoff_base_seconds: float = 1.0
-    retry_backoff_max_seconds: float = 300.0
-    cost_per_ms_in_cents: float = 0.0000169
-    base_cost_in_cents: float = 0.0025
-    queue_prefix: str = "reprise"
+    worker_db_retry_seconds: float = Field(
+        default=120.0,
+        description=(
+            "how long a worker holding a run retries a step while Postgres is unreachable"
+        ),
+    )
+    retry_backoff_base_seconds: float = Field(
+        default=1.0, description="retry backoff: base x 2^(attempt-1)"
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=300.0, description="retry backoff cap (under half the visibility timeout)"
+    )
+    cost_per_ms_in_cents: float = Field(
+        default=0.0000169, description="`costInCents` per millisecond of execution"
+    )
+    base_cost_in_cents: float = Field(default=0.0025, description="`baseCostInCents` of a run")
+    queue_prefix: str = Field(
+        default="reprise",
+        description=(
+            "Celery queues `<prefix>.runs[.<queue>]`, `.commands`, `.timers`, `.sweeps`"
+        ),
+    )
 
     # Broker: the Redis transport's visibility timeout must be the same in every process
     # (api, worker, beat, flower); otherwise one process re-queues another's ETA messages.
-    broker_visibility_timeout: int = 3600
+    broker_visibility_timeout: int = Field(
+        default=3600,
+        description=(
+            "Redis redelivers unacknowledged messages after this; identical in every process"
+        ),
+    )
 
     # Timers and sweeps (§7). Only runs due within ``timer_horizon_seconds`` get a Celery
     # ETA message, so a worker holds at most the timers of that window in memory, and no
     # ETA message outlives the visibility timeout (which would make Redis redeliver it).
-    timer_horizon_seconds: float = 300.0
-    sweep_interval_seconds: float = 2.0
-    redispatch_after_seconds: float = 15.0
-    command_relay_after_seconds: float = 3.0
-    ttl_sweep_batch_size: int = 5000
-    max_ttl_seconds: int = 14 * 24 * 3600
-    dev_default_ttl_seconds: int = 600
+    timer_horizon_seconds: float = Field(
+        default=300.0,
+        description=(
+            "runs due within this get a Celery ETA timer (under half the visibility timeout)"
+        ),
+    )
+    sweep_interval_seconds: float = Field(default=2.0, description="every sweep runs this often")
+    redispatch_after_seconds: float = Field(
+        default=15.0,
+        description=(
+            "a queued run whose message may be lost is republished after this (once its queue is empty)"
+        ),
+    )
+    command_relay_after_seconds: float = Field(
+        default=3.0, description="a pending command whose message may be lost is republished after this"
+    )
+    ttl_sweep_batch_size: int = Field(
+        default=5000, description="runs expired per statement by the TTL sweep"
+    )
+    max_ttl_seconds: int = Field(default=14 * 24 * 3600, description="longest TTL a run may have")
+    dev_default_ttl_seconds: int = Field(
+        default=600, description="TTL of runs in the dev environment when none is given"
+    )
 
     # API
     # How long an api process trusts a secret key it verified (0: never): a revoked key
     # stops working everywhere within this bound.
-    auth_cache_seconds: float = 5.0
-    max_body_bytes: int = 10 * 1024 * 1024
-    large_payload_bytes: int = 512 * 1024
-    request_idempotency_hours: float = 24.0
-    jwt_ttl_seconds: int = 3600
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        description=(
+            "how long an api process trusts a key it verified (a revoked key stops working within this; 0: off)"
+        ),
+    )
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, description="larger requests get 413")
+    large_payload_bytes: int = Field(
+        default=512 * 1024, description="larger payloads and outputs are served through presigned URLs"
+    )
+    request_idempotency_hours: float = Field(
+        default=24.0, description="how long `x-trigger-request-idempotency-key` is honoured"
+    )
+    jwt_ttl_seconds: int = Field(default=3600, description="lifetime of public access tokens")
 
     # Operations
-    log_format: Literal["json", "text"] | None = None
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, description="`json` or `text` (default: text in dev, JSON otherwise)"
+    )
     # user:password (comma-separated for several users); required outside dev mode.
-    flower_basic_auth: str = ""
+    flower_basic_auth: str = Field(
+        default="", description="`user:password` (comma-separated for several); required outside dev"
+    )
     # SIGTERM is a warm shutdown (finish running tasks, hand back prefetched and ETA
     # messages); a cold one (SIGQUIT, or a second Ctrl+C) first waits this long for running
     # tasks, then cancels them and hands their messages back (README, "Deploy").
-    worker_soft_shutdown_seconds: float = 90.0
+    worker_soft_shutdown_seconds: float = Field(
+        default=90.0, description="a cold shutdown lets running tasks go on this long"
+    )
     # Port of the worker's Prometheus exporter (0 = off); see shared/exporter.py.
-    worker_metrics_port: int = 0
+    worker_metrics_port: int = Field(
+        default=0, description="port of a worker's Prometheus exporter (0: off)"
+    )
     # Liveness files touched by workers and beat, read by `reprise healthcheck worker|beat`
     # (directory default: the system temp dir).
-    liveness_dir: str = ""
-    liveness_interval_seconds: float = 5.0
-    liveness_max_age_seconds: float = 60.0
+    liveness_dir: str = Field(
+        default="",
+        description=(
+            "directory of the liveness files of `reprise healthcheck` (default: the temp dir; `reprise dev`: its data dir)"
+        ),
+    )
+    liveness_interval_seconds: float = Field(
+        default=5.0, description="how often workers, control and beat touch their liveness file"
+    )
+    liveness_max_age_seconds: float = Field(
+        default=60.0, description="`reprise healthcheck` fails once the file is older than this"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -191,3 +282,17 @@ def get_settings() -> Settings:
 
 def reset_settings_cache() -> None:
     get_settings.cache_clear()
+
+
+def settings_table() -> str:
+    """The README's settings table, from this class (a test keeps the README in step)."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default in ("", None) else f"`{default}`"
+        rows.append(f"| `REPRISE_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
