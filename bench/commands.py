@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.http_load import Latency, open_loop, run_loop
-from bench.timing_stack import servers
+from bench.timing_stack import servers, start_bench_api
 
 VERSION = "bench.1"
 TASK = "hello-world"
@@ -121,23 +121,7 @@ def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def start_api(stack: Stack, port: int, workers: int) -> subprocess.Popen[bytes]:
-    import httpx
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--no-access-log", "--workers", str(workers)],
-        cwd=ROOT, env=stack.env,
-    )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 60, "the API")
-    return proc
+    return start_bench_api(stack.env, port, workers)
 
 
 def start_worker(stack: Stack, queue: str) -> subprocess.Popen[bytes]:

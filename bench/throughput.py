@@ -49,6 +49,7 @@ from bench.timing_stack import (
     machine,
     now_utc,
     servers,
+    start_bench_api,
     stop,
     wait_until,
 )
@@ -104,27 +105,6 @@ def start_worker(env: dict[str, str], queue: str, processes: int, log: Path) -> 
              "-n", f"bench-{secrets.token_hex(3)}@%h"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
-
-
-def start_api(env: dict[str, str], port: int, workers: int, log: Path) -> Any:
-    import httpx
-
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-             "--no-access-log", "--workers", str(workers)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 60, "the API")
-    return proc
 
 
 def closed_loop(port: int, key: str, requests: list[tuple[str, bytes]]) -> int:
@@ -262,7 +242,7 @@ def api_cpu(env: dict[str, str], logs: Path, key: str, requests: int) -> dict[st
     from workers.devstack import free_port
 
     port = free_port()
-    api = start_api(env, port, 1, logs / "api-cpu.log")
+    api = start_bench_api(env, port, 1, logs / "api-cpu.log")
     try:
         source = sql("SELECT id FROM runs LIMIT 1")[0][0]
         delayed = _delayed_runs(requests + CLIENTS)
@@ -327,7 +307,7 @@ def main() -> None:
         env = configure(db_url, redis_url, VERSION, "bench.throughput_tasks")
         key = prepare()
         api_port = free_port()
-        api = start_api(env, api_port, 2, logs / "api.log")
+        api = start_bench_api(env, api_port, 2, logs / "api.log")
         try:
             rows = {
                 "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, args.processes, api_port),

@@ -97,6 +97,34 @@ def start(argv: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pop
         )
 
 
+def start_bench_api(
+    env: dict[str, str], port: int, workers: int, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The api with the bare baseline endpoint (``bench.app``), ready to answer."""
+    import httpx
+
+    out = log.open("ab") if log else None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+             "--no-access-log", "--workers", str(workers)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+        )
+    finally:
+        if out:
+            out.close()
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 60, "the API")
+    return proc
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
