@@ -158,6 +158,10 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
     """Return ``name``'s passwd entry, creating a system user if missing; else ``nobody``."""
     with contextlib.suppress(KeyError):
         return pwd.getpwnam(name)
+    _log.warning(
+        "running as root, and PostgreSQL refuses to run as root: creating the system user "
+        "%r (no home, no login shell) to run the embedded server", name,
+    )
     try:
         subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home",
