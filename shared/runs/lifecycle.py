@@ -169,12 +169,16 @@ def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransiti
     return batch
 
 
+_RESCHEDULE = repo.prepare_transition(
+    RunStatus.DELAYED,
+    sources={RunStatus.DELAYED},
+    values={"delayed_until": bindparam("b_due"), **_next_token()},
+)
+
+
 def reschedule(session: Session, run_id: str, due: datetime, now: datetime) -> Run | None:
     """DELAYED -> DELAYED at ``due`` (re-armed); None if the run is not DELAYED."""
-    moved = repo.transition(
-        session, run_id, RunStatus.DELAYED, sources={RunStatus.DELAYED},
-        values={"delayed_until": due, **_next_token()},
-    )
+    moved = _RESCHEDULE(session, run_id, b_due=due)
     if moved is not None:
         arm_if_within_horizon(session, run_id, moved.schedule_token, due, now)
     return moved
