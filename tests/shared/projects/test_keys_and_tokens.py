@@ -86,7 +86,7 @@ def test_a_tampered_or_foreign_token_is_unauthorized(project: ProjectKeys) -> No
     token = create_public_token(auth, ["run_a1b2c3d4e5"])
     forged = jwt.encode(
         {**jwt.decode(token, options={"verify_signature": False}), "scopes": ["read:runs:*"]},
-        "not-the-secret", algorithm="HS256",
+        "not-the-secret-key-of-this-server-at-all", algorithm="HS256",
     )
     with pytest.raises(Unauthorized):
         authenticate_public_token(forged)
