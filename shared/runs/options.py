@@ -68,9 +68,10 @@ class RunOptions:
         """These options with a replay body's overrides (keyed as the trigger's options:
         ``tags``, ``metadata``, ``ttl``, ``maxAttempts``, ``priority``, ``queue``), checked
         by the trigger's own rules (raises pydantic's ValidationError)."""
-        given = TriggerOptions.model_validate(
-            {k: v for k, v in overrides.items() if k not in ("payload", "delay")}
-        )
+        options = {k: v for k, v in overrides.items() if k not in ("payload", "delay")}
+        if not options:  # the usual replay: the original's options as they were
+            return self
+        given = TriggerOptions.model_validate(options)
         changes: dict[str, Any] = {}
         if "tags" in overrides:
             changes["tags"] = given.tag_list
