@@ -112,14 +112,6 @@ def prepare(delayed: int) -> tuple[str, str, list[str]]:
     return key, source, [template, *ids]
 
 
-def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def start_api(stack: Stack, port: int, workers: int) -> subprocess.Popen[bytes]:
     return start_bench_api(stack.env, port, workers)
 
