@@ -45,6 +45,17 @@ def replay_by_request_key(
     return (row[0], row[1]) if row is not None and row[1] else None
 
 
+# Prebuilt: every apply (by a worker, or inline by a read) runs it.
+_LOCK_FOR_APPLY = (
+    select(Command, Run, Environment)
+    .outerjoin(Run, Run.id == Command.run_id)
+    .outerjoin(Environment, Environment.id == Command.target_environment_id)
+    .where(Command.id == bindparam("command_id"))
+    .with_for_update(of=Command)
+    .execution_options(populate_existing=True)
+)
+
+
 def lock_command_for_apply(
     session: Session, command_id: str
 ) -> tuple[Command, Run | None, Environment | None] | None:
@@ -55,14 +66,7 @@ def lock_command_for_apply(
     A second applier (redelivered message, another worker, a read applying it inline)
     blocks here until the first commits, then sees the outcome and does nothing.
     """
-    row = session.execute(
-        select(Command, Run, Environment)
-        .outerjoin(Run, Run.id == Command.run_id)
-        .outerjoin(Environment, Environment.id == Command.target_environment_id)
-        .where(Command.id == command_id)
-        .with_for_update(of=Command)
-        .execution_options(populate_existing=True)
-    ).first()
+    row = session.execute(_LOCK_FOR_APPLY, {"command_id": command_id}).first()
     return (row[0], row[1], row[2]) if row else None
 
 
