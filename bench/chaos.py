@@ -176,6 +176,10 @@ class Stack:
         )
         return str(body["id"]) if body else None
 
+    def trigger_many(self, count: int, seconds: float, **options: Any) -> list[str]:
+        """The ids of the ``count`` triggers that were accepted."""
+        return [rid for rid in (self.trigger(seconds, **options) for _ in range(count)) if rid]
+
     def wait_registered(self) -> None:
         """Until a worker has registered the task (a trigger before that is a 404)."""
         wait_until(lambda: self.trigger(0.01) is not None, 60, "a worker to register its tasks")
@@ -311,7 +315,7 @@ def kill_worker(s: Stack) -> Result:
     s.start_worker("doomed", own_group=True, slots=1)
     s.wait_registered()
     wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
-    ids = [rid for rid in (s.trigger(3) for _ in range(6)) if rid]
+    ids = s.trigger_many(6, 3)
     wait_until(lambda: bool(s.executing()), 60, "a run executing")
     [victim] = s.executing()
     os.killpg(s.children["doomed"].pid, signal.SIGKILL)
@@ -330,7 +334,7 @@ def sigterm_worker_group(s: Stack) -> Result:
     s.start_worker("stopping", own_group=True, slots=2)
     s.wait_registered()
     wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
-    ids = [rid for rid in (s.trigger(2) for _ in range(6)) if rid]
+    ids = s.trigger_many(6, 2)
     wait_until(lambda: len(s.executing()) == 2, 60, "two runs executing")
     began = time.monotonic()
     os.killpg(s.children["stopping"].pid, signal.SIGTERM)
@@ -350,8 +354,8 @@ def redis_flushall(s: Stack) -> Result:
     s.wait_registered()
     s.children["first"].send_signal(signal.SIGTERM)
     s.children["first"].wait(60)
-    ids = [rid for rid in (s.trigger(0.1) for _ in range(20)) if rid]
-    ids += [rid for rid in (s.trigger(0.1, delay="3s") for _ in range(10)) if rid]
+    ids = s.trigger_many(20, 0.1)
+    ids += s.trigger_many(10, 0.1, delay="3s")
     for original in ids[:10]:
         replayed = s.post(f"/api/v1/runs/{original}/replay")
         if replayed:

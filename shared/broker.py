@@ -183,6 +183,13 @@ def broker_client(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
+def queued_commands() -> int:
+    """Command messages waiting in the commands queue right now."""
+    app = celery_app()
+    queue = app.conf.task_routes[APPLY_COMMAND]["queue"]
+    return queue_lengths(broker_client(app.conf.broker_url), [queue])[queue]
+
+
 def run_queues_holding_messages(queues: Iterable[str | None]) -> set[str | None]:
     """Which of these Reprise queues' Celery queues hold messages right now (a backlog is
     being worked through: its runs' messages are not lost, only waiting)."""

@@ -214,18 +214,15 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
 def _use_dev_stack_urls() -> None:
     """Without store URLs in the environment, use those of the ``reprise dev`` stack running
     from this directory (it records them in ``.reprise/dev.json``)."""
-    import json
     import os
     from pathlib import Path
 
     from shared.settings import reset_settings_cache
+    from workers.devserver import read_state
 
     if os.environ.get("REPRISE_DATABASE_URL") and os.environ.get("REPRISE_REDIS_URL"):
         return
-    try:
-        state = json.loads((Path(".reprise") / "dev.json").read_text())
-    except (OSError, ValueError):
-        return
+    state = read_state(Path(".reprise"))
     for name, field in (("REPRISE_DATABASE_URL", "database_url"), ("REPRISE_REDIS_URL", "redis_url")):
         if not os.environ.get(name) and state.get(field):
             os.environ[name] = str(state[field])

@@ -23,7 +23,7 @@ from shared import broker
 from shared.commands import service as commands
 from shared.db import transaction
 from shared.runs import lifecycle
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.sweeps.service import claim_sweep
 from shared.timers import service as timers
 from shared.ttl import service as ttl
@@ -99,9 +99,7 @@ def expire_stale_runs(session: Session) -> Counts:
 def relay_pending_commands(session: Session) -> Counts:
     """Republish commands whose message may be lost (§2.1): none while the commands queue
     still holds messages (a backlog is not a loss)."""
-    settings = get_settings()
-    queue = broker.queue_names(settings)["commands"]
-    queued = broker.queue_lengths(broker.broker_client(settings.redis_url), [queue])[queue]
+    queued = broker.queued_commands()
     return {"relayed": commands.relay_pending_commands(session, queued_messages=queued)}
 
 

@@ -61,14 +61,27 @@ def _finished() -> dict[str, Any]:
     return {"finished_at": func.now()}
 
 
-def _usage(elapsed_ms: int) -> dict[str, Any]:
-    """What an attempt that ran for ``elapsed_ms`` adds to the run (§9 duration and cost)."""
+def _usage_of(elapsed_ms: int) -> dict[str, Any]:
+    """The figures an attempt that ran for ``elapsed_ms`` adds to the run (§9)."""
     settings = get_settings()
     return {
-        "duration_ms": Run.duration_ms + elapsed_ms,
-        "cost_in_cents": Run.cost_in_cents + elapsed_ms * settings.cost_per_ms_in_cents,
-        "base_cost_in_cents": settings.base_cost_in_cents,
+        "elapsed_ms": elapsed_ms,
+        "cost": elapsed_ms * settings.cost_per_ms_in_cents,
+        "base_cost": settings.base_cost_in_cents,
     }
+
+
+def _usage_columns(elapsed_ms: Any, cost: Any, base_cost: Any) -> dict[str, Any]:
+    """What those figures write (values, or bind parameters of a prepared move)."""
+    return {
+        "duration_ms": Run.duration_ms + elapsed_ms,
+        "cost_in_cents": Run.cost_in_cents + cost,
+        "base_cost_in_cents": base_cost,
+    }
+
+
+def _usage(elapsed_ms: int) -> dict[str, Any]:
+    return _usage_columns(**_usage_of(elapsed_ms))
 
 
 def _attempt_ended(elapsed_ms: int) -> dict[str, Any]:
@@ -227,17 +240,6 @@ def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransitio
 # --- execution ----------------------------------------------------------------------------
 
 
-def abandoned(stale: Any) -> ColumnElement[bool]:
-    """A claimed run whose worker is gone: no heartbeat for ``stale`` (an interval, or a
-    bind parameter of one), while the database itself has been up that long (after a
-    Postgres restart every worker's heartbeats stopped for the outage; they get a full
-    window to resume before any run is taken from them)."""
-    return and_(
-        Run.heartbeat_at < func.now() - stale,
-        func.pg_postmaster_start_time() < func.now() - stale,
-    )
-
-
 # The moves every run makes, prepared once (the hot path: see repo.prepare_transition).
 _CLAIM = repo.prepare_transition(
     RunStatus.DEQUEUED,
@@ -251,7 +253,7 @@ _CLAIM = repo.prepare_transition(
                     ~func.coalesce(Run.ttl_expires_at <= func.now(), False),
                 ),
             ),
-            abandoned(bindparam("stale", type_=Interval())),
+            repo.abandoned(bindparam("stale", type_=Interval())),
         )
     ],
     values={
@@ -333,11 +335,9 @@ _COMPLETE = repo.prepare_transition(
     RunStatus.COMPLETED,
     where=[Run.locked_by == bindparam("worker")],
     values={
-        "duration_ms": Run.duration_ms + bindparam("elapsed_ms"),
-        "cost_in_cents": Run.cost_in_cents + bindparam("cost"),
-        "base_cost_in_cents": bindparam("base_cost"),
+        **_usage_columns(bindparam("elapsed_ms"), bindparam("cost"), bindparam("base_cost")),
         "heartbeat_at": None,
-        "finished_at": func.now(),
+        **_finished(),
         "output": bindparam("b_output", type_=Run.__table__.c.output.type),
         "output_type": "application/json",
     },
@@ -347,11 +347,7 @@ _COMPLETE = repo.prepare_transition(
 def complete(
     session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int
 ) -> Run | None:
-    usage = get_settings()
-    return _COMPLETE(
-        session, run_id, worker=worker, b_output=output, elapsed_ms=elapsed_ms,
-        cost=elapsed_ms * usage.cost_per_ms_in_cents, base_cost=usage.base_cost_in_cents,
-    )
+    return _COMPLETE(session, run_id, worker=worker, b_output=output, **_usage_of(elapsed_ms))
 
 
 def fail(

@@ -119,20 +119,33 @@ def transition(
     ``sources`` narrows the states the state machine allows (never widens them); ``where``
     adds guards such as a schedule token. ``values`` are written in the same statement.
     """
-    allowed = sources_of(target)
-    if sources is not None:
-        allowed = allowed & frozenset(sources)
+    allowed = _allowed(target, sources)
     if not allowed:
         return None
-    stmt = (
-        update(_RUNS)
-        .where(_RUNS.c.id == run_id, _RUNS.c.status.in_(list(allowed)), *where)
-        .values(status=target, updated_at=func.now(), **(values or {}))
-        .returning(*_RUNS.columns)
-    )
+    stmt = _transition_statement(target, allowed, _RUNS.c.id == run_id, where, values)
     # Core, not the ORM's bulk update: the moves are the hot path of every run, and
     # loading the returned row through the ORM costs more than the statement itself.
     return _moved(session, session.connection().execute(stmt).first())
+
+
+def _allowed(target: RunStatus, sources: Collection[RunStatus] | None) -> frozenset[RunStatus]:
+    allowed = sources_of(target)
+    return allowed if sources is None else allowed & frozenset(sources)
+
+
+def _transition_statement(
+    target: RunStatus,
+    allowed: frozenset[RunStatus],
+    which: ColumnElement[bool],
+    where: Sequence[Any],
+    values: dict[str, Any] | None,
+) -> Any:
+    return (
+        update(_RUNS)
+        .where(which, _RUNS.c.status.in_(list(allowed)), *where)
+        .values(status=target, updated_at=func.now(), **(values or {}))
+        .returning(*_RUNS.columns)
+    )
 
 
 @dataclass(frozen=True)
@@ -155,15 +168,10 @@ def prepare_transition(
     where: Sequence[Any] = (),
     values: dict[str, Any] | None = None,
 ) -> PreparedTransition:
-    allowed = sources_of(target)
-    if sources is not None:
-        allowed = allowed & frozenset(sources)
+    allowed = _allowed(target, sources)
     assert allowed, f"no state may move to {target}"
     return PreparedTransition(
-        update(_RUNS)
-        .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status.in_(list(allowed)), *where)
-        .values(status=target, updated_at=func.now(), **(values or {}))
-        .returning(*_RUNS.columns)
+        _transition_statement(target, allowed, _RUNS.c.id == bindparam("run_id"), where, values)
     )
 
 
@@ -224,7 +232,7 @@ def transition_many(
     The moved rows come back aggregated per task and environment (ids as one array each):
     a sweep moving a million runs spends its time in the database, not building rows.
     """
-    allowed = sources_of(target) & frozenset(sources)
+    allowed = _allowed(target, sources)
     if not allowed:
         return BatchTransition([], None, [])
     chosen = (
@@ -367,21 +375,15 @@ def attempts_of(session: Session, run_ids: Collection[str]) -> dict[str, list[At
     return found
 
 
-def get_attempt(session: Session, run_id: str, number: int) -> Attempt | None:
-    return session.scalars(
-        select(Attempt).where(Attempt.run_id == run_id, Attempt.number == number)
-    ).first()
-
-
 _ATTEMPTS = cast(Table, Attempt.__table__)
-_INSERT_ATTEMPT = insert(_ATTEMPTS).values(started_at=func.now())
+_INSERT_ATTEMPT = insert(_ATTEMPTS)
 
 
 def insert_attempt(session: Session, attempt: Attempt) -> Attempt:
-    """Insert a new attempt (executing since now); ``attempt`` stays out of the session."""
+    """Insert a new attempt; ``attempt`` stays out of the session."""
     session.connection().execute(_INSERT_ATTEMPT, {
         "id": attempt.id, "run_id": attempt.run_id, "number": attempt.number,
-        "status": attempt.status, "worker": attempt.worker,
+        "status": attempt.status, "worker": attempt.worker, "started_at": attempt.started_at,
     })
     return attempt
 
@@ -499,6 +501,17 @@ def pending_version_runs(
     )
 
 
+def abandoned(stale: Any) -> ColumnElement[bool]:
+    """A claimed run whose worker is gone: no heartbeat for ``stale`` (an interval, or a
+    bind parameter of one), while the database itself has been up that long (after a
+    Postgres restart every worker's heartbeats stopped for the outage; they get a full
+    window to resume before any run is taken from them)."""
+    return and_(
+        Run.heartbeat_at < func.now() - stale,
+        func.pg_postmaster_start_time() < func.now() - stale,
+    )
+
+
 def _waiting_lost(quiet: timedelta) -> ColumnElement[bool]:
     now = func.now()
     return (
@@ -540,8 +553,7 @@ def claim_lost_dispatches(
             or_(
                 waiting,
                 Run.status.in_(claimed)
-                & (Run.heartbeat_at < now - stale)
-                & (func.pg_postmaster_start_time() < now - stale)
+                & abandoned(stale)
                 & func.coalesce(Run.dispatched_at < now - stale, True),
             )
         )
