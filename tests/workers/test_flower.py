@@ -136,3 +136,23 @@ def test_reprise_dev_can_start_flower_with_the_cli() -> None:
     assert command[1:4] == ["-m", "reprise.cli", "flower"]
     assert command[-2:] == ["--port", "5555"]
     assert flower_url(5555) == "http://127.0.0.1:5555/"
+
+
+def test_flower_shows_the_control_process_beside_the_workers(
+    flower: str, celery_worker: Any
+) -> None:
+    import socket
+
+    control_name = f"control-flower@{socket.gethostname()}"
+    with reprise_process("control", "--hostname", control_name) as control:
+
+        def online() -> bool:
+            assert control.alive(), control.log()
+            celery_app().control.heartbeat()
+            text = httpx.get(f"{flower}/metrics", timeout=2).text
+            return f'flower_worker_online{{worker="{control_name}"}} 1.0' in text
+
+        wait_for(online, timeout=60, interval=0.25, what="Flower to see the control process")
+        workers = httpx.get(f"{flower}/api/workers?refresh=1", auth=CREDENTIALS, timeout=10).json()
+    assert {celery_worker.hostname, control_name} <= set(workers)
+    assert "reprise.apply_command" in workers[control_name]["registered"]
