@@ -190,6 +190,9 @@ def _cmd_beat(args: argparse.Namespace) -> int:
     from workers.app import app
 
     configure_logging("beat")
+    # Beat sends only sweeps, which stay out of Flower's task list (workers/sweeps.py):
+    # no task-sent event for them.
+    app.conf.task_send_sent_event = False
     # Beat's bookkeeping of when each entry last ran: beside the liveness files (the temp
     # directory unless REPRISE_LIVENESS_DIR is set), never the current directory.
     from workers.monitoring import liveness_path

@@ -9,6 +9,7 @@ everything.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -16,9 +17,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,8 @@ def _dev_key(data_dir: Path) -> str:
 
 
 STATE_FILE = "dev.json"
+TAIL_LINES = 20  # of a child's output, shown when it exits
+CHILD_STOP_SECONDS = 15  # after SIGTERM, before SIGKILL
 LOCK_FILE = "dev.lock"
 
 
@@ -123,23 +128,13 @@ def _registered_since(since: datetime) -> bool:
         return worker_registered(session, since=since)
 
 
-def _exited(children: dict[str, subprocess.Popen[bytes]]) -> tuple[str, int] | None:
-    for name, child in children.items():
-        code = child.poll()
-        if code is not None:
-            return name, code
-    return None
-
-
-def _wait(probe: Callable[[], bool], children: dict[str, subprocess.Popen[bytes]],
-          timeout: float, what: str) -> None:
+def _wait(probe: Callable[[], bool], stack: _Stack, timeout: float, what: str) -> None:
     """Until ``probe()``; a child that exits meanwhile is named at once, with its code."""
     deadline = time.monotonic() + timeout
     while True:
-        gone = _exited(children)
+        gone = stack.exited()
         if gone is not None:
-            name, code = gone
-            raise DevStackError(f"the {name} process exited with code {code} (see its output above)")
+            raise gone
         try:
             if probe():
                 return
@@ -156,18 +151,143 @@ def _http_ok(url: str) -> bool:
 
 
 def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 5555) -> int:
+    # Ctrl-C and SIGTERM mean the same from the very first moment: stop what has started.
+    interrupts = _Interrupts()
+    stack = _Stack(interrupts)
+    interrupted = False
     try:
-        return _run_dev(port, data_dir, flower_port)
+        signal.signal(signal.SIGINT, interrupts.handle)
+        signal.signal(signal.SIGTERM, interrupts.handle)
+        return _run_dev(stack, port, data_dir, flower_port)
     except DevStackError as exc:
         print(f"reprise dev: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        interrupted = True
+        return 0
+    finally:
+        # A second Ctrl-C must not abandon the stack half stopped; every wait is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stopping = time.monotonic()
+        stopped = stack.stop()
+        if stopped or interrupted:
+            what = f" ({', '.join(stopped)})" if stopped else ""
+            print(f"reprise dev: stopped{what} in {time.monotonic() - stopping:.1f}s",
+                  file=sys.stderr, flush=True)
 
 
-def _run_dev(port: int, data_dir: str, flower_port: int) -> int:
+class _Interrupts:
+    """SIGINT and SIGTERM as KeyboardInterrupt, except inside :meth:`deferred` (between
+    starting a process and recording it), where one is held until the block ends."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending = False
+
+    def handle(self, *_: object) -> None:
+        if self._depth:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
+
+
+class _Stack:
+    """What ``reprise dev`` has started so far, stopped in reverse whatever the moment.
+
+    Children run in sessions of their own, so the terminal's Ctrl-C reaches only
+    ``reprise dev``, which stops them with one SIGTERM each; their output comes through
+    this process, each line prefixed with the child's name, and is dropped once stopping
+    begins (shutdown chatter is not news)."""
+
+    def __init__(self, interrupts: _Interrupts) -> None:
+        self.interrupts = interrupts
+        self.servers: list[EmbeddedPostgres | EmbeddedRedis] = []
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.lock: Any = None
+        self._quiet = threading.Event()
+        self._tails: dict[str, deque[str]] = {}
+        self._pumps: list[threading.Thread] = []
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        with self.interrupts.deferred():
+            child = subprocess.Popen(
+                argv, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            self.children[name] = child
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._tails[name] = tail
+        pump = threading.Thread(target=self._pump, args=(name, child, tail), daemon=True,
+                                name=f"dev-output-{name}")
+        pump.start()
+        self._pumps.append(pump)
+
+    def _pump(self, name: str, child: subprocess.Popen[bytes], tail: deque[str]) -> None:
+        assert child.stdout is not None
+        prefix = f"{name:<8}| "
+        for raw in child.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            tail.append(line)
+            if not self._quiet.is_set():
+                sys.stdout.write(prefix + line + "\n")
+                sys.stdout.flush()
+
+    def exited(self) -> DevStackError | None:
+        """The first child that has exited, named with its code and last lines."""
+        for name, child in self.children.items():
+            code = child.poll()
+            if code is not None:
+                for pump in self._pumps:
+                    pump.join(timeout=1)  # its last words
+                last = "\n".join(f"    {line}" for line in self._tails[name])
+                return DevStackError(
+                    f"the {name} process exited with code {code}"
+                    + (f"; its last lines:\n{last}" if last else "")
+                )
+        return None
+
+    def stop(self) -> list[str]:
+        """Stop everything started, children first; the names of what was stopped."""
+        self._quiet.set()
+        stopped = [name for name, child in self.children.items() if child.poll() is None]
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children.values():
+            try:
+                child.wait(timeout=CHILD_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            # Anything the child left in its session (a pool process) goes with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+        for server in reversed(self.servers):
+            if server.running:
+                stopped.append(server.binary)
+            server.stop()
+        if self.lock is not None:
+            self.lock.close()
+        return stopped
+
+
+def _run_dev(stack: _Stack, port: int, data_dir: str, flower_port: int) -> int:
     began = time.monotonic()
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    lock = _lock(root)
+    stack.lock = _lock(root)
     # Ports first, before anything starts: the api's port is the user's choice, Flower's
     # is only a convenience.
     if not _port_free(port):
@@ -178,15 +298,18 @@ def _run_dev(port: int, data_dir: str, flower_port: int) -> int:
         taken, flower_port = flower_port, free_port()
         print(f"reprise dev: port {taken} is taken; Flower will listen on {flower_port}")
     previous = read_state(root)
-    servers: list[EmbeddedPostgres | EmbeddedRedis] = []
     env = dict(os.environ)
     if not (env.get("REPRISE_DATABASE_URL") and env.get("REPRISE_REDIS_URL")):
         # The same ports as last time when they are free: URLs others saved keep working.
-        postgres = EmbeddedPostgres(root / "postgres", port=_reuse(previous.get("postgres_port")))
-        redis = EmbeddedRedis(root / "redis", port=_reuse(previous.get("redis_port")))
-        env.setdefault("REPRISE_DATABASE_URL", postgres.start())
+        # Each server is recorded before it starts, so an interrupt mid-start stops it.
+        guard = stack.interrupts.deferred
+        redis = EmbeddedRedis(root / "redis", port=_reuse(previous.get("redis_port")),
+                              launch_guard=guard)
+        postgres = EmbeddedPostgres(root / "postgres", port=_reuse(previous.get("postgres_port")),
+                                    launch_guard=guard)
+        stack.servers += [redis, postgres]
         env.setdefault("REPRISE_REDIS_URL", redis.start())
-        servers += [redis, postgres]
+        env.setdefault("REPRISE_DATABASE_URL", postgres.start())
     env.setdefault("REPRISE_MODE", "dev")
     # Ctrl-C should stop the dev worker in seconds, not wait out production's soft shutdown.
     env.setdefault("REPRISE_WORKER_SOFT_SHUTDOWN_SECONDS", "5")
@@ -204,76 +327,46 @@ def _run_dev(port: int, data_dir: str, flower_port: int) -> int:
     started_at = _db_clock()
 
     exe = [sys.executable, "-m", "reprise.cli"]
-    children = {
-        "api": subprocess.Popen([*exe, "api", "--port", str(port)], env=env),
-        "worker": subprocess.Popen(
-            [*exe, "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"],
-            env=env,
-        ),
-        "control": subprocess.Popen([*exe, "control", "--loglevel", "WARNING"], env=env),
-        "beat": subprocess.Popen(
-            [*exe, "beat", "--schedule", str(root / "celerybeat-schedule"), "--loglevel", "WARNING"],
-            env=env,
-        ),
-        "flower": subprocess.Popen(flower_command(flower_port), env=env),
-    }
+    stack.spawn("api", [*exe, "api", "--port", str(port)], env)
+    stack.spawn("worker", [*exe, "worker", "--pool", "threads", "--concurrency", "4",
+                           "--loglevel", "INFO"], env)
+    stack.spawn("control", [*exe, "control", "--loglevel", "INFO"], env)
+    stack.spawn("beat", [*exe, "beat", "--schedule", str(root / "celerybeat-schedule"),
+                         "--loglevel", "WARNING"], env)
+    stack.spawn("flower", flower_command(flower_port), env)
 
-    def stop() -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        for child in children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        for server in servers:
-            server.stop()
-        lock.close()
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        _wait(lambda: _http_ok(f"{base}/healthz"), children, 60, "the api answering")
-        # A registration from this start, not one left by an earlier run.
-        _wait(lambda: _registered_since(started_at), children, 60, "the worker registering")
-        settings = get_settings()
-        _write_state(root, {
-            "pid": os.getpid(), "api": base, "flower": flower_url(flower_port), "key": key,
-            "database_url": settings.database_url, "redis_url": settings.redis_url,
-            "postgres_port": urlsplit(settings.database_url).port if servers else None,
-            "redis_port": urlsplit(settings.redis_url).port if servers else None,
-        })
-        ready = time.monotonic() - began
-        print(
-            "\n"
-            f"  Reprise is ready in {ready:.1f}s\n"
-            f"  API:        {base}\n"
-            f"  Docs:       {base}/docs\n"
-            f"  Flower:     {flower_url(flower_port)}\n"
-            f"  Secret key: {key}\n"
-            f"  Database:   {settings.database_url}\n"
-            f"  Redis:      {settings.redis_url}\n"
-            f"  (recorded in {root / STATE_FILE}: the reprise CLI uses it in this directory)\n\n"
-            f"  curl -X POST {base}/api/v1/tasks/hello-world/trigger \\\n"
-            f"    -H 'Authorization: Bearer {key}' -H 'content-type: application/json' \\\n"
-            "    -d '{\"payload\": {\"name\": \"Ada\"}}'\n",
-            flush=True,
-        )
-        while True:
-            gone = _exited(children)
-            if gone is not None:
-                name, code = gone
-                print(f"reprise dev: the {name} process exited with code {code}; stopping "
-                      "the stack", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stop()
+    _wait(lambda: _http_ok(f"{base}/healthz"), stack, 60, "the api answering")
+    # A registration from this start, not one left by an earlier run.
+    _wait(lambda: _registered_since(started_at), stack, 60, "the worker registering")
+    settings = get_settings()
+    _write_state(root, {
+        "pid": os.getpid(), "api": base, "flower": flower_url(flower_port), "key": key,
+        "database_url": settings.database_url, "redis_url": settings.redis_url,
+        "postgres_port": urlsplit(settings.database_url).port if stack.servers else None,
+        "redis_port": urlsplit(settings.redis_url).port if stack.servers else None,
+    })
+    ready = time.monotonic() - began
+    print(
+        "\n"
+        f"  Reprise is ready in {ready:.1f}s\n"
+        f"  API:        {base}\n"
+        f"  Docs:       {base}/docs\n"
+        f"  Flower:     {flower_url(flower_port)}\n"
+        f"  Secret key: {key}\n"
+        f"  Database:   {settings.database_url}\n"
+        f"  Redis:      {settings.redis_url}\n"
+        f"  (recorded in {root / STATE_FILE}: the reprise CLI uses it in this directory)\n\n"
+        f"  curl -X POST {base}/api/v1/tasks/hello-world/trigger \\\n"
+        f"    -H 'Authorization: Bearer {key}' -H 'content-type: application/json' \\\n"
+        "    -d '{\"payload\": {\"name\": \"Ada\"}}'\n"
+        "  Ctrl-C stops the whole stack.\n",
+        flush=True,
+    )
+    while True:
+        gone = stack.exited()
+        if gone is not None:
+            raise DevStackError(f"{gone}; stopping the stack")
+        time.sleep(0.5)
 
 
 def _reuse(port: Any) -> int | None:

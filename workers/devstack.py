@@ -47,6 +47,8 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -254,6 +256,9 @@ class _ManagedServer:
     poll_interval: ClassVar[float] = 0.05
 
     start_timeout: float = 30.0
+    # Held around the launch, so that whoever owns the signals can defer an interrupt
+    # until the new process is known (and so stopped), never between fork and record.
+    launch_guard: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
 
     @property
     def log_file(self) -> Path:
@@ -297,7 +302,7 @@ class _ManagedServer:
     def start(self) -> str:
         """Start the server and wait until it is ready; calling it on a started
         instance just returns the URL."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self.running:
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _stop_stale(self.pid_file, self.binary, self.stop_signal)
@@ -305,8 +310,17 @@ class _ManagedServer:
         for _attempt in range(3):
             port = self.port or free_port()
             offset = _log_size(self.log_file)
-            proc = self._launch(port)
-            if self._wait_ready(proc, port):
+            proc = None
+            try:
+                with self.launch_guard():
+                    proc = self._launch(port)
+                ready = self._wait_ready(proc, port)
+            except BaseException:
+                # Interrupted (Ctrl-C) or timed out while starting: no orphan server.
+                if proc is not None:
+                    _terminate(proc, self.stop_signal, 10)
+                raise
+            if ready:
                 break
             log = _tail(self.log_file, offset)
             if self.port is None and self.port_taken in log:
@@ -318,6 +332,11 @@ class _ManagedServer:
         with _live_lock:
             _live.add(self)
         return self._started()
+
+    @property
+    def running(self) -> bool:
+        """Started by this process and not stopped."""
+        return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
         """Shut the server down with :attr:`stop_signal` (SIGKILL after 30s).  Idempotent.

@@ -8,11 +8,18 @@ compare-and-set), so even without the lock two sweeps would split the rows, neve
 one twice. Sweeps return their counts, which the task signals turn into metrics
 (:mod:`workers.monitoring`), and beat schedules each one with an expiry
 (:func:`beat_schedule`).
+
+Sweeps are housekeeping that runs every few seconds whether or not there is work, so they
+keep out of the way of what people watch: they send no task events (Flower's task list
+shows runs and commands, not 1,800 sweeps an hour; their counts are in ``/metrics``), and
+the worker logs a sweep that found nothing at DEBUG (:class:`QuietIdleSweeps`).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,9 +68,41 @@ def sweep(
                 return fn(session)
 
         SWEEPS.append(Sweep(name, every))
-        return app.task(name=name)(run)
+        return app.task(name=name, send_events=False)(run)
 
     return declare
+
+
+def _idle(return_value: object) -> bool:
+    """Whether a sweep's logged result (Celery logs its repr) says it did nothing."""
+    try:
+        counts = ast.literal_eval(str(return_value))
+    except (ValueError, SyntaxError):
+        return False
+    return isinstance(counts, dict) and (
+        counts == {"skipped": 1} or not any(counts.values())
+    )
+
+
+class QuietIdleSweeps(logging.Filter):
+    """Celery's "received" and "succeeded" lines for sweeps at DEBUG, unless the sweep did
+    something: an idle stack's log is then quiet, and a sweep that expired, promoted or
+    relayed something still says so at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = record.args
+        if not isinstance(context, dict):
+            return True
+        if not any(entry.name == context.get("name") for entry in SWEEPS):
+            return True
+        if "return_value" in context and not _idle(context["return_value"]):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+for _logger in ("celery.app.trace", "celery.worker.strategy"):
+    logging.getLogger(_logger).addFilter(QuietIdleSweeps())
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

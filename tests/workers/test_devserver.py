@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -152,3 +152,86 @@ def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Pat
         "greet": {"hello": "Ada", "attempt": 1},
         "greet-async": {"hello": "Ada", "async": True},
     }
+
+
+def _stack_processes(marker: str, root: Path) -> list[str]:
+    """Live processes (not zombies) of the stack: `reprise dev` and its children carry
+    ``marker`` in their environment; the embedded servers, which rewrite theirs with their
+    process titles, work in ``root``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if (marker.encode() not in (entry / "environ").read_bytes()
+                    and not os.readlink(entry / "cwd").startswith(str(root))):
+                continue
+            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """`reprise dev` has begun: it catches SIGTERM (Python alone catches only SIGINT).
+    Not the forked child before its exec, which shows the test process's handlers."""
+    if b"reprise\0dev" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        return False
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (15 - 1)))
+    return False
+
+
+PHASES: dict[str, Callable[[int, list[str]], bool] | None] = {
+    # Each phase is reached (not slept until) before Ctrl-C is sent.
+    "first moment": lambda pid, procs: _catches_sigterm(pid),
+    "servers starting": lambda pid, procs: any("redis-server" in p for p in procs),
+    "children starting": lambda pid, procs: any("reprise.cli api" in p for p in procs),
+    "ready": None,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
+    tmp_path: Path, phase: str
+) -> None:
+    import secrets
+    import signal
+
+    marker = f"reprise-ctrl-c-{secrets.token_hex(6)}"
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        # Its own process group, as a shell gives a foreground job: Ctrl-C is SIGINT to
+        # the whole group.
+        # The `reprise` command, as the user (and scripts/dev) runs it.
+        dev = subprocess.Popen(
+            [str(Path(sys.executable).parent / "reprise"), "dev", "--port", str(free_port()),
+             "--flower-port", str(free_port())],
+            cwd=tmp_path, env=_env(REPRISE_CTRL_C_MARKER=marker), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        reached = PHASES[phase]
+        if reached is None:
+            wait_for(lambda: "Reprise is ready" in log.read_text(), timeout=120, interval=0.1,
+                     what="the dev stack")
+        else:
+            wait_for(lambda: reached(dev.pid, _stack_processes(marker, tmp_path)), timeout=60, interval=0.01,
+                     what=phase)
+        before = log.read_text()
+        os.killpg(dev.pid, signal.SIGINT)
+        code = dev.wait(40)
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert code == 0, output
+    assert _stack_processes(marker, tmp_path) == [], output
+    assert "Traceback" not in output, output
+    assert output.splitlines()[-1].startswith("reprise dev: stopped"), output
+    if phase == "ready":  # an idle stack says one line, and nothing else, when stopped
+        assert output[len(before):].splitlines() == [output.splitlines()[-1]], output

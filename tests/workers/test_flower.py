@@ -87,6 +87,45 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert re.fullmatch(rf"\[['\"]{run_id}['\"]\]", task["args"])
 
 
+def test_sweeps_stay_out_of_flowers_task_list(
+    flower: str, celery_worker: Any, api: Any, project: ProjectKeys
+) -> None:
+    """Sweeps run every few seconds with or without work: Flower lists runs and commands,
+    not sweeps (their counts are in /metrics)."""
+    from celery.signals import task_postrun
+
+    from shared import broker
+    from workers.sweeps import SWEEPS
+
+    ran: list[str] = []
+
+    def record(sender: Any = None, **_: Any) -> None:
+        ran.append(sender.name)
+
+    task_postrun.connect(record, weak=False)
+    try:
+        # The real sender of sweeps: beat, here sweeping every half second.
+        with reprise_process("beat", env={"REPRISE_SWEEP_INTERVAL_SECONDS": "0.5"}) as beat:
+            wait_for(lambda: beat.alive() and {entry.name for entry in SWEEPS} <= set(ran),
+                     timeout=30, what="beat's sweeps to run on the worker")
+    finally:
+        task_postrun.disconnect(record)
+    # A run after the sweeps: once Flower has its events, it has had the sweeps' too.
+    run_id = trigger_via_api(api, project)
+    wait_for_status(run_id, "COMPLETED")
+
+    def listed() -> dict[str, Any] | None:
+        tasks: dict[str, Any] = httpx.get(
+            f"{flower}/api/tasks", params={"limit": 1000}, auth=CREDENTIALS, timeout=5
+        ).json()
+        return tasks if any(run_id in (t.get("args") or "") for t in tasks.values()) else None
+
+    names = {task["name"] for task in wait_for(listed, timeout=15, interval=0.1).values()}
+    assert "reprise.execute_run" in names
+    assert not names & {entry.name for entry in SWEEPS}, names
+    assert broker.PROMOTE_DUE_RUNS in ran
+
+
 def test_flower_uses_the_workers_broker_transport_options() -> None:
     """Flower runs on the workers' app; every broker connection it opens (event receiver,
     inspect/control) comes from ``app.connection()``, which carries these options."""

@@ -3,6 +3,7 @@ and beat schedules every time sweep with an expiry."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -104,3 +105,32 @@ def test_beat_schedules_each_time_sweep_every_interval_with_an_expiry() -> None:
         assert task in app.tasks
         assert app.amqp.router.route({}, task)["queue"].name.endswith(".sweeps")
     assert app.amqp.router.route({}, broker.PROMOTE_RUN)["queue"].name.endswith(".timers")
+
+
+def test_a_sweep_that_found_nothing_logs_at_debug_one_that_did_something_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Celery's own "received"/"succeeded" lines, through the loggers Celery uses."""
+    from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
+
+    trace = logging.getLogger("celery.app.trace")
+    strategy = logging.getLogger("celery.worker.strategy")
+
+    def success(name: str, value: str) -> dict[str, str]:
+        return {"id": "t1", "name": name, "return_value": value, "runtime": "0.01"}
+
+    with caplog.at_level(logging.INFO):
+        strategy.info(LOG_RECEIVED, {"id": "t1", "name": broker.PROMOTE_DUE_RUNS})
+        trace.info(LOG_SUCCESS, success(broker.PROMOTE_DUE_RUNS, "{'promoted': 0, 'armed': 0}"))
+        trace.info(LOG_SUCCESS, success(broker.EXPIRE_STALE_RUNS, "{'skipped': 1}"))
+        trace.info(LOG_SUCCESS, success(broker.EXPIRE_STALE_RUNS, "{'expired': 3}"))
+        trace.info(LOG_SUCCESS, success(broker.APPLY_COMMAND, "None"))
+    shown = [record.getMessage() for record in caplog.records]
+    assert shown == [
+        f"Task {broker.EXPIRE_STALE_RUNS}[t1] succeeded in 0.01s: {{'expired': 3}}",
+        f"Task {broker.APPLY_COMMAND}[t1] succeeded in 0.01s: None",
+    ]
+    with caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        trace.info(LOG_SUCCESS, success(broker.PROMOTE_DUE_RUNS, "{'promoted': 0, 'armed': 0}"))
+    assert [record.levelname for record in caplog.records] == ["DEBUG"]
