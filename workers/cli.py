@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -54,6 +55,26 @@ def missing_server_modules() -> list[str]:
     ]
 
 
+DEV_PARENT_ENV = "REPRISE_DEV_PARENT_PID"
+
+
+def _follow_dev_parent() -> None:
+    """A child of ``reprise dev`` (which sets :data:`DEV_PARENT_ENV`) gets SIGTERM when
+    ``reprise dev`` dies, even by ``kill -9``, instead of living on as an orphan (Linux;
+    elsewhere the next ``reprise dev`` finds only its embedded servers to clean up). The
+    variable is not passed on to processes this one starts."""
+    parent = os.environ.pop(DEV_PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        raise SystemExit(0)
+
+
 def _needs_server(command: str, handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         missing = missing_server_modules()
@@ -62,6 +83,7 @@ def _needs_server(command: str, handler: Handler) -> Handler:
             detail = f" (not installed: {', '.join(missing)})" if partly else ""
             print(f"reprise {command} needs the server: {INSTALL_SERVER}{detail}", file=sys.stderr)
             return 2
+        _follow_dev_parent()
         from shared.settings import MissingSettings
 
         try:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.settings import get_settings, reset_settings_cache
+from workers.cli import DEV_PARENT_ENV
 from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 DEV_KEY_FILE = "dev-key"
@@ -223,7 +224,7 @@ class _Stack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         with self.interrupts.deferred():
             child = subprocess.Popen(
-                argv, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                argv, env={**env, "PYTHONUNBUFFERED": "1", DEV_PARENT_ENV: str(os.getpid())}, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
             self.children[name] = child

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -185,6 +185,32 @@ def _catches_sigterm(pid: int) -> bool:
     return False
 
 
+def _foreground_dev(root: Path, marker: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """The `reprise` command as the user (and scripts/dev) runs it, in its own process
+    group as a shell gives a foreground job (Ctrl-C is SIGINT to the whole group)."""
+    log = root / "dev.log"
+    with log.open("w") as out:
+        dev = subprocess.Popen(
+            [str(Path(sys.executable).parent / "reprise"), "dev", "--port", str(free_port()),
+             "--flower-port", str(free_port())],
+            cwd=root, env=_env(REPRISE_STACK_MARKER=marker), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return dev, log
+
+
+def _kill_leftovers(dev: subprocess.Popen[bytes], marker: str, root: Path) -> None:
+    """Whatever a failed test leaves must not outlive it (nor load the machine)."""
+    if dev.poll() is None:
+        os.killpg(dev.pid, 9)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                if (marker.encode() in (entry / "environ").read_bytes()
+                        or os.readlink(entry / "cwd").startswith(str(root))):
+                    os.kill(int(entry.name), 9)
+
+
 PHASES: dict[str, Callable[[int, list[str]], bool] | None] = {
     # Each phase is reached (not slept until) before Ctrl-C is sent.
     "first moment": lambda pid, procs: _catches_sigterm(pid),
@@ -203,17 +229,7 @@ def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
     import signal
 
     marker = f"reprise-ctrl-c-{secrets.token_hex(6)}"
-    log = tmp_path / "dev.log"
-    with log.open("w") as out:
-        # Its own process group, as a shell gives a foreground job: Ctrl-C is SIGINT to
-        # the whole group.
-        # The `reprise` command, as the user (and scripts/dev) runs it.
-        dev = subprocess.Popen(
-            [str(Path(sys.executable).parent / "reprise"), "dev", "--port", str(free_port()),
-             "--flower-port", str(free_port())],
-            cwd=tmp_path, env=_env(REPRISE_CTRL_C_MARKER=marker), stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    dev, log = _foreground_dev(tmp_path, marker)
     try:
         reached = PHASES[phase]
         if reached is None:
@@ -226,8 +242,7 @@ def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
         os.killpg(dev.pid, signal.SIGINT)
         code = dev.wait(40)
     finally:
-        if dev.poll() is None:
-            os.killpg(dev.pid, signal.SIGKILL)
+        _kill_leftovers(dev, marker, tmp_path)
     output = log.read_text()
     assert code == 0, output
     assert _stack_processes(marker, tmp_path) == [], output
@@ -235,3 +250,32 @@ def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
     assert output.splitlines()[-1].startswith("reprise dev: stopped"), output
     if phase == "ready":  # an idle stack says one line, and nothing else, when stopped
         assert output[len(before):].splitlines() == [output.splitlines()[-1]], output
+
+
+@pytest.mark.slow
+def test_children_follow_reprise_dev_killed_hard_and_the_next_start_cleans_up(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of `reprise dev` cannot run its cleanup: its children (api, worker, control,
+    beat, Flower) still stop, and the next `reprise dev` stops the embedded servers left
+    behind before starting its own."""
+    import secrets
+    import signal
+
+    marker = f"reprise-kill-9-{secrets.token_hex(6)}"
+    dev, log = _foreground_dev(tmp_path, marker)
+    try:
+        wait_for(lambda: "Reprise is ready" in log.read_text(), timeout=120, interval=0.1,
+                 what="the dev stack")
+        dev.send_signal(signal.SIGKILL)
+        dev.wait(10)
+        wait_for(lambda: not any("reprise.cli" in p for p in _stack_processes(marker, tmp_path)),
+                 timeout=30, interval=0.1, what="the children to follow reprise dev")
+        again, log = _foreground_dev(tmp_path, marker)
+        wait_for(lambda: "Reprise is ready" in log.read_text(), timeout=120, interval=0.1,
+                 what="the second start")
+        os.killpg(again.pid, signal.SIGINT)
+        assert again.wait(40) == 0, log.read_text()
+        assert _stack_processes(marker, tmp_path) == [], log.read_text()
+    finally:
+        _kill_leftovers(dev, marker, tmp_path)
