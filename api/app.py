@@ -14,9 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
-from api.routes import commands, health, runs, strait, tasks
+from api.routes import commands, health, packets, runs, strait, tasks
 from api.routes import metrics as metrics_routes
 from shared.errors import RepriseError
+from shared.packets.service import OBJECT_ROUTE
 from shared.settings import get_settings
 
 log = logging.getLogger("reprise.api")
@@ -69,7 +70,7 @@ def create_app() -> FastAPI:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, f"{where}: {first.get('msg', 'is invalid')}")
+        return _error(400, f"{where}: {first.get('msg', 'is invalid')}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -98,7 +99,15 @@ def create_app() -> FastAPI:
     app.include_router(runs.router)
     app.include_router(commands.router)
     app.include_router(strait.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(packets.router)
+    packet_limit = settings.max_packet_bytes
+    packet_refusal = (
+        f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"
+    )
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes,
+        by_prefix={OBJECT_ROUTE: (packet_limit, packet_refusal)},
+    )
     # Outermost: times every request, including those refused for their size.
     app.add_middleware(RequestMetrics)
     return app

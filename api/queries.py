@@ -75,7 +75,7 @@ def _cursor(value: str | None) -> str | None:
 
 
 class RunListQuery(BaseModel):
-    """The list's query parameters as sent; :meth:`parse` gives the typed query (422 with a
+    """The list's query parameters as sent; :meth:`parse` gives the typed query (400 with a
     sentence naming the parameter for a value it cannot use)."""
 
     model_config = ConfigDict(populate_by_name=True)

@@ -95,9 +95,12 @@ def read_job_run(session: Session, auth: AuthContext, run_id: str, applier: str)
     return job_run_of(session, visible_run(session, auth, run_id, applier))
 
 
-def read_packet(session: Session, run_id: str, kind: Literal["payload", "output"]) -> Any:
-    """A run's payload or output, for a signed packet link (the caller checked the link)."""
+def read_packet(
+    session: Session, run_id: str, kind: Literal["payload", "output"]
+) -> tuple[Run, Any]:
+    """A run and its payload or output, for a signed packet link (the caller checked the
+    link). An offloaded payload is its packet's path (:mod:`shared.packets`)."""
     run = runs_repo.get_run(session, None, run_id)
     if run is None:
         raise NotFound("Packet not found or link expired")
-    return run.payload if kind == "payload" else run.output
+    return run, run.payload if kind == "payload" else run.output

@@ -22,16 +22,18 @@ def _tags(value: Any) -> Any:
     tags = [value] if isinstance(value, str) else value
     if not isinstance(tags, list):
         raise ValueError("tags must be a string or a list of strings")
+    for tag in tags:
+        if not isinstance(tag, str) or len(tag) > 128:
+            raise ValueError("each tag must be a string of at most 128 characters")
+    # Empty tags are accepted and dropped, as Trigger.dev does.
+    tags = [tag for tag in tags if tag.strip()]
     if len(tags) > MAX_TAGS:
         raise ValueError(f"a run can have at most {MAX_TAGS} tags, got {len(tags)}")
-    for tag in tags:
-        if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
-            raise ValueError("each tag must be a string of 1 to 128 characters")
     return tags
 
 
 # A run's tags as a trigger or a replay gives them: one string or a list, at most 10 of
-# 1 to 128 characters each.
+# at most 128 characters each (empty ones are dropped).
 Tags = Annotated[list[str] | str | None, BeforeValidator(_tags)]
 
 

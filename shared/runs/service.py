@@ -19,7 +19,8 @@ from shared.db import db_now
 from shared.durations import DelayPolicy, DurationError, parse_delay
 from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
 from shared.ids import is_run_id, new_run_id
-from shared.payloads import decode_payload, reject_nul
+from shared.packets.service import packet_exists
+from shared.payloads import STORE, decode_payload, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
 from shared.runs import lifecycle
@@ -196,6 +197,11 @@ def trigger_run(
         if existing is not None:
             return TriggerResult(existing, True)
     payload, payload_type = decode_payload(raw_payload, options.payload_type)
+    if payload_type == STORE and not packet_exists(session, auth.environment_id, payload):
+        raise InvalidInput(
+            f"payload names a packet that was not uploaded: {payload} "
+            "(PUT /api/v2/packets/{path} first)"
+        )
     spec = NewRun(
         task_identifier=task_id,
         payload=payload,

@@ -72,9 +72,9 @@ def test_a_period_counts_back_from_the_database_clock() -> None:
         ({"page[before]": "run_x"}, "page cursors are run ids"),
     ],
 )
-def test_values_it_cannot_use_are_422_naming_the_parameter(
+def test_values_it_cannot_use_are_400_naming_the_parameter(
     params: dict[str, str], message: str
 ) -> None:
     with pytest.raises(InvalidInput) as error:
         parse(params)
-    assert (error.value.status_code, error.value.message) == (422, message)
+    assert (error.value.status_code, error.value.message) == (400, message)

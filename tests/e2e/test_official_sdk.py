@@ -163,7 +163,7 @@ def test_errors_reach_the_sdk_with_their_status_and_message(
     assert (malformed["status"], malformed["error"]) == (400, "Invalid or missing run ID")
     assert scenario.error("trigger-unknown-task")["status"] == 404
     tags = scenario.error("trigger-eleven-tags")
-    assert tags["status"] == 422
+    assert tags["status"] == 400
     assert "tags" in tags["error"]
     for step in ("wrong-key-retrieve", "wrong-key-trigger", "wrong-key-list"):
         error = scenario.error(step)
