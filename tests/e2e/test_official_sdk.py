@@ -232,15 +232,21 @@ def test_large_output_is_downloaded_by_the_sdk_from_its_presigned_url(
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the SDK offloads payloads >= 128 KiB through PUT /api/v2/packets/{path} and "
-    "payloadType application/store, which Reprise does not implement yet",
-)
-def test_payload_offloaded_by_the_sdk_is_stored_and_executed(
+def test_payloads_offloaded_by_the_sdk_run_and_come_back_through_retrieve(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    scenario = run_scenario("offloaded_payload.mjs", project.keys["dev"])
+    # 200 KiB (over the SDK's 128 KiB offload threshold) and 5 MiB.
+    scenario = run_scenario("offloaded_payload.mjs", project.keys["dev"],
+                            E2E_PAYLOAD_KIB="200,5120")
 
-    scenario.ok("trigger")
-    assert scenario.ok("completed") == {"status": "COMPLETED", "blobLength": 200 * 1024}
+    for kib in (200, 5120):
+        handle = scenario.ok(f"trigger-{kib}")
+        done = scenario.ok(f"completed-{kib}")
+        assert done["id"] == handle["id"]
+        assert done["status"] == "COMPLETED"
+        # retrieve downloaded the packet from payloadPresignedUrl and decoded its superjson
+        assert (done["blobLength"], done["whenIsDate"]) == (kib * 1024, True)
+        assert done["output"]["message"] == "Hello, Big!"  # the worker got the real payload
+        row = run_row(handle["id"])
+        assert row.payload_type == "application/store"
+        assert isinstance(row.payload, str)  # the packet's path, not 5 MiB inline
