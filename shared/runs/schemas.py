@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -132,3 +132,61 @@ class TriggerRequest(BaseModel):
                 )
                 raise ValueError(f"unknown top-level field {key!r}: {where}")
         return data
+
+
+class _Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpdateOperation(_Operation):
+    type: Literal["update"]
+    value: dict[str, Any]
+
+
+class KeyOperation(_Operation):
+    """``set``, ``append``, ``remove`` (with a value), ``delete`` (without)."""
+
+    type: Literal["set", "append", "remove"]
+    key: str = Field(min_length=1, max_length=1024)
+    value: Any = None
+
+
+class DeleteOperation(_Operation):
+    type: Literal["delete"]
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class IncrementOperation(_Operation):
+    type: Literal["increment"]
+    key: str = Field(min_length=1, max_length=1024)
+    value: int | float
+
+
+MetadataOperation = Annotated[
+    UpdateOperation | KeyOperation | DeleteOperation | IncrementOperation,
+    Field(discriminator="type"),
+]
+
+
+class UpdateMetadataRequest(BaseModel):
+    """``PUT /api/v1/runs/{id}/metadata`` (the SDK's ``FlushedRunMetadata``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    metadata: dict[str, Any] | None = None
+    operations: list[MetadataOperation] | None = None
+    parent_operations: list[MetadataOperation] | None = Field(None, alias="parentOperations")
+    root_operations: list[MetadataOperation] | None = Field(None, alias="rootOperations")
+
+
+class AddTagsRequest(BaseModel):
+    """``POST /api/v1/runs/{id}/tags``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tags: Annotated[list[str] | str, BeforeValidator(_tags)]
+
+
+class ResetIdempotencyKeyRequest(BaseModel):
+    """``POST /api/v1/idempotencyKeys/{key}/reset``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    task_identifier: str = Field(alias="taskIdentifier", min_length=1, max_length=128)
