@@ -234,6 +234,9 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         definition = registry.get(claimed.task_identifier)
         if definition is None:
             return attempts.hand_back_missing_task(session, claimed)
+        locked_elsewhere = attempts.hand_back_locked(session, claimed, version)
+        if locked_elsewhere is not None:
+            return locked_elsewhere
         started = attempts.begin_attempt(session, run_id, worker, version)
         if started is None:  # pragma: no cover - the claim is ours until this commits
             return Outcome(run_id, "lost", "claim lost before start")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -43,6 +44,21 @@ class IdempotencyKeyOptions(BaseModel):
     scope: str | None = None
 
 
+# Options the SDK can send that Reprise cannot honour: refused with 400 naming them rather
+# than ignored (the run would otherwise run somewhere, or in a way, it was not asked to).
+REFUSED_OPTIONS: dict[str, str] = {
+    "region": "Reprise runs every task in one region",
+    "debounce": "debounced triggers are not implemented",
+    "gates": "queue gates are not implemented",
+    "concurrency": "per-trigger concurrency limits are not implemented",
+    "externalDeploymentId": "Reprise versions are worker versions; lock with `version`",
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 class TriggerOptions(BaseModel):
     """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
 
@@ -66,8 +82,23 @@ class TriggerOptions(BaseModel):
     priority: int | None = Field(default=None, ge=0, le=30 * 86400)
     test: bool | None = None
     machine: str | dict[str, Any] | None = None
-    lock_to_version: str | None = Field(default=None, alias="lockToVersion")
+    lock_to_version: str | None = Field(default=None, alias="lockToVersion", max_length=100)
     parent_run_id: str | None = Field(default=None, alias="parentRunId")
+    # Sent by the SDK, refused when set (REFUSED_OPTIONS).
+    region: Any = None
+    debounce: Any = None
+    gates: Any = None
+    concurrency: Any = None
+    external_deployment_id: Any = Field(default=None, alias="externalDeploymentId")
+
+    @model_validator(mode="after")
+    def _refused_options(self) -> TriggerOptions:
+        for name, why in REFUSED_OPTIONS.items():
+            field = name if name in type(self).model_fields else _snake(name)
+            value = getattr(self, field)
+            if value is not None and value != [] and value != "":
+                raise ValueError(f"options.{name} is not supported: {why} (got {value!r})")
+        return self
 
     @field_validator("delay", mode="before")
     @classmethod

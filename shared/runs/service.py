@@ -64,10 +64,12 @@ def _existing_by_request_key(session: Session, auth: AuthContext, request_key: s
     return None
 
 
-def _existing_by_idempotency_key(
-    session: Session, auth: AuthContext, task_id: str, key_hash: str
+def existing_by_idempotency_key(
+    session: Session, environment_id: str, task_id: str, key_hash: str
 ) -> Run | None:
-    existing = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
+    """The live run of the task holding the key; a key whose run failed or whose
+    ``idempotencyKeyTTL`` passed is released (None)."""
+    existing = repo.find_by_idempotency_key(session, environment_id, task_id, key_hash)
     if existing is None:
         return None
     expired = (existing.idempotency_key_expires_at is not None
@@ -137,6 +139,23 @@ def _due_time(delay: object, now: datetime) -> datetime | None:
     return due if due > now else None
 
 
+def locked_task_defaults(
+    session: Session, environment_id: str, task_identifier: str, version: str
+) -> dict[str, Any]:
+    """The task's options in ``version``; 400 naming the version if it is not registered in
+    the environment or lacks the task."""
+    registered, options = projects_repo.version_task_options(
+        session, environment_id, version, task_identifier
+    )
+    if not registered:
+        raise InvalidInput(
+            f"Task locked to version '{version}', but no worker found with that version."
+        )
+    if options is None:
+        raise InvalidInput(f"Task '{task_identifier}' not found on locked version '{version}'.")
+    return options
+
+
 def create_run(session: Session, project_id: str, environment_id: str, spec: NewRun) -> Run:
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
@@ -147,6 +166,12 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
+    if spec.options.lock_to_version:
+        # Locked to a version (Trigger.dev's lockToVersion, the SDK's `version`): it must be
+        # registered and have the task, as Trigger.dev refuses otherwise; its workers run it.
+        found = (spec.options.lock_to_version,
+                 locked_task_defaults(session, environment_id, spec.task_identifier,
+                                      spec.options.lock_to_version))
     task_defaults: dict[str, Any] = found[1] if found else {}
     options = spec.options.resolved(task_defaults)
     try:
@@ -218,7 +243,7 @@ def trigger_run(
     hashed = None
     if options.idempotency_key:
         hashed = key_hash(options.idempotency_key)
-        existing = _existing_by_idempotency_key(session, auth, task_id, hashed)
+        existing = existing_by_idempotency_key(session, auth.environment_id, task_id, hashed)
         if existing is not None:
             return TriggerResult(existing, True)
     key_expires_at = idempotency_key_expiry(session, options.idempotency_key_ttl)
