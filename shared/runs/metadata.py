@@ -40,6 +40,16 @@ def _get(root: Any, parts: list[str | int]) -> Any:
     return node
 
 
+def _descend_into(node: Any, part: str | int, following: str | int | None, key: str) -> None:
+    """Make ``node[part]`` a container the path can go through: created when missing, a
+    scalar in the way is refused (never silently replaced)."""
+    child = node[part] if isinstance(part, int) else node.get(part)
+    if child is None:
+        node[part] = [] if isinstance(following, int) else {}
+    elif not isinstance(child, dict | list):
+        raise InvalidInput(f"metadata key {key!r} goes through a value that is not an object")
+
+
 def _set(root: dict[str, Any], parts: list[str | int], value: Any, key: str) -> None:
     node: Any = root
     for part, following in zip(parts, [*parts[1:], None], strict=True):
@@ -51,16 +61,16 @@ def _set(root: dict[str, Any], parts: list[str | int], value: Any, key: str) -> 
                 node.append(None)
             if last:
                 node[part] = value
-            elif not isinstance(node[part], dict | list):
-                node[part] = [] if isinstance(following, int) else {}
+            else:
+                _descend_into(node, part, following, key)
             node = node[part]
         else:
             if not isinstance(node, dict):
                 raise InvalidInput(f"metadata key {key!r} goes through a value that is not an object")
             if last:
                 node[part] = value
-            elif not isinstance(node.get(part), dict | list):
-                node[part] = [] if isinstance(following, int) else {}
+            else:
+                _descend_into(node, part, following, key)
             node = node[part]
 
 
