@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,9 +23,18 @@ from shared.settings import get_settings
 
 log = logging.getLogger("reprise.api")
 
+# Strait's routes (seed 004).
+STRAIT_PREFIX = "/v1/"
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None,
+           request: Request | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if request is not None and request.url.path.startswith(STRAIT_PREFIX):
+        # Strait answers errors as RFC 9457 problems (huma): its own clients read `error`,
+        # `message` or `detail`, typed clients `status`. Both shapes, in one body.
+        body |= {"title": HTTPStatus(status).phrase, "status": status, "detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
@@ -63,18 +73,19 @@ def create_app() -> FastAPI:
     _declare_bearer_auth(app)
 
     @app.exception_handler(RepriseError)
-    async def domain_error(_: Request, exc: RepriseError) -> JSONResponse:
-        return _error(exc.status_code, exc.message)
+    async def domain_error(request: Request, exc: RepriseError) -> JSONResponse:
+        return _error(exc.status_code, exc.message, request=request)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(400, f"{where}: {first.get('msg', 'is invalid')}")
+        return _error(400, f"{where}: {first.get('msg', 'is invalid')}", request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None),
+                      request=request)
 
     @app.exception_handler(OperationalError)
     async def database_down(_: Request, exc: OperationalError) -> JSONResponse:

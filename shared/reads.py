@@ -88,7 +88,15 @@ def read_history(session: Session, auth: AuthContext, run_id: str, applier: str)
 
 
 def job_run_of(session: Session, run: Run) -> JobRunView:
-    return JobRunView(run, projects_repo.version_ordinal(session, run.environment_id, run.version))
+    """Strait's ``job_version``: of the version that executed the run, else of the version it
+    will run on (its lock, else the environment's current version if that has the task)."""
+    version = run.version or run.locked_version
+    if version is None:
+        current = projects_repo.current_version_with_task(
+            session, run.environment_id, run.task_identifier
+        )
+        version = current[0] if current else None
+    return JobRunView(run, projects_repo.version_ordinal(session, run.environment_id, version))
 
 
 def read_job_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> JobRunView:
