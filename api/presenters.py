@@ -69,4 +69,4 @@ def render_page(page: Page, auth: AuthContext, api_version: str | None) -> dict[
 
 def render_job_run(view: JobRunView) -> dict[str, Any]:
     """Strait's ``JobRun``."""
-    return job_run_to_wire(view.run, view.job_version)
+    return job_run_to_wire(view.run, view.job_version, view.payload)

@@ -17,6 +17,7 @@ from shared.commands import repository as commands_repo
 from shared.commands.models import Command
 from shared.commands.service import apply_pending
 from shared.errors import NotFound, RunNotFound
+from shared.packets.service import run_payload
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
@@ -40,6 +41,8 @@ class JobRunView:
 
     run: Run
     job_version: int
+    # The payload itself, also when it was offloaded to a packet (Strait inlines payloads).
+    payload: Any = None
 
 
 def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> Run:
@@ -96,7 +99,8 @@ def job_run_of(session: Session, run: Run) -> JobRunView:
             session, run.environment_id, run.task_identifier
         )
         version = current[0] if current else None
-    return JobRunView(run, projects_repo.version_ordinal(session, run.environment_id, version))
+    ordinal = projects_repo.version_ordinal(session, run.environment_id, version)
+    return JobRunView(run, ordinal, run_payload(session, run))
 
 
 def read_job_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> JobRunView:

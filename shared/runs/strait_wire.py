@@ -60,7 +60,12 @@ def tags_object(tags: list[str] | None) -> dict[str, str]:
     return result
 
 
-def job_run_to_wire(run: Run, job_version: int) -> dict[str, Any]:
+_STORED = object()
+
+
+def job_run_to_wire(run: Run, job_version: int, payload: Any = _STORED) -> dict[str, Any]:
+    """``payload``: the run's payload as its task receives it (an offloaded one resolved);
+    by default the stored one."""
     error = run.error or {}
     data: dict[str, Any] = {
         "id": run.id,
@@ -74,7 +79,7 @@ def job_run_to_wire(run: Run, job_version: int) -> dict[str, Any]:
         "created_at": iso(run.created_at),
         "lineage_depth": run.lineage_depth,
         "debug_mode": run.debug_mode,
-        "payload": run.payload,
+        "payload": run.payload if payload is _STORED else payload,
         "result": run.output,
         "error": error.get("message"),
         "error_class": error.get("name"),

@@ -70,6 +70,8 @@ def test_offloaded_payload_runs_with_its_value_and_is_served_through_a_presigned
     assert api.get(_local(by_path.json()["presignedUrl"])).text == download.text
     by_run = api.get(f"/api/v1/runs/{run_id}/packets/payload", headers=project.headers())
     assert api.get(_local(by_run.json()["presignedUrl"])).text == download.text
+    # Strait's JobRun inlines the payload itself.
+    assert api.get(f"/v1/runs/{run_id}", headers=project.headers()).json()["payload"] == value
 
 
 def test_a_trigger_naming_a_packet_never_uploaded_is_refused(
