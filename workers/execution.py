@@ -27,6 +27,7 @@ from reprise.registry import Registry, TaskDefinition
 from shared.db import transaction
 from shared.errors import RepriseError
 from shared.packets.service import run_payload
+from shared.payloads import STORE
 from shared.runs import attempts
 from shared.runs.attempts import AttemptResult, Failed, Interrupted, Outcome, Succeeded
 from shared.runs.models import Attempt, Run
@@ -185,6 +186,8 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
           heartbeat: Heartbeat) -> AttemptResult:
+    if run.payload_type != STORE:
+        return _call_with(fn, run.payload, ctx, heartbeat)
     try:
         # An offloaded payload (application/store) is read from its packet first.
         payload = _in_transaction(lambda session: run_payload(session, run), "load payload")
