@@ -26,7 +26,8 @@ ResetBody = Annotated[
 @router.get("/api/v1/runs/{run_id}/metadata", summary="A run's metadata")
 def get_metadata(auth: Reader, run_id: RunId, session: DbSession) -> JSONResponse:
     visible_run(session, auth, run_id, api_applier())
-    return JSONResponse({"metadata": edits.get_metadata(session, auth, run_id)})
+    metadata = edits.get_metadata(session, auth, run_id)
+    return JSONResponse({"metadata": metadata, "metadataType": "application/json"})
 
 
 @router.put("/api/v1/runs/{run_id}/metadata",
