@@ -253,7 +253,18 @@ def trigger_run(
             f"payload names a packet that was not uploaded: {payload} "
             "(PUT /api/v2/packets/{path} first)"
         )
+    lineage: dict[str, Any] = {}
+    if options.parent_run_id:
+        # Sent by the SDK inside a task: the new run is that run's child.
+        parent = repo.get_run(session, auth.environment_id, options.parent_run_id)
+        if parent is None:
+            raise InvalidInput(
+                f"options.parentRunId names no run of this environment: {options.parent_run_id}"
+            )
+        lineage = {"depth": parent.depth + 1, "parent_run_id": parent.id,
+                   "root_run_id": parent.root_run_id or parent.id, "triggered_by": "task"}
     spec = NewRun(
+        **lineage,
         task_identifier=task_id,
         payload=payload,
         payload_type=payload_type,

@@ -93,3 +93,16 @@ def test_options_reprise_cannot_honour_are_400_naming_them(
 
     assert response.status_code == 400
     assert f"options.{option}" in response.json()["error"]
+
+
+def test_parent_run_id_makes_a_child_run_or_is_refused(api: Any, project: ProjectKeys) -> None:
+    parent = trigger_via_api(api, project, delay="1h")
+
+    child = trigger_via_api(api, project, delay="1h", parentRunId=parent)
+    refused = api.post("/api/v1/tasks/test-echo/trigger", headers=project.headers(),
+                       json={"payload": {}, "options": {"parentRunId": "run_nosuchrun000000000"}})
+
+    row = run_row(child)
+    assert (row.parent_run_id, row.root_run_id, row.depth) == (parent, parent, 1)
+    assert refused.status_code == 400
+    assert "options.parentRunId" in refused.json()["error"]
