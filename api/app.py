@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,16 +15,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
-from api.routes import commands, health, runs, strait, tasks
+from api.routes import commands, health, packets, run_edits, runs, strait, tasks
 from api.routes import metrics as metrics_routes
 from shared.errors import RepriseError
+from shared.packets.service import OBJECT_ROUTE
 from shared.settings import get_settings
 
 log = logging.getLogger("reprise.api")
 
+# Strait's routes (seed 004).
+STRAIT_PREFIX = "/v1/"
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None,
+           request: Request | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if request is not None and request.url.path.startswith(STRAIT_PREFIX):
+        # Strait answers errors as RFC 9457 problems (huma): its own clients read `error`,
+        # `message` or `detail`, typed clients `status`. Both shapes, in one body.
+        body |= {"title": HTTPStatus(status).phrase, "status": status, "detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
@@ -62,18 +73,19 @@ def create_app() -> FastAPI:
     _declare_bearer_auth(app)
 
     @app.exception_handler(RepriseError)
-    async def domain_error(_: Request, exc: RepriseError) -> JSONResponse:
-        return _error(exc.status_code, exc.message)
+    async def domain_error(request: Request, exc: RepriseError) -> JSONResponse:
+        return _error(exc.status_code, exc.message, request=request)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, f"{where}: {first.get('msg', 'is invalid')}")
+        return _error(400, f"{where}: {first.get('msg', 'is invalid')}", request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None),
+                      request=request)
 
     @app.exception_handler(OperationalError)
     async def database_down(_: Request, exc: OperationalError) -> JSONResponse:
@@ -98,7 +110,16 @@ def create_app() -> FastAPI:
     app.include_router(runs.router)
     app.include_router(commands.router)
     app.include_router(strait.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(packets.router)
+    app.include_router(run_edits.router)
+    packet_limit = settings.max_packet_bytes
+    packet_refusal = (
+        f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"
+    )
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes,
+        by_prefix={OBJECT_ROUTE: (packet_limit, packet_refusal)},
+    )
     # Outermost: times every request, including those refused for their size.
     app.add_middleware(RequestMetrics)
     return app

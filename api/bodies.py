@@ -13,7 +13,7 @@ from shared.commands.schemas import ReplayRequest, RescheduleRequest
 from shared.errors import InvalidInput
 from shared.runs.schemas import TriggerRequest
 
-# 422 with a sentence naming the field; no body is a trigger with no payload or options.
+# 400 with a sentence naming the field; no body is a trigger with no payload or options.
 TriggerBody = Annotated[
     TriggerRequest, json_body(TriggerRequest, error=InvalidInput, required=False)
 ]

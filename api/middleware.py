@@ -13,19 +13,28 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    """Reject bodies over ``max_bytes`` with 413, by Content-Length or while reading."""
+    """Reject bodies over ``max_bytes`` with 413, by Content-Length or while reading.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``by_prefix``: paths starting with a prefix have that limit instead (packet uploads).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 by_prefix: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.by_prefix = by_prefix or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, message = self.max_bytes, "Request body too large"
+        for prefix, (prefix_limit, prefix_message) in self.by_prefix.items():
+            if scope.get("path", "").startswith(prefix):
+                limit, message = prefix_limit, prefix_message
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(send, message)
                 return
         seen = 0
         started = False
@@ -35,7 +44,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise BodyTooLarge()
             return message
 
@@ -49,10 +58,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, message)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": "Request body too large"}).encode()
+    async def _reject(self, send: Send, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
         headers: list[Any] = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
+from shared.payloads import STORE
 from shared.projects.service import AuthContext
 from shared.projects.tokens import sign_packet
 from shared.reads import JobRunView, RunView
@@ -32,7 +33,7 @@ def packet_url(request: Request, run: Run, kind: str) -> str:
     expires = int(time.time()) + PACKET_TTL_SECONDS
     base = str(request.base_url).rstrip("/")
     signature = sign_packet(run.id, kind, expires)
-    return f"{base}/api/v1/packets/{run.id}/{kind}?expires={expires}&signature={signature}"
+    return f"{base}/api/v1/run-packets/{run.id}/{kind}?expires={expires}&signature={signature}"
 
 
 def render_run(
@@ -46,7 +47,10 @@ def render_run(
         view.related,
         api_version,
         public=public,
-        payload_url=packet_url(request, run, "payload") if _too_large(run.payload) else None,
+        payload_url=(
+            packet_url(request, run, "payload")
+            if run.payload_type == STORE or _too_large(run.payload) else None
+        ),
         output_url=packet_url(request, run, "output") if _too_large(run.output) else None,
     )
 
@@ -65,4 +69,4 @@ def render_page(page: Page, auth: AuthContext, api_version: str | None) -> dict[
 
 def render_job_run(view: JobRunView) -> dict[str, Any]:
     """Strait's ``JobRun``."""
-    return job_run_to_wire(view.run, view.job_version)
+    return job_run_to_wire(view.run, view.job_version, view.payload)

@@ -12,6 +12,16 @@ class RepriseError(Exception):
 
 
 class InvalidInput(RepriseError):
+    """A value the request cannot use: 400, as Trigger.dev answers (the official SDK raises
+    BadRequestError for it; a 422 would be its UnprocessableEntityError)."""
+
+    status_code = 400
+
+
+class Unprocessable(RepriseError):
+    """Well-formed but refused by a limit where Trigger.dev answers 422 (a run's tag limit
+    on ``POST /api/v1/runs/{id}/tags``)."""
+
     status_code = 422
 
 

@@ -2,6 +2,7 @@
 
 from shared.commands.models import Command
 from shared.db import Base
+from shared.packets.models import Packet
 from shared.projects.models import ApiKey, Environment, Project, VersionTask, WorkerVersion
 from shared.runs.models import Attempt, Checkpoint, Run
 
@@ -12,6 +13,7 @@ __all__ = [
     "Checkpoint",
     "Command",
     "Environment",
+    "Packet",
     "Project",
     "Run",
     "VersionTask",

@@ -10,7 +10,9 @@ from shared.errors import BadRequest, InvalidInput
 SUPERJSON = "application/super+json"
 JSON = "application/json"
 TEXT = "text/plain"
-SUPPORTED_TYPES = (JSON, SUPERJSON, TEXT)
+# The payload is the path of a packet the SDK uploaded first (shared.packets).
+STORE = "application/store"
+SUPPORTED_TYPES = (JSON, SUPERJSON, TEXT, STORE)
 MAX_DEPTH = 64
 
 
@@ -73,6 +75,10 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
         raise InvalidInput(
             f"options.payloadType must be one of {', '.join(SUPPORTED_TYPES)}, got {kind!r}"
         )
+    if kind == STORE:
+        if not isinstance(raw, str) or not raw:
+            raise InvalidInput("payload must be a packet path when payloadType is application/store")
+        return raw, kind
     if raw is None:
         return None, kind
     if not isinstance(raw, str) or payload_type is None:
@@ -84,6 +90,7 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
     if kind == TEXT:
         reject_nul(raw, "payload")
         return raw, kind
+
     try:
         decoded = json.loads(raw) if raw else None
     except json.JSONDecodeError:

@@ -17,6 +17,7 @@ from shared.commands import repository as commands_repo
 from shared.commands.models import Command
 from shared.commands.service import apply_pending
 from shared.errors import NotFound, RunNotFound
+from shared.packets.service import run_payload
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
@@ -40,6 +41,8 @@ class JobRunView:
 
     run: Run
     job_version: int
+    # The payload itself, also when it was offloaded to a packet (Strait inlines payloads).
+    payload: Any = None
 
 
 def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> Run:
@@ -88,16 +91,28 @@ def read_history(session: Session, auth: AuthContext, run_id: str, applier: str)
 
 
 def job_run_of(session: Session, run: Run) -> JobRunView:
-    return JobRunView(run, projects_repo.version_ordinal(session, run.environment_id, run.version))
+    """Strait's ``job_version``: of the version that executed the run, else of the version it
+    will run on (its lock, else the environment's current version if that has the task)."""
+    version = run.version or run.locked_version
+    if version is None:
+        current = projects_repo.current_version_with_task(
+            session, run.environment_id, run.task_identifier
+        )
+        version = current[0] if current else None
+    ordinal = projects_repo.version_ordinal(session, run.environment_id, version)
+    return JobRunView(run, ordinal, run_payload(session, run))
 
 
 def read_job_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> JobRunView:
     return job_run_of(session, visible_run(session, auth, run_id, applier))
 
 
-def read_packet(session: Session, run_id: str, kind: Literal["payload", "output"]) -> Any:
-    """A run's payload or output, for a signed packet link (the caller checked the link)."""
+def read_packet(
+    session: Session, run_id: str, kind: Literal["payload", "output"]
+) -> tuple[Run, Any]:
+    """A run and its payload or output, for a signed packet link (the caller checked the
+    link). An offloaded payload is its packet's path (:mod:`shared.packets`)."""
     run = runs_repo.get_run(session, None, run_id)
     if run is None:
         raise NotFound("Packet not found or link expired")
-    return run.payload if kind == "payload" else run.output
+    return run, run.payload if kind == "payload" else run.output

@@ -155,6 +155,28 @@ class Settings(BaseSettings):
     )
     jwt_ttl_seconds: int = Field(default=3600, description="lifetime of public access tokens")
 
+    # Packets: payloads the SDK offloads (>= 128 KiB) through PUT /api/v2/packets/{path}
+    packet_store: Literal["postgres", "s3"] = Field(
+        default="postgres",
+        description="where uploaded packets are kept: `postgres` (a table) or `s3` (a bucket)",
+    )
+    max_packet_bytes: int = Field(
+        default=10 * 1024 * 1024, description="larger packet uploads get 413"
+    )
+    packet_url_seconds: int = Field(
+        default=300, description="lifetime of signed packet upload and download URLs"
+    )
+    s3_bucket: str = Field(default="", description="bucket of the `s3` packet store")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph…); default: AWS"
+    )
+    s3_region: str = Field(default="us-east-1", description="region of the `s3` packet store")
+    s3_access_key_id: str | None = Field(
+        default=None, description="S3 access key (default: boto3's credential chain)"
+    )
+    s3_secret_access_key: str | None = Field(default=None, description="S3 secret key")
+    s3_key_prefix: str = Field(default="packets/", description="prefix of packet object keys")
+
     # Operations
     log_format: Literal["json", "text"] | None = Field(
         default=None, description="`json` or `text` (default: text in dev, JSON otherwise)"
@@ -226,6 +248,12 @@ class Settings(BaseSettings):
                 f"REPRISE_STALE_RUN_SECONDS ({self.stale_run_seconds:g}) must be at least 3 x "
                 f"REPRISE_WORKER_HEARTBEAT_SECONDS ({self.worker_heartbeat_seconds:g})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _s3_store_names_its_bucket(self) -> Settings:
+        if self.packet_store == "s3" and not self.s3_bucket:
+            raise ValueError("REPRISE_PACKET_STORE=s3 needs REPRISE_S3_BUCKET")
         return self
 
     @model_validator(mode="after")

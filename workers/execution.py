@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry, TaskDefinition
 from shared.db import transaction
+from shared.errors import RepriseError
+from shared.packets.service import run_payload
+from shared.payloads import STORE
 from shared.runs import attempts
 from shared.runs.attempts import AttemptResult, Failed, Interrupted, Outcome, Succeeded
 from shared.runs.models import Attempt, Run
@@ -183,12 +186,25 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 def _call(fn: Callable[[Any, TaskContext], Any], run: Run, ctx: TaskContext,
           heartbeat: Heartbeat) -> AttemptResult:
+    if run.payload_type != STORE:
+        return _call_with(fn, run.payload, ctx, heartbeat)
+    try:
+        # An offloaded payload (application/store) is read from its packet first.
+        payload = _in_transaction(lambda session: run_payload(session, run), "load payload")
+    except RepriseError as exc:
+        heartbeat.disarm()
+        return Failed({"message": exc.message, "name": type(exc).__name__})
+    return _call_with(fn, payload, ctx, heartbeat)
+
+
+def _call_with(fn: Callable[[Any, TaskContext], Any], payload: Any, ctx: TaskContext,
+               heartbeat: Heartbeat) -> AttemptResult:
     """Call the task function under ``heartbeat``; what it returned, raised, or why it
     was interrupted."""
     result: AttemptResult
     try:
         try:
-            value = fn(run.payload, ctx)
+            value = fn(payload, ctx)
             if inspect.isawaitable(value):  # an `async def` task: run it on a loop of its own
                 value = asyncio.run(_awaited(value))
         finally:
@@ -221,6 +237,9 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         definition = registry.get(claimed.task_identifier)
         if definition is None:
             return attempts.hand_back_missing_task(session, claimed)
+        locked_elsewhere = attempts.hand_back_locked(session, claimed, version)
+        if locked_elsewhere is not None:
+            return locked_elsewhere
         started = attempts.begin_attempt(session, run_id, worker, version)
         if started is None:  # pragma: no cover - the claim is ours until this commits
             return Outcome(run_id, "lost", "claim lost before start")

@@ -1,8 +1,6 @@
-"""Run reads and cancel: retrieve, list, cancel, and signed packet downloads."""
+"""Run reads and cancel: retrieve, list, cancel."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -10,9 +8,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ApiVersion, Caller, DbSession, EdgeRoute, Reader, RunId, api_applier
 from api.presenters import render_page, render_run
 from api.queries import ListQuery
-from shared.errors import NotFound
-from shared.projects.tokens import verify_packet
-from shared.reads import read_packet, read_page, read_run, visible_run
+from shared.reads import read_page, read_run, visible_run
 from shared.runs.service import cancel_run
 
 router = APIRouter(tags=["runs"], route_class=EdgeRoute)
@@ -37,12 +33,3 @@ def cancel(auth: Caller, run_id: RunId, session: DbSession) -> JSONResponse:
     run = visible_run(session, auth, run_id, api_applier())
     cancel_run(session, run.id)
     return JSONResponse({"id": run.id})
-
-
-@router.get("/api/v1/packets/{run_id}/{kind}", summary="Download a large payload or output")
-def download_packet(run_id: str, kind: str, expires: int, signature: str,
-                    session: DbSession) -> JSONResponse:
-    if kind not in ("payload", "output") or not verify_packet(run_id, kind, expires, signature):
-        raise NotFound("Packet not found or link expired")
-    packet_kind: Literal["payload", "output"] = "payload" if kind == "payload" else "output"
-    return JSONResponse(read_packet(session, run_id, packet_kind))

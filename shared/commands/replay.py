@@ -21,6 +21,12 @@ Decisions where the spec is silent:
 * A duration ``delay`` is measured from the accept, not from the apply.
 * ``from_checkpoint`` (Strait): the payload is that checkpoint's saved state (type
   ``application/json``) and the new run has ``debug_mode`` on.
+* Every field of the SDK's ``ReplayRunRequestBody`` is honoured: ``payload`` with its
+  ``payloadType`` (a superjson string is decoded as a trigger's is), ``concurrencyKey``,
+  ``machine``, ``maxDuration``, ``version`` (a lock, checked at accept: 400 naming an
+  unknown version), ``idempotencyKey`` (+ ``idempotencyKeyTTL``: a replay with a key that a
+  live run of the task holds answers that run, so two replays with one key make one run);
+  ``region`` is refused (one region).
 """
 
 from __future__ import annotations
@@ -35,16 +41,29 @@ from sqlalchemy.orm import Session
 from shared.commands.errors import CheckpointNotFound, EnvironmentNotFound, ReplayFailed
 from shared.commands.models import Command
 from shared.commands.schemas import ReplayRequest
-from shared.durations import DelayPolicy, DurationError, iso, parse_delay, parse_ttl
+from shared.durations import (
+    DelayPolicy,
+    DurationError,
+    iso,
+    parse_datetime,
+    parse_delay,
+    parse_ttl,
+)
 from shared.errors import RepriseError
-from shared.payloads import JSON, check_depth, reject_nul
+from shared.payloads import JSON, SUPERJSON, TEXT, decode_payload, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
 from shared.runs.options import RunOptions
-from shared.runs.service import NewRun, create_run
+from shared.runs.service import (
+    NewRun,
+    create_run,
+    idempotency_key_expiry,
+    key_hash,
+    locked_task_defaults,
+)
 
 # Replay (§5): like a trigger's — a number is seconds, a date already past runs at once —
 # except that a duration counts from the accept, so the command records the date.
@@ -73,6 +92,7 @@ def validate_replay(
     session: Session,
     auth: AuthContext,
     source_id: str,
+    task_identifier: str,
     task_known: bool,
     body: ReplayRequest,
     checkpoint: int | None,
@@ -93,11 +113,28 @@ def validate_replay(
             overrides["delay"] = iso(parse_delay(overrides["delay"], now, REPLAY_DELAY))
     except DurationError as exc:
         raise ReplayFailed(str(exc)) from None
-    if body.overrides_payload:
-        try:
-            check_depth(body.payload)
-        except RepriseError as exc:
-            raise ReplayFailed(exc.message) from None
+    try:
+        if body.overrides_payload:
+            if body.payload_type not in (None, JSON, SUPERJSON, TEXT):
+                raise ReplayFailed(f"payloadType {body.payload_type!r} cannot be replayed")
+            # The SDK sends a superjson string with its type: store the value it encodes.
+            overrides["payload"], overrides["payloadType"] = decode_payload(
+                body.payload, body.payload_type
+            )
+        if body.version is not None:
+            locked_task_defaults(session, target_env, task_identifier, body.version)
+        if body.idempotency_key:
+            overrides["idempotencyKey"] = body.idempotency_key
+            overrides["idempotencyKeyHash"] = key_hash(body.idempotency_key)
+            overrides["idempotencyKeyExpiresAt"] = iso(
+                idempotency_key_expiry(session, body.idempotency_key_ttl)
+            )
+        elif body.idempotency_key_ttl is not None:
+            raise ReplayFailed("idempotencyKeyTTL needs an idempotencyKey")
+    except ReplayFailed:
+        raise
+    except RepriseError as exc:
+        raise ReplayFailed(exc.message) from None
     if not task_known:
         raise ReplayFailed("no version of this project registers the run's task")
     arguments: dict[str, Any] = {"overrides": overrides} if overrides else {}
@@ -112,7 +149,7 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
     payload: Any = source.payload
     payload_type = source.payload_type
     if "payload" in overrides:
-        payload, payload_type = overrides["payload"], JSON
+        payload, payload_type = overrides["payload"], overrides.get("payloadType", JSON)
     debug_mode = False
     number = command.arguments.get("checkpoint")
     if number is not None:
@@ -131,6 +168,12 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
         options=options,
         delay=overrides.get("delay"),
         run_id=command.target_run_id,
+        idempotency_key=overrides.get("idempotencyKey"),
+        idempotency_key_hash=overrides.get("idempotencyKeyHash"),
+        idempotency_key_expires_at=(
+            parse_datetime(overrides["idempotencyKeyExpiresAt"])
+            if overrides.get("idempotencyKeyExpiresAt") else None
+        ),
         replayed_from=source.id,
         lineage_depth=source.lineage_depth + 1,
         debug_mode=debug_mode,

@@ -10,23 +10,33 @@ from shared.runs.schemas import Tags
 
 
 class ReplayRequest(BaseModel):
-    """The optional body of ``POST /api/v1/runs/{runId}/replay``: overrides of the original.
+    """The optional body of ``POST /api/v1/runs/{runId}/replay``: overrides of the original,
+    with every field the official SDK's ``ReplayRunRequestBody`` has (a strict object there:
+    an unknown field is refused here too, with 400).
 
     An absent field keeps the original's value; ``payload`` is replaced even by ``null``
     when the key is present (see :attr:`overrides_payload`).
     """
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     payload: Any = None
+    payload_type: str | None = Field(default=None, alias="payloadType")
     environment: str | None = Field(default=None, min_length=1, max_length=64)
     tags: Tags = None
     metadata: dict[str, Any] | None = None
     delay: str | int | float | None = None
     ttl: str | int | None = None
     max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
+    max_duration: int | None = Field(default=None, alias="maxDuration", ge=1, le=7 * 86400)
     priority: int | None = Field(default=None, ge=0, le=30 * 86400)
     queue: str | dict[str, Any] | None = None
+    concurrency_key: str | None = Field(default=None, alias="concurrencyKey", max_length=256)
+    machine: str | dict[str, Any] | None = None
+    version: str | None = Field(default=None, min_length=1, max_length=100)
+    region: str | None = None
+    idempotency_key: str | None = Field(default=None, alias="idempotencyKey", max_length=2048)
+    idempotency_key_ttl: str | None = Field(default=None, alias="idempotencyKeyTTL")
 
     @field_validator("delay", "ttl", mode="before")
     @classmethod
@@ -35,12 +45,21 @@ class ReplayRequest(BaseModel):
             raise ValueError("must be a duration string or a number of seconds")
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _one_region(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(f"region is not supported: Reprise runs every task in one region "
+                             f"(got {value!r})")
+        return value
+
     @property
     def overrides_payload(self) -> bool:
         return "payload" in self.model_fields_set
 
     def overrides(self) -> dict[str, Any]:
-        """The trigger options this body overrides, keyed as ``TriggerOptions`` aliases."""
+        """The trigger options this body overrides, keyed as ``TriggerOptions`` aliases
+        (``payload`` and ``payloadType`` as sent; the accept decodes them)."""
         values: dict[str, Any] = {}
         if self.tags is not None:
             values["tags"] = sorted(set([self.tags] if isinstance(self.tags, str) else self.tags))
@@ -49,13 +68,19 @@ class ReplayRequest(BaseModel):
             ("delay", self.delay),
             ("ttl", self.ttl),
             ("maxAttempts", self.max_attempts),
+            ("maxDuration", self.max_duration),
             ("priority", self.priority),
             ("queue", self.queue),
+            ("concurrencyKey", self.concurrency_key),
+            ("machine", self.machine),
+            ("lockToVersion", self.version),
         ):
             if value is not None:
                 values[key] = value
         if self.overrides_payload:
             values["payload"] = self.payload
+            if self.payload_type is not None:
+                values["payloadType"] = self.payload_type
         return values
 
 

@@ -59,6 +59,7 @@ from shared.projects.repository import RunHead
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.models import Run
+from shared.runs.service import existing_by_idempotency_key
 from shared.runs.states import RunStatus
 from shared.settings import get_settings
 
@@ -70,10 +71,13 @@ LIST_APPLY_LIMIT = 100
 
 @dataclass(frozen=True)
 class Accepted:
-    """An accepted command: its id, and the run its effect lands on (a replay's new run)."""
+    """An accepted command: its id, and the run its effect lands on (a replay's new run).
+    A replay whose idempotency key a live run holds records no command: ``id`` is None and
+    ``target_run_id`` is that run (``is_cached``)."""
 
-    id: str
+    id: str | None
     target_run_id: str
+    is_cached: bool = False
 
 
 def accept_replay(
@@ -102,11 +106,22 @@ def accept_replay(
             return Accepted(*earlier)
     try:
         accepted = replay.validate_replay(
-            session, auth, run.run_id, run.task_known, body, checkpoint, run.now
+            session, auth, run.run_id, run.task_identifier, run.task_known, body, checkpoint,
+            run.now,
         )
     except ReplayFailed as exc:
         log.info("replay of %s refused: %s", run.run_id, exc.detail)
         raise
+    hashed = (accepted.arguments.get("overrides") or {}).get("idempotencyKeyHash")
+    if hashed:
+        holder = existing_by_idempotency_key(
+            session, accepted.target_environment_id, run.task_identifier, hashed
+        )
+        if holder is not None:
+            return Accepted(None, holder.id, is_cached=True)
+        # Applied in this request, so the runs' unique key index decides between two
+        # concurrent replays with one key (a pending command could not).
+        publish = False
     command_id, target_run_id = new_command_id(), new_run_id()
     repo.insert_command(
         session,
@@ -129,6 +144,19 @@ def accept_replay(
     )
     if publish:
         on_commit(session, lambda: PUBLISHER.submit(command_id))
+    elif hashed:
+        try:
+            apply_command(session, command_id, "api")
+        except runs_repo.DuplicateRun:
+            winner = runs_repo.find_by_idempotency_key(
+                session, accepted.target_environment_id, run.task_identifier, hashed
+            )
+            if winner is None:
+                raise
+            found = repo.lock_command_for_apply(session, command_id)
+            if found is not None:
+                _reject(session, found[0], "api", f"idempotency key taken by {winner.id}")
+            return Accepted(None, winner.id, is_cached=True)
     return Accepted(command_id, target_run_id)
 
 
@@ -139,7 +167,7 @@ def replay_now(
     (Strait's replay answers with it). Raises ReplayFailed if it could not be created."""
     accepted = accept_replay(session, auth, run, ReplayRequest(), checkpoint=checkpoint,
                              publish=False)
-    applied = apply_command(session, accepted.id, applier)
+    applied = apply_command(session, accepted.id, applier) if accepted.id else None
     new_run = runs_repo.get_run(session, None, accepted.target_run_id)
     if new_run is None:
         raise ReplayFailed(applied.reason if applied and applied.reason else "not created")

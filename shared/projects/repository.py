@@ -322,3 +322,22 @@ def find_key_and_run(
     project_id, environment_id, slug, run_id, task_identifier, status, now, task_known = row
     run = RunHead(run_id, task_identifier, status, now, task_known, locked=lock)
     return KeyAndRun(project_id, environment_id, slug, run)
+
+
+def version_task_options(
+    session: Session, environment_id: str, version: str, task_identifier: str
+) -> tuple[bool, dict[str, Any] | None]:
+    """Whether ``version`` is registered in the environment, and the task's options in its
+    catalogue (None if the catalogue lacks the task)."""
+    row = session.execute(
+        select(WorkerVersion.id, VersionTask.options)
+        .outerjoin(
+            VersionTask,
+            (VersionTask.worker_version_id == WorkerVersion.id)
+            & (VersionTask.task_identifier == task_identifier),
+        )
+        .where(WorkerVersion.environment_id == environment_id, WorkerVersion.version == version)
+    ).first()
+    if row is None:
+        return False, None
+    return True, (dict(row[1]) if row[1] is not None else None)

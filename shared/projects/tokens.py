@@ -57,3 +57,21 @@ def verify_packet(run_id: str, kind: str, expires: int, signature: str) -> bool:
     if expires < time.time():
         return False
     return hmac.compare_digest(sign_packet(run_id, kind, expires), signature)
+
+
+def _object_message(method: str, environment_id: str, path: str, expires: int) -> bytes:
+    return f"object:{method}:{environment_id}:{path}:{expires}".encode()
+
+
+def sign_object(method: str, environment_id: str, path: str, expires: int) -> str:
+    """The signature of a packet object URL: one method, one environment's path, until
+    ``expires`` (a Unix time)."""
+    message = _object_message(method, environment_id, path, expires)
+    return hmac.new(get_settings().secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_object(method: str, environment_id: str, path: str, expires: int,
+                  signature: str) -> bool:
+    if expires < time.time():
+        return False
+    return hmac.compare_digest(sign_object(method, environment_id, path, expires), signature)

@@ -122,6 +122,15 @@ def hand_back_missing_task(session: Session, run: Run) -> Outcome:
     return Outcome(run.id, RunStatus.PENDING_VERSION, "no version has the task")
 
 
+def hand_back_locked(session: Session, run: Run, version: str) -> Outcome | None:
+    """A run locked to another version than the claiming worker's goes back to its queue
+    for a worker of that version (Trigger.dev runs a locked run only on its version)."""
+    if not run.locked_version or run.locked_version == version:
+        return None
+    lifecycle.hand_back(session, run.id, countdown=2.0)
+    return Outcome(run.id, "requeued", f"locked to version {run.locked_version}")
+
+
 def begin_attempt(
     session: Session, run_id: str, worker: str, version: str
 ) -> tuple[Run, Attempt] | None:

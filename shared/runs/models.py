@@ -126,6 +126,8 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     idempotency_key_hash: Mapped[str | None] = mapped_column(String(128))
     request_idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # After this the key no longer deduplicates (``idempotencyKeyTTL``).
+    idempotency_key_expires_at: Mapped[datetime | None]
 
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(128)), default=list)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)

@@ -11,6 +11,11 @@ from shared.runs.models import Run
 from shared.runs.schemas import TriggerOptions
 
 DEFAULT_MAX_ATTEMPTS = 3
+# The replay overrides that are run options (the rest: payload, delay, idempotency key).
+REPLAY_OPTION_KEYS = frozenset({
+    "tags", "metadata", "ttl", "maxAttempts", "maxDuration", "priority", "queue",
+    "concurrencyKey", "machine", "lockToVersion",
+})
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class RunOptions:
         """These options with a replay body's overrides (keyed as the trigger's options:
         ``tags``, ``metadata``, ``ttl``, ``maxAttempts``, ``priority``, ``queue``), checked
         by the trigger's own rules (raises pydantic's ValidationError)."""
-        options = {k: v for k, v in overrides.items() if k not in ("payload", "delay")}
+        options = {k: v for k, v in overrides.items() if k in REPLAY_OPTION_KEYS}
         if not options:  # the usual replay: the original's options as they were
             return self
         given = TriggerOptions.model_validate(options)
@@ -85,6 +90,14 @@ class RunOptions:
             changes["priority"] = given.priority or 0
         if "queue" in overrides:
             changes["queue"] = given.queue_name
+        if "maxDuration" in overrides:
+            changes["max_duration"] = given.max_duration
+        if "concurrencyKey" in overrides:
+            changes["concurrency_key"] = given.concurrency_key
+        if "machine" in overrides:
+            changes["machine"] = given.machine_name
+        if "lockToVersion" in overrides:
+            changes["lock_to_version"] = given.lock_to_version
         return replace(self, **changes)
 
     def resolved(self, task_defaults: Mapping[str, Any]) -> RunOptions:

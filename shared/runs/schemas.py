@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,16 +23,18 @@ def _tags(value: Any) -> Any:
     tags = [value] if isinstance(value, str) else value
     if not isinstance(tags, list):
         raise ValueError("tags must be a string or a list of strings")
+    for tag in tags:
+        if not isinstance(tag, str) or len(tag) > 128:
+            raise ValueError("each tag must be a string of at most 128 characters")
+    # Empty tags are accepted and dropped, as Trigger.dev does.
+    tags = [tag for tag in tags if tag.strip()]
     if len(tags) > MAX_TAGS:
         raise ValueError(f"a run can have at most {MAX_TAGS} tags, got {len(tags)}")
-    for tag in tags:
-        if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
-            raise ValueError("each tag must be a string of 1 to 128 characters")
     return tags
 
 
 # A run's tags as a trigger or a replay gives them: one string or a list, at most 10 of
-# 1 to 128 characters each.
+# at most 128 characters each (empty ones are dropped).
 Tags = Annotated[list[str] | str | None, BeforeValidator(_tags)]
 
 
@@ -39,6 +42,21 @@ class IdempotencyKeyOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     key: str | list[str] | None = None
     scope: str | None = None
+
+
+# Options the SDK can send that Reprise cannot honour: refused with 400 naming them rather
+# than ignored (the run would otherwise run somewhere, or in a way, it was not asked to).
+REFUSED_OPTIONS: dict[str, str] = {
+    "region": "Reprise runs every task in one region",
+    "debounce": "debounced triggers are not implemented",
+    "gates": "queue gates are not implemented",
+    "concurrency": "per-trigger concurrency limits are not implemented",
+    "externalDeploymentId": "Reprise versions are worker versions; lock with `version`",
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class TriggerOptions(BaseModel):
@@ -64,8 +82,23 @@ class TriggerOptions(BaseModel):
     priority: int | None = Field(default=None, ge=0, le=30 * 86400)
     test: bool | None = None
     machine: str | dict[str, Any] | None = None
-    lock_to_version: str | None = Field(default=None, alias="lockToVersion")
+    lock_to_version: str | None = Field(default=None, alias="lockToVersion", max_length=100)
     parent_run_id: str | None = Field(default=None, alias="parentRunId")
+    # Sent by the SDK, refused when set (REFUSED_OPTIONS).
+    region: Any = None
+    debounce: Any = None
+    gates: Any = None
+    concurrency: Any = None
+    external_deployment_id: Any = Field(default=None, alias="externalDeploymentId")
+
+    @model_validator(mode="after")
+    def _refused_options(self) -> TriggerOptions:
+        for name, why in REFUSED_OPTIONS.items():
+            field = name if name in type(self).model_fields else _snake(name)
+            value = getattr(self, field)
+            if value is not None and value != [] and value != "":
+                raise ValueError(f"options.{name} is not supported: {why} (got {value!r})")
+        return self
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -130,3 +163,61 @@ class TriggerRequest(BaseModel):
                 )
                 raise ValueError(f"unknown top-level field {key!r}: {where}")
         return data
+
+
+class _Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpdateOperation(_Operation):
+    type: Literal["update"]
+    value: dict[str, Any]
+
+
+class KeyOperation(_Operation):
+    """``set``, ``append``, ``remove`` (with a value), ``delete`` (without)."""
+
+    type: Literal["set", "append", "remove"]
+    key: str = Field(min_length=1, max_length=1024)
+    value: Any = None
+
+
+class DeleteOperation(_Operation):
+    type: Literal["delete"]
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class IncrementOperation(_Operation):
+    type: Literal["increment"]
+    key: str = Field(min_length=1, max_length=1024)
+    value: int | float
+
+
+MetadataOperation = Annotated[
+    UpdateOperation | KeyOperation | DeleteOperation | IncrementOperation,
+    Field(discriminator="type"),
+]
+
+
+class UpdateMetadataRequest(BaseModel):
+    """``PUT /api/v1/runs/{id}/metadata`` (the SDK's ``FlushedRunMetadata``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    metadata: dict[str, Any] | None = None
+    operations: list[MetadataOperation] | None = None
+    parent_operations: list[MetadataOperation] | None = Field(None, alias="parentOperations")
+    root_operations: list[MetadataOperation] | None = Field(None, alias="rootOperations")
+
+
+class AddTagsRequest(BaseModel):
+    """``POST /api/v1/runs/{id}/tags``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tags: Annotated[list[str] | str, BeforeValidator(_tags)]
+
+
+class ResetIdempotencyKeyRequest(BaseModel):
+    """``POST /api/v1/idempotencyKeys/{key}/reset``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    task_identifier: str = Field(alias="taskIdentifier", min_length=1, max_length=128)

@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.db import db_now
-from shared.durations import DelayPolicy, DurationError, parse_delay
+from shared.durations import DelayPolicy, DurationError, parse_delay, parse_duration
 from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
 from shared.ids import is_run_id, new_run_id
-from shared.payloads import decode_payload, reject_nul
+from shared.packets.service import packet_exists
+from shared.payloads import STORE, decode_payload, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
 from shared.runs import lifecycle
@@ -45,7 +46,7 @@ class TriggerResult:
     warning: str | None = None
 
 
-def _key_hash(key: str) -> str:
+def key_hash(key: str) -> str:
     """The SDK sends SHA-256 hex already; anything else (curl, other clients) is hashed here."""
     if re.fullmatch(r"[0-9a-f]{64}", key):
         return key
@@ -63,16 +64,41 @@ def _existing_by_request_key(session: Session, auth: AuthContext, request_key: s
     return None
 
 
-def _existing_by_idempotency_key(
-    session: Session, auth: AuthContext, task_id: str, key_hash: str
+def existing_by_idempotency_key(
+    session: Session, environment_id: str, task_id: str, key_hash: str
 ) -> Run | None:
-    existing = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
+    """The live run of the task holding the key; a key whose run failed or whose
+    ``idempotencyKeyTTL`` passed is released (None)."""
+    existing = repo.find_by_idempotency_key(session, environment_id, task_id, key_hash)
     if existing is None:
         return None
-    if existing.status in RELEASES_IDEMPOTENCY_KEY:
+    expired = (existing.idempotency_key_expires_at is not None
+               and existing.idempotency_key_expires_at <= db_now(session))
+    if existing.status in RELEASES_IDEMPOTENCY_KEY or expired:
         repo.release_idempotency_key(session, existing.id)
         return None
     return existing
+
+
+# How long an idempotency key deduplicates when the trigger gives no idempotencyKeyTTL
+# (Trigger.dev's default).
+DEFAULT_IDEMPOTENCY_KEY_TTL = timedelta(days=30)
+
+
+def idempotency_key_expiry(session: Session, ttl: str | None) -> datetime:
+    """When a key given now stops deduplicating: ``idempotencyKeyTTL`` (a duration such as
+    ``10s``, ``5m``, ``1h``, ``7d``) from now, else 30 days."""
+    if ttl is None:
+        return db_now(session) + DEFAULT_IDEMPOTENCY_KEY_TTL
+    try:
+        seconds = parse_duration(ttl)
+    except DurationError:
+        raise InvalidInput(
+            f"options.idempotencyKeyTTL must be a duration such as 30s, 10m, 1h or 7d, got {ttl!r}"
+        ) from None
+    if seconds <= 0:
+        raise InvalidInput(f"options.idempotencyKeyTTL must be positive, got {ttl!r}")
+    return db_now(session) + timedelta(seconds=seconds)
 
 
 # Trigger (§4.1): a number is seconds from now; a date already past runs at once.
@@ -91,6 +117,7 @@ class NewRun:
     run_id: str | None = None
     idempotency_key: str | None = None
     idempotency_key_hash: str | None = None
+    idempotency_key_expires_at: datetime | None = None
     request_idempotency_key: str | None = None
     replayed_from: str | None = None
     lineage_depth: int = 0
@@ -112,6 +139,23 @@ def _due_time(delay: object, now: datetime) -> datetime | None:
     return due if due > now else None
 
 
+def locked_task_defaults(
+    session: Session, environment_id: str, task_identifier: str, version: str
+) -> dict[str, Any]:
+    """The task's options in ``version``; 400 naming the version if it is not registered in
+    the environment or lacks the task."""
+    registered, options = projects_repo.version_task_options(
+        session, environment_id, version, task_identifier
+    )
+    if not registered:
+        raise InvalidInput(
+            f"Task locked to version '{version}', but no worker found with that version."
+        )
+    if options is None:
+        raise InvalidInput(f"Task '{task_identifier}' not found on locked version '{version}'.")
+    return options
+
+
 def create_run(session: Session, project_id: str, environment_id: str, spec: NewRun) -> Run:
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
@@ -122,6 +166,12 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
+    if spec.options.lock_to_version:
+        # Locked to a version (Trigger.dev's lockToVersion, the SDK's `version`): it must be
+        # registered and have the task, as Trigger.dev refuses otherwise; its workers run it.
+        found = (spec.options.lock_to_version,
+                 locked_task_defaults(session, environment_id, spec.task_identifier,
+                                      spec.options.lock_to_version))
     task_defaults: dict[str, Any] = found[1] if found else {}
     options = spec.options.resolved(task_defaults)
     try:
@@ -146,6 +196,7 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         payload_type=spec.payload_type,
         idempotency_key=spec.idempotency_key,
         idempotency_key_hash=spec.idempotency_key_hash,
+        idempotency_key_expires_at=spec.idempotency_key_expires_at,
         request_idempotency_key=spec.request_idempotency_key,
         tags=options.tags,
         metadata_=options.metadata,
@@ -189,21 +240,39 @@ def trigger_run(
         existing = _existing_by_request_key(session, auth, request_key)
         if existing is not None:
             return TriggerResult(existing, False)
-    key_hash = None
+    hashed = None
     if options.idempotency_key:
-        key_hash = _key_hash(options.idempotency_key)
-        existing = _existing_by_idempotency_key(session, auth, task_id, key_hash)
+        hashed = key_hash(options.idempotency_key)
+        existing = existing_by_idempotency_key(session, auth.environment_id, task_id, hashed)
         if existing is not None:
             return TriggerResult(existing, True)
+    key_expires_at = idempotency_key_expiry(session, options.idempotency_key_ttl)
     payload, payload_type = decode_payload(raw_payload, options.payload_type)
+    if payload_type == STORE and not packet_exists(session, auth.environment_id, payload):
+        raise InvalidInput(
+            f"payload names a packet that was not uploaded: {payload} "
+            "(PUT /api/v2/packets/{path} first)"
+        )
+    lineage: dict[str, Any] = {}
+    if options.parent_run_id:
+        # Sent by the SDK inside a task: the new run is that run's child.
+        parent = repo.get_run(session, auth.environment_id, options.parent_run_id)
+        if parent is None:
+            raise InvalidInput(
+                f"options.parentRunId names no run of this environment: {options.parent_run_id}"
+            )
+        lineage = {"depth": parent.depth + 1, "parent_run_id": parent.id,
+                   "root_run_id": parent.root_run_id or parent.id, "triggered_by": "task"}
     spec = NewRun(
+        **lineage,
         task_identifier=task_id,
         payload=payload,
         payload_type=payload_type,
         options=RunOptions.from_trigger(options),
         delay=options.delay,
         idempotency_key=options.user_idempotency_key,
-        idempotency_key_hash=key_hash,
+        idempotency_key_hash=hashed,
+        idempotency_key_expires_at=key_expires_at if hashed else None,
         request_idempotency_key=request_key,
     )
     try:
@@ -211,13 +280,13 @@ def trigger_run(
     except repo.DuplicateRun:
         # Another request inserted the same key between our read and our insert.
         winner = None
-        if key_hash:
-            winner = repo.find_by_idempotency_key(session, auth.environment_id, task_id, key_hash)
+        if hashed:
+            winner = repo.find_by_idempotency_key(session, auth.environment_id, task_id, hashed)
         if winner is None and request_key:
             winner = repo.find_by_request_key(session, auth.environment_id, request_key)
         if winner is None:
             raise
-        return TriggerResult(winner, bool(key_hash))
+        return TriggerResult(winner, bool(hashed))
     if options.delay not in (None, "") and run.status is not RunStatus.DELAYED:
         warning = (
             f"options.delay {options.delay!r} is not in the future: the run was queued at once"

@@ -5,11 +5,17 @@ Mapping decisions (Strait's model is not Reprise's; what Reprise lacks is omitte
 * ``job_id`` is the task identifier; ``status`` is the internal status in lower case
   (``delayed``, ``queued``, ``executing``, ``retrying``, ``completed``, ``timed_out``, …).
 * ``job_version`` is an integer in Strait: here the 1-based position of the worker version
-  that executed the run in its environment's version history (ordered by registration
-  time; re-registering a version makes it the newest), and 0 before any version ran it.
-* ``attempt`` is the number of attempts started; ``result`` the output; ``error`` the
+  in its environment's version history (ordered by registration time; re-registering a
+  version makes it the newest): the version that executed the run, else the one it will
+  run on (its lock, else the current version if it has the task), else 0 (it waits in
+  PENDING_VERSION for a version that has the task).
+* ``attempt``: Strait creates a run with ``attempt`` 1, so a run that has not started yet
+  shows 1; then the number of attempts started. ``result`` the output; ``error`` the
   error message and ``error_class`` its name; ``scheduled_at`` the delay's due time;
   ``expires_at`` the TTL deadline; ``continuation_of`` the run this one replays.
+* ``triggered_by`` in Strait's vocabulary (``manual``, ``cron``, ``spawn``, …): a trigger
+  through the API and a replay are ``manual`` (Strait's replay sets ``TriggerManual``), a
+  child run triggered by a task is ``spawn``; anything else is shown as stored.
 * ``tags``: Strait's are an object. A Reprise tag ``key:value`` becomes ``{"key":
   "value"}``, any other tag ``{"tag": ""}``.
 * ``execution_trace`` is derived from the run's timestamps (queue wait = enqueue to
@@ -24,6 +30,9 @@ from typing import Any
 
 from shared.durations import iso
 from shared.runs.models import Checkpoint, Run
+
+# Reprise's triggered_by -> Strait's (domain.Trigger* in strait-dev/strait).
+STRAIT_TRIGGERED_BY = {"api": "manual", "replay": "manual", "task": "spawn"}
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -51,7 +60,12 @@ def tags_object(tags: list[str] | None) -> dict[str, str]:
     return result
 
 
-def job_run_to_wire(run: Run, job_version: int) -> dict[str, Any]:
+_STORED = object()
+
+
+def job_run_to_wire(run: Run, job_version: int, payload: Any = _STORED) -> dict[str, Any]:
+    """``payload``: the run's payload as its task receives it (an offloaded one resolved);
+    by default the stored one."""
     error = run.error or {}
     data: dict[str, Any] = {
         "id": run.id,
@@ -59,13 +73,13 @@ def job_run_to_wire(run: Run, job_version: int) -> dict[str, Any]:
         "job_version": job_version,
         "project_id": run.project_id,
         "status": run.status.lower(),
-        "attempt": run.attempt_count,
+        "attempt": max(1, run.attempt_count),
         "priority": run.priority,
-        "triggered_by": run.triggered_by,
+        "triggered_by": STRAIT_TRIGGERED_BY.get(run.triggered_by, run.triggered_by),
         "created_at": iso(run.created_at),
         "lineage_depth": run.lineage_depth,
         "debug_mode": run.debug_mode,
-        "payload": run.payload,
+        "payload": run.payload if payload is _STORED else payload,
         "result": run.output,
         "error": error.get("message"),
         "error_class": error.get("name"),

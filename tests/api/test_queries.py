@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from api.queries import RunListQuery
+from api.queries import RunListQuery, refuse_unknown_parameters
 from shared.errors import InvalidInput
 from shared.runs.listing import PageRequest, RunQuery
 from shared.runs.repository import RunFilter
 from shared.runs.states import RunStatus
+from tests.support.fixtures import ProjectKeys
 
 SDK = "2025-07-16"
 RUN = "run_" + "a" * 24
@@ -29,7 +31,7 @@ def test_filters_and_pages_become_typed_values() -> None:
         "filter[status]": "COMPLETED, FAILED", "filter[taskIdentifier]": "a,b",
         "filter[tag]": "vip", "filter[version]": "20261122.1",
         "filter[createdAt][from]": "2026-01-01T00:00:00Z", "filter[createdAt][to]": "1767225600000",
-        "filter[isTest]": "TRUE", "filter[batch]": "batch_1",
+        "filter[isTest]": "TRUE",
         "page[size]": "10", "page[after]": RUN,
     })  # fmt: skip
 
@@ -38,7 +40,7 @@ def test_filters_and_pages_become_typed_values() -> None:
         task_identifiers=("a", "b"), tags=("vip",), versions=("20261122.1",),
         created_from=datetime(2026, 1, 1, tzinfo=UTC),
         created_to=datetime(2026, 1, 1, tzinfo=UTC),
-        is_test=True, batch_id="batch_1",
+        is_test=True,
     )  # fmt: skip
     assert query.page == PageRequest(size=10, after=RUN)
     assert query.created_within is None
@@ -72,9 +74,40 @@ def test_a_period_counts_back_from_the_database_clock() -> None:
         ({"page[before]": "run_x"}, "page cursors are run ids"),
     ],
 )
-def test_values_it_cannot_use_are_422_naming_the_parameter(
+def test_values_it_cannot_use_are_400_naming_the_parameter(
     params: dict[str, str], message: str
 ) -> None:
     with pytest.raises(InvalidInput) as error:
         parse(params)
-    assert (error.value.status_code, error.value.message) == (422, message)
+    assert (error.value.status_code, error.value.message) == (400, message)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("filter[schedule]", "filter[schedule] cannot be applied: listing runs by schedule"),
+        ("filter[bulkAction]", "filter[bulkAction] cannot be applied: listing runs by bulk"),
+        ("filter[batch]", "filter[batch] cannot be applied: listing runs by batch"),
+        ("filter[queue]", "filter[queue] cannot be applied"),
+        ("filter[machine]", "filter[machine] cannot be applied"),
+        ("filter[region]", "filter[region] cannot be applied"),
+        ("filter[colour]", "filter[colour] is not a run-list parameter Reprise knows"),
+        ("page[number]", "page[number] is not a run-list parameter Reprise knows"),
+    ],
+)
+def test_a_filter_reprise_cannot_apply_is_refused_naming_it(name: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        refuse_unknown_parameters(["filter[status]", name])
+    assert error.value.status_code == 400
+    assert error.value.message.startswith(message)
+
+
+def test_a_list_with_a_refused_filter_is_400_never_every_run(
+    api: Any, project: ProjectKeys
+) -> None:
+    response = api.get("/api/v1/runs?filter%5Bschedule%5D=sched_missing",
+                       headers=project.headers())
+
+    assert response.status_code == 400
+    assert "filter[schedule]" in response.json()["error"]
+    assert "data" not in response.json()

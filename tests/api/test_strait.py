@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from tests.support.commands import count, trigger_via_api
@@ -9,6 +10,12 @@ from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
 JOB_RUN_REQUIRED = {"attempt", "created_at", "debug_mode", "id", "job_id", "job_version",
                     "lineage_depth", "priority", "project_id", "status", "triggered_by"}
+
+
+def problem(status: int, message: str) -> dict[str, Any]:
+    """Reprise's {error} with Strait's RFC 9457 problem fields (huma's error model)."""
+    return {"error": message, "title": HTTPStatus(status).phrase, "status": status,
+            "detail": message}
 
 
 def test_checkpoints_are_listed_and_replay_starts_from_one(
@@ -38,7 +45,7 @@ def test_checkpoints_are_listed_and_replay_starts_from_one(
     assert job_run["continuation_of"] == original
     assert job_run["job_id"] == "test-checkpoints"
     assert job_run["status"] == "queued"
-    assert job_run["triggered_by"] == "replay"
+    assert job_run["triggered_by"] == "manual"  # Strait's replay is TriggerManual
     wait_for_status(job_run["id"], "COMPLETED")
 
 
@@ -64,17 +71,23 @@ def test_strait_retrieve_shows_the_job_run(
     assert {"queue_wait_ms", "total_ms"} <= job_run["execution_trace"].keys()
 
 
-def test_plain_strait_replay_copies_the_payload(api: Any, project: ProjectKeys) -> None:
+def test_plain_strait_replay_copies_the_payload(
+    api: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
     original = trigger_via_api(api, project, delay="1h", payload={"k": "v"})
 
     job_run = api.post(f"/v1/runs/{original}/replay", headers=project.headers()).json()
 
     assert job_run["payload"] == {"k": "v"}
     assert job_run["debug_mode"] is False
-    assert job_run["job_version"] == 0  # not executed by any version yet
+    assert job_run["job_version"] >= 1  # the current version, which it will run on
+    assert job_run["attempt"] == 1  # as Strait creates a run
+    assert job_run["triggered_by"] == "manual"
     assert run_row(job_run["id"]).replayed_from == original
+    wait_for_status(job_run["id"], "COMPLETED")
     again = api.get(f"/v1/runs/{job_run['id']}", headers=project.headers()).json()
     assert again["id"] == job_run["id"]
+    assert again["job_version"] == job_run["job_version"]  # it ran on the version announced
 
 
 def test_strait_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
@@ -92,9 +105,10 @@ def test_strait_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
     ]
     for url, status, error in cases:
         response = api.post(url, headers=project.headers())
-        assert (response.status_code, response.json()) == (status, {"error": error}), url
+        assert (response.status_code, response.json()) == (status, problem(status, error)), url
     foreign = api.get(f"/v1/runs/{original}", headers=project.headers("staging"))
-    assert (foreign.status_code, foreign.json()) == (404, {"error": "Run not found"})
+    assert (foreign.status_code, foreign.json()) == (404, problem(404, "Run not found"))
     no_key = api.get(f"/v1/runs/{original}/checkpoints")
-    assert (no_key.status_code, no_key.json()) == (401, {"error": "Invalid or Missing API key"})
+    assert (no_key.status_code, no_key.json()) == (
+        401, problem(401, "Invalid or Missing API key"))
     assert (count("runs"), count("commands")) == (runs, commands)

@@ -8,11 +8,13 @@ shape; the assertions check the values.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -163,7 +165,7 @@ def test_errors_reach_the_sdk_with_their_status_and_message(
     assert (malformed["status"], malformed["error"]) == (400, "Invalid or missing run ID")
     assert scenario.error("trigger-unknown-task")["status"] == 404
     tags = scenario.error("trigger-eleven-tags")
-    assert tags["status"] == 422
+    assert tags["status"] == 400
     assert "tags" in tags["error"]
     for step in ("wrong-key-retrieve", "wrong-key-trigger", "wrong-key-list"):
         error = scenario.error(step)
@@ -232,15 +234,93 @@ def test_large_output_is_downloaded_by_the_sdk_from_its_presigned_url(
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the SDK offloads payloads >= 128 KiB through PUT /api/v2/packets/{path} and "
-    "payloadType application/store, which Reprise does not implement yet",
-)
-def test_payload_offloaded_by_the_sdk_is_stored_and_executed(
+def test_payloads_offloaded_by_the_sdk_run_and_come_back_through_retrieve(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    scenario = run_scenario("offloaded_payload.mjs", project.keys["dev"])
+    # 200 KiB (over the SDK's 128 KiB offload threshold) and 5 MiB.
+    scenario = run_scenario("offloaded_payload.mjs", project.keys["dev"],
+                            E2E_PAYLOAD_KIB="200,5120")
 
-    scenario.ok("trigger")
-    assert scenario.ok("completed") == {"status": "COMPLETED", "blobLength": 200 * 1024}
+    for kib in (200, 5120):
+        handle = scenario.ok(f"trigger-{kib}")
+        done = scenario.ok(f"completed-{kib}")
+        assert done["id"] == handle["id"]
+        assert done["status"] == "COMPLETED"
+        # retrieve downloaded the packet from payloadPresignedUrl and decoded its superjson
+        assert (done["blobLength"], done["whenIsDate"]) == (kib * 1024, True)
+        assert done["output"]["message"] == "Hello, Big!"  # the worker got the real payload
+        row = run_row(handle["id"])
+        assert row.payload_type == "application/store"
+        assert isinstance(row.payload, str)  # the packet's path, not 5 MiB inline
+
+
+def test_metadata_tags_result_and_idempotency_key_reset_through_the_sdk(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("run_endpoints.mjs", project.keys["dev"])
+
+    flush = scenario.ok("metadata-flush")
+    assert flush["before"] == {"stage": "new"}
+    assert flush["after"] == {"stage": "running", "progress": {"done": 2}, "count": 3,
+                              "log": ["a", "c"]}
+    assert scenario.ok("metadata-replace") == {"replaced": True}
+    tags = scenario.ok("tags-add")
+    assert tags == {"first": "Successfully set 2 new tags.", "again": "No new tags to add",
+                    "tags": ["a-tag", "b-tag"]}
+    over = scenario.error("tags-over-limit")
+    assert (over["status"], over["className"]) == (422, "UnprocessableEntityError")
+    assert "Runs can only have 10 tags" in over["error"]
+    assert scenario.ok("result-of-unfinished") is None  # the SDK's undefined for a 404
+    late = scenario.error("metadata-after-finish")
+    assert (late["status"], late["error"]) == (422, "Cannot update metadata for a completed run")
+    canceled = scenario.ok("result-of-canceled")
+    assert (canceled["ok"], canceled["error"]) == (
+        False, {"type": "INTERNAL_ERROR", "code": "TASK_RUN_CANCELLED"})
+    result = scenario.ok("result-of-completed")
+    assert result["ok"] is True
+    assert result["outputType"] == "application/json"
+    assert json.loads(result["output"])["message"] == "Hello, Res!"
+
+    keyed = scenario.ok("trigger-keyed")
+    assert scenario.ok("trigger-keyed-again")["id"] == keyed["id"]
+    assert scenario.ok("reset")["id"]
+    assert scenario.ok("trigger-after-reset")["id"] != keyed["id"]
+    assert scenario.error("reset-unknown")["status"] == 404
+
+    first = scenario.ok("ttl-first")
+    assert scenario.ok("ttl-within")["id"] == first["id"]
+    assert scenario.ok("ttl-after")["id"] != first["id"]  # the 1s idempotencyKeyTTL passed
+
+
+def test_options_are_honoured_or_refused_naming_them(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    version = get_settings().worker_version
+    scenario = run_scenario("options.mjs", project.keys["dev"], E2E_WORKER_VERSION=version)
+
+    unknown = scenario.error("unknown-version")
+    assert (unknown["status"], unknown["className"]) == (400, "BadRequestError")
+    assert "19990101.1" in unknown["error"]
+    region = scenario.error("region")
+    assert region["status"] == 400
+    assert "options.region" in region["error"]
+    assert run_row(scenario.ok("locked-to-current")["id"]).locked_version == version
+    assert scenario.ok("locked-completed")["run"]["version"] == version
+    for name in ("schedule", "bulkAction", "batch", "queue", "machine", "region"):
+        refused = scenario.error(f"list-{name}")
+        assert refused["status"] == 400, name
+        assert f"filter[{name}]" in refused["error"]
+
+    first, second = scenario.ok("replay-1"), scenario.ok("replay-2")
+    assert first["id"] == second["id"]  # one idempotency key: one run
+    run = scenario.ok("replay-completed")["run"]
+    assert run["payload"] == {"name": "Replayed", "when": "2026-01-01T00:00:00.000Z"}
+    assert run["output"]["message"] == "Hello, Replayed!"
+    assert run["tags"] == ["replayed"]
+    row = run_row(first["id"])
+    assert (row.concurrency_key, row.machine, row.max_duration_seconds, row.locked_version) == (
+        "tenant-7", "small-2x", 120, version)
+    assert row.payload_type == "application/super+json"
+    assert row.idempotency_key_hash is not None
+    assert scenario.error("replay-region")["status"] == 400
+    assert scenario.error("replay-unknown-version")["status"] == 400

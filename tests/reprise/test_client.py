@@ -158,7 +158,7 @@ def test_not_found_and_bad_requests_raise_typed_errors(
     assert (bad_id.value.status, bad_id.value.message) == (400, "Invalid or missing run ID")
     with pytest.raises(BadRequestError) as too_many_tags:
         client.tasks.trigger("test-echo", tags=[f"t{i}" for i in range(11)])
-    assert too_many_tags.value.status == 422
+    assert too_many_tags.value.status == 400
 
 
 def test_same_request_key_sent_twice_creates_one_run(client: Client) -> None:

@@ -30,7 +30,7 @@ def test_replay_overrides_use_trigger_option_names() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"tags": ["x"] * 11}, {"tags": [""]}, {"maxAttempts": 0}, {"priority": -1},
+    [{"tags": ["x"] * 11}, {"tags": ["x" * 129]}, {"maxAttempts": 0}, {"priority": -1},
      {"delay": True}, {"metadata": [1]}],
 )
 def test_replay_body_of_the_wrong_shape_is_refused(body: dict[str, Any]) -> None:

@@ -1,0 +1,62 @@
+"""lockToVersion (the SDK's ``version``): refused when it names no registered version or
+one without the task; otherwise only that version's workers execute the run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared.db import transaction
+from shared.runs.service import register_version
+from shared.settings import get_settings
+from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
+
+OLD = "20200101.1"
+
+
+def trigger(api: Any, project: ProjectKeys, task: str, version: str) -> Any:
+    return api.post(f"/api/v1/tasks/{task}/trigger",
+                    json={"payload": {"n": 1}, "options": {"lockToVersion": version}},
+                    headers=project.headers())
+
+
+def register_old_version(project: ProjectKeys) -> None:
+    """An older version with only test-echo, then the test worker's version again (current)."""
+    with transaction() as session:
+        register_version(session, OLD, {"test-echo": {}}, ["dev"], project.project_id)
+    with transaction() as session:
+        register_version(session, get_settings().worker_version,
+                         {"test-echo": {}, "test-checkpoints": {}}, ["dev"], project.project_id)
+
+
+def test_unknown_version_or_task_missing_from_it_is_400_naming_it(
+    api: Any, project: ProjectKeys
+) -> None:
+    register_old_version(project)
+
+    unknown = trigger(api, project, "test-echo", "19990101.9")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == (
+        "Task locked to version '19990101.9', but no worker found with that version.")
+    missing = trigger(api, project, "test-checkpoints", OLD)
+    assert missing.status_code == 400
+    assert missing.json()["error"] == f"Task 'test-checkpoints' not found on locked version '{OLD}'."
+
+
+def test_a_run_locked_to_another_version_is_not_executed_by_this_worker(
+    api: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    register_old_version(project)
+    response = trigger(api, project, "test-echo", OLD)
+    assert response.status_code == 200, response.text
+    run_id = response.json()["id"]
+
+    time.sleep(3)  # the worker (another version) takes it and hands it back, again and again
+
+    row = run_row(run_id)
+    assert row.status in ("QUEUED", "DEQUEUED")
+    assert (row.attempt_count, row.locked_version) == (0, OLD)
+    api.post(f"/api/v2/runs/{run_id}/cancel", headers=project.headers())
+    wait_for_status(run_id, "CANCELED")
+    current = trigger(api, project, "test-echo", get_settings().worker_version).json()["id"]
+    assert wait_for_status(current, "COMPLETED").version == get_settings().worker_version
