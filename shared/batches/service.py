@@ -121,7 +121,10 @@ def _trigger_item(
 ) -> dict[str, Any]:
     """The item's row: its run, or the error that kept it from having one (its writes and
     messages undone with it)."""
-    row: dict[str, Any] = {"batch_id": batch.id, "index": item.index, "task_identifier": item.task}
+    row: dict[str, Any] = {
+        "batch_id": batch.id, "index": item.index, "task_identifier": item.task,
+        "run_id": None, "error": None, "error_code": None,
+    }
     try:
         with session.begin_nested(), after_commit_scope(session):
             result = trigger_run(

@@ -212,6 +212,7 @@ def trigger_run(
         idempotency_key_hash=key_hash,
         request_idempotency_key=request_key,
         batch_id=batch_id,
+        trigger_function="batchTrigger" if batch_id else "trigger",
     )
     try:
         run = create_run(session, auth.project_id, auth.environment_id, spec)
