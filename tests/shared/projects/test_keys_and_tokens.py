@@ -161,7 +161,8 @@ def test_a_one_time_use_token_triggers_once(project: ProjectKeys) -> None:
                                               "otu": True, "scopes": ["trigger:tasks:hello"]})
     with transaction() as session:
         access = authenticate_public_token(session, token).access
-        assert access is not None and access.allows("trigger", "tasks", ["hello"])
+        assert access is not None
+        assert access.allows("trigger", "tasks", ["hello"])
         assert not access.allows("trigger", "tasks", ["other"])
         service.spend_public_token(session, access)
     with transaction() as session, pytest.raises(Unauthorized, match="already been used"):
