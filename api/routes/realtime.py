@@ -32,13 +32,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import RealtimeReader
+from api.deps import RealtimeReader, api_applier
 from api.realtime_hub import run_change_hub
 from shared.batches.service import visible_batch
 from shared.db import db_now, transaction
 from shared.durations import DurationError, parse_duration
 from shared.errors import BadRequest, Forbidden
 from shared.projects.service import AuthContext
+from shared.reads import visible_run
 from shared.realtime.shapes import (
     Shape,
     batch_shape,
@@ -50,7 +51,6 @@ from shared.realtime.shapes import (
     tags_shape,
 )
 from shared.runs.models import Run
-from shared.runs.service import get_run_for
 
 router = APIRouter(tags=["realtime"])
 
@@ -158,8 +158,10 @@ async def _serve(request: Request, auth: AuthContext, shape: Shape, handle: str,
 
 
 def _authorize_run(auth: AuthContext, run_id: str) -> None:
+    # Through the read path: a replay's new run exists once its command is applied, so a
+    # subscription right after runs.replay() finds it (read-your-writes, §2.2).
     with transaction() as session:
-        get_run_for(session, auth, run_id)
+        visible_run(session, auth, run_id, api_applier())
 
 
 def _authorize_batch(auth: AuthContext, batch_id: str) -> None:

@@ -28,7 +28,7 @@ from shared.batches.schemas import BatchItemLine, CreateBatchRequest
 from shared.db import after_commit_scope, db_now
 from shared.errors import BadRequest, Forbidden, NotFound, RepriseError
 from shared.ids import new_id
-from shared.projects.service import AuthContext
+from shared.projects.service import AuthContext, spend_public_token
 from shared.runs.service import idempotency_key_hash, trigger_run
 from shared.runs.states import RunStatus
 
@@ -82,6 +82,8 @@ def create_batch(
         if not request.task_identifiers:
             raise Forbidden("a public access token must declare the batch's taskIdentifiers")
         _check_public_tasks(auth, request.task_identifiers)
+        if auth.access is not None:  # createBatchTriggerPublicToken: one batch per token
+            spend_public_token(session, auth.access)
     request_key = request_key[:128] if request_key else None
     if request_key:
         existing = repo.find_by_request_key(session, auth.environment_id, request_key)

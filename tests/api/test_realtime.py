@@ -160,3 +160,17 @@ def test_skip_columns_leaves_them_out(api: Any, project: ProjectKeys) -> None:
     [row] = rows(response)
     assert {"payload", "payloadType", "metadata"}.isdisjoint(row)
     assert row["friendlyId"] == run_id
+
+
+def test_a_replay_is_subscribable_before_its_command_is_applied(
+    api: Any, project: ProjectKeys, parked_commands: Any
+) -> None:
+    original = trigger_via_api(api, project, delay="1h")
+    replay = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers())
+    new_id = replay.json()["id"]
+    token = {"Authorization": f"Bearer {replay.headers['x-trigger-jwt']}"}
+    response = api.get(f"/realtime/v1/runs/{new_id}?offset=-1", headers=token)
+    assert response.status_code == 200, response.text
+    [row] = rows(response)
+    assert row["friendlyId"] == new_id
+    assert "payload" not in row or row["payload"] is None  # a public token: no payload

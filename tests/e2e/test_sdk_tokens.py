@@ -34,6 +34,14 @@ def test_sdk_signed_tokens_read_and_trigger_what_their_scopes_name_and_nothing_e
     first, second = scenario.ok("multiple-use-trigger-token")
     assert first != second
     assert scenario.error("trigger-token-other-task")["status"] == 403
+    assert scenario.ok("batch-trigger-token")["runCount"] == 2
+    spent = scenario.error("batch-trigger-token-is-one-time-use")
+    assert "This one-time use token has already been used" in spent["message"]
+    other_task = scenario.error("batch-trigger-token-other-task")["message"]
+    assert "may not batchTrigger task 'test-echo'" in other_task
+    assert scenario.ok("with-public-token") == mine
+    assert scenario.ok("with-trigger-public-token").startswith("run_")
+    assert scenario.ok("with-auth") == mine
     for step in ("expired-token", "forged-token"):
         error = scenario.error(step)
         assert (error["status"], error["error"]) == (401, "Invalid or Missing API key"), step

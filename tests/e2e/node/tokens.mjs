@@ -76,6 +76,46 @@ await step("trigger-token-other-task", () =>
   as(multiToken, () => tasks.trigger("test-echo", { n: 1 })),
 );
 
+const batchToken = await auth.createBatchTriggerPublicToken("hello-world");
+await step("batch-trigger-token", () =>
+  as(batchToken, async () => {
+    const handle = await tasks.batchTrigger("hello-world", [
+      { payload: { name: "bt1" } },
+      { payload: { name: "bt2" } },
+    ]);
+    return { runCount: handle.runCount, batchId: handle.batchId };
+  }),
+);
+await step("batch-trigger-token-is-one-time-use", () =>
+  as(batchToken, () => tasks.batchTrigger("hello-world", [{ payload: { name: "bt3" } }])),
+);
+await step("batch-trigger-token-other-task", async () => {
+  const token = await auth.createBatchTriggerPublicToken("hello-world", { multipleUse: true });
+  return as(token, () => tasks.batchTrigger("test-echo", [{ payload: { n: 1 } }]));
+});
+
+await step("with-public-token", async () => {
+  let seen;
+  await auth.withPublicToken({ scopes: { read: { runs: [tagged.id] } } }, async () => {
+    seen = summary(await runs.retrieve(tagged.id));
+  });
+  return seen;
+});
+await step("with-trigger-public-token", async () => {
+  let id;
+  await auth.withTriggerPublicToken("hello-world", {}, async () => {
+    id = (await tasks.trigger("hello-world", { name: "with" })).id;
+  });
+  return id;
+});
+await step("with-auth", async () => {
+  let seen;
+  await auth.withAuth({ accessToken: runToken }, async () => {
+    seen = summary(await runs.retrieve(tagged.id));
+  });
+  return seen;
+});
+
 const expired = await auth.createPublicToken({
   scopes: { read: { runs: [tagged.id] } },
   expirationTime: new Date(Date.now() - 60_000),
