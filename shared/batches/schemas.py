@@ -35,10 +35,7 @@ class CreateBatchRequest(BaseModel):
 
     @property
     def user_idempotency_key(self) -> str | None:
-        if self.idempotency_key_options and self.idempotency_key_options.key:
-            key = self.idempotency_key_options.key
-            return "-".join(key) if isinstance(key, list) else key
-        return self.idempotency_key
+        return IdempotencyKeyOptions.user_key(self.idempotency_key, self.idempotency_key_options)
 
 
 class BatchItemLine(BaseModel):
