@@ -15,7 +15,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
-from api.routes import commands, health, packets, run_edits, runs, strait, tasks
+from api.routes import (
+    auth,
+    batches,
+    commands,
+    health,
+    packets,
+    realtime,
+    run_edits,
+    runs,
+    strait,
+    tasks,
+)
 from api.routes import metrics as metrics_routes
 from shared.errors import RepriseError
 from shared.packets.service import OBJECT_ROUTE
@@ -112,6 +123,9 @@ def create_app() -> FastAPI:
     app.include_router(strait.router)
     app.include_router(packets.router)
     app.include_router(run_edits.router)
+    app.include_router(auth.router)
+    app.include_router(batches.router)
+    app.include_router(realtime.router)
     packet_limit = settings.max_packet_bytes
     packet_refusal = (
         f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"

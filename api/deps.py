@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from api.validation import validation_message
 from shared.commands.errors import InvalidRequestBody
 from shared.db import transaction
-from shared.errors import InvalidRunId, RepriseError
+from shared.errors import Forbidden, InvalidRunId, RepriseError
 from shared.ids import is_run_id
 from shared.projects.repository import RunHead
 from shared.projects.service import (
@@ -40,6 +40,7 @@ from shared.projects.service import (
     authenticate,
     authenticate_for_run,
     cached_caller,
+    spend_public_token,
 )
 from shared.projects.tokens import authenticate_public_token
 
@@ -115,11 +116,18 @@ class Credential:
         a public access token; anything else (a JWT on a write route included) is 401."""
         if self.auth is None or (self.auth.is_public and not allow_public):
             if allow_public and self._token and _is_public_token(self._token):
-                self.auth = authenticate_public_token(self._token)
+                self.auth = authenticate_public_token(self._session, self._token)
             else:
                 self.auth = authenticate(self._session, self._token)
             self.verified = True
         return self.auth
+
+    @property
+    def secret_key(self) -> str | None:
+        """The bearer secret key, once verified as one (None for a public token)."""
+        if self.auth is None or self.auth.is_public:
+            return None
+        return self._token
 
     def cached(self) -> AuthContext | None:
         """The caller, if its secret key was verified within the key cache's window."""
@@ -171,8 +179,52 @@ async def _reading_caller(credential: BearerCredential) -> AuthContext:
 
 # The caller of a route that needs a secret key.
 Caller = Annotated[AuthContext, Depends(_secret_key_caller)]
-# The caller of a read that a public access token (JWT, §10) may also make.
+# The caller of a read that a public access token (JWT, §10) may also make; the route's
+# read checks the token's scopes against what it reads (404 for what they do not name).
 Reader = Annotated[AuthContext, Depends(_reading_caller)]
+
+
+def _public_caller(action: str) -> Callable[..., Any]:
+    """The caller of a write a public token may make if one of its scopes grants
+    ``<action>:tasks[:<task id>]`` (403 otherwise); a one-time-use token (``otu``) is
+    spent by the request's transaction, and refused (401) once spent."""
+
+    async def caller(
+        task_id: Annotated[str, Path()], credential: BearerCredential, session: DbSession
+    ) -> AuthContext:
+        auth = credential.cached()
+        if auth is None:
+            auth = await run_in_threadpool(credential.verify, allow_public=True)
+        if auth.access is not None:
+            if not auth.access.allows(action, "tasks", [task_id]):
+                raise Forbidden(f"this public access token may not {action} task {task_id!r}")
+            await run_in_threadpool(spend_public_token, session, auth.access)
+        return auth
+
+    return caller
+
+
+# The caller of ``POST /api/v1/tasks/{task_id}/trigger``: a secret key, or a public token
+# with ``trigger:tasks:<task id>`` (``auth.createTriggerPublicToken``).
+TaskTriggerer = Annotated[AuthContext, Depends(_public_caller("trigger"))]
+
+
+async def _realtime_caller(request: Request) -> AuthContext:
+    """A :data:`Reader` whose verification uses a short transaction of its own: a realtime
+    long-poll must not hold a pooled connection (or a transaction) while it waits."""
+    token = _bearer(request)
+    cached = cached_caller(token)
+    if cached is not None:
+        return cached
+
+    def verify() -> AuthContext:
+        with transaction() as session:
+            return Credential(token, session).verify(allow_public=True)
+
+    return await run_in_threadpool(verify)
+
+
+RealtimeReader = Annotated[AuthContext, Depends(_realtime_caller)]
 
 
 async def _run_id(run_id: Annotated[str, Path()], credential: BearerCredential) -> str:

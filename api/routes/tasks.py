@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.bodies import TriggerBody
-from api.deps import Caller, DbSession, EdgeRoute, RequestKey
+from api.deps import DbSession, EdgeRoute, RequestKey, TaskTriggerer
 from shared.projects.tokens import create_public_token
 from shared.runs.service import trigger_run
 
@@ -17,13 +17,13 @@ router = APIRouter(tags=["tasks"], route_class=EdgeRoute)
 
 @router.post("/api/v1/tasks/{task_id}/trigger", summary="Trigger a task",
              response_description="The run id, and isCached for a reused idempotency key")
-def trigger_task(task_id: str, auth: Caller, body: TriggerBody, session: DbSession,
+def trigger_task(task_id: str, auth: TaskTriggerer, body: TriggerBody, session: DbSession,
                  request_key: RequestKey = None) -> JSONResponse:
     result = trigger_run(session, auth, task_id, body.payload, body.options, request_key)
     content: dict[str, Any] = {"id": result.run.id}
     if result.is_cached:
         content["isCached"] = True
-    headers = {"x-trigger-jwt": create_public_token(auth, [result.run.id])}
+    headers = {"x-trigger-jwt": create_public_token(auth, [f"read:runs:{result.run.id}"])}
     if result.warning:  # Trigger.dev accepts it; say what happened instead of refusing
         headers["x-reprise-warning"] = result.warning
     return JSONResponse(content, headers=headers)

@@ -61,7 +61,7 @@ from shared.runs.service import (
     NewRun,
     create_run,
     idempotency_key_expiry,
-    key_hash,
+    idempotency_key_hash,
     locked_task_defaults,
 )
 
@@ -125,7 +125,7 @@ def validate_replay(
             locked_task_defaults(session, target_env, task_identifier, body.version)
         if body.idempotency_key:
             overrides["idempotencyKey"] = body.idempotency_key
-            overrides["idempotencyKeyHash"] = key_hash(body.idempotency_key)
+            overrides["idempotencyKeyHash"] = idempotency_key_hash(body.idempotency_key)
             overrides["idempotencyKeyExpiresAt"] = iso(
                 idempotency_key_expiry(session, body.idempotency_key_ttl)
             )

@@ -48,6 +48,9 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # First characters of the key, shown by `reprise keys list` so people can tell keys apart.
     display_prefix: Mapped[str] = mapped_column(String(24))
+    # The key itself, encrypted with REPRISE_SECRET_KEY (AES-GCM): the official SDK signs
+    # public tokens with the secret key as the HMAC secret, so verifying them needs it.
+    secret_ciphertext: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None]
 
@@ -78,3 +81,14 @@ class VersionTask(Base):
     task_identifier: Mapped[str] = mapped_column(String(128), primary_key=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class UsedPublicToken(Base):
+    """A one-time-use public token (``otu`` claim) that has triggered once; kept until it
+    expires so a second use is refused."""
+
+    __tablename__ = "used_public_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime] = mapped_column(server_default=func.now())

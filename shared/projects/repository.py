@@ -16,6 +16,7 @@ from shared.projects.models import (
     ApiKey,
     Environment,
     Project,
+    UsedPublicToken,
     VersionTask,
     WorkerVersion,
     new_uuid,
@@ -71,11 +72,53 @@ def list_environments(session: Session, project_id: str | None = None) -> list[E
     return list(session.scalars(query))
 
 
-def insert_key(session: Session, environment_id: str, key_hash: str, display: str) -> ApiKey:
-    key = ApiKey(environment_id=environment_id, key_hash=key_hash, display_prefix=display)
+def insert_key(
+    session: Session, environment_id: str, key_hash: str, display: str,
+    secret_ciphertext: str | None = None,
+) -> ApiKey:
+    key = ApiKey(
+        environment_id=environment_id, key_hash=key_hash, display_prefix=display,
+        secret_ciphertext=secret_ciphertext,
+    )
     session.add(key)
     session.flush()
     return key
+
+
+def key_ciphertext(session: Session, key_hash: str) -> str | None:
+    return session.scalar(select(ApiKey.secret_ciphertext).where(ApiKey.key_hash == key_hash))
+
+
+def store_key_ciphertext(session: Session, key_hash: str, ciphertext: str) -> None:
+    session.execute(
+        update(ApiKey).where(ApiKey.key_hash == key_hash).values(secret_ciphertext=ciphertext)
+    )
+
+
+def spend_token(session: Session, token_hash: str, expires_at: datetime) -> bool:
+    """Record a one-time-use token as used; False if it already was. Spent tokens that
+    have expired are dropped on the way (they could not be used again anyway)."""
+    session.execute(delete(UsedPublicToken).where(UsedPublicToken.expires_at < func.now()))
+    inserted = session.execute(
+        insert(UsedPublicToken)
+        .values(token_hash=token_hash, expires_at=expires_at)
+        .on_conflict_do_nothing()
+        .returning(UsedPublicToken.token_hash)
+    ).first()
+    return inserted is not None
+
+
+def active_key_ciphertexts(session: Session, environment_id: str) -> list[str]:
+    """The encrypted secrets of the environment's keys that are not revoked."""
+    return list(
+        session.scalars(
+            select(ApiKey.secret_ciphertext).where(
+                ApiKey.environment_id == environment_id,
+                ApiKey.revoked_at.is_(None),
+                ApiKey.secret_ciphertext.is_not(None),
+            )
+        )
+    )
 
 
 def find_active_key(session: Session, key_hash: str) -> tuple[ApiKey, Environment] | None:

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from shared.errors import InvalidInput, RunNotFound, Unauthorized
 from shared.projects import repository as repo
+from shared.projects.access import PublicAccess
 from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
+from shared.projects.sealing import open_secret, seal_secret
 from shared.settings import get_settings
 from shared.ttl.policy import environment_default_ttls
 
@@ -22,16 +24,27 @@ DEFAULT_PROJECT_SLUG = "default"
 
 @dataclass(frozen=True)
 class AuthContext:
-    """Who is calling: one environment of one project."""
+    """Who is calling: one environment of one project, with a secret key (everything in
+    it) or a public access token (what its scopes allow)."""
 
     project_id: str
     environment_id: str
     environment_slug: str
-    public_run_ids: frozenset[str] | None = None  # set for public access tokens (JWT)
+    access: PublicAccess | None = None  # set for public access tokens (JWT)
 
     @property
     def is_public(self) -> bool:
-        return self.public_run_ids is not None
+        return self.access is not None
+
+    def may_read_run(
+        self, run_id: str, task_identifier: str, tags: list[str], batch_id: str | None
+    ) -> bool:
+        return self.access is None or self.access.may_read_run(
+            run_id, task_identifier, tags, batch_id
+        )
+
+    def may(self, action: str, kind: str, resource_id: str | None = None) -> bool:
+        return self.access is None or self.access.allows(action, kind, [resource_id])
 
 
 def hash_key(secret: str) -> str:
@@ -61,7 +74,10 @@ def create_key(session: Session, env_slug: str, project_slug: str | None = None)
     project = ensure_project(session, project_slug or DEFAULT_PROJECT_SLUG)
     env = environment_of(session, project.id, env_slug)
     secret = KEY_PREFIXES[env_slug] + secrets.token_urlsafe(24).replace("-", "a").replace("_", "b")
-    repo.insert_key(session, env.id, hash_key(secret), secret[: len(KEY_PREFIXES[env_slug]) + 6])
+    repo.insert_key(
+        session, env.id, hash_key(secret), secret[: len(KEY_PREFIXES[env_slug]) + 6],
+        seal_secret(secret),
+    )
     return secret
 
 
@@ -124,6 +140,26 @@ def authenticate(session: Session, secret: str | None) -> AuthContext:
     auth = AuthContext(project_id=env.project_id, environment_id=env.id, environment_slug=env.slug)
     KEY_CACHE.put(key_hash, auth)
     return auth
+
+
+def remember_key_secret(session: Session, secret: str) -> None:
+    """Keep the (verified) secret key encrypted if it is not already, so public tokens the
+    SDK signs with it verify (keys created before they were kept, or sealed under another
+    ``REPRISE_SECRET_KEY``)."""
+    key_hash = hash_key(secret)
+    stored = repo.key_ciphertext(session, key_hash)
+    if stored is None or open_secret(stored) != secret:
+        repo.store_key_ciphertext(session, key_hash, seal_secret(secret))
+
+
+def spend_public_token(session: Session, access: PublicAccess) -> None:
+    """Record the use of a one-time-use token; 401 if it was used before."""
+    if not access.one_time_use:
+        return
+    if access.token_hash is None or access.expires_at is None:
+        raise Unauthorized()
+    if not repo.spend_token(session, access.token_hash, access.expires_at):
+        raise Unauthorized("This one-time use token has already been used")
 
 
 def worker_registered(session: Session, since: datetime | None = None) -> bool:

@@ -1,51 +1,120 @@
-"""Public access tokens (JWT, HS256) scoped ``read:runs:<id>`` (§10), and signed packet URLs."""
+"""Public access tokens (JWT, §10), and signed packet URLs.
+
+A public token is an HS256 JWT in the official SDK's format (``@trigger.dev/core``'s
+``generateJWT``): issuer ``https://id.trigger.dev``, audience ``https://api.trigger.dev``,
+``sub`` the environment id, ``pub: true``, ``scopes``, ``exp``. Two signers are accepted:
+
+* the server (the ``x-trigger-jwt`` of a trigger, a replay, a batch), with
+  ``REPRISE_SECRET_KEY``;
+* the SDK itself (``auth.createPublicToken``, ``createTriggerPublicToken``, and its
+  fallback when a response carries no ``x-trigger-jwt``), with the environment's secret
+  key as the HMAC secret. Keys are stored hashed, so each key is also kept encrypted
+  (AES-GCM, with a key derived from ``REPRISE_SECRET_KEY``) to verify those: from its
+  creation, or from its first ``POST /api/v1/auth/jwt/claims`` for keys created earlier.
+  A revoked key's tokens stop verifying with it.
+
+Expired, wrongly signed or malformed tokens are 401.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import jwt
+from sqlalchemy.orm import Session
 
 from shared.errors import Unauthorized
+from shared.projects import repository as repo
+from shared.projects.access import PublicAccess
+from shared.projects.sealing import open_secret
 from shared.projects.service import AuthContext
 from shared.settings import get_settings
 
+JWT_ISSUER = "https://id.trigger.dev"
+JWT_AUDIENCE = "https://api.trigger.dev"
+JWT_ALGORITHM = "HS256"
 
-def create_public_token(auth: AuthContext, run_ids: list[str]) -> str:
+
+def create_public_token(auth: AuthContext, scopes: list[str]) -> str:
+    """A token of the caller's environment with these scopes (``read:runs:<id>`` …),
+    valid for ``REPRISE_JWT_TTL_SECONDS``."""
     settings = get_settings()
     now = int(time.time())
     claims = {
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
         "sub": auth.environment_id,
-        "pid": auth.project_id,
-        "env": auth.environment_slug,
         "pub": True,
-        "scopes": [f"read:runs:{run_id}" for run_id in run_ids],
+        "scopes": scopes,
         "iat": now,
         "exp": now + settings.jwt_ttl_seconds,
     }
-    return jwt.encode(claims, settings.secret_key, algorithm="HS256")
+    return jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
 
 
-def authenticate_public_token(token: str) -> AuthContext:
+def token_claims(auth: AuthContext) -> dict[str, Any]:
+    """What ``POST /api/v1/auth/jwt/claims`` answers: the claims the SDK signs with."""
+    return {"sub": auth.environment_id, "pub": True}
+
+
+def _candidate_secrets(session: Session, environment_id: str) -> Iterator[str]:
+    yield get_settings().secret_key
+    for ciphertext in repo.active_key_ciphertexts(session, environment_id):
+        secret = open_secret(ciphertext)
+        if secret is not None:
+            yield secret
+
+
+def _verified_claims(session: Session, token: str) -> dict[str, Any]:
     try:
-        claims = jwt.decode(token, get_settings().secret_key, algorithms=["HS256"])
+        unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise Unauthorized() from None
-    if not claims.get("pub") or not claims.get("sub"):
+    environment_id = unverified.get("sub")
+    if not isinstance(environment_id, str) or not environment_id:
         raise Unauthorized()
-    run_ids = frozenset(
-        scope.removeprefix("read:runs:")
-        for scope in claims.get("scopes", [])
-        if isinstance(scope, str) and scope.startswith("read:runs:")
+    for secret in _candidate_secrets(session, environment_id):
+        try:
+            return dict(
+                jwt.decode(
+                    token, secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE,
+                    issuer=JWT_ISSUER, options={"require": ["exp", "sub"]},
+                )
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError:
+            raise Unauthorized() from None
+    raise Unauthorized()
+
+
+def authenticate_public_token(session: Session, token: str) -> AuthContext:
+    """The environment and the access of a public token; 401 unless it verifies."""
+    claims = _verified_claims(session, token)
+    if claims.get("pub") is not True:
+        raise Unauthorized()
+    env = repo.get_environment_by_id(session, str(claims["sub"]))
+    if env is None:
+        raise Unauthorized()
+    scopes = claims.get("scopes") or []
+    if not isinstance(scopes, list):
+        raise Unauthorized()
+    access = PublicAccess(
+        scopes=frozenset(s for s in scopes if isinstance(s, str)),
+        one_time_use=claims.get("otu") is True,
+        token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        realtime=claims.get("realtime") if isinstance(claims.get("realtime"), dict) else None,
     )
-    return AuthContext(
-        project_id=str(claims.get("pid", "")),
-        environment_id=str(claims["sub"]),
-        environment_slug=str(claims.get("env", "")),
-        public_run_ids=run_ids,
-    )
+    return AuthContext(env.project_id, env.id, env.slug, access=access)
+
+
+# --- packet links -----------------------------------------------------------------------------
 
 
 def sign_packet(run_id: str, kind: str, expires: int) -> str:

@@ -27,7 +27,7 @@ from shared.runs import edits_repository as repo
 from shared.runs.metadata import apply_operations
 from shared.runs.models import Run
 from shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
-from shared.runs.service import get_run_for, key_hash
+from shared.runs.service import get_run_for, idempotency_key_hash
 from shared.runs.states import FINAL_STATES, RunStatus
 
 MAX_METADATA_BYTES = 256 * 1024
@@ -106,7 +106,7 @@ def reset_idempotency_key(
     session: Session, auth: AuthContext, key: str, task_identifier: str
 ) -> str:
     released = repo.release_idempotency_keys(
-        session, auth.environment_id, task_identifier, key_hash(key)
+        session, auth.environment_id, task_identifier, idempotency_key_hash(key)
     )
     if not released:
         raise NotFound(f"No run of {task_identifier} holds the idempotency key {key}")

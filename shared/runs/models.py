@@ -107,6 +107,8 @@ class Run(Base):
         ),
         Index("ix_runs_replayed_from", "replayed_from", postgresql_where=text("replayed_from IS NOT NULL")),
         Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL")),
+        # A batch's runs (batch retrieve, filter[batch], subscribeToBatch).
+        Index("ix_runs_batch", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -174,6 +176,9 @@ class Run(Base):
     replayed_from: Mapped[str | None] = mapped_column(String(64))
     lineage_depth: Mapped[int] = mapped_column(Integer, default=0)
     execution_trace: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The transaction (xid8, as a number) that last changed what realtime shows of the run;
+    # written by the trigger of migration 0003_batches, never by the application.
+    realtime_xid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Attempt(Base):

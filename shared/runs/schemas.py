@@ -43,6 +43,13 @@ class IdempotencyKeyOptions(BaseModel):
     key: str | list[str] | None = None
     scope: str | None = None
 
+    @staticmethod
+    def user_key(hashed: str | None, options: IdempotencyKeyOptions | None) -> str | None:
+        """The key as the user gave it (the SDK sends its hash and the key in the options)."""
+        if options and options.key:
+            return "-".join(options.key) if isinstance(options.key, list) else options.key
+        return hashed
+
 
 # Options the SDK can send that Reprise cannot honour: refused with 400 naming them rather
 # than ignored (the run would otherwise run somewhere, or in a way, it was not asked to).
@@ -132,10 +139,7 @@ class TriggerOptions(BaseModel):
 
     @property
     def user_idempotency_key(self) -> str | None:
-        if self.idempotency_key_options and self.idempotency_key_options.key:
-            key = self.idempotency_key_options.key
-            return "-".join(key) if isinstance(key, list) else key
-        return self.idempotency_key
+        return IdempotencyKeyOptions.user_key(self.idempotency_key, self.idempotency_key_options)
 
 
 class TriggerRequest(BaseModel):

@@ -46,7 +46,7 @@ class TriggerResult:
     warning: str | None = None
 
 
-def key_hash(key: str) -> str:
+def idempotency_key_hash(key: str) -> str:
     """The SDK sends SHA-256 hex already; anything else (curl, other clients) is hashed here."""
     if re.fullmatch(r"[0-9a-f]{64}", key):
         return key
@@ -127,6 +127,7 @@ class NewRun:
     depth: int = 0
     parent_run_id: str | None = None
     root_run_id: str | None = None
+    batch_id: str | None = None
 
 
 def _due_time(delay: object, now: datetime) -> datetime | None:
@@ -220,6 +221,7 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         depth=spec.depth,
         parent_run_id=spec.parent_run_id,
         root_run_id=spec.root_run_id,
+        batch_id=spec.batch_id,
     )
     return lifecycle.insert(session, run)
 
@@ -231,7 +233,11 @@ def trigger_run(
     raw_payload: Any,
     options: TriggerOptions,
     request_key: str | None = None,
+    *,
+    batch_id: str | None = None,
 ) -> TriggerResult:
+    """Trigger a task (``POST /api/v1/tasks/{taskId}/trigger``, and each item of a batch,
+    which names its ``batch_id``)."""
     if not TASK_ID_RE.match(task_id):
         raise InvalidInput("taskId must be 1 to 128 letters, digits or . _ - : /")
     reject_nul(options.model_dump(by_alias=True, exclude_none=True), "options")
@@ -242,7 +248,7 @@ def trigger_run(
             return TriggerResult(existing, False)
     hashed = None
     if options.idempotency_key:
-        hashed = key_hash(options.idempotency_key)
+        hashed = idempotency_key_hash(options.idempotency_key)
         existing = existing_by_idempotency_key(session, auth.environment_id, task_id, hashed)
         if existing is not None:
             return TriggerResult(existing, True)
@@ -274,6 +280,8 @@ def trigger_run(
         idempotency_key_hash=hashed,
         idempotency_key_expires_at=key_expires_at if hashed else None,
         request_idempotency_key=request_key,
+        batch_id=batch_id,
+        trigger_function="batchTrigger" if batch_id else "trigger",
     )
     try:
         run = create_run(session, auth.project_id, auth.environment_id, spec)
@@ -300,10 +308,12 @@ def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
     """A run of the caller's environment; 400 for a malformed id, 404 for any other."""
     if not run_id or not is_run_id(run_id):
         raise InvalidRunId()
-    if auth.public_run_ids is not None and run_id not in auth.public_run_ids:
-        raise RunNotFound()
     run = repo.get_run(session, auth.environment_id, run_id)
-    if run is None:
+    # A public token's scopes name the runs it reads (by id, task, tag or batch): any other
+    # run is as invisible as another environment's.
+    if run is None or not auth.may_read_run(
+        run.id, run.task_identifier, run.tags or [], run.batch_id
+    ):
         raise RunNotFound()
     return run
 

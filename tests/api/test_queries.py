@@ -87,7 +87,6 @@ def test_values_it_cannot_use_are_400_naming_the_parameter(
     [
         ("filter[schedule]", "filter[schedule] cannot be applied: listing runs by schedule"),
         ("filter[bulkAction]", "filter[bulkAction] cannot be applied: listing runs by bulk"),
-        ("filter[batch]", "filter[batch] cannot be applied: listing runs by batch"),
         ("filter[queue]", "filter[queue] cannot be applied"),
         ("filter[machine]", "filter[machine] cannot be applied"),
         ("filter[region]", "filter[region] cannot be applied"),

@@ -6,13 +6,15 @@ import time
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shared.db import transaction
 from shared.errors import InvalidInput, RunNotFound, Unauthorized
 from shared.projects import service
 from shared.projects.models import ApiKey
 from shared.projects.tokens import (
+    JWT_AUDIENCE,
+    JWT_ISSUER,
     authenticate_public_token,
     create_public_token,
     sign_packet,
@@ -70,28 +72,101 @@ def test_a_key_finds_runs_of_its_own_environment_only(project: ProjectKeys) -> N
             service.authenticate_for_run(session, "tr_dev_wrong", run_id)
 
 
-def test_a_public_token_reads_exactly_the_runs_it_names(project: ProjectKeys) -> None:
+def _sdk_token(secret: str, claims: dict[str, object], expires_in: int = 3600) -> str:
+    """A token as the official SDK's generateJWT signs it: HS256 with the secret key."""
+    now = int(time.time())
+    payload = {"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + expires_in,
+               **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def test_a_server_token_reads_exactly_the_runs_it_names(project: ProjectKeys) -> None:
     with transaction() as session:
         auth = service.authenticate(session, project.keys["dev"])
-    token = create_public_token(auth, ["run_a1b2c3d4e5"])
-    public = authenticate_public_token(token)
+    token = create_public_token(auth, ["read:runs:run_a1b2c3d4e5"])
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["iss"], claims["aud"], claims["pub"]) == (JWT_ISSUER, JWT_AUDIENCE, True)
+    with transaction() as session:
+        public = authenticate_public_token(session, token)
     assert public.is_public
-    assert public.public_run_ids == frozenset({"run_a1b2c3d4e5"})
     assert public.environment_id == auth.environment_id
+    assert public.may_read_run("run_a1b2c3d4e5", "hello", [], None)
+    assert not public.may_read_run("run_other00000", "hello", [], None)
 
 
-def test_a_tampered_or_foreign_token_is_unauthorized(project: ProjectKeys) -> None:
+def test_a_token_the_sdk_signs_with_the_secret_key_verifies(project: ProjectKeys) -> None:
+    secret = project.keys["dev"]
+    token = _sdk_token(secret, {"sub": project.environment_ids["dev"], "pub": True,
+                                "scopes": ["read:tags:user_1", "read:batch:batch_1"]})
     with transaction() as session:
-        auth = service.authenticate(session, project.keys["dev"])
-    token = create_public_token(auth, ["run_a1b2c3d4e5"])
-    forged = jwt.encode(
-        {**jwt.decode(token, options={"verify_signature": False}), "scopes": ["read:runs:*"]},
-        "not-the-secret-key-of-this-server-at-all", algorithm="HS256",
-    )
-    with pytest.raises(Unauthorized):
-        authenticate_public_token(forged)
-    with pytest.raises(Unauthorized):
-        authenticate_public_token(token[:-2] + "xx")
+        public = authenticate_public_token(session, token)
+    assert public.environment_id == project.environment_ids["dev"]
+    assert public.may_read_run("run_x0000000", "t", ["user_1"], None)
+    assert public.may_read_run("run_x0000000", "t", [], "batch_1")
+    assert not public.may_read_run("run_x0000000", "t", ["user_2"], "batch_2")
+
+
+def test_a_key_created_before_it_was_kept_verifies_after_its_first_claims_call(
+    project: ProjectKeys,
+) -> None:
+    secret = project.keys["dev"]
+    token = _sdk_token(secret, {"sub": project.environment_ids["dev"], "pub": True})
+    with transaction() as session:
+        session.execute(update(ApiKey).values(secret_ciphertext=None))
+    with transaction() as session, pytest.raises(Unauthorized):
+        authenticate_public_token(session, token)
+    with transaction() as session:
+        service.remember_key_secret(session, secret)
+    with transaction() as session:
+        assert authenticate_public_token(session, token).is_public
+
+
+def test_tokens_of_a_revoked_key_stop_verifying(project: ProjectKeys) -> None:
+    with transaction() as session:
+        secret = service.create_key(session, "prod", project.slug)
+    token = _sdk_token(secret, {"sub": project.environment_ids["prod"], "pub": True})
+    with transaction() as session:
+        assert authenticate_public_token(session, token).is_public
+        [listed] = [k for k in service.list_keys(session) if secret.startswith(k.display_prefix)]
+        service.revoke_key(session, listed.id)
+    with transaction() as session, pytest.raises(Unauthorized):
+        authenticate_public_token(session, token)
+
+
+@pytest.mark.parametrize(
+    "case", ["expired", "foreign-secret", "tampered", "no-audience", "not-public", "other-env"]
+)
+def test_expired_forged_or_malformed_tokens_are_unauthorized(
+    project: ProjectKeys, case: str
+) -> None:
+    env_id = project.environment_ids["dev"]
+    claims: dict[str, object] = {"sub": env_id, "pub": True, "scopes": ["read:runs"]}
+    secret = project.keys["dev"]
+    token = {
+        "expired": lambda: _sdk_token(secret, claims, expires_in=-10),
+        "foreign-secret": lambda: _sdk_token("not-the-secret-key-of-this-server-at-all", claims),
+        "tampered": lambda: _sdk_token(secret, claims)[:-2] + "xx",
+        "no-audience": lambda: jwt.encode(
+            {**claims, "exp": int(time.time()) + 60}, secret, algorithm="HS256"),
+        "not-public": lambda: _sdk_token(secret, {**claims, "pub": False}),
+        # signed with this environment's key, naming another environment
+        "other-env": lambda: _sdk_token(secret, {**claims, "sub": project.environment_ids["prod"]}),
+    }[case]()
+    with transaction() as session, pytest.raises(Unauthorized):
+        authenticate_public_token(session, token)
+
+
+def test_a_one_time_use_token_triggers_once(project: ProjectKeys) -> None:
+    token = _sdk_token(project.keys["dev"], {"sub": project.environment_ids["dev"], "pub": True,
+                                              "otu": True, "scopes": ["trigger:tasks:hello"]})
+    with transaction() as session:
+        access = authenticate_public_token(session, token).access
+        assert access is not None
+        assert access.allows("trigger", "tasks", ["hello"])
+        assert not access.allows("trigger", "tasks", ["other"])
+        service.spend_public_token(session, access)
+    with transaction() as session, pytest.raises(Unauthorized, match="already been used"):
+        service.spend_public_token(session, access)
 
 
 def test_packet_signatures_bind_run_kind_and_expiry() -> None:

@@ -1,0 +1,1 @@
+"""Batches: many runs triggered in one call (``tasks.batchTrigger``, ``batch.trigger``)."""

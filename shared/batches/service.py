@@ -1,0 +1,186 @@
+"""Batch rules: create a batch, fill it from the item stream, read it back.
+
+The two phases of the official SDK's ``batch.trigger`` / ``tasks.batchTrigger``: create
+the batch with the number of items to expect (``POST /api/v3/batches``), then stream the
+items as NDJSON (``POST /api/v3/batches/{id}/items``). Each item is triggered exactly as a
+single trigger is (:func:`shared.runs.service.trigger_run`: the same options, idempotency
+keys and defaults), with the batch's id on its run.
+
+Items are idempotent by their index: the stream holds the batch's row lock, so a retried
+stream (the SDK retries a stream that failed or did not seal the batch) waits for the
+first one, then counts what it already has as deduplicated and creates no run twice. The
+whole stream is one transaction: a stream cut off halfway writes nothing, and its retry
+starts over. An item whose run cannot be created (an unknown task, an option the trigger
+refuses) is recorded with its error; the batch is sealed — every expected index present —
+and is then ``PARTIAL_FAILED`` instead of ``COMPLETED``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.batches import repository as repo
+from shared.batches.models import Batch, BatchItem
+from shared.batches.schemas import BatchItemLine, CreateBatchRequest
+from shared.db import after_commit_scope, db_now
+from shared.errors import BadRequest, Forbidden, NotFound, RepriseError
+from shared.ids import new_id
+from shared.projects.service import AuthContext, spend_public_token
+from shared.runs.service import idempotency_key_hash, trigger_run
+from shared.runs.states import RunStatus
+
+
+class BatchNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Batch not found")
+
+
+@dataclass(frozen=True)
+class CreatedBatch:
+    batch: Batch
+    is_cached: bool
+
+
+@dataclass(frozen=True)
+class StreamedItems:
+    """``StreamBatchItemsResponse``: what this stream added and whether the batch is full."""
+
+    batch_id: str
+    accepted: int
+    deduplicated: int
+    sealed: bool
+    enqueued: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class BatchView:
+    batch: Batch
+    items: list[tuple[BatchItem, RunStatus | None]]
+
+
+def _check_public_tasks(auth: AuthContext, task_ids: list[str]) -> None:
+    for task_id in task_ids:
+        if not auth.may("batchTrigger", "tasks", task_id):
+            raise Forbidden(f"this public access token may not batchTrigger task {task_id!r}")
+
+
+def create_batch(
+    session: Session, auth: AuthContext, request: CreateBatchRequest, request_key: str | None
+) -> CreatedBatch:
+    """A new batch expecting ``runCount`` items, or the batch its idempotency key (or the
+    SDK's request key, on a retry) already names (``isCached``)."""
+    if request.resume_parent_on_completion or request.parent_run_id:
+        raise BadRequest(
+            "parentRunId and resumeParentOnCompletion (batchTriggerAndWait) are not supported:"
+            " Reprise tasks do not wait for child runs"
+        )
+    if auth.is_public:  # a public token names the tasks it may batch-trigger, up front
+        if not request.task_identifiers:
+            raise Forbidden("a public access token must declare the batch's taskIdentifiers")
+        _check_public_tasks(auth, request.task_identifiers)
+        if auth.access is not None:  # createBatchTriggerPublicToken: one batch per token
+            spend_public_token(session, auth.access)
+    request_key = request_key[:128] if request_key else None
+    if request_key:
+        existing = repo.find_by_request_key(session, auth.environment_id, request_key)
+        if existing is not None:
+            return CreatedBatch(existing, False)
+    key_hash = idempotency_key_hash(request.idempotency_key) if request.idempotency_key else None
+    if key_hash:
+        existing = repo.find_by_idempotency_key(session, auth.environment_id, key_hash)
+        if existing is not None:
+            return CreatedBatch(existing, True)
+    now = db_now(session)
+    batch = Batch(
+        id=new_id("batch"),
+        project_id=auth.project_id,
+        environment_id=auth.environment_id,
+        run_count=request.run_count,
+        task_identifiers=sorted(set(request.task_identifiers or [])) or None,
+        idempotency_key=request.user_idempotency_key,
+        idempotency_key_hash=key_hash,
+        request_idempotency_key=request_key,
+        created_at=now,
+        updated_at=now,
+    )
+    if not repo.insert_batch(session, batch):
+        # A concurrent request took one of the keys between our read and our insert.
+        winner = (key_hash and repo.find_by_idempotency_key(
+            session, auth.environment_id, key_hash
+        )) or (request_key and repo.find_by_request_key(session, auth.environment_id, request_key))
+        if not winner:
+            raise RepriseError("the batch could not be created; try again")
+        return CreatedBatch(winner, bool(key_hash))
+    return CreatedBatch(batch, False)
+
+
+def _trigger_item(
+    session: Session, auth: AuthContext, batch: Batch, item: BatchItemLine
+) -> dict[str, Any]:
+    """The item's row: its run, or the error that kept it from having one (its writes and
+    messages undone with it)."""
+    row: dict[str, Any] = {
+        "batch_id": batch.id, "index": item.index, "task_identifier": item.task,
+        "run_id": None, "error": None, "error_code": None,
+    }
+    try:
+        with session.begin_nested(), after_commit_scope(session):
+            result = trigger_run(
+                session, auth, item.task, item.payload, item.options, batch_id=batch.id
+            )
+    except RepriseError as exc:
+        return {**row, "error": exc.message, "error_code": type(exc).__name__}
+    return {**row, "run_id": result.run.id}
+
+
+def stream_items(
+    session: Session, auth: AuthContext, batch_id: str, items: list[BatchItemLine]
+) -> StreamedItems:
+    """Add the items this stream carries to the batch; those it has already are counted
+    as deduplicated. 400 for an index the batch does not expect (nothing is written)."""
+    batch = repo.get_batch(session, auth.environment_id, batch_id, lock=True)
+    if batch is None:
+        raise BatchNotFound()
+    if auth.is_public:
+        _check_public_tasks(auth, sorted({item.task for item in items}))
+    for item in items:
+        if item.index >= batch.run_count:
+            raise BadRequest(
+                f"item index {item.index} is out of range: the batch expects"
+                f" {batch.run_count} items (0 to {batch.run_count - 1})"
+            )
+    present = repo.item_indexes(session, batch.id)
+    rows, deduplicated = [], 0
+    for item in items:
+        if item.index in present:
+            deduplicated += 1
+            continue
+        present.add(item.index)
+        rows.append(_trigger_item(session, auth, batch, item))
+    repo.insert_items(session, rows)
+    sealed = len(present) == batch.run_count
+    if sealed:
+        repo.seal(session, batch.id)
+    return StreamedItems(
+        batch.id, len(rows), deduplicated, sealed, len(present), batch.run_count
+    )
+
+
+def read_batch(session: Session, auth: AuthContext, batch_id: str) -> BatchView:
+    """A batch of the caller's environment (a public token: one its scopes name)."""
+    batch = repo.get_batch(session, auth.environment_id, batch_id)
+    if batch is None or not auth.may("read", "batch", batch.id):
+        raise BatchNotFound()
+    return BatchView(batch, repo.items_with_runs(session, batch.id))
+
+
+def visible_batch(session: Session, auth: AuthContext, batch_id: str) -> Batch:
+    """The batch (for a realtime subscription), as :func:`read_batch` authorizes it."""
+    batch = repo.get_batch(session, auth.environment_id, batch_id)
+    if batch is None or not auth.may("read", "batch", batch.id):
+        raise BatchNotFound()
+    return batch

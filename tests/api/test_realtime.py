@@ -1,0 +1,176 @@
+"""The realtime routes at the API: Electric's protocol (headers, messages, offsets), and
+long-polls woken by the change itself — not by polling (the SDK-level test is
+tests/e2e/test_sdk_realtime.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from api.routes import realtime
+from shared.db import transaction
+from shared.runs.service import cancel_run
+from tests.support.commands import trigger_via_api
+from tests.support.fixtures import ProjectKeys
+
+
+def subscribe(api: Any, project: ProjectKeys, path: str, **params: str) -> Any:
+    response = api.get(path, params=params, headers=project.headers())
+    assert response.status_code == 200, response.text
+    return response
+
+
+def rows(response: Any) -> list[dict[str, Any]]:
+    messages = response.json()
+    assert messages[-1] == {"headers": {"control": "up-to-date"}}
+    return [m["value"] for m in messages[:-1]]
+
+
+@pytest.fixture
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every shape read a realtime request makes (the time it was made)."""
+    reads: list[float] = []
+    original = realtime._read
+
+    def counting(*args: Any) -> Any:
+        reads.append(time.monotonic())
+        return original(*args)
+
+    monkeypatch.setattr(realtime, "_read", counting)
+    return reads
+
+
+def test_the_first_request_is_the_whole_shape_with_electrics_headers(
+    api: Any, project: ProjectKeys
+) -> None:
+    run_id = trigger_via_api(api, project, delay="1h", tags=["rt"])
+    response = subscribe(api, project, f"/realtime/v1/runs/{run_id}", offset="-1", log="full")
+    for header in ("electric-handle", "electric-offset", "electric-schema", "electric-up-to-date"):
+        assert header in response.headers, header
+    [message, _] = response.json()
+    assert message["headers"]["operation"] == "insert"
+    row = message["value"]
+    assert (row["friendlyId"], row["status"], row["runTags"]) == (run_id, "DELAYED", ["rt"])
+    assert row["payloadType"] == "application/json"
+    assert not row["createdAt"].endswith("Z")  # Electric's timestamps: the SDK adds the Z
+
+
+def test_a_live_poll_answers_as_soon_as_the_run_changes(
+    api: Any, project: ProjectKeys, counted_reads: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 20.0)
+    run_id = trigger_via_api(api, project, delay="1h")
+    path = f"/realtime/v1/runs/{run_id}"
+    offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
+    answered: list[Any] = []
+    started = time.monotonic()
+    poll = threading.Thread(target=lambda: answered.append(
+        subscribe(api, project, path, offset=offset, live="true", handle="run", cursor="1")
+    ))
+    poll.start()
+    while len(counted_reads) < 2:  # the initial read, then the live one
+        time.sleep(0.01)
+    time.sleep(0.3)  # the poll is asleep now
+    with transaction() as session:
+        cancel_run(session, run_id)
+    poll.join(timeout=10)
+    assert answered, "the live poll did not answer"
+    elapsed = time.monotonic() - started
+    [row] = rows(answered[0])
+    assert (row["friendlyId"], row["status"]) == (run_id, "CANCELED")
+    assert row["completedAt"]
+    assert answered[0].json()[0]["headers"]["operation"] == "update"
+    assert answered[0].headers["electric-offset"] != offset
+    assert "electric-cursor" in answered[0].headers
+    assert elapsed < 5  # woken by the change, not by the 20 s timeout
+    assert len(counted_reads) == 3  # one read when it started, one when it was woken
+
+
+def test_a_quiet_live_poll_reads_twice_and_answers_up_to_date(
+    api: Any, project: ProjectKeys, counted_reads: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 1.0)
+    run_id = trigger_via_api(api, project, delay="1h")
+    path = f"/realtime/v1/runs/{run_id}"
+    offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
+    # Other runs of the environment change meanwhile: they do not concern this shape.
+    for _ in range(5):
+        trigger_via_api(api, project, delay="1h")
+    counted_reads.clear()
+    response = subscribe(api, project, path, offset=offset, live="true", handle="run")
+    assert rows(response) == []
+    assert len(counted_reads) == 2  # no polling: once at the start, once at the timeout
+
+
+def test_a_change_made_between_two_requests_is_in_the_next_one(
+    api: Any, project: ProjectKeys
+) -> None:
+    run_id = trigger_via_api(api, project, delay="1h")
+    path = f"/realtime/v1/runs/{run_id}"
+    offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
+    with transaction() as session:
+        cancel_run(session, run_id)
+    response = subscribe(api, project, path, offset=offset, live="true", handle="run")
+    assert [row["status"] for row in rows(response)] == ["CANCELED"]
+    later = response.headers["electric-offset"]
+    unchanged = subscribe(api, project, path, offset=later, handle="run")
+    assert rows(unchanged) == []
+
+
+def test_tag_and_batch_shapes_hold_their_runs_only(api: Any, project: ProjectKeys) -> None:
+    tagged = trigger_via_api(api, project, delay="1h", tags=["a", "b"])
+    trigger_via_api(api, project, delay="1h", tags=["a"])
+    response = subscribe(api, project, "/realtime/v1/runs", tags="a,b", offset="-1")
+    assert [row["friendlyId"] for row in rows(response)] == [tagged]
+    handle = response.headers["electric-handle"]
+    assert handle.startswith("tags-")
+    offset = response.headers["electric-offset"]
+    newer = trigger_via_api(api, project, delay="1h", tags=["b", "a"])
+    live = subscribe(api, project, "/realtime/v1/runs", tags="a,b", offset=offset,
+                     live="true", handle=handle)
+    assert [row["friendlyId"] for row in rows(live)] == [newer]
+    unknown = api.get("/realtime/v1/batches/batch_nope?offset=-1", headers=project.headers())
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "Batch not found"})
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [({"offset": "12:34"}, "offset"), ({"offset": "5_1"}, "offset"),
+     ({"skipColumns": "id"}, "cannot skip id"), ({"skipColumns": "nope"}, "nope"),
+     ({"log": "changes_only"}, "log")],
+)
+def test_bad_protocol_parameters_are_400(
+    api: Any, project: ProjectKeys, params: dict[str, str], needle: str
+) -> None:
+    run_id = trigger_via_api(api, project, delay="1h")
+    response = api.get(f"/realtime/v1/runs/{run_id}", params=params, headers=project.headers())
+    assert response.status_code == 400
+    assert needle in response.json()["error"]
+
+
+def test_skip_columns_leaves_them_out(api: Any, project: ProjectKeys) -> None:
+    run_id = trigger_via_api(api, project, delay="1h")
+    response = subscribe(api, project, f"/realtime/v1/runs/{run_id}", offset="-1",
+                         skipColumns="payload,payloadType,metadata")
+    [row] = rows(response)
+    assert {"payload", "payloadType", "metadata"}.isdisjoint(row)
+    assert row["friendlyId"] == run_id
+
+
+def test_a_replay_is_subscribable_before_its_command_is_applied(
+    api: Any, project: ProjectKeys, parked_commands: Any
+) -> None:
+    original = trigger_via_api(api, project, delay="1h")
+    replay = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers())
+    new_id = replay.json()["id"]
+    token = {"Authorization": f"Bearer {replay.headers['x-trigger-jwt']}"}
+    response = api.get(f"/realtime/v1/runs/{new_id}?offset=-1", headers=token)
+    assert response.status_code == 200, response.text
+    [row] = rows(response)
+    assert row["friendlyId"] == new_id
+    assert "payload" not in row or row["payload"] is None  # a public token: no payload
