@@ -4,6 +4,7 @@ from shared.commands.models import Command
 from shared.db import Base
 from shared.projects.models import ApiKey, Environment, Project, VersionTask, WorkerVersion
 from shared.runs.models import Attempt, Checkpoint, Run
+from shared.schedules.models import Schedule
 
 __all__ = [
     "ApiKey",
@@ -14,6 +15,7 @@ __all__ = [
     "Environment",
     "Project",
     "Run",
+    "Schedule",
     "VersionTask",
     "WorkerVersion",
 ]

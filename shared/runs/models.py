@@ -107,6 +107,21 @@ class Run(Base):
         ),
         Index("ix_runs_replayed_from", "replayed_from", postgresql_where=text("replayed_from IS NOT NULL")),
         Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL")),
+        # Schedules: one run per tick (the guard two beats cannot get past), and
+        # runs.list({ schedule }) newest first.
+        Index(
+            "uq_runs_schedule_tick",
+            "schedule_id",
+            "schedule_tick_at",
+            unique=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_runs_schedule_created",
+            "schedule_id",
+            text("created_at DESC"),
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -172,6 +187,10 @@ class Run(Base):
     replayed_from: Mapped[str | None] = mapped_column(String(64))
     lineage_depth: Mapped[int] = mapped_column(Integer, default=0)
     execution_trace: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The schedule whose tick created this run, and that tick (no foreign key: a deleted
+    # schedule's runs keep its id, as in Trigger.dev).
+    schedule_id: Mapped[str | None] = mapped_column(String(64))
+    schedule_tick_at: Mapped[datetime | None]
 
 
 class Attempt(Base):
