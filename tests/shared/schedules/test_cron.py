@@ -3,6 +3,7 @@ transitions as cron users expect (Debian cron's rules, which cronsim follows).""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -112,7 +113,7 @@ def test_an_hourly_job_follows_the_wall_clock_through_both_transitions() -> None
     fall = chain(cron, utc(2026, 11, 1, 4, 30), 3)  # 00:30 EDT
     # 01:00 EDT, 01:00 EST (the hour happens twice, so does its tick), 02:00 EST.
     assert fall == [utc(2026, 11, 1, 5), utc(2026, 11, 1, 6), utc(2026, 11, 1, 7)]
-    assert all(b - a == timedelta(hours=1) for a, b in zip(fall, fall[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(fall))
 
 
 def test_a_daily_job_keeps_its_local_time_across_the_change() -> None:

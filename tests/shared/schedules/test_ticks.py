@@ -3,6 +3,7 @@ missed tick only after an outage, nothing while deactivated, the scheduled paylo
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import timedelta
@@ -21,7 +22,7 @@ def test_a_due_tick_creates_one_queued_run_with_the_scheduled_payload(scheduler:
     due = scheduler.row(sid).next_tick_at
     assert fire() == 1
 
-    [(run_id, tick, payload)] = scheduler.runs(sid)
+    [(_run_id, tick, payload)] = scheduler.runs(sid)
     assert tick == due
     cron = Cron.parse("*/2 * * * * *", "Europe/Paris")
     expected_upcoming = cron.upcoming(tick, 10)
@@ -35,7 +36,8 @@ def test_a_due_tick_creates_one_queued_run_with_the_scheduled_payload(scheduler:
     }
     after = scheduler.row(sid)
     assert after.last_tick_at == tick
-    assert after.next_tick_at is not None and after.next_tick_at > db_clock()
+    assert after.next_tick_at is not None
+    assert after.next_tick_at > db_clock()
 
     # The next tick (two seconds on) carries this one as lastTimestamp.
     wait_for(lambda: db_clock() >= after.next_tick_at, what="the next tick")
@@ -108,7 +110,7 @@ def test_a_schedule_ticking_every_two_seconds_has_one_run_per_tick_with_two_swee
     assert fired == len(ticks) >= 3
     assert len(set(ticks)) == len(ticks)  # one run per tick
     assert all(tick.second % 2 == 0 and tick.microsecond == 0 for tick in ticks)
-    assert all(b - a == timedelta(seconds=2) for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(ticks))
 
 
 def test_after_an_outage_only_the_latest_missed_tick_runs(scheduler: Scheduler) -> None:
@@ -118,7 +120,8 @@ def test_after_an_outage_only_the_latest_missed_tick_runs(scheduler: Scheduler) 
     [(_, tick, payload)] = scheduler.runs(sid)
     now = db_clock()
     latest = Cron.parse("* * * * *").latest_at_or_before(now)
-    assert latest is not None and now - timedelta(minutes=1) < tick <= now
+    assert latest is not None
+    assert now - timedelta(minutes=1) < tick <= now
     assert tick in (latest, latest - timedelta(minutes=1))  # the minute may turn meanwhile
     assert "lastTimestamp" not in payload
     assert scheduler.row(sid).next_tick_at > now
@@ -138,7 +141,9 @@ def test_a_deactivated_schedule_does_not_tick_and_resumes_from_now(scheduler: Sc
     assert scheduler.runs(sid) == []
     with transaction() as session:
         on = set_active(session, scheduler.auth, sid, True)
-    assert on.active and on.next_tick_at is not None and on.next_tick_at > db_clock()
+    assert on.active
+    assert on.next_tick_at is not None
+    assert on.next_tick_at > db_clock()
     assert fire() == 0  # no catch-up for the hour it was off
 
 
