@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.payloads import reject_nul
 
@@ -35,23 +35,23 @@ class UpdateScheduleRequest(BaseModel):
 
     @field_validator("task", "cron", "timezone", "external_id")
     @classmethod
-    def _storable(cls, value: str | None) -> str | None:
+    def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            reject_nul(value, "the schedule")
+            field = cls.model_fields[info.field_name or ""]
+            reject_nul(value, field.alias or info.field_name or "the schedule")
         return value
 
 
 class CreateScheduleRequest(UpdateScheduleRequest):
     """A new schedule; a ``deduplicationKey`` already used in the environment updates that
-    schedule instead (create is idempotent on it). Without one, every create is new."""
+    schedule instead (create is idempotent on it). Without one (or with ``""``, as
+    Trigger.dev reads it), every create is new."""
 
-    deduplication_key: str | None = Field(
-        default=None, alias="deduplicationKey", min_length=1, max_length=256
-    )
+    deduplication_key: str | None = Field(default=None, alias="deduplicationKey", max_length=256)
 
     @field_validator("deduplication_key")
     @classmethod
     def _storable_key(cls, value: str | None) -> str | None:
         if value is not None:
             reject_nul(value, "deduplicationKey")
-        return value
+        return value or None

@@ -74,8 +74,9 @@ def test_create_is_idempotent_on_the_deduplication_key(
     changed = create(api, project, **{**body, "cron": "30 * * * *"}).json()
     assert changed["id"] == first["id"]
     assert changed["generator"]["expression"] == "30 * * * *"
-    # Without a key every create is a new schedule, and no key is shown.
-    plain = create(api, project, task="test-echo", cron="0 * * * *").json()
+    # Without a key (or with "", as Trigger.dev reads it) every create is a new schedule,
+    # and no key is shown.
+    plain = create(api, project, task="test-echo", cron="0 * * * *", deduplicationKey="").json()
     assert plain["id"] != first["id"]
     assert "deduplicationKey" not in plain
     # Keys are per environment.
@@ -100,6 +101,10 @@ def test_create_is_idempotent_on_the_deduplication_key(
          "color: Extra inputs are not permitted"),
         ({"task": "test-echo", "cron": "0 * * * *", "externalId": 7},
          "externalId: Input should be a valid string"),
+        ({"task": "test-echo", "cron": "0 * * * *", "externalId": "a\u0000b"},
+         "externalId contains a NUL character (U+0000), which cannot be stored"),
+        ({"task": "bad task!", "cron": "0 * * * *"},
+         "task must be 1 to 128 letters, digits or . _ - : /"),
     ],
 )
 def test_bad_input_is_a_400_naming_it_and_writes_nothing(
