@@ -286,14 +286,34 @@ def scheduled_payload(schedule: Schedule, cron: Cron, tick: datetime) -> dict[st
     return payload
 
 
+@dataclass(frozen=True)
+class TickPlan:
+    """What a sweep at ``now`` does with a schedule due at ``due``: run ``tick`` (the latest
+    tick at or before ``now``; later than ``due`` when ticks were missed), then wait for
+    ``next_tick_at`` (the first tick after ``now``; None if the cron never matches again)."""
+
+    tick: datetime
+    next_tick_at: datetime | None
+
+    def skipped(self, due: datetime) -> bool:
+        return self.tick > due
+
+
+def plan_tick(cron: Cron, due: datetime, now: datetime) -> TickPlan:
+    """The catch-up policy as a pure function of the clock (see the module docstring)."""
+    tick = max(due, cron.latest_at_or_before(now) or due)
+    return TickPlan(tick, cron.next_after(max(tick, now)))
+
+
 def _fire(session: Session, schedule: Schedule, now: datetime) -> bool:
     """Fire the schedule's latest due tick (skipping older missed ones) and move it on.
     True if this call created the tick's run."""
     cron = Cron.parse(schedule.cron, schedule.timezone)
     due = schedule.next_tick_at
     assert due is not None
-    tick = max(due, cron.latest_at_or_before(now) or due)
-    if tick > due:
+    plan = plan_tick(cron, due, now)
+    tick = plan.tick
+    if plan.skipped(due):
         log.info(
             "schedule %s missed its ticks from %s: running only the latest, %s",
             schedule.id, iso(due), iso(tick), extra={"schedule_id": schedule.id},
@@ -319,7 +339,7 @@ def _fire(session: Session, schedule: Schedule, now: datetime) -> bool:
         created = False  # e.g. the task is gone from every version: skip the tick, go on
         log.warning("schedule %s could not fire its tick %s: %s", schedule.id, iso(tick),
                     exc.message, extra={"schedule_id": schedule.id})
-    repo.record_tick(session, schedule.id, tick, cron.next_after(max(tick, now)))
+    repo.record_tick(session, schedule.id, tick, plan.next_tick_at)
     return created
 
 
