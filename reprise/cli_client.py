@@ -131,6 +131,7 @@ def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
             status=statuses or None,
             task_identifier=args.task or None,
             tag=args.tag or None,
+            schedule=args.schedule,
             limit=args.limit,
             page_size=min(args.limit, 100) if args.limit else None,
         )
@@ -309,6 +310,7 @@ def add_client_commands(sub: Any) -> None:
     listing.add_argument("--status", action="append", help="status (repeatable or a,b)")
     listing.add_argument("--task", action="append", help="task identifier (repeatable)")
     listing.add_argument("--tag", action="append", help="tag (repeatable)")
+    listing.add_argument("--schedule", help="only the runs of this schedule (sched_…)")
     listing.add_argument("--limit", type=_positive, default=25, help="at most N runs (25)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=_handler(_cmd_runs_list))

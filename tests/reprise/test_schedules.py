@@ -13,7 +13,7 @@ from reprise.client import Client
 from reprise.errors import BadRequestError, NotFoundError
 from tests.support.fixtures import ProjectKeys
 from tests.support.live_server import LiveServer
-from tests.support.schedules import clean_schedules
+from tests.support.schedules import Scheduler, clean_schedules, fire
 
 __all__ = ["clean_schedules"]
 
@@ -61,7 +61,9 @@ def test_the_sdk_creates_lists_updates_and_deletes_schedules(
     assert "UTC" not in client.schedules.timezones(exclude_utc=True)
 
 
-def test_cli_schedules_create_list_and_delete(cli: Cli, clean_schedules: None) -> None:
+def test_cli_schedules_create_list_and_delete(
+    cli: Cli, project: ProjectKeys, clean_schedules: None
+) -> None:
     assert "schedules" in command_names()
     code, out, err = cli("schedules", "create", "--task", "test-echo", "--cron", "0 * * * *",
                          "--timezone", "Europe/Paris", "--external-id", "acme")
@@ -80,6 +82,14 @@ def test_cli_schedules_create_list_and_delete(cli: Cli, clean_schedules: None) -
     code, out, _ = cli("schedules", "list", "--json")
     [listed] = json.loads(out)
     assert listed["id"] == schedule_id
+
+    # A tick's run, found with runs list --schedule.
+    scheduler = Scheduler(project)
+    scheduler.make_due(schedule_id)
+    assert fire() == 1
+    [(run_id, _, _)] = scheduler.runs(schedule_id)
+    code, out, _ = cli("runs", "list", "--schedule", schedule_id)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [run_id]
 
     assert cli("schedules", "delete", schedule_id)[:2] == (0, f"{schedule_id}\n")
     code, _, err = cli("schedules", "delete", schedule_id)
