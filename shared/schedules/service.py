@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import db_now
 from shared.durations import iso
-from shared.errors import BadRequest, NotFound, RepriseError
+from shared.errors import BadRequest, Conflict, NotFound, RepriseError
 from shared.ids import new_id
 from shared.projects import repository as projects_repo
 from shared.projects.service import AuthContext
@@ -110,7 +110,8 @@ def create_schedule(session: Session, auth: AuthContext, body: CreateScheduleReq
             lock=True,
         )
         if winner is None:
-            raise RepriseError("Failed to create the schedule, please try again")
+            # Deleted again meanwhile: 409, which the SDK retries.
+            raise Conflict("The schedule changed while it was created, please try again")
         return _replace(session, winner, body, cron)
     schedule = repo.get_schedule(session, auth.environment_id, created)
     assert schedule is not None
@@ -135,7 +136,9 @@ def _replace(
     return updated
 
 
-def get_schedule(session: Session, auth: AuthContext, schedule_id: str, *, lock: bool = False) -> Schedule:
+def get_schedule(
+    session: Session, auth: AuthContext, schedule_id: str, *, lock: bool = False
+) -> Schedule:
     schedule = repo.get_schedule(session, auth.environment_id, schedule_id, lock=lock)
     if schedule is None:
         raise ScheduleNotFound()
