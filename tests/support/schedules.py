@@ -40,6 +40,7 @@ class Scheduler:
         return AuthContext(self.project.project_id, self.project.environment_ids[self.env], self.env)
 
     def create(self, cron: str = "0 * * * *", task: str = "test-echo", **fields: Any) -> str:
+        """A schedule made through the service (as the API makes it); returns its id."""
         from shared.db import transaction
         from shared.schedules.schemas import CreateScheduleRequest
         from shared.schedules.service import create_schedule
