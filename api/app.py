@@ -24,6 +24,7 @@ from api.routes import (
     realtime,
     run_edits,
     runs,
+    schedules,
     strait,
     tasks,
 )
@@ -126,6 +127,7 @@ def create_app() -> FastAPI:
     app.include_router(auth.router)
     app.include_router(batches.router)
     app.include_router(realtime.router)
+    app.include_router(schedules.router)
     packet_limit = settings.max_packet_bytes
     packet_refusal = (
         f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"

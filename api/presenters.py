@@ -17,6 +17,7 @@ from shared.runs.listing import Page
 from shared.runs.models import Run
 from shared.runs.strait_wire import job_run_to_wire
 from shared.runs.wire import common_run_to_wire, run_to_wire
+from shared.schedules.wire import run_schedule_to_wire
 from shared.settings import get_settings
 
 PACKET_TTL_SECONDS = 300
@@ -52,6 +53,7 @@ def render_run(
             if run.payload_type == STORE or _too_large(run.payload) else None
         ),
         output_url=packet_url(request, run, "output") if _too_large(run.output) else None,
+        schedule=run_schedule_to_wire(view.schedule) if view.schedule else None,
     )
 
 

@@ -91,6 +91,7 @@ class RunListQuery(BaseModel):
                                        description="Created within, e.g. 1d")
     is_test: str | None = Field(None, alias="filter[isTest]")
     batch: str | None = Field(None, alias="filter[batch]")
+    schedule: str | None = Field(None, alias="filter[schedule]", description="A schedule id")
     page_size: str | None = Field(
         None, alias="page[size]", description=f"1 to {MAX_PAGE_SIZE} ({DEFAULT_PAGE_SIZE})"
     )
@@ -107,6 +108,7 @@ class RunListQuery(BaseModel):
             created_to=_date(self.created_to, "filter[createdAt][to]"),
             is_test=None if self.is_test is None else self.is_test.lower() == "true",
             batch_id=self.batch or None,
+            schedule_id=self.schedule or None,
         )
         page = PageRequest(
             size=_page_size(self.page_size),
@@ -123,8 +125,6 @@ class RunListQuery(BaseModel):
 REFUSED_FILTERS: dict[str, str] = {
     # Taken by the bulk-actions work: runs.list({ bulkAction }).
     "filter[bulkAction]": "listing runs by bulk action is not supported yet",
-    # Taken by the schedules work: runs.list({ schedule }).
-    "filter[schedule]": "listing runs by schedule is not supported yet",
     "filter[queue]": "listing runs by queue is not supported",
     "filter[machine]": "listing runs by machine is not supported",
     "filter[region]": "Reprise has one region: listing runs by region is not supported",

@@ -8,7 +8,7 @@ The SDK is a client: it needs httpx and pydantic and imports nothing of the serv
 (``shared``, ``api``, ``workers``) nor any server library.
 """
 
-from reprise.client import ApiError, Client, configure, runs, tasks
+from reprise.client import ApiError, Client, configure, runs, schedules, tasks
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import TaskDefinition, task
 
@@ -21,6 +21,7 @@ __all__ = [
     "TaskDefinition",
     "configure",
     "runs",
+    "schedules",
     "task",
     "tasks",
 ]

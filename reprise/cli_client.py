@@ -1,4 +1,5 @@
-"""Client commands of the ``reprise`` CLI (§11): ``trigger`` and ``runs …`` over HTTP.
+"""Client commands of the ``reprise`` CLI (§11): ``trigger``, ``runs …`` and
+``schedules …`` over HTTP.
 
 Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of
 ``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` (or
@@ -12,13 +13,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from reprise.client import UNSET, Client
 from reprise.errors import ApiError
-from reprise.models import Run, RunListItem
+from reprise.models import Run, RunListItem, Schedule
 
 URL_VARS = ("REPRISE_API_URL", "TRIGGER_API_URL")
 KEY_VARS = ("REPRISE_API_KEY", "TRIGGER_SECRET_KEY")
@@ -130,6 +131,7 @@ def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
             status=statuses or None,
             task_identifier=args.task or None,
             tag=args.tag or None,
+            schedule=args.schedule,
             limit=args.limit,
             page_size=min(args.limit, 100) if args.limit else None,
         )
@@ -139,10 +141,7 @@ def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
         return 0
     rows = [("ID", "STATUS", "TASK", "CREATED (UTC)", "TAGS")]
     rows += [(i.id, i.status, i.task_identifier, _when(i), ",".join(i.tags)) for i in items]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    _print_table(rows)
     return 0
 
 
@@ -216,6 +215,48 @@ def _cmd_runs_reschedule(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _schedule_row(schedule: Schedule) -> tuple[str, ...]:
+    next_run = schedule.next_run.strftime("%Y-%m-%d %H:%M:%S") if schedule.next_run else "-"
+    return (schedule.id, schedule.task, schedule.generator.expression, schedule.timezone,
+            "yes" if schedule.active else "no", next_run, schedule.external_id or "")
+
+
+def _cmd_schedules_list(client: Client, args: argparse.Namespace) -> int:
+    found = list(client.schedules.list())
+    if args.json:
+        _print_json([schedule.to_json_dict() for schedule in found])
+        return 0
+    header = ("ID", "TASK", "CRON", "TIMEZONE", "ACTIVE", "NEXT RUN (UTC)", "EXTERNAL ID")
+    _print_table([header, *(_schedule_row(schedule) for schedule in found)])
+    return 0
+
+
+def _cmd_schedules_create(client: Client, args: argparse.Namespace) -> int:
+    schedule = client.schedules.create(
+        task=args.task, cron=args.cron, timezone=args.timezone,
+        external_id=args.external_id, deduplication_key=args.deduplication_key,
+    )
+    if args.json:
+        _print_json(schedule.to_json_dict())
+        return 0
+    print(schedule.id)
+    when = schedule.next_run.isoformat() if schedule.next_run else "never"
+    print(f"{schedule.generator.description}; next run {when}", file=sys.stderr)
+    return 0
+
+
+def _cmd_schedules_delete(client: Client, args: argparse.Namespace) -> int:
+    print(client.schedules.delete(args.schedule_id))
+    return 0
+
+
 ClientHandler = Callable[[Client, argparse.Namespace], int]
 
 
@@ -246,7 +287,7 @@ def _connection_options() -> argparse.ArgumentParser:
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add ``trigger`` and ``runs`` to the CLI's subparsers action ``sub``."""
+    """Add ``trigger``, ``runs`` and ``schedules`` to the CLI's subparsers action ``sub``."""
     conn = [_connection_options()]
 
     trigger = sub.add_parser("trigger", parents=conn, help="trigger a task; prints the run id")
@@ -269,6 +310,7 @@ def add_client_commands(sub: Any) -> None:
     listing.add_argument("--status", action="append", help="status (repeatable or a,b)")
     listing.add_argument("--task", action="append", help="task identifier (repeatable)")
     listing.add_argument("--tag", action="append", help="tag (repeatable)")
+    listing.add_argument("--schedule", help="only the runs of this schedule (sched_…)")
     listing.add_argument("--limit", type=_positive, default=25, help="at most N runs (25)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=_handler(_cmd_runs_list))
@@ -297,6 +339,28 @@ def add_client_commands(sub: Any) -> None:
     reschedule.add_argument("run_id")
     reschedule.add_argument("--delay", required=True, help="duration (2h) or ISO date-time")
     reschedule.set_defaults(handler=_handler(_cmd_runs_reschedule))
+
+    schedules = sub.add_parser("schedules", help="list, create and delete cron schedules")
+    schedules_sub = schedules.add_subparsers(
+        dest="schedules_command", required=True, metavar="ACTION"
+    )
+    sched_list = schedules_sub.add_parser("list", parents=conn, help="list schedules, newest first")
+    sched_list.add_argument("--json", action="store_true", help="print a JSON array")
+    sched_list.set_defaults(handler=_handler(_cmd_schedules_list))
+
+    create = schedules_sub.add_parser("create", parents=conn, help="create a schedule; prints its id")
+    create.add_argument("--task", required=True, help="the task to run on each tick")
+    create.add_argument("--cron", required=True, help="cron expression, e.g. '0 9 * * 1-5'")
+    create.add_argument("--timezone", help="IANA timezone, e.g. Europe/London (default UTC)")
+    create.add_argument("--external-id", help="your own id, passed to each run (externalId)")
+    create.add_argument("--deduplication-key",
+                        help="create once: the same key again updates that schedule")
+    create.add_argument("--json", action="store_true", help="print the schedule object")
+    create.set_defaults(handler=_handler(_cmd_schedules_create))
+
+    remove = schedules_sub.add_parser("delete", parents=conn, help="delete a schedule")
+    remove.add_argument("schedule_id")
+    remove.set_defaults(handler=_handler(_cmd_schedules_delete))
 
 
 def _positive(value: str) -> int:

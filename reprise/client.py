@@ -39,6 +39,7 @@ from reprise.errors import (
     ServerError,
 )
 from reprise.models import Run, RunListItem, TriggeredRun
+from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ServerError",
     "configure",
     "runs",
+    "schedules",
     "tasks",
 ]
 
@@ -205,6 +207,7 @@ class Runs:
         period: str | None = None,
         version: str | Iterable[str] | None = None,
         is_test: bool | None = None,
+        schedule: str | None = None,
         page_size: int | None = None,
         limit: int | None = None,
     ) -> Iterator[RunListItem]:
@@ -222,6 +225,7 @@ class Runs:
                 "filter[createdAt][period]": period,
                 "filter[version]": _csv(version),
                 "filter[isTest]": None if is_test is None else str(is_test).lower(),
+                "filter[schedule]": schedule,
                 "page[size]": str(page_size) if page_size else None,
             }
         )
@@ -306,6 +310,7 @@ class Client:
         self.transport = Transport(base_url, access_token, **options)
         self.tasks = Tasks(lambda: self)
         self.runs = Runs(lambda: self)
+        self.schedules = Schedules(lambda: self)
 
     @property
     def base_url(self) -> str:
@@ -351,3 +356,4 @@ def default_client() -> Client:
 
 tasks = Tasks(default_client)
 runs = Runs(default_client)
+schedules = Schedules(default_client)

@@ -115,3 +115,33 @@ class TriggeredRun(ApiModel):
     id: str
     is_cached: bool = False
     public_access_token: str | None = None
+
+
+class ScheduleGenerator(ApiModel):
+    type: str = "CRON"
+    expression: str
+    description: str = ""
+
+
+class ScheduleEnvironment(ApiModel):
+    id: str
+    type: str
+
+
+class Schedule(ApiModel):
+    """A cron schedule of :data:`reprise.schedules` (Trigger.dev's ``ScheduleObject``).
+
+    ``next_run`` is its next tick (None while inactive); ``next_runs`` the next five."""
+
+    id: str
+    type: str
+    task: str
+    active: bool
+    generator: ScheduleGenerator
+    timezone: str
+    deduplication_key: str | None = None
+    external_id: str | None = None
+    next_run: datetime | None = None
+    next_runs: list[datetime] = Field(default_factory=list)
+    last_run: datetime | None = None
+    environments: list[ScheduleEnvironment] = Field(default_factory=list)

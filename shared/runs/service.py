@@ -128,6 +128,8 @@ class NewRun:
     parent_run_id: str | None = None
     root_run_id: str | None = None
     batch_id: str | None = None
+    schedule_id: str | None = None
+    schedule_tick_at: datetime | None = None
 
 
 def _due_time(delay: object, now: datetime) -> datetime | None:
@@ -222,6 +224,8 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         parent_run_id=spec.parent_run_id,
         root_run_id=spec.root_run_id,
         batch_id=spec.batch_id,
+        schedule_id=spec.schedule_id,
+        schedule_tick_at=spec.schedule_tick_at,
     )
     return lifecycle.insert(session, run)
 
@@ -333,11 +337,16 @@ def register_version(
     project_id: str | None = None,
 ) -> list[str]:
     """Register a worker version's task catalogue in the named environments (of every
-    project, or of one) and queue the PENDING_VERSION runs it can now execute; returns
+    project, or of one), make each environment's declarative schedules what it declares
+    (``@task(cron=…)``), and queue the PENDING_VERSION runs it can now execute; returns
     their ids (each published after commit)."""
+    # Schedules create runs through this module: imported here, not at the top.
+    from shared.schedules.service import sync_declarative
+
     released: list[str] = []
     for env in projects_repo.list_environments(session, project_id):
         if env.slug in env_slugs:
             projects_repo.upsert_worker_version(session, env.id, version, catalogue.items())
+            sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
             released += lifecycle.release_pending_version(session, env.id, list(catalogue))
     return released

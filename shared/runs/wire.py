@@ -85,6 +85,7 @@ def run_to_wire(
     public: bool = False,
     payload_url: str | None = None,
     output_url: str | None = None,
+    schedule: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full run object of ``GET /api/v3/runs/{id}``.
 
@@ -116,6 +117,8 @@ def run_to_wire(
         rel["parent"] = common_run_to_wire(related["parent"], api_version)
     if related.get("children"):
         rel["children"] = [common_run_to_wire(c, api_version) for c in related["children"]]
+    if schedule is not None:
+        data["schedule"] = schedule
     data["relatedRuns"] = rel
     data["attempts"] = [attempt_to_wire(a) for a in attempts]
     data["attemptCount"] = len(attempts)

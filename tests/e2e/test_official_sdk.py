@@ -16,8 +16,10 @@ import pytest
 
 from shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row
+from tests.support.schedules import clean_schedules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+__all__ = ["clean_schedules"]
 
 
 FLAGS = (
@@ -306,10 +308,12 @@ def test_options_are_honoured_or_refused_naming_them(
     assert "options.region" in region["error"]
     assert run_row(scenario.ok("locked-to-current")["id"]).locked_version == version
     assert scenario.ok("locked-completed")["run"]["version"] == version
-    for name in ("schedule", "bulkAction", "batch", "queue", "machine", "region"):
+    for name in ("bulkAction", "queue", "machine", "region"):
         refused = scenario.error(f"list-{name}")
         assert refused["status"] == 400, name
         assert f"filter[{name}]" in refused["error"]
+    for name in ("schedule", "batch"):  # applied: nothing has this id
+        assert scenario.ok(f"list-{name}") == 0, name
 
     first, second = scenario.ok("replay-1"), scenario.ok("replay-2")
     assert first["id"] == second["id"]  # one idempotency key: one run
@@ -324,3 +328,68 @@ def test_options_are_honoured_or_refused_naming_them(
     assert row.idempotency_key_hash is not None
     assert scenario.error("replay-region")["status"] == 400
     assert scenario.error("replay-unknown-version")["status"] == 400
+
+
+def test_schedules_create_retrieve_list_update_activate_deactivate_del_and_timezones(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any, clean_schedules: None
+) -> None:
+    from tests.support.schedules import Scheduler, fire
+
+    scenario = run_scenario("schedules.mjs", project.keys["dev"])
+
+    zones = scenario.ok("timezones")
+    assert zones["first"] == "UTC"
+    assert zones["hasNewYork"]
+    assert zones["withoutUtc"] == zones["count"] - 1
+    created = scenario.ok("create")
+    assert created["id"].startswith("sched_")
+    assert (created["type"], created["task"], created["active"]) == ("IMPERATIVE", "test-echo", True)
+    assert created["generator"]["expression"] == "0 9 * * *"
+    assert created["timezone"] == "America/New_York"
+    assert created["externalId"] == "user_1"
+    assert created["nextRunIsDate"]
+    # 09:00 in New York is 13:00 or 14:00 UTC, whatever the season.
+    assert _date(created["nextRun"]).hour in (13, 14)
+    assert created["environments"] == [
+        {"id": project.environment_ids["dev"], "type": "DEVELOPMENT"}
+    ]
+    assert scenario.ok("create-again")["id"] == created["id"]
+    assert scenario.ok("retrieve")["id"] == created["id"]
+    listed = scenario.ok("list")
+    assert listed["ids"] == [listed["tickId"], created["id"]]
+    assert listed["pagination"] == {"currentPage": 1, "totalPages": 2, "count": 2}
+    updated = scenario.ok("update")
+    assert (updated["generator"]["expression"], updated["timezone"], updated["externalId"]) == (
+        "*/15 * * * *", "Europe/Paris", "user_2"
+    )
+    deactivated = scenario.ok("deactivate")
+    assert deactivated["active"] is False
+    assert "nextRun" not in deactivated
+    assert scenario.ok("activate")["active"] is True
+    assert scenario.ok("del") == {"id": created["id"]}
+    assert scenario.error("retrieve-deleted")["status"] == 404
+    bad_cron = scenario.error("bad-cron")
+    assert bad_cron["status"] == 400
+    assert "Invalid cron expression '61 * * * *'" in bad_cron["message"]
+    bad_zone = scenario.error("bad-timezone")
+    assert bad_zone["status"] == 400
+    assert "Mars/Olympus" in bad_zone["message"]
+    assert scenario.error("unknown-task")["status"] == 404
+
+    # The remaining schedule ticks (made due, fired by the sweep's domain function): the
+    # SDK sees the run's schedule and finds it with runs.list({ schedule }).
+    tick_id = listed["tickId"]
+    scheduler = Scheduler(project)
+    scheduler.make_due(tick_id)
+    assert fire(publish=True) == 1
+    [(run_id, _, payload)] = scheduler.runs(tick_id)
+    runs_seen = run_scenario(
+        "schedule_runs.mjs", project.keys["dev"], E2E_SCHEDULE_ID=tick_id, E2E_RUN_ID=run_id
+    )
+    run = runs_seen.ok("retrieve")
+    assert run["schedule"]["id"] == tick_id
+    assert run["schedule"]["externalId"] == "ticker"
+    assert run["schedule"]["generator"]["expression"] == "*/5 * * * *"
+    assert run["payload"] == payload
+    assert run["output"]["payload"]["scheduleId"] == tick_id
+    assert runs_seen.ok("list-by-schedule")["ids"] == [run_id]

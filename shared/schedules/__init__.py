@@ -1,0 +1,1 @@
+"""Cron schedules kept in Postgres and fired by a beat sweep."""

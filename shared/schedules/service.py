@@ -1,0 +1,361 @@
+"""Schedule rules: create, update, (de)activate, delete, list, declarative sync, and the
+beat sweep that fires due ticks.
+
+**One run per tick.** The sweep (:func:`fire_due_schedules`, beat task
+``reprise.fire_due_schedules`` every ``sweep_interval_seconds``) claims due schedules with
+``FOR UPDATE SKIP LOCKED``, creates each tick's run through the same
+:func:`shared.runs.service.create_run` as a trigger, and moves ``next_tick_at`` on, all in
+one transaction. Two sweeps at once (two beats) split the schedules, never fire one twice;
+and the run's ``(schedule_id, schedule_tick_at)`` is unique in Postgres, so even a
+schedule whose ``next_tick_at`` went back to a tick already fired (a beat restarted
+between two ticks, an update racing a sweep) gets no second run for it.
+
+**Catch-up policy: the latest missed tick runs once.** A sweep that finds a schedule whose
+tick is long past (beat or the control process was down) fires one run, for the most
+recent tick at or before now, and skips the older ones; the next tick is the first one
+after now. So an hourly schedule down for a day runs once when beat returns, not 24 times
+(Trigger.dev likewise runs one late occurrence rather than replaying every missed one).
+Ticks closer together than the sweep interval (six-field crons with seconds) coalesce
+the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.db import db_now
+from shared.durations import iso
+from shared.errors import BadRequest, Conflict, NotFound, RepriseError
+from shared.ids import new_id
+from shared.projects import repository as projects_repo
+from shared.projects.service import AuthContext
+from shared.runs import repository as runs_repo
+from shared.runs.options import RunOptions
+from shared.runs.service import TASK_ID_RE, NewRun, create_run
+from shared.schedules import repository as repo
+from shared.schedules.cron import Cron
+from shared.schedules.models import Schedule, ScheduleType
+from shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
+
+log = logging.getLogger("reprise.schedules")
+
+DEFAULT_BATCH_SIZE = 500
+# ``upcoming`` in the scheduled payload: Trigger.dev's engine sends the next ten ticks.
+UPCOMING_IN_PAYLOAD = 10
+# The schedule object's ``nextRuns`` (a Reprise extra; ``nextRun`` is the first of them).
+NEXT_RUNS_SHOWN = 5
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+
+
+class ScheduleNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Schedule not found")
+
+
+def _task_must_exist(session: Session, project_id: str, task_id: str) -> None:
+    if not TASK_ID_RE.match(task_id):
+        raise BadRequest("task must be 1 to 128 letters, digits or . _ - : /")
+    if not projects_repo.task_known_in_project(session, project_id, task_id):
+        raise NotFound(f"Task not found: no worker has registered a task '{task_id}'")
+
+
+def _imperative(schedule: Schedule, action: str) -> None:
+    if schedule.type is ScheduleType.DECLARATIVE:
+        raise BadRequest(
+            f"Cannot {action} a declarative schedule: it follows @task(cron=…) of the "
+            f"task '{schedule.task_identifier}' in the current worker version"
+        )
+
+
+def create_schedule(session: Session, auth: AuthContext, body: CreateScheduleRequest) -> Schedule:
+    """A new imperative schedule in the caller's environment; with a deduplication key
+    already used there, that schedule updated instead. 400 for a bad cron or timezone,
+    404 for a task no version of the project registers."""
+    cron = Cron.parse(body.cron, body.timezone)
+    _task_must_exist(session, auth.project_id, body.task)
+    if body.deduplication_key is not None:
+        existing = repo.find_by_key(
+            session, auth.environment_id, ScheduleType.IMPERATIVE, body.deduplication_key,
+            lock=True,
+        )
+        if existing is not None:
+            return _replace(session, existing, body, cron)
+    now = db_now(session)
+    values: dict[str, Any] = {
+        "id": new_id("sched"),
+        "project_id": auth.project_id,
+        "environment_id": auth.environment_id,
+        "task_identifier": body.task,
+        "type": ScheduleType.IMPERATIVE,
+        "cron": cron.expression,
+        "timezone": cron.timezone,
+        "external_id": body.external_id,
+        "deduplication_key": body.deduplication_key or new_id("dedup"),
+        "user_provided_deduplication_key": body.deduplication_key is not None,
+        "active": True,
+        "next_tick_at": cron.next_after(now),
+        "created_at": now,
+        "updated_at": now,
+    }
+    created = repo.insert_schedule(session, values)
+    if created is None:  # a concurrent create with the same key won: update that one
+        winner = repo.find_by_key(
+            session, auth.environment_id, ScheduleType.IMPERATIVE, values["deduplication_key"],
+            lock=True,
+        )
+        if winner is None:
+            # Deleted again meanwhile: 409, which the SDK retries.
+            raise Conflict("The schedule changed while it was created, please try again")
+        return _replace(session, winner, body, cron)
+    schedule = repo.get_schedule(session, auth.environment_id, created)
+    assert schedule is not None
+    return schedule
+
+
+def _replace(
+    session: Session, schedule: Schedule, body: UpdateScheduleRequest, cron: Cron
+) -> Schedule:
+    changed_timing = (cron.expression, cron.timezone) != (schedule.cron, schedule.timezone)
+    values: dict[str, Any] = {
+        "task_identifier": body.task,
+        "cron": cron.expression,
+        "timezone": cron.timezone,
+        "external_id": body.external_id,
+    }
+    if changed_timing and schedule.active:
+        values["next_tick_at"] = cron.next_after(db_now(session))
+    repo.update_schedule(session, schedule.id, **values)
+    updated = repo.get_schedule(session, None, schedule.id)
+    assert updated is not None
+    return updated
+
+
+def get_schedule(
+    session: Session, auth: AuthContext, schedule_id: str, *, lock: bool = False
+) -> Schedule:
+    schedule = repo.get_schedule(session, auth.environment_id, schedule_id, lock=lock)
+    if schedule is None:
+        raise ScheduleNotFound()
+    return schedule
+
+
+def update_schedule(
+    session: Session, auth: AuthContext, schedule_id: str, body: UpdateScheduleRequest
+) -> Schedule:
+    """Replace an imperative schedule's task, cron, timezone and externalId (a declarative
+    one is 400: its code owns it). A changed cron or timezone moves the next tick."""
+    schedule = get_schedule(session, auth, schedule_id, lock=True)
+    _imperative(schedule, "update")
+    cron = Cron.parse(body.cron, body.timezone)
+    _task_must_exist(session, auth.project_id, body.task)
+    return _replace(session, schedule, body, cron)
+
+
+def set_active(session: Session, auth: AuthContext, schedule_id: str, active: bool) -> Schedule:
+    """Activate (the next tick is the first one from now: no catch-up for the time it was
+    off) or deactivate (no tick fires until it is activated again)."""
+    schedule = get_schedule(session, auth, schedule_id, lock=True)
+    _imperative(schedule, "activate" if active else "deactivate")
+    if schedule.active != active:
+        next_tick = (
+            Cron.parse(schedule.cron, schedule.timezone).next_after(db_now(session))
+            if active
+            else None
+        )
+        repo.update_schedule(session, schedule.id, active=active, next_tick_at=next_tick)
+        schedule = get_schedule(session, auth, schedule_id)
+    return schedule
+
+
+def delete_schedule(session: Session, auth: AuthContext, schedule_id: str) -> str:
+    """Delete an imperative schedule; its runs keep their ``schedule`` id."""
+    schedule = get_schedule(session, auth, schedule_id, lock=True)
+    _imperative(schedule, "delete")
+    repo.delete_schedule(session, schedule.id)
+    return schedule.id
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    schedules: list[Schedule]
+    page: int
+    total_pages: int
+    count: int
+
+
+def list_schedules(
+    session: Session, auth: AuthContext, page: int = 1, per_page: int = DEFAULT_PER_PAGE
+) -> SchedulePage:
+    """Newest first, ``per_page`` (1 to 100) a page, pages numbered from 1."""
+    if page < 1:
+        raise BadRequest("page must be a whole number from 1")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise BadRequest(f"perPage must be a whole number from 1 to {MAX_PER_PAGE}")
+    rows, count = repo.list_schedules(session, auth.environment_id, (page - 1) * per_page, per_page)
+    total_pages = max(1, -(-count // per_page))
+    return SchedulePage(rows, page, total_pages, count)
+
+
+def next_runs(schedule: Schedule, after: datetime, count: int = NEXT_RUNS_SHOWN) -> list[datetime]:
+    """The schedule's next ``count`` ticks from its next one (none while inactive)."""
+    if not schedule.active or schedule.next_tick_at is None:
+        return []
+    cron = Cron.parse(schedule.cron, schedule.timezone)
+    first = max(schedule.next_tick_at, after)
+    ticks = [schedule.next_tick_at] if schedule.next_tick_at >= after else []
+    return [*ticks, *cron.upcoming(first, count - len(ticks))][:count]
+
+
+def validate_declared(task_id: str, declared: dict[str, Any]) -> Cron:
+    """The cron of a ``@task(cron=…)`` entry of a catalogue; 400 naming the task if bad."""
+    try:
+        return Cron.parse(str(declared["cron"]), declared.get("timezone"))
+    except BadRequest as exc:
+        raise BadRequest(f"task '{task_id}': {exc.message}") from None
+
+
+def _declared_in(entry: dict[str, Any], environment_slug: str) -> bool:
+    environments = entry.get("cron_environments")
+    return bool(entry.get("cron")) and (not environments or environment_slug in environments)
+
+
+def sync_declarative(
+    session: Session,
+    project_id: str,
+    environment_id: str,
+    environment_slug: str,
+    catalogue: dict[str, dict[str, Any]],
+) -> None:
+    """Make the environment's declarative schedules what a registering version declares:
+    one per task with ``cron`` for this environment (created, or updated and active
+    again), and every other one deactivated (a version that drops ``cron`` stops its
+    ticks; one that brings it back resumes them from now)."""
+    declared = {
+        task_id: validate_declared(task_id, entry)
+        for task_id, entry in catalogue.items()
+        if _declared_in(entry, environment_slug)
+    }
+    now = db_now(session)
+    existing = {s.task_identifier: s for s in repo.declarative_of(session, environment_id)}
+    for task_id, cron in declared.items():
+        schedule = existing.get(task_id)
+        if schedule is None:
+            repo.insert_schedule(session, {
+                "id": new_id("sched"),
+                "project_id": project_id,
+                "environment_id": environment_id,
+                "task_identifier": task_id,
+                "type": ScheduleType.DECLARATIVE,
+                "cron": cron.expression,
+                "timezone": cron.timezone,
+                "deduplication_key": task_id,
+                "user_provided_deduplication_key": False,
+                "active": True,
+                "next_tick_at": cron.next_after(now),
+                "created_at": now,
+                "updated_at": now,
+            })
+        elif not schedule.active or (schedule.cron, schedule.timezone) != (
+            cron.expression, cron.timezone
+        ):
+            repo.update_schedule(
+                session, schedule.id, cron=cron.expression, timezone=cron.timezone,
+                active=True, next_tick_at=cron.next_after(now),
+            )
+    for task_id, schedule in existing.items():
+        if task_id not in declared and schedule.active:
+            repo.update_schedule(session, schedule.id, active=False, next_tick_at=None)
+
+
+def scheduled_payload(schedule: Schedule, cron: Cron, tick: datetime) -> dict[str, Any]:
+    """Trigger.dev's ``ScheduledTaskPayload``, dates as ISO-8601 strings."""
+    payload: dict[str, Any] = {
+        "scheduleId": schedule.id,
+        "type": str(schedule.type),
+        "timestamp": iso(tick),
+        "timezone": schedule.timezone,
+        "upcoming": [iso(t) for t in cron.upcoming(tick, UPCOMING_IN_PAYLOAD)],
+    }
+    if schedule.last_tick_at is not None:
+        payload["lastTimestamp"] = iso(schedule.last_tick_at)
+    if schedule.external_id is not None:
+        payload["externalId"] = schedule.external_id
+    return payload
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """What a sweep at ``now`` does with a schedule due at ``due``: run ``tick`` (the latest
+    tick at or before ``now``; later than ``due`` when ticks were missed), then wait for
+    ``next_tick_at`` (the first tick after ``now``; None if the cron never matches again)."""
+
+    tick: datetime
+    next_tick_at: datetime | None
+
+    def skipped(self, due: datetime) -> bool:
+        return self.tick > due
+
+
+def plan_tick(cron: Cron, due: datetime, now: datetime) -> TickPlan:
+    """The catch-up policy as a pure function of the clock (see the module docstring)."""
+    tick = max(due, cron.latest_at_or_before(now) or due)
+    return TickPlan(tick, cron.next_after(max(tick, now)))
+
+
+def _fire(session: Session, schedule: Schedule, now: datetime) -> bool:
+    """Fire the schedule's latest due tick (skipping older missed ones) and move it on.
+    True if this call created the tick's run."""
+    cron = Cron.parse(schedule.cron, schedule.timezone)
+    due = schedule.next_tick_at
+    assert due is not None
+    plan = plan_tick(cron, due, now)
+    tick = plan.tick
+    if plan.skipped(due):
+        log.info(
+            "schedule %s missed its ticks from %s: running only the latest, %s",
+            schedule.id, iso(due), iso(tick), extra={"schedule_id": schedule.id},
+        )
+    spec = NewRun(
+        task_identifier=schedule.task_identifier,
+        payload=scheduled_payload(schedule, cron, tick),
+        payload_type="application/json",
+        options=RunOptions(),
+        triggered_by="schedule",
+        schedule_id=schedule.id,
+        schedule_tick_at=tick,
+    )
+    created = True
+    try:
+        with session.begin_nested():
+            run = create_run(session, schedule.project_id, schedule.environment_id, spec)
+        log.info("schedule %s fired its tick %s", schedule.id, iso(tick),
+                 extra={"schedule_id": schedule.id, "run_id": run.id})
+    except runs_repo.DuplicateRun:
+        created = False  # this tick already has its run
+    except RepriseError as exc:
+        created = False  # e.g. the task is gone from every version: skip the tick, go on
+        log.warning("schedule %s could not fire its tick %s: %s", schedule.id, iso(tick),
+                    exc.message, extra={"schedule_id": schedule.id})
+    repo.record_tick(session, schedule.id, tick, plan.next_tick_at)
+    return created
+
+
+def fire_due_schedules(session: Session, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Create the run of every due tick (one per schedule, see the module docstring) and
+    move each schedule to its next tick; returns how many runs were created. The runs are
+    published after the caller commits."""
+    if not repo.any_due(session):
+        return 0
+    now = db_now(session)
+    fired = 0
+    while True:
+        batch = repo.claim_due(session, batch_size)
+        fired += sum(_fire(session, schedule, now) for schedule in batch)
+        if len(batch) < batch_size:
+            return fired
