@@ -27,8 +27,8 @@ __all__ = [
     "Packet",
     "Project",
     "Run",
-    "UsedPublicToken",
     "Schedule",
+    "UsedPublicToken",
     "VersionTask",
     "WorkerVersion",
 ]
