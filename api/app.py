@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
-from api.routes import commands, health, runs, strait, tasks
+from api.routes import bulk, commands, health, runs, strait, tasks
 from api.routes import metrics as metrics_routes
 from shared.errors import RepriseError
 from shared.settings import get_settings
@@ -98,6 +98,7 @@ def create_app() -> FastAPI:
     app.include_router(runs.router)
     app.include_router(commands.router)
     app.include_router(strait.router)
+    app.include_router(bulk.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outermost: times every request, including those refused for their size.
     app.add_middleware(RequestMetrics)
