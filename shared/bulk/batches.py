@@ -95,15 +95,17 @@ def apply_batch(session: Session, command: Command, applier: str) -> dict[str, A
         if bulk.cursor_created_at is not None and bulk.cursor_run_id is not None
         else None
     )
-    runs = runs_repo.list_runs(session, bulk.environment_id, filter_of(bulk.selection), size,
-                               after=after)
+    # One more than the batch: whether another batch follows.
+    runs = runs_repo.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
+                               size + 1, after=after)
+    finished = len(runs) <= size
+    runs = runs[:size]
     # Read before acting: a move expires the session's copy of the run it changed.
     cursor = (runs[-1].created_at, runs[-1].id) if runs else None
     act = _ACTIONS[BulkKind(bulk.kind)]
     items = act(session, bulk, runs, applier, started)
     repo.insert_items(session, items)
     succeeded = sum(1 for item in items if item["succeeded"])
-    finished = len(runs) < size
     repo.record_batch(session, bulk.id, succeeded=succeeded, failed=len(items) - succeeded,
                       cursor=cursor, finished=finished)
     number = int(command.arguments.get("batch", 0))
