@@ -244,3 +244,29 @@ def test_payload_offloaded_by_the_sdk_is_stored_and_executed(
 
     scenario.ok("trigger")
     assert scenario.ok("completed") == {"status": "COMPLETED", "blobLength": 200 * 1024}
+
+
+def test_bulk_replay_by_filter_polls_to_completion_and_bulk_calls_work(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("bulk.mjs", project.keys["dev"])
+
+    failed = scenario.ok("trigger-failing")["ids"]
+    done = scenario.ok("poll")
+    assert done["status"] == "COMPLETED"
+    assert done["type"] == "REPLAY"
+    assert done["name"] == "replay after the fix"
+    assert done["counts"] == {"total": len(failed), "success": len(failed), "failure": 0}
+    assert scenario.ok("retrieve")["id"] == done["id"]
+    assert scenario.ok("runs-of-bulk-action") == {"count": len(failed)}
+    paced = scenario.ok("paced-then-aborted")
+    assert paced["status"] == "ABORTED"
+    cancel = scenario.ok("bulk-cancel-by-ids")
+    assert cancel["done"]["counts"] == {"total": 2, "success": 2, "failure": 0}
+    assert cancel["statuses"] == ["CANCELED", "CANCELED"]
+    listed = scenario.ok("list")["items"]
+    assert len(listed) == 3
+    assert listed[0]["type"] == "CANCEL"
+    assert all(item["dates"] for item in listed)
+    refused = scenario.error("filter-without-fields")
+    assert refused["status"] == 400
