@@ -594,3 +594,19 @@ def claim_lost_dispatches(
         .execution_options(synchronize_session=False)
     )
     return [(run_id, queue) for run_id, queue in rows]
+
+
+def replays_of(session: Session, project_id: str, run_id: str, limit: int = 50) -> list[Run]:
+    """Replays of a run in any environment of its project, oldest first."""
+    return list(session.scalars(
+        select(Run)
+        .where(Run.project_id == project_id, Run.replayed_from == run_id)
+        .order_by(Run.created_at, Run.id)
+        .limit(limit)
+    ))
+
+
+def get_run_in_project(session: Session, project_id: str, run_id: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.id == run_id, Run.project_id == project_id)
+    ).first()
