@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import dashboard
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
 from api.routes import bulk, commands, health, runs, strait, tasks
@@ -99,6 +100,7 @@ def create_app() -> FastAPI:
     app.include_router(commands.router)
     app.include_router(strait.router)
     app.include_router(bulk.router)
+    app.include_router(dashboard.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outermost: times every request, including those refused for their size.
     app.add_middleware(RequestMetrics)

@@ -25,7 +25,7 @@ PREFIX = "/dashboard"
 
 ACTIVE = frozenset({
     RunStatus.PENDING_VERSION, RunStatus.QUEUED, RunStatus.DEQUEUED, RunStatus.EXECUTING,
-    RunStatus.WAITING, RunStatus.DELAYED, RunStatus.RETRYING,
+    RunStatus.DELAYED, RunStatus.RETRYING,
 })
 
 
@@ -47,7 +47,7 @@ def pretty(value: Any) -> str:
 
 def duration(ms: int | None) -> str:
     if not ms:
-        return "–"
+        return "-"
     if ms < 1000:
         return f"{ms} ms"
     if ms < 60_000:
@@ -78,8 +78,9 @@ TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=dur
 TEMPLATES.globals.update(prefix=PREFIX)
 
 
-def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status_code)
+def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(template).render(**context),
+                        status_code=status_code)
 
 
 def to_sign_in(request: Request) -> RedirectResponse:

@@ -10,6 +10,7 @@ them, never silently dropped.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -111,20 +112,31 @@ class BulkFilter(BaseModel):
                 created_from = now - timedelta(seconds=parse_duration(self.period))
             except DurationError:
                 raise BadRequest("filter.period must be a duration such as 1d") from None
-        if created_from is None and created_to is None:
-            created_from = now - DEFAULT_PERIOD
-        return RunFilter(
+        return freeze(RunFilter(
             statuses=frozenset(statuses) if statuses else None,
             task_identifiers=_many(self.task_identifier),
             tags=_many(self.tag),
             versions=_many(self.version),
             created_from=created_from,
-            created_to=min(created_to, now) if created_to is not None else now,
+            created_to=created_to,
             is_test=self.is_test,
             batch_id=self.batch or None,
             bulk_action_id=self.bulk_action or None,
             replays_only=bool(self.replays_only),
-        )
+        ), now)
+
+
+def freeze(run_filter: RunFilter, now: datetime) -> RunFilter:
+    """A filter as a bulk action keeps it: ending at ``now`` (runs created later are never
+    part of the action), and covering the last 7 days when it names no time. Explicit run
+    ids are not bounded in time."""
+    if run_filter.run_ids:
+        return run_filter
+    created_from, created_to = run_filter.created_from, run_filter.created_to
+    if created_from is None and created_to is None:
+        created_from = now - DEFAULT_PERIOD
+    return replace(run_filter, created_from=created_from,
+                   created_to=min(created_to, now) if created_to is not None else now)
 
 
 class BulkActionRequest(BaseModel):
