@@ -46,7 +46,7 @@ def pretty(value: Any) -> str:
 
 
 def duration(ms: int | None) -> str:
-    if not ms:
+    if ms is None:
         return "-"
     if ms < 1000:
         return f"{ms} ms"

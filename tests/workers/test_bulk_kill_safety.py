@@ -67,20 +67,20 @@ def _kill_mid_batch(api: Any, project: ProjectKeys, own_queues: str, body: dict[
                     lock_sql: str, lock_params: dict[str, Any], *, committed: int,
                     monkeypatch: pytest.MonkeyPatch) -> str:
     env = {"REPRISE_QUEUE_PREFIX": own_queues, "REPRISE_BULK_BATCH_SIZE": "2"}
-    with row_locked(lock_sql, **lock_params):
-        with reprise_process("control", env=env, own_group=True) as control:
-            response = api.post("/api/v1/bulk-actions", json=body, headers=project.headers())
-            assert response.status_code == 202, response.text
-            bulk_id = str(response.json()["id"])
+    control_process = reprise_process("control", env=env, own_group=True)
+    with row_locked(lock_sql, **lock_params), control_process as control:
+        response = api.post("/api/v1/bulk-actions", json=body, headers=project.headers())
+        assert response.status_code == 202, response.text
+        bulk_id = str(response.json()["id"])
 
-            def blocked() -> bool:
-                assert control.alive(), control.log()
-                state = _bulk_state(bulk_id)
-                return lock_waiters() >= 1 and state.success_count == committed
+        def blocked() -> bool:
+            assert control.alive(), control.log()
+            state = _bulk_state(bulk_id)
+            return lock_waiters() >= 1 and state.success_count == committed
 
-            wait_for(blocked, timeout=60, interval=0.05, what="the batch blocked on the lock")
-            control.signal_group(signal.SIGKILL)
-            control.wait(10)
+        wait_for(blocked, timeout=60, interval=0.05, what="the batch blocked on the lock")
+        control.signal_group(signal.SIGKILL)
+        control.wait(10)
     # The killed batch wrote nothing: only the batches committed before it count.
     assert _bulk_state(bulk_id).success_count == committed
     assert _bulk_state(bulk_id).status == "PENDING"

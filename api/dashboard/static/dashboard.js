@@ -77,8 +77,10 @@
         });
         var stillActive = part.id === "runs-rows"
           ? part.querySelector("tr[data-active=true]") !== null
-          : html.indexOf("data-still-active") >= 0 || part.querySelector(".badge.run, .badge.wait") !== null;
+          : part.querySelector("[data-still-active]") !== null;
         part.setAttribute("data-active", stillActive ? "true" : "false");
+        // The rest of the page (header, buttons) depends on it too: show it once, done.
+        if (!stillActive && part.hasAttribute("data-reload-when-done")) window.location.reload();
         part.dispatchEvent(new CustomEvent("refreshed", { bubbles: true }));
       })
       .catch(function () { /* offline for a moment: try again at the next tick */ });
