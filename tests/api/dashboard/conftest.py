@@ -80,9 +80,14 @@ def signed_in(context: Any, project: ProjectKeys) -> Any:
     return page
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, dark: bool = False) -> None:
+    """Save the page (and, with ``dark``, its dark-scheme twin) when asked to."""
     target = os.environ.get("REPRISE_DASHBOARD_SCREENSHOTS")
     if target:
         folder = Path(target) if Path(target).is_absolute() else ROOT / target
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=False)
+        if dark:
+            page.emulate_media(color_scheme="dark")
+            page.screenshot(path=str(folder / f"dashboard-{name}-dark.png"), full_page=False)
+            page.emulate_media(color_scheme="light")

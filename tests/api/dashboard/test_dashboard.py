@@ -115,7 +115,7 @@ def test_replay_with_an_edited_payload_into_another_environment(
     page.wait_for_url(f"**/dashboard/runs/{original}?env=dev")
     lineage = page.get_by_role("region", name="Lineage")
     expect(lineage.get_by_role("link", name=new_id)).to_be_visible()
-    screenshot(page, "run")
+    screenshot(page, "run", dark=True)
 
 
 def test_an_invalid_payload_is_refused_in_the_dialog_and_nothing_is_written(
