@@ -13,11 +13,13 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import dashboard
 from api.instrumentation import RequestMetrics
 from api.middleware import BodySizeLimit
 from api.routes import (
     auth,
     batches,
+    bulk,
     commands,
     health,
     packets,
@@ -128,6 +130,8 @@ def create_app() -> FastAPI:
     app.include_router(batches.router)
     app.include_router(realtime.router)
     app.include_router(schedules.router)
+    app.include_router(bulk.router)
+    app.include_router(dashboard.router)
     packet_limit = settings.max_packet_bytes
     packet_refusal = (
         f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"

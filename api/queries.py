@@ -74,6 +74,16 @@ def _cursor(value: str | None) -> str | None:
     return value
 
 
+def page_request(
+    size: str | None, after: str | None, before: str | None, *, cursor_prefix: str
+) -> PageRequest:
+    """``page[size|after|before]`` of a list whose cursors are ids starting ``cursor_prefix``."""
+    for name, value in (("page[after]", after), ("page[before]", before)):
+        if value and not value.startswith(cursor_prefix):
+            raise InvalidInput(f"{name} must be an id starting {cursor_prefix}")
+    return PageRequest(size=_page_size(size), after=after or None, before=before or None)
+
+
 class RunListQuery(BaseModel):
     """The list's query parameters as sent; :meth:`parse` gives the typed query (400 with a
     sentence naming the parameter for a value it cannot use)."""
@@ -92,6 +102,8 @@ class RunListQuery(BaseModel):
     is_test: str | None = Field(None, alias="filter[isTest]")
     batch: str | None = Field(None, alias="filter[batch]")
     schedule: str | None = Field(None, alias="filter[schedule]", description="A schedule id")
+    bulk_action: str | None = Field(None, alias="filter[bulkAction]",
+                                    description="Runs a bulk action produced or changed")
     page_size: str | None = Field(
         None, alias="page[size]", description=f"1 to {MAX_PAGE_SIZE} ({DEFAULT_PAGE_SIZE})"
     )
@@ -109,6 +121,7 @@ class RunListQuery(BaseModel):
             is_test=None if self.is_test is None else self.is_test.lower() == "true",
             batch_id=self.batch or None,
             schedule_id=self.schedule or None,
+            bulk_action_id=self.bulk_action or None,
         )
         page = PageRequest(
             size=_page_size(self.page_size),
@@ -123,8 +136,6 @@ class RunListQuery(BaseModel):
 # 400 naming it. To support one: add its field to RunListQuery (and RunFilter), then
 # delete its entry here.
 REFUSED_FILTERS: dict[str, str] = {
-    # Taken by the bulk-actions work: runs.list({ bulkAction }).
-    "filter[bulkAction]": "listing runs by bulk action is not supported yet",
     "filter[queue]": "listing runs by queue is not supported",
     "filter[machine]": "listing runs by machine is not supported",
     "filter[region]": "Reprise has one region: listing runs by region is not supported",

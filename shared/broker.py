@@ -158,8 +158,8 @@ def arm_timers(timers: Iterable[tuple[str, int, datetime]]) -> None:
             app.send_task(PROMOTE_RUN, args=[run_id, token], eta=eta, producer=producer)
 
 
-def publish_command(command_id: str) -> None:
-    celery_app().send_task(APPLY_COMMAND, args=[command_id])
+def publish_command(command_id: str, countdown: float | None = None) -> None:
+    celery_app().send_task(APPLY_COMMAND, args=[command_id], countdown=countdown)
 
 
 def publish_commands(command_ids: Iterable[str]) -> None:

@@ -1,6 +1,7 @@
 """Every model, imported so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from shared.batches.models import Batch, BatchItem
+from shared.bulk.models import BulkAction, BulkActionItem
 from shared.commands.models import Command
 from shared.db import Base
 from shared.packets.models import Packet
@@ -14,6 +15,7 @@ from shared.projects.models import (
 )
 from shared.runs.models import Attempt, Checkpoint, Run
 from shared.schedules.models import Schedule
+from shared.sessions.models import DashboardSession, SignInLink
 
 __all__ = [
     "ApiKey",
@@ -21,13 +23,17 @@ __all__ = [
     "Base",
     "Batch",
     "BatchItem",
+    "BulkAction",
+    "BulkActionItem",
     "Checkpoint",
     "Command",
+    "DashboardSession",
     "Environment",
     "Packet",
     "Project",
     "Run",
     "Schedule",
+    "SignInLink",
     "UsedPublicToken",
     "VersionTask",
     "WorkerVersion",

@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         default=24.0, description="how long `x-trigger-request-idempotency-key` is honoured"
     )
     jwt_ttl_seconds: int = Field(default=3600, description="lifetime of public access tokens")
+    bulk_batch_size: int = Field(
+        default=500, ge=1, le=5000,
+        description="runs a bulk action acts on per batch (one transaction on the control process)",
+    )
+    dashboard_session_hours: float = Field(
+        default=12.0, gt=0, description="how long a dashboard sign-in lasts"
+    )
 
     # Packets: payloads the SDK offloads (>= 128 KiB) through PUT /api/v2/packets/{path}
     packet_store: Literal["postgres", "s3"] = Field(

@@ -57,6 +57,15 @@ def _dev_key(data_dir: Path) -> str:
     return secret
 
 
+def _sign_in_link(key: str) -> str:
+    """A one-time link that signs the dashboard in with the dev key (printed at start)."""
+    from shared.db import transaction
+    from shared.sessions.service import create_sign_in_link
+
+    with transaction() as session:
+        return create_sign_in_link(session, key)
+
+
 STATE_FILE = "dev.json"
 TAIL_LINES = 20  # of a child's output, shown when it exits
 CHILD_STOP_SECONDS = 15  # after SIGTERM, before SIGKILL
@@ -347,10 +356,13 @@ def _run_dev(stack: _Stack, port: int, data_dir: str, flower_port: int) -> int:
         "redis_port": urlsplit(settings.redis_url).port if stack.servers else None,
     })
     ready = time.monotonic() - began
+    link = f"{base}/dashboard/sign-in/{_sign_in_link(key)}"
     print(
         "\n"
         f"  Reprise is ready in {ready:.1f}s\n"
         f"  API:        {base}\n"
+        f"  Dashboard:  {link}\n"
+        f"              (a one-time sign-in link; then sign in with the secret key)\n"
         f"  Docs:       {base}/docs\n"
         f"  Flower:     {flower_url(flower_port)}\n"
         f"  Secret key: {key}\n"

@@ -14,6 +14,8 @@ from shared.db import Base
 class CommandKind(StrEnum):
     REPLAY = "replay"
     RESCHEDULE = "reschedule"
+    # One batch of a bulk action (shared.bulk.batches); ``run_id`` names the action.
+    BULK = "bulk"
 
 
 class CommandStatus(StrEnum):

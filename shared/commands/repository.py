@@ -9,7 +9,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from shared.commands.models import Command, CommandStatus
+from shared.commands.models import Command, CommandKind, CommandStatus
 from shared.projects.models import Environment
 from shared.runs.models import Run
 
@@ -26,6 +26,11 @@ _INSERT_PUBLISHED = insert(_COMMANDS).values(published_at=func.now())
 def insert_command(session: Session, values: dict[str, Any], *, published: bool) -> None:
     """Write a command row (``published``: stamped as published now, by the caller's clock)."""
     session.execute(_INSERT_PUBLISHED if published else _INSERT, values)
+
+
+def insert_commands(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write many command rows in one statement (a bulk batch's applied replays)."""
+    session.execute(_INSERT, rows)
 
 
 def replay_by_request_key(
@@ -113,8 +118,10 @@ def pending_commands(
     """Pending commands whose effect lands in ``environment_id`` (and on ``run_id`` if
     given), oldest first; served by ``ix_commands_target_pending`` for one run and
     ``ix_commands_target_env_pending`` for the environment."""
+    # Only replays: a bulk action's batch is the control process's to apply, never a read's.
     query = select(Command.id).where(
-        Command.target_environment_id == environment_id, Command.status == PENDING
+        Command.target_environment_id == environment_id, Command.status == PENDING,
+        Command.kind == CommandKind.REPLAY.value,
     )
     if run_id is not None:
         query = query.where(Command.target_run_id == run_id)

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from shared import broker
+from shared.bulk import batches
 from shared.commands import replay
 from shared.commands import repository as repo
 from shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
@@ -218,13 +219,16 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
     command, source, env = found
     if command.status != CommandStatus.PENDING.value:
         return command
-    if command.kind != CommandKind.REPLAY.value:
+    if command.kind not in (CommandKind.REPLAY.value, CommandKind.BULK.value):
         return _reject(session, command, applier, f"unknown command kind {command.kind!r}")
     try:
         # Appliers validate before writing, so a rejection has no partial effect to undo;
         # the scope drops any publish a half-built effect registered.
         with after_commit_scope(session):
-            result = replay.apply_replay(session, command, source, env)
+            if command.kind == CommandKind.BULK.value:
+                result = batches.apply_batch(session, command, applier)
+            else:
+                result = replay.apply_replay(session, command, source, env)
     except (RepriseError, ValidationError, DurationError) as exc:
         reason = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
         return _reject(session, command, applier, str(reason))

@@ -20,12 +20,14 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    column,
     func,
     insert,
     inspect,
     null,
     or_,
     select,
+    table,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -309,6 +311,14 @@ class RunFilter:
     batch_id: str | None = None
     replayed_from: str | None = None
     schedule_id: str | None = None
+    replays_only: bool = False
+    run_ids: tuple[str, ...] = ()
+    bulk_action_id: str | None = None
+
+
+# The runs a bulk action produced or changed (its items' results), named without importing
+# the bulk package, which sits above this one.
+_BULK_ITEMS = table("bulk_action_items", column("bulk_action_id"), column("result_run_id"))
 
 
 def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
@@ -333,6 +343,16 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
         query = query.where(Run.replayed_from == f.replayed_from)
     if f.schedule_id is not None:
         query = query.where(Run.schedule_id == f.schedule_id)
+    if f.replays_only:
+        query = query.where(Run.replayed_from.is_not(None))
+    if f.run_ids:
+        query = query.where(Run.id.in_(f.run_ids))
+    if f.bulk_action_id is not None:
+        query = query.where(Run.id.in_(
+            select(_BULK_ITEMS.c.result_run_id).where(
+                _BULK_ITEMS.c.bulk_action_id == f.bulk_action_id
+            )
+        ))
     return query
 
 
@@ -358,6 +378,11 @@ def list_runs(
         rows.reverse()
         return rows
     return list(session.scalars(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)))
+
+
+def count_runs(session: Session, environment_id: str, run_filter: RunFilter) -> int:
+    query = _apply_filter(select(func.count()).select_from(Run), environment_id, run_filter)
+    return int(session.execute(query).scalar_one())
 
 
 def run_ids_matching(
@@ -572,3 +597,19 @@ def claim_lost_dispatches(
         .execution_options(synchronize_session=False)
     )
     return [(run_id, queue) for run_id, queue in rows]
+
+
+def replays_of(session: Session, project_id: str, run_id: str, limit: int = 50) -> list[Run]:
+    """Replays of a run in any environment of its project, oldest first."""
+    return list(session.scalars(
+        select(Run)
+        .where(Run.project_id == project_id, Run.replayed_from == run_id)
+        .order_by(Run.created_at, Run.id)
+        .limit(limit)
+    ))
+
+
+def get_run_in_project(session: Session, project_id: str, run_id: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.id == run_id, Run.project_id == project_id)
+    ).first()

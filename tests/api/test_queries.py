@@ -85,7 +85,6 @@ def test_values_it_cannot_use_are_400_naming_the_parameter(
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("filter[bulkAction]", "filter[bulkAction] cannot be applied: listing runs by bulk"),
         ("filter[queue]", "filter[queue] cannot be applied"),
         ("filter[machine]", "filter[machine] cannot be applied"),
         ("filter[region]", "filter[region] cannot be applied"),

@@ -308,11 +308,11 @@ def test_options_are_honoured_or_refused_naming_them(
     assert "options.region" in region["error"]
     assert run_row(scenario.ok("locked-to-current")["id"]).locked_version == version
     assert scenario.ok("locked-completed")["run"]["version"] == version
-    for name in ("bulkAction", "queue", "machine", "region"):
+    for name in ("queue", "machine", "region"):
         refused = scenario.error(f"list-{name}")
         assert refused["status"] == 400, name
         assert f"filter[{name}]" in refused["error"]
-    for name in ("schedule", "batch"):  # applied: nothing has this id
+    for name in ("schedule", "batch", "bulkAction"):  # applied: nothing has this id
         assert scenario.ok(f"list-{name}") == 0, name
 
     first, second = scenario.ok("replay-1"), scenario.ok("replay-2")
@@ -393,3 +393,29 @@ def test_schedules_create_retrieve_list_update_activate_deactivate_del_and_timez
     assert run["payload"] == payload
     assert run["output"]["payload"]["scheduleId"] == tick_id
     assert runs_seen.ok("list-by-schedule")["ids"] == [run_id]
+
+
+def test_bulk_replay_by_filter_polls_to_completion_and_bulk_calls_work(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("bulk.mjs", project.keys["dev"])
+
+    failed = scenario.ok("trigger-failing")["ids"]
+    done = scenario.ok("poll")
+    assert done["status"] == "COMPLETED"
+    assert done["type"] == "REPLAY"
+    assert done["name"] == "replay after the fix"
+    assert done["counts"] == {"total": len(failed), "success": len(failed), "failure": 0}
+    assert scenario.ok("retrieve")["id"] == done["id"]
+    assert scenario.ok("runs-of-bulk-action") == {"count": len(failed)}
+    paced = scenario.ok("paced-then-aborted")
+    assert paced["status"] == "ABORTED"
+    cancel = scenario.ok("bulk-cancel-by-ids")
+    assert cancel["done"]["counts"] == {"total": 2, "success": 2, "failure": 0}
+    assert cancel["statuses"] == ["CANCELED", "CANCELED"]
+    listed = scenario.ok("list")["items"]
+    assert len(listed) == 3
+    assert listed[0]["type"] == "CANCEL"
+    assert all(item["dates"] for item in listed)
+    refused = scenario.error("filter-without-fields")
+    assert refused["status"] == 400

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.fixtures import wait_for
@@ -148,10 +150,18 @@ def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Pat
                 return shown if shown["status"] == "COMPLETED" else None
 
             outputs[task_id] = wait_for(finished, timeout=30, interval=0.2)["output"]
+        # The banner's one-time dashboard link signs in once.
+        link = re.search(r"Dashboard:\s+(\S+)", log.read_text())
+        assert link is not None, log.read_text()
+        first = httpx.get(link.group(1), follow_redirects=False)
+        again = httpx.get(link.group(1), follow_redirects=False)
     assert outputs == {
         "greet": {"hello": "Ada", "attempt": 1},
         "greet-async": {"hello": "Ada", "async": True},
     }
+    assert first.status_code == 303
+    assert "reprise_session=" in first.headers["set-cookie"]
+    assert again.status_code == 404
 
 
 def _stack_processes(marker: str, root: Path) -> list[str]:

@@ -1,0 +1,202 @@
+"""The runs list, the run page, and its actions: replay, reschedule, cancel. Each action is
+the REST API's service (same command, same validation); its error is shown in the dialog
+and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from api.dashboard.web import ACTIVE, PREFIX, Form, checked_form, page, signed_in, to_sign_in
+from api.deps import DbSession, api_applier
+from shared.commands.errors import ReplayFailed
+from shared.commands.schemas import ReplayRequest
+from shared.commands.service import accept_replay, accept_reschedule
+from shared.dashboard import read_run_page, run_head
+from shared.durations import DurationError, parse_datetime
+from shared.errors import RepriseError, RunNotFound
+from shared.ids import is_run_id
+from shared.reads import read_page, visible_run
+from shared.runs.listing import PageRequest, RunQuery
+from shared.runs.repository import RunFilter
+from shared.runs.service import cancel_run
+from shared.runs.states import CURRENT_API_VERSION, RunStatus, statuses_for_filter
+from shared.sessions.service import SignedIn
+
+router = APIRouter()
+
+PAGE_SIZE = 25
+STATUSES = [s.value for s in RunStatus if s is not RunStatus.RETRYING]
+
+
+def _many(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_datetime(value if len(value) > 16 else f"{value}:00")
+    except DurationError:
+        raise ValueError(f"{name} must be a date and time") from None
+
+
+def list_filter(params: dict[str, str]) -> RunFilter:
+    """The runs list's filter from its query (the same fields as the API's list)."""
+    statuses: set[RunStatus] = set()
+    for name in _many(params.get("status")):
+        try:
+            statuses |= statuses_for_filter(name, CURRENT_API_VERSION)
+        except ValueError:
+            raise ValueError(f"unknown status: {name}") from None
+    return RunFilter(
+        statuses=frozenset(statuses) if statuses else None,
+        task_identifiers=_many(params.get("task")),
+        tags=_many(params.get("tag")),
+        versions=_many(params.get("version")),
+        created_from=_moment(params.get("from"), "Created from"),
+        created_to=_moment(params.get("to"), "Created to"),
+        replays_only=params.get("replays") == "1",
+        bulk_action_id=params.get("bulk") or None,
+    )
+
+
+FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk")
+
+
+@router.get("/runs")
+def runs_list(request: Request, session: DbSession) -> Response:
+    params = dict(request.query_params)
+    signed = signed_in(request, session, params.get("env"))
+    if signed is None:
+        return to_sign_in(request)
+    filters = {key: params[key] for key in FILTER_KEYS if params.get(key)}
+    error, runs, next_cursor, previous_cursor = None, [], None, None
+    try:
+        after, before = params.get("after"), params.get("before")
+        for cursor in (after, before):
+            if cursor and not is_run_id(cursor):
+                raise ValueError("page cursors are run ids")
+        query = RunQuery(list_filter(params), PageRequest(PAGE_SIZE, after or None,
+                                                          before or None))
+        found = read_page(session, signed.auth, query, api_applier())
+        runs, next_cursor, previous_cursor = found.runs, found.next_cursor, found.previous_cursor
+    except (ValueError, RepriseError) as exc:
+        error = getattr(exc, "message", None) or str(exc)
+    context: dict[str, Any] = {
+        "signed": signed, "runs": runs, "filters": filters, "statuses": STATUSES, "error": error,
+        "next_cursor": next_cursor, "previous_cursor": previous_cursor,
+        "active": any(run.status in ACTIVE for run in runs), "now": signed.now,
+    }
+    if params.get("fragment") == "rows":
+        return page("_runs_rows.html", **context)
+    return page("runs.html", **context)
+
+
+def _run_page(request: Request, session: Session, signed: SignedIn, run_id: str, *,
+              dialog: str | None = None, error: str | None = None,
+              values: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    try:
+        data = read_run_page(session, signed.auth, run_id, api_applier())
+    except RepriseError as exc:
+        return page("message.html", exc.status_code, signed=signed, title="Run not found",
+                    message=exc.message)
+    run = data.view.run
+    template = "_run_body.html" if request.query_params.get("fragment") == "body" else "run.html"
+    return page(
+        template, status_code, signed=signed, page=data, run=run, now=signed.now,
+        active=run.status in ACTIVE, dialog=dialog or request.query_params.get("dialog"),
+        error=error, values=values or {}, env_slug=signed.auth.environment_slug,
+        payload_text=json.dumps(run.payload, indent=2, ensure_ascii=False),
+        can_cancel=run.status in ACTIVE, can_reschedule=run.status == RunStatus.DELAYED,
+    )
+
+
+@router.get("/runs/{run_id}")
+def run_detail(run_id: str, request: Request, session: DbSession) -> Response:
+    signed = signed_in(request, session, request.query_params.get("env"))
+    if signed is None:
+        return to_sign_in(request)
+    return _run_page(request, session, signed, run_id)
+
+
+def _run_url(run_id: str, env_slug: str) -> str:
+    return f"{PREFIX}/runs/{run_id}?env={env_slug}"
+
+
+def _failed(request: Request, session: Session, signed: SignedIn, run_id: str, dialog: str,
+            message: str, form: dict[str, str]) -> Response:
+    session.rollback()  # nothing of a refused action is written
+    return _run_page(request, session, signed, run_id, dialog=dialog, error=message,
+                     values=form, status_code=400)
+
+
+def _message(exc: RepriseError) -> str:
+    detail = getattr(exc, "detail", "")
+    return f"{exc.message}: {detail}" if isinstance(exc, ReplayFailed) and detail else exc.message
+
+
+@router.post("/runs/{run_id}/replay")
+def replay(run_id: str, request: Request, session: DbSession, form: Form) -> Response:
+    signed = checked_form(request, session, form)
+    if isinstance(signed, Response):
+        return signed
+    text = form.get("payload", "")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _failed(request, session, signed, run_id, "replay",
+                       f"Payload is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                       f"column {exc.colno})", form)
+    try:
+        head = run_head(session, signed.auth, run_id)
+        source = visible_run(session, signed.auth, run_id, api_applier())
+        body: dict[str, Any] = {"environment": form.get("environment") or None}
+        if payload != source.payload:  # unchanged keeps the original's payload type
+            body["payload"] = payload
+        checkpoint = int(form["checkpoint"]) if form.get("checkpoint") else None
+        accepted = accept_replay(session, signed.auth, head, ReplayRequest.model_validate(body),
+                                 checkpoint=checkpoint)
+    except RepriseError as exc:
+        return _failed(request, session, signed, run_id, "replay", _message(exc), form)
+    except ValueError as exc:
+        return _failed(request, session, signed, run_id, "replay", str(exc), form)
+    target = form.get("environment") or signed.auth.environment_slug
+    return RedirectResponse(_run_url(accepted.target_run_id, target), status_code=303)
+
+
+@router.post("/runs/{run_id}/reschedule")
+def reschedule(run_id: str, request: Request, session: DbSession, form: Form) -> Response:
+    signed = checked_form(request, session, form)
+    if isinstance(signed, Response):
+        return signed
+    delay = form.get("delay", "").strip()
+    try:
+        if not delay:
+            raise ValueError("Give a delay: a duration such as 3h, or an ISO date-time")
+        head = run_head(session, signed.auth, run_id, lock=True)
+        accept_reschedule(session, signed.auth, head, delay, api_applier())
+    except RepriseError as exc:
+        return _failed(request, session, signed, run_id, "reschedule", exc.message, form)
+    except ValueError as exc:
+        return _failed(request, session, signed, run_id, "reschedule", str(exc), form)
+    return RedirectResponse(_run_url(run_id, signed.auth.environment_slug), status_code=303)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel(run_id: str, request: Request, session: DbSession, form: Form) -> Response:
+    signed = checked_form(request, session, form)
+    if isinstance(signed, Response):
+        return signed
+    try:
+        run = visible_run(session, signed.auth, run_id, api_applier())
+    except (RepriseError, RunNotFound) as exc:
+        return _failed(request, session, signed, run_id, "cancel", exc.message, form)
+    cancel_run(session, run.id)
+    return RedirectResponse(_run_url(run_id, signed.auth.environment_slug), status_code=303)

@@ -1,0 +1,134 @@
+"""What every dashboard page shares: templates, the session cookie, forms and CSRF."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from api.deps import DbSession
+from shared.durations import iso
+from shared.errors import NotFound
+from shared.runs.states import RunStatus
+from shared.sessions.service import SignedIn, resolve
+
+HERE = Path(__file__).parent
+COOKIE = "reprise_session"
+PRE_CSRF_COOKIE = "reprise_signin_csrf"
+PREFIX = "/dashboard"
+
+ACTIVE = frozenset({
+    RunStatus.PENDING_VERSION, RunStatus.QUEUED, RunStatus.DEQUEUED, RunStatus.EXECUTING,
+    RunStatus.DELAYED, RunStatus.RETRYING,
+})
+
+
+def relative(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return ""
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size or unit == "s":
+            amount = f"{int(seconds // size)} {unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return ""
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
+
+
+def status_class(status: Any) -> str:
+    value = str(getattr(status, "value", status))
+    if value in ("COMPLETED", "APPLIED"):
+        return "ok"
+    if value in ("FAILED", "CRASHED", "SYSTEM_FAILURE", "TIMED_OUT", "EXPIRED", "REJECTED",
+                 "ABORTED"):
+        return "bad"
+    if value in ("CANCELED",):
+        return "muted"
+    if value in ("DELAYED", "PENDING_VERSION", "PENDING"):
+        return "wait"
+    return "run"
+
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+    trim_blocks=True, lstrip_blocks=True,
+)
+TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=duration,
+                         status_class=status_class)
+TEMPLATES.globals.update(prefix=PREFIX)
+
+
+def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(template).render(**context),
+                        status_code=status_code)
+
+
+def to_sign_in(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/sign-in?next={quote(target)}", status_code=303)
+
+
+def refused(status_code: int, message: str) -> HTMLResponse:
+    return page("message.html", status_code, title="Refused", message=message, signed=None)
+
+
+def set_session_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path=PREFIX,
+                        secure=request.url.scheme == "https")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (the dashboard's forms), last value of
+    each field; repeated fields (``runIds``) are read with :func:`form_list`."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    fields = parse_qs(raw, keep_blank_values=True)
+    request.state.form_lists = fields
+    return {key: values[-1] for key, values in fields.items()}
+
+
+Form = Annotated[dict[str, str], Depends(_form)]
+
+
+def form_list(request: Request, name: str) -> list[str]:
+    return list(getattr(request.state, "form_lists", {}).get(name, []))
+
+
+def signed_in(request: Request, session: DbSession, env: str | None = None) -> SignedIn | None:
+    """The page's session, showing ``env`` (a slug) when given; None when signed out."""
+    try:
+        return resolve(session, request.cookies.get(COOKIE), env)
+    except NotFound:
+        return None
+
+
+def checked_form(request: Request, session: DbSession, form: dict[str, str]
+                 ) -> SignedIn | HTMLResponse:
+    """The session of a form post, refused without a session (401) or with a CSRF token
+    that is not the session's (403): nothing is done for either."""
+    signed = signed_in(request, session, form.get("env") or None)
+    if signed is None:
+        return refused(401, "You are not signed in (or your session ended): sign in again.")
+    if not signed.check_csrf(form.get("csrf_token")):
+        return refused(403, "This form was refused: its CSRF token is missing or not this "
+                            "session's. Reload the page and try again.")
+    return signed

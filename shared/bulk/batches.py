@@ -1,0 +1,209 @@
+"""A bulk action is worked through by batch commands, one at a time, on the control process.
+
+A batch is a row of the command outbox (kind ``bulk``), applied by
+:func:`shared.commands.service.apply_command` like a replay: the command row is locked
+``FOR UPDATE`` and acted on only while PENDING, and everything the batch does — the runs
+it replays, cancels or reschedules, their items, the action's counts and cursor, the
+command's outcome and the next batch's command — is written in that one transaction. So a
+control process killed mid-batch leaves nothing behind (the transaction rolls back), the
+command stays pending, and its redelivered message (``acks_late``) or the relay sweep
+applies it again from the same cursor: no run is acted on twice. Commit is the only
+moment a batch counts.
+
+The next batch is published after commit; a throttled replay (``maxPerSecond``) publishes
+it with a countdown and stamps its ``published_at`` at that due time, so the relay sweep
+leaves it alone until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared import broker
+from shared.bulk import repository as repo
+from shared.bulk.models import BulkAction, BulkKind, BulkStatus
+from shared.bulk.selection import filter_of
+from shared.commands import replay
+from shared.commands import repository as commands_repo
+from shared.commands.errors import ReplayFailed
+from shared.commands.models import Command, CommandKind, CommandStatus
+from shared.commands.schemas import ReplayRequest
+from shared.db import after_commit_scope, db_now, on_commit
+from shared.durations import iso, parse_datetime
+from shared.errors import RepriseError
+from shared.ids import new_command_id, new_run_id
+from shared.projects import repository as projects_repo
+from shared.projects.service import AuthContext
+from shared.runs import lifecycle
+from shared.runs import repository as runs_repo
+from shared.runs.models import Run
+from shared.runs.service import create_run
+from shared.settings import get_settings
+
+log = logging.getLogger("reprise.bulk")
+
+
+def batch_size(bulk: BulkAction) -> int:
+    size = get_settings().bulk_batch_size
+    rate = bulk.arguments.get("maxPerSecond")
+    return max(1, min(size, math.floor(rate))) if rate else size
+
+
+def enqueue_batch(
+    session: Session, bulk: BulkAction, number: int, *, due_in: float = 0.0
+) -> str:
+    """Write the command of the action's batch ``number`` and publish it after commit
+    (``due_in`` seconds from now: a throttled replay's pace)."""
+    command_id = new_command_id()
+    now = db_now(session)
+    commands_repo.insert_command(
+        session,
+        {
+            "id": command_id,
+            "kind": CommandKind.BULK.value,
+            "status": CommandStatus.PENDING.value,
+            "environment_id": bulk.environment_id,
+            "run_id": bulk.id,
+            "target_run_id": None,
+            "target_environment_id": bulk.environment_id,
+            "arguments": {"bulkActionId": bulk.id, "batch": number},
+            "publish_count": 1,
+            "published_at": now + timedelta(seconds=due_in),
+        },
+        published=False,
+    )
+    on_commit(session, lambda: broker.publish_command(command_id, countdown=due_in or None))
+    return command_id
+
+
+def apply_batch(session: Session, command: Command, applier: str) -> dict[str, Any]:
+    """Act on the next batch of the command's bulk action; returns the command's result."""
+    bulk = repo.lock_bulk_action(session, str(command.arguments.get("bulkActionId")))
+    if bulk is None:
+        raise ReplayFailed("the bulk action no longer exists")
+    if bulk.status != BulkStatus.PENDING.value:
+        return {"skipped": bulk.status}
+    started = db_now(session)
+    size = batch_size(bulk)
+    after = (
+        (bulk.cursor_created_at, bulk.cursor_run_id)
+        if bulk.cursor_created_at is not None and bulk.cursor_run_id is not None
+        else None
+    )
+    # One more than the batch: whether another batch follows.
+    runs = runs_repo.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
+                               size + 1, after=after)
+    finished = len(runs) <= size
+    runs = runs[:size]
+    # Read before acting: a move expires the session's copy of the run it changed.
+    cursor = (runs[-1].created_at, runs[-1].id) if runs else None
+    act = _ACTIONS[BulkKind(bulk.kind)]
+    items = act(session, bulk, runs, applier, started)
+    repo.insert_items(session, items)
+    succeeded = sum(1 for item in items if item["succeeded"])
+    repo.record_batch(session, bulk.id, succeeded=succeeded, failed=len(items) - succeeded,
+                      cursor=cursor, finished=finished)
+    number = int(command.arguments.get("batch", 0))
+    if not finished:
+        rate = bulk.arguments.get("maxPerSecond")
+        pace = len(runs) / rate if rate else 0.0
+        elapsed = (db_now(session) - started).total_seconds()
+        enqueue_batch(session, bulk, number + 1, due_in=max(0.0, pace - elapsed))
+    log.info("bulk %s batch %d: %d runs, %d succeeded%s", bulk.id, number, len(runs),
+             succeeded, " (done)" if finished else "")
+    return {"bulkActionId": bulk.id, "batch": number, "runs": len(runs), "succeeded": succeeded}
+
+
+def _item(bulk: BulkAction, run_id: str, result_run_id: str | None, reason: str | None = None
+          ) -> dict[str, Any]:
+    return {"bulk_action_id": bulk.id, "run_id": run_id, "result_run_id": result_run_id,
+            "succeeded": result_run_id is not None, "reason": reason}
+
+
+def _replay_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: str,
+                 now: datetime) -> list[dict[str, Any]]:
+    """Each run replayed as a single replay would be (same validation, same new run), and
+    recorded as an applied replay command in its history, naming the bulk action."""
+    env = projects_repo.get_environment_by_id(session, bulk.environment_id)
+    if env is None:
+        raise ReplayFailed("the environment no longer exists")
+    auth = AuthContext(env.project_id, env.id, env.slug)
+    known: dict[str, bool] = {}
+    items, commands = [], []
+    for run in runs:
+        if run.task_identifier not in known:
+            known[run.task_identifier] = projects_repo.task_known_in_project(
+                session, env.project_id, run.task_identifier)
+        target = new_run_id()
+        command = Command(id=new_command_id(), arguments={"bulkActionId": bulk.id},
+                          target_run_id=target)
+        try:
+            replay.validate_replay(session, auth, run.id, run.task_identifier,
+                                   known[run.task_identifier], ReplayRequest(), None, now)
+            with session.begin_nested(), after_commit_scope(session):
+                create_run(session, env.project_id, env.id,
+                           replay.new_run_of(session, command, run))
+        except RepriseError as exc:
+            items.append(_item(bulk, run.id, None, getattr(exc, "detail", None) or exc.message))
+            continue
+        items.append(_item(bulk, run.id, target))
+        commands.append({
+            "id": command.id, "kind": CommandKind.REPLAY.value,
+            "status": CommandStatus.APPLIED.value, "environment_id": env.id,
+            "run_id": run.id, "target_run_id": target, "target_environment_id": env.id,
+            "arguments": command.arguments, "result": {"runId": target},
+            "publish_count": 0, "applied_at": now, "applied_by": applier[:200],
+        })
+    if commands:
+        commands_repo.insert_commands(session, commands)
+    return items
+
+
+def _cancel_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: str,
+                 now: datetime) -> list[dict[str, Any]]:
+    """A run that had already finished is a failure, as Trigger.dev counts it."""
+    items = []
+    for run_id, status in [(run.id, run.status) for run in runs]:
+        canceled = lifecycle.cancel(session, run_id)
+        items.append(_item(bulk, run_id, run_id if canceled else None,
+                           None if canceled else f"already {status}"))
+    return items
+
+
+def _reschedule_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: str,
+                     now: datetime) -> list[dict[str, Any]]:
+    """Each DELAYED run moved to the action's ``delayedUntil`` (a compare-and-set: a run
+    promoted meanwhile is a failure, never moved), recorded as an applied reschedule."""
+    due = parse_datetime(str(bulk.arguments["delayedUntil"]))
+    items, commands = [], []
+    for run_id in [run.id for run in runs]:
+        moved = lifecycle.reschedule(session, run_id, due, now)
+        if moved is None:
+            items.append(_item(bulk, run_id, None, "Cannot reschedule a run that is not delayed"))
+            continue
+        items.append(_item(bulk, run_id, run_id))
+        commands.append({
+            "id": new_command_id(), "kind": CommandKind.RESCHEDULE.value,
+            "status": CommandStatus.APPLIED.value, "environment_id": bulk.environment_id,
+            "run_id": run_id, "target_run_id": run_id,
+            "target_environment_id": bulk.environment_id,
+            "arguments": {"bulkActionId": bulk.id, "delayedUntil": iso(due)},
+            "result": {"delayedUntil": iso(moved.delayed_until),
+                       "scheduleToken": moved.schedule_token},
+            "publish_count": 0, "applied_at": now, "applied_by": applier[:200],
+        })
+    if commands:
+        commands_repo.insert_commands(session, commands)
+    return items
+
+
+_ACTIONS = {
+    BulkKind.REPLAY: _replay_runs,
+    BulkKind.CANCEL: _cancel_runs,
+    BulkKind.RESCHEDULE: _reschedule_runs,
+}

@@ -1,0 +1,181 @@
+"""What a bulk action is asked to do, as the official SDK sends it (``runs.bulk.replay`` /
+``runs.bulk.cancel``: ``@trigger.dev/core``'s ``CreateBulkActionRequestBody``), plus
+Reprise's own options: ``dryRun``, ``maxPerSecond`` (replay) and the ``reschedule`` action
+with its ``delay``.
+
+Every field is honoured or refused: the filter fields Reprise cannot apply (``schedule``,
+``queue``, ``machine``, ``region``), ``targetRegion`` and any unknown key are a 400 naming
+them, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from shared.durations import DurationError, parse_datetime, parse_duration
+from shared.errors import BadRequest
+from shared.ids import is_run_id
+from shared.runs.repository import RunFilter
+from shared.runs.states import RunStatus, statuses_for_filter
+
+MAX_RUN_IDS = 500
+# A filter that names no time covers the runs created in the last 7 days, as Trigger.dev's.
+DEFAULT_PERIOD = timedelta(days=7)
+# The filter fields of the SDK's run list that Reprise has no column or concept for.
+UNSUPPORTED_FILTERS = ("schedule", "queue", "machine", "region")
+
+StrOrList = str | list[str]
+
+
+def _many(value: StrOrList | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    return tuple(sorted({v.strip() for v in values if v.strip()}))
+
+
+def _non_empty(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, list):
+        return any(_non_empty(v) for v in value)
+    if isinstance(value, str):
+        return bool(value.strip())
+    return True
+
+
+def _moment(value: datetime | float | str, name: str) -> datetime:
+    """A date of the filter: ISO-8601 (a JS ``Date`` serialises so), or epoch milliseconds."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        return parse_datetime(value)
+    except (DurationError, ValueError):
+        raise ValueError(f"filter.{name} must be an ISO-8601 date or epoch milliseconds") from None
+
+
+class BulkFilter(BaseModel):
+    """The run-list filter of a bulk action (the SDK's ``ListRunsQueryParams``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    status: StrOrList | None = None
+    task_identifier: StrOrList | None = Field(None, alias="taskIdentifier")
+    version: StrOrList | None = None
+    tag: StrOrList | None = None
+    from_: float | str | None = Field(None, alias="from")
+    to: float | str | None = None
+    period: str | None = None
+    bulk_action: str | None = Field(None, alias="bulkAction")
+    is_test: StrictBool | None = Field(None, alias="isTest")
+    batch: str | None = None
+    replays_only: StrictBool | None = Field(None, alias="replaysOnly")
+    schedule: Any = None
+    queue: Any = None
+    machine: Any = None
+    region: Any = None
+
+    @model_validator(mode="after")
+    def _applicable(self) -> BulkFilter:
+        refused = [name for name in UNSUPPORTED_FILTERS if getattr(self, name) is not None]
+        if refused:
+            raise ValueError(
+                f"filter.{refused[0]} cannot be applied by Reprise (it has no "
+                f"{refused[0]}s); remove it or filter by something else"
+            )
+        if not any(_non_empty(v) for v in self.model_dump().values()):
+            raise ValueError("At least one filter must be provided")
+        return self
+
+    def to_run_filter(self, api_version: str | None, now: datetime) -> RunFilter:
+        """The filter, frozen at ``now``: runs created later (a bulk replay's own new runs
+        among them) are never part of the action."""
+        statuses: set[RunStatus] = set()
+        for name in _many(self.status):
+            try:
+                statuses |= statuses_for_filter(name, api_version)
+            except ValueError:
+                raise BadRequest(f"filter.status has an unknown status: {name}") from None
+        try:
+            created_from = _moment(self.from_, "from") if self.from_ is not None else None
+            created_to = _moment(self.to, "to") if self.to is not None else None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if self.period:
+            try:
+                created_from = now - timedelta(seconds=parse_duration(self.period))
+            except DurationError:
+                raise BadRequest("filter.period must be a duration such as 1d") from None
+        return freeze(RunFilter(
+            statuses=frozenset(statuses) if statuses else None,
+            task_identifiers=_many(self.task_identifier),
+            tags=_many(self.tag),
+            versions=_many(self.version),
+            created_from=created_from,
+            created_to=created_to,
+            is_test=self.is_test,
+            batch_id=self.batch or None,
+            bulk_action_id=self.bulk_action or None,
+            replays_only=bool(self.replays_only),
+        ), now)
+
+
+def freeze(run_filter: RunFilter, now: datetime) -> RunFilter:
+    """A filter as a bulk action keeps it: ending at ``now`` (runs created later are never
+    part of the action), and covering the last 7 days when it names no time. Explicit run
+    ids are not bounded in time."""
+    if run_filter.run_ids:
+        return run_filter
+    created_from, created_to = run_filter.created_from, run_filter.created_to
+    if created_from is None and created_to is None:
+        created_from = now - DEFAULT_PERIOD
+    return replace(run_filter, created_from=created_from,
+                   created_to=min(created_to, now) if created_to is not None else now)
+
+
+class BulkActionRequest(BaseModel):
+    """The body of ``POST /api/v1/bulk-actions``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["replay", "cancel", "reschedule"]
+    filter: BulkFilter | None = None
+    run_ids: list[str] | None = Field(None, alias="runIds", min_length=1)
+    name: str | None = Field(None, max_length=255)
+    dry_run: StrictBool = Field(False, alias="dryRun")
+    max_per_second: float | None = Field(None, alias="maxPerSecond", ge=0.1, le=100_000)
+    delay: str | None = Field(None, min_length=1, max_length=64)
+    target_region: Any = Field(None, alias="targetRegion")
+
+    @field_validator("run_ids")
+    @classmethod
+    def _run_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_RUN_IDS:
+            raise ValueError(
+                f"Too many runIds ({len(value)}). Maximum is {MAX_RUN_IDS}. "
+                "Use a filter to select more runs."
+            )
+        bad = next((v for v in value if not is_run_id(v)), None)
+        if bad is not None:
+            raise ValueError(f"runIds has an invalid run ID: {bad}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BulkActionRequest:
+        if (self.filter is None) == (self.run_ids is None):
+            raise ValueError("Exactly one of filter or runIds must be provided")
+        if self.target_region is not None:
+            raise ValueError("targetRegion cannot be honoured: Reprise has no regions")
+        if self.max_per_second is not None and self.action != "replay":
+            raise ValueError("maxPerSecond applies to a bulk replay only")
+        if (self.delay is not None) != (self.action == "reschedule"):
+            raise ValueError("delay is required by a bulk reschedule, and only by it")
+        return self

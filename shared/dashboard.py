@@ -1,0 +1,60 @@
+"""What the dashboard reads beyond the REST API's views, and the run handle its actions
+need: the dashboard acts through the same services as the API (``accept_replay``,
+``accept_reschedule``, ``cancel_run``, :mod:`shared.bulk.service`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from shared.commands import repository as commands_repo
+from shared.commands.models import Command
+from shared.db import db_now
+from shared.errors import RunNotFound
+from shared.projects import repository as projects_repo
+from shared.projects.models import Environment
+from shared.projects.repository import RunHead
+from shared.projects.service import AuthContext
+from shared.reads import RunView, read_run
+from shared.runs import repository as runs_repo
+from shared.runs.models import Checkpoint, Run
+
+
+@dataclass(frozen=True)
+class RunPage:
+    view: RunView
+    checkpoints: list[Checkpoint]
+    commands: list[Command]
+    replayed_from: Run | None
+    replays: list[Run]
+    environments: dict[str, Environment]
+
+
+def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str) -> RunPage:
+    """The run (read-your-writes, as the API reads it) with its checkpoints, command
+    history and lineage across the project's environments."""
+    view = read_run(session, auth, run_id, applier)
+    run = view.run
+    source = (runs_repo.get_run_in_project(session, auth.project_id, run.replayed_from)
+              if run.replayed_from else None)
+    envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
+    return RunPage(
+        view,
+        runs_repo.checkpoints_of(session, run.id),
+        commands_repo.commands_of_run(session, run.id),
+        source,
+        runs_repo.replays_of(session, auth.project_id, run.id),
+        envs,
+    )
+
+
+def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:
+    """A run of the caller's environment as the accept of a replay or reschedule takes it
+    (``lock``: its row locked until commit, as a reschedule needs, §2.3)."""
+    run = (runs_repo.lock_run(session, run_id) if lock
+           else runs_repo.get_run(session, auth.environment_id, run_id))
+    if run is None or run.environment_id != auth.environment_id:
+        raise RunNotFound()
+    known = projects_repo.task_known_in_project(session, auth.project_id, run.task_identifier)
+    return RunHead(run.id, run.task_identifier, run.status, db_now(session), known, locked=lock)

@@ -1,0 +1,1 @@
+"""Dashboard sessions: a secret key signed in once, then a cookie (SPEC §16)."""
