@@ -2,10 +2,10 @@
 
 One ``LISTEN reprise_runs`` connection per process (psycopg, async, autocommit), opened
 at the first subscription. The trigger of migration ``0003_batches`` sends
-``NOTIFY reprise_runs '<environment id> <run id> <batch id>'`` from every write of what
-realtime shows; Postgres delivers it when (and only if) that transaction commits. A
-notification sets the events of the waiters registered under ``run:<id>``,
-``batch:<id>`` or ``env:<id>``; each waiter then re-reads its shape (one indexed query)
+``NOTIFY reprise_runs '{"e": env, "r": run, "b": batch, "t": tags}'`` from every write
+of what realtime shows; Postgres delivers it when (and only if) that transaction commits.
+A notification sets the events of the waiters registered under ``run:<id>``,
+``batch:<id>``, ``tag:<env>:<tag>`` (one per tag of the run) or ``env:<id>``; each waiter then re-reads its shape (one indexed query)
 and answers if something changed, so a change costs one query per subscriber it concerns
 and an idle subscription costs nothing until its long-poll times out.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -79,11 +80,15 @@ class RunChangeHub:
                 event.set()
 
     def _dispatch(self, payload: str) -> None:
-        environment_id, _, rest = payload.partition(" ")
-        run_id, _, batch_id = rest.partition(" ")
-        keys = [f"env:{environment_id}", f"run:{run_id}"]
-        if batch_id:
-            keys.append(f"batch:{batch_id}")
+        try:
+            change = json.loads(payload)
+            keys = [f"env:{change['e']}", f"run:{change['r']}"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable realtime notification: %.200s", payload)
+            return
+        if change.get("b"):
+            keys.append(f"batch:{change['b']}")
+        keys += [f"tag:{change['e']}:{tag}" for tag in change.get("t") or ()]
         self._wake(keys)
 
     async def _listen(self) -> None:

@@ -73,11 +73,11 @@ def batch_shape(environment_id: str, batch_id: str) -> Shape:
 
 
 def tags_shape(environment_id: str, tags: Iterable[str], created_after: datetime) -> Shape:
-    # Any run of the environment may gain the tags: every change in it may concern us.
-    return Shape(
-        environment_id, tags=tuple(tags), created_after=created_after,
-        keys=(f"env:{environment_id}",),
-    )
+    """Runs carrying every one of ``tags`` (every run of the environment if none): a run
+    of the shape carries the first tag, so only its changes need wake the shape."""
+    wanted = tuple(tags)
+    key = f"tag:{environment_id}:{wanted[0]}" if wanted else f"env:{environment_id}"
+    return Shape(environment_id, tags=wanted, created_after=created_after, keys=(key,))
 
 
 def offset_of(snapshot: str) -> str:

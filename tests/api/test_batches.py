@@ -149,3 +149,29 @@ def test_public_tokens_fill_batches_of_their_tasks_and_read_their_batch_only(
     assert api.get(f"/api/v2/batches/{batch_id}", headers=reader).status_code == 200
     other = create(api, project, 1).json()["id"]
     assert api.get(f"/api/v2/batches/{other}", headers=reader).status_code == 404
+
+
+def test_items_are_triggered_with_every_option_of_a_single_trigger(
+    api: Any, project: ProjectKeys
+) -> None:
+    options = {"idempotencyKey": "b" * 64, "idempotencyKeyOptions": {"key": "once"},
+               "tags": ["x", "y"], "ttl": "5m", "maxAttempts": 2, "queue": {"name": "q1"},
+               "metadata": {"m": 1}}
+    first = create(api, project, 1).json()["id"]
+    stream(api, project, first, items(item(0, **options)))
+    second = create(api, project, 1).json()["id"]
+    stream(api, project, second, items(item(0, **options)))
+    [run_a] = api.get(f"/api/v2/batches/{first}", headers=project.headers()).json()["runs"]
+    [run_b] = api.get(f"/api/v2/batches/{second}", headers=project.headers()).json()["runs"]
+    assert run_a == run_b  # the item's idempotency key found the first batch's run
+    run = api.get(f"/api/v3/runs/{run_a}", headers=project.headers()).json()
+    assert (run["tags"], run["ttl"], run["metadata"], run["idempotencyKey"]) == (
+        ["x", "y"], "5m", {"m": 1}, "once"
+    )
+    assert (run["status"], run["batchId"], run["triggerFunction"]) == (
+        "DELAYED", first, "batchTrigger"
+    )
+    with transaction() as session:
+        row = session.get(Run, run_a)
+        assert row is not None
+        assert (row.queue, row.max_attempts) == ("q1", 2)

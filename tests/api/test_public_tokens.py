@@ -109,3 +109,21 @@ def test_expired_or_wrongly_signed_tokens_are_401(
         assert (response.status_code, response.json()) == (
             401, {"error": "Invalid or Missing API key"}
         ), url
+
+
+def test_tag_and_batch_scopes_open_their_realtime_shapes_only(
+    api: Any, project: ProjectKeys
+) -> None:
+    trigger_via_api(api, project, delay="1h", tags=["mine"])
+    tags = bearer(sdk_token(project, ["read:tags:mine"]))
+    allowed = api.get("/realtime/v1/runs?tags=mine&offset=-1", headers=tags)
+    assert allowed.status_code == 200
+    assert len(allowed.json()) == 2  # the run, then up-to-date
+    assert api.get("/realtime/v1/runs?tags=theirs&offset=-1", headers=tags).status_code == 403
+    batch = api.post("/api/v3/batches", json={"runCount": 1}, headers=project.headers())
+    batch_id = batch.json()["id"]
+    reader = bearer(batch.headers["x-trigger-jwt"])
+    assert api.get(f"/realtime/v1/batches/{batch_id}?offset=-1", headers=reader).status_code == 200
+    other = api.post("/api/v3/batches", json={"runCount": 1}, headers=project.headers())
+    refused = api.get(f"/realtime/v1/batches/{other.json()['id']}?offset=-1", headers=reader)
+    assert refused.status_code == 404

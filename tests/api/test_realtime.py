@@ -174,3 +174,26 @@ def test_a_replay_is_subscribable_before_its_command_is_applied(
     [row] = rows(response)
     assert row["friendlyId"] == new_id
     assert "payload" not in row or row["payload"] is None  # a public token: no payload
+
+
+def test_a_tag_subscription_sleeps_through_changes_of_other_runs(
+    api: Any, project: ProjectKeys, counted_reads: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 1.5)
+    first = subscribe(api, project, "/realtime/v1/runs", tags="watched", offset="-1")
+    params = {"tags": "watched", "offset": first.headers["electric-offset"], "live": "true",
+              "handle": first.headers["electric-handle"]}
+    answered: list[Any] = []
+    poll = threading.Thread(
+        target=lambda: answered.append(subscribe(api, project, "/realtime/v1/runs", **params))
+    )
+    counted_reads.clear()
+    poll.start()
+    while not counted_reads:
+        time.sleep(0.01)
+    for _ in range(3):  # runs without the tag change: the poll is not woken
+        trigger_via_api(api, project, delay="1h", tags=["unwatched"])
+    poll.join(timeout=10)
+    assert rows(answered[0]) == []
+    assert len(counted_reads) == 2  # once at the start, once at the timeout

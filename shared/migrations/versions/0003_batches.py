@@ -9,7 +9,7 @@ Create Date: 2026-12-01 11:00:00
 * ``runs.realtime_xid`` and the trigger ``runs_realtime_change``: every insert, and every
   update of what realtime shows (status, dates, output, error, metadata, tags, usage),
   stamps the row with its transaction id and sends ``NOTIFY reprise_runs`` (delivered at
-  commit only) with ``<environment id> <run id> <batch id>``. Heartbeats and dispatch
+  commit only) with ``{"e": environment id, "r": run id, "b": batch id, "t": tags}``. Heartbeats and dispatch
   stamps change neither, so they wake no subscriber.
 * ``api_keys.secret_ciphertext`` (the key, encrypted, to verify JWTs the SDK signs with
   it) and ``used_public_tokens`` (one-time-use trigger tokens already spent).
@@ -42,7 +42,9 @@ BEGIN
         NEW.realtime_xid := pg_current_xact_id()::text::bigint;
         PERFORM pg_notify(
             'reprise_runs',
-            NEW.environment_id || ' ' || NEW.id || ' ' || coalesce(NEW.batch_id, '')
+            json_build_object(
+                'e', NEW.environment_id, 'r', NEW.id, 'b', NEW.batch_id, 't', NEW.tags
+            )::text
         );
     END IF;
     RETURN NEW;

@@ -103,7 +103,9 @@ await step("with-public-token", async () => {
 });
 await step("with-trigger-public-token", async () => {
   let id;
-  await auth.withTriggerPublicToken("hello-world", {}, async () => {
+  // Another expiry than the one-time token above: two tokens signed in the same second
+  // with the same claims are the same token (no jti), so that one would be spent already.
+  await auth.withTriggerPublicToken("hello-world", { expirationTime: "2h" }, async () => {
     id = (await tasks.trigger("hello-world", { name: "with" })).id;
   });
   return id;
