@@ -21,6 +21,7 @@ from shared.dashboard import read_run_page, run_head
 from shared.durations import DurationError, parse_datetime
 from shared.errors import RepriseError, RunNotFound
 from shared.ids import is_run_id
+from shared.payloads import reject_nul
 from shared.reads import read_page, visible_run
 from shared.runs.listing import PageRequest, RunQuery
 from shared.runs.repository import RunFilter
@@ -49,6 +50,7 @@ def _moment(value: str | None, name: str) -> datetime | None:
 
 def list_filter(params: dict[str, str]) -> RunFilter:
     """The runs list's filter from its query (the same fields as the API's list)."""
+    reject_nul(params, "filter")
     statuses: set[RunStatus] = set()
     for name in _many(params.get("status")):
         try:

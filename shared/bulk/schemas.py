@@ -52,11 +52,11 @@ def _moment(value: datetime | float | str, name: str) -> datetime:
     """A date of the filter: ISO-8601 (a JS ``Date`` serialises so), or epoch milliseconds."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
     try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
         return parse_datetime(value)
-    except (DurationError, ValueError):
+    except (DurationError, ValueError, OverflowError, OSError):
         raise ValueError(f"filter.{name} must be an ISO-8601 date or epoch milliseconds") from None
 
 
@@ -110,7 +110,7 @@ class BulkFilter(BaseModel):
         if self.period:
             try:
                 created_from = now - timedelta(seconds=parse_duration(self.period))
-            except DurationError:
+            except (DurationError, OverflowError):
                 raise BadRequest("filter.period must be a duration such as 1d") from None
         return freeze(RunFilter(
             statuses=frozenset(statuses) if statuses else None,

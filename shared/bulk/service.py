@@ -33,11 +33,13 @@ from shared.bulk.batches import enqueue_batch
 from shared.bulk.models import BulkAction, BulkKind, BulkStatus
 from shared.bulk.schemas import BulkActionRequest
 from shared.bulk.selection import selection_of
+from shared.commands.errors import InvalidDelay
 from shared.commands.reschedule import resolve_new_time
 from shared.db import db_now
 from shared.durations import iso
 from shared.errors import BadRequest, Conflict, InvalidInput, NotFound
 from shared.ids import new_id
+from shared.payloads import reject_nul
 from shared.projects.service import AuthContext
 from shared.runs import repository as runs_repo
 from shared.runs.listing import PageRequest
@@ -79,6 +81,7 @@ class BulkPage:
 def spec_of(session: Session, body: BulkActionRequest, api_version: str | None,
             *, source: str = "api") -> BulkSpec:
     """The request as a typed action, its filter frozen at the database's now."""
+    reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
     now = db_now(session)
     if body.run_ids is not None:
         run_filter = RunFilter(run_ids=tuple(body.run_ids))
@@ -92,7 +95,10 @@ def spec_of(session: Session, body: BulkActionRequest, api_version: str | None,
     if kind is BulkKind.RESCHEDULE:
         assert body.delay is not None
         arguments["delay"] = body.delay
-        arguments["delayedUntil"] = iso(resolve_new_time(body.delay, now))
+        try:
+            arguments["delayedUntil"] = iso(resolve_new_time(body.delay, now))
+        except OverflowError:
+            raise InvalidDelay(body.delay) from None
     return BulkSpec(kind, _scoped(kind, run_filter), body.name, arguments, source)
 
 

@@ -26,8 +26,9 @@ not delayed"; otherwise the reschedule moves ``delayedUntil`` and bumps the sche
 in the request's transaction, so the old timer's token is stale and the sweep no longer
 sees the run as due. The command row is recorded APPLIED in that same transaction (the
 run's history and ``GET /api/v1/commands/{id}`` show it) and nothing is published: a 200
-is only returned once the move has really happened. So only replays are ever left pending;
-:func:`apply_command` rejects any other kind.
+is only returned once the move has really happened. So only replays, and the batches of
+bulk actions (:mod:`shared.bulk.batches`, applied by the control process only: reads never
+apply them inline), are ever left pending; :func:`apply_command` rejects any other kind.
 
 **Read-your-writes (§2.2).** A replay returns the new run's id, chosen at accept time
 (``commands.target_run_id``). Reads (:mod:`shared.reads`) call :func:`apply_pending`

@@ -208,6 +208,10 @@ def test_list_is_newest_first_with_cursors_and_other_environments_are_invisible(
         ({"action": "reschedule", "filter": {"tag": "x"}, "delay": "soon"}, "Invalid delay: soon"),
         ({"action": "cancel", "filter": {"status": "NOPE"}}, "unknown status: NOPE"),
         ({"action": "explode", "runIds": ["run_" + "a" * 20]}, "action"),
+        ({"action": "cancel", "filter": {"tag": "a\u0000b"}}, "contains a NUL character"),
+        ({"action": "cancel", "filter": {"from": 1e300}}, "filter.from must be an ISO-8601"),
+        ({"action": "reschedule", "filter": {"tag": "x"}, "delay": "99999999999999w"},
+         "Invalid delay: 99999999999999w"),
     ],
 )
 def test_bad_requests_are_400_naming_the_problem_and_write_nothing(

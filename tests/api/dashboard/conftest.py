@@ -34,8 +34,8 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-# Module scope: Playwright's sync API keeps an event loop running in this thread while it
-# is open, which would break every later test that calls asyncio.run().
+# Module scope: while Playwright's sync API runs, the thread has an event loop running, so
+# later tests calling asyncio.run() would fail; it stops with the dashboard's tests.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = chromium_path()

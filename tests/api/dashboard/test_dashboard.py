@@ -324,3 +324,44 @@ def test_the_environment_switcher_shows_another_environment_of_the_project(
     expect(page.locator(f"tr[data-run='{prod_run}']")).to_be_visible()
     page.reload()
     expect(page.get_by_label("Shown environment")).to_have_value("prod")
+
+
+def test_the_list_refreshes_live_while_runs_are_active(
+    signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    from tests.support.tasks import gate
+
+    expect = _expect()
+    blocked = _trigger(dashboard, project, task="test-block", payload={"gate": "live-list"})
+    assert gate("live-list:started").wait(15)
+    page = signed_in
+    page.reload()
+    row = page.locator(f"tr[data-run='{blocked}']")
+    expect(row.locator(".badge")).to_have_text("EXECUTING")
+
+    gate("live-list:release").set()
+
+    # No reload: the rows are fetched again while a run on the page is active.
+    expect(row.locator(".badge")).to_have_text("COMPLETED", timeout=15_000)
+
+
+def test_cursor_pages_and_the_row_menu_opens_the_replay_dialog(
+    signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    expect = _expect()
+    ids = [_trigger(dashboard, project, task="test-echo", delay="1h") for _ in range(27)]
+    page = signed_in
+    page.reload()
+    rows = page.locator("tbody#runs-rows tr[data-run]")
+    expect(rows).to_have_count(25)
+    expect(rows.first).to_have_attribute("data-run", ids[-1])
+
+    page.get_by_role("link", name="Older →").click()
+
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-run", ids[1])
+    page.get_by_role("link", name="← Newer").click()
+    expect(rows).to_have_count(25)
+    page.get_by_label(f"Actions for {ids[-1]}").click()
+    page.get_by_role("link", name="Replay", exact=True).click()
+    expect(page.get_by_role("dialog").get_by_role("button", name="Replay run")).to_be_visible()
