@@ -145,7 +145,11 @@ def _replay_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: s
         try:
             replay.validate_replay(session, auth, run.id, run.task_identifier,
                                    known[run.task_identifier], ReplayRequest(), None, now)
-            with session.begin_nested(), after_commit_scope(session):
+            # No savepoint (it cost a quarter of a batch, profiled): like a single
+            # replay's apply, building the run validates everything before its one
+            # INSERT, so a refused run has written nothing; a fresh id and no
+            # idempotency key mean that INSERT cannot conflict.
+            with after_commit_scope(session):
                 create_run(session, env.project_id, env.id,
                            replay.new_run_of(session, command, run))
         except RepriseError as exc:

@@ -229,3 +229,30 @@ def test_a_wrong_key_is_401_before_a_bad_body(api: Any) -> None:
                         headers={"Authorization": "Bearer tr_dev_wrong"})
 
     assert response.status_code == 401
+
+
+def test_a_run_that_cannot_be_replayed_is_a_failure_and_the_others_are_replayed(
+    api: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    from sqlalchemy import text
+
+    from shared.db import transaction
+
+    good, ghost = (trigger_via_api(api, project, delay="1h") for _ in range(2))
+    with transaction() as session:  # a task no version of the project registers any more
+        session.execute(text("UPDATE runs SET task_identifier = 'gone-task' WHERE id = :id"),
+                        {"id": ghost})
+
+    response = _bulk(api, project, {"action": "replay", "runIds": [good, ghost]})
+
+    done = _done(api, project, response.json()["id"])
+    assert done["counts"] == {"total": 2, "success": 1, "failure": 1}
+    with transaction() as session:
+        items = dict(session.execute(text(
+            "SELECT run_id, reason FROM bulk_action_items WHERE bulk_action_id = :id"),
+            {"id": done["id"]}).all())
+        replayed = session.execute(text(
+            "SELECT replayed_from FROM runs WHERE replayed_from IS NOT NULL")).scalars().all()
+    assert items[good] is None
+    assert "no version of this project registers" in items[ghost]
+    assert replayed == [good]
