@@ -365,3 +365,25 @@ def test_cursor_pages_and_the_row_menu_opens_the_replay_dialog(
     page.get_by_label(f"Actions for {ids[-1]}").click()
     page.get_by_role("link", name="Replay", exact=True).click()
     expect(page.get_by_role("dialog").get_by_role("button", name="Replay run")).to_be_visible()
+
+
+def test_replay_from_a_checkpoint_starts_with_its_state(
+    signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    expect = _expect()
+    original = _trigger(dashboard, project, task="test-checkpoints", payload={"count": 3})
+    wait_for_status(original, "COMPLETED")
+    page = signed_in
+    page.goto(f"/dashboard/runs/{original}")
+    expect(page.get_by_role("region", name="Checkpoints")).to_contain_text("#3")
+
+    page.get_by_role("button", name="Replay", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("combobox", name="Start from checkpoint").select_option("2")
+    dialog.get_by_role("button", name="Replay run").click()
+
+    page.wait_for_url(re.compile(r"/dashboard/runs/run_\w+\?env=dev"))
+    new_id = re.search(r"/runs/(run_\w+)", page.url).group(1)  # type: ignore[union-attr]
+    replayed = run_row(new_id)
+    assert replayed.payload == {"step": 2, "payload": {"count": 3}}
+    assert replayed.debug_mode is True
