@@ -19,7 +19,7 @@
       return;
     }
     var closer = event.target.closest("[data-close]");
-    if (closer) { var d = closer.closest("dialog"); if (d) d.close(); }
+    if (closer) { var d = closer.closest("dialog"); if (d) { event.preventDefault(); d.close(); } }
   });
 
   // A dialog the server rendered open (an error to show, or ?dialog=…): make it modal.

@@ -53,6 +53,8 @@ def test_sign_in_with_a_secret_key_then_sign_out(
     sign_in(page, project.keys["dev"])
 
     expect(page.get_by_role("heading", name=re.compile("Runs"))).to_be_visible()
+    headers = page.request.get("/dashboard/runs").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
     cookie = next(c for c in context.cookies() if c["name"] == "reprise_session")
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Lax"
@@ -167,6 +169,28 @@ def test_reschedule_a_delayed_run_and_a_run_no_longer_delayed_is_refused(
     expect(page.get_by_role("dialog").get_by_role("alert")).to_have_text(
         "Cannot reschedule a run that is not delayed")
     assert run_row(delayed).delayed_until == due
+
+
+def test_without_the_script_the_buttons_open_the_dialogs_server_side(
+    browser: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    expect = _expect()
+    delayed = _trigger(dashboard, project, task="test-echo", delay="1h")
+    context = browser.new_context(base_url=dashboard.base_url, java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, project.keys["dev"])
+    page.goto(f"/dashboard/runs/{delayed}")
+
+    page.get_by_role("button", name="Reschedule").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("textbox", name="Delay").fill("2h")
+    dialog.get_by_role("button", name="Reschedule run").click()
+
+    page.wait_for_url(f"**/dashboard/runs/{delayed}?env=dev")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    context.close()
+    due = run_row(delayed).delayed_until
+    assert timedelta(hours=1.9) < due - datetime.now(UTC) < timedelta(hours=2.1)
 
 
 def test_cancel_a_queued_run_after_confirming(
