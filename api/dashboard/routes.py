@@ -8,7 +8,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from api.dashboard import bulk, runs
+from api.dashboard import bulk, runs, schedules
 from api.dashboard.web import (
     COOKIE,
     HERE,
@@ -28,6 +28,7 @@ from shared.sessions.service import redeem_sign_in_link, sign_in, sign_out, swit
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 router.include_router(runs.router)
 router.include_router(bulk.router)
+router.include_router(schedules.router)
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 

@@ -66,10 +66,12 @@ def list_filter(params: dict[str, str]) -> RunFilter:
         created_to=_moment(params.get("to"), "Created to"),
         replays_only=params.get("replays") == "1",
         bulk_action_id=params.get("bulk") or None,
+        schedule_id=params.get("schedule") or None,
     )
 
 
-FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk")
+FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk",
+               "schedule")
 
 
 @router.get("/runs")

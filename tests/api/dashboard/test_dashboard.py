@@ -13,6 +13,7 @@ from tests.api.dashboard.conftest import screenshot, sign_in
 from tests.support.commands import count, trigger_via_api
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.live_server import LiveServer
+from tests.support.schedules import clean_schedules  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -411,3 +412,35 @@ def test_replay_from_a_checkpoint_starts_with_its_state(
     replayed = run_row(new_id)
     assert replayed.payload == {"step": 2, "payload": {"count": 3}}
     assert replayed.debug_mode is True
+
+
+@pytest.mark.usefixtures("clean_schedules")
+def test_schedules_and_the_runs_their_ticks_created(signed_in: Any, project: ProjectKeys) -> None:
+    """Issue 14's dashboard part: the environment's schedules with their next run, and a
+    tick's run found from its schedule and linking back to it."""
+    from tests.support.schedules import Scheduler, fire
+
+    expect = _expect()
+    scheduler = Scheduler(project)
+    ticking = scheduler.create("0 9 * * *", timezone="Europe/Paris", externalId="user_7")
+    quiet = scheduler.create("30 * * * *", deduplicationKey="quiet")
+    scheduler.make_due(ticking)
+    assert fire() == 1
+    [(run_id, _tick, _payload)] = scheduler.runs(ticking)
+
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedules").click()
+    row = page.get_by_role("row").filter(has_text=ticking)
+    expect(row).to_contain_text("0 9 * * *")
+    expect(row).to_contain_text("Europe/Paris")
+    expect(row).to_contain_text("user_7")
+    expect(row).to_contain_text("Active")
+    expect(row).to_contain_text("in ")  # its next run, relative
+    expect(page.get_by_role("row").filter(has_text=quiet)).to_contain_text("30 * * * *")
+    screenshot(page, "schedules")
+
+    row.get_by_role("link", name="Runs").click()
+    expect(page.locator(f"tr[data-run='{run_id}']")).to_be_visible()
+    expect(page.locator("tbody tr[data-run]")).to_have_count(1)
+    page.get_by_role("link", name=run_id).click()
+    expect(page.get_by_text("Created by schedule")).to_contain_text(ticking)
