@@ -1,7 +1,7 @@
 """Wakes the realtime long-polls of this api process when a run they follow changes.
 
 One ``LISTEN reprise_runs`` connection per process (psycopg, async, autocommit), opened
-at the first subscription. The trigger of migration ``0003_batches`` sends
+at the first subscription. The trigger of migration ``0004_batches`` sends
 ``NOTIFY reprise_runs '{"e": env, "r": run, "b": batch, "t": tags}'`` from every write
 of what realtime shows; Postgres delivers it when (and only if) that transaction commits.
 A notification sets the events of the waiters registered under ``run:<id>``,

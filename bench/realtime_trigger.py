@@ -1,4 +1,4 @@
-"""What the realtime trigger on ``runs`` (migration 0003_batches) costs a run's moves.
+"""What the realtime trigger on ``runs`` (migration 0004_batches) costs a run's moves.
 
 Every run move is one transaction updating one row (``lifecycle.py``); the trigger adds a
 PL/pgSQL call, the ``realtime_xid`` stamp and a ``NOTIFY`` (which takes a queue lock at

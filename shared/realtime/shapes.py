@@ -8,7 +8,7 @@ or a batch's runs (``subscribeToBatch``).
 **Offsets are Postgres snapshots.** Each read takes the snapshot of its own (REPEATABLE
 READ) transaction and hands it to the client as its offset. Every write of what realtime
 shows stamps the run's row with its transaction id (``runs.realtime_xid``, by the trigger
-of migration ``0003_batches``), so "changed since offset S" is exactly "stamped by a
+of migration ``0004_batches``), so "changed since offset S" is exactly "stamped by a
 transaction S does not see": ``NOT pg_visible_in_snapshot(realtime_xid, S)``. Unlike a
 timestamp or a sequence, this misses no write whatever the order in which transactions
 commit (a long transaction that started before the read and commits after it is not

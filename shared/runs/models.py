@@ -192,7 +192,7 @@ class Run(Base):
     lineage_depth: Mapped[int] = mapped_column(Integer, default=0)
     execution_trace: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The transaction (xid8, as a number) that last changed what realtime shows of the run;
-    # written by the trigger of migration 0003_batches, never by the application.
+    # written by the trigger of migration 0004_batches, never by the application.
     realtime_xid: Mapped[int | None] = mapped_column(BigInteger)
     # The schedule whose tick created this run, and that tick (no foreign key: a deleted
     # schedule's runs keep its id, as in Trigger.dev).

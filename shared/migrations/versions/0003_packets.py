@@ -1,6 +1,6 @@
 """packets: offloaded payloads; idempotency keys that expire
 
-Revision ID: 0003_packets
+Revision ID: 0003
 Revises: 0002
 
 ``packets`` indexes every packet the SDK uploads (``PUT /api/v2/packets/{path}``): its
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0003_packets'
+revision: str = '0003'
 down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """batches, realtime change tracking, public-token verification
 
-Revision ID: 0003_batches
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 11:00:00
 
 * ``batches`` and ``batch_items`` (``POST /api/v3/batches`` and its item stream) and an
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0003_batches"
-down_revision: str | None = "0003_packets"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

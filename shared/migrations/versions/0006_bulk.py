@@ -1,7 +1,7 @@
 """bulk actions, their items, dashboard sessions and sign-in links
 
-Revision ID: 0003_bulk
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 11:00:00
 
 ``bulk_actions`` is what a bulk replay, cancel or reschedule selected and how far it got;
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0003_bulk'
-down_revision: str | None = '0003_schedules'
+revision: str = '0006'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """schedules: cron schedules in Postgres, and the run each tick created
 
-Revision ID: 0003_schedules
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 11:00:00
 
 ``schedules`` holds every schedule (imperative ones from the API, declarative ones from
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0003_schedules'
-down_revision: str | None = '0003_batches'
+revision: str = '0005'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
