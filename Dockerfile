@@ -20,10 +20,11 @@ WORKDIR /src
 COPY . .
 # Not editable: the runtime stage gets the venv only, never the source tree. The migrations
 # and examples/ ship inside the distribution (pyproject.toml package data), so nothing else
-# is needed at run time. The `server` extra is the stack (bare `reprise` is only the SDK).
+# is needed at run time. The `server` extra is the stack (bare `reprise` is only the SDK);
+# `s3` lets the same image keep packets in a bucket (REPRISE_PACKET_STORE=s3).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --upgrade pip \
-    && pip install '.[server]'
+    && pip install '.[server,s3]'
 
 # --- runtime: the venv plus tini, run as an unprivileged user ---
 FROM python:${PYTHON_VERSION}-slim AS runtime
