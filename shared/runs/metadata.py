@@ -57,7 +57,13 @@ def _set(root: dict[str, Any], parts: list[str | int], value: Any, key: str) -> 
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise InvalidInput(f"metadata key {key!r} indexes something that is not a list")
-            while len(node) <= part:
+            if part > len(node):
+                # An index may replace an item or add the next one, never open a gap (a
+                # huge index would otherwise allocate a huge list before any size check).
+                raise InvalidInput(
+                    f"metadata key {key!r} indexes past the end of a list of {len(node)}"
+                )
+            if part == len(node):
                 node.append(None)
             if last:
                 node[part] = value
@@ -101,8 +107,15 @@ def apply_operations(current: dict[str, Any] | None,
             if key.startswith("$."):
                 parts = _path(key)
                 parent = _get(metadata, parts[:-1]) if len(parts) > 1 else metadata
+                last = parts[-1]
                 if isinstance(parent, dict):
-                    parent.pop(str(parts[-1]), None)
+                    parent.pop(str(last), None)
+                elif isinstance(parent, list) and isinstance(last, int):
+                    if last < len(parent):
+                        del parent[last]
+                elif parent is not None:
+                    raise InvalidInput(f"metadata key {key!r} deletes from a value that is "
+                                       "neither an object nor a list")
             else:
                 metadata.pop(key, None)
         elif kind == "append":

@@ -28,6 +28,10 @@ def test_json_paths_create_what_they_go_through() -> None:
     assert apply({"items": [1, 2]}, {"type": "set", "key": "$.items[1]", "value": 9}) == {
         "items": [1, 9]}
     assert apply({"p": {"a": 1, "b": 2}}, {"type": "delete", "key": "$.p.a"}) == {"p": {"b": 2}}
+    assert apply({"items": [1]}, {"type": "set", "key": "$.items[1]", "value": 2}) == {
+        "items": [1, 2]}  # the next index appends
+    assert apply({"items": [1, 2, 3]}, {"type": "delete", "key": "$.items[0]"}) == {
+        "items": [2, 3]}
 
 
 def test_append_remove_and_increment() -> None:
@@ -55,6 +59,9 @@ def test_the_input_is_not_changed() -> None:
         {"type": "set", "key": "$.__proto__.x", "value": 1},
         {"type": "set", "key": "$.", "value": 1},
         {"type": "set", "key": "$.n.x", "value": 1},
+        # An index past the end would open a gap (and, huge, allocate a huge list).
+        {"type": "set", "key": "$.items[99999999999]", "value": 1},
+        {"type": "delete", "key": "$.n[0]"},
     ],
 )
 def test_operations_that_cannot_apply_are_refused(operation: dict[str, Any]) -> None:
