@@ -256,7 +256,12 @@ def trigger_run(
         existing = existing_by_idempotency_key(session, auth.environment_id, task_id, hashed)
         if existing is not None:
             return TriggerResult(existing, True)
-    key_expires_at = idempotency_key_expiry(session, options.idempotency_key_ttl)
+    key_expires_at = None
+    if hashed:
+        key_expires_at = idempotency_key_expiry(session, options.idempotency_key_ttl)
+    elif options.idempotency_key_ttl is not None:
+        # (one clock read per keyed trigger only; an unkeyed one has nothing to expire)
+        raise InvalidInput("options.idempotencyKeyTTL needs options.idempotencyKey")
     payload, payload_type = decode_payload(raw_payload, options.payload_type)
     if payload_type == STORE and not packet_exists(session, auth.environment_id, payload):
         raise InvalidInput(
@@ -282,7 +287,7 @@ def trigger_run(
         delay=options.delay,
         idempotency_key=options.user_idempotency_key,
         idempotency_key_hash=hashed,
-        idempotency_key_expires_at=key_expires_at if hashed else None,
+        idempotency_key_expires_at=key_expires_at,
         request_idempotency_key=request_key,
         batch_id=batch_id,
         trigger_function="batchTrigger" if batch_id else "trigger",

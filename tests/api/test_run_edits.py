@@ -95,6 +95,14 @@ def test_options_reprise_cannot_honour_are_400_naming_them(
     assert f"options.{option}" in response.json()["error"]
 
 
+def test_an_idempotency_key_ttl_without_a_key_is_refused(api: Any, project: ProjectKeys) -> None:
+    response = api.post("/api/v1/tasks/test-echo/trigger", headers=project.headers(),
+                        json={"payload": {}, "options": {"idempotencyKeyTTL": "1h"}})
+
+    assert (response.status_code, response.json()) == (
+        400, {"error": "options.idempotencyKeyTTL needs options.idempotencyKey"})
+
+
 def test_parent_run_id_makes_a_child_run_or_is_refused(api: Any, project: ProjectKeys) -> None:
     parent = trigger_via_api(api, project, delay="1h")
 
