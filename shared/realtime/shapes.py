@@ -119,7 +119,14 @@ def read_shape(session: Session, shape: Shape, since: str | None) -> ShapeRead:
     query = select(Run).where(*shape.where())
     if since is not None:
         query = query.where(_CHANGED_SINCE.bindparams(since=snapshot_of(since)))
-    runs = list(session.scalars(query.order_by(Run.created_at, Run.id).limit(MAX_ROWS)))
+    runs = list(session.scalars(query.order_by(Run.created_at, Run.id).limit(MAX_ROWS + 1)))
+    if len(runs) > MAX_ROWS:
+        # An offset is a snapshot: it cannot say "the first MAX_ROWS of what changed", so a
+        # read that would be cut is refused rather than silently missing the rest.
+        raise BadRequest(
+            f"this subscription {'changed' if since else 'matches'} more than {MAX_ROWS} runs "
+            "at once; subscribe to fewer (more tags, or a later createdAt)"
+        )
     return ShapeRead(runs, offset_of(str(snapshot)))
 
 

@@ -197,3 +197,27 @@ def test_a_tag_subscription_sleeps_through_changes_of_other_runs(
     poll.join(timeout=10)
     assert rows(answered[0]) == []
     assert len(counted_reads) == 2  # once at the start, once at the timeout
+
+
+def test_a_read_that_would_be_cut_short_is_refused_never_partial(
+    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offset is a snapshot, so a read cannot stop after the first N changes: more than
+    the limit at once is a 400 naming why, never a silent loss of the rest."""
+    from shared.realtime import shapes
+
+    monkeypatch.setattr(shapes, "MAX_ROWS", 2)
+    tag = "cut-short"
+    first = [trigger_via_api(api, project, delay="1h", tags=[tag]) for _ in range(2)]
+    response = subscribe(api, project, "/realtime/v1/runs", tags=tag, offset="-1")
+    assert sorted(row["friendlyId"] for row in rows(response)) == sorted(first)
+    offset, handle = response.headers["electric-offset"], response.headers["electric-handle"]
+    for _ in range(3):
+        trigger_via_api(api, project, delay="1h", tags=[tag])
+    refused = api.get("/realtime/v1/runs", headers=project.headers(),
+                      params={"tags": tag, "offset": offset, "handle": handle})
+    assert refused.status_code == 400
+    assert "more than 2 runs" in refused.json()["error"]
+    whole = api.get("/realtime/v1/runs", headers=project.headers(),
+                    params={"tags": tag, "offset": "-1"})
+    assert (whole.status_code, "matches more than 2 runs" in whole.json()["error"]) == (400, True)
