@@ -108,6 +108,8 @@ class BulkFilter(BaseModel):
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         if self.period:
+            if self.from_ is not None:
+                raise BadRequest("filter.period and filter.from both set a start: send one")
             try:
                 created_from = now - timedelta(seconds=parse_duration(self.period))
             except (DurationError, OverflowError):

@@ -210,6 +210,8 @@ def test_list_is_newest_first_with_cursors_and_other_environments_are_invisible(
         ({"action": "explode", "runIds": ["run_" + "a" * 20]}, "action"),
         ({"action": "cancel", "filter": {"tag": "a\u0000b"}}, "contains a NUL character"),
         ({"action": "cancel", "filter": {"from": 1e300}}, "filter.from must be an ISO-8601"),
+        ({"action": "cancel", "filter": {"period": "1d", "from": "2026-01-01T00:00:00Z"}},
+         "filter.period and filter.from both set a start"),
         ({"action": "reschedule", "filter": {"tag": "x"}, "delay": "99999999999999w"},
          "Invalid delay: 99999999999999w"),
     ],
