@@ -50,7 +50,8 @@ from shared.durations import (
     parse_ttl,
 )
 from shared.errors import RepriseError
-from shared.payloads import JSON, SUPERJSON, TEXT, decode_payload, reject_nul
+from shared.packets.service import run_payload
+from shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_payload, reject_nul
 from shared.projects import repository as projects_repo
 from shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from shared.projects.service import AuthContext
@@ -148,6 +149,9 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
     overrides: dict[str, Any] = dict(command.arguments.get("overrides") or {})
     payload: Any = source.payload
     payload_type = source.payload_type
+    if payload_type == STORE and command.target_environment_id != source.environment_id:
+        # Packets belong to their environment: the replay elsewhere carries the value.
+        payload, payload_type = run_payload(session, source), JSON
     if "payload" in overrides:
         payload, payload_type = overrides["payload"], overrides.get("payloadType", JSON)
     debug_mode = False

@@ -74,6 +74,31 @@ def test_offloaded_payload_runs_with_its_value_and_is_served_through_a_presigned
     assert api.get(f"/v1/runs/{run_id}", headers=project.headers()).json()["payload"] == value
 
 
+def test_a_replay_into_another_environment_carries_the_offloaded_value(
+    api: Any, project: ProjectKeys
+) -> None:
+    """Packets belong to their environment: a replay elsewhere gets the value inline, not a
+    path its environment has no packet for."""
+    value = {"blob": "y" * (150 * 1024)}
+    path = offload(api, project, "run_rep/payload.json", value)
+    original = api.post(
+        "/api/v1/tasks/test-echo/trigger", headers=project.headers(),
+        json={"payload": path, "options": {"payloadType": "application/store", "delay": "1h"}},
+    ).json()["id"]
+    replay = api.post(f"/api/v1/runs/{original}/replay", json={"environment": "staging"},
+                      headers=project.headers())
+    assert replay.status_code == 200, replay.text
+    new_id = replay.json()["id"]
+    assert api.get(f"/api/v3/runs/{new_id}", headers=project.headers("staging")).status_code == 200
+    row = run_row(new_id)
+    assert (row.environment_id, row.payload_type) == (
+        project.environment_ids["staging"], "application/json")
+    assert row.payload == value
+    same_env = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers()).json()
+    assert api.get(f"/api/v3/runs/{same_env['id']}", headers=project.headers()).status_code == 200
+    assert run_row(same_env["id"]).payload == path  # within one environment, the packet
+
+
 def test_a_trigger_naming_a_packet_never_uploaded_is_refused(
     api: Any, project: ProjectKeys
 ) -> None:
