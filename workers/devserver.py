@@ -68,7 +68,7 @@ def _sign_in_link(key: str) -> str:
 
 STATE_FILE = "dev.json"
 TAIL_LINES = 20  # of a child's output, shown when it exits
-CHILD_STOP_SECONDS = 15  # after SIGTERM, before SIGKILL
+CHILD_STOP_SECONDS = 15  # after SIGTERM, before SIGKILL (for all children together)
 LOCK_FILE = "dev.lock"
 
 
@@ -275,9 +275,10 @@ class _Stack:
         for child in self.children.values():
             if child.poll() is None:
                 child.terminate()
+        deadline = time.monotonic() + CHILD_STOP_SECONDS  # one for all, not one each
         for child in self.children.values():
             try:
-                child.wait(timeout=CHILD_STOP_SECONDS)
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()

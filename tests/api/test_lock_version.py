@@ -3,13 +3,12 @@ one without the task; otherwise only that version's workers execute the run."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from shared.db import transaction
 from shared.runs.service import register_version
 from shared.settings import get_settings
-from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
+from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 
 OLD = "20200101.1"
 
@@ -51,10 +50,13 @@ def test_a_run_locked_to_another_version_is_not_executed_by_this_worker(
     assert response.status_code == 200, response.text
     run_id = response.json()["id"]
 
-    time.sleep(3)  # the worker (another version) takes it and hands it back, again and again
+    def handed_back() -> Any:
+        # The worker (another version) claimed it (dequeued_at is set by the claim) and
+        # gave it back to the queue.
+        row = run_row(run_id)
+        return row if row.dequeued_at is not None and row.status == "QUEUED" else None
 
-    row = run_row(run_id)
-    assert row.status in ("QUEUED", "DEQUEUED")
+    row = wait_for(handed_back, timeout=20, what="the worker to hand the locked run back")
     assert (row.attempt_count, row.locked_version) == (0, OLD)
     api.post(f"/api/v2/runs/{run_id}/cancel", headers=project.headers())
     wait_for_status(run_id, "CANCELED")

@@ -14,7 +14,7 @@ from api.routes import realtime
 from shared.db import transaction
 from shared.runs.service import cancel_run
 from tests.support.commands import trigger_via_api
-from tests.support.fixtures import ProjectKeys
+from tests.support.fixtures import ProjectKeys, wait_for
 
 
 def subscribe(api: Any, project: ProjectKeys, path: str, **params: str) -> Any:
@@ -31,13 +31,15 @@ def rows(response: Any) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every shape read a realtime request makes (the time it was made)."""
+    """Every shape read a realtime request makes (the time it was done)."""
     reads: list[float] = []
     original = realtime._read
 
     def counting(*args: Any) -> Any:
-        reads.append(time.monotonic())
-        return original(*args)
+        try:
+            return original(*args)
+        finally:
+            reads.append(time.monotonic())
 
     monkeypatch.setattr(realtime, "_read", counting)
     return reads
@@ -72,9 +74,9 @@ def test_a_live_poll_answers_as_soon_as_the_run_changes(
         subscribe(api, project, path, offset=offset, live="true", handle="run", cursor="1")
     ))
     poll.start()
-    while len(counted_reads) < 2:  # the initial read, then the live one
-        time.sleep(0.01)
-    time.sleep(0.3)  # the poll is asleep now
+    # The initial read, then the live one done: the poll now waits on the hub, where it
+    # registered before reading (a change from here on wakes it, whenever it lands).
+    wait_for(lambda: len(counted_reads) >= 2, timeout=10, interval=0.005, what="the live read")
     with transaction() as session:
         cancel_run(session, run_id)
     poll.join(timeout=10)
