@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,20 +53,35 @@ def live_api(startup_timeout: float = 30.0) -> Iterator[LiveServer]:
             command, cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT
         )
     server = LiveServer(f"http://127.0.0.1:{port}", log_path)
+    with serving(
+        process, log_path,
+        ready=lambda: httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200,
+        what="the API", timeout=startup_timeout, log=server.log_tail,
+    ):
+        yield server
+
+
+@contextlib.contextmanager
+def serving(
+    process: subprocess.Popen[bytes], log_path: Path, *, ready: Callable[[], bool], what: str,
+    timeout: float, log: Callable[[], str] | None = None, interval: float = 0.05,
+) -> Iterator[None]:
+    """Wait until ``ready()`` (a refused connection counts as not yet), failing at once if
+    the process exits; then hold it, and on exit stop it (SIGTERM, SIGKILL after 10 s)
+    and remove its log."""
+    tail = log or (lambda: log_path.read_text(errors="replace"))
     try:
-        deadline = time.monotonic() + startup_timeout
+        deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(
-                    f"the API exited with {process.returncode}:\n{server.log_tail()}"
-                )
+                raise AssertionError(f"{what} exited with {process.returncode}:\n{tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
+                if ready():
                     break
             if time.monotonic() > deadline:
-                raise AssertionError(f"the API did not answer /healthz:\n{server.log_tail()}")
-            time.sleep(0.05)
-        yield server
+                raise AssertionError(f"{what} did not become ready:\n{tail()}")
+            time.sleep(interval)
+        yield
     finally:
         process.terminate()
         try:

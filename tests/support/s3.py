@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, serving
 
 
 @contextlib.contextmanager
@@ -27,23 +26,8 @@ def moto_server(startup_timeout: float = 30.0) -> Iterator[str]:
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
         )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"moto exited {process.returncode}: {log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/moto-api/", timeout=1).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"moto did not start: {log_path.read_text()}")
-            time.sleep(0.1)
+    with serving(
+        process, log_path, what="moto", timeout=startup_timeout, interval=0.1,
+        ready=lambda: httpx.get(f"{url}/moto-api/", timeout=1).status_code < 500,
+    ):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_path.unlink(missing_ok=True)
