@@ -3,7 +3,7 @@ from the original and what its body overrides (§5), before task defaults apply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,11 +11,21 @@ from shared.runs.models import Run
 from shared.runs.schemas import TriggerOptions
 
 DEFAULT_MAX_ATTEMPTS = 3
-# The replay overrides that are run options (the rest: payload, delay, idempotency key).
-REPLAY_OPTION_KEYS = frozenset({
-    "tags", "metadata", "ttl", "maxAttempts", "maxDuration", "priority", "queue",
-    "concurrencyKey", "machine", "lockToVersion",
-})
+# The replay overrides that are run options (the rest: payload, delay, idempotency key),
+# keyed as the trigger's options -> the RunOptions field each sets, and how it is read from
+# the overrides validated as TriggerOptions.
+_REPLAY_OVERRIDES: dict[str, tuple[str, Callable[[TriggerOptions], Any]]] = {
+    "tags": ("tags", lambda given: given.tag_list),
+    "metadata": ("metadata", lambda given: given.metadata),
+    "ttl": ("ttl", lambda given: given.ttl),
+    "maxAttempts": ("max_attempts", lambda given: given.max_attempts),
+    "maxDuration": ("max_duration", lambda given: given.max_duration),
+    "priority": ("priority", lambda given: given.priority or 0),
+    "queue": ("queue", lambda given: given.queue_name),
+    "concurrencyKey": ("concurrency_key", lambda given: given.concurrency_key),
+    "machine": ("machine", lambda given: given.machine_name),
+    "lockToVersion": ("lock_to_version", lambda given: given.lock_to_version),
+}
 
 
 @dataclass(frozen=True)
@@ -70,34 +80,15 @@ class RunOptions:
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RunOptions:
-        """These options with a replay body's overrides (keyed as the trigger's options:
-        ``tags``, ``metadata``, ``ttl``, ``maxAttempts``, ``priority``, ``queue``), checked
-        by the trigger's own rules (raises pydantic's ValidationError)."""
-        options = {k: v for k, v in overrides.items() if k in REPLAY_OPTION_KEYS}
+        """These options with a replay body's overrides (keyed as the trigger's options, see
+        :data:`_REPLAY_OVERRIDES`), checked by the trigger's own rules (raises pydantic's
+        ValidationError)."""
+        options = {k: v for k, v in overrides.items() if k in _REPLAY_OVERRIDES}
         if not options:  # the usual replay: the original's options as they were
             return self
         given = TriggerOptions.model_validate(options)
-        changes: dict[str, Any] = {}
-        if "tags" in overrides:
-            changes["tags"] = given.tag_list
-        if "metadata" in overrides:
-            changes["metadata"] = given.metadata
-        if "ttl" in overrides:
-            changes["ttl"] = given.ttl
-        if "maxAttempts" in overrides:
-            changes["max_attempts"] = given.max_attempts
-        if "priority" in overrides:
-            changes["priority"] = given.priority or 0
-        if "queue" in overrides:
-            changes["queue"] = given.queue_name
-        if "maxDuration" in overrides:
-            changes["max_duration"] = given.max_duration
-        if "concurrencyKey" in overrides:
-            changes["concurrency_key"] = given.concurrency_key
-        if "machine" in overrides:
-            changes["machine"] = given.machine_name
-        if "lockToVersion" in overrides:
-            changes["lock_to_version"] = given.lock_to_version
+        changes = {field: read(given) for key, (field, read) in _REPLAY_OVERRIDES.items()
+                   if key in options}
         return replace(self, **changes)
 
     def resolved(self, task_defaults: Mapping[str, Any]) -> RunOptions:
