@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.http_load import Latency, open_loop, run_loop
-from bench.timing_stack import servers, start_bench_api
+from bench.timing_stack import STOCK_KOMBU, baseline_app, servers, start_bench_api
 
 VERSION = "bench.1"
 TASK = "hello-world"
@@ -116,12 +116,13 @@ def start_api(stack: Stack, port: int, workers: int) -> subprocess.Popen[bytes]:
     return start_bench_api(stack.env, port, workers)
 
 
-def start_worker(stack: Stack, queue: str) -> subprocess.Popen[bytes]:
+def start_worker(stack: Stack, queue: str, stock: bool = False) -> subprocess.Popen[bytes]:
+    """The commands worker; ``stock``: on kombu's own Redis transport (the baseline)."""
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue,
          "-I", "bench.noop_tasks", "--loglevel", "WARNING", "-n", f"bench-{secrets.token_hex(3)}@%h",
          "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=stack.env,
+        cwd=ROOT, env={**stack.env, **STOCK_KOMBU} if stock else stack.env,
     )
 
 
@@ -226,9 +227,8 @@ def measure_noop(stack: Stack, queue: str, count: int, window: float) -> tuple[i
     import redis
 
     from bench.noop_tasks import NOOP
-    from shared.broker import celery_app
 
-    app = celery_app()
+    app = baseline_app()
     with app.producer_or_acquire() as producer:
         for i in range(count):
             app.send_task(NOOP, args=[str(i)], queue=queue, producer=producer)
@@ -237,7 +237,7 @@ def measure_noop(stack: Stack, queue: str, count: int, window: float) -> tuple[i
     def remaining() -> int:
         return int(client.llen(queue)) + int(client.hlen("unacked"))
 
-    worker = start_worker(stack, queue)
+    worker = start_worker(stack, queue, stock=True)
     try:
         return timed_drain(remaining, count, window)
     finally:

@@ -14,6 +14,8 @@ Rows:
   settings), published by 16 threads; it counts itself done with one Redis INCR.
 * **DIY**: 16 threads each INSERT a job row (a durable commit) and ``send_task``; the task
   UPDATEs the row to done.
+* Both baselines run on kombu's stock Redis transport, as a team writing them gets it; the
+  last row is raw Celery again on Reprise's (one redis-py client per channel).
 * **scale-out**: the Reprise row with 1, 2 and 4 worker processes.
 * **API CPU per request**: one api process, 16 clients, CPU (``/proc/<pid>/stat``) per
   request of the bare endpoint (one INSERT on the same stack), trigger, replay and
@@ -44,7 +46,9 @@ if str(ROOT) not in sys.path:
 
 from bench.http_load import KeepAliveClient
 from bench.timing_stack import (
+    STOCK_KOMBU,
     append_results,
+    baseline_app,
     configure,
     machine,
     now_utc,
@@ -162,7 +166,9 @@ def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
     return (runs - errors) / float(seconds)
 
 
-def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
+def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int,
+               stock: bool = True) -> float:
+    """Raw no-ops per second; ``stock``: on kombu's own Redis transport (else Reprise's)."""
     import redis
 
     from bench.throughput_tasks import RAW_COUNTER, RAW_NOOP
@@ -170,8 +176,9 @@ def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int) -> fl
 
     queue = f"{env['REPRISE_QUEUE_PREFIX']}.bench"
     client = redis.Redis.from_url(env["REPRISE_REDIS_URL"])
-    worker = start_worker(env, queue, processes, logs / "raw.log")
-    app = celery_app()
+    worker = start_worker({**env, **STOCK_KOMBU} if stock else env, queue, processes,
+                          logs / "raw.log")
+    app = baseline_app() if stock else celery_app()
 
     def publish(count: int) -> None:
         with app.producer_or_acquire() as producer:
@@ -195,12 +202,11 @@ def diy(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
     import psycopg
 
     from bench.throughput_tasks import DIY_JOB, DIY_TABLE
-    from shared.broker import celery_app
 
     queue = f"{env['REPRISE_QUEUE_PREFIX']}.bench"
     url = env["REPRISE_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
-    app = celery_app()
-    worker = start_worker(env, queue, processes, logs / "diy.log")
+    app = baseline_app()
+    worker = start_worker({**env, **STOCK_KOMBU}, queue, processes, logs / "diy.log")
 
     def produce(count: int) -> None:
         with psycopg.connect(url) as conn, app.producer_or_acquire() as producer:
@@ -313,6 +319,8 @@ def main() -> None:
                 "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, args.processes, api_port),
                 "raw Celery": raw_celery(env, logs, sizes.runs, args.processes),
                 "DIY Celery + Postgres": diy(env, logs, sizes.runs, args.processes),
+                "raw Celery on Reprise's Redis transport":
+                    raw_celery(env, logs, sizes.runs, args.processes, stock=False),
             }
             scale = {
                 n: reprise_lifecycle(env, logs, key, sizes.scale_runs, n, api_port)

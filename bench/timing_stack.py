@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -88,6 +90,23 @@ def configure(db_url: str, redis_url: str, version: str, task_modules: str) -> d
 
     upgrade(db_url)
     return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+
+
+# The baselines are Celery as a team gets it: kombu's stock Redis transport, not Reprise's
+# (which keeps one redis-py client per channel, shared/redis_transport.py).
+STOCK_KOMBU = {"REPRISE_BROKER_SHARED_CLIENT": "false"}
+
+
+@lru_cache(maxsize=1)
+def baseline_app() -> Any:
+    """The Celery app of the baselines' publishers: Reprise's settings, stock transport."""
+    from celery import Celery
+
+    from shared.broker import configure_celery
+    from shared.settings import get_settings
+
+    settings = get_settings().model_copy(update={"broker_shared_client": False})
+    return configure_celery(Celery("baseline"), settings)
 
 
 def start(argv: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

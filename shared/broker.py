@@ -15,6 +15,7 @@ from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 from redis import Redis
 
+from shared import redis_transport
 from shared.settings import Settings, get_settings
 
 EXECUTE_RUN = "reprise.execute_run"
@@ -60,10 +61,21 @@ def _run_queue(runs_queue: str, queue: str | None) -> str:
     return runs_queue if not queue or queue == DEFAULT_QUEUE else f"{runs_queue}.{queue}"
 
 
+def broker_transport(settings: Settings) -> str | None:
+    """The kombu transport for the broker URL: Reprise's Redis transport (one client per
+    channel, :mod:`shared.redis_transport`) for plain ``redis://`` and ``unix://`` URLs,
+    else the one kombu picks from the URL's scheme."""
+    scheme = settings.redis_url.partition("://")[0]
+    if settings.broker_shared_client and scheme in redis_transport.SCHEMES:
+        return redis_transport.TRANSPORT
+    return None
+
+
 def configure_celery(app: Celery, settings: Settings) -> Celery:
     queues = queue_names(settings)
     app.conf.update(
         broker_url=settings.redis_url,
+        broker_transport=broker_transport(settings),
         broker_transport_options=settings.broker_transport_options,
         broker_connection_retry_on_startup=True,
         result_backend=None,
@@ -79,8 +91,12 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         # Runs can be long: take one message per process at a time so a busy process
         # does not sit on messages another process could start now.
         worker_prefetch_multiplier=1,
+        # Workers send task events (received, started, succeeded…: what Flower shows).
+        # Publishers send no `task-sent` event: it doubled the cost of every publish
+        # (one more Redis PUBLISH per message), and a run waiting in its queue is shown by
+        # Reprise itself (QUEUED), not by Flower.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         task_queues=[Queue(name) for name in queues.values()],
         task_default_queue=queues["runs"],
         task_routes={

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
             "Redis redelivers unacknowledged messages after this; identical in every process"
         ),
     )
+    # kombu builds a redis-py client per command; Reprise's transport keeps one per
+    # channel (shared/redis_transport.py). `false` is kombu's stock Redis transport.
+    broker_shared_client: bool = Field(
+        default=True,
+        description="one Redis client per broker channel instead of one per command",
+    )
 
     # Timers and sweeps (§7). Only runs due within ``timer_horizon_seconds`` get a Celery
     # ETA message, so a worker holds at most the timers of that window in memory, and no

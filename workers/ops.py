@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, reset_settings_cache
 
 
 class FlowerConfigurationError(Exception):
@@ -97,6 +97,11 @@ def run_flower(address: str, port: int, settings: Settings | None = None) -> int
 
     configure_logging("flower")
     os.environ.update(environment)
+    # Flower picks its broker page by the scheme of the URL it reads back from its
+    # connection, which Reprise's transport class would replace: Flower, which only
+    # listens, keeps kombu's stock Redis transport (shared/redis_transport.py).
+    os.environ["REPRISE_BROKER_SHARED_CLIENT"] = "false"
+    reset_settings_cache()
     from workers.app import app
 
     return int(app.start(flower_argv(address, port)) or 0)

@@ -126,6 +126,18 @@ def test_sweeps_stay_out_of_flowers_task_list(
     assert broker.PROMOTE_DUE_RUNS in ran
 
 
+def test_flowers_broker_page_shows_the_run_queue(flower: str) -> None:
+    """Flower picks its broker page by the broker URL's scheme: it runs on kombu's stock
+    Redis transport (Reprise's transport class would stand in that URL's place)."""
+    from shared.broker import queue_names
+    from shared.settings import get_settings
+
+    page = httpx.get(f"{flower}/broker", auth=CREDENTIALS, timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    assert "redis://" in page.text
+    assert queue_names(get_settings())["runs"] in page.text
+
+
 def test_flower_uses_the_workers_broker_transport_options() -> None:
     """Flower runs on the workers' app; every broker connection it opens (event receiver,
     inspect/control) comes from ``app.connection()``, which carries these options."""
