@@ -11,7 +11,15 @@ RUN_ID_RE = re.compile(r"^run_[0-9A-Za-z_-]{4,64}$")
 
 
 def _random(length: int = _ID_LENGTH) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # One read of the system's CSPRNG, written in base 36 (secrets.choice per character
+    # was a system call per character: 7% of a trigger's CPU). 128 bits are 25 base-36
+    # digits, the top one rarely non-zero: 24 are taken from the low end, ~124 bits.
+    value = int.from_bytes(secrets.token_bytes(16))
+    digits = []
+    for _ in range(length):
+        value, digit = divmod(value, 36)
+        digits.append(_ALPHABET[digit])
+    return "".join(digits)
 
 
 def new_id(prefix: str) -> str:
