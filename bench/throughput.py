@@ -141,12 +141,104 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and every process below it (this machine's /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def store_pids(env: dict[str, str]) -> dict[str, int]:
+    """The Postgres postmaster and the Redis server, when they run on this machine (their
+    CPU is measured with the rest); nothing for servers elsewhere."""
+    import redis
+
+    pids: dict[str, int] = {}
+    [(data_dir,)] = sql("SELECT current_setting('data_directory')")
+    pidfile = Path(data_dir) / "postmaster.pid"
+    if pidfile.exists():
+        pids["postgres"] = int(pidfile.read_text().split()[0])
+    info = redis.Redis.from_url(env["REPRISE_REDIS_URL"]).info("server")
+    if Path(f"/proc/{info['process_id']}").exists():
+        pids["redis"] = int(info["process_id"])
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds per role between :meth:`start` and :meth:`stop`. A role is a process
+    and, unless it is one of ``singles``, every process below it (a worker's pool, the api's
+    uvicorn workers, Postgres's backends), sampled again at the end so that a process
+    started meanwhile counts from its start. ``bench`` is this process alone (the
+    baselines' publishers, or Reprise's HTTP clients)."""
+
+    def __init__(self, trees: dict[str, int], singles: dict[str, int] | None = None) -> None:
+        self.roles = {**{role: (pid, True) for role, pid in trees.items()},
+                      **{role: (pid, False) for role, pid in (singles or {}).items()},
+                      "bench": (os.getpid(), False)}
+        self.before: dict[int, float] = {}
+
+    def _pids(self, role: str) -> list[int]:
+        pid, tree = self.roles[role]
+        return _tree(pid) if tree else [pid]
+
+    def start(self) -> None:
+        self.before = {}
+        for role in self.roles:
+            for pid in self._pids(role):
+                try:
+                    self.before[pid] = cpu_seconds(pid)
+                except (OSError, IndexError):
+                    pass
+
+    def stop(self) -> dict[str, float]:
+        spent = {}
+        for role in self.roles:
+            total = 0.0
+            for pid in self._pids(role):
+                try:
+                    total += cpu_seconds(pid) - self.before.get(pid, 0.0)
+                except (OSError, IndexError):
+                    pass  # exited meanwhile
+            spent[role] = total
+        return spent
+
+
 # --- the rows ---------------------------------------------------------------------------
+
+Cpu = dict[str, float]  # ms of CPU per completed run, by role
+
+
+def _meter(stores: dict[str, int], worker: Any, api: Any = None) -> CpuMeter:
+    trees = {"worker": worker.pid, **({"api": api.pid} if api else {})}
+    if "postgres" in stores:
+        trees["postgres"] = stores["postgres"]
+    singles = {"worker main": worker.pid}
+    if "redis" in stores:
+        singles["redis"] = stores["redis"]
+    return CpuMeter(trees, singles)
+
+
+def _per_run(spent: dict[str, float], completed: int) -> Cpu:
+    spent = {**spent, "worker pool": spent["worker"] - spent["worker main"]}
+    del spent["worker"]
+    return {role: seconds * 1000 / completed for role, seconds in spent.items()}
 
 
 def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
-                      processes: int, api_port: int) -> float:
-    """Completed runs per second, trigger (HTTP) to COMPLETED."""
+                      processes: int, api_port: int, api: Any,
+                      stores: dict[str, int]) -> tuple[float, Cpu]:
+    """Completed runs per second, trigger (HTTP) to COMPLETED, and the CPU they cost."""
     from shared.broker import queue_names
     from shared.settings import get_settings
 
@@ -157,17 +249,20 @@ def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
         wait_until(lambda: not sql("SELECT 1 FROM runs WHERE status <> 'COMPLETED' LIMIT 1"),
                    120, "the warm-up runs")
         sql("DELETE FROM attempts; DELETE FROM runs")
+        meter = _meter(stores, worker, api)
+        meter.start()
         errors = closed_loop(api_port, key, [("/api/v1/tasks/bench-noop/trigger", body)] * runs)
         wait_until(lambda: sql("SELECT count(*) FROM runs WHERE status = 'COMPLETED'")[0][0]
                    >= runs - errors, 600, "every run to complete")
+        spent = meter.stop()
     finally:
         stop(worker)
     [(seconds,)] = sql("SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM runs")
-    return (runs - errors) / float(seconds)
+    return (runs - errors) / float(seconds), _per_run(spent, runs - errors)
 
 
 def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int,
-               stock: bool = True) -> float:
+               stores: dict[str, int], stock: bool = True) -> tuple[float, Cpu]:
     """Raw no-ops per second; ``stock``: on kombu's own Redis transport (else Reprise's)."""
     import redis
 
@@ -190,15 +285,19 @@ def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int,
         publish(CLIENTS)
         wait_until(lambda: int(client.get(RAW_COUNTER) or 0) == CLIENTS, 60, "raw warm-up")
         client.set(RAW_COUNTER, 0)
+        meter = _meter(stores, worker)
+        meter.start()
         began = time.monotonic()
         _in_threads(publish, runs)
         wait_until(lambda: int(client.get(RAW_COUNTER) or 0) >= runs, 600, "raw no-ops")
-        return runs / (time.monotonic() - began)
+        rate = runs / (time.monotonic() - began)
+        return rate, _per_run(meter.stop(), runs)
     finally:
         stop(worker)
 
 
-def diy(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
+def diy(env: dict[str, str], logs: Path, runs: int, processes: int,
+        stores: dict[str, int]) -> tuple[float, Cpu]:
     import psycopg
 
     from bench.throughput_tasks import DIY_JOB, DIY_TABLE
@@ -224,14 +323,17 @@ def diy(env: dict[str, str], logs: Path, runs: int, processes: int) -> float:
         produce(CLIENTS)
         wait_until(lambda: pending() == 0, 60, "DIY warm-up")
         sql(f"DELETE FROM {DIY_TABLE}")
+        meter = _meter(stores, worker)
+        meter.start()
         _in_threads(produce, runs)
         wait_until(lambda: pending() == 0, 600, "DIY jobs")
+        spent = meter.stop()
     finally:
         stop(worker)
     [(seconds,)] = sql(
         f"SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM {DIY_TABLE}"
     )
-    return runs / float(seconds)
+    return runs / float(seconds), _per_run(spent, runs)
 
 
 def _in_threads(work: Callable[[int], None], total: int) -> None:
@@ -299,6 +401,17 @@ def _delayed_runs(count: int) -> list[str]:
     return [template, *[r[0] for r in rows]]
 
 
+def _system_cpu(name: str, spent: Cpu) -> float:
+    """CPU per run of the system measured: for Reprise everything but the bench process
+    (its HTTP clients stand for the users); for a baseline its publishers too."""
+    return sum(ms for role, ms in spent.items() if role != "bench" or name != "Reprise")
+
+
+def _busy(rate: float, spent: Cpu) -> float:
+    """How busy the machine's cores were, from the CPU every process spent per run."""
+    return rate * sum(spent.values()) / 10 / (os.cpu_count() or 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, under a minute")
@@ -312,25 +425,31 @@ def main() -> None:
     with servers() as (db_url, redis_url):
         env = configure(db_url, redis_url, VERSION, "bench.throughput_tasks")
         key = prepare()
+        stores = store_pids(env)
         api_port = free_port()
         api = start_bench_api(env, api_port, 2, logs / "api.log")
+        n = args.processes
         try:
-            rows = {
-                "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, args.processes, api_port),
-                "raw Celery": raw_celery(env, logs, sizes.runs, args.processes),
-                "DIY Celery + Postgres": diy(env, logs, sizes.runs, args.processes),
+            measured = {
+                "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, n, api_port, api,
+                                             stores),
+                "raw Celery": raw_celery(env, logs, sizes.runs, n, stores),
+                "DIY Celery + Postgres": diy(env, logs, sizes.runs, n, stores),
                 "raw Celery on Reprise's Redis transport":
-                    raw_celery(env, logs, sizes.runs, args.processes, stock=False),
+                    raw_celery(env, logs, sizes.runs, n, stores, stock=False),
             }
             scale = {
-                n: reprise_lifecycle(env, logs, key, sizes.scale_runs, n, api_port)
-                for n in (1, 2, 4)
+                count: reprise_lifecycle(env, logs, key, sizes.scale_runs, count, api_port, api,
+                                         stores)
+                for count in (1, 2, 4)
             }
         finally:
             stop(api)
         cpu = api_cpu(env, logs, key, sizes.requests)
 
+    rows = {name: rate for name, (rate, _) in measured.items()}
     raw, own = rows["raw Celery"], rows["DIY Celery + Postgres"]
+    roles = ["api", "worker main", "worker pool", "postgres", "redis", "bench"]
     lines = [
         (f"| what ({sizes.runs} no-op runs, {CLIENTS} clients, {args.processes} worker "
          "processes) | completed/s | x raw | x DIY |"),
@@ -338,10 +457,20 @@ def main() -> None:
         *(f"| {name} | {rate:.0f} | {rate / raw:.2f} | {rate / own:.2f} |"
           for name, rate in rows.items()),
         "",
-        f"| scale-out ({sizes.scale_runs} runs) | completed/s | x 1 process |",
-        "|---|---:|---:|",
-        *(f"| Reprise, {n} worker process{'es' if n > 1 else ''} | {rate:.0f} | "
-          f"{rate / scale[1]:.2f} |" for n, rate in scale.items()),
+        ("| CPU ms per completed run | api | worker main | worker pool | postgres | redis | "
+         "bench process | total |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(f"| {name} | " + " | ".join(f"{spent.get(r, 0):.2f}" for r in roles)
+          + f" | {_system_cpu(name, spent):.2f} |" for name, (_, spent) in measured.items()),
+        "",
+        (f"| scale-out ({sizes.scale_runs} runs) | completed/s | x 1 process | machine busy | "
+         "postgres | redis |"),
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| Reprise, {count} worker process{'es' if count > 1 else ''} | {rate:.0f} | "
+          f"{rate / scale[1][0]:.2f} | {_busy(rate, spent):.0f}% | "
+          f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
+          f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
+          for count, (rate, spent) in scale.items()),
         "",
         f"| API CPU per request ({sizes.requests} requests, 1 api process) | ms | x bare |",
         "|---|---:|---:|",
