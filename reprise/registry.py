@@ -66,6 +66,9 @@ class Registry:
     def get(self, task_id: str) -> TaskDefinition | None:
         return self.tasks.get(task_id)
 
+    def ids(self) -> list[str]:
+        return list(self.tasks)
+
     def catalogue(self) -> dict[str, dict[str, Any]]:
         return {task_id: d.catalogue_entry() for task_id, d in sorted(self.tasks.items())}
 

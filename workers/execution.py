@@ -231,6 +231,10 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
 
     def claim_and_start(session: Session) -> tuple[Run, Attempt, str] | Outcome:
         nonlocal definition
+        started = attempts.claim_and_begin(session, run_id, worker, version, registry.ids())
+        if started is not None:  # the common case, in one move
+            definition = registry.get(started[0].task_identifier)
+            return (*started, attempts.environment_slug(session, started[0].environment_id))
         claimed = attempts.claim_run(session, run_id, worker)
         if isinstance(claimed, Outcome):
             return claimed

@@ -131,6 +131,16 @@ def hand_back_locked(session: Session, run: Run, version: str) -> Outcome | None
     return Outcome(run.id, "requeued", f"locked to version {run.locked_version}")
 
 
+def claim_and_begin(
+    session: Session, run_id: str, worker: str, version: str, tasks: list[str]
+) -> tuple[Run, Attempt] | None:
+    """The common case of :func:`claim_run` then :func:`begin_attempt` in one move: a
+    queued run's first attempt, by a worker that has its task; None for any other run
+    (take the long way)."""
+    run = lifecycle.claim_and_start(session, run_id, worker, version, tasks)
+    return None if run is None else (run, _open_attempt(session, run, worker))
+
+
 def begin_attempt(
     session: Session, run_id: str, worker: str, version: str
 ) -> tuple[Run, Attempt] | None:
@@ -138,18 +148,21 @@ def begin_attempt(
     run = lifecycle.start(session, run_id, worker, version)
     if run is None:
         return None
-    attempt = repo.insert_attempt(
+    return run, _open_attempt(session, run, worker)
+
+
+def _open_attempt(session: Session, run: Run, worker: str) -> Attempt:
+    return repo.insert_attempt(
         session,
         Attempt(
             id=new_attempt_id(),
-            run_id=run_id,
+            run_id=run.id,
             number=run.attempt_count,
             status=AttemptStatus.EXECUTING,
             worker=worker,
             started_at=run.heartbeat_at,
         ),
     )
-    return run, attempt
 
 
 def record_heartbeat(session: Session, run_id: str, worker: str) -> bool:

@@ -22,7 +22,8 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, Select, and_, bindparam, func, or_, text
+from sqlalchemy import ColumnElement, Interval, Select, Text, and_, any_, bindparam, func, or_, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from shared import broker
@@ -293,6 +294,7 @@ def park_pending_version(session: Session, run_id: str) -> Run | None:
 
 _START = repo.prepare_transition(
     RunStatus.EXECUTING,
+    sources={RunStatus.DEQUEUED},
     where=[Run.locked_by == bindparam("worker")],
     values={
         "attempt_count": Run.attempt_count + 1,
@@ -306,6 +308,39 @@ _START = repo.prepare_transition(
 def start(session: Session, run_id: str, worker: str, version: str) -> Run | None:
     """DEQUEUED -> EXECUTING, by the worker holding the claim: a new attempt begins."""
     return _START(session, run_id, worker=worker, b_version=version)
+
+
+# The claim and the start of a first attempt in one move, for what the common case needs
+# and nothing else: a QUEUED run never attempted (no attempt left open to fail), whose TTL
+# has not passed, whose task the worker has, and not locked to another version. Any other
+# run goes the long way (claim, then the checks, then start), so the guarantees are those
+# of the two moves: one row version and one statement fewer per run.
+_CLAIM_AND_START = repo.prepare_transition(
+    RunStatus.EXECUTING,
+    sources={RunStatus.QUEUED},
+    where=[
+        Run.attempt_count == 0,
+        or_(Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)),
+        Run.task_identifier == any_(bindparam("tasks", type_=ARRAY(Text()))),
+        or_(Run.locked_version.is_(None), Run.locked_version == bindparam("b_version")),
+    ],
+    values={
+        "dequeued_at": func.coalesce(Run.dequeued_at, func.now()),
+        "heartbeat_at": func.now(),
+        "locked_by": bindparam("worker"),
+        "attempt_count": Run.attempt_count + 1,
+        "started_at": func.coalesce(Run.started_at, func.now()),
+        "version": bindparam("b_version"),
+    },
+)
+
+
+def claim_and_start(
+    session: Session, run_id: str, worker: str, version: str, tasks: list[str]
+) -> Run | None:
+    """QUEUED -> EXECUTING for ``worker`` (of ``version``, having ``tasks``): a run's first
+    attempt begins; None when the run needs the long way (:func:`claim`, :func:`start`)."""
+    return _CLAIM_AND_START(session, run_id, worker=worker, b_version=version, tasks=tasks)
 
 
 def heartbeat(session: Session, run_id: str, worker: str) -> bool:

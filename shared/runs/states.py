@@ -46,11 +46,13 @@ FINAL_STATES = frozenset(
 # from-state -> states it may move to. A self-transition (DELAYED -> DELAYED) is a
 # reschedule; EXECUTING -> DEQUEUED and DEQUEUED -> DEQUEUED reclaim a run whose worker
 # died (stale heartbeat); DEQUEUED -> QUEUED / PENDING_VERSION hand a run back when the
-# worker that took it lacks its task. The moves themselves: ``shared.runs.lifecycle``.
+# worker that took it lacks its task. QUEUED -> EXECUTING is a first attempt claimed and
+# started in one move by a worker that has the task (DEQUEUED was only ever seen inside
+# that transaction). The moves themselves: ``shared.runs.lifecycle``.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     S.PENDING_VERSION: frozenset({S.QUEUED, S.DELAYED, S.CANCELED, S.EXPIRED}),
     S.DELAYED: frozenset({S.DELAYED, S.QUEUED, S.PENDING_VERSION, S.CANCELED, S.EXPIRED}),
-    S.QUEUED: frozenset({S.DEQUEUED, S.PENDING_VERSION, S.CANCELED, S.EXPIRED}),
+    S.QUEUED: frozenset({S.DEQUEUED, S.EXECUTING, S.PENDING_VERSION, S.CANCELED, S.EXPIRED}),
     S.DEQUEUED: frozenset(
         {
             S.EXECUTING,

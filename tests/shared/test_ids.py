@@ -22,4 +22,5 @@ def test_every_character_is_drawn_evenly_at_every_position() -> None:
         counts = Counter(i[position] for i in ids)
         assert len(counts) == 36
         # 400 expected per character; a fixed or skewed position would be far off.
-        assert 250 < min(counts.values()) and max(counts.values()) < 550, counts
+        assert min(counts.values()) > 250, counts
+        assert max(counts.values()) < 550, counts

@@ -227,3 +227,35 @@ def test_runs_waiting_behind_a_backlog_are_not_republished_as_lost(project: Proj
     with transaction() as session:
         assert redispatch_lost(session) == 1
         discard_after_commit(session)
+
+
+def test_a_first_attempt_is_claimed_and_started_in_one_move_only_when_nothing_needs_checking(
+    project: ProjectKeys,
+) -> None:
+    """The one-move claim takes a queued, never-attempted run whose task the worker has,
+    not locked to another version, TTL not passed; every other run goes the long way."""
+
+    def one_move(run_id: str, tasks: list[str], version: str = "v1") -> bool:
+        with transaction() as session:
+            return steps.claim_and_begin(session, run_id, "w1", version, tasks) is not None
+
+    def queued(**values: Any) -> str:
+        run_id = trigger(project, "test-echo", publish=False)
+        if values:
+            with transaction() as session:
+                session.execute(update(Run).where(Run.id == run_id).values(**values))
+        return run_id
+
+    assert not one_move(queued(), ["test-other"])  # the worker lacks the task
+    assert not one_move(queued(locked_version="v2"), ["test-echo"])  # locked elsewhere
+    assert not one_move(queued(attempt_count=1), ["test-echo"])  # an attempt may be open
+    assert not one_move(queued(ttl_expires_at=func.now() - timedelta(seconds=1)), ["test-echo"])
+    assert one_move(queued(locked_version="v1"), ["test-echo"])
+    run_id = queued()
+    assert one_move(run_id, ["test-echo"])
+    assert not one_move(run_id, ["test-echo"])  # held now: never taken twice
+    run = run_row(run_id)
+    assert (run.status, run.locked_by, run.attempt_count, run.version) == ("EXECUTING", "w1", 1, "v1")
+    assert run.dequeued_at is not None
+    assert run.started_at is not None
+    assert [(a.number, a.status, a.worker) for a in attempts(run_id)] == [(1, "EXECUTING", "w1")]

@@ -30,6 +30,7 @@ def test_every_state_has_a_row_in_the_table() -> None:
         (S.DELAYED, S.QUEUED),
         (S.DELAYED, S.DELAYED),
         (S.QUEUED, S.DEQUEUED),
+        (S.QUEUED, S.EXECUTING),
         (S.DEQUEUED, S.EXECUTING),
         (S.EXECUTING, S.COMPLETED),
         (S.EXECUTING, S.RETRYING),
