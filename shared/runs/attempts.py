@@ -237,7 +237,7 @@ def finish_attempt(
             session, run.id, attempt_number, AttemptStatus.COMPLETED, None
         ):
             return _already_recorded(session, run)
-        if lifecycle.complete(session, run.id, worker, result.output, elapsed_ms) is None:
+        if not lifecycle.complete(session, run.id, worker, result.output, elapsed_ms):
             return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Interrupted) and result.reason == "canceled":

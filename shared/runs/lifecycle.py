@@ -366,7 +366,7 @@ def _held_by(worker: str) -> list[ColumnElement[bool]]:
     return [Run.locked_by == worker]
 
 
-_COMPLETE = repo.prepare_transition(
+_COMPLETE = repo.prepare_move(
     RunStatus.COMPLETED,
     where=[Run.locked_by == bindparam("worker")],
     values={
@@ -379,9 +379,8 @@ _COMPLETE = repo.prepare_transition(
 )
 
 
-def complete(
-    session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int
-) -> Run | None:
+def complete(session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int) -> bool:
+    """EXECUTING -> COMPLETED by the worker holding the run; False if it no longer does."""
     return _COMPLETE(session, run_id, worker=worker, b_output=output, **_usage_of(elapsed_ms))
 
 

@@ -8,7 +8,7 @@ columns they write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -141,12 +141,13 @@ def _transition_statement(
     which: ColumnElement[bool],
     where: Sequence[Any],
     values: dict[str, Any] | None,
+    returning: Iterable[Any] = _RUNS.columns,
 ) -> Any:
     return (
         update(_RUNS)
         .where(which, _RUNS.c.status.in_(list(allowed)), *where)
         .values(status=target, updated_at=func.now(), **(values or {}))
-        .returning(*_RUNS.columns)
+        .returning(*returning)
     )
 
 
@@ -170,22 +171,65 @@ def prepare_transition(
     where: Sequence[Any] = (),
     values: dict[str, Any] | None = None,
 ) -> PreparedTransition:
+    return PreparedTransition(_prepared_statement(target, sources, where, values))
+
+
+@dataclass(frozen=True)
+class PreparedMove:
+    """A :class:`PreparedTransition` whose caller only needs to know whether the run moved
+    (a run's completion): no row comes back to decode, no Run is built."""
+
+    statement: Any
+
+    def __call__(self, session: Session, run_id: str, **params: Any) -> bool:
+        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
+        if row is None:
+            return False
+        _record_move(session, *row)
+        return True
+
+
+_MOVE_HEAD = (_RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id)
+
+
+def prepare_move(
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedMove:
+    return PreparedMove(_prepared_statement(target, sources, where, values, _MOVE_HEAD))
+
+
+def _prepared_statement(
+    target: RunStatus,
+    sources: Collection[RunStatus] | None,
+    where: Sequence[Any],
+    values: dict[str, Any] | None,
+    returning: Iterable[Any] = _RUNS.columns,
+) -> Any:
     allowed = _allowed(target, sources)
     assert allowed, f"no state may move to {target}"
-    return PreparedTransition(
-        _transition_statement(target, allowed, _RUNS.c.id == bindparam("run_id"), where, values)
-    )
+    which = _RUNS.c.id == bindparam("run_id")
+    return _transition_statement(target, allowed, which, where, values, returning)
 
 
 def _moved(session: Session, row: Any) -> Run | None:
     if row is None:
         return None
     run = _run_of(row)
-    loaded = session.identity_map.get(identity_key(Run, (run.id,)))
+    _record_move(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return run
+
+
+def _record_move(
+    session: Session, run_id: str, status: str, task: str, environment_id: str
+) -> None:
+    loaded = session.identity_map.get(identity_key(Run, (run_id,)))
     if loaded is not None:  # a copy this session read earlier is now stale
         session.expire(loaded)
-    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
-    return run
+    changes.record_change(session, run_id, status, task, environment_id)
 
 
 def _run_of(row: Any) -> Run:
