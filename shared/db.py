@@ -110,6 +110,19 @@ def run_after_commit(session: Session) -> None:
             log.warning("publish after commit failed; the sweep will retry it", exc_info=True)
 
 
+def commit(session: Session) -> None:
+    """End the unit of work of :func:`transaction` early, in the calling thread: commit,
+    then run the after-commit callbacks. The ``transaction`` block then has nothing left to
+    do on its way out (no I/O), and a failure here propagates through it as any other."""
+    session.commit()
+    run_after_commit(session)
+
+
+def has_pending_work(session: Session) -> bool:
+    """Whether ending ``session``'s unit of work would talk to the database or the broker."""
+    return session.in_transaction() or bool(session.info.get(_AFTER_COMMIT))
+
+
 @contextmanager
 def transaction() -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception.

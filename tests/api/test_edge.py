@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
+from api.deps import DbSession, EdgeRoute
 from shared.db import transaction
 from shared.runs.models import Run
 from tests.support.commands import ParkedCommands, command_for_target, count, post, trigger_via_api
@@ -140,3 +141,87 @@ def test_request_bodies_are_documented_from_their_models(api: Any) -> None:
     components = spec.get("components", {}).get("schemas", {})
     for ref in _refs(spec):
         assert ref.removeprefix("#/components/schemas/") in components, ref
+
+
+def _probe_app(fail: bool) -> Any:
+    """An app with one sync EdgeRoute that writes a row and waits to publish after commit,
+    recording which thread ran the endpoint and which ran the publish."""
+    import threading
+
+    from fastapi import APIRouter, FastAPI
+    from fastapi.responses import JSONResponse
+    from sqlalchemy import text
+
+    from shared.db import on_commit
+
+    seen: dict[str, Any] = {}
+    router = APIRouter(route_class=EdgeRoute)
+
+    @router.post("/probe/{row_id}")
+    def probe(row_id: str, session: DbSession) -> JSONResponse:
+        seen["endpoint"] = threading.get_ident()
+        session.execute(text("INSERT INTO edge_probe (id) VALUES (:id)"), {"id": row_id})
+        on_commit(session, lambda: seen.setdefault("published", threading.get_ident()))
+        if fail:
+            raise RuntimeError("after the write")
+        return JSONResponse({"id": row_id})
+
+    app = FastAPI()
+    app.include_router(router)
+    app.state.seen = seen
+    return app
+
+
+def _probe_rows(row_id: str) -> int:
+    from sqlalchemy import text
+
+    with transaction() as session:
+        return int(session.execute(
+            text("SELECT count(*) FROM edge_probe WHERE id = :id"), {"id": row_id}
+        ).scalar_one())
+
+
+@pytest.fixture
+def probe_table() -> None:
+    from sqlalchemy import text
+
+    with transaction() as session:
+        session.execute(text("CREATE TABLE IF NOT EXISTS edge_probe (id text PRIMARY KEY)"))
+
+
+@pytest.mark.usefixtures("probe_table")
+def test_a_sync_route_commits_and_publishes_in_the_thread_it_ran_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One trip to a worker thread per request: the endpoint's thread also commits and
+    runs the after-commit callbacks (it was a second trip, for the dependency's exit)."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    trips: list[Any] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    app = _probe_app(fail=False)
+    with TestClient(app) as client:
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        assert client.post("/probe/ok-1").status_code == 200
+        monkeypatch.undo()
+    seen = app.state.seen
+    assert seen["published"] == seen["endpoint"]
+    assert len(trips) == 1, trips
+    assert _probe_rows("ok-1") == 1
+
+
+@pytest.mark.usefixtures("probe_table")
+def test_a_sync_route_that_raises_after_writing_keeps_nothing_and_publishes_nothing() -> None:
+    from fastapi.testclient import TestClient
+
+    app = _probe_app(fail=True)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/probe/failed-1").status_code == 500
+    assert "published" not in app.state.seen
+    assert _probe_rows("failed-1") == 0
