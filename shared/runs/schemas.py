@@ -59,7 +59,15 @@ REFUSED_OPTIONS: dict[str, str] = {
     "gates": "queue gates are not implemented",
     "concurrency": "per-trigger concurrency limits are not implemented",
     "externalDeploymentId": "Reprise versions are worker versions; lock with `version`",
+    "resumeParentOnCompletion": "waiting for a child run (triggerAndWait) is not implemented",
+    "dependentAttempt": "an engine v1 option (Reprise speaks the v2 engine's API)",
+    "parentAttempt": "an engine v1 option (Reprise speaks the v2 engine's API)",
+    "dependentBatch": "an engine v1 option (Reprise speaks the v2 engine's API)",
+    "parentBatch": "an engine v1 option (Reprise speaks the v2 engine's API)",
+    "bulkActionId": "bulk actions set it on the runs they create; a trigger cannot",
 }
+# The one metadata encoding Reprise stores (the SDK sends metadata as a JSON object).
+METADATA_TYPES = (None, "application/json")
 
 
 def _snake(name: str) -> str:
@@ -69,7 +77,7 @@ def _snake(name: str) -> str:
 class TriggerOptions(BaseModel):
     """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     payload_type: str | None = Field(default=None, alias="payloadType")
     payload_size: int | None = Field(default=None, alias="payloadSize")
@@ -97,14 +105,40 @@ class TriggerOptions(BaseModel):
     gates: Any = None
     concurrency: Any = None
     external_deployment_id: Any = Field(default=None, alias="externalDeploymentId")
+    resume_parent_on_completion: Any = Field(default=None, alias="resumeParentOnCompletion")
+    dependent_attempt: Any = Field(default=None, alias="dependentAttempt")
+    parent_attempt: Any = Field(default=None, alias="parentAttempt")
+    dependent_batch: Any = Field(default=None, alias="dependentBatch")
+    parent_batch: Any = Field(default=None, alias="parentBatch")
+    bulk_action_id: Any = Field(default=None, alias="bulkActionId")
+    metadata_type: str | None = Field(default=None, alias="metadataType")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_options(cls, data: Any) -> Any:
+        # An option Reprise does not know is refused, never dropped: a misspelt `dealy`
+        # would otherwise run the task at once.
+        if isinstance(data, dict):
+            known = {name for name in cls.model_fields} | {
+                f.alias for f in cls.model_fields.values() if f.alias
+            }
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                raise ValueError(f"unknown option {unknown[0]!r} (not an option of a trigger)")
+        return data
 
     @model_validator(mode="after")
     def _refused_options(self) -> TriggerOptions:
         for name, why in REFUSED_OPTIONS.items():
             field = name if name in type(self).model_fields else _snake(name)
             value = getattr(self, field)
-            if value is not None and value != [] and value != "":
+            if value not in (None, [], "", False):
                 raise ValueError(f"options.{name} is not supported: {why} (got {value!r})")
+        if self.metadata_type not in METADATA_TYPES:
+            raise ValueError(
+                f"options.metadataType {self.metadata_type!r} is not supported: metadata is "
+                "stored as application/json"
+            )
         return self
 
     @field_validator("delay", mode="before")

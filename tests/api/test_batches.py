@@ -89,6 +89,7 @@ def test_a_batch_idempotency_key_or_a_retried_create_is_the_same_batch(
         ("{not json\n", 400, "Invalid JSON at line 2"),
         (items({"index": 0}), 400, "Invalid item at line 2: task"),
         (items({**item(0), "stray": 1}), 400, "stray"),
+        (items(item(1, dealy="1h")), 400, "unknown option 'dealy'"),
     ],
 )
 def test_bad_item_streams_are_400_and_write_nothing(

@@ -257,6 +257,37 @@ def test_a_stray_top_level_field_is_refused_not_dropped(
     assert run_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dealy": "1h"}, "unknown option 'dealy'"),
+        ({"resumeParentOnCompletion": True},
+         "options.resumeParentOnCompletion is not supported: waiting for a child run"),
+        ({"parentAttempt": "attempt_1"}, "options.parentAttempt is not supported"),
+        ({"bulkActionId": "bulk_1"}, "options.bulkActionId is not supported"),
+        ({"metadata": {"a": 1}, "metadataType": "application/super+json"},
+         "options.metadataType 'application/super+json' is not supported"),
+    ],
+)
+def test_an_option_reprise_does_not_know_or_honour_is_refused_not_dropped(
+    api: Any, project: ProjectKeys, options: dict[str, Any], message: str
+) -> None:
+    response = trigger(api, project, "test-echo", {"payload": 1, "options": options})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert run_count() == 0
+
+
+def test_options_the_sdk_sends_with_their_default_values_are_accepted(
+    api: Any, project: ProjectKeys
+) -> None:
+    options = {"metadata": {"a": 1}, "metadataType": "application/json",
+               "resumeParentOnCompletion": False}
+    response = trigger(api, project, "test-echo", {"payload": 1, "options": options})
+    assert response.status_code == 200, response.text
+    assert run_row(response.json()["id"]).metadata_ == {"a": 1}
+
+
 def test_a_delay_in_the_past_queues_at_once_and_says_so(api: Any, project: ProjectKeys) -> None:
     """Trigger.dev accepts it (the SDK's own retries may land late), so it is not refused;
     the response says what happened."""
