@@ -46,6 +46,7 @@ from shared.projects.service import (
     spend_public_token,
 )
 from shared.projects.tokens import authenticate_public_token
+from shared.runs.service import retried_trigger
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -197,7 +198,8 @@ def _public_caller(action: str) -> Callable[..., Any]:
     spent by the request's transaction, and refused (401) once spent."""
 
     async def caller(
-        task_id: Annotated[str, Path()], credential: BearerCredential, session: DbSession
+        task_id: Annotated[str, Path()], credential: BearerCredential, session: DbSession,
+        request_key: RequestKey = None,
     ) -> AuthContext:
         auth = credential.cached()
         if auth is None:
@@ -205,10 +207,20 @@ def _public_caller(action: str) -> Callable[..., Any]:
         if auth.access is not None:
             if not auth.access.allows(action, "tasks", [task_id]):
                 raise Forbidden(f"this public access token may not {action} task {task_id!r}")
-            await run_in_threadpool(spend_public_token, session, auth.access)
+            await run_in_threadpool(_spend_unless_retried, session, auth, task_id, request_key)
         return auth
 
     return caller
+
+
+def _spend_unless_retried(
+    session: Session, auth: AuthContext, task_id: str, request_key: str | None
+) -> None:
+    """Spend a one-time token, unless this request is the SDK retrying the trigger that
+    spent it (same per-request key, same task): that retry gets the run it created."""
+    assert auth.access is not None
+    if retried_trigger(session, auth, task_id, request_key) is None:
+        spend_public_token(session, auth.access)
 
 
 # The caller of ``POST /api/v1/tasks/{task_id}/trigger``: a secret key, or a public token

@@ -64,6 +64,17 @@ def _existing_by_request_key(session: Session, auth: AuthContext, request_key: s
     return None
 
 
+def retried_trigger(
+    session: Session, auth: AuthContext, task_id: str, request_key: str | None
+) -> Run | None:
+    """The run a trigger of ``task_id`` with this per-request idempotency key already
+    created (the SDK retrying a request whose response it lost), if any."""
+    if not request_key:
+        return None
+    existing = _existing_by_request_key(session, auth, request_key[:128])
+    return existing if existing is not None and existing.task_identifier == task_id else None
+
+
 def existing_by_idempotency_key(
     session: Session, environment_id: str, task_id: str, key_hash: str
 ) -> Run | None:

@@ -91,6 +91,26 @@ def test_trigger_scopes_name_the_tasks_a_token_may_trigger(
     assert api.post("/api/v1/tasks/test-echo/trigger", json={}, headers=read_only).status_code == 403
 
 
+def test_a_one_time_trigger_token_retried_by_the_sdk_gets_the_run_it_created(
+    api: Any, project: ProjectKeys
+) -> None:
+    """The SDK retries a trigger whose response it lost with the same per-request key:
+    the retry answers the run the spent token created, and nothing else reuses the token."""
+    token = bearer(sdk_token(project, ["trigger:tasks:test-echo"], otu=True))
+    body = {"options": {"delay": "1h"}}
+    retried = {**token, "x-trigger-request-idempotency-key": "req-1"}
+    first = api.post("/api/v1/tasks/test-echo/trigger", json=body, headers=retried)
+    assert first.status_code == 200, first.text
+    again = api.post("/api/v1/tasks/test-echo/trigger", json=body, headers=retried)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    other = {**token, "x-trigger-request-idempotency-key": "req-2"}
+    spent = api.post("/api/v1/tasks/test-echo/trigger", json=body, headers=other)
+    assert spent.status_code == 401
+    assert "already been used" in spent.json()["error"]
+    assert api.post("/api/v1/tasks/test-echo/trigger", json=body, headers=token).status_code == 401
+
+
 @pytest.mark.parametrize("case", ["expired", "wrong-secret", "other-environment-key"])
 def test_expired_or_wrongly_signed_tokens_are_401(
     api: Any, project: ProjectKeys, case: str
