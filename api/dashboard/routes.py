@@ -87,7 +87,24 @@ def sign_in_submit(request: Request, session: DbSession, form: Form) -> Response
 
 
 @router.get("/sign-in/{link}")
-def sign_in_link(link: str, request: Request, session: DbSession) -> Response:
+def sign_in_link(link: str, request: Request) -> Response:
+    """A one-time link asks before it signs in: opening it (a GET, which a link preview,
+    a mail scanner or another site's page can make) spends nothing and signs nobody in;
+    the button posts it back with the page's CSRF token."""
+    token = request.cookies.get(PRE_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = page("sign_in_link.html", 200, signed=None, error=None, csrf_token=token,
+                    link=link)
+    response.set_cookie(PRE_CSRF_COOKIE, token, httponly=True, samesite="lax", path=PREFIX)
+    return response
+
+
+@router.post("/sign-in/{link}")
+def sign_in_link_submit(link: str, request: Request, session: DbSession, form: Form
+                        ) -> Response:
+    expected = request.cookies.get(PRE_CSRF_COOKIE)
+    if not expected or not secrets.compare_digest(expected, form.get("csrf_token", "")):
+        return refused(403, "This form was refused: its CSRF token is missing or wrong. "
+                            "Open the link again and try again.")
     try:
         token = redeem_sign_in_link(session, link)
     except NotFound as exc:

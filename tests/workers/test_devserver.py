@@ -150,11 +150,10 @@ def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Pat
                 return shown if shown["status"] == "COMPLETED" else None
 
             outputs[task_id] = wait_for(finished, timeout=30, interval=0.2)["output"]
-        # The banner's one-time dashboard link signs in once.
+        # The banner's one-time dashboard link signs in once, from its page's button.
         link = re.search(r"Dashboard:\s+(\S+)", log.read_text())
         assert link is not None, log.read_text()
-        first = httpx.get(link.group(1), follow_redirects=False)
-        again = httpx.get(link.group(1), follow_redirects=False)
+        first, again = _use_sign_in_link(link.group(1)), _use_sign_in_link(link.group(1))
     assert outputs == {
         "greet": {"hello": "Ada", "attempt": 1},
         "greet-async": {"hello": "Ada", "async": True},
@@ -162,6 +161,17 @@ def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Pat
     assert first.status_code == 303
     assert "reprise_session=" in first.headers["set-cookie"]
     assert again.status_code == 404
+
+
+def _use_sign_in_link(url: str) -> httpx.Response:
+    """Open the link (which only shows its button) and press the button."""
+    with httpx.Client(follow_redirects=False) as client:
+        shown = client.get(url)
+        assert shown.status_code == 200, shown.text
+        assert "reprise_session=" not in shown.headers.get("set-cookie", "")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
+        assert token is not None, shown.text
+        return client.post(url, data={"csrf_token": token.group(1)})
 
 
 def _stack_processes(marker: str, root: Path) -> list[str]:
