@@ -146,7 +146,16 @@ def stream_items(
     if batch is None:
         raise BatchNotFound()
     if auth.is_public:
-        _check_public_tasks(auth, sorted({item.task for item in items}))
+        tasks = sorted({item.task for item in items})
+        _check_public_tasks(auth, tasks)
+        # A public token's batch declared its tasks when it was created (checked against
+        # the token then): its items stay within them.
+        undeclared = [task for task in tasks if task not in (batch.task_identifiers or [])]
+        if undeclared:
+            raise Forbidden(
+                f"task {undeclared[0]!r} is not one of this batch's taskIdentifiers "
+                f"{batch.task_identifiers}"
+            )
     for item in items:
         if item.index >= batch.run_count:
             raise BadRequest(

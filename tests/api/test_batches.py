@@ -145,6 +145,12 @@ def test_public_tokens_fill_batches_of_their_tasks_and_read_their_batch_only(
                      headers=token)
     assert refused.status_code == 403
     assert runs_of(batch_id) == 0
+    # A token that may batch-trigger more tasks still fills a batch with its declared ones.
+    wider = _token(project, ["batchTrigger:tasks:test-echo", "batchTrigger:tasks:hello-world"])
+    outside = stream(api, project, batch_id, items(item(0, task="hello-world")), headers=wider)
+    assert outside.status_code == 403
+    assert "not one of this batch's taskIdentifiers" in outside.json()["error"]
+    assert runs_of(batch_id) == 0
     assert stream(api, project, batch_id, items(item(0), item(1)), headers=token).json()["sealed"]
     reader = {"Authorization": f"Bearer {created.headers['x-trigger-jwt']}"}
     assert api.get(f"/api/v2/batches/{batch_id}", headers=reader).status_code == 200
