@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -51,7 +52,9 @@ def object_url(base_url: str, method: str, environment_id: str, path: str) -> st
     until ``packet_url_seconds`` from now."""
     expires = int(time.time()) + get_settings().packet_url_seconds
     signature = sign_object(method, environment_id, path, expires)
-    return (f"{base_url.rstrip('/')}{OBJECT_ROUTE}/{environment_id}/{path}"
+    # The path is the SDK's (any characters but control ones): percent-encoded in the URL,
+    # so a `?`, `#` or `%` in it stays part of the path (the route receives it decoded).
+    return (f"{base_url.rstrip('/')}{OBJECT_ROUTE}/{environment_id}/{quote(path, safe='/')}"
             f"?expires={expires}&signature={signature}")
 
 

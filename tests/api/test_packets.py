@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -97,6 +97,23 @@ def test_a_replay_into_another_environment_carries_the_offloaded_value(
     same_env = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers()).json()
     assert api.get(f"/api/v3/runs/{same_env['id']}", headers=project.headers()).status_code == 200
     assert run_row(same_env["id"]).payload == path  # within one environment, the packet
+
+
+def test_a_packet_path_with_url_characters_round_trips_through_its_presigned_urls(
+    api: Any, project: ProjectKeys
+) -> None:
+    path = "odd name?#%/payload.json"
+    encoded = quote(path, safe="/")
+    presign = api.put(f"/api/v2/packets/{encoded}", headers=project.headers())
+    assert presign.status_code == 200, presign.text
+    assert presign.json()["storagePath"] == path
+    url = presign.json()["presignedUrl"]
+    assert urlsplit(url).path.endswith(f"/{encoded}")
+    upload = api.put(_local(url), content=b'{"json": 1}', headers={"content-type": SUPERJSON})
+    assert upload.status_code == 200, upload.text
+    download = api.get(f"/api/v1/packets/{encoded}", headers=project.headers())
+    assert download.status_code == 200, download.text
+    assert api.get(_local(download.json()["presignedUrl"])).content == b'{"json": 1}'
 
 
 def test_a_trigger_naming_a_packet_never_uploaded_is_refused(
