@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.durations import format_duration, iso
 from shared.errors import BadRequest
+from shared.payloads import STORE
 from shared.runs.models import Run
 from shared.runs.states import RunStatus
 
@@ -214,8 +215,7 @@ def run_row(run: Run, *, public: bool, skip: frozenset[str] = frozenset()) -> di
         "costInCents": run.cost_in_cents,
         "baseCostInCents": run.base_cost_in_cents,
         "ttl": format_duration(run.ttl_seconds) if run.ttl_seconds else None,
-        "payload": None if public else _json_text(run.payload),
-        "payloadType": None if public or run.payload is None else "application/json",
+        **({"payload": None, "payloadType": None} if public else _payload_columns(run)),
         "metadata": _json_text(run.metadata_),
         "metadataType": "application/json" if run.metadata_ is not None else None,
         "output": None if public else _json_text(run.output),
@@ -225,6 +225,15 @@ def run_row(run: Run, *, public: bool, skip: frozenset[str] = frozenset()) -> di
         "realtimeStreams": [],
     }
     return {key: value for key, value in row.items() if key not in skip}
+
+
+def _payload_columns(run: Run) -> dict[str, Any]:
+    # An offloaded payload is its packet's path, typed application/store, as Trigger.dev's
+    # row holds it: the SDK reads the packet through GET /api/v1/packets/{path}.
+    if run.payload_type == STORE:
+        return {"payload": run.payload, "payloadType": STORE}
+    return {"payload": _json_text(run.payload),
+            "payloadType": None if run.payload is None else "application/json"}
 
 
 def shape_key(run: Run) -> str:

@@ -223,3 +223,22 @@ def test_a_read_that_would_be_cut_short_is_refused_never_partial(
     whole = api.get("/realtime/v1/runs", headers=project.headers(),
                     params={"tags": tag, "offset": "-1"})
     assert (whole.status_code, "matches more than 2 runs" in whole.json()["error"]) == (400, True)
+
+
+def test_an_offloaded_payload_is_its_packet_path_typed_application_store(
+    api: Any, project: ProjectKeys
+) -> None:
+    """As in Trigger.dev's row: the SDK reads the packet through /api/v1/packets/{path}."""
+    from tests.api.test_packets import offload
+
+    path = offload(api, project, "rt-offloaded/payload.json", {"big": "value"})
+    triggered = api.post(
+        "/api/v1/tasks/test-echo/trigger", headers=project.headers(),
+        json={"payload": path, "options": {"payloadType": "application/store", "delay": "1h"}},
+    )
+    assert triggered.status_code == 200, triggered.text
+    run_id = triggered.json()["id"]
+    [row] = rows(subscribe(api, project, f"/realtime/v1/runs/{run_id}", offset="-1"))
+    assert (row["payload"], row["payloadType"]) == (path, "application/store")
+    packet = api.get(f"/api/v1/packets/{row['payload']}", headers=project.headers())
+    assert packet.status_code == 200
