@@ -73,10 +73,13 @@ def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | 
     return session.scalars(query).first()
 
 
-def lock_run(session: Session, run_id: str) -> Run | None:
-    return session.scalars(
-        select(Run).where(Run.id == run_id).with_for_update()
-    ).first()
+def lock_run(session: Session, run_id: str, environment_id: str | None = None) -> Run | None:
+    """The run with its row locked until commit; with ``environment_id``, only a run of
+    that environment (another's is neither returned nor locked)."""
+    where = [Run.id == run_id]
+    if environment_id is not None:
+        where.append(Run.environment_id == environment_id)
+    return session.scalars(select(Run).where(*where).with_for_update()).first()
 
 
 def find_by_idempotency_key(
