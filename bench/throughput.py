@@ -16,7 +16,9 @@ Rows:
   UPDATEs the row to done.
 * Both baselines run on kombu's stock Redis transport, as a team writing them gets it; the
   last row is raw Celery again on Reprise's (one redis-py client per channel).
-* **scale-out**: the Reprise row with 1, 2 and 4 worker processes.
+* **scale-out**: the Reprise row with 1, 2 and 4 worker processes; then runs queued with
+  no worker, drained by 1, 2 and 4 (the worker's own scale-out, no api load meanwhile),
+  each with how busy the machine's cores, Postgres and Redis were.
 * **API CPU per request**: one api process, 16 clients, CPU (``/proc/<pid>/stat``) per
   request of the bare endpoint (one INSERT on the same stack), trigger, replay and
   reschedule.
@@ -261,6 +263,37 @@ def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
     return (runs - errors) / float(seconds), _per_run(spent, runs - errors)
 
 
+def reprise_drain(env: dict[str, str], logs: Path, key: str, runs: int, processes: int,
+                  api_port: int, stores: dict[str, int]) -> tuple[float, Cpu]:
+    """Runs queued with no worker, then drained by ``processes``: the worker's own
+    scale-out, without the api's load on the same cores. Runs per second from the worker's
+    start to the last finished."""
+    from shared.broker import queue_names
+    from shared.settings import get_settings
+
+    sql("DELETE FROM attempts; DELETE FROM runs")
+    body = b'{"payload": null}'
+    closed_loop(api_port, key, [("/api/v1/tasks/bench-noop/trigger", body)] * runs)
+
+    def completed() -> int:
+        return int(sql("SELECT count(*) FROM runs WHERE status = 'COMPLETED'")[0][0])
+
+    worker = start_worker(env, queue_names(get_settings())["runs"], processes, logs / "d.log")
+    try:
+        # Timed from the first run the worker started (its boot is not the drain).
+        wait_until(lambda: sql("SELECT 1 FROM runs WHERE started_at IS NOT NULL LIMIT 1"),
+                   120, "the worker to start a run")
+        meter = _meter(stores, worker)
+        meter.start()
+        done_before = completed()
+        wait_until(lambda: completed() >= runs, 600, "the queued runs to drain")
+        spent = meter.stop()
+    finally:
+        stop(worker)
+    [(seconds,)] = sql("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM runs")
+    return runs / float(seconds), _per_run(spent, runs - done_before)
+
+
 def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int,
                stores: dict[str, int], stock: bool = True) -> tuple[float, Cpu]:
     """Raw no-ops per second; ``stock``: on kombu's own Redis transport (else Reprise's)."""
@@ -443,6 +476,10 @@ def main() -> None:
                                          stores)
                 for count in (1, 2, 4)
             }
+            drain = {
+                count: reprise_drain(env, logs, key, sizes.scale_runs, count, api_port, stores)
+                for count in (1, 2, 4)
+            }
         finally:
             stop(api)
         cpu = api_cpu(env, logs, key, sizes.requests)
@@ -471,6 +508,11 @@ def main() -> None:
           f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
           f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
           for count, (rate, spent) in scale.items()),
+        *(f"| drain of queued runs, {count} worker process{'es' if count > 1 else ''} | "
+          f"{rate:.0f} | {rate / drain[1][0]:.2f} | {_busy(rate, spent):.0f}% | "
+          f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
+          f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
+          for count, (rate, spent) in drain.items()),
         "",
         f"| API CPU per request ({sizes.requests} requests, 1 api process) | ms | x bare |",
         "|---|---:|---:|",
