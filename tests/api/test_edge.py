@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -182,11 +183,15 @@ def _probe_rows(row_id: str) -> int:
 
 
 @pytest.fixture
-def probe_table() -> None:
+def probe_table() -> Iterator[None]:
+    """A table of the test's own, dropped after it (the schema stays the migrations')."""
     from sqlalchemy import text
 
     with transaction() as session:
         session.execute(text("CREATE TABLE IF NOT EXISTS edge_probe (id text PRIMARY KEY)"))
+    yield
+    with transaction() as session:
+        session.execute(text("DROP TABLE edge_probe"))
 
 
 @pytest.mark.usefixtures("probe_table")
