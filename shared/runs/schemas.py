@@ -132,7 +132,7 @@ class TriggerOptions(BaseModel):
         for name, why in REFUSED_OPTIONS.items():
             field = name if name in type(self).model_fields else _snake(name)
             value = getattr(self, field)
-            if value not in (None, [], "", False):
+            if not (value is None or value is False or value == [] or value == ""):
                 raise ValueError(f"options.{name} is not supported: {why} (got {value!r})")
         if self.metadata_type not in METADATA_TYPES:
             raise ValueError(
