@@ -241,19 +241,19 @@ def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransitio
 # --- execution ----------------------------------------------------------------------------
 
 
+# A queued run a worker may still take: dequeued before (its TTL no longer applies) or
+# its TTL not passed yet (a run past it is for :func:`expire`).
+_WITHIN_TTL = or_(
+    Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)
+)
+
 # The moves every run makes, prepared once (the hot path: see repo.prepare_transition).
 _CLAIM = repo.prepare_transition(
     RunStatus.DEQUEUED,
     sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
     where=[
         or_(
-            and_(
-                Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]),
-                or_(
-                    Run.dequeued_at.is_not(None),
-                    ~func.coalesce(Run.ttl_expires_at <= func.now(), False),
-                ),
-            ),
+            and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL),
             repo.abandoned(bindparam("stale", type_=Interval())),
         )
     ],
@@ -320,7 +320,7 @@ _CLAIM_AND_START = repo.prepare_transition(
     sources={RunStatus.QUEUED},
     where=[
         Run.attempt_count == 0,
-        or_(Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)),
+        _WITHIN_TTL,
         Run.task_identifier == any_(bindparam("tasks", type_=ARRAY(Text()))),
         or_(Run.locked_version.is_(None), Run.locked_version == bindparam("b_version")),
     ],
