@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -74,6 +75,21 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# Read from the model once (every trigger and batch item validates its options).
+@functools.cache
+def _option_keys() -> frozenset[str]:
+    fields = TriggerOptions.model_fields
+    return frozenset(fields) | {f.alias for f in fields.values() if f.alias}
+
+
+@functools.cache
+def _refused_fields() -> tuple[tuple[str, str, str], ...]:
+    """``(option, field, why)`` of each of :data:`REFUSED_OPTIONS`."""
+    fields = TriggerOptions.model_fields
+    return tuple((name, name if name in fields else _snake(name), why)
+                 for name, why in REFUSED_OPTIONS.items())
+
+
 class TriggerOptions(BaseModel):
     """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
 
@@ -119,9 +135,7 @@ class TriggerOptions(BaseModel):
         # An option Reprise does not know is refused, never dropped: a misspelt `dealy`
         # would otherwise run the task at once.
         if isinstance(data, dict):
-            known = {name for name in cls.model_fields} | {
-                f.alias for f in cls.model_fields.values() if f.alias
-            }
+            known = _option_keys()
             unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
                 raise ValueError(f"unknown option {unknown[0]!r} (not an option of a trigger)")
@@ -129,8 +143,7 @@ class TriggerOptions(BaseModel):
 
     @model_validator(mode="after")
     def _refused_options(self) -> TriggerOptions:
-        for name, why in REFUSED_OPTIONS.items():
-            field = name if name in type(self).model_fields else _snake(name)
+        for name, field, why in _refused_fields():
             value = getattr(self, field)
             if not (value is None or value is False or value == [] or value == ""):
                 raise ValueError(f"options.{name} is not supported: {why} (got {value!r})")
