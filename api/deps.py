@@ -207,7 +207,10 @@ def _public_caller(action: str) -> Callable[..., Any]:
         if auth.access is not None:
             if not auth.access.allows(action, "tasks", [task_id]):
                 raise Forbidden(f"this public access token may not {action} task {task_id!r}")
-            await run_in_threadpool(_spend_unless_retried, session, auth, task_id, request_key)
+            if auth.access.one_time_use:
+                await run_in_threadpool(
+                    _spend_unless_retried, session, auth, task_id, request_key
+                )
         return auth
 
     return caller
