@@ -440,6 +440,19 @@ def _system_cpu(name: str, spent: Cpu) -> float:
     return sum(ms for role, ms in spent.items() if role != "bench" or name != "Reprise")
 
 
+def _scale_rows(label: str, measured: dict[int, tuple[float, Cpu]]) -> list[str]:
+    """Per worker-process count: runs/s, x one process, how busy the cores, Postgres and
+    Redis were."""
+    one = measured[1][0]
+    return [
+        f"| {label}, {count} worker process{'es' if count > 1 else ''} | {rate:.0f} | "
+        f"{rate / one:.2f} | {_busy(rate, spent):.0f}% | "
+        f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
+        f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
+        for count, (rate, spent) in measured.items()
+    ]
+
+
 def _busy(rate: float, spent: Cpu) -> float:
     """How busy the machine's cores were, from the CPU every process spent per run."""
     return rate * sum(spent.values()) / 10 / (os.cpu_count() or 1)
@@ -503,16 +516,8 @@ def main() -> None:
         (f"| scale-out ({sizes.scale_runs} runs) | completed/s | x 1 process | machine busy | "
          "postgres | redis |"),
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| Reprise, {count} worker process{'es' if count > 1 else ''} | {rate:.0f} | "
-          f"{rate / scale[1][0]:.2f} | {_busy(rate, spent):.0f}% | "
-          f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
-          f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
-          for count, (rate, spent) in scale.items()),
-        *(f"| drain of queued runs, {count} worker process{'es' if count > 1 else ''} | "
-          f"{rate:.0f} | {rate / drain[1][0]:.2f} | {_busy(rate, spent):.0f}% | "
-          f"{rate * spent.get('postgres', 0) / 10:.0f}% of a core | "
-          f"{rate * spent.get('redis', 0) / 10:.0f}% of a core |"
-          for count, (rate, spent) in drain.items()),
+        *_scale_rows("Reprise", scale),
+        *_scale_rows("drain of queued runs", drain),
         "",
         f"| API CPU per request ({sizes.requests} requests, 1 api process) | ms | x bare |",
         "|---|---:|---:|",
