@@ -18,13 +18,14 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 COPY . .
-# Not editable: the runtime stage gets the venv only, never the source tree. The migrations
-# and examples/ ship inside the distribution (pyproject.toml package data), so nothing else
-# is needed at run time. The `server` extra is the stack (bare `reprise` is only the SDK);
-# `s3` lets the same image keep packets in a bucket (REPRISE_PACKET_STORE=s3).
+# Not editable: the runtime stage gets the venv only, never the source tree. The SDK (the
+# root) and the server (server/, whose package links api/, shared/, workers/ and examples/)
+# are installed together; the migrations, the dashboard's files and the demo tasks ship
+# inside the server's package, so nothing else is needed at run time. `s3` lets the same
+# image keep packets in a bucket (REPRISE_PACKET_STORE=s3).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --upgrade pip \
-    && pip install '.[server,s3]'
+    && pip install . './server[s3]'
 
 # --- runtime: the venv plus tini, run as an unprivileged user ---
 FROM python:${PYTHON_VERSION}-slim AS runtime

@@ -13,10 +13,10 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import dashboard
-from api.instrumentation import RequestMetrics
-from api.middleware import BodySizeLimit
-from api.routes import (
+from reprise_server.api import dashboard
+from reprise_server.api.instrumentation import RequestMetrics
+from reprise_server.api.middleware import BodySizeLimit
+from reprise_server.api.routes import (
     auth,
     batches,
     bulk,
@@ -30,10 +30,10 @@ from api.routes import (
     strait,
     tasks,
 )
-from api.routes import metrics as metrics_routes
-from shared.errors import RepriseError
-from shared.packets.service import OBJECT_ROUTE
-from shared.settings import get_settings
+from reprise_server.api.routes import metrics as metrics_routes
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.packets.service import OBJECT_ROUTE
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.api")
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from api.deps import json_body
-from shared.commands.errors import InvalidRequestBody
-from shared.commands.schemas import ReplayRequest, RescheduleRequest
-from shared.errors import InvalidInput
-from shared.runs.schemas import TriggerRequest
+from reprise_server.api.deps import json_body
+from reprise_server.shared.commands.errors import InvalidRequestBody
+from reprise_server.shared.commands.schemas import ReplayRequest, RescheduleRequest
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.schemas import TriggerRequest
 
 # 400 with a sentence naming the field; no body is a trigger with no payload or options.
 TriggerBody = Annotated[

@@ -32,21 +32,21 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from api.validation import validation_message
-from shared.commands.errors import InvalidRequestBody
-from shared.db import commit, has_pending_work, transaction
-from shared.errors import Forbidden, InvalidRunId, RepriseError
-from shared.ids import is_run_id
-from shared.projects.repository import RunHead
-from shared.projects.service import (
+from reprise_server.api.validation import validation_message
+from reprise_server.shared.commands.errors import InvalidRequestBody
+from reprise_server.shared.db import commit, has_pending_work, transaction
+from reprise_server.shared.errors import Forbidden, InvalidRunId, RepriseError
+from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.projects.repository import RunHead
+from reprise_server.shared.projects.service import (
     AuthContext,
     authenticate,
     authenticate_for_run,
     cached_caller,
     spend_public_token,
 )
-from shared.projects.tokens import authenticate_public_token
-from shared.runs.service import retried_trigger
+from reprise_server.shared.projects.tokens import authenticate_public_token
+from reprise_server.shared.runs.service import retried_trigger
 
 M = TypeVar("M", bound=BaseModel)
 

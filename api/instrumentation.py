@@ -10,7 +10,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import metrics
+from reprise_server.shared import metrics
 
 UNMATCHED = "<unmatched>"
 

@@ -9,16 +9,16 @@ from typing import Any
 
 from fastapi import Request
 
-from shared.payloads import STORE
-from shared.projects.service import AuthContext
-from shared.projects.tokens import sign_packet
-from shared.reads import JobRunView, RunView
-from shared.runs.listing import Page
-from shared.runs.models import Run
-from shared.runs.strait_wire import job_run_to_wire
-from shared.runs.wire import common_run_to_wire, run_to_wire
-from shared.schedules.wire import run_schedule_to_wire
-from shared.settings import get_settings
+from reprise_server.shared.payloads import STORE
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.projects.tokens import sign_packet
+from reprise_server.shared.reads import JobRunView, RunView
+from reprise_server.shared.runs.listing import Page
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.strait_wire import job_run_to_wire
+from reprise_server.shared.runs.wire import common_run_to_wire, run_to_wire
+from reprise_server.shared.schedules.wire import run_schedule_to_wire
+from reprise_server.shared.settings import get_settings
 
 PACKET_TTL_SECONDS = 300
 

@@ -10,13 +10,18 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ApiVersion, BearerCredential
-from shared.durations import DurationError, parse_datetime, parse_duration
-from shared.errors import InvalidInput
-from shared.ids import is_run_id
-from shared.runs.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, RunQuery
-from shared.runs.repository import RunFilter
-from shared.runs.states import RunStatus, statuses_for_filter
+from reprise_server.api.deps import ApiVersion, BearerCredential
+from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.listing import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    PageRequest,
+    RunQuery,
+)
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
 
 def _csv(value: str | None) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 import psycopg
 from sqlalchemy.engine import make_url
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.realtime")
 

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared import broker
-from shared.commands.models import CommandKind
-from shared.db import session_factory
-from shared.metrics import repository
-from shared.settings import get_settings
+from reprise_server.shared import broker
+from reprise_server.shared.commands.models import CommandKind
+from reprise_server.shared.db import session_factory
+from reprise_server.shared.metrics import repository
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.metrics")
 

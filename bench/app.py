@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.app import create_app
-from shared.db import transaction
+from reprise_server.api.app import create_app
+from reprise_server.shared.db import transaction
 
 BASELINE_TABLE = "bench_inserts"
 CREATE_BASELINE_TABLE = (

@@ -55,17 +55,17 @@ def prepare(count: int) -> tuple[str, list[str]]:
     from sqlalchemy import text
 
     from reprise.registry import REGISTRY
-    from shared.db import transaction
-    from shared.projects.service import authenticate, create_key
-    from shared.runs.models import Run
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import trigger_run
-    from workers.runtime import load_task_modules, register_version
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import authenticate, create_key
+    from reprise_server.shared.runs.models import Run
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
+    from reprise_server.workers.runtime import load_task_modules, register_version
 
     bench_project()
     with transaction() as session:
         key = create_key(session, "dev", "bench")
-    load_task_modules("examples.tasks")
+    load_task_modules("reprise_server.examples.tasks")
     register_version(REGISTRY, VERSION, ["dev", "staging", "prod"])
     with transaction() as session:
         auth = authenticate(session, key)
@@ -85,7 +85,7 @@ def prepare(count: int) -> tuple[str, list[str]]:
 def _scalar(sql: str, **params: object) -> int:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(text(sql), params).scalar_one())
@@ -160,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     log = Path(tempfile.mkstemp(prefix="reprise-bench-bulk-", suffix=".log")[1])
     with servers() as (db_url, redis_url):
-        env = configure(db_url, redis_url, VERSION, "examples.tasks")
+        env = configure(db_url, redis_url, VERSION, "reprise_server.examples.tasks")
         key, run_ids = prepare(args.runs)
         api = start_bench_api(env, PORT, 2, log)
         control = start(["reprise.cli", "control"], env, log)

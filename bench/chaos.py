@@ -88,7 +88,7 @@ class Stack:
         return str(self.env["REPRISE_DATABASE_URL"])
 
     def start_servers(self) -> None:
-        from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+        from reprise_server.workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
         # A fixed port, so a restarted Postgres comes back where the processes look.
         self.postgres = EmbeddedPostgres(self.root / "pg", port=free_port())
@@ -132,7 +132,7 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def start_api(self) -> None:
-        from workers.devstack import free_port
+        from reprise_server.workers.devstack import free_port
 
         self.api_port = free_port()
         self.process("api", "api", "--port", str(self.api_port))

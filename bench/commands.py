@@ -64,12 +64,12 @@ def configure(db_url: str, redis_url: str) -> Stack:
         "REPRISE_DATABASE_URL": db_url,
         "REPRISE_REDIS_URL": redis_url,
         "REPRISE_QUEUE_PREFIX": f"bench-{secrets.token_hex(3)}",
-        "REPRISE_TASK_MODULES": "examples.tasks",
+        "REPRISE_TASK_MODULES": "reprise_server.examples.tasks",
         "REPRISE_WORKER_VERSION": VERSION,
         "REPRISE_LOG_FORMAT": "text",
     }
     os.environ.update(env)
-    from shared.settings import reset_settings_cache
+    from reprise_server.shared.settings import reset_settings_cache
 
     reset_settings_cache()
     full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
@@ -82,20 +82,20 @@ def prepare(delayed: int) -> tuple[str, str, list[str]]:
 
     from bench.app import CREATE_BASELINE_TABLE
     from reprise.registry import REGISTRY
-    from shared.db import transaction
-    from shared.migrations import upgrade
-    from shared.projects.service import authenticate, create_key
-    from shared.runs.models import Run
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import trigger_run
-    from shared.settings import get_settings
-    from workers.runtime import load_task_modules, register_version
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.migrations import upgrade
+    from reprise_server.shared.projects.service import authenticate, create_key
+    from reprise_server.shared.runs.models import Run
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.runtime import load_task_modules, register_version
 
     upgrade(get_settings().database_url)
     with transaction() as session:
         session.execute(text(CREATE_BASELINE_TABLE))
         key = create_key(session, "dev")
-    load_task_modules("examples.tasks")
+    load_task_modules("reprise_server.examples.tasks")
     register_version(REGISTRY, VERSION, ["dev", "staging", "prod"])
     with transaction() as session:
         auth = authenticate(session, key)
@@ -119,7 +119,7 @@ def start_api(stack: Stack, port: int, workers: int) -> subprocess.Popen[bytes]:
 def start_worker(stack: Stack, queue: str, stock: bool = False) -> subprocess.Popen[bytes]:
     """The commands worker; ``stock``: on kombu's own Redis transport (the baseline)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue,
+        [sys.executable, "-m", "celery", "-A", "reprise_server.workers.app", "worker", "-Q", queue,
          "-I", "bench.noop_tasks", "--loglevel", "WARNING", "-n", f"bench-{secrets.token_hex(3)}@%h",
          "--without-gossip", "--without-mingle"],
         cwd=ROOT, env={**stack.env, **STOCK_KOMBU} if stock else stack.env,
@@ -188,7 +188,7 @@ def measure_accept(port: int, key: str, source: str, delayed: list[str],
 def pending_commands() -> int:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(
@@ -271,9 +271,9 @@ def main() -> None:
 
     with servers() as (db_url, redis_url):
         stack = configure(db_url, redis_url)
-        from shared.broker import queue_names
-        from shared.settings import get_settings
-        from workers.devstack import free_port
+        from reprise_server.shared.broker import queue_names
+        from reprise_server.shared.settings import get_settings
+        from reprise_server.workers.devstack import free_port
 
         commands_queue = queue_names(get_settings())["commands"]
         needed = sum(int(rate * (seconds + 0.5)) for rate, seconds in args.loads) + 10
@@ -284,7 +284,7 @@ def main() -> None:
             latencies = measure_accept(port, key, source, delayed, args.loads)
         finally:
             stop(api)
-        from shared.commands.publisher import PUBLISHER
+        from reprise_server.shared.commands.publisher import PUBLISHER
 
         PUBLISHER.flush()
         applied = measure_apply(stack, commands_queue, args.window)

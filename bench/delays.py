@@ -83,7 +83,7 @@ def worker_rss(pid: int) -> tuple[float, float]:
 def insert_far_future(project_id: str, env_id: str, start_at: int, count: int) -> None:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     rows = (
         "SELECT 'run_benchdelay' || lpad(g::text, 9, '0') AS id, 'DELAYED' AS status, "
@@ -103,12 +103,12 @@ def stream(project_id: str, env_id: str, size: int, spread: float) -> list[str]:
     """``size`` runs through the trigger path and as many countdown tasks, over ``spread``
     seconds, each due 2-12 s after it was sent."""
     from bench.timer_probe import PROBE
-    from shared.broker import celery_app, queue_names
-    from shared.db import transaction
-    from shared.durations import iso
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import NewRun, create_run
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import celery_app, queue_names
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.durations import iso
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import NewRun, create_run
+    from reprise_server.shared.settings import get_settings
 
     app = celery_app()
     timers_queue = queue_names(get_settings())["timers"]
@@ -134,7 +134,7 @@ def stream(project_id: str, env_id: str, size: int, spread: float) -> list[str]:
 def promotion_lateness(run_ids: list[str]) -> list[float]:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         rows = session.execute(
@@ -157,7 +157,7 @@ def countdown_lateness(client: object, expected: int) -> list[float]:
 def armed_timers() -> int:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(text(
@@ -167,8 +167,8 @@ def armed_timers() -> int:
 
 def sweep_cost_ms(samples: int = 20) -> float:
     """The database side of one promote/arm sweep with nothing due (median)."""
-    from shared.db import transaction
-    from shared.timers.service import promote_due_runs
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.timers.service import promote_due_runs
 
     times = []
     for _ in range(samples):
@@ -205,8 +205,8 @@ def run_phase(project_id: str, env_id: str, pending: int, size: int, redis_clien
 def naive_contrast(redis_client: object, worker_pid: int, count: int) -> tuple[float, float]:
     """RSS after the worker took ``count`` countdown tasks due in 2 h."""
     from bench.timer_probe import PROBE
-    from shared.broker import celery_app, queue_names
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import celery_app, queue_names
+    from reprise_server.shared.settings import get_settings
 
     app = celery_app()
     queue = queue_names(get_settings())["timers"]
@@ -263,27 +263,27 @@ def main() -> int:
     began = time.monotonic()
 
     with servers() as (db_url, redis_url):
-        env = configure(db_url, redis_url, VERSION, "examples.tasks")
+        env = configure(db_url, redis_url, VERSION, "reprise_server.examples.tasks")
         import redis
 
         from bench.timer_probe import LATENESS_KEY, PROBE
         from reprise.registry import REGISTRY
-        from shared.settings import get_settings
-        from workers.runtime import load_task_modules, register_version
+        from reprise_server.shared.settings import get_settings
+        from reprise_server.workers.runtime import load_task_modules, register_version
 
         project_id, env_id = bench_project()
-        load_task_modules("examples.tasks")
+        load_task_modules("reprise_server.examples.tasks")
         register_version(REGISTRY, VERSION, ["dev"])
         settings = get_settings()
         tmp = Path(tempfile.mkdtemp(prefix="reprise-bench-delays-"))
         worker = start(
-            ["celery", "-A", "workers.app", "worker", "-I", "bench.timer_probe", "--loglevel",
+            ["celery", "-A", "reprise_server.workers.app", "worker", "-I", "bench.timer_probe", "--loglevel",
              "WARNING", "--concurrency", str(settings.worker_concurrency), "-n",
              "bench-delays@%h", "--without-gossip", "--without-mingle"],
             env, tmp / "worker.log",
         )
         beat = start(
-            ["celery", "-A", "workers.app", "beat", "--loglevel", "WARNING", "--schedule",
+            ["celery", "-A", "reprise_server.workers.app", "beat", "--loglevel", "WARNING", "--schedule",
              str(tmp / "beat-schedule")],
             env, tmp / "beat.log",
         )
@@ -291,7 +291,7 @@ def main() -> int:
         phases: list[Phase] = []
         naive = None
         try:
-            from shared.broker import celery_app
+            from reprise_server.shared.broker import celery_app
 
             celery_app().send_task(PROBE, args=[time.time()], queue=f"{settings.queue_prefix}.timers")
             wait_until(lambda: client.llen(LATENESS_KEY) >= 1, 60, "the worker to start")

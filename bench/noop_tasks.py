@@ -3,7 +3,7 @@ Redis, same queue). Loaded into the bench worker with ``celery -A workers.app wo
 
 from __future__ import annotations
 
-from workers.app import app
+from reprise_server.workers.app import app
 
 NOOP = "bench.noop"
 

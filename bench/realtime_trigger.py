@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
 
-    from shared.migrations import upgrade
-    from workers.devstack import EmbeddedPostgres, free_port
+    from reprise_server.shared.migrations import upgrade
+    from reprise_server.workers.devstack import EmbeddedPostgres, free_port
 
     with tempfile.TemporaryDirectory() as root, EmbeddedPostgres(
         Path(root) / "pg", port=free_port()

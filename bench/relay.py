@@ -39,18 +39,22 @@ VERSION = "relay.1"
 def accept_backlog(count: int) -> str:
     """A dev key's project with ``count`` accepted replays of one run; returns the key."""
     from reprise.registry import REGISTRY
-    from shared.commands.publisher import PUBLISHER
-    from shared.commands.schemas import ReplayRequest
-    from shared.commands.service import accept_replay
-    from shared.db import transaction
-    from shared.projects.service import authenticate, authenticate_for_run, create_key
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import trigger_run
-    from workers.runtime import load_task_modules, register_version
+    from reprise_server.shared.commands.publisher import PUBLISHER
+    from reprise_server.shared.commands.schemas import ReplayRequest
+    from reprise_server.shared.commands.service import accept_replay
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import (
+        authenticate,
+        authenticate_for_run,
+        create_key,
+    )
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
+    from reprise_server.workers.runtime import load_task_modules, register_version
 
     with transaction() as session:
         key = create_key(session, "dev")
-    load_task_modules("examples.tasks")
+    load_task_modules("reprise_server.examples.tasks")
     register_version(REGISTRY, VERSION, ["dev"])
     with transaction() as session:
         auth = authenticate(session, key)
@@ -67,7 +71,7 @@ def counts() -> tuple[int, int, int]:
     """(commands, applied, messages published)."""
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         row = session.execute(text(
@@ -83,7 +87,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     with servers() as (db_url, redis_url):
-        env = configure(db_url, redis_url, VERSION, "examples.tasks")
+        env = configure(db_url, redis_url, VERSION, "reprise_server.examples.tasks")
         began = time.monotonic()
         accept_backlog(args.commands)
         accepted_in = time.monotonic() - began

@@ -40,7 +40,7 @@ BUDGET_MS = 5.0
 def insert_schedules(project_id: str, env_id: str) -> None:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         session.execute(
@@ -60,14 +60,14 @@ def insert_schedules(project_id: str, env_id: str) -> None:
 def clear_schedules() -> None:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         session.execute(text("DELETE FROM schedules"))
 
 
 def sweeps(samples: int) -> list[float]:
-    from workers.sweeps import fire_due_schedules
+    from reprise_server.workers.sweeps import fire_due_schedules
 
     times = []
     for _ in range(samples):
@@ -81,8 +81,8 @@ def sweeps(samples: int) -> list[float]:
 def due_probe_plan() -> list[str]:
     from sqlalchemy import text
 
-    from shared.db import transaction
-    from shared.schedules.repository import _ANY_DUE
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.schedules.repository import _ANY_DUE
 
     with transaction() as session:
         compiled = _ANY_DUE.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
@@ -98,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     began = time.monotonic()
     with servers() as (db_url, redis_url):
-        configure(db_url, redis_url, "bench.schedules", "examples.tasks")
+        configure(db_url, redis_url, "bench.schedules", "reprise_server.examples.tasks")
         project_id, env_id = bench_project()
         empty: list[float] = []
         loaded: list[float] = []

@@ -79,7 +79,7 @@ QUICK = Sizes(runs=300, requests=200, scale_runs=150)
 def sql(statement: str, **params: Any) -> Any:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         result = session.execute(text(statement), params)
@@ -90,9 +90,9 @@ def prepare() -> str:
     """Tables of the baselines, a dev key, and the catalogue of the bench task."""
     from bench.app import CREATE_BASELINE_TABLE
     from bench.throughput_tasks import CREATE_DIY_TABLE
-    from shared.db import transaction
-    from shared.projects.service import create_key
-    from workers.runtime import load_task_modules, register_version
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import create_key
+    from reprise_server.workers.runtime import load_task_modules, register_version
 
     sql(CREATE_BASELINE_TABLE)
     sql(CREATE_DIY_TABLE)
@@ -105,7 +105,7 @@ def prepare() -> str:
 def start_worker(env: dict[str, str], queue: str, processes: int, log: Path) -> Any:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue,
+            [sys.executable, "-m", "celery", "-A", "reprise_server.workers.app", "worker", "-Q", queue,
              "-I", "bench.throughput_tasks", "--pool", "prefork", "--concurrency",
              str(processes), "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
              "-n", f"bench-{secrets.token_hex(3)}@%h"],
@@ -241,8 +241,8 @@ def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
                       processes: int, api_port: int, api: Any,
                       stores: dict[str, int]) -> tuple[float, Cpu]:
     """Completed runs per second, trigger (HTTP) to COMPLETED, and the CPU they cost."""
-    from shared.broker import queue_names
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import queue_names
+    from reprise_server.shared.settings import get_settings
 
     worker = start_worker(env, queue_names(get_settings())["runs"], processes, logs / "w.log")
     try:
@@ -268,8 +268,8 @@ def reprise_drain(env: dict[str, str], logs: Path, key: str, runs: int, processe
     """Runs queued with no worker, then drained by ``processes``: the worker's own
     scale-out, without the api's load on the same cores. Runs per second from the worker's
     start to the last finished."""
-    from shared.broker import queue_names
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import queue_names
+    from reprise_server.shared.settings import get_settings
 
     sql("DELETE FROM attempts; DELETE FROM runs")
     body = b'{"payload": null}'
@@ -300,7 +300,7 @@ def raw_celery(env: dict[str, str], logs: Path, runs: int, processes: int,
     import redis
 
     from bench.throughput_tasks import RAW_COUNTER, RAW_NOOP
-    from shared.broker import celery_app
+    from reprise_server.shared.broker import celery_app
 
     queue = f"{env['REPRISE_QUEUE_PREFIX']}.bench"
     client = redis.Redis.from_url(env["REPRISE_REDIS_URL"])
@@ -380,7 +380,7 @@ def _in_threads(work: Callable[[int], None], total: int) -> None:
 
 def api_cpu(env: dict[str, str], logs: Path, key: str, requests: int) -> dict[str, float]:
     """CPU ms per request of one api process, per route, 16 clients."""
-    from workers.devstack import free_port
+    from reprise_server.workers.devstack import free_port
 
     port = free_port()
     api = start_bench_api(env, port, 1, logs / "api-cpu.log")
@@ -408,10 +408,10 @@ def api_cpu(env: dict[str, str], logs: Path, key: str, requests: int) -> dict[st
 
 
 def _delayed_runs(count: int) -> list[str]:
-    from shared.db import transaction
-    from shared.projects.service import AuthContext
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import trigger_run
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import AuthContext
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
 
     [(project_id, env_id)] = sql(
         "SELECT e.project_id, e.id FROM environments e JOIN api_keys k "
@@ -466,7 +466,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     logs = Path(tempfile.mkdtemp(prefix="reprise-throughput-"))
-    from workers.devstack import free_port
+    from reprise_server.workers.devstack import free_port
 
     with servers() as (db_url, redis_url):
         env = configure(db_url, redis_url, VERSION, "bench.throughput_tasks")

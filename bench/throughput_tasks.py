@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from reprise import TaskContext, task
-from workers.app import app
+from reprise_server.workers.app import app
 
 RAW_NOOP = "bench.raw_noop"
 DIY_JOB = "bench.diy_job"

@@ -10,8 +10,8 @@ from functools import lru_cache
 
 import redis
 
-from shared.settings import get_settings
-from workers.app import app
+from reprise_server.shared.settings import get_settings
+from reprise_server.workers.app import app
 
 PROBE = "bench.countdown_probe"
 LATENESS_KEY = "bench:countdown-lateness"

@@ -40,7 +40,7 @@ def servers() -> Iterator[tuple[str, str]]:
     if db_url and redis_url:
         import psycopg
 
-        from shared.settings import normalise_database_url
+        from reprise_server.shared.settings import normalise_database_url
 
         name = f"reprise_bench_{secrets.token_hex(4)}"
         base = normalise_database_url(db_url)
@@ -50,20 +50,20 @@ def servers() -> Iterator[tuple[str, str]]:
         try:
             yield base.rsplit("/", 1)[0] + f"/{name}", redis_url
         finally:
-            from shared.db import dispose_engines
+            from reprise_server.shared.db import dispose_engines
 
             dispose_engines()
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
-    from workers.devstack import EmbeddedPostgres, EmbeddedRedis
+    from reprise_server.workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
     root = Path(tempfile.mkdtemp(prefix="reprise-bench-"))
     postgres, redis = EmbeddedPostgres(root / "pg"), EmbeddedRedis(root / "redis")
     try:
         yield postgres.start(), redis.start()
     finally:
-        from shared.db import dispose_engines
+        from reprise_server.shared.db import dispose_engines
 
         dispose_engines()
         redis.stop()
@@ -83,10 +83,10 @@ def configure(db_url: str, redis_url: str, version: str, task_modules: str) -> d
         "REPRISE_LOG_FORMAT": "text",
     }
     os.environ.update(env)
-    from shared.settings import reset_settings_cache
+    from reprise_server.shared.settings import reset_settings_cache
 
     reset_settings_cache()
-    from shared.migrations import upgrade
+    from reprise_server.shared.migrations import upgrade
 
     upgrade(db_url)
     return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
@@ -102,8 +102,8 @@ def baseline_app() -> Any:
     """The Celery app of the baselines' publishers: Reprise's settings, stock transport."""
     from celery import Celery
 
-    from shared.broker import configure_celery
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import configure_celery
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings().model_copy(update={"broker_shared_client": False})
     return configure_celery(Celery("baseline"), settings)
@@ -194,9 +194,9 @@ def runs_insert_sql(select_rows: str) -> str:
 
 def bench_project() -> tuple[str, str]:
     """The ``bench`` project and its dev environment id."""
-    from shared.db import transaction
-    from shared.projects import repository as projects_repo
-    from shared.projects.service import ensure_project
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects import repository as projects_repo
+    from reprise_server.shared.projects.service import ensure_project
 
     with transaction() as session:
         project = ensure_project(session, "bench")
@@ -207,7 +207,7 @@ def bench_project() -> tuple[str, str]:
 
 def maintenance(*statements: str) -> None:
     """``VACUUM`` / ``CHECKPOINT`` and the like, outside a transaction."""
-    from shared.db import get_engine
+    from reprise_server.shared.db import get_engine
 
     with get_engine().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")

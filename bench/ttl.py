@@ -52,7 +52,7 @@ def run_id(n: int) -> str:
 def insert_runs(project_id: str, env_id: str) -> float:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     rows = (
         "SELECT 'run_benchttl' || lpad(g::text, 9, '0') AS id, "
@@ -81,8 +81,8 @@ def baseline_update(batch: int) -> float:
     """The same rows to the same values by primary-key range: no selection, no locking."""
     from sqlalchemy import text
 
-    from shared.db import session_factory
-    from shared.runs.lifecycle import EXPIRED_MESSAGE
+    from reprise_server.shared.db import session_factory
+    from reprise_server.shared.runs.lifecycle import EXPIRED_MESSAGE
 
     session = session_factory()()
     began = time.perf_counter()
@@ -103,7 +103,7 @@ def baseline_update(batch: int) -> float:
 
 
 def timed_sweep() -> tuple[float, dict[str, int]]:
-    from workers.sweeps import expire_stale_runs
+    from reprise_server.workers.sweeps import expire_stale_runs
 
     began = time.perf_counter()
     result = expire_stale_runs()  # the task body: its own transaction, committed
@@ -122,7 +122,7 @@ def empty_sweeps(samples: int) -> list[float]:
 def select_one(samples: int) -> list[float]:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     times = []
     for _ in range(samples):
@@ -140,8 +140,8 @@ def main() -> int:
     args = parser.parse_args()
     began = time.monotonic()
     with servers() as (db_url, redis_url):
-        configure(db_url, redis_url, "bench.ttl", "examples.tasks")
-        from shared.settings import get_settings
+        configure(db_url, redis_url, "bench.ttl", "reprise_server.examples.tasks")
+        from reprise_server.shared.settings import get_settings
 
         batch = get_settings().ttl_sweep_batch_size
         project_id, env_id = bench_project()

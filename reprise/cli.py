@@ -1,11 +1,10 @@
-"""The ``reprise`` command line (§11, §13).
+"""The ``reprise`` command line.
 
 Client commands (``trigger``, ``runs``) talk to an API over HTTP and live in
 :mod:`reprise.cli_client`. Server commands (``dev``, ``migrate``, ``api``, ``worker``,
-``beat``, ``flower``, ``healthcheck``, ``keys``) run processes of the stack; they belong to
-the server (:mod:`workers.cli`), which this module reaches through one seam,
-:func:`_add_server_commands`. A client command line is parsed without that seam, so
-``reprise runs …`` imports nothing of the server.
+``beat``, ``flower``, ``healthcheck``, ``keys``) run processes of the stack; the
+``reprise-server`` distribution adds them through an entry point, so the SDK never names
+the server, and a client command line is parsed without loading them at all.
 """
 
 from __future__ import annotations
@@ -13,19 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from reprise.cli_client import add_client_commands
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The one place the SDK's CLI reaches into the server. :mod:`workers.cli` needs only
-    the standard library to define its commands; without the server's dependencies
-    installed, running one says how to install them (``reprise[server]``)."""
-    from workers.cli import add_server_commands
+SERVER_COMMANDS_GROUP = "reprise.cli"
 
-    add_server_commands(sub)
+
+def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The server's commands, from the ``reprise.cli`` entry-point group that the
+    ``reprise-server`` distribution fills; with only the SDK installed there are none, and
+    the client commands still work."""
+    for entry in entry_points(group=SERVER_COMMANDS_GROUP):
+        add_commands: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+        add_commands = entry.load()
+        add_commands(sub)
 
 
 def build_parser(*, server: bool = True) -> argparse.ArgumentParser:
@@ -52,10 +56,23 @@ def command_names() -> set[str]:
     return _subcommands(build_parser())
 
 
+SERVER_COMMANDS = ("dev", "migrate", "api", "worker", "control", "beat", "flower", "healthcheck",
+                   "keys")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     client = build_parser(server=False)
     is_client_command = bool(args_list) and args_list[0] in _subcommands(client)
+    if args_list and args_list[0] in SERVER_COMMANDS and not entry_points(
+        group=SERVER_COMMANDS_GROUP
+    ):
+        print(
+            f"reprise {args_list[0]} is a server command: install the server beside the SDK "
+            "(from a clone of Reprise: pip install . ./server)",
+            file=sys.stderr,
+        )
+        return 2
     parser = client if is_client_command else build_parser()
     args = parser.parse_args(args_list)
     handler: Handler = args.handler

@@ -15,8 +15,8 @@ from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 from redis import Redis
 
-from shared import redis_transport
-from shared.settings import Settings, get_settings
+from reprise_server.shared import redis_transport
+from reprise_server.shared.settings import Settings, get_settings
 
 EXECUTE_RUN = "reprise.execute_run"
 PROMOTE_RUN = "reprise.promote_delayed_run"

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from shared.commands import repository as commands_repo
-from shared.commands.models import Command
-from shared.db import db_now
-from shared.errors import RunNotFound
-from shared.projects import repository as projects_repo
-from shared.projects.models import Environment
-from shared.projects.repository import RunHead
-from shared.projects.service import AuthContext
-from shared.reads import RunView, read_run
-from shared.runs import repository as runs_repo
-from shared.runs.models import Checkpoint, Run
+from reprise_server.shared.commands import repository as commands_repo
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.db import db_now
+from reprise_server.shared.errors import RunNotFound
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.models import Environment
+from reprise_server.shared.projects.repository import RunHead
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.reads import RunView, read_run
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.models import Checkpoint, Run
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import DateTime, MetaData, create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.db")
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shared.settings import Settings, get_settings
+from reprise_server.shared.settings import Settings, get_settings
 
 log = logging.getLogger("reprise.metrics")
 

@@ -18,7 +18,7 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 
 # Fields a log call may pass with ``extra=`` (or bind in the log context) that belong in
 # the structured line.

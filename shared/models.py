@@ -1,11 +1,11 @@
 """Every model, imported so that ``Base.metadata`` is complete (Alembic, tests)."""
 
-from shared.batches.models import Batch, BatchItem
-from shared.bulk.models import BulkAction, BulkActionItem
-from shared.commands.models import Command
-from shared.db import Base
-from shared.packets.models import Packet
-from shared.projects.models import (
+from reprise_server.shared.batches.models import Batch, BatchItem
+from reprise_server.shared.bulk.models import BulkAction, BulkActionItem
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.db import Base
+from reprise_server.shared.packets.models import Packet
+from reprise_server.shared.projects.models import (
     ApiKey,
     Environment,
     Project,
@@ -13,9 +13,9 @@ from shared.projects.models import (
     VersionTask,
     WorkerVersion,
 )
-from shared.runs.models import Attempt, Checkpoint, Run
-from shared.schedules.models import Schedule
-from shared.sessions.models import DashboardSession, SignInLink
+from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
+from reprise_server.shared.schedules.models import Schedule
+from reprise_server.shared.sessions.models import DashboardSession, SignInLink
 
 __all__ = [
     "ApiKey",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.errors import BadRequest, InvalidInput
+from reprise_server.shared.errors import BadRequest, InvalidInput
 
 SUPERJSON = "application/super+json"
 JSON = "application/json"

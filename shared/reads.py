@@ -13,19 +13,19 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from shared.commands import repository as commands_repo
-from shared.commands.models import Command
-from shared.commands.service import apply_pending
-from shared.errors import NotFound
-from shared.packets.service import run_payload
-from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.listing import Page, RunQuery, list_page
-from shared.runs.models import Attempt, Checkpoint, Run
-from shared.runs.service import get_run_for
-from shared.schedules import repository as schedules_repo
-from shared.schedules.models import Schedule
+from reprise_server.shared.commands import repository as commands_repo
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.commands.service import apply_pending
+from reprise_server.shared.errors import NotFound
+from reprise_server.shared.packets.service import run_payload
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.listing import Page, RunQuery, list_page
+from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
+from reprise_server.shared.runs.service import get_run_for
+from reprise_server.shared.schedules import repository as schedules_repo
+from reprise_server.shared.schedules.models import Schedule
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ _state: dict[str, Any] = {}
 
 TEST_SETTINGS = {
     "REPRISE_MODE": "dev",
-    "REPRISE_TASK_MODULES": "examples.tasks,tests.support.tasks",
+    "REPRISE_TASK_MODULES": "reprise_server.examples.tasks,tests.support.tasks",
     "REPRISE_WORKER_VERSION": "20261122.1",
     "REPRISE_WORKER_HEARTBEAT_SECONDS": "0.1",
     "REPRISE_STALE_RUN_SECONDS": "2",
@@ -38,7 +38,7 @@ def _start_servers() -> tuple[str, str]:
     if db_url and redis_url:
         import psycopg
 
-        from shared.settings import normalise_database_url
+        from reprise_server.shared.settings import normalise_database_url
 
         admin = normalise_database_url(db_url).replace("postgresql+psycopg", "postgresql")
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -47,7 +47,7 @@ def _start_servers() -> tuple[str, str]:
         base = normalise_database_url(db_url)
         return base.rsplit("/", 1)[0] + f"/{name}", redis_url
 
-    from workers.devstack import EmbeddedPostgres, EmbeddedRedis
+    from reprise_server.workers.devstack import EmbeddedPostgres, EmbeddedRedis
 
     root = Path(tempfile.mkdtemp(prefix="reprise-test-"))
     postgres = EmbeddedPostgres(root / "pg", durable=False)
@@ -64,13 +64,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REPRISE_DATABASE_URL"] = db_url
     os.environ["REPRISE_REDIS_URL"] = redis_url
     os.environ["REPRISE_QUEUE_PREFIX"] = f"reprise-test-{secrets.token_hex(3)}"
-    from shared.migrations import upgrade
+    from reprise_server.shared.migrations import upgrade
 
     upgrade(db_url)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from shared.db import dispose_engines
+    from reprise_server.shared.db import dispose_engines
 
     dispose_engines()
     if "drop_database" in _state:

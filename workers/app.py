@@ -13,11 +13,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from shared import broker
-from shared.db import dispose_engines
-from shared.settings import get_settings
-from workers import command_tasks, monitoring, sweeps, tasks
-from workers.runtime import boot
+from reprise_server.shared import broker
+from reprise_server.shared.db import dispose_engines
+from reprise_server.shared.settings import get_settings
+from reprise_server.workers import command_tasks, monitoring, sweeps, tasks
+from reprise_server.workers.runtime import boot
 
 TASK_MODULES = (tasks, command_tasks, sweeps)
 

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 
-INSTALL_SERVER = "pip install 'reprise[server]'"
+INSTALL_SERVER = "pip install ./server (from a clone of Reprise, beside the SDK)"
 
-# Import names of the distributions in pyproject's `server` extra (a test keeps them in step).
+# Import names of the server distribution's dependencies (a test keeps them in step with
+# server/pyproject.toml).
 SERVER_MODULES = (
     "celery",
     "kombu",
@@ -88,7 +89,7 @@ def _needs_server(command: str, handler: Handler) -> Handler:
             print(f"reprise {command} needs the server: {INSTALL_SERVER}{detail}", file=sys.stderr)
             return 2
         _follow_dev_parent()
-        from shared.settings import MissingSettings
+        from reprise_server.shared.settings import MissingSettings
 
         try:
             return handler(args)
@@ -100,14 +101,14 @@ def _needs_server(command: str, handler: Handler) -> Handler:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from workers.devserver import run_dev
+    from reprise_server.workers.devserver import run_dev
 
     return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port))
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from shared.migrations import upgrade
-    from shared.settings import get_settings
+    from reprise_server.shared.migrations import upgrade
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     settings.require_urls()
@@ -119,13 +120,13 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from shared.logs import configure_logging
-    from shared.settings import get_settings
+    from reprise_server.shared.logs import configure_logging
+    from reprise_server.shared.settings import get_settings
 
     get_settings().require_urls()
     configure_logging("api")
     uvicorn.run(
-        "api.app:create_app",
+        "reprise_server.api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -141,8 +142,8 @@ def _celery_worker(
 ) -> int:
     """Start a Celery worker of the one app in the foreground: ``role`` ``worker`` (runs)
     or ``control`` (commands, timers, sweeps), consuming exactly ``queues``."""
-    from workers.app import app
-    from workers.monitoring import ROLE_SETTING
+    from reprise_server.workers.app import app
+    from reprise_server.workers.monitoring import ROLE_SETTING
 
     app.conf[ROLE_SETTING] = role
     # Reprise coordinates through Postgres, not worker-to-worker gossip: skipping mingle and
@@ -160,9 +161,9 @@ def _celery_worker(
 
 
 def _start_worker_process(role: str) -> None:
-    from shared.exporter import start_worker_exporter
-    from shared.logs import configure_logging
-    from shared.settings import get_settings
+    from reprise_server.shared.exporter import start_worker_exporter
+    from reprise_server.shared.logs import configure_logging
+    from reprise_server.shared.settings import get_settings
 
     get_settings().require_urls()
     configure_logging(role)
@@ -172,9 +173,9 @@ def _start_worker_process(role: str) -> None:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     _start_worker_process("worker")
-    from shared.broker import run_queue
-    from shared.settings import get_settings
-    from workers.runtime import declared_queues, load_task_modules
+    from reprise_server.shared.broker import run_queue
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.runtime import declared_queues, load_task_modules
 
     settings = get_settings()
     try:
@@ -198,8 +199,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_control(args: argparse.Namespace) -> int:
     _start_worker_process("control")
-    from shared.broker import control_queues
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import control_queues
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     return _celery_worker(
@@ -209,11 +210,11 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from shared.logs import configure_logging
-    from shared.settings import get_settings
+    from reprise_server.shared.logs import configure_logging
+    from reprise_server.shared.settings import get_settings
 
     get_settings().require_urls()
-    from workers.app import app
+    from reprise_server.workers.app import app
 
     configure_logging("beat")
     # Beat sends only sweeps, which stay out of Flower's task list (workers/sweeps.py):
@@ -221,7 +222,7 @@ def _cmd_beat(args: argparse.Namespace) -> int:
     app.conf.task_send_sent_event = False
     # Beat's bookkeeping of when each entry last ran: beside the liveness files (the temp
     # directory unless REPRISE_LIVENESS_DIR is set), never the current directory.
-    from workers.monitoring import liveness_path
+    from reprise_server.workers.monitoring import liveness_path
 
     schedule = args.schedule or str(liveness_path("beat").with_suffix(".schedule"))
     app.start(["beat", "--loglevel", args.loglevel, "--schedule", schedule])
@@ -229,13 +230,13 @@ def _cmd_beat(args: argparse.Namespace) -> int:
 
 
 def _cmd_flower(args: argparse.Namespace) -> int:
-    from workers.ops import run_flower
+    from reprise_server.workers.ops import run_flower
 
     return int(run_flower(address=args.address, port=args.port))
 
 
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
-    from workers.ops import healthcheck
+    from reprise_server.workers.ops import healthcheck
 
     return int(healthcheck(args.process))
 
@@ -246,8 +247,8 @@ def _use_dev_stack_urls() -> None:
     import os
     from pathlib import Path
 
-    from shared.settings import reset_settings_cache
-    from workers.devserver import read_state
+    from reprise_server.shared.settings import reset_settings_cache
+    from reprise_server.workers.devserver import read_state
 
     if os.environ.get("REPRISE_DATABASE_URL") and os.environ.get("REPRISE_REDIS_URL"):
         return
@@ -259,9 +260,9 @@ def _use_dev_stack_urls() -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from shared.db import transaction
-    from shared.projects.service import create_key, list_keys, revoke_key
-    from shared.settings import get_settings
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import create_key, list_keys, revoke_key
+    from reprise_server.shared.settings import get_settings
 
     _use_dev_stack_urls()
     get_settings().require_urls()

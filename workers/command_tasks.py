@@ -12,10 +12,10 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from shared import broker
-from shared.commands import service
-from shared.db import transaction
-from workers.runtime import process_name
+from reprise_server.shared import broker
+from reprise_server.shared.commands import service
+from reprise_server.shared.db import transaction
+from reprise_server.workers.runtime import process_name
 
 log = logging.getLogger("reprise.worker")
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.settings import get_settings, reset_settings_cache
-from workers.cli import DEV_PARENT_ENV
-from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from reprise_server.shared.settings import get_settings, reset_settings_cache
+from reprise_server.workers.cli import DEV_PARENT_ENV
+from reprise_server.workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 DEV_KEY_FILE = "dev-key"
 
@@ -37,9 +37,9 @@ DEV_KEY_FILE = "dev-key"
 def _dev_key(data_dir: Path) -> str:
     """The dev key, reused across restarts while it stays valid (keys are stored hashed,
     so the plain key is kept in the data dir, which is for this machine only)."""
-    from shared.db import transaction
-    from shared.errors import Unauthorized
-    from shared.projects.service import authenticate, create_key, ensure_project
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.errors import Unauthorized
+    from reprise_server.shared.projects.service import authenticate, create_key, ensure_project
 
     path = data_dir / DEV_KEY_FILE
     with transaction() as session:
@@ -59,8 +59,8 @@ def _dev_key(data_dir: Path) -> str:
 
 def _sign_in_link(key: str) -> str:
     """A one-time link that signs the dashboard in with the dev key (printed at start)."""
-    from shared.db import transaction
-    from shared.sessions.service import create_sign_in_link
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.sessions.service import create_sign_in_link
 
     with transaction() as session:
         return create_sign_in_link(session, key)
@@ -124,15 +124,15 @@ def _write_state(root: Path, state: dict[str, Any]) -> None:
 
 
 def _db_clock() -> datetime:
-    from shared.db import db_now, transaction
+    from reprise_server.shared.db import db_now, transaction
 
     with transaction() as session:
         return db_now(session)
 
 
 def _registered_since(since: datetime) -> bool:
-    from shared.db import transaction
-    from shared.projects.service import worker_registered
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import worker_registered
 
     with transaction() as session:
         return worker_registered(session, since=since)
@@ -329,8 +329,8 @@ def _run_dev(stack: _Stack, port: int, data_dir: str, flower_port: int) -> int:
     os.environ.update(env)
     reset_settings_cache()
 
-    from shared.migrations import upgrade
-    from workers.ops import flower_command, flower_url
+    from reprise_server.shared.migrations import upgrade
+    from reprise_server.workers.ops import flower_command, flower_url
 
     upgrade(get_settings().database_url)
     key = _dev_key(root)

@@ -24,16 +24,22 @@ from sqlalchemy.orm import Session
 
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry, TaskDefinition
-from shared.db import transaction
-from shared.errors import RepriseError
-from shared.packets.service import run_payload
-from shared.payloads import STORE
-from shared.runs import attempts
-from shared.runs.attempts import AttemptResult, Failed, Interrupted, Outcome, Succeeded
-from shared.runs.models import Attempt, Run
-from shared.runs.schemas import TriggerOptions
-from shared.settings import get_settings
-from workers.transient import is_transient
+from reprise_server.shared.db import transaction
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.packets.service import run_payload
+from reprise_server.shared.payloads import STORE
+from reprise_server.shared.runs import attempts
+from reprise_server.shared.runs.attempts import (
+    AttemptResult,
+    Failed,
+    Interrupted,
+    Outcome,
+    Succeeded,
+)
+from reprise_server.shared.runs.models import Attempt, Run
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.settings import get_settings
+from reprise_server.workers.transient import is_transient
 
 log = logging.getLogger("reprise.execution")
 

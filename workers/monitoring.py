@@ -25,9 +25,9 @@ from celery import Celery, bootsteps
 from celery.beat import PersistentScheduler
 from celery.signals import task_postrun, task_prerun
 
-from shared import broker, metrics
-from shared.logs import bind_log_context, unbind_log_context
-from shared.settings import Settings, get_settings
+from reprise_server.shared import broker, metrics
+from reprise_server.shared.logs import bind_log_context, unbind_log_context
+from reprise_server.shared.settings import Settings, get_settings
 
 LIVENESS_PROCESSES = ("worker", "control", "beat")
 # Set by `reprise control` on its app before it starts: which liveness file it touches.

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from shared.settings import Settings, get_settings, reset_settings_cache
+from reprise_server.shared.settings import Settings, get_settings, reset_settings_cache
 
 
 class FlowerConfigurationError(Exception):
@@ -93,7 +93,7 @@ def run_flower(address: str, port: int, settings: Settings | None = None) -> int
         print(f"reprise flower: {exc}", file=sys.stderr)
         return 2
     settings.require_urls()
-    from shared.logs import configure_logging
+    from reprise_server.shared.logs import configure_logging
 
     configure_logging("flower")
     os.environ.update(environment)
@@ -102,7 +102,7 @@ def run_flower(address: str, port: int, settings: Settings | None = None) -> int
     # listens, keeps kombu's stock Redis transport (shared/redis_transport.py).
     os.environ["REPRISE_BROKER_SHARED_CLIENT"] = "false"
     reset_settings_cache()
-    from workers.app import app
+    from reprise_server.workers.app import app
 
     return int(app.start(flower_argv(address, port)) or 0)
 
@@ -112,7 +112,7 @@ def healthcheck(process: str, settings: Settings | None = None) -> int:
 
     Cheap by design (a ``stat``): probes run it every few seconds in every pod.
     """
-    from workers.monitoring import LIVENESS_PROCESSES, liveness_path
+    from reprise_server.workers.monitoring import LIVENESS_PROCESSES, liveness_path
 
     if process not in LIVENESS_PROCESSES:
         print(f"unknown process {process!r}", file=sys.stderr)

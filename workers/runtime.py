@@ -8,13 +8,14 @@ import inspect
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reprise.registry import REGISTRY, Registry
-from shared.db import transaction
-from shared.runs import service as runs
-from shared.settings import get_settings
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs import service as runs
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.worker")
 
@@ -37,7 +38,12 @@ def process_name() -> str:
 
 def load_task_modules(modules: str) -> Registry:
     """Import the named modules and return a registry of the tasks they (and their
-    submodules) define — the worker's own, not every task this process ever imported."""
+    submodules) define — the worker's own, not every task this process ever imported.
+
+    The current directory is put on the import path first, as ``celery -A`` does: a console
+    script's path holds only its own environment, and a project runs its worker from its
+    own directory."""
+    _put_current_directory_on_path()
     names = [m.strip() for m in modules.split(",") if m.strip()]
     for name in names:
         importlib.import_module(name)
@@ -47,6 +53,12 @@ def load_task_modules(modules: str) -> Registry:
         if any(module == name or module.startswith(f"{name}.") for name in names):
             registry.add(definition)
     return registry
+
+
+def _put_current_directory_on_path() -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def default_version(registry: Registry) -> str:

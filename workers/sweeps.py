@@ -26,15 +26,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.commands import service as commands
-from shared.db import transaction
-from shared.runs import lifecycle
-from shared.schedules import service as schedules
-from shared.settings import Settings
-from shared.sweeps.service import claim_sweep
-from shared.timers import service as timers
-from shared.ttl import service as ttl
+from reprise_server.shared import broker
+from reprise_server.shared.commands import service as commands
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.schedules import service as schedules
+from reprise_server.shared.settings import Settings
+from reprise_server.shared.sweeps.service import claim_sweep
+from reprise_server.shared.timers import service as timers
+from reprise_server.shared.ttl import service as ttl
 
 app = broker.celery_app()
 

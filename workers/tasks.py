@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import broker
-from shared.db import transaction
-from shared.timers import service as timers
-from workers import execution
-from workers.runtime import identity
-from workers.transient import TRANSIENT_DB_ERRORS
+from reprise_server.shared import broker
+from reprise_server.shared.db import transaction
+from reprise_server.shared.timers import service as timers
+from reprise_server.workers import execution
+from reprise_server.workers.runtime import identity
+from reprise_server.workers.transient import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("reprise.worker")
 

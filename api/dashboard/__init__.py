@@ -1,6 +1,6 @@
 """The dashboard (SPEC §16): server-rendered pages under ``/dashboard``, an adapter like
 the REST API — it calls the same services and shows the same errors."""
 
-from api.dashboard.routes import router
+from reprise_server.api.dashboard.routes import router
 
 __all__ = ["router"]

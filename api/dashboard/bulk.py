@@ -8,18 +8,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from api.dashboard.runs import FILTER_KEYS, list_filter
-from api.dashboard.web import PREFIX, Form, checked_form, form_list, page, signed_in, to_sign_in
-from api.deps import DbSession
-from shared.bulk import service
-from shared.bulk.models import BulkKind
-from shared.bulk.schemas import MAX_RUN_IDS, freeze
-from shared.db import db_now
-from shared.errors import RepriseError
-from shared.ids import is_run_id
-from shared.runs.listing import PageRequest
-from shared.runs.repository import RunFilter
-from shared.sessions.service import SignedIn
+from reprise_server.api.dashboard.runs import FILTER_KEYS, list_filter
+from reprise_server.api.dashboard.web import (
+    PREFIX,
+    Form,
+    checked_form,
+    form_list,
+    page,
+    signed_in,
+    to_sign_in,
+)
+from reprise_server.api.deps import DbSession
+from reprise_server.shared.bulk import service
+from reprise_server.shared.bulk.models import BulkKind
+from reprise_server.shared.bulk.schemas import MAX_RUN_IDS, freeze
+from reprise_server.shared.db import db_now
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.listing import PageRequest
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.sessions.service import SignedIn
 
 router = APIRouter()
 

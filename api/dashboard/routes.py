@@ -8,8 +8,8 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from api.dashboard import bulk, runs, schedules
-from api.dashboard.web import (
+from reprise_server.api.dashboard import bulk, runs, schedules
+from reprise_server.api.dashboard.web import (
     COOKIE,
     HERE,
     PRE_CSRF_COOKIE,
@@ -21,9 +21,14 @@ from api.dashboard.web import (
     set_session_cookie,
     signed_in,
 )
-from api.deps import DbSession
-from shared.errors import NotFound, Unauthorized
-from shared.sessions.service import redeem_sign_in_link, sign_in, sign_out, switch_environment
+from reprise_server.api.deps import DbSession
+from reprise_server.shared.errors import NotFound, Unauthorized
+from reprise_server.shared.sessions.service import (
+    redeem_sign_in_link,
+    sign_in,
+    sign_out,
+    switch_environment,
+)
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 router.include_router(runs.router)

@@ -12,22 +12,30 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from api.dashboard.web import ACTIVE, PREFIX, Form, checked_form, page, signed_in, to_sign_in
-from api.deps import DbSession, api_applier
-from shared.commands.errors import ReplayFailed
-from shared.commands.schemas import ReplayRequest
-from shared.commands.service import accept_replay, accept_reschedule
-from shared.dashboard import read_run_page, run_head
-from shared.durations import DurationError, parse_datetime
-from shared.errors import RepriseError, RunNotFound
-from shared.ids import is_run_id
-from shared.payloads import reject_nul
-from shared.reads import read_page, visible_run
-from shared.runs.listing import PageRequest, RunQuery
-from shared.runs.repository import RunFilter
-from shared.runs.service import cancel_run
-from shared.runs.states import CURRENT_API_VERSION, RunStatus, statuses_for_filter
-from shared.sessions.service import SignedIn
+from reprise_server.api.dashboard.web import (
+    ACTIVE,
+    PREFIX,
+    Form,
+    checked_form,
+    page,
+    signed_in,
+    to_sign_in,
+)
+from reprise_server.api.deps import DbSession, api_applier
+from reprise_server.shared.commands.errors import ReplayFailed
+from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.commands.service import accept_replay, accept_reschedule
+from reprise_server.shared.dashboard import read_run_page, run_head
+from reprise_server.shared.durations import DurationError, parse_datetime
+from reprise_server.shared.errors import RepriseError, RunNotFound
+from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.payloads import reject_nul
+from reprise_server.shared.reads import read_page, visible_run
+from reprise_server.shared.runs.listing import PageRequest, RunQuery
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.service import cancel_run
+from reprise_server.shared.runs.states import CURRENT_API_VERSION, RunStatus, statuses_for_filter
+from reprise_server.shared.sessions.service import SignedIn
 
 router = APIRouter()
 

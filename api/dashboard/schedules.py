@@ -7,11 +7,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.dashboard.web import page, signed_in, to_sign_in
-from api.deps import DbSession
-from shared.errors import RepriseError
-from shared.schedules import service
-from shared.schedules.cron import Cron
+from reprise_server.api.dashboard.web import page, signed_in, to_sign_in
+from reprise_server.api.deps import DbSession
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.schedules import service
+from reprise_server.shared.schedules.cron import Cron
 
 router = APIRouter()
 

@@ -12,11 +12,11 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.deps import DbSession
-from shared.durations import iso
-from shared.errors import NotFound
-from shared.runs.states import RunStatus
-from shared.sessions.service import SignedIn, resolve
+from reprise_server.api.deps import DbSession
+from reprise_server.shared.durations import iso
+from reprise_server.shared.errors import NotFound
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.sessions.service import SignedIn, resolve
 
 HERE = Path(__file__).parent
 COOKIE = "reprise_session"

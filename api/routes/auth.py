@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import BearerCredential, Caller, DbSession, EdgeRoute
-from shared.projects.service import remember_key_secret
-from shared.projects.tokens import token_claims
+from reprise_server.api.deps import BearerCredential, Caller, DbSession, EdgeRoute
+from reprise_server.shared.projects.service import remember_key_secret
+from reprise_server.shared.projects.tokens import token_claims
 
 router = APIRouter(tags=["auth"], route_class=EdgeRoute)
 

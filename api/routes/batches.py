@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.deps import (
+from reprise_server.api.deps import (
     ApiVersion,
     BearerCredential,
     DbSession,
@@ -25,12 +25,12 @@ from api.deps import (
     RequestKey,
     json_body,
 )
-from api.validation import validation_message
-from shared.batches.schemas import BatchItemLine, CreateBatchRequest
-from shared.batches.service import create_batch, read_batch, stream_items
-from shared.batches.wire import batch_to_wire
-from shared.errors import BadRequest, RepriseError
-from shared.projects.tokens import create_public_token, token_claims
+from reprise_server.api.validation import validation_message
+from reprise_server.shared.batches.schemas import BatchItemLine, CreateBatchRequest
+from reprise_server.shared.batches.service import create_batch, read_batch, stream_items
+from reprise_server.shared.batches.wire import batch_to_wire
+from reprise_server.shared.errors import BadRequest, RepriseError
+from reprise_server.shared.projects.tokens import create_public_token, token_claims
 
 router = APIRouter(tags=["batches"], route_class=EdgeRoute)
 

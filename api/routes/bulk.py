@@ -8,12 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiVersion, BearerCredential, Caller, DbSession, EdgeRoute, json_body
-from api.queries import page_request
-from shared.bulk import service
-from shared.bulk.schemas import BulkActionRequest
-from shared.bulk.wire import SDK_KINDS, bulk_action_to_wire, preview_to_wire
-from shared.errors import BadRequest, Conflict, InvalidInput
+from reprise_server.api.deps import (
+    ApiVersion,
+    BearerCredential,
+    Caller,
+    DbSession,
+    EdgeRoute,
+    json_body,
+)
+from reprise_server.api.queries import page_request
+from reprise_server.shared.bulk import service
+from reprise_server.shared.bulk.schemas import BulkActionRequest
+from reprise_server.shared.bulk.wire import SDK_KINDS, bulk_action_to_wire, preview_to_wire
+from reprise_server.shared.errors import BadRequest, Conflict, InvalidInput
 
 router = APIRouter(tags=["bulk actions"], route_class=EdgeRoute)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.bodies import ReplayBody, RescheduleBody
-from api.deps import (
+from reprise_server.api.bodies import ReplayBody, RescheduleBody
+from reprise_server.api.deps import (
     ApiVersion,
     BearerCredential,
     Caller,
@@ -20,11 +20,11 @@ from api.deps import (
     RunId,
     api_applier,
 )
-from api.presenters import render_run
-from shared.commands.service import accept_replay, accept_reschedule, get_command_for
-from shared.commands.wire import command_to_wire
-from shared.projects.tokens import create_public_token
-from shared.reads import read_history, view_of
+from reprise_server.api.presenters import render_run
+from reprise_server.shared.commands.service import accept_replay, accept_reschedule, get_command_for
+from reprise_server.shared.commands.wire import command_to_wire
+from reprise_server.shared.projects.tokens import create_public_token
+from reprise_server.shared.reads import read_history, view_of
 
 router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 

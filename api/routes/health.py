@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from shared.broker import broker_client
-from shared.db import session_factory
-from shared.settings import get_settings
+from reprise_server.shared.broker import broker_client
+from reprise_server.shared.db import session_factory
+from reprise_server.shared.settings import get_settings
 
 router = APIRouter(tags=["health"])
 

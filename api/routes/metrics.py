@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from api.store_metrics import STORE_REGISTRY
-from shared.exporter import MULTIPROC_ENV
+from reprise_server.api.store_metrics import STORE_REGISTRY
+from reprise_server.shared.exporter import MULTIPROC_ENV
 
 router = APIRouter(tags=["operations"])
 

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import Caller, DbSession, EdgeRoute, Reader, RunId, api_applier
-from api.presenters import packet_url
-from shared.errors import NotFound
-from shared.packets.errors import PacketNotFound
-from shared.packets.service import (
+from reprise_server.api.deps import Caller, DbSession, EdgeRoute, Reader, RunId, api_applier
+from reprise_server.api.presenters import packet_url
+from reprise_server.shared.errors import NotFound
+from reprise_server.shared.packets.errors import PacketNotFound
+from reprise_server.shared.packets.service import (
     OBJECT_ROUTE,
     check_object_url,
     check_path,
@@ -29,9 +29,9 @@ from shared.packets.service import (
     packet_exists,
     store_packet,
 )
-from shared.payloads import STORE
-from shared.projects.tokens import verify_packet
-from shared.reads import read_packet, visible_run
+from reprise_server.shared.payloads import STORE
+from reprise_server.shared.projects.tokens import verify_packet
+from reprise_server.shared.reads import read_packet, visible_run
 
 router = APIRouter(tags=["packets"], route_class=EdgeRoute)
 

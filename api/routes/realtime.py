@@ -32,15 +32,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import RealtimeReader, api_applier
-from api.realtime_hub import run_change_hub
-from shared.batches.service import visible_batch
-from shared.db import db_now, transaction
-from shared.durations import DurationError, parse_duration
-from shared.errors import BadRequest, Forbidden
-from shared.projects.service import AuthContext
-from shared.reads import visible_run
-from shared.realtime.shapes import (
+from reprise_server.api.deps import RealtimeReader, api_applier
+from reprise_server.api.realtime_hub import run_change_hub
+from reprise_server.shared.batches.service import visible_batch
+from reprise_server.shared.db import db_now, transaction
+from reprise_server.shared.durations import DurationError, parse_duration
+from reprise_server.shared.errors import BadRequest, Forbidden
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.reads import visible_run
+from reprise_server.shared.realtime.shapes import (
     Shape,
     batch_shape,
     read_shape,
@@ -50,7 +50,7 @@ from shared.realtime.shapes import (
     skipped_columns,
     tags_shape,
 )
-from shared.runs.models import Run
+from reprise_server.shared.runs.models import Run
 
 router = APIRouter(tags=["realtime"])
 

@@ -8,11 +8,23 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import Caller, DbSession, EdgeRoute, Reader, RunId, api_applier, json_body
-from shared.errors import InvalidInput
-from shared.reads import visible_run
-from shared.runs import edits
-from shared.runs.schemas import AddTagsRequest, ResetIdempotencyKeyRequest, UpdateMetadataRequest
+from reprise_server.api.deps import (
+    Caller,
+    DbSession,
+    EdgeRoute,
+    Reader,
+    RunId,
+    api_applier,
+    json_body,
+)
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.reads import visible_run
+from reprise_server.shared.runs import edits
+from reprise_server.shared.runs.schemas import (
+    AddTagsRequest,
+    ResetIdempotencyKeyRequest,
+    UpdateMetadataRequest,
+)
 
 router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiVersion, Caller, DbSession, EdgeRoute, Reader, RunId, api_applier
-from api.presenters import render_page, render_run
-from api.queries import ListQuery
-from shared.reads import read_page, read_run, visible_run
-from shared.runs.service import cancel_run
+from reprise_server.api.deps import (
+    ApiVersion,
+    Caller,
+    DbSession,
+    EdgeRoute,
+    Reader,
+    RunId,
+    api_applier,
+)
+from reprise_server.api.presenters import render_page, render_run
+from reprise_server.api.queries import ListQuery
+from reprise_server.shared.reads import read_page, read_run, visible_run
+from reprise_server.shared.runs.service import cancel_run
 
 router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 

@@ -7,15 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import BearerCredential, Caller, DbSession, EdgeRoute, json_body
-from shared.db import db_now
-from shared.errors import BadRequest
-from shared.projects.service import AuthContext
-from shared.schedules import service
-from shared.schedules.cron import timezones
-from shared.schedules.models import Schedule
-from shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
-from shared.schedules.wire import page_to_wire, schedule_to_wire
+from reprise_server.api.deps import BearerCredential, Caller, DbSession, EdgeRoute, json_body
+from reprise_server.shared.db import db_now
+from reprise_server.shared.errors import BadRequest
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.schedules import service
+from reprise_server.shared.schedules.cron import timezones
+from reprise_server.shared.schedules.models import Schedule
+from reprise_server.shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
+from reprise_server.shared.schedules.wire import page_to_wire, schedule_to_wire
 
 router = APIRouter(tags=["schedules"], route_class=EdgeRoute)
 

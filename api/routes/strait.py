@@ -13,12 +13,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import BearerCredential, Caller, DbSession, EdgeRoute, RunId, api_applier
-from api.presenters import render_job_run
-from shared.commands.service import replay_now
-from shared.errors import BadRequest
-from shared.reads import job_run_of, read_checkpoints, read_job_run
-from shared.runs.strait_wire import checkpoint_to_wire
+from reprise_server.api.deps import (
+    BearerCredential,
+    Caller,
+    DbSession,
+    EdgeRoute,
+    RunId,
+    api_applier,
+)
+from reprise_server.api.presenters import render_job_run
+from reprise_server.shared.commands.service import replay_now
+from reprise_server.shared.errors import BadRequest
+from reprise_server.shared.reads import job_run_of, read_checkpoints, read_job_run
+from reprise_server.shared.runs.strait_wire import checkpoint_to_wire
 
 router = APIRouter(tags=["strait"], route_class=EdgeRoute)
 

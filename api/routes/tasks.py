@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.bodies import TriggerBody
-from api.deps import DbSession, EdgeRoute, RequestKey, TaskTriggerer
-from shared.projects.tokens import create_public_token
-from shared.runs.service import trigger_run
+from reprise_server.api.bodies import TriggerBody
+from reprise_server.api.deps import DbSession, EdgeRoute, RequestKey, TaskTriggerer
+from reprise_server.shared.projects.tokens import create_public_token
+from reprise_server.shared.runs.service import trigger_run
 
 router = APIRouter(tags=["tasks"], route_class=EdgeRoute)
 

@@ -9,9 +9,9 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared.batches.models import Batch, BatchItem
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
+from reprise_server.shared.batches.models import Batch, BatchItem
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 
 _BATCHES = cast(Table, Batch.__table__)
 

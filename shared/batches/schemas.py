@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.runs.schemas import IdempotencyKeyOptions, TriggerOptions
+from reprise_server.shared.runs.schemas import IdempotencyKeyOptions, TriggerOptions
 
 MAX_BATCH_SIZE = 1000
 

@@ -22,15 +22,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.batches import repository as repo
-from shared.batches.models import Batch, BatchItem
-from shared.batches.schemas import BatchItemLine, CreateBatchRequest
-from shared.db import after_commit_scope, db_now
-from shared.errors import BadRequest, Forbidden, NotFound, RepriseError
-from shared.ids import new_id
-from shared.projects.service import AuthContext, spend_public_token
-from shared.runs.service import idempotency_key_hash, trigger_run
-from shared.runs.states import RunStatus
+from reprise_server.shared.batches import repository as repo
+from reprise_server.shared.batches.models import Batch, BatchItem
+from reprise_server.shared.batches.schemas import BatchItemLine, CreateBatchRequest
+from reprise_server.shared.db import after_commit_scope, db_now
+from reprise_server.shared.errors import BadRequest, Forbidden, NotFound, RepriseError
+from reprise_server.shared.ids import new_id
+from reprise_server.shared.projects.service import AuthContext, spend_public_token
+from reprise_server.shared.runs.service import idempotency_key_hash, trigger_run
+from reprise_server.shared.runs.states import RunStatus
 
 
 class BatchNotFound(NotFound):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.batches.service import BatchView
-from shared.durations import iso
-from shared.runs.states import FAILED_LIKE, RunStatus, public_status
+from reprise_server.shared.batches.service import BatchView
+from reprise_server.shared.durations import iso
+from reprise_server.shared.runs.states import FAILED_LIKE, RunStatus, public_status
 
 
 def batch_status(view: BatchView) -> str:

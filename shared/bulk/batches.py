@@ -24,26 +24,26 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.bulk import repository as repo
-from shared.bulk.models import BulkAction, BulkKind, BulkStatus
-from shared.bulk.selection import filter_of
-from shared.commands import replay
-from shared.commands import repository as commands_repo
-from shared.commands.errors import ReplayFailed
-from shared.commands.models import Command, CommandKind, CommandStatus
-from shared.commands.schemas import ReplayRequest
-from shared.db import after_commit_scope, db_now, on_commit
-from shared.durations import iso, parse_datetime
-from shared.errors import RepriseError
-from shared.ids import new_command_id, new_run_id
-from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext
-from shared.runs import lifecycle
-from shared.runs import repository as runs_repo
-from shared.runs.models import Run
-from shared.runs.service import create_run
-from shared.settings import get_settings
+from reprise_server.shared import broker
+from reprise_server.shared.bulk import repository as repo
+from reprise_server.shared.bulk.models import BulkAction, BulkKind, BulkStatus
+from reprise_server.shared.bulk.selection import filter_of
+from reprise_server.shared.commands import replay
+from reprise_server.shared.commands import repository as commands_repo
+from reprise_server.shared.commands.errors import ReplayFailed
+from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.db import after_commit_scope, db_now, on_commit
+from reprise_server.shared.durations import iso, parse_datetime
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.ids import new_command_id, new_run_id
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.service import create_run
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.bulk")
 

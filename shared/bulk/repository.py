@@ -8,7 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.bulk.models import BulkAction, BulkActionItem, BulkStatus
+from reprise_server.shared.bulk.models import BulkAction, BulkActionItem, BulkStatus
 
 _ITEMS = cast(Table, BulkActionItem.__table__)
 

@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from shared.durations import DurationError, parse_datetime, parse_duration
-from shared.errors import BadRequest
-from shared.ids import is_run_id
-from shared.runs.repository import RunFilter
-from shared.runs.states import RunStatus, statuses_for_filter
+from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
+from reprise_server.shared.errors import BadRequest
+from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
 MAX_RUN_IDS = 500
 # A filter that names no time covers the runs created in the last 7 days, as Trigger.dev's.

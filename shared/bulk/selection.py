@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.durations import parse_datetime
-from shared.runs.repository import RunFilter
-from shared.runs.states import RunStatus
+from reprise_server.shared.durations import parse_datetime
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.states import RunStatus
 
 
 def selection_of(run_filter: RunFilter) -> dict[str, Any]:

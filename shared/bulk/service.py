@@ -28,23 +28,23 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.bulk import repository as repo
-from shared.bulk.batches import enqueue_batch
-from shared.bulk.models import BulkAction, BulkKind, BulkStatus
-from shared.bulk.schemas import BulkActionRequest
-from shared.bulk.selection import selection_of
-from shared.commands.errors import InvalidDelay
-from shared.commands.reschedule import resolve_new_time
-from shared.db import db_now
-from shared.durations import iso
-from shared.errors import BadRequest, Conflict, InvalidInput, NotFound
-from shared.ids import new_id
-from shared.payloads import reject_nul
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.listing import PageRequest
-from shared.runs.repository import RunFilter
-from shared.runs.states import RunStatus
+from reprise_server.shared.bulk import repository as repo
+from reprise_server.shared.bulk.batches import enqueue_batch
+from reprise_server.shared.bulk.models import BulkAction, BulkKind, BulkStatus
+from reprise_server.shared.bulk.schemas import BulkActionRequest
+from reprise_server.shared.bulk.selection import selection_of
+from reprise_server.shared.commands.errors import InvalidDelay
+from reprise_server.shared.commands.reschedule import resolve_new_time
+from reprise_server.shared.db import db_now
+from reprise_server.shared.durations import iso
+from reprise_server.shared.errors import BadRequest, Conflict, InvalidInput, NotFound
+from reprise_server.shared.ids import new_id
+from reprise_server.shared.payloads import reject_nul
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.listing import PageRequest
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.states import RunStatus
 
 PREVIEW_IDS = 10
 

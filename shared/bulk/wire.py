@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.bulk.models import BulkAction
-from shared.bulk.service import Preview
-from shared.durations import iso
+from reprise_server.shared.bulk.models import BulkAction
+from reprise_server.shared.bulk.service import Preview
+from reprise_server.shared.durations import iso
 
 # Trigger.dev's BulkActionType has no reschedule; the SDK's vocabulary never lists one.
 SDK_KINDS = ("replay", "cancel")

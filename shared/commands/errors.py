@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import BadRequest, NotFound
+from reprise_server.shared.errors import BadRequest, NotFound
 
 
 class InvalidRequestBody(BadRequest):

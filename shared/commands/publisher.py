@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 
-from shared import broker
+from reprise_server.shared import broker
 
 log = logging.getLogger("reprise.commands")
 

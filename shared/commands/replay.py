@@ -38,10 +38,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from shared.commands.errors import CheckpointNotFound, EnvironmentNotFound, ReplayFailed
-from shared.commands.models import Command
-from shared.commands.schemas import ReplayRequest
-from shared.durations import (
+from reprise_server.shared.commands.errors import (
+    CheckpointNotFound,
+    EnvironmentNotFound,
+    ReplayFailed,
+)
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.durations import (
     DelayPolicy,
     DurationError,
     iso,
@@ -49,16 +53,16 @@ from shared.durations import (
     parse_delay,
     parse_ttl,
 )
-from shared.errors import RepriseError
-from shared.packets.service import run_payload
-from shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_payload, reject_nul
-from shared.projects import repository as projects_repo
-from shared.projects.models import ENVIRONMENT_SLUGS, Environment
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.models import Run
-from shared.runs.options import RunOptions
-from shared.runs.service import (
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.packets.service import run_payload
+from reprise_server.shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_payload, reject_nul
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.models import ENVIRONMENT_SLUGS, Environment
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.options import RunOptions
+from reprise_server.shared.runs.service import (
     NewRun,
     create_run,
     idempotency_key_expiry,

@@ -9,9 +9,9 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from shared.commands.models import Command, CommandKind, CommandStatus
-from shared.projects.models import Environment
-from shared.runs.models import Run
+from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.projects.models import Environment
+from reprise_server.shared.runs.models import Run
 
 PENDING = CommandStatus.PENDING.value
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.commands.errors import InvalidDelay, RunNotDelayed
-from shared.durations import DelayPolicy, DurationError, iso, parse_delay
-from shared.runs import lifecycle
-from shared.runs.models import Run
+from reprise_server.shared.commands.errors import InvalidDelay, RunNotDelayed
+from reprise_server.shared.durations import DelayPolicy, DurationError, iso, parse_delay
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs.models import Run
 
 # Reschedule (§6): a duration from now or a date-time that must be in the future; a JSON
 # number is refused rather than guessed at (seconds? epoch milliseconds?).

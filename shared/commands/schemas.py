@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from shared.runs.schemas import Tags
+from reprise_server.shared.runs.schemas import Tags
 
 
 class ReplayRequest(BaseModel):

@@ -44,26 +44,26 @@ from datetime import timedelta
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.bulk import batches
-from shared.commands import replay
-from shared.commands import repository as repo
-from shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
-from shared.commands.models import Command, CommandKind, CommandStatus
-from shared.commands.publisher import PUBLISHER
-from shared.commands.reschedule import move_delayed_run, resolve_new_time, result_of
-from shared.commands.schemas import ReplayRequest
-from shared.db import after_commit_scope, on_commit
-from shared.durations import DurationError
-from shared.errors import RepriseError
-from shared.ids import new_command_id, new_run_id
-from shared.projects.repository import RunHead
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.models import Run
-from shared.runs.service import existing_by_idempotency_key
-from shared.runs.states import RunStatus
-from shared.settings import get_settings
+from reprise_server.shared import broker
+from reprise_server.shared.bulk import batches
+from reprise_server.shared.commands import replay
+from reprise_server.shared.commands import repository as repo
+from reprise_server.shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
+from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.commands.publisher import PUBLISHER
+from reprise_server.shared.commands.reschedule import move_delayed_run, resolve_new_time, result_of
+from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.db import after_commit_scope, on_commit
+from reprise_server.shared.durations import DurationError
+from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.ids import new_command_id, new_run_id
+from reprise_server.shared.projects.repository import RunHead
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.service import existing_by_idempotency_key
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.commands")
 

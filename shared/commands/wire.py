@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.commands.models import Command
-from shared.durations import iso
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.durations import iso
 
 
 def command_to_wire(command: Command, *, detailed: bool = True) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.commands.models import Command, CommandStatus
-from shared.projects.models import Environment, Project
-from shared.runs.models import Run
+from reprise_server.shared.commands.models import Command, CommandStatus
+from reprise_server.shared.projects.models import Environment, Project
+from reprise_server.shared.runs.models import Run
 
 
 @dataclass(frozen=True)

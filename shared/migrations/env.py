@@ -3,7 +3,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from shared.models import Base
+from reprise_server.shared.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.errors import BadRequest, NotFound, RepriseError
+from reprise_server.shared.errors import BadRequest, NotFound, RepriseError
 
 
 class PacketTooLarge(RepriseError):

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.packets.models import Packet
+from reprise_server.shared.packets.models import Packet
 
 
 def upsert_packet(session: Session, values: dict[str, object]) -> None:

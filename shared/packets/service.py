@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
-from shared.packets import repository as repo
-from shared.packets import store
-from shared.packets.errors import InvalidPacketPath, PacketNotFound, PacketTooLarge
-from shared.payloads import STORE, decode_payload
-from shared.projects.tokens import sign_object, verify_object
-from shared.runs.models import Run
-from shared.settings import get_settings
+from reprise_server.shared.packets import repository as repo
+from reprise_server.shared.packets import store
+from reprise_server.shared.packets.errors import InvalidPacketPath, PacketNotFound, PacketTooLarge
+from reprise_server.shared.payloads import STORE, decode_payload
+from reprise_server.shared.projects.tokens import sign_object, verify_object
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.settings import get_settings
 
 MAX_PATH_LENGTH = 1024
 OBJECT_ROUTE = "/api/v1/packet-objects"

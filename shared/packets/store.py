@@ -8,8 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from shared.errors import ServiceUnavailable
-from shared.settings import Settings, get_settings
+from reprise_server.shared.errors import ServiceUnavailable
+from reprise_server.shared.settings import Settings, get_settings
 
 
 class PacketStoreUnavailable(ServiceUnavailable):
@@ -24,7 +24,7 @@ def _s3_client(endpoint_url: str | None, region: str, key_id: str | None,
         import boto3
     except ImportError:  # pragma: no cover - depends on the install
         raise PacketStoreUnavailable("REPRISE_PACKET_STORE=s3 needs boto3: "
-                                     "pip install 'reprise[server,s3]'") from None
+                                     "pip install './server[s3]'") from None
     return boto3.client(
         "s3", endpoint_url=endpoint_url, region_name=region,
         aws_access_key_id=key_id, aws_secret_access_key=secret,

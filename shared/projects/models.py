@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, fun
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from reprise_server.shared.db import Base
 
 ENVIRONMENT_SLUGS = ("dev", "staging", "prod")
 KEY_PREFIXES = {"dev": "tr_dev_", "staging": "tr_stg_", "prod": "tr_prod_"}

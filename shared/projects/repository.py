@@ -11,7 +11,7 @@ from sqlalchemy import Select, Table, and_, bindparam, delete, exists, func, sel
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.projects.models import (
+from reprise_server.shared.projects.models import (
     ENVIRONMENT_SLUGS,
     ApiKey,
     Environment,
@@ -21,7 +21,7 @@ from shared.projects.models import (
     WorkerVersion,
     new_uuid,
 )
-from shared.runs.models import Run
+from reprise_server.shared.runs.models import Run
 
 
 def get_project_by_slug(session: Session, slug: str) -> Project | None:

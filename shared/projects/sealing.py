@@ -14,7 +14,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 
 
 def _cipher() -> AESGCM:

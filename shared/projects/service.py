@@ -11,13 +11,18 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.errors import InvalidInput, RunNotFound, Unauthorized
-from shared.projects import repository as repo
-from shared.projects.access import PublicAccess
-from shared.projects.models import ENVIRONMENT_SLUGS, KEY_PREFIXES, Environment, Project
-from shared.projects.sealing import open_secret, seal_secret
-from shared.settings import get_settings
-from shared.ttl.policy import environment_default_ttls
+from reprise_server.shared.errors import InvalidInput, RunNotFound, Unauthorized
+from reprise_server.shared.projects import repository as repo
+from reprise_server.shared.projects.access import PublicAccess
+from reprise_server.shared.projects.models import (
+    ENVIRONMENT_SLUGS,
+    KEY_PREFIXES,
+    Environment,
+    Project,
+)
+from reprise_server.shared.projects.sealing import open_secret, seal_secret
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.ttl.policy import environment_default_ttls
 
 DEFAULT_PROJECT_SLUG = "default"
 

@@ -28,12 +28,12 @@ from typing import Any
 import jwt
 from sqlalchemy.orm import Session
 
-from shared.errors import Unauthorized
-from shared.projects import repository as repo
-from shared.projects.access import PublicAccess
-from shared.projects.sealing import open_secret
-from shared.projects.service import AuthContext
-from shared.settings import get_settings
+from reprise_server.shared.errors import Unauthorized
+from reprise_server.shared.projects import repository as repo
+from reprise_server.shared.projects.access import PublicAccess
+from reprise_server.shared.projects.sealing import open_secret
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.settings import get_settings
 
 JWT_ISSUER = "https://id.trigger.dev"
 JWT_AUDIENCE = "https://api.trigger.dev"

@@ -28,11 +28,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
-from shared.durations import format_duration, iso
-from shared.errors import BadRequest
-from shared.payloads import STORE
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
+from reprise_server.shared.durations import format_duration, iso
+from reprise_server.shared.errors import BadRequest
+from reprise_server.shared.payloads import STORE
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 
 # How many runs a shape sends at once (the initial rows of a tag shape, a burst of changes).
 MAX_ROWS = 1000

@@ -14,18 +14,18 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from shared.db import db_now
-from shared.ids import new_attempt_id
-from shared.payloads import JSON
-from shared.projects import repository as projects_repo
-from shared.runs import lifecycle
-from shared.runs import repository as repo
-from shared.runs.models import Attempt, Checkpoint, Run
-from shared.runs.options import RunOptions
-from shared.runs.schemas import TriggerOptions
-from shared.runs.service import NewRun, create_run
-from shared.runs.states import EXECUTING_LIKE, AttemptStatus, RunStatus
-from shared.settings import get_settings
+from reprise_server.shared.db import db_now
+from reprise_server.shared.ids import new_attempt_id
+from reprise_server.shared.payloads import JSON
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
+from reprise_server.shared.runs.options import RunOptions
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import NewRun, create_run
+from reprise_server.shared.runs.states import EXECUTING_LIKE, AttemptStatus, RunStatus
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.execution")
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from shared import metrics
-from shared.db import on_commit
-from shared.logs import current_log_context
+from reprise_server.shared import metrics
+from reprise_server.shared.db import on_commit
+from reprise_server.shared.logs import current_log_context
 
 log = logging.getLogger("reprise.runs")
 

@@ -21,14 +21,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.errors import NotFound, RepriseError, RunNotFound, Unprocessable
-from shared.projects.service import AuthContext
-from shared.runs import edits_repository as repo
-from shared.runs.metadata import apply_operations
-from shared.runs.models import Run
-from shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
-from shared.runs.service import get_run_for, idempotency_key_hash
-from shared.runs.states import FINAL_STATES, RunStatus
+from reprise_server.shared.errors import NotFound, RepriseError, RunNotFound, Unprocessable
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import edits_repository as repo
+from reprise_server.shared.runs.metadata import apply_operations
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
+from reprise_server.shared.runs.service import get_run_for, idempotency_key_hash
+from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
 
 MAX_METADATA_BYTES = 256 * 1024
 

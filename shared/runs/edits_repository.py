@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.runs.models import Run
+from reprise_server.shared.runs.models import Run
 
 
 def lock_run_in(session: Session, environment_id: str, run_id: str) -> Run | None:

@@ -26,13 +26,13 @@ from sqlalchemy import ColumnElement, Interval, Select, Text, and_, any_, bindpa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.db import on_commit
-from shared.runs import repository as repo
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
-from shared.settings import get_settings
-from shared.timers.arming import arm_if_within_horizon
+from reprise_server.shared import broker
+from reprise_server.shared.db import on_commit
+from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.timers.arming import arm_if_within_horizon
 
 EXPIRED_MESSAGE = "Run expired because the TTL was reached"
 

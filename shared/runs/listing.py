@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.db import db_now
-from shared.errors import InvalidInput
-from shared.runs import repository as repo
-from shared.runs.models import Run
+from reprise_server.shared.db import db_now
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.models import Run
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100

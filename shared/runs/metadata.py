@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from shared.errors import InvalidInput
+from reprise_server.shared.errors import InvalidInput
 
 _SEGMENT = re.compile(r"\[(\d+)\]|((?:[^.\\\[\]]|\\.)+)")
 DANGEROUS = {"__proto__", "constructor", "prototype"}

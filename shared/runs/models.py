@@ -22,8 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from shared.db import Base
-from shared.runs.states import AttemptStatus, RunStatus
+from reprise_server.shared.db import Base
+from reprise_server.shared.runs.states import AttemptStatus, RunStatus
 
 E = TypeVar("E", bound=StrEnum)
 

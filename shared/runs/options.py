@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.runs.models import Run
-from shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import TriggerOptions
 
 DEFAULT_MAX_ATTEMPTS = 3
 # The replay overrides that are run options (the rest: payload, delay, idempotency key),

@@ -34,9 +34,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from shared.runs import changes
-from shared.runs.models import Attempt, Checkpoint, Run
-from shared.runs.states import AttemptStatus, RunStatus, sources_of
+from reprise_server.shared.runs import changes
+from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
+from reprise_server.shared.runs.states import AttemptStatus, RunStatus, sources_of
 
 T = TypeVar("T")
 

@@ -15,22 +15,22 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.db import db_now
-from shared.durations import DelayPolicy, DurationError, parse_delay, parse_duration
-from shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
-from shared.ids import is_run_id, new_run_id
-from shared.packets.service import packet_exists
-from shared.payloads import STORE, decode_payload, reject_nul
-from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext
-from shared.runs import lifecycle
-from shared.runs import repository as repo
-from shared.runs.models import Run
-from shared.runs.options import RunOptions
-from shared.runs.schemas import TriggerOptions
-from shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
-from shared.settings import get_settings
-from shared.ttl.policy import effective_ttl
+from reprise_server.shared.db import db_now
+from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay, parse_duration
+from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
+from reprise_server.shared.ids import is_run_id, new_run_id
+from reprise_server.shared.packets.service import packet_exists
+from reprise_server.shared.payloads import STORE, decode_payload, reject_nul
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.options import RunOptions
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.ttl.policy import effective_ttl
 
 log = logging.getLogger("reprise.runs")
 
@@ -357,7 +357,7 @@ def register_version(
     (``@task(cron=…)``), and queue the PENDING_VERSION runs it can now execute; returns
     their ids (each published after commit)."""
     # Schedules create runs through this module: imported here, not at the top.
-    from shared.schedules.service import sync_declarative
+    from reprise_server.shared.schedules.service import sync_declarative
 
     released: list[str] = []
     for env in projects_repo.list_environments(session, project_id):

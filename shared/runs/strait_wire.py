@@ -28,8 +28,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.durations import iso
-from shared.runs.models import Checkpoint, Run
+from reprise_server.shared.durations import iso
+from reprise_server.shared.runs.models import Checkpoint, Run
 
 # Reprise's triggered_by -> Strait's (domain.Trigger* in strait-dev/strait).
 STRAIT_TRIGGERED_BY = {"api": "manual", "replay": "manual", "task": "spawn"}

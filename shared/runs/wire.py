@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.durations import format_duration, iso
-from shared.runs.models import Attempt, Run
-from shared.runs.states import (
+from reprise_server.shared.durations import format_duration, iso
+from reprise_server.shared.runs.models import Attempt, Run
+from reprise_server.shared.runs.states import (
     EXECUTING_LIKE,
     FAILED_LIKE,
     FINAL_STATES,

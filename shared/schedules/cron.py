@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from shared.errors import BadRequest
+from reprise_server.shared.errors import BadRequest
 
 DEFAULT_TIMEZONE = "UTC"
 # Far more than a DST transition can make cronsim yield before a tick past the instant.

@@ -8,8 +8,8 @@ from enum import StrEnum
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
-from shared.runs.models import StatusColumn
+from reprise_server.shared.db import Base
+from reprise_server.shared.runs.models import StatusColumn
 
 
 class ScheduleType(StrEnum):

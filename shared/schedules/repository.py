@@ -15,7 +15,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared.schedules.models import Schedule, ScheduleType
+from reprise_server.shared.schedules.models import Schedule, ScheduleType
 
 _SCHEDULES = cast(Table, Schedule.__table__)
 

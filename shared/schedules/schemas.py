@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from shared.payloads import reject_nul
+from reprise_server.shared.payloads import reject_nul
 
 
 class UpdateScheduleRequest(BaseModel):

@@ -28,19 +28,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.db import db_now
-from shared.durations import iso
-from shared.errors import BadRequest, Conflict, NotFound, RepriseError
-from shared.ids import new_id
-from shared.projects import repository as projects_repo
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.options import RunOptions
-from shared.runs.service import TASK_ID_RE, NewRun, create_run
-from shared.schedules import repository as repo
-from shared.schedules.cron import Cron
-from shared.schedules.models import Schedule, ScheduleType
-from shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
+from reprise_server.shared.db import db_now
+from reprise_server.shared.durations import iso
+from reprise_server.shared.errors import BadRequest, Conflict, NotFound, RepriseError
+from reprise_server.shared.ids import new_id
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.options import RunOptions
+from reprise_server.shared.runs.service import TASK_ID_RE, NewRun, create_run
+from reprise_server.shared.schedules import repository as repo
+from reprise_server.shared.schedules.cron import Cron
+from reprise_server.shared.schedules.models import Schedule, ScheduleType
+from reprise_server.shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
 
 log = logging.getLogger("reprise.schedules")
 

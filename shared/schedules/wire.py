@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.durations import iso
-from shared.schedules.cron import Cron
-from shared.schedules.models import Schedule
-from shared.schedules.service import SchedulePage, next_runs
+from reprise_server.shared.durations import iso
+from reprise_server.shared.schedules.cron import Cron
+from reprise_server.shared.schedules.models import Schedule
+from reprise_server.shared.schedules.service import SchedulePage, next_runs
 
 ENVIRONMENT_TYPES = {"dev": "DEVELOPMENT", "staging": "STAGING", "prod": "PRODUCTION"}
 

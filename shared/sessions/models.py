@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from reprise_server.shared.db import Base
 
 
 class DashboardSession(Base):

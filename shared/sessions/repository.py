@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.projects.models import ApiKey, Environment
-from shared.sessions.models import DashboardSession, SignInLink
+from reprise_server.shared.projects.models import ApiKey, Environment
+from reprise_server.shared.sessions.models import DashboardSession, SignInLink
 
 
 def insert_session(session: Session, row: DashboardSession) -> None:

@@ -21,14 +21,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.db import db_now
-from shared.errors import NotFound, Unauthorized
-from shared.projects import repository as projects_repo
-from shared.projects.models import Environment
-from shared.projects.service import AuthContext, hash_key
-from shared.sessions import repository as repo
-from shared.sessions.models import DashboardSession, SignInLink
-from shared.settings import get_settings
+from reprise_server.shared.db import db_now
+from reprise_server.shared.errors import NotFound, Unauthorized
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.models import Environment
+from reprise_server.shared.projects.service import AuthContext, hash_key
+from reprise_server.shared.sessions import repository as repo
+from reprise_server.shared.sessions.models import DashboardSession, SignInLink
+from reprise_server.shared.settings import get_settings
 
 LINK_LIFETIME = timedelta(minutes=15)
 

@@ -22,7 +22,7 @@ import hashlib
 
 from sqlalchemy.orm import Session
 
-from shared.sweeps import repository as repo
+from reprise_server.shared.sweeps import repository as repo
 
 
 def sweep_lock_key(name: str) -> int:

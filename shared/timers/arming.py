@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared import broker
-from shared.db import on_commit
-from shared.settings import get_settings
-from shared.timers import repository as repo
+from reprise_server.shared import broker
+from reprise_server.shared.db import on_commit
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.timers import repository as repo
 
 
 def horizon() -> timedelta:

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Interval, Select, any_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 
 DELAYED = RunStatus.DELAYED.value
 

@@ -48,14 +48,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared import broker, metrics
-from shared.db import db_now, on_commit
-from shared.runs import lifecycle
-from shared.runs import repository as runs_repo
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
-from shared.timers import repository as repo
-from shared.timers.arming import horizon
+from reprise_server.shared import broker, metrics
+from reprise_server.shared.db import db_now, on_commit
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.timers import repository as repo
+from reprise_server.shared.timers.arming import horizon
 
 log = logging.getLogger("reprise.timers")
 

@@ -4,8 +4,8 @@ clamped to ``REPRISE_MAX_TTL_SECONDS``; ``0`` means no TTL."""
 
 from __future__ import annotations
 
-from shared.durations import parse_ttl
-from shared.settings import get_settings
+from reprise_server.shared.durations import parse_ttl
+from reprise_server.shared.settings import get_settings
 
 
 def environment_default_ttls() -> dict[str, int | None]:

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from shared.runs.lifecycle import EXPIRABLE
-from shared.runs.models import Run
-from shared.runs.states import RunStatus
+from reprise_server.shared.runs.lifecycle import EXPIRABLE
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 
 QUEUED = RunStatus.QUEUED.value
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.runs import lifecycle
-from shared.runs.repository import drain
-from shared.settings import get_settings
-from shared.ttl import repository as repo
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs.repository import drain
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.ttl import repository as repo
 
 log = logging.getLogger("reprise.ttl")
 

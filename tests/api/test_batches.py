@@ -11,9 +11,9 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import transaction
-from shared.projects.tokens import JWT_AUDIENCE, JWT_ISSUER
-from shared.runs.models import Run
+from reprise_server.shared.db import transaction
+from reprise_server.shared.projects.tokens import JWT_AUDIENCE, JWT_ISSUER
+from reprise_server.shared.runs.models import Run
 from tests.support.fixtures import ProjectKeys
 
 NDJSON = {"content-type": "application/x-ndjson"}

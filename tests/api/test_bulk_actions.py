@@ -35,7 +35,7 @@ def _failed_runs(api: Any, project: ProjectKeys, n: int) -> list[str]:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of 2 runs, so a handful of runs takes several batches."""
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "bulk_batch_size", 2)
 
@@ -126,7 +126,7 @@ def test_a_filter_without_a_time_covers_the_last_seven_days(
 ) -> None:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     old, recent = (trigger_via_api(api, project, delay="1h") for _ in range(2))
     with transaction() as session:
@@ -238,7 +238,7 @@ def test_a_run_that_cannot_be_replayed_is_a_failure_and_the_others_are_replayed(
 ) -> None:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     good, ghost = (trigger_via_api(api, project, delay="1h") for _ in range(2))
     with transaction() as session:  # a task no version of the project registers any more

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.db import transaction
-from shared.sessions.service import create_sign_in_link
+from reprise_server.shared.db import transaction
+from reprise_server.shared.sessions.service import create_sign_in_link
 from tests.support.fixtures import ProjectKeys
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from api.app import create_app
-from api.deps import DbSession, EdgeRoute
-from shared.db import transaction
-from shared.runs.models import Run
+from reprise_server.api.app import create_app
+from reprise_server.api.deps import DbSession, EdgeRoute
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.models import Run
 from tests.support.commands import ParkedCommands, command_for_target, count, post, trigger_via_api
 from tests.support.fixtures import ProjectKeys
 
@@ -153,7 +153,7 @@ def _probe_app(fail: bool) -> Any:
     from fastapi.responses import JSONResponse
     from sqlalchemy import text
 
-    from shared.db import on_commit
+    from reprise_server.shared.db import on_commit
 
     seen: dict[str, Any] = {}
     router = APIRouter(route_class=EdgeRoute)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.routes.health import ReadinessTargets, readiness_targets
+from reprise_server.api.routes.health import ReadinessTargets, readiness_targets
 from tests.support.live_server import free_port
 
 
@@ -25,7 +25,7 @@ def test_healthz_and_readyz_when_everything_is_up(api: Any) -> None:
 
 @pytest.fixture
 def app_with_targets() -> Iterator[Any]:
-    from api.app import create_app
+    from reprise_server.api.app import create_app
 
     app = create_app()
 
@@ -38,7 +38,7 @@ def app_with_targets() -> Iterator[Any]:
 
 
 def test_readyz_is_503_when_postgres_is_unreachable(app_with_targets: Any) -> None:
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     dead = f"postgresql+psycopg://reprise@127.0.0.1:{free_port()}/reprise"
@@ -52,7 +52,7 @@ def test_readyz_is_503_when_postgres_is_unreachable(app_with_targets: Any) -> No
 
 
 def test_readyz_is_503_when_redis_is_unreachable(app_with_targets: Any) -> None:
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     dead = f"redis://127.0.0.1:{free_port()}/0"

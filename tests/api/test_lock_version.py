@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.db import transaction
-from shared.runs.service import register_version
-from shared.settings import get_settings
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.service import register_version
+from reprise_server.shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 
 OLD = "20200101.1"

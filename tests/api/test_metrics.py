@@ -40,7 +40,7 @@ def series(samples: Samples, name: str) -> list[dict[str, str]]:
 def test_metrics_after_runs_commands_and_a_sweep(
     api: Any, project: ProjectKeys, celery_worker: Any, parked_commands: ParkedCommands
 ) -> None:
-    from shared import broker
+    from reprise_server.shared import broker
 
     before = scrape(api)
     done = [trigger_via_api(api, project, task="test-echo") for _ in range(3)]
@@ -110,7 +110,7 @@ def test_metrics_after_runs_commands_and_a_sweep(
 
 
 def _settings() -> Any:
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     return get_settings()
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shared.commands.models import Command
-from shared.db import transaction
-from shared.runs.models import Run
+from reprise_server.shared.commands.models import Command
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.models import Run
 from tests.support.commands import trigger_via_api
 from tests.support.fixtures import ProjectKeys
 

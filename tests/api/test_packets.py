@@ -11,8 +11,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from shared.projects.tokens import sign_object
-from shared.settings import get_settings
+from reprise_server.shared.projects.tokens import sign_object
+from reprise_server.shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 from tests.support.s3 import moto_server
 

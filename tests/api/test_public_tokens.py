@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 import pytest
 
-from shared.projects.tokens import JWT_AUDIENCE, JWT_ISSUER
+from reprise_server.shared.projects.tokens import JWT_AUDIENCE, JWT_ISSUER
 from tests.support.commands import trigger_via_api
 from tests.support.fixtures import ProjectKeys
 

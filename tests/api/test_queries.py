@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from api.queries import RunListQuery, refuse_unknown_parameters
-from shared.errors import InvalidInput
-from shared.runs.listing import PageRequest, RunQuery
-from shared.runs.repository import RunFilter
-from shared.runs.states import RunStatus
+from reprise_server.api.queries import RunListQuery, refuse_unknown_parameters
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.listing import PageRequest, RunQuery
+from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.states import RunStatus
 from tests.support.fixtures import ProjectKeys
 
 SDK = "2025-07-16"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from api.routes import realtime
-from shared.db import transaction
-from shared.runs.service import cancel_run
+from reprise_server.api.routes import realtime
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.service import cancel_run
 from tests.support.commands import trigger_via_api
 from tests.support.fixtures import ProjectKeys, wait_for
 
@@ -206,7 +206,7 @@ def test_a_read_that_would_be_cut_short_is_refused_never_partial(
 ) -> None:
     """An offset is a snapshot, so a read cannot stop after the first N changes: more than
     the limit at once is a 400 naming why, never a silent loss of the rest."""
-    from shared.realtime import shapes
+    from reprise_server.shared.realtime import shapes
 
     monkeypatch.setattr(shapes, "MAX_ROWS", 2)
     tag = "cut-short"

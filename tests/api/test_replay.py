@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.db import transaction
-from shared.projects import repository as projects_repo
+from reprise_server.shared.db import transaction
+from reprise_server.shared.projects import repository as projects_repo
 from tests.support.commands import (
     ParkedCommands,
     command_for_target,
@@ -135,8 +135,8 @@ def test_replay_waits_for_a_version_that_has_the_task(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     from reprise.registry import REGISTRY
-    from shared.settings import get_settings
-    from workers.runtime import register_version
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.runtime import register_version
 
     original = trigger_via_api(api, project)
     wait_for_status(original, "COMPLETED")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.db import db_now, transaction
-from shared.durations import parse_datetime
+from reprise_server.shared.db import db_now, transaction
+from reprise_server.shared.durations import parse_datetime
 from tests.support.commands import commands_for, count, post, trigger_via_api
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 

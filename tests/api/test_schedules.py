@@ -24,7 +24,7 @@ def create(api: Any, project: ProjectKeys, env: str = "dev", **body: Any) -> Any
 def count_schedules() -> int:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(text("SELECT count(*) FROM schedules")).scalar_one())

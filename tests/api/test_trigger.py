@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import transaction
-from shared.runs.models import Run
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.models import Run
 from tests.support.fixtures import ProjectKeys, run_row
 
 SDK_HEADERS = {"x-trigger-api-version": "2025-07-16", "trigger-version": "4.8.3"}
@@ -173,7 +173,7 @@ def test_missing_or_wrong_key_is_401(api: Any, project: ProjectKeys, authorizati
 
 
 def test_revoked_key_is_401(api: Any, project: ProjectKeys) -> None:
-    from shared.projects.repository import revoke_key
+    from reprise_server.shared.projects.repository import revoke_key
 
     prefix = project.keys["dev"][: len("tr_dev_") + 6]
     with transaction() as session:
@@ -186,9 +186,9 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_bound(
 ) -> None:
     """Another process revoking the key (here: the repository, behind this api's back)
     is seen within REPRISE_AUTH_CACHE_SECONDS; the revoking process sees it at once."""
-    from shared.projects.repository import revoke_key
-    from shared.projects.service import revoke_key as revoke_key_here
-    from shared.settings import get_settings
+    from reprise_server.shared.projects.repository import revoke_key
+    from reprise_server.shared.projects.service import revoke_key as revoke_key_here
+    from reprise_server.shared.settings import get_settings
     from tests.support.fixtures import wait_for
 
     monkeypatch.setattr(get_settings(), "auth_cache_seconds", 1.0)
@@ -221,7 +221,7 @@ def test_task_missing_from_current_version_waits_for_a_version(
     api: Any, project: ProjectKeys
 ) -> None:
     from reprise.registry import Registry, TaskDefinition
-    from workers.runtime import register_version
+    from reprise_server.workers.runtime import register_version
 
     # A newer version without test-echo becomes current in every environment.
     newer = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})

@@ -247,7 +247,7 @@ def test_secret_is_a_template_of_placeholders() -> None:
 
 
 def test_every_configured_variable_is_a_setting_the_code_reads() -> None:
-    from shared.settings import Settings  # the one settings class (STYLE.md)
+    from reprise_server.shared.settings import Settings  # the one settings class (STYLE.md)
 
     prefix = Settings.model_config["env_prefix"]
     fields = {prefix + name.upper() for name in Settings.model_fields}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.schedules import clean_schedules
 

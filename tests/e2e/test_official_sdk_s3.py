@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import get_settings
+from reprise_server.shared.settings import get_settings
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.live_server import LiveServer, live_api
 from tests.support.s3 import moto_server

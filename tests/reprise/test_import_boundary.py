@@ -1,5 +1,5 @@
-"""The SDK is a client (P1): importing it, or parsing a client command of its CLI, loads
-nothing of the server — no module of ``shared``, ``api`` or ``workers`` and no server
+"""The SDK is a client: importing it, or parsing a client command of its CLI, loads
+nothing of the server — no module of ``reprise_server`` and no server
 library — so a backend that only triggers and replays runs needs httpx and pydantic."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import tomllib
 
 import pytest
 
+from reprise_server.workers.cli import SERVER_MODULES
 from tests.support.live_server import ROOT
-from workers.cli import SERVER_MODULES
 
-SERVER = frozenset({"shared", "api", "workers", *SERVER_MODULES})
+SERVER = frozenset({"reprise_server", *SERVER_MODULES})
 
 LOADED_MODULES = "print(json.dumps(sorted(sys.modules)))"
 
@@ -71,10 +71,9 @@ SDK_FILES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "reprise").rglob("*
 
 @pytest.mark.parametrize("path", SDK_FILES)
 def test_the_sdk_source_imports_nothing_of_the_server(path: str) -> None:
-    """Also lazy imports. The one exception is the CLI's seam to the server commands."""
-    seam = {"reprise/cli.py": ["workers.cli"]}
+    """Also lazy imports: the CLI finds the server's commands through an entry point."""
     server_imports = [name for name in _imports(path) if name.split(".")[0] in SERVER]
-    assert server_imports == seam.get(path, [])
+    assert server_imports == []
 
 
 def test_installing_the_sdk_installs_httpx_and_pydantic_only() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared.dashboard import run_head
-from shared.db import discard_after_commit, transaction
-from shared.errors import RunNotFound
-from shared.projects.service import AuthContext
-from shared.runs.models import Run
-from shared.runs.schemas import TriggerOptions
-from shared.runs.service import trigger_run
+from reprise_server.shared.dashboard import run_head
+from reprise_server.shared.db import discard_after_commit, transaction
+from reprise_server.shared.errors import RunNotFound
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import trigger_run
 from tests.support.fixtures import ProjectKeys
 
 

@@ -7,7 +7,12 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.db import after_commit_scope, discard_after_commit, on_commit, transaction
+from reprise_server.shared.db import (
+    after_commit_scope,
+    discard_after_commit,
+    on_commit,
+    transaction,
+)
 
 
 class Boom(Exception):

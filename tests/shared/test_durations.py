@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.durations import (
+from reprise_server.shared.durations import (
     DelayPolicy,
     DurationError,
     format_duration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from shared.ids import is_run_id, new_command_id, new_run_id
+from reprise_server.shared.ids import is_run_id, new_command_id, new_run_id
 
 
 def test_ids_are_24_base36_characters_after_their_prefix_and_never_repeat() -> None:

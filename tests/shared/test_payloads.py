@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.payloads import decode_payload
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.payloads import decode_payload
 
 
 def test_superjson_is_decoded_to_its_json_value() -> None:

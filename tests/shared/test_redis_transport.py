@@ -6,9 +6,9 @@ import secrets
 
 from kombu import Connection, Queue  # type: ignore[attr-defined]
 
-from shared import redis_transport
-from shared.broker import broker_transport, celery_app
-from shared.settings import Settings, get_settings
+from reprise_server.shared import redis_transport
+from reprise_server.shared.broker import broker_transport, celery_app
+from reprise_server.shared.settings import Settings, get_settings
 
 
 def _settings(url: str, **values: object) -> Settings:

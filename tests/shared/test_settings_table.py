@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.settings import Settings, settings_table
+from reprise_server.shared.settings import Settings, settings_table
 from tests.support.live_server import ROOT
 
 

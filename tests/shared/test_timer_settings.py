@@ -14,8 +14,8 @@ import pytest
 from celery.beat import Scheduler
 from pydantic import ValidationError
 
-from shared.broker import celery_app
-from shared.settings import Settings, get_settings
+from reprise_server.shared.broker import celery_app
+from reprise_server.shared.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_timers_that_could_outlive_the_visibility_timeout_are_refused(
 
 
 def test_api_worker_and_beat_connect_with_the_same_transport_options() -> None:
-    from workers.app import app as worker_app
+    from reprise_server.workers.app import app as worker_app
 
     expected = get_settings().broker_transport_options
     assert expected["visibility_timeout"] == get_settings().broker_visibility_timeout
@@ -64,9 +64,9 @@ def test_api_worker_and_beat_connect_with_the_same_transport_options() -> None:
 PROBE = """
 import json
 from celery.beat import Scheduler
-from api.app import create_app
-from shared.broker import celery_app
-from workers.app import app
+from reprise_server.api.app import create_app
+from reprise_server.shared.broker import celery_app
+from reprise_server.workers.app import app
 
 create_app()
 connections = {

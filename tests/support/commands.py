@@ -42,24 +42,24 @@ def post(api: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
 
 
 def command_row(command_id: str) -> Any:
-    from shared.commands.models import Command
-    from shared.db import transaction
+    from reprise_server.shared.commands.models import Command
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.get(Command, command_id)
 
 
 def commands_for(run_id: str) -> list[Any]:
-    from shared.commands import repository as repo
-    from shared.db import transaction
+    from reprise_server.shared.commands import repository as repo
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return repo.commands_of_run(session, run_id)
 
 
 def command_for_target(target_run_id: str) -> Any:
-    from shared.commands.models import Command
-    from shared.db import transaction
+    from reprise_server.shared.commands.models import Command
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.scalars(
@@ -68,15 +68,15 @@ def command_for_target(target_run_id: str) -> Any:
 
 
 def count(table: str) -> int:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def replays_of(run_id: str) -> int:
-    from shared.db import transaction
-    from shared.runs.models import Run
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs.models import Run
 
     with transaction() as session:
         return int(
@@ -88,7 +88,7 @@ def replays_of(run_id: str) -> int:
 
 def backdate_delay(run_id: str, seconds: int = 1) -> None:
     """Make a DELAYED run due (as if its time had come) without touching its token."""
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         session.execute(
@@ -108,7 +108,7 @@ def held(step: Callable[[Any], Any]) -> Iterator[Any]:
     To force an interleaving: start the other side inside the block and wait until it is
     seen waiting for a lock (:func:`lock_waiters`).
     """
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     done, release, outcome = threading.Event(), threading.Event(), {}
 
@@ -137,7 +137,7 @@ class ParkedCommands:
 
     def command_ids(self) -> list[str]:
         """The command ids parked so far, once every publish the API started has finished."""
-        from shared.commands.publisher import PUBLISHER
+        from reprise_server.shared.commands.publisher import PUBLISHER
 
         assert PUBLISHER.flush()
         found = []
@@ -152,7 +152,7 @@ class ParkedCommands:
 
     def unpark(self) -> None:
         """From now on commands are published to the queue workers consume."""
-        from shared import broker
+        from reprise_server.shared import broker
 
         broker.publish_command = self.real_publish  # type: ignore[method-assign]
         broker.publish_commands = self.real_publish_many  # type: ignore[method-assign]
@@ -162,8 +162,8 @@ class ParkedCommands:
 def parked_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedCommands]:
     import redis
 
-    from shared import broker
-    from shared.settings import get_settings
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     queue = f"{settings.queue_prefix}.parked-commands"
@@ -181,7 +181,7 @@ def parked_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedCommands]
     client = redis.Redis.from_url(settings.redis_url)
     parked = ParkedCommands(queue, client, real_publish, real_publish_many)
     yield parked
-    from shared.commands.publisher import PUBLISHER
+    from reprise_server.shared.commands.publisher import PUBLISHER
 
     PUBLISHER.flush()
     parked.delete_all()

@@ -34,7 +34,7 @@ def truncate_runs() -> None:
     TRUNCATE's table locks deadlock with that, Postgres aborts one side: try again."""
     from sqlalchemy.exc import OperationalError
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     for attempt in range(5):
         try:
@@ -49,11 +49,11 @@ def truncate_runs() -> None:
 @pytest.fixture
 def project() -> ProjectKeys:
     """A fresh project with a key per environment and the test worker's version registered."""
-    from shared.db import transaction
-    from shared.projects import repository as projects_repo
-    from shared.projects.service import create_key, ensure_project
-    from shared.settings import get_settings
-    from workers.runtime import load_task_modules, register_version
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects import repository as projects_repo
+    from reprise_server.shared.projects.service import create_key, ensure_project
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.runtime import load_task_modules, register_version
 
     truncate_runs()
     slug = f"p-{secrets.token_hex(4)}"
@@ -74,10 +74,10 @@ def celery_worker() -> Iterator[Any]:
     """A real Celery worker consuming the real Redis broker, in this process (threads pool)."""
     from celery.contrib.testing.worker import start_worker
 
-    from shared.broker import queue_names, run_queue
-    from shared.settings import get_settings
-    from workers.app import app
-    from workers.runtime import boot
+    from reprise_server.shared.broker import queue_names, run_queue
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.app import app
+    from reprise_server.workers.runtime import boot
 
     boot()
     settings = get_settings()
@@ -102,7 +102,7 @@ def celery_worker() -> Iterator[Any]:
 def api() -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from reprise_server.api.app import create_app
 
     with TestClient(create_app(), raise_server_exceptions=False) as client:
         yield client
@@ -123,8 +123,8 @@ def wait_for(
 
 
 def run_row(run_id: str) -> Any:
-    from shared.db import transaction
-    from shared.runs import repository as repo
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs import repository as repo
 
     with transaction() as session:
         return repo.get_run(session, None, run_id)
@@ -140,7 +140,7 @@ def wait_for_status(run_id: str, *statuses: str, timeout: float = 15.0) -> Any:
 
 def lock_waiters() -> int:
     """Backends of this database waiting on a lock (to see a forced interleaving)."""
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(

@@ -45,7 +45,7 @@ def live_api(startup_timeout: float = 30.0) -> Iterator[LiveServer]:
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="reprise-live-api-", suffix=".log")[1])
     command = [
-        sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "reprise_server.api.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
     with log_path.open("w") as log:

@@ -30,8 +30,8 @@ def own_queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     import redis
     from celery import Celery
 
-    from shared import broker
-    from shared.settings import get_settings
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     prefix = f"{settings.queue_prefix}-own-{secrets.token_hex(3)}"
@@ -87,17 +87,28 @@ class ReproProcess:
 
 @contextlib.contextmanager
 def reprise_process(
-    *argv: str, env: dict[str, str] | None = None, own_group: bool = False
+    *argv: str,
+    env: dict[str, str] | None = None,
+    own_group: bool = False,
+    console_script: bool = False,
+    cwd: Path = ROOT,
 ) -> Iterator[ReproProcess]:
-    """``python -m reprise.cli <argv>``; stopped (SIGTERM, then SIGKILL) on exit.
+    """``python -m reprise.cli <argv>`` in ``cwd``; stopped (SIGTERM, then SIGKILL) on exit.
 
     ``own_group``: in a process group of its own (so a test can signal the whole group).
+    ``console_script``: the environment's ``reprise`` script instead, exactly as a user runs
+    it (its import path holds only the environment, not the current directory).
     """
+    program = (
+        [str(Path(sys.executable).with_name("reprise"))]
+        if console_script
+        else [sys.executable, "-m", "reprise.cli"]
+    )
     log_path = Path(tempfile.mkstemp(prefix=f"reprise-{argv[0]}-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "reprise.cli", *argv],
-            cwd=ROOT,
+            [*program, *argv],
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

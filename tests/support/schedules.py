@@ -13,7 +13,7 @@ from tests.support.fixtures import ProjectKeys
 
 
 def _sql(statement: str, **params: Any) -> Any:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.execute(text(statement), params).all()
@@ -35,15 +35,15 @@ class Scheduler:
 
     @property
     def auth(self) -> Any:
-        from shared.projects.service import AuthContext
+        from reprise_server.shared.projects.service import AuthContext
 
         return AuthContext(self.project.project_id, self.project.environment_ids[self.env], self.env)
 
     def create(self, cron: str = "0 * * * *", task: str = "test-echo", **fields: Any) -> str:
         """A schedule made through the service (as the API makes it); returns its id."""
-        from shared.db import transaction
-        from shared.schedules.schemas import CreateScheduleRequest
-        from shared.schedules.service import create_schedule
+        from reprise_server.shared.db import transaction
+        from reprise_server.shared.schedules.schemas import CreateScheduleRequest
+        from reprise_server.shared.schedules.service import create_schedule
 
         body = CreateScheduleRequest.model_validate({"task": task, "cron": cron, **fields})
         with transaction() as session:
@@ -54,7 +54,7 @@ class Scheduler:
         least ``seconds_ago`` in the past."""
         from datetime import timedelta
 
-        from shared.schedules.cron import Cron
+        from reprise_server.shared.schedules.cron import Cron
         from tests.support.timers import db_clock
 
         schedule = self.row(schedule_id)
@@ -64,8 +64,8 @@ class Scheduler:
              t=tick, id=schedule_id)
 
     def row(self, schedule_id: str) -> Any:
-        from shared.db import transaction
-        from shared.schedules import repository
+        from reprise_server.shared.db import transaction
+        from reprise_server.shared.schedules import repository
 
         with transaction() as session:
             schedule = repository.get_schedule(session, None, schedule_id)
@@ -84,8 +84,8 @@ class Scheduler:
 
 def fire(publish: bool = False) -> int:
     """One sweep's work (the domain function, without the beat task's advisory lock)."""
-    from shared.db import discard_after_commit, transaction
-    from shared.schedules.service import fire_due_schedules
+    from reprise_server.shared.db import discard_after_commit, transaction
+    from reprise_server.shared.schedules.service import fire_due_schedules
 
     with transaction() as session:
         fired = fire_due_schedules(session)

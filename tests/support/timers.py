@@ -28,10 +28,10 @@ def trigger_in_db(
     payload: Any = None, **options: Any,
 ) -> str:
     """Trigger through the service; with ``publish=False`` nothing is sent after commit."""
-    from shared.db import discard_after_commit, transaction
-    from shared.projects.service import AuthContext
-    from shared.runs.schemas import TriggerOptions
-    from shared.runs.service import trigger_run
+    from reprise_server.shared.db import discard_after_commit, transaction
+    from reprise_server.shared.projects.service import AuthContext
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
 
     auth = AuthContext(project.project_id, project.environment_ids[env], env)
     with transaction() as session:
@@ -44,7 +44,7 @@ def trigger_in_db(
 
 
 def sql(statement: str, **params: Any) -> Any:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.execute(text(statement), params)
@@ -58,7 +58,7 @@ def backdate(run_id: str, column: str, seconds: float = 1.0) -> None:
 
 
 def db_clock() -> datetime:
-    from shared.db import db_now, transaction
+    from reprise_server.shared.db import db_now, transaction
 
     with transaction() as session:
         return db_now(session)
@@ -74,8 +74,8 @@ def wait_until_due(run_id: str) -> None:
 
 def reschedule(session: Any, run_id: str, due: datetime) -> Any:
     """What a reschedule does to the timer tier (the command adds validation and 400s)."""
-    from shared.db import db_now
-    from shared.runs import lifecycle
+    from reprise_server.shared.db import db_now
+    from reprise_server.shared.runs import lifecycle
 
     return lifecycle.reschedule(session, run_id, due, db_now(session))
 
@@ -122,8 +122,8 @@ class ParkedTimers:
 
     def deliver(self, raw: bytes, copies: int = 1) -> None:
         """Put the very same message on the queue the workers consume, ``copies`` times."""
-        from shared.broker import queue_names
-        from shared.settings import get_settings
+        from reprise_server.shared.broker import queue_names
+        from reprise_server.shared.settings import get_settings
 
         timers_queue = queue_names(get_settings())["timers"]
         for _ in range(copies):
@@ -134,8 +134,8 @@ class ParkedTimers:
 def parked_timers(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedTimers]:
     import redis
 
-    from shared import broker
-    from shared.settings import get_settings
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     queue = f"{settings.queue_prefix}.parked-timers"
@@ -172,7 +172,7 @@ class TimerOutcomes:
 def timer_outcomes() -> Iterator[TimerOutcomes]:
     from celery.signals import task_postrun
 
-    from shared.broker import PROMOTE_RUN
+    from reprise_server.shared.broker import PROMOTE_RUN
 
     outcomes = TimerOutcomes()
 
@@ -191,7 +191,7 @@ def captured_statements() -> Iterator[list[tuple[str, Any]]]:
     """Every SQL statement (and its parameters) sent while the block runs."""
     from sqlalchemy import event
 
-    from shared.db import get_engine
+    from reprise_server.shared.db import get_engine
 
     seen: list[tuple[str, Any]] = []
 
@@ -208,7 +208,7 @@ def captured_statements() -> Iterator[list[tuple[str, Any]]]:
 
 def explain_analyze(statement: str, params: Any) -> str:
     """The executed plan (rolled back), without the planning section."""
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         plan = "\n".join(

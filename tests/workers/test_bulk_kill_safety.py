@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(180)
 @contextmanager
 def row_locked(sql: str, **params: Any) -> Iterator[None]:
     """Hold ``SELECT … FOR UPDATE`` in another connection until the block ends."""
-    from shared.db import get_engine
+    from reprise_server.shared.db import get_engine
 
     with get_engine().connect() as conn:
         conn.execute(text(sql), params)
@@ -34,8 +34,8 @@ def row_locked(sql: str, **params: Any) -> Iterator[None]:
 
 
 def _bulk_state(bulk_id: str) -> Any:
-    from shared.bulk.models import BulkAction
-    from shared.db import transaction
+    from reprise_server.shared.bulk.models import BulkAction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.get(BulkAction, bulk_id)
@@ -44,9 +44,9 @@ def _bulk_state(bulk_id: str) -> Any:
 def _relay_now(monkeypatch: pytest.MonkeyPatch) -> int:
     """The relay sweep, at once: the killed process's message is not redelivered before
     the visibility timeout, so the sweep is what gets the pending batch applied again."""
-    from shared.commands.service import relay_pending_commands
-    from shared.db import transaction
-    from shared.settings import get_settings
+    from reprise_server.shared.commands.service import relay_pending_commands
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "command_relay_after_seconds", 0.0)
     with transaction() as session:
@@ -54,7 +54,7 @@ def _relay_now(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def _batch_commands(bulk_id: str) -> list[tuple[int, str]]:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         rows = session.execute(
@@ -125,7 +125,7 @@ def test_bulk_replay_killed_mid_batch_makes_exactly_one_replay_per_run(
 
     state = _bulk_state(bulk_id)
     assert (state.total_count, state.success_count, state.failure_count) == (4, 4, 0)
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         replays = session.execute(

@@ -12,8 +12,8 @@ import tomllib
 import pytest
 
 from reprise.cli import command_names, main
+from reprise_server.workers import cli as server_cli
 from tests.support.live_server import ROOT
-from workers import cli as server_cli
 
 SERVER_COMMANDS = {
     "dev", "migrate", "api", "worker", "control", "beat", "flower", "healthcheck", "keys",
@@ -53,16 +53,16 @@ def test_a_server_command_without_the_server_installed_says_how_to_install_it(
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == (
-        f"reprise {argv[0]} needs the server: pip install 'reprise[server]' "
+        f"reprise {argv[0]} needs the server: pip install ./server (from a clone of Reprise, beside the SDK) "
         "(not installed: reprise_absent_dependency)"
     )
     assert captured.out == ""
 
 
 
-def test_the_checked_modules_are_the_server_extra() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    server_extra = project["optional-dependencies"]["server"]
+def test_the_checked_modules_are_the_server_dependencies() -> None:
+    project = tomllib.loads((ROOT / "server" / "pyproject.toml").read_text())["project"]
+    server_extra = [d for d in project["dependencies"] if not d.startswith("reprise-sdk")]
     distributions = {re.split(r"[\[<>=~!; ]", req, maxsplit=1)[0] for req in server_extra}
     import_names = {"pyjwt": "jwt"}
     expected = {import_names.get(d, d.replace("-", "_")) for d in distributions}
@@ -75,7 +75,7 @@ def test_without_any_of_the_server_the_message_is_one_short_line(
 ) -> None:
     monkeypatch.setattr(server_cli, "SERVER_MODULES", ("reprise_absent_a", "reprise_absent_b"))
     assert main(["worker"]) == 2
-    expected = "reprise worker needs the server: pip install 'reprise[server]'"
+    expected = "reprise worker needs the server: pip install ./server (from a clone of Reprise, beside the SDK)"
     assert capsys.readouterr().err.strip() == expected
 
 

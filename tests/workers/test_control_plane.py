@@ -27,7 +27,7 @@ def _status(run_id: str) -> str:
 
 
 def _command_status(run_id: str) -> str | None:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return session.execute(
@@ -96,15 +96,15 @@ DEFAULT_TIMINGS = {  # the shipped defaults (the suite's own are much shorter)
 
 
 def _attempts(run_id: str) -> list[Any]:
-    from shared.db import transaction
-    from shared.runs import repository as repo
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs import repository as repo
 
     with transaction() as session:
         return repo.attempts_of(session, [run_id])[run_id]
 
 
 def _db_now() -> Any:
-    from shared.db import db_now, transaction
+    from reprise_server.shared.db import db_now, transaction
 
     with transaction() as session:
         return db_now(session)

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 import redis
 
-from workers import devstack
-from workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from reprise_server.workers import devstack
+from reprise_server.workers.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 
 def _port_open(port: int) -> bool:

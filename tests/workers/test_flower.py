@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.broker import celery_app
-from shared.settings import Settings
+from reprise_server.shared.broker import celery_app
+from reprise_server.shared.settings import Settings
 from tests.support.commands import trigger_via_api
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 from tests.support.processes import free_port, reprise_process
@@ -94,8 +94,8 @@ def test_sweeps_stay_out_of_flowers_task_list(
     not sweeps (their counts are in /metrics)."""
     from celery.signals import task_postrun
 
-    from shared import broker
-    from workers.sweeps import SWEEPS
+    from reprise_server.shared import broker
+    from reprise_server.workers.sweeps import SWEEPS
 
     ran: list[str] = []
 
@@ -129,8 +129,8 @@ def test_sweeps_stay_out_of_flowers_task_list(
 def test_flowers_broker_page_shows_the_run_queue(flower: str) -> None:
     """Flower picks its broker page by the broker URL's scheme: it runs on kombu's stock
     Redis transport (Reprise's transport class would stand in that URL's place)."""
-    from shared.broker import queue_names
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import queue_names
+    from reprise_server.shared.settings import get_settings
 
     page = httpx.get(f"{flower}/broker", auth=CREDENTIALS, timeout=10)
     assert page.status_code == 200, page.text[:500]
@@ -141,9 +141,9 @@ def test_flowers_broker_page_shows_the_run_queue(flower: str) -> None:
 def test_flower_uses_the_workers_broker_transport_options() -> None:
     """Flower runs on the workers' app; every broker connection it opens (event receiver,
     inspect/control) comes from ``app.connection()``, which carries these options."""
-    from shared import broker
-    from shared.settings import get_settings
-    from workers.app import app
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
+    from reprise_server.workers.app import app
 
     assert app is broker.celery_app()
     options = get_settings().broker_transport_options
@@ -161,7 +161,7 @@ def _settings(**values: Any) -> Settings:
 def test_flower_refuses_to_start_without_basic_auth_outside_dev(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from workers.ops import run_flower
+    from reprise_server.workers.ops import run_flower
 
     code = run_flower("0.0.0.0", 5555, settings=_settings(mode="production", secret_key="k"))
     assert code == 2
@@ -169,7 +169,7 @@ def test_flower_refuses_to_start_without_basic_auth_outside_dev(
 
 
 def test_flower_environment_by_mode() -> None:
-    from workers.ops import FlowerConfigurationError, flower_environment
+    from reprise_server.workers.ops import FlowerConfigurationError, flower_environment
 
     production = _settings(mode="production", secret_key="k", flower_basic_auth="a:b, c:d")
     assert flower_environment(production, "0.0.0.0") == {"FLOWER_BASIC_AUTH": "a:b,c:d"}
@@ -181,7 +181,7 @@ def test_flower_environment_by_mode() -> None:
 
 
 def test_reprise_dev_can_start_flower_with_the_cli() -> None:
-    from workers.ops import flower_command, flower_url
+    from reprise_server.workers.ops import flower_command, flower_url
 
     command = flower_command(5555)
     assert command[1:4] == ["-m", "reprise.cli", "flower"]

@@ -29,7 +29,7 @@ REPLAYS = 5
 
 
 def _query(sql: str, **params: Any) -> list[Any]:
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return list(session.execute(text(sql), params))
@@ -67,9 +67,9 @@ def _worker(name: str, env: dict[str, str], *, own_group: bool = False) -> Any:
 def test_sigterm_to_a_worker_under_load_loses_nothing(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path
 ) -> None:
-    from shared.broker import broker_client, queue_names
-    from shared.settings import Settings, get_settings
-    from workers.ops import healthcheck
+    from reprise_server.shared.broker import broker_client, queue_names
+    from reprise_server.shared.settings import Settings, get_settings
+    from reprise_server.workers.ops import healthcheck
 
     env_id = project.environment_ids["dev"]
     originals = [

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.settings import Settings
+from reprise_server.shared.settings import Settings
 from tests.support.fixtures import wait_for
 from tests.support.live_server import ROOT
 from tests.support.processes import reprise_process
@@ -22,8 +22,8 @@ def _backdate(path: Path, seconds: float = 3600) -> None:
 
 
 def test_healthcheck_is_healthy_only_while_the_file_is_fresh(tmp_path: Path) -> None:
-    from workers.monitoring import liveness_path
-    from workers.ops import healthcheck
+    from reprise_server.workers.monitoring import liveness_path
+    from reprise_server.workers.ops import healthcheck
 
     settings = Settings(liveness_dir=str(tmp_path), liveness_max_age_seconds=30)
     path = liveness_path("worker", settings)
@@ -36,8 +36,8 @@ def test_healthcheck_is_healthy_only_while_the_file_is_fresh(tmp_path: Path) -> 
 
 
 def test_the_running_worker_keeps_its_liveness_file_fresh(celery_worker: Any) -> None:
-    from workers.monitoring import liveness_path
-    from workers.ops import healthcheck
+    from reprise_server.workers.monitoring import liveness_path
+    from reprise_server.workers.ops import healthcheck
 
     wait_for(liveness_path("worker").exists, timeout=5, what="the worker's liveness file")
     assert healthcheck("worker") == 0
@@ -58,7 +58,7 @@ def test_beat_touches_its_liveness_file_on_every_tick(tmp_path: Path) -> None:
     """A real ``reprise beat``; its own queue prefix so the sweeps it sends reach nobody."""
     import redis
 
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     prefix = f"beat-test-{secrets.token_hex(3)}"
     env = {

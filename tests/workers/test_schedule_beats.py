@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared import broker
+from reprise_server.shared import broker
+from reprise_server.workers.app import app
 from tests.support.fixtures import wait_for
 from tests.support.processes import reprise_process
 from tests.support.schedules import Scheduler, clean_schedules, scheduler
-from workers.app import app
 
 __all__ = ["clean_schedules", "scheduler"]
 

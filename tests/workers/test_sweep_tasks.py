@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from shared import broker
-from shared.db import transaction
-from shared.settings import get_settings
-from shared.sweeps.service import claim_sweep
+from reprise_server.shared import broker
+from reprise_server.shared.db import transaction
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.sweeps.service import claim_sweep
+from reprise_server.workers import sweeps as sweep_tasks
+from reprise_server.workers.app import app
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.timers import InThread, backdate, db_clock, trigger_in_db
-from workers import sweeps as sweep_tasks
-from workers.app import app
 
 
 @pytest.fixture

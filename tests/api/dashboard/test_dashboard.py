@@ -217,7 +217,7 @@ def test_bulk_replay_by_filter_shows_its_progress_to_completion(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared.settings import get_settings
+    from reprise_server.shared.settings import get_settings
 
     expect = _expect()
     monkeypatch.setattr(get_settings(), "bulk_batch_size", 1)  # the worker's: one run a batch
@@ -248,7 +248,7 @@ def test_bulk_replay_by_filter_shows_its_progress_to_completion(
 def _replays(run_id: str) -> int:
     from sqlalchemy import text
 
-    from shared.db import transaction
+    from reprise_server.shared.db import transaction
 
     with transaction() as session:
         return int(session.execute(text("SELECT count(*) FROM runs WHERE replayed_from = :id"),
@@ -297,14 +297,14 @@ def test_without_the_session_or_with_a_wrong_csrf_token_a_form_is_refused(
 def test_a_revoked_keys_sessions_stop_working(
     signed_in: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    from shared.db import transaction
-    from shared.projects.service import hash_key
-    from shared.projects.service import revoke_key as revoke
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.projects.service import hash_key
+    from reprise_server.shared.projects.service import revoke_key as revoke
 
     expect = _expect()
     page = signed_in
     with transaction() as session:
-        from shared.projects import repository as projects_repo
+        from reprise_server.shared.projects import repository as projects_repo
 
         found = projects_repo.find_active_key(session, hash_key(project.keys["dev"]))
         assert found is not None
@@ -319,8 +319,8 @@ def test_a_revoked_keys_sessions_stop_working(
 def test_a_one_time_sign_in_link_works_once(
     context: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    from shared.db import transaction
-    from shared.sessions.service import create_sign_in_link
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.sessions.service import create_sign_in_link
 
     expect = _expect()
     with transaction() as session:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.commands.errors import InvalidDelay
-from shared.commands.reschedule import resolve_new_time
-from shared.commands.schemas import ReplayRequest, RescheduleRequest
+from reprise_server.shared.commands.errors import InvalidDelay
+from reprise_server.shared.commands.reschedule import resolve_new_time
+from reprise_server.shared.commands.schemas import ReplayRequest, RescheduleRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from shared.commands import service
-from shared.commands.schemas import ReplayRequest
-from shared.db import session_factory, transaction
-from shared.projects.service import authenticate_for_run
+from reprise_server.shared.commands import service
+from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.db import session_factory, transaction
+from reprise_server.shared.projects.service import authenticate_for_run
 from tests.support.commands import (
     ParkedCommands,
     command_row,
@@ -169,7 +169,7 @@ def test_relay_leaves_a_backlog_alone_while_the_queue_still_holds_messages(
 ) -> None:
     """A backlog of commands waiting in their queue is not a loss: republishing them each
     interval multiplied the messages (200 replays published 744 times)."""
-    from workers import sweeps
+    from reprise_server.workers import sweeps
 
     source = trigger_via_api(api, project)
     new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from shared.db import get_engine
-from shared.migrations import check
-from shared.models import Base
-from shared.settings import get_settings
+from reprise_server.shared.db import get_engine
+from reprise_server.shared.migrations import check
+from reprise_server.shared.models import Base
+from reprise_server.shared.settings import get_settings
 
 
 def test_autogenerate_finds_no_difference_between_models_and_migrated_database() -> None:

@@ -8,11 +8,11 @@ import jwt
 import pytest
 from sqlalchemy import select, update
 
-from shared.db import transaction
-from shared.errors import InvalidInput, RunNotFound, Unauthorized
-from shared.projects import service
-from shared.projects.models import ApiKey
-from shared.projects.tokens import (
+from reprise_server.shared.db import transaction
+from reprise_server.shared.errors import InvalidInput, RunNotFound, Unauthorized
+from reprise_server.shared.projects import service
+from reprise_server.shared.projects.models import ApiKey
+from reprise_server.shared.projects.tokens import (
     JWT_AUDIENCE,
     JWT_ISSUER,
     authenticate_public_token,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.logs import JsonFormatter, log_context
+from reprise_server.shared.logs import JsonFormatter, log_context
 from tests.support.commands import backdate_delay, trigger_via_api
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 
@@ -51,8 +51,8 @@ def test_a_state_change_made_for_a_command_carries_the_command_id(
     caplog: pytest.LogCaptureFixture, project: ProjectKeys
 ) -> None:
     """The command id comes from the log context the command's task binds."""
-    from shared.db import transaction
-    from shared.runs.service import cancel_run
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs.service import cancel_run
 
     caplog.set_level(logging.INFO, logger="reprise.runs")
     api_run = _delayed_run(project)
@@ -65,8 +65,8 @@ def test_a_state_change_made_for_a_command_carries_the_command_id(
 def test_a_batch_transition_logs_the_run_ids_by_task_and_environment(
     caplog: pytest.LogCaptureFixture, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    from shared.db import transaction
-    from shared.timers.service import promote_due_runs
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.timers.service import promote_due_runs
 
     caplog.set_level(logging.INFO, logger="reprise.runs")
     runs = [_delayed_run(project) for _ in range(3)]
@@ -85,8 +85,8 @@ def test_a_batch_transition_logs_the_run_ids_by_task_and_environment(
 def test_a_rolled_back_change_is_not_logged(
     caplog: pytest.LogCaptureFixture, project: ProjectKeys
 ) -> None:
-    from shared.db import transaction
-    from shared.runs.service import cancel_run
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs.service import cancel_run
 
     run_id = _delayed_run(project)
     caplog.set_level(logging.INFO, logger="reprise.runs")
@@ -105,7 +105,7 @@ def test_a_rolled_back_change_is_not_logged(
 def _delayed_run(project: ProjectKeys) -> str:
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from reprise_server.api.app import create_app
 
     with TestClient(create_app()) as client:
         return trigger_via_api(client, project, task="test-echo", delay="1h")

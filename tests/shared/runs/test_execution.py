@@ -10,18 +10,18 @@ import pytest
 from sqlalchemy import func, update
 
 from reprise.registry import REGISTRY
-from shared.db import discard_after_commit, transaction
-from shared.projects.service import AuthContext
-from shared.runs import attempts as steps
-from shared.runs import repository as repo
-from shared.runs.lifecycle import redispatch_lost
-from shared.runs.models import Run
-from shared.runs.schemas import TriggerOptions
-from shared.runs.service import cancel_run, trigger_run
-from shared.timers.service import promote_due_runs
+from reprise_server.shared.db import discard_after_commit, transaction
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import attempts as steps
+from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.lifecycle import redispatch_lost
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import cancel_run, trigger_run
+from reprise_server.shared.timers.service import promote_due_runs
+from reprise_server.workers import execution
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import gate
-from workers import execution
 
 
 def auth_of(project: ProjectKeys, env: str = "dev") -> AuthContext:
@@ -206,8 +206,8 @@ def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
 def test_runs_waiting_behind_a_backlog_are_not_republished_as_lost(project: ProjectKeys) -> None:
     """A queue still holding messages is a backlog, not a loss: its old queued runs are
     republished only once it has drained (FLUSHALL empties it at once)."""
-    from shared.broker import broker_client, run_queue
-    from shared.settings import get_settings
+    from reprise_server.shared.broker import broker_client, run_queue
+    from reprise_server.shared.settings import get_settings
 
     settings = get_settings()
     queue = f"backlog-{project.slug}"

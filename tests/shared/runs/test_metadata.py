@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.runs.metadata import apply_operations
+from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.metadata import apply_operations
 
 
 def apply(current: dict[str, Any] | None, *operations: dict[str, Any]) -> dict[str, Any]:

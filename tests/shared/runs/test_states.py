@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.runs.states import (
+from reprise_server.shared.runs.states import (
     FINAL_STATES,
     TRANSITIONS,
     RunStatus,

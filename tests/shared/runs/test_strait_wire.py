@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.runs.models import Run
-from shared.runs.strait_wire import execution_trace, job_run_to_wire, tags_object
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.strait_wire import execution_trace, job_run_to_wire, tags_object
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 
-from shared.db import transaction
-from shared.schedules.schemas import CreateScheduleRequest
-from shared.schedules.service import create_schedule
+from reprise_server.shared.db import transaction
+from reprise_server.shared.schedules.schemas import CreateScheduleRequest
+from reprise_server.shared.schedules.service import create_schedule
 from tests.support.fixtures import lock_waiters, wait_for
 from tests.support.schedules import Scheduler
 from tests.support.timers import InThread, sql

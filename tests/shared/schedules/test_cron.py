@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.schedules.cron import Cron, InvalidCron, InvalidTimezone, timezones
+from reprise_server.shared.schedules.cron import Cron, InvalidCron, InvalidTimezone, timezones
 
 NEW_YORK = "America/New_York"
 # 2026 in New York: clocks spring forward 2026-03-08 02:00 EST -> 03:00 EDT, and fall back

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from reprise.registry import Registry, TaskDefinition, task
-from shared.db import transaction
-from shared.errors import BadRequest
-from shared.schedules import repository
-from shared.schedules.models import ScheduleType
-from shared.schedules.service import delete_schedule, set_active
+from reprise_server.shared.db import transaction
+from reprise_server.shared.errors import BadRequest
+from reprise_server.shared.schedules import repository
+from reprise_server.shared.schedules.models import ScheduleType
+from reprise_server.shared.schedules.service import delete_schedule, set_active
+from reprise_server.workers.runtime import register_version
 from tests.support.fixtures import ProjectKeys
 from tests.support.schedules import Scheduler, fire
-from workers.runtime import register_version
 
 
 def _echo(payload: Any, ctx: Any) -> Any:

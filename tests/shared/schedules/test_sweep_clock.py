@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.schedules.cron import Cron
-from shared.schedules.service import plan_tick
+from reprise_server.shared.schedules.cron import Cron
+from reprise_server.shared.schedules.service import plan_tick
 
 NEW_YORK = "America/New_York"
 

@@ -8,9 +8,9 @@ import threading
 import time
 from datetime import timedelta
 
-from shared.db import transaction
-from shared.schedules.cron import Cron
-from shared.schedules.service import fire_due_schedules, set_active
+from reprise_server.shared.db import transaction
+from reprise_server.shared.schedules.cron import Cron
+from reprise_server.shared.schedules.service import fire_due_schedules, set_active
 from tests.support.fixtures import wait_for
 from tests.support.schedules import Scheduler, fire
 from tests.support.timers import InThread, db_clock

@@ -7,10 +7,10 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from shared.db import db_now, discard_after_commit, transaction
-from shared.durations import parse_datetime
-from shared.runs.service import cancel_run
-from shared.timers.service import promote_run
+from reprise_server.shared.db import db_now, discard_after_commit, transaction
+from reprise_server.shared.durations import parse_datetime
+from reprise_server.shared.runs.service import cancel_run
+from reprise_server.shared.timers.service import promote_run
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (

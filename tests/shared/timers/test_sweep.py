@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from shared.db import db_now, discard_after_commit, transaction
-from shared.settings import get_settings
-from shared.timers.service import SweepResult, promote_due_runs
+from reprise_server.shared.db import db_now, discard_after_commit, transaction
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.timers.service import SweepResult, promote_due_runs
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (

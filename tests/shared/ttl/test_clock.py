@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 
 from reprise.registry import REGISTRY
-from shared.db import discard_after_commit, transaction
-from shared.projects import repository as projects_repo
-from shared.settings import get_settings
-from shared.timers.service import promote_due_runs
+from reprise_server.shared.db import discard_after_commit, transaction
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.timers.service import promote_due_runs
+from reprise_server.workers.runtime import register_version
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.timers import backdate, trigger_in_db
-from workers.runtime import register_version
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,15 @@ from typing import Any
 from sqlalchemy import func
 
 from reprise.registry import REGISTRY
-from shared.db import discard_after_commit, transaction
-from shared.projects.service import AuthContext
-from shared.runs import repository as runs_repo
-from shared.runs.lifecycle import EXPIRED_MESSAGE
-from shared.runs.schemas import TriggerOptions
-from shared.runs.service import trigger_run
-from shared.runs.states import RunStatus
-from shared.ttl.service import expire_stale_runs
+from reprise_server.shared.db import discard_after_commit, transaction
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs.lifecycle import EXPIRED_MESSAGE
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import trigger_run
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.ttl.service import expire_stale_runs
+from reprise_server.workers import execution
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
@@ -30,7 +31,6 @@ from tests.support.timers import (
     sql,
     trigger_in_db,
 )
-from workers import execution
 
 
 def sweep(batch_size: int | None = None) -> int:
