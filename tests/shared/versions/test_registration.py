@@ -1,0 +1,78 @@
+"""A worker version arrives: every run waiting for a version that has its task is
+released (in batches, each committed and published on its own), however many wait."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from reprise.registry import REGISTRY, Registry, TaskDefinition
+from reprise_server.shared import broker
+from reprise_server.shared.db import transaction
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import trigger_run
+from reprise_server.shared.settings import get_settings
+from reprise_server.workers.runtime import register_version
+from tests.support.fixtures import ProjectKeys
+
+WAITING = 2_500
+
+
+@pytest.fixture
+def unserved_queue() -> Iterator[str]:
+    """A Reprise queue no worker serves: the messages published for its runs stay in Redis
+    to be counted (and are deleted afterwards)."""
+    name = f"release-{secrets.token_hex(4)}"
+    yield name
+    app = broker.celery_app()
+    celery_queue = broker.run_queue(get_settings(), name)
+    client = broker.broker_client(app.conf.broker_url)
+    client.delete(*client.keys(f"{celery_queue}*") or [celery_queue])
+
+
+def _wait_for_a_version(project: ProjectKeys, queue: str, count: int) -> None:
+    """Make dev's current version one without test-echo, then trigger ``count`` runs of
+    test-echo there: each waits in PENDING_VERSION."""
+    lacking = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    register_version(lacking, "20261122.0-lacking", ["dev"], project.project_id)
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    options = TriggerOptions.model_validate({"queue": queue})
+    with transaction() as session:
+        for _ in range(count):
+            trigger_run(session, auth, "test-echo", {"n": 1}, options)
+
+
+def _statuses(project: ProjectKeys) -> dict[str, int]:
+    with transaction() as session:
+        rows = session.execute(
+            select(Run.status, func.count())
+            .where(Run.environment_id == project.environment_ids["dev"])
+            .group_by(Run.status)
+        )
+        return {status.value: count for status, count in rows}
+
+
+def _published(queue: str) -> int:
+    app = broker.celery_app()
+    celery_queue = broker.run_queue(get_settings(), queue)
+    return broker.queue_lengths(broker.broker_client(app.conf.broker_url), [celery_queue])[
+        celery_queue
+    ]
+
+
+def test_a_registration_releases_every_waiting_run_not_only_the_first_thousand(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    _wait_for_a_version(project, unserved_queue, WAITING)
+    assert _statuses(project) == {"PENDING_VERSION": WAITING}
+
+    released = register_version(REGISTRY, "20261122.9", ["dev"], project.project_id)
+
+    assert released == WAITING
+    assert _statuses(project) == {"QUEUED": WAITING}
+    assert _published(unserved_queue) == WAITING
