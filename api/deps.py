@@ -33,15 +33,15 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from reprise_server.api.validation import validation_message
+from reprise_server.shared.access.repository import RunHead
+from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands.errors import InvalidRequestBody
 from reprise_server.shared.db import commit, has_pending_work, transaction
 from reprise_server.shared.errors import Forbidden, InvalidRunId, RepriseError
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import (
     AuthContext,
     authenticate,
-    authenticate_for_run,
     cached_caller,
     spend_public_token,
 )

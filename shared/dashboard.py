@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.commands import repository as commands_repo
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import RunNotFound
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import Environment
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.reads import RunView, read_run
 from reprise_server.shared.runs import repository as runs_repo
@@ -56,5 +57,5 @@ def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = F
            else runs_repo.get_run(session, auth.environment_id, run_id))
     if run is None or run.environment_id != auth.environment_id:
         raise RunNotFound()
-    known = projects_repo.task_known_in_project(session, auth.project_id, run.task_identifier)
+    known = catalogue.task_known_in_project(session, auth.project_id, run.task_identifier)
     return RunHead(run.id, run.task_identifier, run.status, db_now(session), known, locked=lock)

@@ -18,7 +18,7 @@ from reprise_server.shared.commands.models import Command
 from reprise_server.shared.commands.service import apply_pending
 from reprise_server.shared.errors import NotFound
 from reprise_server.shared.packets.service import run_payload
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.listing import Page, RunQuery, list_page
@@ -26,6 +26,7 @@ from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.schedules import repository as schedules_repo
 from reprise_server.shared.schedules.models import Schedule
+from reprise_server.shared.versions import repository as versions_repo
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,11 @@ def job_run_of(session: Session, run: Run) -> JobRunView:
     will run on (its lock, else the environment's current version if that has the task)."""
     version = run.version or run.locked_version
     if version is None:
-        current = projects_repo.current_version_with_task(
+        current = catalogue.current_version_with_task(
             session, run.environment_id, run.task_identifier
         )
         version = current[0] if current else None
-    ordinal = projects_repo.version_ordinal(session, run.environment_id, version)
+    ordinal = versions_repo.version_ordinal(session, run.environment_id, version)
     return JobRunView(run, ordinal, run_payload(session, run))
 
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from reprise.registry import REGISTRY, Registry
 from reprise_server.shared.db import transaction
-from reprise_server.shared.runs import service as runs
 from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions import service as versions
 
 log = logging.getLogger("reprise.worker")
 
@@ -79,7 +79,7 @@ def register_version(
     """Register the catalogue; the PENDING_VERSION runs it can now execute are queued
     (and published after commit). Returns how many were."""
     with transaction() as session:
-        released = runs.register_version(
+        released = versions.register_worker_version(
             session, version, registry.catalogue(), env_slugs, project_id
         )
     return len(released)

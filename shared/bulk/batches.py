@@ -37,6 +37,7 @@ from reprise_server.shared.db import after_commit_scope, db_now, on_commit
 from reprise_server.shared.durations import iso, parse_datetime
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.ids import new_command_id, new_run_id
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import lifecycle
@@ -137,7 +138,7 @@ def _replay_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: s
     items, commands = [], []
     for run in runs:
         if run.task_identifier not in known:
-            known[run.task_identifier] = projects_repo.task_known_in_project(
+            known[run.task_identifier] = catalogue.task_known_in_project(
                 session, env.project_id, run.task_identifier)
         target = new_run_id()
         command = Command(id=new_command_id(), arguments={"bulkActionId": bulk.id},

@@ -1,7 +1,7 @@
-"""Replay and reschedule as durable commands (§2).
+"""Replay and reschedule as durable commands (docs/architecture.md).
 
 Accept (API): the edge has already checked the caller's key and read the run it names
-(one round trip, :func:`shared.projects.service.authenticate_for_run`); accepting
+(one round trip, :func:`shared.access.service.authenticate_for_run`); accepting
 validates, writes the command row in the request's transaction (the outbox) and, after
 commit, publishes ``reprise.apply_command(command_id)`` (from a background thread:
 :mod:`shared.commands.publisher`). Apply (worker, or a read applying it inline):
@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker
+from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.bulk import batches
 from reprise_server.shared.commands import replay
 from reprise_server.shared.commands import repository as repo
@@ -57,7 +58,6 @@ from reprise_server.shared.db import after_commit_scope, on_commit
 from reprise_server.shared.durations import DurationError
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.ids import new_command_id, new_run_id
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Run

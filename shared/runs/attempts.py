@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.db import db_now
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.payloads import JSON
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
@@ -112,7 +113,7 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
 def hand_back_missing_task(session: Session, run: Run) -> Outcome:
     """The claiming worker lacks the task: requeue if the current version has it (another
     worker runs it), else wait in PENDING_VERSION for a version that has it."""
-    current = projects_repo.current_version_with_task(
+    current = catalogue.current_version_with_task(
         session, run.environment_id, run.task_identifier
     )
     if current is not None:

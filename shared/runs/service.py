@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.db import db_now
 from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay, parse_duration
 from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
-from reprise_server.shared.ids import is_run_id, new_run_id
+from reprise_server.shared.ids import TASK_ID_RE, is_run_id, new_run_id
 from reprise_server.shared.packets.service import packet_exists
 from reprise_server.shared.payloads import STORE, decode_payload, reject_nul
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
@@ -33,8 +33,6 @@ from reprise_server.shared.settings import get_settings
 from reprise_server.shared.ttl.policy import effective_ttl
 
 log = logging.getLogger("reprise.runs")
-
-TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ def locked_task_defaults(
 ) -> dict[str, Any]:
     """The task's options in ``version``; 400 naming the version if it is not registered in
     the environment or lacks the task."""
-    registered, options = projects_repo.version_task_options(
+    registered, options = catalogue.version_task_options(
         session, environment_id, version, task_identifier
     )
     if not registered:
@@ -174,9 +172,9 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
     registers is a 404). It is published or armed after commit (the lifecycle's insert)."""
-    context = projects_repo.creation_context(session, environment_id, spec.task_identifier)
+    context = catalogue.creation_context(session, environment_id, spec.task_identifier)
     now, found = context.now, context.version
-    if found is None and not projects_repo.task_known_in_project(
+    if found is None and not catalogue.task_known_in_project(
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
@@ -343,26 +341,3 @@ def cancel_run(session: Session, run_id: str) -> Run | None:
     queued or delayed run at once (its timers become no-ops), an executing one when its
     worker sees it on the next heartbeat."""
     return lifecycle.cancel(session, run_id)
-
-
-def register_version(
-    session: Session,
-    version: str,
-    catalogue: dict[str, dict[str, Any]],
-    env_slugs: list[str],
-    project_id: str | None = None,
-) -> list[str]:
-    """Register a worker version's task catalogue in the named environments (of every
-    project, or of one), make each environment's declarative schedules what it declares
-    (``@task(cron=…)``), and queue the PENDING_VERSION runs it can now execute; returns
-    their ids (each published after commit)."""
-    # Schedules create runs through this module: imported here, not at the top.
-    from reprise_server.shared.schedules.service import sync_declarative
-
-    released: list[str] = []
-    for env in projects_repo.list_environments(session, project_id):
-        if env.slug in env_slugs:
-            projects_repo.upsert_worker_version(session, env.id, version, catalogue.items())
-            sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
-            released += lifecycle.release_pending_version(session, env.id, list(catalogue))
-    return released

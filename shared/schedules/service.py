@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.db import db_now
 from reprise_server.shared.durations import iso
 from reprise_server.shared.errors import BadRequest, Conflict, NotFound, RepriseError
-from reprise_server.shared.ids import new_id
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.ids import TASK_ID_RE, new_id
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.options import RunOptions
-from reprise_server.shared.runs.service import TASK_ID_RE, NewRun, create_run
+from reprise_server.shared.runs.service import NewRun, create_run
 from reprise_server.shared.schedules import repository as repo
 from reprise_server.shared.schedules.cron import Cron
 from reprise_server.shared.schedules.models import Schedule, ScheduleType
@@ -61,7 +61,7 @@ class ScheduleNotFound(NotFound):
 def _task_must_exist(session: Session, project_id: str, task_id: str) -> None:
     if not TASK_ID_RE.match(task_id):
         raise BadRequest("task must be 1 to 128 letters, digits or . _ - : /")
-    if not projects_repo.task_known_in_project(session, project_id, task_id):
+    if not catalogue.task_known_in_project(session, project_id, task_id):
         raise NotFound(f"Task not found: no worker has registered a task '{task_id}'")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from reprise_server.shared.db import transaction
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.versions import repository as versions_repo
 from tests.support.commands import (
     ParkedCommands,
     command_for_target,
@@ -141,7 +141,7 @@ def test_replay_waits_for_a_version_that_has_the_task(
     original = trigger_via_api(api, project)
     wait_for_status(original, "COMPLETED")
     with transaction() as session:  # a newer version without the task becomes current
-        projects_repo.upsert_worker_version(
+        versions_repo.upsert_worker_version(
             session, project.environment_ids["dev"], "20261122.99", [("test-block", {})]
         )
 
@@ -201,7 +201,7 @@ def test_replay_of_a_task_no_version_has_fails_and_writes_nothing(
     original = trigger_via_api(api, project)
     with transaction() as session:  # every version of the project forgets the task
         for env_id in project.environment_ids.values():
-            projects_repo.upsert_worker_version(
+            versions_repo.upsert_worker_version(
                 session, env_id, "20261122.1", [("test-block", {})]
             )
     commands = count("commands")

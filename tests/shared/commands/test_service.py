@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands import service
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import session_factory, transaction
-from reprise_server.shared.projects.service import authenticate_for_run
 from tests.support.commands import (
     ParkedCommands,
     command_row,

@@ -9,9 +9,9 @@ import pytest
 
 from reprise.registry import REGISTRY
 from reprise_server.shared.db import discard_after_commit, transaction
-from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.service import promote_due_runs
+from reprise_server.shared.versions import repository as versions_repo
 from reprise_server.workers.runtime import register_version
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.timers import backdate, trigger_in_db
@@ -69,7 +69,7 @@ def test_a_run_waiting_for_a_version_starts_its_ttl_clock_when_one_registers(
 ) -> None:
     dev = project.environment_ids["dev"]
     with transaction() as session:  # a newer version in dev that lacks test-echo
-        projects_repo.upsert_worker_version(session, dev, "20261122.0-partial", [])
+        versions_repo.upsert_worker_version(session, dev, "20261122.0-partial", [])
     run_id = trigger_in_db(project, ttl="10m", publish=False)
     run = run_row(run_id)
     assert (run.status, run.ttl_expires_at, run.queued_at) == ("PENDING_VERSION", None, None)
