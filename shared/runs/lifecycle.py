@@ -116,20 +116,20 @@ def insert(session: Session, run: Run) -> Run:
 
 
 def release_pending_version(
-    session: Session, environment_id: str, task_identifiers: Collection[str]
+    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int
 ) -> list[str]:
-    """PENDING_VERSION -> QUEUED for the environment's runs of these tasks (a version that
-    has them registered): they enter their queue now. Returns the ids released."""
-    released = []
-    for run_id in repo.pending_version_runs(session, environment_id, task_identifiers):
-        queued = repo.transition(
-            session, run_id, RunStatus.QUEUED, sources={RunStatus.PENDING_VERSION},
-            values=_enters_queue(),
-        )
-        if queued is not None:
-            released.append(run_id)
-            _dispatch_after_commit(session, queued)
-    return released
+    """PENDING_VERSION -> QUEUED for up to ``limit`` of the environment's runs of these
+    tasks (a version that has them registered), in one statement: they enter their queue
+    and are published after commit. Returns the ids released; fewer than ``limit`` means
+    none is left that another transaction is not moving."""
+    batch = repo.transition_many(
+        session, RunStatus.QUEUED,
+        repo.pending_version_candidates(environment_id, task_identifiers, limit),
+        sources={RunStatus.PENDING_VERSION}, progress=Run.created_at, values=_enters_queue(),
+    )
+    if batch.run_ids:
+        on_commit(session, lambda: broker.dispatch_runs(batch.runs_with_queues()))
+    return batch.run_ids
 
 
 def redispatch_lost(session: Session, limit: int = 1000) -> int:

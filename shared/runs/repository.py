@@ -560,19 +560,19 @@ def get_checkpoint(session: Session, run_id: str, number: int) -> Checkpoint | N
     return session.get(Checkpoint, (run_id, number))
 
 
-def pending_version_runs(
-    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int = 1000
-) -> list[str]:
-    return list(
-        session.scalars(
-            select(Run.id)
-            .where(
-                Run.environment_id == environment_id,
-                Run.status == RunStatus.PENDING_VERSION,
-                Run.task_identifier.in_(list(task_identifiers)),
-            )
-            .limit(limit)
+def pending_version_candidates(
+    environment_id: str, task_identifiers: Collection[str], limit: int
+) -> Select[Any]:
+    """Up to ``limit`` of the environment's PENDING_VERSION runs of these tasks (for
+    :func:`transition_many`; ``ix_runs_pending_version`` serves it)."""
+    return (
+        select(Run.id)
+        .where(
+            Run.environment_id == environment_id,
+            Run.status == RunStatus.PENDING_VERSION,
+            Run.task_identifier.in_(list(task_identifiers)),
         )
+        .limit(limit)
     )
 
 

@@ -3,7 +3,8 @@ serves, their declarative schedules become what it declares (``@task(cron=…)``
 runs waiting for a version that has their task (PENDING_VERSION) are released.
 
 It sits above projects, schedules and runs, and uses each. Services take a session first
-and never commit.
+and never commit: releasing a large backlog is a batch per transaction, the caller's loop
+(``workers.runtime.register_version``).
 """
 
 from __future__ import annotations
@@ -28,16 +29,26 @@ def register_worker_version(
     project_id: str | None = None,
 ) -> list[str]:
     """Register ``version`` and its task catalogue in the named environments (of every
-    project, or of one), make each one's declarative schedules what the catalogue
-    declares, and queue the PENDING_VERSION runs it can now execute; returns their ids
-    (each published after commit)."""
-    released: list[str] = []
+    project, or of one), and make each one's declarative schedules what the catalogue
+    declares. Returns the ids of those environments: release their waiting runs next
+    (:func:`release_waiting_runs`)."""
+    registered = []
     for env in projects_repo.list_environments(session, project_id):
         if env.slug in env_slugs:
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
             sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
-            released += lifecycle.release_pending_version(session, env.id, list(catalogue))
-    return released
+            registered.append(env.id)
+    return registered
+
+
+def release_waiting_runs(
+    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int
+) -> list[str]:
+    """Queue up to ``limit`` of the environment's PENDING_VERSION runs of these tasks (each
+    published after commit); fewer than ``limit`` released means none is left to release.
+    Safe to run concurrently with itself (every worker process registers when it boots):
+    each run is released once."""
+    return lifecycle.release_pending_version(session, environment_id, task_identifiers, limit)
 
 
 def worker_registered(session: Session, since: datetime | None = None) -> bool:

@@ -17,6 +17,7 @@ from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.runs.service import trigger_run
 from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions import service as versions
 from reprise_server.workers.runtime import register_version
 from tests.support.fixtures import ProjectKeys
 
@@ -76,3 +77,25 @@ def test_a_registration_releases_every_waiting_run_not_only_the_first_thousand(
     assert released == WAITING
     assert _statuses(project) == {"QUEUED": WAITING}
     assert _published(unserved_queue) == WAITING
+
+
+def test_runs_left_waiting_by_an_interrupted_registration_are_released_by_the_next(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    """A registration that stops after its first batch (its process died) leaves the rest
+    waiting, each batch it did commit already published: the next registration of a
+    version with the task (a worker process booting) releases the rest."""
+    _wait_for_a_version(project, unserved_queue, 250)
+    with transaction() as session:
+        (dev,) = versions.register_worker_version(
+            session, "20261122.9", REGISTRY.catalogue(), ["dev"], project.project_id
+        )
+    with transaction() as session:
+        first = versions.release_waiting_runs(session, dev, list(REGISTRY.catalogue()), 100)
+    assert len(first) == 100
+    assert _statuses(project) == {"QUEUED": 100, "PENDING_VERSION": 150}
+    assert _published(unserved_queue) == 100
+
+    assert register_version(REGISTRY, "20261122.9", ["dev"], project.project_id) == 150
+    assert _statuses(project) == {"QUEUED": 250}
+    assert _published(unserved_queue) == 250
