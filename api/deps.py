@@ -2,13 +2,8 @@
 dependencies. Routes call the domain with what these return; no header, bearer secret or
 raw query syntax goes further.
 
-**Error order (§4): 401, then 400, then 404.** Every dependency that checks request input
-depends on the request's :class:`Credential` and refuses bad input through it, which
-verifies the key first: a wrong key is 401 whatever else is wrong with the request. Input
-errors (400) are raised while the dependencies are solved; a missing run (404) only
-by the route's domain call, after them. The key is verified by ``Caller``/``Reader``
-(routes declare them first) or, on the accept path, together with the run it names
-(:meth:`Credential.with_run`, one round trip).
+Errors come in the order 401, then 400, then 404: input checks refuse through the request's
+:class:`Credential`, which verifies the key first. See docs/architecture.md#the-http-edge.
 """
 
 from __future__ import annotations

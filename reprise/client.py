@@ -1,22 +1,9 @@
-"""The Python SDK's API client (§11): ``configure``, ``tasks.trigger`` and ``runs.*``.
-
-Usage::
-
-    import reprise
-
-    reprise.configure(base_url="http://127.0.0.1:8000", access_token="tr_dev_…")
-    handle = reprise.tasks.trigger("send-email", {"to": "a@example.com"}, delay="10m")
-    run = reprise.runs.retrieve(handle.id)
-    for item in reprise.runs.list(status=["FAILED", "CRASHED"], task_identifier="send-email"):
-        reprise.runs.replay(item.id)
+"""The Python SDK's API client: ``configure``, ``tasks.trigger`` and ``runs.*``.
 
 Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_API_KEY``
-(or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``); the URL defaults to
-``http://127.0.0.1:8000``. A :class:`Client` can also be made directly to talk to several
-servers or keys at once.
-
-Times: a ``datetime`` without a timezone is taken as UTC (as the server does for ISO
-strings without an offset).
+(or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``). A :class:`Client` can be made directly
+to talk to several servers or keys at once. A ``datetime`` without a timezone is UTC.
+Usage: docs/tasks.md#the-python-sdk.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The beat sweeps, every one declared with :func:`sweep`.
 
-A sweep is one transaction that first takes its Postgres advisory lock
-(:func:`shared.sweeps.service.claim_sweep`): a duplicate arriving while the same sweep
-runs (a second beat, a backlog after workers were down) returns ``{"skipped": 1}`` at
-once. The work itself is batched and idempotent (``FOR UPDATE SKIP LOCKED``, changes by
-compare-and-set), so even without the lock two sweeps would split the rows, never apply
-one twice. Sweeps return their counts, which the task signals turn into metrics
-(:mod:`workers.monitoring`), and beat schedules each one with an expiry
-(:func:`beat_schedule`).
-
-Sweeps are housekeeping that runs every few seconds whether or not there is work, so they
-keep out of the way of what people watch: they send no task events (Flower's task list
-shows runs and commands, not 1,800 sweeps an hour; their counts are in ``/metrics``), and
-the worker logs a sweep that found nothing at DEBUG (:class:`QuietIdleSweeps`).
+A sweep is one transaction that first takes its advisory lock
+(:func:`shared.sweeps.service.claim_sweep`; a duplicate returns ``{"skipped": 1}``), returns
+its counts (turned into metrics by :mod:`workers.monitoring`), sends no task events and
+logs an idle run at DEBUG. :func:`beat_schedule` gives each an expiry. See
+docs/architecture.md#sweeps.
 """
 
 from __future__ import annotations
