@@ -116,20 +116,20 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 @sweep(broker.PROMOTE_DUE_RUNS)
 def promote_due_runs(session: Session) -> Counts:
-    """Promote overdue delayed runs and arm timers for those entering the horizon (§7)."""
+    """Promote overdue delayed runs and arm timers for those entering the horizon."""
     result = timers.promote_due_runs(session)
     return {"promoted": result.promoted, "armed": result.armed}
 
 
 @sweep(broker.EXPIRE_STALE_RUNS)
 def expire_stale_runs(session: Session) -> Counts:
-    """Expire queued runs past their TTL (§8)."""
+    """Expire queued runs past their TTL."""
     return {"expired": ttl.expire_stale_runs(session)}
 
 
 @sweep(broker.RELAY_PENDING_COMMANDS)
 def relay_pending_commands(session: Session) -> Counts:
-    """Republish commands whose message may be lost (§2.1): none while the commands queue
+    """Republish commands whose message may be lost: none while the commands queue
     still holds messages (a backlog is not a loss)."""
     queued = broker.queued_commands()
     return {"relayed": commands.relay_pending_commands(session, queued_messages=queued)}
@@ -137,7 +137,7 @@ def relay_pending_commands(session: Session) -> Counts:
 
 @sweep(broker.RECOVER_STALE_RUNS)
 def recover_stale_runs(session: Session) -> Counts:
-    """Republish runs whose execution message may be lost, or whose worker died (§9)."""
+    """Republish runs whose execution message may be lost, or whose worker died."""
     return {"redispatched": lifecycle.redispatch_lost(session)}
 
 

@@ -147,7 +147,7 @@ async def _serve(request: Request, auth: AuthContext, shape: Shape, handle: str,
 
 def _authorize_run(auth: AuthContext, run_id: str) -> None:
     # Through the read path: a replay's new run exists once its command is applied, so a
-    # subscription right after runs.replay() finds it (read-your-writes, §2.2).
+    # subscription right after runs.replay() finds it (read-your-writes).
     with transaction() as session:
         visible_run(session, auth, run_id, api_applier())
 

@@ -186,7 +186,7 @@ def _error(error: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def run_row(run: Run, *, public: bool, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The run as a row of Trigger.dev's realtime shape. A public token sees no payload
-    or output (§3), as in every other read."""
+    or output, as in every other read."""
     row: dict[str, Any] = {
         "id": run.id,
         "friendlyId": run.id,
