@@ -53,7 +53,8 @@ class Settings(BaseSettings):
 
     # Workers
     task_modules: str = Field(
-        default="reprise_server.examples.tasks", description="comma-separated modules whose tasks workers load"
+        default="reprise_server.examples.tasks",
+        description="comma-separated modules whose tasks workers load",
     )
     worker_version: str = Field(
         default="",
