@@ -52,7 +52,7 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
 
 def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:
     """A run of the caller's environment as the accept of a replay or reschedule takes it
-    (``lock``: its row locked until commit, as a reschedule needs, §2.3)."""
+    (``lock``: its row locked until commit, as a reschedule needs)."""
     run = (runs_repo.lock_run(session, run_id, auth.environment_id) if lock
            else runs_repo.get_run(session, auth.environment_id, run_id))
     if run is None or run.environment_id != auth.environment_id:

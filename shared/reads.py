@@ -1,4 +1,5 @@
-"""Reads of runs that reflect every accepted command (read-your-writes, §2.2).
+"""Reads of runs that reflect every accepted command (read-your-writes, see
+docs/architecture.md#read-your-writes).
 
 One path for every adapter: authorize, apply the pending commands the caller may see
 inline (with the same idempotent function the worker uses), then load. It sits above

@@ -1,4 +1,4 @@
-"""The steps of executing a run (§9), each taking the caller's session and never committing.
+"""The steps of executing a run, each taking the caller's session and never committing.
 
 A worker (:mod:`workers.execution`) runs each step in its own short transaction, so a
 worker that dies mid-run leaves the run in a state the recovery sweep understands
@@ -74,7 +74,7 @@ AttemptResult = Succeeded | Failed | Interrupted
 
 
 def backoff_seconds(attempt_number: int) -> float:
-    """Retry backoff: base * 2^(attempt-1), capped (README "Decisions")."""
+    """Retry backoff: base * 2^(attempt-1), capped (docs/architecture.md#decisions)."""
     settings = get_settings()
     return float(
         min(settings.retry_backoff_base_seconds * (2 ** (attempt_number - 1)),
