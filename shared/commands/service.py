@@ -18,7 +18,7 @@ the command pending because the first applier died before committing (its transa
 rolled back: nothing to undo). Appliers validate before they write, so a rejection leaves
 no partial effect.
 
-**Reschedule is decided in the request (§2.3).** The accept holds the run's row lock
+**Reschedule is decided in the request (docs/architecture.md, "Linearizable reschedule").** The accept holds the run's row lock
 (read ``FOR UPDATE`` with the key). A promotion (timer or due-sweep) is a compare-and-set
 on the same row, so the two are serialised by Postgres: if the promotion committed first
 the run is no longer DELAYED and the reschedule is 400 "Cannot reschedule a run that is
@@ -30,7 +30,7 @@ is only returned once the move has really happened. So only replays, and the bat
 bulk actions (:mod:`shared.bulk.batches`, applied by the control process only: reads never
 apply them inline), are ever left pending; :func:`apply_command` rejects any other kind.
 
-**Read-your-writes (§2.2).** A replay returns the new run's id, chosen at accept time
+**Read-your-writes (docs/architecture.md, "Read-your-writes").** A replay returns the new run's id, chosen at accept time
 (``commands.target_run_id``). Reads (:mod:`shared.reads`) call :func:`apply_pending`
 first, applying pending commands inline with the same function the worker uses.
 """
