@@ -14,13 +14,13 @@ from reprise_server.api.deps import ApiVersion, BearerCredential
 from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PageRequest,
     RunQuery,
 )
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
 

@@ -31,8 +31,8 @@ from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import reject_nul
 from reprise_server.shared.reads import read_page, visible_run
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.service import cancel_run
 from reprise_server.shared.runs.states import CURRENT_API_VERSION, RunStatus, statuses_for_filter
 from reprise_server.shared.sessions.service import SignedIn

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import BadRequest
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
 MAX_RUN_IDS = 500

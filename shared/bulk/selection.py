@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reprise_server.shared.durations import parse_datetime
-from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.states import RunStatus
 
 
