@@ -1,17 +1,46 @@
-"""Which runs: :class:`RunFilter`, and the SQL that lists, counts and picks the runs a
-filter matches."""
+"""Which runs: :class:`RunFilter`, the one vocabulary a wire filter is read with, and the
+SQL that lists, counts and picks the runs a filter matches.
+
+The REST list (``filter[...]``), the dashboard's runs list and a bulk action's filter each
+map their fields onto :meth:`RunFilter.build`; they differ only in their field names and in
+how they word a refusal (:class:`FilterWording`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, column, func, or_, select, table
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
+from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.runs.models import Run
-from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
+
+# A comma-separated string, or the words one by one (a string in a list is never split).
+Words = str | Iterable[str] | None
+# ISO-8601 (a date, or a date-time to the minute or finer; UTC unless it names a zone), or
+# epoch milliseconds as a number or a string of digits.
+Moment = float | str | None
+
+
+@dataclass(frozen=True)
+class FilterWording:
+    """How an adapter words a value the filter cannot use: one sentence per field, in the
+    adapter's own names for its fields (``{value}`` in ``unknown_status`` is the word)."""
+
+    unknown_status: str
+    created_from: str
+    created_to: str
+    period: str = ""
+
+
+class InvalidFilter(InvalidInput):
+    """A filter value the vocabulary has no meaning for (400), in the adapter's words."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +58,95 @@ class RunFilter:
     replays_only: bool = False
     run_ids: tuple[str, ...] = ()
     bulk_action_id: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        wording: FilterWording,
+        *,
+        api_version: str | None,
+        statuses: Words = None,
+        task_identifiers: Words = None,
+        tags: Words = None,
+        versions: Words = None,
+        created_from: Moment = None,
+        created_to: Moment = None,
+        is_test: bool | str | None = None,
+        batch_id: str | None = None,
+        schedule_id: str | None = None,
+        bulk_action_id: str | None = None,
+        replays_only: bool | None = None,
+    ) -> RunFilter:
+        """A wire filter's values as a filter; raises :class:`InvalidFilter`.
+
+        Status words are either vocabulary of ``api_version`` (grouped words such as
+        ``QUEUED`` name several states; a word naming states Reprise never has matches no
+        run). Lists come out sorted and without repeats; an empty value (``""``, ``[]``)
+        filters nothing. ``is_test`` as a string is true only for ``true`` (any case).
+        """
+        return cls(
+            statuses=_statuses(statuses, api_version, wording),
+            task_identifiers=words(task_identifiers),
+            tags=words(tags),
+            versions=words(versions),
+            created_from=_moment(created_from, wording.created_from),
+            created_to=_moment(created_to, wording.created_to),
+            is_test=is_test.lower() == "true" if isinstance(is_test, str) else is_test,
+            batch_id=batch_id or None,
+            schedule_id=schedule_id or None,
+            bulk_action_id=bulk_action_id or None,
+            replays_only=bool(replays_only),
+        )
+
+
+def _split(value: Words) -> list[str]:
+    """The words, in the order given, stripped, empty ones dropped."""
+    if value is None:
+        return []
+    given = value.split(",") if isinstance(value, str) else value
+    return [word.strip() for word in given if word.strip()]
+
+
+def words(value: Words) -> tuple[str, ...]:
+    """A list value of a filter: sorted, each word once."""
+    return tuple(sorted(set(_split(value))))
+
+
+def _statuses(
+    value: Words, api_version: str | None, wording: FilterWording
+) -> frozenset[RunStatus] | None:
+    names = _split(value)
+    if not names:
+        return None
+    statuses: set[RunStatus] = set()
+    for name in names:
+        try:
+            statuses |= statuses_for_filter(name, api_version)
+        except ValueError:
+            raise InvalidFilter(wording.unknown_status.format(value=name)) from None
+    return frozenset(statuses)
+
+
+def _moment(value: Moment, refusal: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, str) and not value.isdigit():
+            return parse_datetime(value)
+        milliseconds = int(value) if isinstance(value, str) else value
+        return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    except (DurationError, ValueError, OverflowError, OSError):
+        raise InvalidFilter(refusal) from None
+
+
+def parse_period(value: str | None, wording: FilterWording) -> timedelta | None:
+    """``created in the last …``: a duration such as ``1d``; None when not given."""
+    if not value:
+        return None
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except DurationError:
+        raise InvalidFilter(wording.period) from None
 
 
 # The runs a bulk action produced or changed (its items' results), named without importing
