@@ -45,6 +45,9 @@ class InvalidFilter(InvalidInput):
 
 @dataclass(frozen=True)
 class RunFilter:
+    """Which runs of an environment: every field set narrows (``statuses`` None is any
+    status; an empty set is none). Build one from a wire filter with :meth:`build`."""
+
     statuses: frozenset[RunStatus] | None = None
     task_identifiers: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
