@@ -18,6 +18,7 @@ from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import Environment
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.reads import RunView, read_run
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
 
@@ -42,7 +43,7 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
     envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
     return RunPage(
         view,
-        runs_repo.checkpoints_of(session, run.id),
+        attempts_repo.checkpoints_of(session, run.id),
         commands_repo.commands_of_run(session, run.id),
         source,
         runs_repo.replays_of(session, auth.project_id, run.id),

@@ -59,7 +59,7 @@ from reprise_server.shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import ENVIRONMENT_SLUGS, Environment
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.service import (
@@ -109,7 +109,7 @@ def validate_replay(
     """
     reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
     target_env = _target_environment(session, auth, body.environment)
-    if checkpoint is not None and runs_repo.get_checkpoint(session, source_id, checkpoint) is None:
+    if checkpoint is not None and attempts_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)
     overrides = body.overrides()
     try:
@@ -161,7 +161,7 @@ def new_run_of(session: Session, command: Command, source: Run) -> NewRun:
     debug_mode = False
     number = command.arguments.get("checkpoint")
     if number is not None:
-        saved = runs_repo.get_checkpoint(session, source.id, int(number))
+        saved = attempts_repo.get_checkpoint(session, source.id, int(number))
         if saved is None:
             raise ReplayFailed(f"checkpoint {number} of {source.id} no longer exists")
         payload, payload_type, debug_mode = saved.state, JSON, True

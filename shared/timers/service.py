@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker, metrics
-from reprise_server.shared.db import db_now, on_commit
+from reprise_server.shared.db import db_now, drain, on_commit
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Run
@@ -76,13 +76,13 @@ def promote_due_runs(session: Session, batch_size: int = DEFAULT_BATCH_SIZE) -> 
         metrics.observe_promotion_lateness("sweep", batch.progress)
         return batch.run_ids, batch.last
 
-    promoted = runs_repo.drain(promote_batch, batch_size)
+    promoted = drain(promote_batch, batch_size)
 
     def arm_batch(due_from: datetime | None) -> tuple[list[tuple[str, int, datetime]], Any]:
         entering = repo.arm_entering_batch(session, horizon(), batch_size, due_from)
         return entering, max((due for _, _, due in entering), default=None)
 
-    armed = runs_repo.drain(arm_batch, batch_size)
+    armed = drain(arm_batch, batch_size)
     if armed:
         now = db_now(session)
         timers = [(run_id, token, max(due, now)) for run_id, token, due in armed]

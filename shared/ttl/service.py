@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.db import drain
 from reprise_server.shared.runs import lifecycle
-from reprise_server.shared.runs.repository import drain
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.ttl import repository as repo
 
