@@ -8,7 +8,7 @@ columns they write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from reprise_server.shared.idempotency import KeyTaken
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.runs.states import AttemptStatus, RunStatus, sources_of
@@ -41,27 +42,42 @@ from reprise_server.shared.runs.states import AttemptStatus, RunStatus, sources_
 T = TypeVar("T")
 
 
-class DuplicateRun(Exception):
+class DuplicateRun(KeyTaken):
     """An idempotency key or request key is already taken by another run."""
 
 
-# Prebuilt, and no savepoint: a key another request took first makes the INSERT return no
-# row (instead of an error that would abort the transaction), which is the whole answer.
-_INSERT_RUN = pg_insert(cast(Table, Run.__table__)).on_conflict_do_nothing().returning(
-    Run.__table__.c.id
-)
 _RUNS = cast(Table, Run.__table__)
 _RUN_COLUMNS = [(attr.key, attr.columns[0].key) for attr in inspect(Run).column_attrs]
 
 
-def insert_run(session: Session, run: Run) -> Run:
+def run_insert(sql_values: Mapping[str, Any]) -> Any:
+    """A run INSERT to prebuild, whose ``sql_values`` columns are SQL expressions (the
+    database clock, say) returned to the caller; the other columns are the run's values.
+
+    No savepoint: a key another request took first makes the INSERT return no row
+    (instead of an error that would abort the transaction), which is the whole answer."""
+    returned = [_RUNS.c.id, *(_RUNS.c[name] for name in sql_values)]
+    return pg_insert(_RUNS).values(dict(sql_values)).on_conflict_do_nothing().returning(*returned)
+
+
+_INSERT_RUN = run_insert({})
+
+
+def insert_run(
+    session: Session, run: Run, statement: Any = _INSERT_RUN, **params: Any
+) -> Run:
     """Insert ``run`` (a new, unsaved object: the columns it has values for, the others
-    their defaults, as the ORM would); raises DuplicateRun when one of its idempotency
-    keys is already taken. ``run`` stays a plain object, not in the session."""
+    their defaults, as the ORM would) with ``statement`` (from :func:`run_insert`, taking
+    ``params``); raises DuplicateRun when one of its idempotency keys is already taken.
+    ``run`` stays a plain object, not in the session, given the columns SQL computed."""
     given = run.__dict__
     values = {column: given[key] for key, column in _RUN_COLUMNS if key in given}
-    if session.execute(_INSERT_RUN, values).first() is None:
+    row = session.execute(statement, {**values, **params}).first()
+    if row is None:
         raise DuplicateRun(run.id)
+    for name, value in row._asdict().items():
+        if name != "id":
+            setattr(run, name, value)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
 
