@@ -1,4 +1,5 @@
-"""Chaos: faults injected into a live stack, and what each one cost (SPEC §15).
+"""Chaos: faults injected into a live stack, and what each one cost
+(docs/architecture.md#faults-cost-their-length).
 
 Starts a private stack — embedded Postgres and Redis, ``reprise api``, ``reprise worker``,
 ``reprise control`` and ``reprise beat`` as real processes, with the shipped settings —

@@ -1,4 +1,4 @@
-"""Messages published per command while a backlog of commands waits (SPEC §14: ≤ 1.05
+"""Messages published per command while a backlog of commands waits (target: ≤ 1.05
 with a 10,000-command backlog).
 
 Accepts N replays (the real accept path: outbox row, publish after commit) with no

@@ -112,7 +112,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_concurrency=settings.worker_concurrency,
-        # Shutdown (README, "Deploy"). SIGTERM is Celery's warm shutdown: stop consuming,
+        # Shutdown (docs/operations.md#shutdown-and-grace-periods). SIGTERM is Celery's warm shutdown: stop consuming,
         # finish the running tasks, and hand prefetched and ETA messages back to Redis when
         # the channel closes. A cold shutdown (SIGQUIT) first lets running tasks go on for
         # this long (the soft shutdown), then cancels them and hands their acks_late
@@ -157,7 +157,8 @@ def dispatch_runs(runs: Iterable[tuple[str, str | None]]) -> None:
 
 
 def arm_timer(run_id: str, token: int, eta: datetime) -> None:
-    """Publish a promotion timer carrying the schedule token it is valid for (§7)."""
+    """Publish a promotion timer carrying the schedule token it is valid for
+    (docs/architecture.md#timers)."""
     celery_app().send_task(PROMOTE_RUN, args=[run_id, token], eta=eta)
 
 

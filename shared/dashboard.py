@@ -17,6 +17,7 @@ from reprise_server.shared.projects.models import Environment
 from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.reads import RunView, read_run
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
 
@@ -41,7 +42,7 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
     envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
     return RunPage(
         view,
-        runs_repo.checkpoints_of(session, run.id),
+        attempts_repo.checkpoints_of(session, run.id),
         commands_repo.commands_of_run(session, run.id),
         source,
         runs_repo.replays_of(session, auth.project_id, run.id),
@@ -51,7 +52,7 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
 
 def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:
     """A run of the caller's environment as the accept of a replay or reschedule takes it
-    (``lock``: its row locked until commit, as a reschedule needs, §2.3)."""
+    (``lock``: its row locked until commit, as a reschedule needs)."""
     run = (runs_repo.lock_run(session, run_id, auth.environment_id) if lock
            else runs_repo.get_run(session, auth.environment_id, run_id))
     if run is None or run.environment_id != auth.environment_id:

@@ -1,4 +1,5 @@
-"""Reads of runs that reflect every accepted command (read-your-writes, §2.2).
+"""Reads of runs that reflect every accepted command (read-your-writes, see
+docs/architecture.md#read-your-writes).
 
 One path for every adapter: authorize, apply the pending commands the caller may see
 inline (with the same idempotent function the worker uses), then load. It sits above
@@ -20,6 +21,7 @@ from reprise_server.shared.errors import NotFound
 from reprise_server.shared.packets.service import run_payload
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.listing import Page, RunQuery, list_page
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
@@ -61,7 +63,7 @@ def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) 
 
 def view_of(session: Session, run: Run) -> RunView:
     # A run that never started has no attempts and no children: skip both queries.
-    attempts = runs_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
+    attempts = attempts_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
     started = run.started_at is not None or run.root_run_id or run.parent_run_id
     related = runs_repo.related_runs(session, run) if started else {}
     schedule = (
@@ -86,7 +88,7 @@ def read_checkpoints(
 ) -> list[Checkpoint]:
     """A run's checkpoints, oldest first."""
     run = visible_run(session, auth, run_id, applier)
-    return runs_repo.checkpoints_of(session, run.id)
+    return attempts_repo.checkpoints_of(session, run.id)
 
 
 def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:

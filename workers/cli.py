@@ -1,4 +1,4 @@
-"""Server commands of the ``reprise`` CLI (§11, §13): ``dev``, ``migrate``, ``api``,
+"""Server commands of the ``reprise`` CLI: ``dev``, ``migrate``, ``api``,
 ``worker``, ``control``, ``beat``, ``flower``, ``healthcheck`` and ``keys``.
 
 :mod:`reprise.cli` adds them with :func:`add_server_commands`, its one seam to the server.

@@ -41,8 +41,7 @@ from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.ids import new_command_id, new_run_id
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import lifecycle
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import filters, lifecycle
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.service import create_run
 from reprise_server.shared.settings import get_settings
@@ -99,7 +98,7 @@ def apply_batch(session: Session, locked: LockedCommand, applier: str) -> dict[s
         else None
     )
     # One more than the batch: whether another batch follows.
-    runs = runs_repo.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
+    runs = filters.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
                                size + 1, after=after)
     finished = len(runs) <= size
     runs = runs[:size]

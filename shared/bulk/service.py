@@ -41,9 +41,9 @@ from reprise_server.shared.errors import BadRequest, Conflict, InvalidInput, Not
 from reprise_server.shared.ids import new_id
 from reprise_server.shared.payloads import reject_nul
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import filters
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import PageRequest
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.states import RunStatus
 
 PREVIEW_IDS = 10
@@ -113,13 +113,13 @@ def _scoped(kind: BulkKind, run_filter: RunFilter) -> RunFilter:
 
 def preview(session: Session, auth: AuthContext, spec: BulkSpec) -> Preview:
     """How many runs the action would touch, and the first few (newest first)."""
-    count = runs_repo.count_runs(session, auth.environment_id, spec.run_filter)
-    ids = runs_repo.run_ids_matching(session, auth.environment_id, spec.run_filter, PREVIEW_IDS)
+    count = filters.count_runs(session, auth.environment_id, spec.run_filter)
+    ids = filters.run_ids_matching(session, auth.environment_id, spec.run_filter, PREVIEW_IDS)
     return Preview(count, ids)
 
 
 def create_bulk_action(session: Session, auth: AuthContext, spec: BulkSpec) -> BulkAction:
-    total = runs_repo.count_runs(session, auth.environment_id, spec.run_filter)
+    total = filters.count_runs(session, auth.environment_id, spec.run_filter)
     bulk = repo.insert_bulk_action(session, BulkAction(
         id=new_id("bulk"),
         environment_id=auth.environment_id,

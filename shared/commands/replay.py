@@ -61,7 +61,7 @@ from reprise_server.shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import ENVIRONMENT_SLUGS
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.schemas import machine_name, queue_name
@@ -183,7 +183,7 @@ def validate_replay(
     """
     reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
     target_env = _target_environment(session, auth, body.environment)
-    if checkpoint is not None and runs_repo.get_checkpoint(session, source_id, checkpoint) is None:
+    if checkpoint is not None and attempts_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)
     try:
         plan = changes_of(body, now)
@@ -245,7 +245,7 @@ def new_run_of(
         payload, payload_type = plan.payload, plan.payload_type
     debug_mode = False
     if plan.checkpoint is not None:
-        saved = runs_repo.get_checkpoint(session, source.id, plan.checkpoint)
+        saved = attempts_repo.get_checkpoint(session, source.id, plan.checkpoint)
         if saved is None:
             raise ReplayFailed(f"checkpoint {plan.checkpoint} of {source.id} no longer exists")
         payload, payload_type, debug_mode = saved.state, JSON, True

@@ -206,7 +206,7 @@ def authenticate_for_run(
     """The caller holding ``secret`` and a run of its environment, in one round trip on the
     happy path (the accept of a replay or reschedule); ``lock`` locks the run's row.
 
-    401 for a wrong key before 404 for a run it cannot see (§4): the key is looked up on
+    401 for a wrong key before 404 for a run it cannot see: the key is looked up on
     its own only when the joined lookup misses.
     """
     found = repo.find_key_and_run(session, hash_key(secret), run_id, lock=lock) if secret else None

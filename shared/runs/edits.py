@@ -1,17 +1,9 @@
 """Run edits the SDK makes besides status changes: metadata (get and flush), tags, the
-result of a finished run, and resetting an idempotency key (§4.2).
+result of a finished run, and resetting an idempotency key.
 
-Decisions (Trigger.dev's webapp is the reference where the SDK is silent):
-
-* Metadata of a finished run cannot change: 422 "Cannot update metadata for a completed
-  run", as Trigger.dev. ``parentOperations``/``rootOperations`` apply to the run's parent
-  and root (to the run itself when it has none), whatever their state — a child flushes
-  them while its parent waits. Metadata over ``MAX_METADATA_BYTES`` is 413.
-* Tags: empty ones are dropped; more than 10 in all is 422 with Trigger.dev's sentence (the
-  SDK's ``tags.add`` expects that class of error); tags already present are not added twice.
-* Result: only finished runs have one (404 "Run either doesn't exist or is not finished").
-* Reset: the key as the SDK sends it (SHA-256 hex, else hashed like a trigger's); no run
-  holding it is 404.
+Trigger.dev's webapp is the reference where the SDK is silent (422 for the metadata of a
+finished run and for more than 10 tags, 413 over ``MAX_METADATA_BYTES``). See
+docs/api.md#packets-run-endpoints-and-options.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The state machine (:mod:`shared.runs.states`) says which moves are allowed; this module
 says what each one writes and publishes. It is the only caller of
-:func:`shared.runs.repository.transition` and ``transition_many``: call sites name the move
+:func:`shared.runs.cas.transition` and ``transition_many``: call sites name the move
 (``promote``, ``claim``, ``complete`` …), they never assemble the columns.
 
 Column effects written once, here:
@@ -40,6 +40,8 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.runs import attempts_repository as attempts_repo
+from reprise_server.shared.runs import cas
 from reprise_server.shared.runs import repository as repo
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
@@ -147,7 +149,7 @@ def release_pending_version(
     has them registered): they enter their queue now. Returns the ids released."""
     released = []
     for run_id in repo.pending_version_runs(session, environment_id, task_identifiers):
-        queued = repo.transition(
+        queued = cas.transition(
             session, run_id, RunStatus.QUEUED, sources={RunStatus.PENDING_VERSION},
             values=_enters_queue(),
         )
@@ -185,7 +187,7 @@ def redispatch_lost(session: Session, limit: int = 1000) -> int:
 def promote(session: Session, run_id: str, token: int) -> Run | None:
     """DELAYED -> QUEUED by a timer: only if ``token`` is still the run's schedule token
     and the run is due by the database clock (stale, duplicate and early timers: None)."""
-    promoted = repo.transition(
+    promoted = cas.transition(
         session, run_id, RunStatus.QUEUED, sources={RunStatus.DELAYED},
         where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
         values={**_enters_queue(), **_next_token()},
@@ -195,10 +197,10 @@ def promote(session: Session, run_id: str, token: int) -> Run | None:
     return promoted
 
 
-def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+def promote_due(session: Session, candidates: Select[Any]) -> cas.BatchTransition:
     """DELAYED -> QUEUED for the runs ``candidates`` selects (the sweep's overdue runs);
     ``progress`` holds each one's due time (the promotion lateness metric)."""
-    batch = repo.transition_many(
+    batch = cas.transition_many(
         session, RunStatus.QUEUED, candidates, sources={RunStatus.DELAYED},
         progress=Run.delayed_until, each_progress=True,
         values={**_enters_queue(), **_next_token()},
@@ -208,7 +210,7 @@ def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransiti
     return batch
 
 
-_RESCHEDULE = repo.prepare_transition(
+_RESCHEDULE = cas.prepare_transition(
     RunStatus.DELAYED,
     sources={RunStatus.DELAYED},
     values={"delayed_until": bindparam("b_due"), **_next_token()},
@@ -229,11 +231,11 @@ def reschedule(session: Session, run_id: str, due: datetime, now: datetime) -> R
 def cancel(session: Session, run_id: str) -> Run | None:
     """Any unfinished run -> CANCELED (an executing one is stopped by its worker's next
     heartbeat); None if it had already finished."""
-    canceled = repo.transition(
+    canceled = cas.transition(
         session, run_id, RunStatus.CANCELED, values={**_finished(), **_next_token()}
     )
     if canceled is not None:
-        repo.cancel_open_attempts(session, run_id)
+        attempts_repo.cancel_open_attempts(session, run_id)
     return canceled
 
 
@@ -248,16 +250,16 @@ def _expiry() -> dict[str, Any]:
 
 def expire(session: Session, run_id: str) -> Run | None:
     """QUEUED -> EXPIRED if its TTL passed and it was never dequeued (a worker's claim)."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.EXPIRED, sources={RunStatus.QUEUED}, where=EXPIRABLE,
         values=_expiry(),
     )
 
 
-def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+def expire_due(session: Session, candidates: Select[Any]) -> cas.BatchTransition:
     """QUEUED -> EXPIRED for the runs ``candidates`` selects (the TTL sweep); ``last`` is
     the latest expiry time among them."""
-    return repo.transition_many(
+    return cas.transition_many(
         session, RunStatus.EXPIRED, candidates, sources={RunStatus.QUEUED},
         progress=Run.ttl_expires_at, values=_expiry(),
     )
@@ -272,8 +274,8 @@ _WITHIN_TTL = or_(
     Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)
 )
 
-# The moves every run makes, prepared once (the hot path: see repo.prepare_transition).
-_CLAIM = repo.prepare_transition(
+# The moves every run makes, prepared once (the hot path: see cas.prepare_transition).
+_CLAIM = cas.prepare_transition(
     RunStatus.DEQUEUED,
     sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
     where=[
@@ -301,7 +303,7 @@ def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run |
 def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
     """DEQUEUED -> QUEUED: the worker that took the run lacks its task; another worker
     (on the current version) gets it after ``countdown`` seconds."""
-    queued = repo.transition(
+    queued = cas.transition(
         session, run_id, RunStatus.QUEUED, sources={RunStatus.DEQUEUED},
         values={"dispatched_at": func.now()},
     )
@@ -312,12 +314,12 @@ def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
 
 def park_pending_version(session: Session, run_id: str) -> Run | None:
     """DEQUEUED -> PENDING_VERSION: no version of the environment has the run's task yet."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.PENDING_VERSION, sources={RunStatus.DEQUEUED}
     )
 
 
-_START = repo.prepare_transition(
+_START = cas.prepare_transition(
     RunStatus.EXECUTING,
     sources={RunStatus.DEQUEUED},
     where=[Run.locked_by == bindparam("worker")],
@@ -340,7 +342,7 @@ def start(session: Session, run_id: str, worker: str, version: str) -> Run | Non
 # has not passed, whose task the worker has, and not locked to another version. Any other
 # run goes the long way (claim, then the checks, then start), so the guarantees are those
 # of the two moves: one row version and one statement fewer per run.
-_CLAIM_AND_START = repo.prepare_transition(
+_CLAIM_AND_START = cas.prepare_transition(
     RunStatus.EXECUTING,
     sources={RunStatus.QUEUED},
     where=[
@@ -371,7 +373,7 @@ def claim_and_start(
 def heartbeat(session: Session, run_id: str, worker: str) -> bool:
     """Refresh the heartbeat of a run ``worker`` is executing; False once it is not (the
     run was canceled, or another worker reclaimed it)."""
-    return repo.touch(
+    return cas.touch(
         session, run_id,
         where=[Run.status == RunStatus.EXECUTING, Run.locked_by == worker],
         heartbeat_at=func.now(),
@@ -380,7 +382,7 @@ def heartbeat(session: Session, run_id: str, worker: str) -> bool:
 
 def crash(session: Session, run_id: str, error: dict[str, Any]) -> Run | None:
     """-> CRASHED: its worker died on the last attempt it had."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.CRASHED, values={**_finished(), "error": error}
     )
 
@@ -391,7 +393,7 @@ def _held_by(worker: str) -> list[ColumnElement[bool]]:
     return [Run.locked_by == worker]
 
 
-_COMPLETE = repo.prepare_move(
+_COMPLETE = cas.prepare_move(
     RunStatus.COMPLETED,
     where=[Run.locked_by == bindparam("worker")],
     values={
@@ -412,7 +414,7 @@ def complete(session: Session, run_id: str, worker: str, output: Any, elapsed_ms
 def fail(
     session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.FAILED, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
@@ -421,7 +423,7 @@ def fail(
 def time_out(
     session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.TIMED_OUT, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
@@ -433,7 +435,7 @@ def retry(
 ) -> Run | None:
     """EXECUTING -> RETRYING: the attempt failed and another one starts in ``delay``
     seconds (published after commit with that countdown)."""
-    retrying = repo.transition(
+    retrying = cas.transition(
         session, run_id, RunStatus.RETRYING, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), "error": error, "dispatched_at": func.now(),
                 "next_attempt_at": func.now() + timedelta(seconds=delay)},
@@ -446,4 +448,4 @@ def retry(
 def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:
     """An attempt of a run someone else already ended (canceled while executing): it
     still ran for ``elapsed_ms``."""
-    repo.touch(session, run_id, **_usage(elapsed_ms))
+    cas.touch(session, run_id, **_usage(elapsed_ms))
