@@ -1,7 +1,8 @@
 """A bulk action is worked through by batch commands, one at a time, on the control process.
 
 A batch is a row of the command outbox (kind ``bulk``), applied by
-:func:`shared.commands.service.apply_command` like a replay: the command row is locked
+:func:`shared.commands.service.apply_command` like a replay (this module registers
+:func:`apply_batch` as the kind's applier): the command row is locked
 ``FOR UPDATE`` and acted on only while PENDING, and everything the batch does — the runs
 it replays, cancels or reschedules, their items, the action's counts and cursor, the
 command's outcome and the next batch's command — is written in that one transaction. So a
@@ -30,8 +31,9 @@ from reprise_server.shared.bulk.models import BulkAction, BulkKind, BulkStatus
 from reprise_server.shared.bulk.selection import filter_of
 from reprise_server.shared.commands import replay
 from reprise_server.shared.commands import repository as commands_repo
+from reprise_server.shared.commands.appliers import LockedCommand, register_applier
 from reprise_server.shared.commands.errors import ReplayFailed
-from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.commands.models import CommandKind, CommandStatus
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import after_commit_scope, db_now, on_commit
 from reprise_server.shared.durations import iso, parse_datetime
@@ -81,8 +83,9 @@ def enqueue_batch(
     return command_id
 
 
-def apply_batch(session: Session, command: Command, applier: str) -> dict[str, Any]:
+def apply_batch(session: Session, locked: LockedCommand, applier: str) -> dict[str, Any]:
     """Act on the next batch of the command's bulk action; returns the command's result."""
+    command = locked.command
     bulk = repo.lock_bulk_action(session, str(command.arguments.get("bulkActionId")))
     if bulk is None:
         raise ReplayFailed("the bulk action no longer exists")
@@ -139,28 +142,27 @@ def _replay_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: s
         if run.task_identifier not in known:
             known[run.task_identifier] = catalogue.task_known_in_project(
                 session, env.project_id, run.task_identifier)
-        target = new_run_id()
-        command = Command(id=new_command_id(), arguments={"bulkActionId": bulk.id},
-                          target_run_id=target)
+        target, command_id = new_run_id(), new_command_id()
         try:
-            replay.validate_replay(session, auth, run.id, run.task_identifier,
-                                   known[run.task_identifier], ReplayRequest(), None, now)
+            accepted = replay.validate_replay(session, auth, run.id, run.task_identifier,
+                                              known[run.task_identifier], ReplayRequest(), None,
+                                              now)
             # No savepoint (it cost a quarter of a batch, profiled): like a single
             # replay's apply, building the run validates everything before its one
             # INSERT, so a refused run has written nothing; a fresh id and no
             # idempotency key mean that INSERT cannot conflict.
             with after_commit_scope(session):
                 create_run(session, env.project_id, env.id,
-                           replay.new_run_of(session, command, run))
+                           replay.new_run_of(session, accepted.plan, run, target, env.id))
         except RepriseError as exc:
             items.append(_item(bulk, run.id, None, getattr(exc, "detail", None) or exc.message))
             continue
         items.append(_item(bulk, run.id, target))
         commands.append({
-            "id": command.id, "kind": CommandKind.REPLAY.value,
+            "id": command_id, "kind": CommandKind.REPLAY.value,
             "status": CommandStatus.APPLIED.value, "environment_id": env.id,
             "run_id": run.id, "target_run_id": target, "target_environment_id": env.id,
-            "arguments": command.arguments, "result": {"runId": target},
+            "arguments": {"bulkActionId": bulk.id}, "result": {"runId": target},
             "publish_count": 0, "applied_at": now, "applied_by": applier[:200],
         })
     if commands:
@@ -211,3 +213,6 @@ _ACTIONS = {
     BulkKind.CANCEL: _cancel_runs,
     BulkKind.RESCHEDULE: _reschedule_runs,
 }
+
+
+register_applier(CommandKind.BULK, apply_batch)

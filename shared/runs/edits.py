@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.errors import NotFound, RepriseError, RunNotFound, Unprocessable
+from reprise_server.shared.idempotency import hash_key
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import edits_repository as repo
 from reprise_server.shared.runs.metadata import apply_operations
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
-from reprise_server.shared.runs.service import get_run_for, idempotency_key_hash
+from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
 
 MAX_METADATA_BYTES = 256 * 1024
@@ -98,7 +99,7 @@ def reset_idempotency_key(
     session: Session, auth: AuthContext, key: str, task_identifier: str
 ) -> str:
     released = repo.release_idempotency_keys(
-        session, auth.environment_id, task_identifier, idempotency_key_hash(key)
+        session, auth.environment_id, task_identifier, hash_key(key)
     )
     if not released:
         raise NotFound(f"No run of {task_identifier} holds the idempotency key {key}")

@@ -22,7 +22,19 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, Select, Text, and_, any_, bindparam, func, or_, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Interval,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -46,14 +58,27 @@ EXPIRABLE: tuple[ColumnElement[bool], ...] = (
 )
 
 
-def _enters_queue() -> dict[str, Any]:
+def _queue_entry(ttl_seconds: Any) -> dict[str, Any]:
+    """What entering the queue writes, on one clock: the database's ``now()``."""
     return {
-        "queued_at": func.coalesce(Run.queued_at, func.now()),
+        "queued_at": func.now(),
         "dispatched_at": func.now(),
-        "ttl_expires_at": func.coalesce(
-            Run.ttl_expires_at, func.now() + Run.ttl_seconds * text("interval '1 second'")
-        ),
+        "ttl_expires_at": func.now() + ttl_seconds * text("interval '1 second'"),
     }
+
+
+def _enters_queue() -> dict[str, Any]:
+    """A move into the queue: ``queued_at`` and the TTL clock the first time only."""
+    entry = _queue_entry(Run.ttl_seconds)
+    return {
+        "queued_at": func.coalesce(Run.queued_at, entry["queued_at"]),
+        "dispatched_at": entry["dispatched_at"],
+        "ttl_expires_at": func.coalesce(Run.ttl_expires_at, entry["ttl_expires_at"]),
+    }
+
+
+# A run inserted QUEUED enters its queue in the INSERT itself (no round trip more).
+_INSERT_QUEUED = repo.run_insert(_queue_entry(bindparam("entry_ttl_seconds", type_=Integer)))
 
 
 def _next_token() -> dict[str, Any]:
@@ -102,18 +127,18 @@ def _dispatch_after_commit(session: Session, run: Run, countdown: float | None =
 def insert(session: Session, run: Run) -> Run:
     """Insert a new run in its first status — QUEUED (published after commit), DELAYED
     (a timer armed if it is due within the horizon) or PENDING_VERSION — with the columns
-    that status owns. ``run.created_at`` is the database clock of the transaction."""
-    now = run.created_at
+    that status owns (entering the queue on the database clock, as every move does)."""
     if run.status is RunStatus.QUEUED:
-        run.queued_at = run.dispatched_at = now
-        run.ttl_expires_at = now + timedelta(seconds=run.ttl_seconds) if run.ttl_seconds else None
-    elif run.status is RunStatus.DELAYED:
-        run.schedule_token = 1
-    repo.insert_run(session, run)
+        repo.insert_run(session, run, _INSERT_QUEUED, entry_ttl_seconds=run.ttl_seconds or None)
+    else:
+        if run.status is RunStatus.DELAYED:
+            run.schedule_token = 1
+        repo.insert_run(session, run)
     if run.status is RunStatus.QUEUED:
         _dispatch_after_commit(session, run)
     elif run.status is RunStatus.DELAYED:
-        arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until, now)
+        arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until,
+                              run.created_at)
     return run
 
 

@@ -6,7 +6,7 @@ attempts and checkpoints :mod:`shared.runs.attempts_repository`'s.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
@@ -14,32 +14,49 @@ from sqlalchemy import ColumnElement, Select, Table, and_, func, inspect, or_, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.idempotency import KeyTaken
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
 
 
-class DuplicateRun(Exception):
+class DuplicateRun(KeyTaken):
     """An idempotency key or request key is already taken by another run."""
 
 
-# Prebuilt, and no savepoint: a key another request took first makes the INSERT return no
-# row (instead of an error that would abort the transaction), which is the whole answer.
-_INSERT_RUN = pg_insert(cast(Table, Run.__table__)).on_conflict_do_nothing().returning(
-    Run.__table__.c.id
-)
+_RUNS = cast(Table, Run.__table__)
 # (attribute, column) of every mapped column: a Run from a row, or a row from a Run.
 RUN_COLUMNS = [(attr.key, attr.columns[0].key) for attr in inspect(Run).column_attrs]
 
 
-def insert_run(session: Session, run: Run) -> Run:
+def run_insert(sql_values: Mapping[str, Any]) -> Any:
+    """A run INSERT to prebuild, whose ``sql_values`` columns are SQL expressions (the
+    database clock, say) returned to the caller; the other columns are the run's values.
+
+    No savepoint: a key another request took first makes the INSERT return no row
+    (instead of an error that would abort the transaction), which is the whole answer."""
+    returned = [_RUNS.c.id, *(_RUNS.c[name] for name in sql_values)]
+    return pg_insert(_RUNS).values(dict(sql_values)).on_conflict_do_nothing().returning(*returned)
+
+
+_INSERT_RUN = run_insert({})
+
+
+def insert_run(
+    session: Session, run: Run, statement: Any = _INSERT_RUN, **params: Any
+) -> Run:
     """Insert ``run`` (a new, unsaved object: the columns it has values for, the others
-    their defaults, as the ORM would); raises DuplicateRun when one of its idempotency
-    keys is already taken. ``run`` stays a plain object, not in the session."""
+    their defaults, as the ORM would) with ``statement`` (from :func:`run_insert`, taking
+    ``params``); raises DuplicateRun when one of its idempotency keys is already taken.
+    ``run`` stays a plain object, not in the session, given the columns SQL computed."""
     given = run.__dict__
     values = {column: given[key] for key, column in RUN_COLUMNS if key in given}
-    if session.execute(_INSERT_RUN, values).first() is None:
+    row = session.execute(statement, {**values, **params}).first()
+    if row is None:
         raise DuplicateRun(run.id)
+    for name, value in row._asdict().items():
+        if name != "id":
+            setattr(run, name, value)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
 
