@@ -117,7 +117,7 @@ def accept_replay(
     except ReplayFailed as exc:
         log.info("replay of %s refused: %s", run.run_id, exc.detail)
         raise
-    row = _replay_row(auth, run, accepted, request_key)
+    row = _replay_row(auth, run, body, accepted, request_key)
     key = accepted.plan.key
     if key is None:
         repo.insert_command(session, {**row, "publish_count": int(publish)}, published=publish)
@@ -139,10 +139,25 @@ def accept_replay(
     return Accepted(None, answer.row, is_cached=True)
 
 
+# What a replay's command shows of its request (GET /api/v1/commands/{id}): the overrides
+# as the caller sent them; the environment and idempotency key show in the new run.
+_NOT_SHOWN = frozenset({"environment", "idempotency_key", "idempotency_key_ttl"})
+
+
 def _replay_row(
-    auth: AuthContext, run: RunHead, accepted: replay.AcceptedReplay, request_key: str | None
+    auth: AuthContext,
+    run: RunHead,
+    body: ReplayRequest,
+    accepted: replay.AcceptedReplay,
+    request_key: str | None,
 ) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"plan": accepted.plan.to_json()}
+    """The command row: ``arguments`` holds the plan apply reads (``plan``, never shown on
+    the wire) beside the request's overrides and checkpoint, as the API shows them."""
+    overrides = body.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                exclude=set(_NOT_SHOWN))
+    arguments: dict[str, Any] = {"overrides": overrides, "plan": accepted.plan.to_json()}
+    if accepted.plan.checkpoint is not None:
+        arguments["checkpoint"] = accepted.plan.checkpoint
     if request_key:
         arguments["requestKey"] = request_key
     return {

@@ -245,3 +245,18 @@ def test_a_retried_replay_with_the_same_request_key_creates_one_run(
     # Another request (another key) is another replay.
     other = _replay(api, project, original).json()["id"]
     assert other != first.json()["id"]
+
+
+def test_a_replay_command_shows_the_overrides_as_sent_and_not_the_plan(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    original = trigger_via_api(api, project, payload={"x": 1})
+    sent = {"payload": {"x": 2}, "delay": "1h", "maxAttempts": 2, "tags": ["b", "a"]}
+    new_id = api.post(f"/api/v1/runs/{original}/replay", json=sent,
+                      headers=project.headers()).json()["id"]
+    command = command_for_target(new_id)
+
+    detail = api.get(f"/api/v1/commands/{command.id}", headers=project.headers()).json()
+
+    assert detail["arguments"] == {"overrides": sent}
+    assert "plan" in command.arguments  # what apply reads stays in the row
