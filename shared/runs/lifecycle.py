@@ -140,9 +140,21 @@ def release_pending_version(
     tasks (a version that has them registered), in one statement: they enter their queue
     and are published after commit. Returns the ids released; fewer than ``limit`` means
     none is left that another transaction is not moving."""
+    return _release(
+        session, repo.pending_version_candidates(environment_id, task_identifiers, limit)
+    )
+
+
+def release_missed_pending_version(session: Session, limit: int) -> list[str]:
+    """PENDING_VERSION -> QUEUED for up to ``limit`` runs whose environment's current
+    version has their task: the sweep's backstop for a run inserted while that version
+    was being registered, which the registration's own release did not see."""
+    return _release(session, repo.releasable_pending_version_candidates(limit))
+
+
+def _release(session: Session, candidates: Select[Any]) -> list[str]:
     batch = cas.transition_many(
-        session, RunStatus.QUEUED,
-        repo.pending_version_candidates(environment_id, task_identifiers, limit),
+        session, RunStatus.QUEUED, candidates,
         sources={RunStatus.PENDING_VERSION}, progress=Run.created_at, values=_enters_queue(),
     )
     if batch.run_ids:
