@@ -1,4 +1,6 @@
-"""Decoding the payload string the SDK sends into a stored JSON value."""
+"""What JSON the API stores: reading a request body (:func:`read_json`, refusing values
+JSON or Postgres cannot carry and nesting past :data:`MAX_DEPTH`), and decoding the
+payload string the SDK sends into a stored JSON value."""
 
 from __future__ import annotations
 

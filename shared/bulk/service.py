@@ -1,4 +1,4 @@
-"""Bulk actions (SPEC §5; Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
+"""Bulk actions (docs/api.md#bulk-actions; Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
 
 Accepting freezes the selection (a filter's time range ends at the accept, so the action's
 own replays are never part of it), counts it, records the action and the command of its
