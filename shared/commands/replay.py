@@ -236,7 +236,12 @@ def _previous_plan(arguments: dict[str, Any], accepted_at: datetime) -> ReplayPl
                       parse_datetime(overrides.pop("idempotencyKeyExpiresAt")))
     if "lockToVersion" in overrides:
         overrides["version"] = overrides.pop("lockToVersion")
+    # Its queue was accepted as the trigger's (``{name}``, before queue names were checked):
+    # kept as it was, not refused now.
+    queue = queue_name(overrides.pop("queue")) if "queue" in overrides else None
     plan = changes_of(ReplayRequest.model_validate(overrides), accepted_at)
+    if queue is not None:
+        plan = replace(plan, option_changes={**plan.option_changes, "queue": queue})
     return replace(plan, **payload, key=key, checkpoint=arguments.get("checkpoint"))
 
 
