@@ -1,7 +1,8 @@
 """The JSON bodies the API accepts, and the error a body of the wrong shape is
 (docs/api.md#errors).
 
-Malformed JSON is 400 "Invalid request body" everywhere (see :func:`api.deps.json_body`).
+Malformed JSON is 400 "Invalid request body: not JSON: …" everywhere (see
+:func:`api.deps.json_body`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from reprise_server.shared.runs.schemas import TriggerRequest
 TriggerBody = Annotated[
     TriggerRequest, json_body(TriggerRequest, error=InvalidInput, required=False)
 ]
-# 400 "Invalid request body"; no body replays the original as it was.
+# 400 "Invalid request body: <why>"; no body replays the original as it was.
 ReplayBody = Annotated[
     ReplayRequest, json_body(ReplayRequest, error=InvalidRequestBody, required=False)
 ]
-# 400 "Invalid request body", also for no body or no string ``delay``.
+# 400 "Invalid request body: <why>", also for no body or no string ``delay``.
 RescheduleBody = Annotated[
     RescheduleRequest, json_body(RescheduleRequest, error=InvalidRequestBody)
 ]

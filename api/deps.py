@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +33,7 @@ from reprise_server.shared.commands.errors import InvalidRequestBody
 from reprise_server.shared.db import commit, has_pending_work, transaction
 from reprise_server.shared.errors import Forbidden, InvalidRunId, RepriseError
 from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.payloads import NotJson, read_json
 from reprise_server.shared.projects.service import (
     AuthContext,
     authenticate,
@@ -258,25 +258,18 @@ ApiVersion = Annotated[str | None, Header(alias="x-trigger-api-version")]
 RequestKey = Annotated[str | None, Header(alias="x-trigger-request-idempotency-key")]
 
 
-def _decode(raw: bytes) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestBody(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidRequestBody("JSON nested too deeply") from None
-
-
 def _parse(
     model: type[M], raw: bytes, error: Callable[[str], RepriseError], *, required: bool
 ) -> M:
-    data = _decode(raw)
-    if data is None:
+    if not raw.strip():
         if required:
-            raise InvalidRequestBody("the request body is missing")
-        data = {}
+            raise error("the request body is missing")
+        data: Any = {}
+    else:
+        try:
+            data = read_json(raw)
+        except NotJson as exc:
+            raise InvalidRequestBody(exc.message) from None
     if not isinstance(data, dict):
         raise error("the request body must be a JSON object")
     try:
@@ -294,10 +287,13 @@ def json_body(
 ) -> Any:
     """A dependency: the request's JSON body validated as ``model``.
 
-    Malformed JSON, and a missing body where ``required``, are 400 "Invalid request body";
-    a body that is not an object or not of the model's shape is the route's documented
-    ``error``, built from a sentence saying why. Without ``required`` an absent (or
-    ``null``) body is ``{}``. The model's schema documents the route's request body.
+    Malformed JSON is 400 "Invalid request body: not JSON: …"; values JSON or Postgres
+    cannot carry (NaN, Infinity, a lone surrogate, U+0000) and fields nested too deep are
+    400s naming where (:func:`shared.payloads.read_json`). A missing body where
+    ``required``, a body that is not an object (``null`` included) or not of the model's
+    shape is the route's documented ``error``, built from a sentence saying why. Without
+    ``required`` an empty body is ``{}``. The model's schema documents the route's request
+    body.
     """
 
     async def parse_body(request: Request, credential: BearerCredential) -> M:

@@ -24,6 +24,7 @@ from reprise.errors import (
     BadRequestError,
     NotFoundError,
     ServerError,
+    UnsendableValueError,
 )
 from reprise.models import Run, RunListItem, TriggeredRun
 from reprise.schedules import Schedules
@@ -37,6 +38,7 @@ __all__ = [
     "Client",
     "NotFoundError",
     "ServerError",
+    "UnsendableValueError",
     "configure",
     "runs",
     "schedules",

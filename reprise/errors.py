@@ -57,6 +57,12 @@ class ApiConnectionError(ApiError):
         super().__init__(None, message)
 
 
+class UnsendableValueError(ValueError):
+    """A request carries a value JSON cannot: NaN or ±Infinity (what a missing pandas value
+    becomes), or a string with a lone surrogate. Raised before anything is sent; the
+    message names where (``payload.rows[3].price is NaN, …``)."""
+
+
 def error_for(
     status: int, message: str, headers: Mapping[str, str] | None = None, body: object = None
 ) -> ApiError:

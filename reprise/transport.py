@@ -10,8 +10,10 @@ created twice: the server answers the retry with the run the first attempt creat
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from typing import Any, TypedDict
 
 import httpx
 
-from reprise.errors import ApiConnectionError, ApiError, error_for
+from reprise.errors import ApiConnectionError, ApiError, UnsendableValueError, error_for
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 API_VERSION = "2025-07-16"
@@ -57,9 +59,38 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unsendable(value: Any) -> str | None:
+    """Where in a request body a value JSON cannot carry is, as a sentence, or None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, where = stack.pop()
+        name = where or "the request body"
+        if isinstance(node, float) and not math.isfinite(node):
+            word = "NaN" if math.isnan(node) else "Infinity" if node > 0 else "-Infinity"
+            return f"{name} is {word}, which JSON cannot carry"
+        if isinstance(node, str) and _LONE_SURROGATE.search(node):
+            return f"{name} contains a lone surrogate, which is not valid Unicode"
+        if isinstance(node, Mapping):
+            items = [(child, f"{where}.{key}" if where else str(key)) for key, child in node.items()]
+            items += [(key, name) for key in node if isinstance(key, str)]
+            stack.extend(reversed(items))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed([(child, f"{where}[{i}]") for i, child in enumerate(node)]))
+    return None
+
+
 def encode_json(value: Any) -> bytes:
-    """JSON for a request body; dates become ISO strings, anything else unknown is an error."""
-    return json.dumps(value, default=_json_default, separators=(",", ":")).encode()
+    """JSON for a request body; dates become ISO strings, anything else unknown is an error.
+    A value JSON cannot carry is :class:`UnsendableValueError`, before anything is sent."""
+    problem = _unsendable(value)
+    if problem is not None:
+        raise UnsendableValueError(problem)
+    return json.dumps(
+        value, default=_json_default, separators=(",", ":"), allow_nan=False
+    ).encode()
 
 
 def _error_message(response: httpx.Response) -> tuple[str, Any]:

@@ -1,8 +1,12 @@
-"""Decoding the payload string the SDK sends into a stored JSON value."""
+"""What JSON the API stores: reading a request body (:func:`read_json`, refusing values
+JSON or Postgres cannot carry and nesting past :data:`MAX_DEPTH`), and decoding the
+payload string the SDK sends into a stored JSON value."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from reprise_server.shared.errors import BadRequest, InvalidInput
@@ -31,41 +35,122 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-class NulCharacter(BadRequest):
-    """Postgres cannot store U+0000 in text or JSONB: refused before anything is written."""
+class UnstorableValue(BadRequest):
+    """A value JSON or Postgres cannot carry: U+0000 or a lone surrogate in text, NaN or
+    ±Infinity (a number that overflows reads as one) in JSON. Refused before anything is
+    written, naming where it is; Postgres would otherwise refuse the write (a 500)."""
 
-    def __init__(self, field: str) -> None:
-        super().__init__(f"{field} contains a NUL character (U+0000), which cannot be stored")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """Where in ``value`` (a JSON value) a string or key holds U+0000, if anywhere."""
-    stack: list[tuple[Any, str]] = [(value, path)]
-    while stack:
-        node, where = stack.pop()
-        if isinstance(node, str):
-            if "\x00" in node:
-                return where
-        elif isinstance(node, dict):
-            for key, child in node.items():
-                if isinstance(key, str) and "\x00" in key:
-                    return where
-                stack.append((child, f"{where}.{key}"))
-        elif isinstance(node, list):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (U+0000), which cannot be stored"
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:
+        return (f"contains a lone surrogate (U+{ord(surrogate.group()):04X}), "
+                "which cannot be stored")
     return None
 
 
-def reject_nul(value: Any, field: str) -> None:
-    """Raise :class:`NulCharacter` naming the first place in ``value`` that holds one."""
-    where = _nul_path(value, field)
-    if where is not None:
-        raise NulCharacter(where)
+def _number_problem(number: float) -> str:
+    word = "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+    return f"is {word}, which JSON cannot carry"
+
+
+def unstorable(value: Any, path: str) -> str | None:
+    """The first place in ``value`` (a JSON value, in document order) that JSON or Postgres
+    cannot carry, as a sentence naming it (``payload.a[1] is NaN, …``), or None. A bad key
+    names the object that holds it."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        problem = None
+        if isinstance(node, str):
+            problem = _text_problem(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            problem = _number_problem(node)
+        elif isinstance(node, dict):
+            for key in node:
+                problem = _text_problem(key) if isinstance(key, str) else None
+                if problem is not None:
+                    break
+            children = [(child, f"{where}.{key}" if where else str(key))
+                        for key, child in node.items()]
+            stack.extend(reversed(children))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed([(child, f"{where}[{i}]") for i, child in enumerate(node)]))
+        if problem is not None:
+            return f"{where or 'the request body'} {problem}"
+    return None
+
+
+def reject_unstorable(value: Any, field: str) -> None:
+    """Raise :class:`UnstorableValue` naming the first place in ``value`` that holds a
+    value JSON or Postgres cannot carry."""
+    problem = unstorable(value, field)
+    if problem is not None:
+        raise UnstorableValue(problem)
 
 
 def check_depth(value: Any, field: str = "payload") -> None:
     if _depth(value) > MAX_DEPTH:
         raise InvalidInput(f"{field} is nested deeper than {MAX_DEPTH} levels")
+
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:]')
+
+
+def _too_deep_field(raw: bytes) -> str | None:
+    """The top-level field of the JSON object ``raw`` under which nesting first goes past
+    :data:`MAX_DEPTH` (None if the root is not an object): a scan of the text, for a body
+    too deep for ``json.loads`` to read at all."""
+    depth, key, last = 0, None, b""
+    for token in _TOKENS.finditer(raw):
+        text = token.group()
+        if text in (b"{", b"["):
+            if depth == 0 and text == b"[":
+                return None
+            depth += 1
+            if depth > MAX_DEPTH + 1:
+                break
+        elif text in (b"}", b"]"):
+            depth -= 1
+        elif text == b":":
+            if depth == 1:
+                key = last
+        else:
+            last = text
+    try:
+        return str(json.loads(key)) if key else None
+    except ValueError:
+        return None
+
+
+class NotJson(InvalidInput):
+    """The request body is not JSON at all."""
+
+
+def read_json(raw: bytes) -> Any:
+    """A request body's JSON value, refused (400 naming where) when JSON or Postgres cannot
+    carry it, or when a top-level field of an object nests deeper than :data:`MAX_DEPTH`
+    levels (whatever the depth: ``json.loads`` cannot read past about a thousand)."""
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NotJson(f"not JSON: {exc}") from None
+    except RecursionError:
+        field = _too_deep_field(raw)
+        where = field if field is not None else "the request body"
+        raise InvalidInput(f"{where} is nested deeper than {MAX_DEPTH} levels") from None
+    if isinstance(value, dict):
+        for field, child in value.items():
+            check_depth(child, field)
+    elif _depth(value) > MAX_DEPTH:
+        raise InvalidInput(f"the request body is nested deeper than {MAX_DEPTH} levels")
+    reject_unstorable(value, "")
+    return value
 
 
 def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
@@ -85,10 +170,10 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
         # Without a declared type (curl, our Python SDK) the payload is a plain JSON value;
         # the official SDK always declares the type of its string-encoded payloads.
         check_depth(raw)
-        reject_nul(raw, "payload")
+        reject_unstorable(raw, "payload")
         return raw, JSON
     if kind == TEXT:
-        reject_nul(raw, "payload")
+        reject_unstorable(raw, "payload")
         return raw, kind
 
     try:
@@ -100,5 +185,5 @@ def decode_payload(raw: Any, payload_type: str | None) -> tuple[Any, str]:
             raise InvalidInput("payload is not valid application/super+json")
         decoded = decoded["json"]
     check_depth(decoded)
-    reject_nul(decoded, "payload")
+    reject_unstorable(decoded, "payload")
     return decoded, kind

@@ -27,7 +27,7 @@ from reprise.registry import Registry, TaskDefinition
 from reprise_server.shared.db import transaction
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.packets.service import run_payload
-from reprise_server.shared.payloads import STORE
+from reprise_server.shared.payloads import STORE, UnstorableValue, unstorable
 from reprise_server.shared.runs import attempts
 from reprise_server.shared.runs.attempts import (
     AttemptResult,
@@ -215,7 +215,12 @@ def _call_with(fn: Callable[[Any, TaskContext], Any], payload: Any, ctx: TaskCon
                 value = asyncio.run(_awaited(value))
         finally:
             heartbeat.disarm()
-        result = Succeeded(value)
+        # Postgres refuses NaN, Infinity and lone surrogates in JSON: storing such an output
+        # would fail the completion with a database error, so the attempt fails, naming it.
+        problem = unstorable(value, "output")
+        result = Succeeded(value) if problem is None else Failed(
+            {"message": problem, "name": UnstorableValue.__name__}
+        )
     except RunInterrupted as exc:
         result = Interrupted("timed_out" if isinstance(exc, RunTimedOut) else "canceled")
     except Exception as exc:

@@ -27,7 +27,7 @@ from reprise_server.shared.commands.service import accept_replay, accept_resched
 from reprise_server.shared.dashboard import read_run_page, run_head
 from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.payloads import reject_nul
+from reprise_server.shared.payloads import reject_unstorable
 from reprise_server.shared.reads import read_page, visible_run
 from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
@@ -50,7 +50,7 @@ _WORDING = FilterWording(
 
 def list_filter(params: dict[str, str]) -> RunFilter:
     """The runs list's filter from its query (the same fields as the API's list)."""
-    reject_nul(params, "filter")
+    reject_unstorable(params, "filter")
     return RunFilter.build(
         _WORDING,
         api_version=CURRENT_API_VERSION,

@@ -30,7 +30,9 @@ from reprise_server.shared.batches.schemas import BatchItemLine, CreateBatchRequ
 from reprise_server.shared.batches.service import create_batch, read_batch, stream_items
 from reprise_server.shared.batches.wire import batch_to_wire
 from reprise_server.shared.errors import BadRequest, RepriseError
+from reprise_server.shared.payloads import NotJson, read_json
 from reprise_server.shared.projects.tokens import create_public_token, token_claims
+from reprise_server.shared.runs.metadata import check_metadata_size
 
 router = APIRouter(tags=["batches"], route_class=EdgeRoute)
 
@@ -71,11 +73,18 @@ def create(auth: Reader, body: CreateBatchBody, session: DbSession,
 
 def _item(number: int, line: bytes) -> BatchItemLine:
     try:
-        return BatchItemLine.model_validate(json.loads(line))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"Invalid JSON at line {number}: {exc}") from None
+        item = BatchItemLine.model_validate(read_json(line))
+        check_metadata_size(item.options.metadata)
+    except NotJson as exc:
+        raise BadRequest(f"Invalid JSON at line {number}: {exc.message}") from None
     except ValidationError as exc:
         raise BadRequest(f"Invalid item at line {number}: {validation_message(exc)}") from None
+    except RepriseError as exc:
+        # Its status (400, or 413 for metadata over the limit), naming the line.
+        exc.message = f"Invalid item at line {number}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    return item
 
 
 async def _ndjson_items(request: Request, credential: BearerCredential) -> list[BatchItemLine]:

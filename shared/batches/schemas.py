@@ -15,7 +15,7 @@ MAX_BATCH_SIZE = 1000
 class CreateBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    run_count: int = Field(alias="runCount", ge=1, le=MAX_BATCH_SIZE)
+    run_count: int = Field(alias="runCount", ge=1, le=MAX_BATCH_SIZE, strict=True)
     task_identifiers: list[str] | None = Field(default=None, alias="taskIdentifiers")
     parent_run_id: str | None = Field(default=None, alias="parentRunId")
     resume_parent_on_completion: bool | None = Field(
@@ -44,7 +44,7 @@ class BatchItemLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, strict=True)
     task: str = Field(min_length=1)
     payload: Any = None
     options: TriggerOptions = Field(default_factory=TriggerOptions)

@@ -26,7 +26,7 @@ from reprise_server.shared.db import db_now
 from reprise_server.shared.durations import iso
 from reprise_server.shared.errors import BadRequest, Conflict, InvalidInput, NotFound
 from reprise_server.shared.ids import new_id
-from reprise_server.shared.payloads import reject_nul
+from reprise_server.shared.payloads import reject_unstorable
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import filters
 from reprise_server.shared.runs.filters import RunFilter
@@ -68,7 +68,7 @@ class BulkPage:
 def spec_of(session: Session, body: BulkActionRequest, api_version: str | None,
             *, source: str = "api") -> BulkSpec:
     """The request as a typed action, its filter frozen at the database's now."""
-    reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
+    reject_unstorable(body.model_dump(by_alias=True, exclude_none=True), "body")
     now = db_now(session)
     if body.run_ids is not None:
         run_filter = RunFilter(run_ids=tuple(body.run_ids))

@@ -6,11 +6,11 @@ from reprise_server.shared.errors import BadRequest, NotFound
 
 
 class InvalidRequestBody(BadRequest):
-    """The body is missing, not JSON, or not of the route's shape. The message is the one
-    clients match on; ``detail`` says what was wrong (for logs)."""
+    """The body is missing, not JSON, or not of the route's shape: "Invalid request body"
+    (the prefix clients match on), then what was wrong, naming the field."""
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__("Invalid request body")
+        super().__init__(f"Invalid request body: {detail}" if detail else "Invalid request body")
         self.detail = detail
 
 

@@ -34,11 +34,19 @@ from reprise_server.shared.durations import (
 )
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.packets.service import run_payload
-from reprise_server.shared.payloads import JSON, STORE, SUPERJSON, TEXT, decode_payload, reject_nul
+from reprise_server.shared.payloads import (
+    JSON,
+    STORE,
+    SUPERJSON,
+    TEXT,
+    decode_payload,
+    reject_unstorable,
+)
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import ENVIRONMENT_SLUGS
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import attempts_repository as attempts_repo
+from reprise_server.shared.runs.metadata import check_metadata_size
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.schemas import machine_name, queue_name
@@ -158,7 +166,8 @@ def validate_replay(
 
     ``task_known``: whether any version of the project registers the run's task.
     """
-    reject_nul(body.model_dump(by_alias=True, exclude_none=True), "body")
+    reject_unstorable(body.model_dump(by_alias=True, exclude_none=True), "body")
+    check_metadata_size(body.metadata)
     target_env = _target_environment(session, auth, body.environment)
     if checkpoint is not None and attempts_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)
@@ -204,7 +213,12 @@ def _previous_plan(arguments: dict[str, Any], accepted_at: datetime) -> ReplayPl
                       parse_datetime(overrides.pop("idempotencyKeyExpiresAt")))
     if "lockToVersion" in overrides:
         overrides["version"] = overrides.pop("lockToVersion")
+    # Its queue was accepted as the trigger's (``{name}``, before queue names were checked):
+    # kept as it was, not refused now.
+    queue = queue_name(overrides.pop("queue")) if "queue" in overrides else None
     plan = changes_of(ReplayRequest.model_validate(overrides), accepted_at)
+    if queue is not None:
+        plan = replace(plan, option_changes={**plan.option_changes, "queue": queue})
     return replace(plan, **payload, key=key, checkpoint=arguments.get("checkpoint"))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from reprise_server.shared.runs.schemas import Tags
+from reprise_server.shared.runs.schemas import QueueName, Tags
 
 
 class ReplayRequest(BaseModel):
@@ -26,11 +26,14 @@ class ReplayRequest(BaseModel):
     tags: Tags = None
     metadata: dict[str, Any] | None = None
     delay: str | int | float | None = None
-    ttl: str | int | None = None
-    max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
-    max_duration: int | None = Field(default=None, alias="maxDuration", ge=1, le=7 * 86400)
-    priority: int | None = Field(default=None, ge=0, le=30 * 86400)
-    queue: str | dict[str, Any] | None = None
+    # Strict where the SDK's zod schema is: "3" is not a number.
+    ttl: StrictStr | StrictInt | None = None
+    max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100, strict=True)
+    max_duration: int | None = Field(
+        default=None, alias="maxDuration", ge=1, le=7 * 86400, strict=True
+    )
+    priority: int | None = Field(default=None, ge=0, le=30 * 86400, strict=True)
+    queue: QueueName | None = None
     concurrency_key: str | None = Field(default=None, alias="concurrencyKey", max_length=256)
     machine: str | dict[str, Any] | None = None
     version: str | None = Field(default=None, min_length=1, max_length=100)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared.db import db_now
 from reprise_server.shared.ids import new_attempt_id
-from reprise_server.shared.payloads import JSON
+from reprise_server.shared.payloads import JSON, reject_unstorable
 from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.runs import attempts_repository as attempts_repo
@@ -188,7 +188,9 @@ def environment_slug(session: Session, environment_id: str) -> str:
 
 
 def save_checkpoint(session: Session, run_id: str, attempt_number: int, state: Any) -> int:
-    """Save ``state`` as the run's next numbered checkpoint; returns its number."""
+    """Save ``state`` as the run's next numbered checkpoint; returns its number (400 for a
+    state JSON or Postgres cannot carry, naming where)."""
+    reject_unstorable(state, "checkpoint state")
     repo.lock_run(session, run_id)  # numbers are allocated one writer at a time
     number = attempts_repo.next_checkpoint_number(session, run_id)
     attempts_repo.insert_checkpoint(

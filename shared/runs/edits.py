@@ -2,7 +2,7 @@
 result of a finished run, and resetting an idempotency key.
 
 Trigger.dev's webapp is the reference where the SDK is silent (422 for the metadata of a
-finished run and for more than 10 tags, 413 over ``MAX_METADATA_BYTES``). See
+finished run and for more than 10 tags, 413 over ``shared.runs.metadata.MAX_METADATA_BYTES``). See
 docs/api.md#packets-run-endpoints-and-options.
 """
 
@@ -13,24 +13,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.errors import NotFound, RepriseError, RunNotFound, Unprocessable
+from reprise_server.shared.errors import NotFound, RunNotFound, Unprocessable
 from reprise_server.shared.idempotency import hash_key
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import edits_repository as repo
-from reprise_server.shared.runs.metadata import apply_operations
+from reprise_server.shared.runs.metadata import apply_operations, check_metadata_size
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
 from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
-
-MAX_METADATA_BYTES = 256 * 1024
-
-
-class MetadataTooLarge(RepriseError):
-    status_code = 413
-
-    def __init__(self) -> None:
-        super().__init__(f"Metadata exceeds maximum size of {MAX_METADATA_BYTES} bytes")
 
 
 def _dump(operations: list[Any] | None) -> list[dict[str, Any]]:
@@ -38,8 +29,7 @@ def _dump(operations: list[Any] | None) -> list[dict[str, Any]]:
 
 
 def _write(session: Session, run: Run, metadata: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(metadata, separators=(",", ":"))) > MAX_METADATA_BYTES:
-        raise MetadataTooLarge()
+    check_metadata_size(metadata)
     repo.set_metadata(session, run.id, metadata)
     return metadata
 

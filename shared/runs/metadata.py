@@ -10,14 +10,31 @@ list, a path through a scalar) are refused with 400 naming them rather than drop
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.errors import InvalidInput, RepriseError
 
 _SEGMENT = re.compile(r"\[(\d+)\]|((?:[^.\\\[\]]|\\.)+)")
 DANGEROUS = {"__proto__", "constructor", "prototype"}
+# Trigger.dev's limit on a run's metadata, on every route that sets it.
+MAX_METADATA_BYTES = 256 * 1024
+
+
+class MetadataTooLarge(RepriseError):
+    status_code = 413
+
+    def __init__(self) -> None:
+        super().__init__(f"Metadata exceeds maximum size of {MAX_METADATA_BYTES} bytes")
+
+
+def check_metadata_size(metadata: Any) -> None:
+    """413 when ``metadata`` (compact JSON) is over :data:`MAX_METADATA_BYTES`: the same
+    limit on a trigger, a batch item, a replay and a flush."""
+    if metadata is not None and len(json.dumps(metadata, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        raise MetadataTooLarge()
 
 
 def _path(key: str) -> list[str | int]:

@@ -11,6 +11,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
     field_validator,
     model_validator,
 )
@@ -50,6 +52,41 @@ class IdempotencyKeyOptions(BaseModel):
         if options and options.key:
             return "-".join(options.key) if isinstance(options.key, list) else options.key
         return hashed
+
+
+# Trigger.dev's queue names (its sanitizeQueueName keeps only these, at most 128): a name
+# outside them is refused rather than rewritten, so a run lands in the queue it names.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_\-/]{1,128}")
+QUEUE_NAME_RULE = "a queue name is 1 to 128 letters, digits, _ - or /"
+
+
+def _valid_queue_name(name: Any) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"{QUEUE_NAME_RULE}, got {name!r}")
+    return name
+
+
+def _trigger_queue(value: Any) -> Any:
+    """A trigger's ``queue``: a name (curl, the Python SDK) or ``{"name": …}`` (the official
+    SDK, with its deprecated ``concurrencyLimit``)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        unknown = sorted(str(key) for key in value if key not in ("name", "concurrencyLimit"))
+        if unknown:
+            raise ValueError(f"unknown queue field {unknown[0]!r} (a queue is {{name}})")
+        limit = value.get("concurrencyLimit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError("queue.concurrencyLimit must be an integer")
+        _valid_queue_name(value.get("name"))
+        return value
+    return _valid_queue_name(value)
+
+
+# A queue as a replay names it (a string, as the SDK's ReplayRunRequestBody has it).
+QueueName = Annotated[str, BeforeValidator(_valid_queue_name)]
+# A queue as a trigger names it: a name, or ``{"name": …}``.
+TriggerQueue = Annotated[str | dict[str, Any] | None, BeforeValidator(_trigger_queue)]
 
 
 def queue_name(queue: str | dict[str, Any] | None) -> str | None:
@@ -113,7 +150,7 @@ class TriggerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     payload_type: str | None = Field(default=None, alias="payloadType")
-    payload_size: int | None = Field(default=None, alias="payloadSize")
+    payload_size: int | None = Field(default=None, alias="payloadSize", ge=0, strict=True)
     idempotency_key: str | None = Field(default=None, alias="idempotencyKey", max_length=2048)
     idempotency_key_options: IdempotencyKeyOptions | None = Field(
         default=None, alias="idempotencyKeyOptions"
@@ -122,15 +159,18 @@ class TriggerOptions(BaseModel):
     # A duration, an ISO-8601 date, or a number of seconds (fractions kept): read by the
     # trigger's delay policy (shared.runs.service.TRIGGER_DELAY), never rounded here.
     delay: str | int | float | None = None
-    ttl: str | int | None = None
+    # Strict where the SDK's zod schema is: "3" is not a number, "yes" not a boolean.
+    ttl: StrictStr | StrictInt | None = None
     tags: Tags = None
     metadata: dict[str, Any] | None = None
-    max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100)
-    max_duration: int | None = Field(default=None, alias="maxDuration", ge=1, le=7 * 86400)
-    queue: str | dict[str, Any] | None = None
+    max_attempts: int | None = Field(default=None, alias="maxAttempts", ge=1, le=100, strict=True)
+    max_duration: int | None = Field(
+        default=None, alias="maxDuration", ge=1, le=7 * 86400, strict=True
+    )
+    queue: TriggerQueue = None
     concurrency_key: str | None = Field(default=None, alias="concurrencyKey", max_length=256)
-    priority: int | None = Field(default=None, ge=0, le=30 * 86400)
-    test: bool | None = None
+    priority: int | None = Field(default=None, ge=0, le=30 * 86400, strict=True)
+    test: bool | None = Field(default=None, strict=True)
     machine: str | dict[str, Any] | None = None
     lock_to_version: str | None = Field(default=None, alias="lockToVersion", max_length=100)
     parent_run_id: str | None = Field(default=None, alias="parentRunId")

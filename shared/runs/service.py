@@ -20,11 +20,12 @@ from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, R
 from reprise_server.shared.idempotency import Answer, Finder
 from reprise_server.shared.ids import TASK_ID_RE, is_run_id, new_run_id
 from reprise_server.shared.packets.service import packet_exists
-from reprise_server.shared.payloads import STORE, decode_payload, reject_nul
+from reprise_server.shared.payloads import STORE, decode_payload, reject_unstorable
 from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.metadata import check_metadata_size
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.schemas import TriggerOptions
@@ -242,7 +243,8 @@ def trigger_run(
     the earlier run (:mod:`shared.idempotency`)."""
     if not TASK_ID_RE.match(task_id):
         raise InvalidInput("taskId must be 1 to 128 letters, digits or . _ - : /")
-    reject_nul(options.model_dump(by_alias=True, exclude_none=True), "options")
+    reject_unstorable(options.model_dump(by_alias=True, exclude_none=True), "options")
+    check_metadata_size(options.metadata)
     request_key = idempotency.request_key(request_key)
     key_hash = idempotency.hash_key(options.idempotency_key) if options.idempotency_key else None
     answer = idempotency.insert_or_winner(

@@ -8,6 +8,7 @@ docs/api.md#schedules.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -83,6 +84,19 @@ class Cron:
         if cron.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:
             raise InvalidCron(expression, "it never matches a date")
         return cron
+
+    def shortest_gap(self, sample: int = 120) -> float | None:
+        """The shortest time, in seconds, between consecutive ticks among the first
+        ``sample`` from 2000-01-01 (None for fewer than two): how often it can fire."""
+        ticks = CronSim(self.expression, datetime(2000, 1, 1, tzinfo=self.zone))
+        previous: datetime | None = None
+        shortest: float | None = None
+        for tick in itertools.islice(ticks, sample):
+            if previous is not None:
+                gap = (tick - previous).total_seconds()
+                shortest = gap if shortest is None else min(shortest, gap)
+            previous = tick
+        return shortest
 
     def describe(self) -> str:
         """In English, e.g. "At the start of every hour" (the schedule's ``description``)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from reprise_server.shared.payloads import reject_nul
+from reprise_server.shared.payloads import reject_unstorable
 
 
 class UpdateScheduleRequest(BaseModel):
@@ -38,7 +38,7 @@ class UpdateScheduleRequest(BaseModel):
     def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             field = cls.model_fields[info.field_name or ""]
-            reject_nul(value, field.alias or info.field_name or "the schedule")
+            reject_unstorable(value, field.alias or info.field_name or "the schedule")
         return value
 
 
@@ -53,5 +53,5 @@ class CreateScheduleRequest(UpdateScheduleRequest):
     @classmethod
     def _storable_key(cls, value: str | None) -> str | None:
         if value is not None:
-            reject_nul(value, "deduplicationKey")
+            reject_unstorable(value, "deduplicationKey")
         return value or None

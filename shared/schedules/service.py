@@ -22,9 +22,10 @@ from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.service import NewRun, create_run
 from reprise_server.shared.schedules import repository as repo
-from reprise_server.shared.schedules.cron import Cron
+from reprise_server.shared.schedules.cron import Cron, InvalidCron
 from reprise_server.shared.schedules.models import Schedule, ScheduleType
 from reprise_server.shared.schedules.schemas import CreateScheduleRequest, UpdateScheduleRequest
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.schedules")
 
@@ -57,11 +58,28 @@ def _imperative(schedule: Schedule, action: str) -> None:
         )
 
 
+def new_cron(expression: str, timezone: str | None) -> Cron:
+    """A cron a schedule may be given (created, replaced or declared): parsable, and never
+    ticking more often than the sweep that fires schedules runs; such ticks would coalesce
+    into one run per sweep, so the schedule would not run when it says. 400 naming why."""
+    cron = Cron.parse(expression, timezone)
+    interval = get_settings().sweep_interval_seconds
+    gap = cron.shortest_gap()
+    if gap is not None and gap < interval:
+        raise InvalidCron(
+            cron.expression,
+            f"it ticks every {gap:g} s, more often than the scheduler's sweep runs (every "
+            f"{interval:g} s, REPRISE_SWEEP_INTERVAL_SECONDS); ticks must be at least "
+            f"{interval:g} s apart",
+        )
+    return cron
+
+
 def create_schedule(session: Session, auth: AuthContext, body: CreateScheduleRequest) -> Schedule:
     """A new imperative schedule in the caller's environment; with a deduplication key
     already used there, that schedule updated instead. 400 for a bad cron or timezone,
     404 for a task no version of the project registers."""
-    cron = Cron.parse(body.cron, body.timezone)
+    cron = new_cron(body.cron, body.timezone)
     _task_must_exist(session, auth.project_id, body.task)
     if body.deduplication_key is not None:
         existing = repo.find_by_key(
@@ -136,7 +154,7 @@ def update_schedule(
     one is 400: its code owns it). A changed cron or timezone moves the next tick."""
     schedule = get_schedule(session, auth, schedule_id, lock=True)
     _imperative(schedule, "update")
-    cron = Cron.parse(body.cron, body.timezone)
+    cron = new_cron(body.cron, body.timezone)
     _task_must_exist(session, auth.project_id, body.task)
     return _replace(session, schedule, body, cron)
 
@@ -199,7 +217,7 @@ def next_runs(schedule: Schedule, after: datetime, count: int = NEXT_RUNS_SHOWN)
 def validate_declared(task_id: str, declared: dict[str, Any]) -> Cron:
     """The cron of a ``@task(cron=…)`` entry of a catalogue; 400 naming the task if bad."""
     try:
-        return Cron.parse(str(declared["cron"]), declared.get("timezone"))
+        return new_cron(str(declared["cron"]), declared.get("timezone"))
     except BadRequest as exc:
         raise BadRequest(f"task '{task_id}': {exc.message}") from None
 

@@ -107,7 +107,7 @@ def test_deeply_nested_json_is_a_clear_400(api: Any, project: ProjectKeys) -> No
     for path in ("/api/v1/tasks/test-echo/trigger", "/api/v1/runs/run_doesnotexist00000000/replay"):
         response = post(api, path, deep, project.headers())
         assert (response.status_code, response.json()) == (
-            400, {"error": "Invalid request body"}), path
+            400, {"error": "the request body is nested deeper than 64 levels"}), path
     with transaction() as session:
         assert session.execute(select(func.count()).select_from(Run)).scalar() == 0
 

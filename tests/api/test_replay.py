@@ -100,7 +100,7 @@ def test_replay_overrides(api: Any, project: ProjectKeys,
                           parked_commands: ParkedCommands) -> None:
     original = trigger_via_api(api, project, payload={"a": 1}, tags=["old"], metadata={"o": 1})
     body = {"payload": {"b": 2}, "tags": ["new", "x"], "metadata": {"n": 2}, "delay": "2h",
-            "ttl": "30m", "maxAttempts": 7, "priority": 9, "queue": {"name": "fast"}}
+            "ttl": "30m", "maxAttempts": 7, "priority": 9, "queue": "fast"}
 
     new_id = _replay(api, project, original, body).json()["id"]
 
@@ -176,12 +176,17 @@ def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
         ("not-a-run", None, 400, "Invalid or missing run ID"),
         ("run_doesnotexist00000000", None, 404, "Run not found"),
         (foreign, None, 404, "Run not found"),
-        (original, "not json", 400, "Invalid request body"),
-        (original, [1, 2], 400, "Invalid request body"),
-        (original, {"maxAttempts": "many"}, 400, "Invalid request body"),
-        (original, {"tags": ["x" * 129]}, 400, "Invalid request body"),
-        (original, {"colour": "red"}, 400, "Invalid request body"),
-        (original, {"region": "eu-central-1"}, 400, "Invalid request body"),
+        (original, "not json", 400,
+         "Invalid request body: not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (original, [1, 2], 400, "Invalid request body: the request body must be a JSON object"),
+        (original, {"maxAttempts": "many"}, 400,
+         "Invalid request body: maxAttempts: Input should be a valid integer"),
+        (original, {"tags": ["x" * 129]}, 400,
+         "Invalid request body: tags: each tag must be a string of at most 128 characters"),
+        (original, {"colour": "red"}, 400,
+         "Invalid request body: colour: Extra inputs are not permitted"),
+        (original, {"region": "eu-central-1"}, 400, ("Invalid request body: region: region is not "
+         "supported: Reprise runs every task in one region (got 'eu-central-1')")),
         (original, {"version": "19990101.1"}, 400, "Failed to create new run"),
         (original, {"idempotencyKeyTTL": "1h"}, 400, "Failed to create new run"),
         (original, {"ttl": "forever"}, 400, "Failed to create new run"),

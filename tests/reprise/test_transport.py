@@ -20,6 +20,7 @@ from reprise.errors import (
     BadRequestError,
     NotFoundError,
     ServerError,
+    UnsendableValueError,
 )
 from reprise.transport import REQUEST_KEY_HEADER, Transport, env_access_token, env_base_url
 from tests.support.live_server import free_port
@@ -177,3 +178,26 @@ def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REPRISE_API_KEY")
     monkeypatch.setenv("REPRISE_SECRET_KEY", "tr_dev_looks_like_a_key")
     assert env_access_token() == "tr_dev_trigger"
+
+
+@pytest.mark.parametrize(
+    ("payload", "metadata", "message"),
+    [
+        ({"rows": [{"price": float("nan")}]}, None,
+         "payload.rows[0].price is NaN, which JSON cannot carry"),
+        ([1, float("inf")], None, "payload[1] is Infinity, which JSON cannot carry"),
+        ({"a": 1}, {"m": -float("inf")}, "options.metadata.m is -Infinity, which JSON cannot carry"),
+        ({"s": "\ud800"}, None, "payload.s contains a lone surrogate, which is not valid Unicode"),
+    ],
+)
+def test_a_value_json_cannot_carry_is_refused_before_anything_is_sent(
+    payload: object, metadata: dict[str, float] | None, message: str
+) -> None:
+    transport, seen = scripted(httpx.Response(200, json={"id": "run_1"}))
+
+    with pytest.raises(UnsendableValueError) as raised:
+        make_client(transport).tasks.trigger("t", payload, metadata=metadata)
+
+    assert str(raised.value) == message
+    assert isinstance(raised.value, ValueError)
+    assert seen == []

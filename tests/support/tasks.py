@@ -56,6 +56,14 @@ def checkpoints(payload: Any, ctx: TaskContext) -> Any:
     return {"checkpoints": numbers}
 
 
+@task(id="test-unstorable", max_attempts=1)
+def unstorable(payload: Any, ctx: TaskContext) -> Any:
+    """Returns (or, with ``checkpoint``, checkpoints) a NaN, which Postgres cannot store."""
+    if isinstance(payload, dict) and payload.get("checkpoint"):
+        ctx.checkpoint({"ratio": float("nan")})
+    return {"rows": [{"ratio": float("nan")}]}
+
+
 @task(id="test-large-output", max_attempts=1)
 def large_output(payload: Any, ctx: TaskContext) -> Any:
     """Returns ``{"blob": "x" * bytes}``: outputs over the inline limit get a presigned URL."""

@@ -22,7 +22,7 @@ def test_an_empty_replay_body_changes_nothing() -> None:
 
 def test_a_replay_body_is_resolved_once_into_run_option_changes() -> None:
     body = ReplayRequest.model_validate({
-        "tags": "solo", "maxAttempts": 4, "queue": {"name": "q"}, "machine": {"preset": "large-1x"},
+        "tags": "solo", "maxAttempts": 4, "queue": "q", "machine": {"preset": "large-1x"},
         "version": "20261122.1", "ttl": "1m", "delay": 1.5,
     })
     assert changes_of(body, NOW) == ReplayPlan(

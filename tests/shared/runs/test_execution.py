@@ -98,6 +98,26 @@ def test_cancel_of_an_executing_run_stops_the_task(project: ProjectKeys, celery_
     assert not gate("cancel-test:release").is_set()
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({}, "output.rows[0].ratio is NaN, which JSON cannot carry"),
+        ({"checkpoint": True}, "checkpoint state.ratio is NaN, which JSON cannot carry"),
+    ],
+)
+def test_an_output_or_checkpoint_postgres_cannot_store_fails_the_run_naming_it(
+    project: ProjectKeys, payload: dict[str, Any], message: str
+) -> None:
+    run_id = trigger(project, "test-unstorable", payload, publish=False)
+
+    outcome = execution.execute_run(run_id, REGISTRY, "worker-a", "20261122.1")
+
+    assert outcome.status == "FAILED"
+    run = run_row(run_id)
+    assert run.output is None
+    assert run.error["message"] == message
+
+
 def test_a_run_is_claimed_once_by_concurrent_deliveries(project: ProjectKeys) -> None:
     """Two deliveries of the same message race; exactly one claims the run."""
     from tests.support.tasks import SEEN
