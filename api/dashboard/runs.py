@@ -27,7 +27,7 @@ from reprise_server.shared.commands.service import accept_replay, accept_resched
 from reprise_server.shared.dashboard import read_run_page, run_head
 from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.payloads import reject_unstorable
+from reprise_server.shared.payloads import NotJson, read_json, reject_unstorable
 from reprise_server.shared.reads import read_page, visible_run
 from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
@@ -149,11 +149,15 @@ def replay(run_id: str, request: Request, session: DbSession, form: Form) -> Res
         return signed
     text = form.get("payload", "")
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
+        # As the REST routes read JSON: NaN, infinities, lone surrogates and deep nesting
+        # are refused naming where, never a 500.
+        payload = read_json(text.encode())
+    except NotJson as exc:
         return _failed(request, session, signed, run_id, "replay",
-                       f"Payload is not valid JSON: {exc.msg} (line {exc.lineno}, "
-                       f"column {exc.colno})", form)
+                       f"Payload is not valid JSON ({exc.message})", form)
+    except RepriseError as exc:
+        return _failed(request, session, signed, run_id, "replay", f"Payload: {exc.message}",
+                       form)
     try:
         head = run_head(session, signed.auth, run_id)
         source = visible_run(session, signed.auth, run_id, api_applier())

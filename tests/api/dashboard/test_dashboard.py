@@ -143,6 +143,24 @@ def test_an_invalid_payload_is_refused_in_the_dialog_and_nothing_is_written(
     assert count("commands") == 0
 
 
+def test_a_payload_json_cannot_carry_is_refused_naming_where_and_nothing_is_written(
+    signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    """NaN is JavaScript's, not JSON's: Python's parser reads it, Postgres cannot store it."""
+    expect = _expect()
+    original = _trigger(dashboard, project, task="test-echo")
+    wait_for_status(original, "COMPLETED")
+    page = signed_in
+    page.goto(f"/dashboard/runs/{original}")
+    page.get_by_role("button", name="Replay", exact=True).click()
+    page.get_by_role("dialog").get_by_role("textbox", name="Payload").fill('{"user": NaN}')
+    page.evaluate("document.querySelector('form[data-json-form]').submit()")
+    page.wait_for_load_state()
+    expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text(
+        "Payload: user is NaN, which JSON cannot carry")
+    assert count("commands") == 0
+
+
 def test_reschedule_a_delayed_run_and_a_run_no_longer_delayed_is_refused(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
