@@ -12,7 +12,7 @@ import pytest
 
 from reprise_server.shared.broker import celery_app
 from reprise_server.shared.settings import Settings
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 from tests.support.processes import free_port, reprise_process
 
@@ -66,7 +66,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert celery_worker.hostname in workers
     assert "reprise.execute_run" in workers[celery_worker.hostname]["registered"]
 
-    run_id = trigger_via_api(api, project, payload={"secret": "payload-marker"})
+    run_id = triggers.via_api(api, project, payload={"secret": "payload-marker"})
     wait_for_status(run_id, "COMPLETED")
 
     def flower_task() -> dict[str, Any] | None:
@@ -111,7 +111,7 @@ def test_sweeps_stay_out_of_flowers_task_list(
     finally:
         task_postrun.disconnect(record)
     # A run after the sweeps: once Flower has its events, it has had the sweeps' too.
-    run_id = trigger_via_api(api, project)
+    run_id = triggers.via_api(api, project)
     wait_for_status(run_id, "COMPLETED")
 
     def listed() -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.processes import ReproProcess, free_port, reprise_process
 
@@ -73,7 +73,7 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(
 
     env_id = project.environment_ids["dev"]
     originals = [
-        trigger_via_api(api, project, task="test-sleep", payload={"seconds": 0.1}) for _ in range(RUNS)
+        triggers.via_api(api, project, "test-sleep", payload={"seconds": 0.1}) for _ in range(RUNS)
     ]
     for run_id in originals[:REPLAYS]:
         response = api.post(f"/api/v1/runs/{run_id}/replay", headers=project.headers())
@@ -169,7 +169,7 @@ def test_sigterm_to_the_worker_process_group_lets_running_tasks_finish(
     must not be cut; only the parent takes the signal and shuts down warm."""
     env_id = project.environment_ids["dev"]
     runs = [
-        trigger_via_api(api, project, task="test-sleep", payload={"seconds": 1.5}) for _ in range(4)
+        triggers.via_api(api, project, "test-sleep", payload={"seconds": 1.5}) for _ in range(4)
     ]
     with _worker("grouped", {"REPRISE_QUEUE_PREFIX": own_queues}, own_group=True) as worker:
         me = _identity(worker)

@@ -20,8 +20,8 @@ from reprise_server.shared.projects.tokens import (
     sign_packet,
     verify_packet,
 )
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
-from tests.support.timers import trigger_in_db
 
 
 def test_a_key_is_stored_only_as_its_hash_and_authenticates_its_environment(
@@ -62,7 +62,7 @@ def test_an_unknown_environment_is_refused(project: ProjectKeys) -> None:
 
 
 def test_a_key_finds_runs_of_its_own_environment_only(project: ProjectKeys) -> None:
-    run_id = trigger_in_db(project, env="dev", publish=False)
+    run_id = triggers.in_db(project, env="dev", publish=False)
     with transaction() as session:
         auth, head = service.authenticate_for_run(session, project.keys["dev"], run_id)
         assert (auth.environment_id, head.run_id) == (project.environment_ids["dev"], run_id)
