@@ -1,4 +1,4 @@
-"""``/api/v1/bulk-actions`` (§4.2, §5): replay, cancel and reschedule by ids or by filter,
+"""``/api/v1/bulk-actions``: replay, cancel and reschedule by ids or by filter,
 worked through in batches by the session's worker, with progress, abort and dry run."""
 
 from __future__ import annotations

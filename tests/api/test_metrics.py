@@ -1,4 +1,4 @@
-"""``GET /metrics`` after real work: the series of §12 with real values.
+"""``GET /metrics`` after real work: the series docs/operations.md lists, with real values.
 
 The in-process worker shares this process's registry, so the api's ``/metrics`` shows
 what it observed too (in production those series are on each worker's exporter).

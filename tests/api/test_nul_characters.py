@@ -1,5 +1,5 @@
-"""Text Postgres cannot store (U+0000) is a 400 naming the field, and nothing is written
-(SPEC §15), on every route that writes what the caller sent."""
+"""Text Postgres cannot store (U+0000) is a 400 naming the field, and nothing is written,
+on every route that writes what the caller sent."""
 
 from __future__ import annotations
 

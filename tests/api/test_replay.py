@@ -1,4 +1,4 @@
-"""``POST /api/v1/runs/{runId}/replay`` (§4, §5) and the command it records."""
+"""``POST /api/v1/runs/{runId}/replay`` and the command it records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``POST /api/v1/runs/{runId}/reschedule`` (§4, §6)."""
+"""``POST /api/v1/runs/{runId}/reschedule``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Strait-compatible routes (seed 004): replay from a checkpoint, retrieve, checkpoints."""
+"""Strait-compatible routes: replay from a checkpoint, retrieve, checkpoints."""
 
 from __future__ import annotations
 

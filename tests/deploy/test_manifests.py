@@ -3,7 +3,7 @@
 Everything here is offline: compose.yaml is checked against the Compose Specification
 schema vendored in check-jsonschema, and each built-in-kind manifest in k8s/ against the
 Kubernetes OpenAPI schemas vendored in kubernetes-validate, in strict mode (unknown fields
-are errors). The remaining tests pin the operational promises of SPEC §12: scalable workers
+are errors). The remaining tests pin the operational promises of docs/operations.md: scalable workers
 with a soft-shutdown grace period, a single beat, a durable non-evicting Redis, one broker
 visibility timeout for every process, and commands that the `reprise` CLI really has.
 """

@@ -1,4 +1,4 @@
-"""``runs.replay`` and ``runs.reschedule`` of the SDK against a live API (§5, §6, §11)."""
+"""``runs.replay`` and ``runs.reschedule`` of the SDK against a live API."""
 
 from __future__ import annotations
 

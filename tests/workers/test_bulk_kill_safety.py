@@ -1,6 +1,6 @@
 """A control process killed in the middle of a bulk action: the batch it was applying
 rolls back, and the next control process resumes from the last committed batch without
-acting on any run twice (§2.1, §15). The interleaving is forced: the test holds a row lock
+acting on any run twice. The interleaving is forced: the test holds a row lock
 the batch needs, waits until the batch is blocked on it, then kills the process."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The control plane never waits behind user code (SPEC §1): with every execution slot of
+"""The control plane never waits behind user code: with every execution slot of
 the only worker held by a long run, the control process still expires TTLs, promotes
 delayed runs, applies replays and fires rescheduled timers on time.
 

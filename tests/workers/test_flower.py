@@ -1,5 +1,5 @@
 """Flower for operators: the real ``reprise flower`` process against this session's Redis,
-watching the in-process worker (§12)."""
+watching the in-process worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A rolling restart of workers under load loses nothing (§12): SIGTERM to a real prefork
+"""A rolling restart of workers under load loses nothing: SIGTERM to a real prefork
 worker mid-load, then a second worker takes over; every run and command reaches its end
 state, and no run executes twice.
 

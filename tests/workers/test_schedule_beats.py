@@ -1,5 +1,5 @@
-"""Schedules on real processes: two ``reprise beat`` at once (which SPEC §1 allows by
-accident) and a ``reprise control`` that runs their sweeps still give one run per tick."""
+"""Schedules on real processes: two ``reprise beat`` at once (which a deployment may
+start by accident) and a ``reprise control`` that runs their sweeps still give one run per tick."""
 
 from __future__ import annotations
 

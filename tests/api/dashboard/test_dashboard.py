@@ -1,4 +1,4 @@
-"""The dashboard (SPEC §16) in a real browser, by the accessible names of §16."""
+"""The dashboard in a real browser, found by the accessible names docs/dashboard.md uses."""
 
 from __future__ import annotations
 
@@ -424,7 +424,7 @@ def test_replay_from_a_checkpoint_starts_with_its_state(
 
 @pytest.mark.usefixtures("clean_schedules")
 def test_schedules_and_the_runs_their_ticks_created(signed_in: Any, project: ProjectKeys) -> None:
-    """Issue 14's dashboard part: the environment's schedules with their next run, and a
+    """The environment's schedules with their next run, and a
     tick's run found from its schedule and linking back to it."""
     from tests.support.schedules import Scheduler, fire
 

@@ -1,4 +1,4 @@
-"""§2.3: a reschedule racing the run's own promotion is decided one way or the other.
+"""A reschedule racing the run's own promotion is decided one way or the other.
 
 Both orders are forced by holding one side's transaction open (it holds the run's row
 lock) while the other side starts, and releasing it once the other side is seen waiting.
