@@ -12,6 +12,8 @@ from reprise.errors import BadRequestError, NotFoundError
 from reprise.models import Run
 from tests.reprise.helpers import wait_for_run
 
+pytestmark = pytest.mark.e2e
+
 
 def test_replay_creates_a_new_run_that_executes_as_a_replay(
     client: Client, celery_worker: Any

@@ -17,7 +17,7 @@ from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for
 from tests.support.processes import reprise_process
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @contextmanager

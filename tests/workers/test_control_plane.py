@@ -19,6 +19,8 @@ from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.processes import reprise_process
 
+pytestmark = pytest.mark.slow
+
 LONG_RUN_SECONDS = 25
 
 
@@ -110,7 +112,6 @@ def _db_now() -> Any:
         return db_now(session)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("killed", ["whole worker", "pool child"])
 def test_a_run_whose_worker_was_killed_is_re_executed_within_15s_with_default_settings(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path, killed: str

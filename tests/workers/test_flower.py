@@ -49,6 +49,7 @@ def flower(celery_worker: Any) -> Iterator[str]:
         yield base
 
 
+@pytest.mark.slow
 def test_flower_requires_basic_auth_in_production(flower: str) -> None:
     assert httpx.get(f"{flower}/api/workers", timeout=5).status_code == 401
     assert httpx.get(f"{flower}/", timeout=5).status_code == 401
@@ -59,6 +60,7 @@ def test_flower_requires_basic_auth_in_production(flower: str) -> None:
     assert httpx.get(f"{flower}/healthcheck", timeout=5).text == "OK"
 
 
+@pytest.mark.slow
 def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     flower: str, celery_worker: Any, api: Any, project: ProjectKeys
 ) -> None:
@@ -87,6 +89,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert re.fullmatch(rf"\[['\"]{run_id}['\"]\]", task["args"])
 
 
+@pytest.mark.slow
 def test_sweeps_stay_out_of_flowers_task_list(
     flower: str, celery_worker: Any, api: Any, project: ProjectKeys
 ) -> None:
@@ -126,6 +129,7 @@ def test_sweeps_stay_out_of_flowers_task_list(
     assert broker.PROMOTE_DUE_RUNS in ran
 
 
+@pytest.mark.slow
 def test_flowers_broker_page_shows_the_run_queue(flower: str) -> None:
     """Flower picks its broker page by the broker URL's scheme: it runs on kombu's stock
     Redis transport (Reprise's transport class would stand in that URL's place)."""
@@ -189,6 +193,7 @@ def test_reprise_dev_can_start_flower_with_the_cli() -> None:
     assert flower_url(5555) == "http://127.0.0.1:5555/"
 
 
+@pytest.mark.slow
 def test_flower_shows_the_control_process_beside_the_workers(
     flower: str, celery_worker: Any
 ) -> None:

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.processes import ReproProcess, free_port, reprise_process
+
+pytestmark = pytest.mark.slow
 
 RUNS = 40
 REPLAYS = 5

@@ -16,7 +16,7 @@ from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_stat
 from tests.support.live_server import LiveServer
 from tests.support.schedules import clean_schedules  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 
 def _api(dashboard: LiveServer) -> httpx.Client:
