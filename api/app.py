@@ -37,7 +37,7 @@ from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.api")
 
-# Strait's routes (seed 004).
+# Strait's routes (docs/api.md#strait).
 STRAIT_PREFIX = "/v1/"
 
 

@@ -1,4 +1,5 @@
-"""The JSON bodies the API accepts, and the error a body of the wrong shape is (§4).
+"""The JSON bodies the API accepts, and the error a body of the wrong shape is
+(docs/api.md#errors).
 
 Malformed JSON is 400 "Invalid request body" everywhere (see :func:`api.deps.json_body`).
 """
@@ -17,7 +18,7 @@ from reprise_server.shared.runs.schemas import TriggerRequest
 TriggerBody = Annotated[
     TriggerRequest, json_body(TriggerRequest, error=InvalidInput, required=False)
 ]
-# 400 "Invalid request body"; no body replays the original as it was (§5).
+# 400 "Invalid request body"; no body replays the original as it was.
 ReplayBody = Annotated[
     ReplayRequest, json_body(ReplayRequest, error=InvalidRequestBody, required=False)
 ]

@@ -2,13 +2,8 @@
 dependencies. Routes call the domain with what these return; no header, bearer secret or
 raw query syntax goes further.
 
-**Error order (§4): 401, then 400, then 404.** Every dependency that checks request input
-depends on the request's :class:`Credential` and refuses bad input through it, which
-verifies the key first: a wrong key is 401 whatever else is wrong with the request. Input
-errors (400) are raised while the dependencies are solved; a missing run (404) only
-by the route's domain call, after them. The key is verified by ``Caller``/``Reader``
-(routes declare them first) or, on the accept path, together with the run it names
-(:meth:`Credential.with_run`, one round trip).
+Errors come in the order 401, then 400, then 404: input checks refuse through the request's
+:class:`Credential`, which verifies the key first. See docs/architecture.md#the-http-edge.
 """
 
 from __future__ import annotations
@@ -33,15 +28,15 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from reprise_server.api.validation import validation_message
+from reprise_server.shared.access.repository import RunHead
+from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands.errors import InvalidRequestBody
 from reprise_server.shared.db import commit, has_pending_work, transaction
 from reprise_server.shared.errors import Forbidden, InvalidRunId, RepriseError
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import (
     AuthContext,
     authenticate,
-    authenticate_for_run,
     cached_caller,
     spend_public_token,
 )
@@ -84,7 +79,7 @@ async def db_session() -> AsyncIterator[Session]:
 
 
 # scope="function": the transaction ends as the route returns, before the response is
-# sent, so a client that got its 2xx reads its write in its next request (§2.2), and a
+# sent, so a client that got its 2xx reads its write in its next request (read-your-writes), and a
 # failed commit is still answered with an error rather than a 2xx already sent.
 DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
@@ -155,7 +150,7 @@ class Credential:
 
     async def refuse(self, error: RepriseError) -> NoReturn:
         """Raise ``error`` (a bad request input), unless the key is wrong: then 401, which
-        wins over whatever else is wrong with the request (§4)."""
+        wins over whatever else is wrong with the request."""
         if not self.verified:
             await run_in_threadpool(self.verify)
         raise error
@@ -187,7 +182,7 @@ async def _reading_caller(credential: BearerCredential) -> AuthContext:
 
 # The caller of a route that needs a secret key.
 Caller = Annotated[AuthContext, Depends(_secret_key_caller)]
-# The caller of a read that a public access token (JWT, §10) may also make; the route's
+# The caller of a read that a public access token (JWT) may also make; the route's
 # read checks the token's scopes against what it reads (404 for what they do not name).
 Reader = Annotated[AuthContext, Depends(_reading_caller)]
 
@@ -259,7 +254,7 @@ async def _run_id(run_id: Annotated[str, Path()], credential: BearerCredential) 
 RunId = Annotated[str, Depends(_run_id)]
 
 ApiVersion = Annotated[str | None, Header(alias="x-trigger-api-version")]
-# The SDK's per-request idempotency key, the same on its own retries (§4.1).
+# The SDK's per-request idempotency key, the same on its own retries.
 RequestKey = Annotated[str | None, Header(alias="x-trigger-request-idempotency-key")]
 
 

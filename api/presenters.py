@@ -1,5 +1,5 @@
 """What the API answers with: the domain's views in the wire shapes, and signed packet
-links for payloads and outputs too large to inline (§3)."""
+links for payloads and outputs too large to inline."""
 
 from __future__ import annotations
 

@@ -1,67 +1,33 @@
 """The query syntax of ``GET /api/v1/runs`` (``filter[...]``, ``page[...]``), parsed into a
-typed :class:`shared.runs.listing.RunQuery`. Status filters accept both vocabularies (§3).
+typed :class:`shared.runs.listing.RunQuery`; the filter's vocabulary (both status
+vocabularies, comma lists, dates) is :meth:`shared.runs.filters.RunFilter.build`'s.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from reprise_server.api.deps import ApiVersion, BearerCredential
-from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.filters import FilterWording, RunFilter, parse_period
 from reprise_server.shared.runs.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PageRequest,
     RunQuery,
 )
-from reprise_server.shared.runs.repository import RunFilter
-from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
-
-def _csv(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _date(value: str | None, name: str) -> datetime | None:
-    """An ISO-8601 date, or epoch milliseconds."""
-    if not value:
-        return None
-    try:
-        if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        return parse_datetime(value)
-    except (DurationError, ValueError, OverflowError):
-        raise InvalidInput(f"{name} must be an ISO-8601 date") from None
-
-
-def _statuses(value: str | None, api_version: str | None) -> frozenset[RunStatus] | None:
-    names = _csv(value)
-    if not names:
-        return None
-    statuses: set[RunStatus] = set()
-    for name in names:
-        try:
-            statuses |= statuses_for_filter(name, api_version)
-        except ValueError:
-            raise InvalidInput(f"filter[status] has an unknown status: {name}") from None
-    return frozenset(statuses)
-
-
-def _period(value: str | None) -> timedelta | None:
-    if not value:
-        return None
-    try:
-        return timedelta(seconds=parse_duration(value))
-    except DurationError:
-        raise InvalidInput("filter[createdAt][period] must be a duration such as 1d") from None
+# How the list words a value it cannot use: the parameter's name, so a 400 says which.
+_WORDING = FilterWording(
+    unknown_status="filter[status] has an unknown status: {value}",
+    created_from="filter[createdAt][from] must be an ISO-8601 date",
+    created_to="filter[createdAt][to] must be an ISO-8601 date",
+    period="filter[createdAt][period] must be a duration such as 1d",
+)
 
 
 def _page_size(value: str | None) -> int:
@@ -116,24 +82,28 @@ class RunListQuery(BaseModel):
     page_before: str | None = Field(None, alias="page[before]", description="A run id")
 
     def parse(self, api_version: str | None) -> RunQuery:
-        run_filter = RunFilter(
-            statuses=_statuses(self.status, api_version),
-            task_identifiers=_csv(self.task_identifier),
-            tags=_csv(self.tag),
-            versions=_csv(self.version),
-            created_from=_date(self.created_from, "filter[createdAt][from]"),
-            created_to=_date(self.created_to, "filter[createdAt][to]"),
-            is_test=None if self.is_test is None else self.is_test.lower() == "true",
-            batch_id=self.batch or None,
-            schedule_id=self.schedule or None,
-            bulk_action_id=self.bulk_action or None,
+        run_filter = RunFilter.build(
+            _WORDING,
+            api_version=api_version,
+            statuses=self.status,
+            task_identifiers=self.task_identifier,
+            tags=self.tag,
+            versions=self.version,
+            created_from=self.created_from,
+            created_to=self.created_to,
+            is_test=self.is_test,
+            batch_id=self.batch,
+            schedule_id=self.schedule,
+            bulk_action_id=self.bulk_action,
         )
         page = PageRequest(
             size=_page_size(self.page_size),
             after=_cursor(self.page_after),
             before=_cursor(self.page_before),
         )
-        return RunQuery(run_filter, page, created_within=_period(self.created_period))
+        return RunQuery(
+            run_filter, page, created_within=parse_period(self.created_period, _WORDING)
+        )
 
 
 # The run-list filters the SDK can send that Reprise cannot apply (yet), each with why. A

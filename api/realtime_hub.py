@@ -1,21 +1,10 @@
 """Wakes the realtime long-polls of this api process when a run they follow changes.
 
-One ``LISTEN reprise_runs`` connection per process (psycopg, async, autocommit), opened
-at the first subscription. The trigger of migration ``0004_batches`` sends
-``NOTIFY reprise_runs '{"e": env, "r": run, "b": batch, "t": tags}'`` from every write
-of what realtime shows; Postgres delivers it when (and only if) that transaction commits.
-A notification sets the events of the waiters registered under ``run:<id>``,
-``batch:<id>``, ``tag:<env>:<tag>`` (one per tag of the run) or ``env:<id>``; each waiter then re-reads its shape (one indexed query)
-and answers if something changed, so a change costs one query per subscriber it concerns
-and an idle subscription costs nothing until its long-poll times out.
-
-Why Postgres and not Redis pub/sub: the notification is part of the transaction that made
-the change (never sent for a rollback, never before the commit is visible), every writer
-— lifecycle moves, sweeps' batch moves, any route updating a run — notifies without
-knowing about realtime, and Redis stays only the broker (§1). A notification lost while
-the connection was down only delays an answer: on reconnecting every waiter re-reads, and
-each long-poll re-reads before it times out anyway (offsets are snapshots, so a re-read
-never misses a change).
+One ``LISTEN reprise_runs`` connection per process, opened at the first subscription; the
+database trigger on ``runs`` sends ``NOTIFY reprise_runs`` at commit with the environment,
+run, batch and tags. A notification wakes the waiters registered under ``run:<id>``,
+``batch:<id>``, ``tag:<env>:<tag>`` or ``env:<id>``, which each re-read their shape. Why
+Postgres and not Redis pub/sub: docs/architecture.md#realtime.
 """
 
 from __future__ import annotations

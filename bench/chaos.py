@@ -1,4 +1,5 @@
-"""Chaos: faults injected into a live stack, and what each one cost.
+"""Chaos: faults injected into a live stack, and what each one cost
+(docs/architecture.md#faults-cost-their-length).
 
 The scenarios and the stack they run in live in ``tests/support/chaos.py`` (the suite
 runs one of them: ``tests/workers/test_faults.py``); this script runs them and prints one

@@ -1,4 +1,4 @@
-"""Benchmark of commands (§14): accept latency of replay and reschedule, apply throughput.
+"""Benchmark of commands: accept latency of replay and reschedule, apply throughput.
 
     .venv/bin/python bench/commands.py [--record]     # ~2 min; embedded Postgres and Redis
     REPRISE_DATABASE_URL=… REPRISE_REDIS_URL=… .venv/bin/python bench/commands.py

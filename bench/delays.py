@@ -1,4 +1,4 @@
-"""Benchmark of delayed promotion (§14): lateness and worker memory with N pending runs.
+"""Benchmark of delayed promotion: lateness and worker memory with N pending runs.
 
     .venv/bin/python bench/delays.py             # ~2 min; embedded Postgres and Redis
     .venv/bin/python bench/delays.py --record    # also append the results to RESULTS.md

@@ -1,4 +1,4 @@
-"""Messages published per command while a backlog of commands waits (SPEC §14: ≤ 1.05
+"""Messages published per command while a backlog of commands waits (target: ≤ 1.05
 with a 10,000-command backlog).
 
 Accepts N replays (the real accept path: outbox row, publish after commit) with no
@@ -39,15 +39,12 @@ VERSION = "relay.1"
 def accept_backlog(count: int) -> str:
     """A dev key's project with ``count`` accepted replays of one run; returns the key."""
     from reprise.registry import REGISTRY
+    from reprise_server.shared.access.service import authenticate_for_run
     from reprise_server.shared.commands.publisher import PUBLISHER
     from reprise_server.shared.commands.schemas import ReplayRequest
     from reprise_server.shared.commands.service import accept_replay
     from reprise_server.shared.db import transaction
-    from reprise_server.shared.projects.service import (
-        authenticate,
-        authenticate_for_run,
-        create_key,
-    )
+    from reprise_server.shared.projects.service import authenticate, create_key
     from reprise_server.shared.runs.schemas import TriggerOptions
     from reprise_server.shared.runs.service import trigger_run
     from reprise_server.workers.runtime import load_task_modules, register_version

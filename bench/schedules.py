@@ -1,4 +1,4 @@
-"""Benchmark of the schedule sweep (§14 style): what 10,000 active schedules add to a beat
+"""Benchmark of the schedule sweep: what 10,000 active schedules add to a beat
 sweep with nothing due, against an empty schedules table in the same run.
 
     .venv/bin/python bench/schedules.py             # ~1 min; embedded Postgres

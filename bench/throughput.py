@@ -1,5 +1,6 @@
 """Throughput: the whole run lifecycle against raw Celery and a hand-written Celery +
-Postgres job table, in one run, on the same Redis, Postgres and worker shape (SPEC §14).
+Postgres job table, in one run, on the same Redis, Postgres and worker shape
+(docs/operations.md#performance-targets).
 
     .venv/bin/python bench/throughput.py            # the full table (a few minutes)
     .venv/bin/python bench/throughput.py --quick    # smaller counts, under a minute

@@ -1,4 +1,4 @@
-"""Benchmark of the TTL sweep (§14): expirations per second and the cost of an empty sweep.
+"""Benchmark of the TTL sweep: expirations per second and the cost of an empty sweep.
 
     .venv/bin/python bench/ttl.py                # ~3 min; embedded Postgres
     .venv/bin/python bench/ttl.py --record       # also append the results to RESULTS.md

@@ -1,4 +1,4 @@
-"""Client commands of the ``reprise`` CLI (§11): ``trigger``, ``runs …`` and
+"""Client commands of the ``reprise`` CLI: ``trigger``, ``runs …`` and
 ``schedules …`` over HTTP.
 
 Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of

@@ -1,22 +1,9 @@
-"""The Python SDK's API client (§11): ``configure``, ``tasks.trigger`` and ``runs.*``.
-
-Usage::
-
-    import reprise
-
-    reprise.configure(base_url="http://127.0.0.1:8000", access_token="tr_dev_…")
-    handle = reprise.tasks.trigger("send-email", {"to": "a@example.com"}, delay="10m")
-    run = reprise.runs.retrieve(handle.id)
-    for item in reprise.runs.list(status=["FAILED", "CRASHED"], task_identifier="send-email"):
-        reprise.runs.replay(item.id)
+"""The Python SDK's API client: ``configure``, ``tasks.trigger`` and ``runs.*``.
 
 Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_API_KEY``
-(or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``); the URL defaults to
-``http://127.0.0.1:8000``. A :class:`Client` can also be made directly to talk to several
-servers or keys at once.
-
-Times: a ``datetime`` without a timezone is taken as UTC (as the server does for ISO
-strings without an offset).
+(or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``). A :class:`Client` can be made directly
+to talk to several servers or keys at once. A ``datetime`` without a timezone is UTC.
+Usage: docs/tasks.md#the-python-sdk.
 """
 
 from __future__ import annotations
@@ -95,7 +82,7 @@ def ttl_value(ttl: str | int | timedelta) -> str | int:
 
 
 def idempotency_options(key: str | list[str]) -> dict[str, Any]:
-    """The idempotency fields of a trigger, hashed exactly as ``@trigger.dev/sdk`` does (§4.1).
+    """The idempotency fields of a trigger, hashed exactly as ``@trigger.dev/sdk`` does.
 
     Outside a task, a key of scope "run" is ``sha256("-".join(parts))`` in hex, and the user's
     key travels in ``idempotencyKeyOptions``; a plain 64-character string is taken as a key
@@ -264,7 +251,7 @@ class Runs:
         priority: int | None = None,
         queue: str | None = None,
     ) -> str:
-        """Replay a run as a new run of the same task (§5); returns the new run's id.
+        """Replay a run as a new run of the same task; returns the new run's id.
 
         Without overrides the original payload and options are reused. ``payload=None``
         replays with a null payload; leave it out to keep the original.
@@ -288,7 +275,7 @@ class Runs:
         return str(data["id"])
 
     def reschedule(self, run_id: str, delay: Delay) -> Run:
-        """Move a DELAYED run to a new time (§6); returns the run with its new ``delayed_until``."""
+        """Move a DELAYED run to a new time; returns the run with its new ``delayed_until``."""
         path = _run_path(run_id, "/api/v1/runs/{id}/reschedule")
         data = self._client().transport.request_json(
             "POST", path, json_body={"delay": delay_value(delay)}

@@ -1,4 +1,4 @@
-"""Typed results of the SDK: the API's camelCase JSON as pydantic models (§3).
+"""Typed results of the SDK: the API's camelCase JSON as pydantic models.
 
 Fields use snake_case in Python and accept the camelCase keys of the wire (``run.task_identifier``
 reads ``taskIdentifier``). Unknown keys are kept (``extra="allow"``) so a newer server never

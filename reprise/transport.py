@@ -1,4 +1,4 @@
-"""The HTTP layer of the SDK: authentication, JSON, errors and retries (§4.1, §11).
+"""The HTTP layer of the SDK: authentication, JSON, errors and retries.
 
 Retries follow the official SDK: connection errors, 408, 409, 429, 5xx and any response
 carrying ``x-should-retry: true`` are retried with exponential backoff (``x-should-retry:

@@ -26,6 +26,7 @@ EXPIRE_STALE_RUNS = "reprise.expire_stale_runs"
 RELAY_PENDING_COMMANDS = "reprise.relay_pending_commands"
 RECOVER_STALE_RUNS = "reprise.recover_stale_runs"
 FIRE_DUE_SCHEDULES = "reprise.fire_due_schedules"
+RELEASE_WAITING_RUNS = "reprise.release_waiting_runs"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
@@ -108,11 +109,12 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             RELAY_PENDING_COMMANDS: {"queue": queues["sweeps"]},
             RECOVER_STALE_RUNS: {"queue": queues["sweeps"]},
             FIRE_DUE_SCHEDULES: {"queue": queues["sweeps"]},
+            RELEASE_WAITING_RUNS: {"queue": queues["sweeps"]},
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_concurrency=settings.worker_concurrency,
-        # Shutdown (README, "Deploy"). SIGTERM is Celery's warm shutdown: stop consuming,
+        # Shutdown (docs/operations.md#shutdown-and-grace-periods). SIGTERM is Celery's warm shutdown: stop consuming,
         # finish the running tasks, and hand prefetched and ETA messages back to Redis when
         # the channel closes. A cold shutdown (SIGQUIT) first lets running tasks go on for
         # this long (the soft shutdown), then cancels them and hands their acks_late
@@ -157,7 +159,8 @@ def dispatch_runs(runs: Iterable[tuple[str, str | None]]) -> None:
 
 
 def arm_timer(run_id: str, token: int, eta: datetime) -> None:
-    """Publish a promotion timer carrying the schedule token it is valid for (§7)."""
+    """Publish a promotion timer carrying the schedule token it is valid for
+    (docs/architecture.md#timers)."""
     celery_app().send_task(PROMOTE_RUN, args=[run_id, token], eta=eta)
 
 

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.commands import repository as commands_repo
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import RunNotFound
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import Environment
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.reads import RunView, read_run
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
 
@@ -41,7 +43,7 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
     envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
     return RunPage(
         view,
-        runs_repo.checkpoints_of(session, run.id),
+        attempts_repo.checkpoints_of(session, run.id),
         commands_repo.commands_of_run(session, run.id),
         source,
         runs_repo.replays_of(session, auth.project_id, run.id),
@@ -51,10 +53,10 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
 
 def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:
     """A run of the caller's environment as the accept of a replay or reschedule takes it
-    (``lock``: its row locked until commit, as a reschedule needs, §2.3)."""
+    (``lock``: its row locked until commit, as a reschedule needs)."""
     run = (runs_repo.lock_run(session, run_id, auth.environment_id) if lock
            else runs_repo.get_run(session, auth.environment_id, run_id))
     if run is None or run.environment_id != auth.environment_id:
         raise RunNotFound()
-    known = projects_repo.task_known_in_project(session, auth.project_id, run.task_identifier)
+    known = catalogue.task_known_in_project(session, auth.project_id, run.task_identifier)
     return RunHead(run.id, run.task_identifier, run.status, db_now(session), known, locked=lock)

@@ -6,10 +6,11 @@ Services never commit: the request or task boundary does, with :func:`transactio
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from threading import Lock
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, func, select
 from sqlalchemy.engine import Engine
@@ -18,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.db")
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -159,3 +162,17 @@ def utcnow() -> datetime:
 def db_now(session: Session) -> datetime:
     """The database's clock: every process compares times against one clock."""
     return session.execute(select(func.now())).scalar_one()
+
+
+def drain(step: Callable[[Any], tuple[Sequence[T], Any]], batch_size: int) -> list[T]:
+    """Run a batched sweep step until a batch comes back short: ``step(resume_from)``
+    returns what it did and where the next batch resumes its index walk (the rows a batch
+    moved keep their old index entries until vacuum, so restarting from the beginning on
+    every batch would make a large sweep quadratic)."""
+    done: list[T] = []
+    resume_from: Any = None
+    while True:
+        items, resume_from = step(resume_from)
+        done.extend(items)
+        if len(items) < batch_size:
+            return done

@@ -1,4 +1,5 @@
-"""Public identifiers: a prefix and 24 unguessable url-safe characters."""
+"""Public identifiers (a prefix and 24 unguessable url-safe characters), and the shape of a
+task's identifier."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import secrets
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_LENGTH = 24
 RUN_ID_RE = re.compile(r"^run_[0-9A-Za-z_-]{4,64}$")
+# A task's identifier, as a trigger or a schedule names it.
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 
 
 def _random(length: int = _ID_LENGTH) -> str:

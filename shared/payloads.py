@@ -1,4 +1,4 @@
-"""Decoding the payload string the SDK sends (§4.1) into a stored JSON value."""
+"""Decoding the payload string the SDK sends into a stored JSON value."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Reads of runs that reflect every accepted command (read-your-writes, §2.2).
+"""Reads of runs that reflect every accepted command (read-your-writes, see
+docs/architecture.md#read-your-writes).
 
 One path for every adapter: authorize, apply the pending commands the caller may see
 inline (with the same idempotent function the worker uses), then load. It sits above
@@ -18,14 +19,16 @@ from reprise_server.shared.commands.models import Command
 from reprise_server.shared.commands.service import apply_pending
 from reprise_server.shared.errors import NotFound
 from reprise_server.shared.packets.service import run_payload
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.listing import Page, RunQuery, list_page
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.schedules import repository as schedules_repo
 from reprise_server.shared.schedules.models import Schedule
+from reprise_server.shared.versions import repository as versions_repo
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def visible_run(session: Session, auth: AuthContext, run_id: str, applier: str) 
 
 def view_of(session: Session, run: Run) -> RunView:
     # A run that never started has no attempts and no children: skip both queries.
-    attempts = runs_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
+    attempts = attempts_repo.attempts_of(session, [run.id])[run.id] if run.attempt_count else []
     started = run.started_at is not None or run.root_run_id or run.parent_run_id
     related = runs_repo.related_runs(session, run) if started else {}
     schedule = (
@@ -86,7 +89,7 @@ def read_checkpoints(
 ) -> list[Checkpoint]:
     """A run's checkpoints, oldest first."""
     run = visible_run(session, auth, run_id, applier)
-    return runs_repo.checkpoints_of(session, run.id)
+    return attempts_repo.checkpoints_of(session, run.id)
 
 
 def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:
@@ -100,11 +103,11 @@ def job_run_of(session: Session, run: Run) -> JobRunView:
     will run on (its lock, else the environment's current version if that has the task)."""
     version = run.version or run.locked_version
     if version is None:
-        current = projects_repo.current_version_with_task(
+        current = catalogue.current_version_with_task(
             session, run.environment_id, run.task_identifier
         )
         version = current[0] if current else None
-    ordinal = projects_repo.version_ordinal(session, run.environment_id, version)
+    ordinal = versions_repo.version_ordinal(session, run.environment_id, version)
     return JobRunView(run, ordinal, run_payload(session, run))
 
 

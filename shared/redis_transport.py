@@ -1,18 +1,11 @@
 """kombu's Redis transport, with one redis-py client per channel instead of one per command.
 
-kombu's Redis channel builds a new ``redis.Redis`` object for every command it sends
-outside its consumer loop (``Channel.conn_or_acquire``): each publish, each task event,
-each acknowledgement. Building one copies redis-py's ~170 response callbacks into a
-case-insensitive dict (redis-py issue #3624), which profiles at about a quarter of a
-worker's main-process CPU (task events and acks) and a fifth of a publish
-(``bench/RESULTS.md``, "Throughput"). A ``redis.Redis`` object holds no connection of its
-own — it borrows one from the channel's pool per command and is safe to share between
-threads — so one per channel, over the same pool, changes nothing else: same connections,
-same commands, same transport options.
-
-``shared.broker`` selects it for ``redis://`` and ``unix://`` broker URLs unless
-``REPRISE_BROKER_SHARED_CLIENT=false``; other schemes (``rediss://``, Sentinel) keep
-kombu's stock transport.
+kombu builds a new ``redis.Redis`` for every command outside its consumer loop (each
+publish, task event and ack), copying redis-py's response callbacks each time (redis-py
+#3624): about a quarter of a worker main process's CPU (``bench/RESULTS.md``,
+"Throughput"). A ``redis.Redis`` holds no connection of its own, so one per channel over
+the same pool changes nothing else. :mod:`shared.broker` selects it for ``redis://`` and
+``unix://`` URLs unless ``REPRISE_BROKER_SHARED_CLIENT=false``.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
 
     # Workers
     task_modules: str = Field(
-        default="reprise_server.examples.tasks", description="comma-separated modules whose tasks workers load"
+        default="reprise_server.examples.tasks",
+        description="comma-separated modules whose tasks workers load",
     )
     worker_version: str = Field(
         default="",
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
     control_concurrency: int = Field(default=8, description="threads of `reprise control`")
     # A worker executing a run refreshes its heartbeat this often; a claimed run whose
     # heartbeat is older than ``stale_run_seconds`` (its worker died) is re-executed. Keep
-    # the stale window several heartbeats long (README, "Timings").
+    # the stale window several heartbeats long (docs/operations.md#timings).
     worker_heartbeat_seconds: float = Field(
         default=2.5, description="how often a worker executing a run refreshes its heartbeat"
     )
@@ -116,7 +117,7 @@ class Settings(BaseSettings):
         description="one Redis client per broker channel instead of one per command",
     )
 
-    # Timers and sweeps (§7). Only runs due within ``timer_horizon_seconds`` get a Celery
+    # Timers and sweeps (docs/architecture.md#timers). Only runs due within ``timer_horizon_seconds`` get a Celery
     # ETA message, so a worker holds at most the timers of that window in memory, and no
     # ETA message outlives the visibility timeout (which would make Redis redeliver it).
     timer_horizon_seconds: float = Field(
@@ -200,7 +201,7 @@ class Settings(BaseSettings):
     )
     # SIGTERM is a warm shutdown (finish running tasks, hand back prefetched and ETA
     # messages); a cold one (SIGQUIT, or a second Ctrl+C) first waits this long for running
-    # tasks, then cancels them and hands their messages back (README, "Deploy").
+    # tasks, then cancels them and hands their messages back (docs/operations.md#shutdown-and-grace-periods).
     worker_soft_shutdown_seconds: float = Field(
         default=90.0, description="a cold shutdown lets running tasks go on this long"
     )
@@ -299,7 +300,7 @@ class Settings(BaseSettings):
         }
 
     def require_urls(self) -> None:
-        """Refuse to go on without the stores (SPEC §13): never fall back to a default
+        """Refuse to go on without the stores (docs/operations.md#processes): never fall back to a default
         broker or database that happens to run on this machine."""
         missing = [
             name
@@ -326,7 +327,7 @@ def reset_settings_cache() -> None:
 
 
 def settings_table() -> str:
-    """The README's settings table, from this class (a test keeps the README in step)."""
+    """The settings table of docs/operations.md, from this class (a test keeps it in step)."""
     rows = ["| setting | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default

@@ -36,10 +36,11 @@ app = create_app()
 def _after_fork(**_: Any) -> None:
     # Connections pooled by the parent must not be shared with forked children.
     dispose_engines()
-    # A prefork child leaves its parent's process group: systemd, `kill -- -PGID` and
-    # many supervisors signal a whole group, and a SIGTERM reaching the children directly
-    # would cut their running tasks. Only the parent gets it, and does the warm shutdown
-    # (finish running tasks, hand back the rest); it still stops its children itself.
+    # A prefork child leaves its parent's process group: `kill -- -PGID`, a terminal and
+    # many supervisors signal a whole group, and only the parent should get it, to do the
+    # warm shutdown (finish running tasks, hand back the rest); it stops its children
+    # itself. A SIGTERM to every process of a cgroup (systemd) does reach the children:
+    # they ignore it unless the parent sent it (workers/pool.py).
     os.setpgid(0, 0)
 
 

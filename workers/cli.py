@@ -1,4 +1,4 @@
-"""Server commands of the ``reprise`` CLI (§11, §13): ``dev``, ``migrate``, ``api``,
+"""Server commands of the ``reprise`` CLI: ``dev``, ``migrate``, ``api``,
 ``worker``, ``control``, ``beat``, ``flower``, ``healthcheck`` and ``keys``.
 
 :mod:`reprise.cli` adds them with :func:`add_server_commands`, its one seam to the server.
@@ -146,6 +146,9 @@ def _celery_worker(
     from reprise_server.workers.monitoring import ROLE_SETTING
 
     app.conf[ROLE_SETTING] = role
+    # `--pool prefork` is Celery's prefork pool, except that a SIGTERM reaching the pool
+    # children directly (systemd's control group) cannot cut their runs: workers/pool.py.
+    app.conf.worker_pool = "reprise_server.workers.pool:PreforkPool"
     # Reprise coordinates through Postgres, not worker-to-worker gossip: skipping mingle and
     # gossip saves a second at start and broadcast chatter at scale.
     argv = [

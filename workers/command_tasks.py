@@ -13,6 +13,7 @@ import logging
 from sqlalchemy.exc import OperationalError
 
 from reprise_server.shared import broker
+from reprise_server.shared.bulk import batches  # noqa: F401  (registers the bulk applier)
 from reprise_server.shared.commands import service
 from reprise_server.shared.db import transaction
 from reprise_server.workers.runtime import process_name
@@ -20,6 +21,8 @@ from reprise_server.workers.runtime import process_name
 log = logging.getLogger("reprise.worker")
 
 app = broker.celery_app()
+# The control process applies bulk batches: importing shared.bulk.batches above put their
+# applier in the outbox's table (a replay's comes with the commands service).
 
 
 @app.task(

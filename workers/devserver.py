@@ -132,7 +132,7 @@ def _db_clock() -> datetime:
 
 def _registered_since(since: datetime) -> bool:
     from reprise_server.shared.db import transaction
-    from reprise_server.shared.projects.service import worker_registered
+    from reprise_server.shared.versions.service import worker_registered
 
     with transaction() as session:
         return worker_registered(session, since=since)

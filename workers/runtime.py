@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from reprise.registry import REGISTRY, Registry
 from reprise_server.shared.db import transaction
-from reprise_server.shared.runs import service as runs
 from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions import service as versions
 
 log = logging.getLogger("reprise.worker")
 
@@ -73,16 +73,37 @@ def default_version(registry: Registry) -> str:
     return f"{datetime.now(UTC):%Y%m%d}.{digest.hexdigest()[:8]}"
 
 
+# Waiting runs released per transaction: a backlog of any size is released without
+# holding one transaction (and its row locks) for the whole of it.
+RELEASE_BATCH_SIZE = 1000
+
+
 def register_version(
     registry: Registry, version: str, env_slugs: list[str], project_id: str | None = None
 ) -> int:
-    """Register the catalogue; the PENDING_VERSION runs it can now execute are queued
-    (and published after commit). Returns how many were."""
+    """Register the catalogue (one transaction), then queue every PENDING_VERSION run it
+    can now execute, a batch per transaction, each batch published after its commit.
+    Returns how many were queued.
+
+    Interrupted between batches, the catalogue is registered and the runs not yet released
+    keep waiting: the next registration releases them (every worker process registers
+    when it boots, a restarted one included)."""
+    catalogue = registry.catalogue()
     with transaction() as session:
-        released = runs.register_version(
-            session, version, registry.catalogue(), env_slugs, project_id
+        environment_ids = versions.register_worker_version(
+            session, version, catalogue, env_slugs, project_id
         )
-    return len(released)
+    released = 0
+    for environment_id in environment_ids:
+        while True:
+            with transaction() as session:
+                batch = versions.release_waiting_runs(
+                    session, environment_id, list(catalogue), RELEASE_BATCH_SIZE
+                )
+            released += len(batch)
+            if len(batch) < RELEASE_BATCH_SIZE:
+                break
+    return released
 
 
 def declared_queues(registry: Registry) -> list[str]:

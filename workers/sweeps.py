@@ -1,18 +1,10 @@
 """The beat sweeps, every one declared with :func:`sweep`.
 
-A sweep is one transaction that first takes its Postgres advisory lock
-(:func:`shared.sweeps.service.claim_sweep`): a duplicate arriving while the same sweep
-runs (a second beat, a backlog after workers were down) returns ``{"skipped": 1}`` at
-once. The work itself is batched and idempotent (``FOR UPDATE SKIP LOCKED``, changes by
-compare-and-set), so even without the lock two sweeps would split the rows, never apply
-one twice. Sweeps return their counts, which the task signals turn into metrics
-(:mod:`workers.monitoring`), and beat schedules each one with an expiry
-(:func:`beat_schedule`).
-
-Sweeps are housekeeping that runs every few seconds whether or not there is work, so they
-keep out of the way of what people watch: they send no task events (Flower's task list
-shows runs and commands, not 1,800 sweeps an hour; their counts are in ``/metrics``), and
-the worker logs a sweep that found nothing at DEBUG (:class:`QuietIdleSweeps`).
+A sweep is one transaction that first takes its advisory lock
+(:func:`shared.sweeps.service.claim_sweep`; a duplicate returns ``{"skipped": 1}``), returns
+its counts (turned into metrics by :mod:`workers.monitoring`), sends no task events and
+logs an idle run at DEBUG. :func:`beat_schedule` gives each an expiry. See
+docs/architecture.md#sweeps.
 """
 
 from __future__ import annotations
@@ -124,20 +116,20 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 @sweep(broker.PROMOTE_DUE_RUNS)
 def promote_due_runs(session: Session) -> Counts:
-    """Promote overdue delayed runs and arm timers for those entering the horizon (§7)."""
+    """Promote overdue delayed runs and arm timers for those entering the horizon."""
     result = timers.promote_due_runs(session)
     return {"promoted": result.promoted, "armed": result.armed}
 
 
 @sweep(broker.EXPIRE_STALE_RUNS)
 def expire_stale_runs(session: Session) -> Counts:
-    """Expire queued runs past their TTL (§8)."""
+    """Expire queued runs past their TTL."""
     return {"expired": ttl.expire_stale_runs(session)}
 
 
 @sweep(broker.RELAY_PENDING_COMMANDS)
 def relay_pending_commands(session: Session) -> Counts:
-    """Republish commands whose message may be lost (§2.1): none while the commands queue
+    """Republish commands whose message may be lost: none while the commands queue
     still holds messages (a backlog is not a loss)."""
     queued = broker.queued_commands()
     return {"relayed": commands.relay_pending_commands(session, queued_messages=queued)}
@@ -145,7 +137,7 @@ def relay_pending_commands(session: Session) -> Counts:
 
 @sweep(broker.RECOVER_STALE_RUNS)
 def recover_stale_runs(session: Session) -> Counts:
-    """Republish runs whose execution message may be lost, or whose worker died (§9)."""
+    """Republish runs whose execution message may be lost, or whose worker died."""
     return {"redispatched": lifecycle.redispatch_lost(session)}
 
 
@@ -154,3 +146,10 @@ def fire_due_schedules(session: Session) -> Counts:
     """Create one run for each schedule whose tick has come (the latest tick only, after
     an outage), and move each to its next tick."""
     return {"fired": schedules.fire_due_schedules(session)}
+
+
+@sweep(broker.RELEASE_WAITING_RUNS)
+def release_waiting_runs(session: Session) -> Counts:
+    """Queue PENDING_VERSION runs whose environment's current version has their task
+    (a registration releases its own; this catches a run inserted while it ran)."""
+    return {"released": len(lifecycle.release_missed_pending_version(session, 1000))}

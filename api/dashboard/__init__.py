@@ -1,4 +1,4 @@
-"""The dashboard (SPEC §16): server-rendered pages under ``/dashboard``, an adapter like
+"""The dashboard (docs/dashboard.md): server-rendered pages under ``/dashboard``, an adapter like
 the REST API — it calls the same services and shows the same errors."""
 
 from reprise_server.api.dashboard.routes import router

@@ -25,8 +25,8 @@ from reprise_server.shared.bulk.schemas import MAX_RUN_IDS, freeze
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.ids import is_run_id
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import PageRequest
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.sessions.service import SignedIn
 
 router = APIRouter()

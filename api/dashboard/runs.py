@@ -5,7 +5,6 @@ and nothing is written."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,15 +25,14 @@ from reprise_server.shared.commands.errors import ReplayFailed
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.commands.service import accept_replay, accept_reschedule
 from reprise_server.shared.dashboard import read_run_page, run_head
-from reprise_server.shared.durations import DurationError, parse_datetime
 from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import reject_nul
 from reprise_server.shared.reads import read_page, visible_run
+from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.service import cancel_run
-from reprise_server.shared.runs.states import CURRENT_API_VERSION, RunStatus, statuses_for_filter
+from reprise_server.shared.runs.states import CURRENT_API_VERSION, RunStatus
 from reprise_server.shared.sessions.service import SignedIn
 
 router = APIRouter()
@@ -43,38 +41,28 @@ PAGE_SIZE = 25
 STATUSES = [s.value for s in RunStatus if s is not RunStatus.RETRYING]
 
 
-def _many(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
-
-
-def _moment(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_datetime(value if len(value) > 16 else f"{value}:00")
-    except DurationError:
-        raise ValueError(f"{name} must be a date and time") from None
+_WORDING = FilterWording(
+    unknown_status="unknown status: {value}",
+    created_from="Created from must be a date and time",
+    created_to="Created to must be a date and time",
+)
 
 
 def list_filter(params: dict[str, str]) -> RunFilter:
     """The runs list's filter from its query (the same fields as the API's list)."""
     reject_nul(params, "filter")
-    statuses: set[RunStatus] = set()
-    for name in _many(params.get("status")):
-        try:
-            statuses |= statuses_for_filter(name, CURRENT_API_VERSION)
-        except ValueError:
-            raise ValueError(f"unknown status: {name}") from None
-    return RunFilter(
-        statuses=frozenset(statuses) if statuses else None,
-        task_identifiers=_many(params.get("task")),
-        tags=_many(params.get("tag")),
-        versions=_many(params.get("version")),
-        created_from=_moment(params.get("from"), "Created from"),
-        created_to=_moment(params.get("to"), "Created to"),
+    return RunFilter.build(
+        _WORDING,
+        api_version=CURRENT_API_VERSION,
+        statuses=params.get("status"),
+        task_identifiers=params.get("task"),
+        tags=params.get("tag"),
+        versions=params.get("version"),
+        created_from=params.get("from"),
+        created_to=params.get("to"),
         replays_only=params.get("replays") == "1",
-        bulk_action_id=params.get("bulk") or None,
-        schedule_id=params.get("schedule") or None,
+        bulk_action_id=params.get("bulk"),
+        schedule_id=params.get("schedule"),
     )
 
 

@@ -45,7 +45,8 @@ def replay_run(run_id: RunId, body: ReplayBody, credential: BearerCredential,
 def reschedule_run(run_id: RunId, body: RescheduleBody, credential: BearerCredential,
                    session: DbSession, request: Request,
                    api_version: ApiVersion = None) -> JSONResponse:
-    # The run's row stays locked until the commit: a racing promotion waits (§2.3).
+    # The run's row stays locked until the commit: a racing promotion waits
+    # (docs/architecture.md#reschedule).
     auth, run = credential.with_run(run_id, lock=True)
     moved = accept_reschedule(session, auth, run, body.delay, api_applier())
     return JSONResponse(render_run(request, view_of(session, moved), api_version, public=False))

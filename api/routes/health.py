@@ -1,4 +1,4 @@
-"""Liveness and readiness (§4).
+"""Liveness and readiness (docs/operations.md#observability).
 
 ``/healthz`` answers while the process serves HTTP (a liveness probe: restart me if not).
 ``/readyz`` answers 200 only when Postgres and Redis both answer (a readiness probe: send

@@ -1,4 +1,4 @@
-"""Packets (§4.2): presigned upload and download URLs for payloads the SDK offloads, the
+"""Packets: presigned upload and download URLs for payloads the SDK offloads, the
 signed object URLs themselves, and signed downloads of a run's large payload or output.
 
 The SDK's calls: ``PUT /api/v2/packets/{path}`` (createUploadPayloadUrl: ``{presignedUrl,
@@ -61,7 +61,7 @@ def create_run_packet_url(field: str, auth: Reader, run_id: RunId, session: DbSe
     if field not in ("payload", "output"):
         raise NotFound(f"Unknown packet field: {field} (payload or output)")
     run = visible_run(session, auth, run_id, api_applier())
-    if auth.is_public:  # public tokens see neither payload nor output (§3)
+    if auth.is_public:  # public tokens see neither payload nor output
         raise PacketNotFound()
     return JSONResponse({"presignedUrl": packet_url(request, run, field)})
 

@@ -1,23 +1,11 @@
 """Realtime: ``runs.subscribeToRun``, ``runs.subscribeToRunsWithTag``, ``subscribeToBatch``.
 
-The official SDK reads these with ElectricSQL's shape-stream client (``@electric-sql/client``
-inside ``@trigger.dev/core``), so they speak its HTTP protocol:
-
-* ``offset=-1`` asks for the whole shape: every run as an ``insert`` message, then an
-  ``up-to-date`` control message, with the headers the client requires (``electric-handle``,
-  ``electric-offset``, ``electric-schema``; ``electric-up-to-date`` so it does not prefetch).
-* ``offset=<o>&live=true`` is a long-poll: it answers as soon as a run of the shape changed
-  after offset ``<o>`` (each changed run as an ``update`` message carrying the whole row),
-  or after :data:`LIVE_POLL_SECONDS` with only ``up-to-date``; the client then asks again
-  with the new ``electric-offset``. ``electric-cursor`` is the live cache buster.
-* Rows are Trigger.dev's ``TaskRun`` columns (``SubscribeRunRawShape``): stored statuses
-  (``PENDING``, ``COMPLETED_SUCCESSFULLY`` …), dates without a zone, payload, output and
-  metadata as JSON text with their types. ``electric-schema`` is ``{}``: values are sent as
-  JSON values already, so the client's type parsers have nothing to convert.
-
-The SDK closes ``subscribeToRun`` by itself once a row has ``completedAt`` (its
-``stopOnCompletion``, default true); the server keeps no state per subscription. Waiting
-costs no query: the long-poll sleeps until :mod:`api.realtime_hub` wakes it.
+The official SDK reads these with ElectricSQL's shape-stream client, so they speak its
+HTTP protocol: ``offset=-1`` answers the whole shape (``insert`` messages, then
+``up-to-date``); ``offset=<o>&live=true`` long-polls up to :data:`LIVE_POLL_SECONDS` for
+runs changed after ``<o>`` (``update`` messages with the whole row). Rows are Trigger.dev's
+``TaskRun`` columns. Waiting costs no query: :mod:`api.realtime_hub` wakes the long-poll.
+See docs/api.md#realtime and docs/architecture.md#realtime.
 """
 
 from __future__ import annotations
@@ -159,7 +147,7 @@ async def _serve(request: Request, auth: AuthContext, shape: Shape, handle: str,
 
 def _authorize_run(auth: AuthContext, run_id: str) -> None:
     # Through the read path: a replay's new run exists once its command is applied, so a
-    # subscription right after runs.replay() finds it (read-your-writes, §2.2).
+    # subscription right after runs.replay() finds it (read-your-writes).
     with transaction() as session:
         visible_run(session, auth, run_id, api_applier())
 

@@ -1,5 +1,5 @@
 """Run metadata, tags, result and idempotency-key reset, in the official SDK's shapes
-(§4.2; the rules: :mod:`shared.runs.edits`)."""
+(the rules: :mod:`shared.runs.edits`)."""
 
 from __future__ import annotations
 

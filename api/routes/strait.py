@@ -1,4 +1,4 @@
-"""Strait-compatible routes (seed 004): replay (optionally from a checkpoint), retrieve,
+"""Strait-compatible routes (docs/api.md#strait): replay (optionally from a checkpoint), retrieve,
 and a run's checkpoints, in Strait's snake_case ``JobRun`` shape.
 
 Strait's replay answers with the new run itself, so the replay command is recorded and

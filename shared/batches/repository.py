@@ -10,19 +10,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.batches.models import Batch, BatchItem
+from reprise_server.shared.idempotency import KeyTaken
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
 
 _BATCHES = cast(Table, Batch.__table__)
 
 
-def insert_batch(session: Session, batch: Batch) -> bool:
-    """Insert ``batch``; False (nothing written) if one of its idempotency keys is taken."""
+def insert_batch(session: Session, batch: Batch) -> Batch:
+    """Insert ``batch``; raises KeyTaken (nothing written) if one of its keys is taken."""
     values = {c.key: getattr(batch, c.key) for c in _BATCHES.columns if c.key in batch.__dict__}
     inserted = session.execute(
         pg_insert(_BATCHES).values(values).on_conflict_do_nothing().returning(_BATCHES.c.id)
     ).first()
-    return inserted is not None
+    if inserted is None:
+        raise KeyTaken(batch.id)
+    return batch
 
 
 def find_by_idempotency_key(session: Session, environment_id: str, key_hash: str) -> Batch | None:
@@ -39,6 +42,10 @@ def find_by_request_key(session: Session, environment_id: str, request_key: str)
             Batch.environment_id == environment_id, Batch.request_idempotency_key == request_key
         )
     ).first()
+
+
+def release_request_key(session: Session, batch_id: str) -> None:
+    session.execute(update(Batch).where(Batch.id == batch_id).values(request_idempotency_key=None))
 
 
 def get_batch(

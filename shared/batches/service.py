@@ -1,35 +1,28 @@
-"""Batch rules: create a batch, fill it from the item stream, read it back.
-
-The two phases of the official SDK's ``batch.trigger`` / ``tasks.batchTrigger``: create
-the batch with the number of items to expect (``POST /api/v3/batches``), then stream the
-items as NDJSON (``POST /api/v3/batches/{id}/items``). Each item is triggered exactly as a
-single trigger is (:func:`shared.runs.service.trigger_run`: the same options, idempotency
-keys and defaults), with the batch's id on its run.
-
-Items are idempotent by their index: the stream holds the batch's row lock, so a retried
-stream (the SDK retries a stream that failed or did not seal the batch) waits for the
-first one, then counts what it already has as deduplicated and creates no run twice. The
-whole stream is one transaction: a stream cut off halfway writes nothing, and its retry
-starts over. An item whose run cannot be created (an unknown task, an option the trigger
-refuses) is recorded with its error; the batch is sealed — every expected index present —
-and is then ``PARTIAL_FAILED`` instead of ``COMPLETED``.
+"""Batch rules: create a batch, fill it from the item stream, read it back — the two
+phases of the official SDK's ``batch.trigger`` / ``tasks.batchTrigger``. Each item is
+triggered as a single trigger is (:func:`shared.runs.service.trigger_run`); items are
+idempotent by their index and the stream is one transaction. Why:
+docs/architecture.md#batches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared import idempotency
 from reprise_server.shared.batches import repository as repo
 from reprise_server.shared.batches.models import Batch, BatchItem
 from reprise_server.shared.batches.schemas import BatchItemLine, CreateBatchRequest
 from reprise_server.shared.db import after_commit_scope, db_now
 from reprise_server.shared.errors import BadRequest, Forbidden, NotFound, RepriseError
+from reprise_server.shared.idempotency import Finder
 from reprise_server.shared.ids import new_id
 from reprise_server.shared.projects.service import AuthContext, spend_public_token
-from reprise_server.shared.runs.service import idempotency_key_hash, trigger_run
+from reprise_server.shared.runs.service import trigger_run
 from reprise_server.shared.runs.states import RunStatus
 
 
@@ -84,16 +77,8 @@ def create_batch(
         _check_public_tasks(auth, request.task_identifiers)
         if auth.access is not None:  # createBatchTriggerPublicToken: one batch per token
             spend_public_token(session, auth.access)
-    request_key = request_key[:128] if request_key else None
-    if request_key:
-        existing = repo.find_by_request_key(session, auth.environment_id, request_key)
-        if existing is not None:
-            return CreatedBatch(existing, False)
-    key_hash = idempotency_key_hash(request.idempotency_key) if request.idempotency_key else None
-    if key_hash:
-        existing = repo.find_by_idempotency_key(session, auth.environment_id, key_hash)
-        if existing is not None:
-            return CreatedBatch(existing, True)
+    request_key = idempotency.request_key(request_key)
+    key_hash = idempotency.hash_key(request.idempotency_key) if request.idempotency_key else None
     now = db_now(session)
     batch = Batch(
         id=new_id("batch"),
@@ -107,15 +92,28 @@ def create_batch(
         created_at=now,
         updated_at=now,
     )
-    if not repo.insert_batch(session, batch):
-        # A concurrent request took one of the keys between our read and our insert.
-        winner = (key_hash and repo.find_by_idempotency_key(
-            session, auth.environment_id, key_hash
-        )) or (request_key and repo.find_by_request_key(session, auth.environment_id, request_key))
-        if not winner:
-            raise RepriseError("the batch could not be created; try again")
-        return CreatedBatch(winner, bool(key_hash))
-    return CreatedBatch(batch, False)
+    answer = idempotency.insert_or_winner(
+        lambda: repo.insert_batch(session, batch),
+        _earlier_batches(session, auth.environment_id, request_key, key_hash, now),
+    )
+    return CreatedBatch(answer.row, answer.cached)
+
+
+def _earlier_batches(
+    session: Session, environment_id: str, request_key: str | None, key_hash: str | None,
+    now: datetime,
+) -> list[Finder[Batch]]:
+    """Where an earlier request's batch is found: by the request key (a retry within the
+    window), then by the idempotency key."""
+    finders: list[Finder[Batch]] = []
+    if request_key:
+        finders.append(lambda: idempotency.retry_of(
+            repo.find_by_request_key(session, environment_id, request_key), lambda: now,
+            lambda batch: repo.release_request_key(session, batch.id)))
+    if key_hash:
+        finders.append(lambda: idempotency.holder(
+            repo.find_by_idempotency_key(session, environment_id, key_hash)))
+    return finders
 
 
 def _trigger_item(

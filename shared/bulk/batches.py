@@ -1,18 +1,9 @@
 """A bulk action is worked through by batch commands, one at a time, on the control process.
 
-A batch is a row of the command outbox (kind ``bulk``), applied by
-:func:`shared.commands.service.apply_command` like a replay: the command row is locked
-``FOR UPDATE`` and acted on only while PENDING, and everything the batch does — the runs
-it replays, cancels or reschedules, their items, the action's counts and cursor, the
-command's outcome and the next batch's command — is written in that one transaction. So a
-control process killed mid-batch leaves nothing behind (the transaction rolls back), the
-command stays pending, and its redelivered message (``acks_late``) or the relay sweep
-applies it again from the same cursor: no run is acted on twice. Commit is the only
-moment a batch counts.
-
-The next batch is published after commit; a throttled replay (``maxPerSecond``) publishes
-it with a countdown and stamps its ``published_at`` at that due time, so the relay sweep
-leaves it alone until then.
+A batch is a command of the outbox (kind ``bulk``; this module registers
+:func:`apply_batch` as its applier), applied under the command's row lock in one
+transaction with everything it does, so a killed control process leaves nothing behind and
+no run is acted on twice. Why: docs/architecture.md#bulk-actions.
 """
 
 from __future__ import annotations
@@ -30,17 +21,18 @@ from reprise_server.shared.bulk.models import BulkAction, BulkKind, BulkStatus
 from reprise_server.shared.bulk.selection import filter_of
 from reprise_server.shared.commands import replay
 from reprise_server.shared.commands import repository as commands_repo
+from reprise_server.shared.commands.appliers import LockedCommand, register_applier
 from reprise_server.shared.commands.errors import ReplayFailed
-from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.commands.models import CommandKind, CommandStatus
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import after_commit_scope, db_now, on_commit
 from reprise_server.shared.durations import iso, parse_datetime
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.ids import new_command_id, new_run_id
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import lifecycle
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import filters, lifecycle
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.service import create_run
 from reprise_server.shared.settings import get_settings
@@ -81,8 +73,9 @@ def enqueue_batch(
     return command_id
 
 
-def apply_batch(session: Session, command: Command, applier: str) -> dict[str, Any]:
+def apply_batch(session: Session, locked: LockedCommand, applier: str) -> dict[str, Any]:
     """Act on the next batch of the command's bulk action; returns the command's result."""
+    command = locked.command
     bulk = repo.lock_bulk_action(session, str(command.arguments.get("bulkActionId")))
     if bulk is None:
         raise ReplayFailed("the bulk action no longer exists")
@@ -96,7 +89,7 @@ def apply_batch(session: Session, command: Command, applier: str) -> dict[str, A
         else None
     )
     # One more than the batch: whether another batch follows.
-    runs = runs_repo.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
+    runs = filters.list_runs(session, bulk.environment_id, filter_of(bulk.selection),
                                size + 1, after=after)
     finished = len(runs) <= size
     runs = runs[:size]
@@ -137,30 +130,29 @@ def _replay_runs(session: Session, bulk: BulkAction, runs: list[Run], applier: s
     items, commands = [], []
     for run in runs:
         if run.task_identifier not in known:
-            known[run.task_identifier] = projects_repo.task_known_in_project(
+            known[run.task_identifier] = catalogue.task_known_in_project(
                 session, env.project_id, run.task_identifier)
-        target = new_run_id()
-        command = Command(id=new_command_id(), arguments={"bulkActionId": bulk.id},
-                          target_run_id=target)
+        target, command_id = new_run_id(), new_command_id()
         try:
-            replay.validate_replay(session, auth, run.id, run.task_identifier,
-                                   known[run.task_identifier], ReplayRequest(), None, now)
+            accepted = replay.validate_replay(session, auth, run.id, run.task_identifier,
+                                              known[run.task_identifier], ReplayRequest(), None,
+                                              now)
             # No savepoint (it cost a quarter of a batch, profiled): like a single
             # replay's apply, building the run validates everything before its one
             # INSERT, so a refused run has written nothing; a fresh id and no
             # idempotency key mean that INSERT cannot conflict.
             with after_commit_scope(session):
                 create_run(session, env.project_id, env.id,
-                           replay.new_run_of(session, command, run))
+                           replay.new_run_of(session, accepted.plan, run, target, env.id))
         except RepriseError as exc:
             items.append(_item(bulk, run.id, None, getattr(exc, "detail", None) or exc.message))
             continue
         items.append(_item(bulk, run.id, target))
         commands.append({
-            "id": command.id, "kind": CommandKind.REPLAY.value,
+            "id": command_id, "kind": CommandKind.REPLAY.value,
             "status": CommandStatus.APPLIED.value, "environment_id": env.id,
             "run_id": run.id, "target_run_id": target, "target_environment_id": env.id,
-            "arguments": command.arguments, "result": {"runId": target},
+            "arguments": {"bulkActionId": bulk.id}, "result": {"runId": target},
             "publish_count": 0, "applied_at": now, "applied_by": applier[:200],
         })
     if commands:
@@ -211,3 +203,6 @@ _ACTIONS = {
     BulkKind.CANCEL: _cancel_runs,
     BulkKind.RESCHEDULE: _reschedule_runs,
 }
+
+
+register_applier(CommandKind.BULK, apply_batch)

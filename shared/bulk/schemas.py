@@ -11,16 +11,14 @@ them, never silently dropped.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import BadRequest
 from reprise_server.shared.ids import is_run_id
-from reprise_server.shared.runs.repository import RunFilter
-from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
+from reprise_server.shared.runs.filters import FilterWording, RunFilter, parse_period
 
 MAX_RUN_IDS = 500
 # A filter that names no time covers the runs created in the last 7 days, as Trigger.dev's.
@@ -31,11 +29,18 @@ UNSUPPORTED_FILTERS = ("schedule", "queue", "machine", "region")
 StrOrList = str | list[str]
 
 
-def _many(value: StrOrList | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    values = [value] if isinstance(value, str) else value
-    return tuple(sorted({v.strip() for v in values if v.strip()}))
+# How a bulk action words a filter value it cannot use (the body's field names).
+_WORDING = FilterWording(
+    unknown_status="filter.status has an unknown status: {value}",
+    created_from="filter.from must be an ISO-8601 date or epoch milliseconds",
+    created_to="filter.to must be an ISO-8601 date or epoch milliseconds",
+    period="filter.period must be a duration such as 1d",
+)
+
+
+def _listed(value: StrOrList | None) -> list[str] | None:
+    """The SDK sends one word or a list of them; a single word is never split at commas."""
+    return [value] if isinstance(value, str) else value
 
 
 def _non_empty(value: Any) -> bool:
@@ -46,18 +51,6 @@ def _non_empty(value: Any) -> bool:
     if isinstance(value, str):
         return bool(value.strip())
     return True
-
-
-def _moment(value: datetime | float | str, name: str) -> datetime:
-    """A date of the filter: ISO-8601 (a JS ``Date`` serialises so), or epoch milliseconds."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    try:
-        if isinstance(value, int | float):
-            return datetime.fromtimestamp(value / 1000, tz=UTC)
-        return parse_datetime(value)
-    except (DurationError, ValueError, OverflowError, OSError):
-        raise ValueError(f"filter.{name} must be an ISO-8601 date or epoch milliseconds") from None
 
 
 class BulkFilter(BaseModel):
@@ -96,36 +89,26 @@ class BulkFilter(BaseModel):
     def to_run_filter(self, api_version: str | None, now: datetime) -> RunFilter:
         """The filter, frozen at ``now``: runs created later (a bulk replay's own new runs
         among them) are never part of the action."""
-        statuses: set[RunStatus] = set()
-        for name in _many(self.status):
-            try:
-                statuses |= statuses_for_filter(name, api_version)
-            except ValueError:
-                raise BadRequest(f"filter.status has an unknown status: {name}") from None
-        try:
-            created_from = _moment(self.from_, "from") if self.from_ is not None else None
-            created_to = _moment(self.to, "to") if self.to is not None else None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        if self.period:
-            if self.from_ is not None:
-                raise BadRequest("filter.period and filter.from both set a start: send one")
-            try:
-                created_from = now - timedelta(seconds=parse_duration(self.period))
-            except (DurationError, OverflowError):
-                raise BadRequest("filter.period must be a duration such as 1d") from None
-        return freeze(RunFilter(
-            statuses=frozenset(statuses) if statuses else None,
-            task_identifiers=_many(self.task_identifier),
-            tags=_many(self.tag),
-            versions=_many(self.version),
-            created_from=created_from,
-            created_to=created_to,
+        run_filter = RunFilter.build(
+            _WORDING,
+            api_version=api_version,
+            statuses=_listed(self.status),
+            task_identifiers=_listed(self.task_identifier),
+            tags=_listed(self.tag),
+            versions=_listed(self.version),
+            created_from=self.from_,
+            created_to=self.to,
             is_test=self.is_test,
-            batch_id=self.batch or None,
-            bulk_action_id=self.bulk_action or None,
-            replays_only=bool(self.replays_only),
-        ), now)
+            batch_id=self.batch,
+            bulk_action_id=self.bulk_action,
+            replays_only=self.replays_only,
+        )
+        if self.period and self.from_ is not None:
+            raise BadRequest("filter.period and filter.from both set a start: send one")
+        period = parse_period(self.period, _WORDING)
+        if period is not None:
+            run_filter = replace(run_filter, created_from=now - period)
+        return freeze(run_filter, now)
 
 
 def freeze(run_filter: RunFilter, now: datetime) -> RunFilter:

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from reprise_server.shared.durations import parse_datetime
-from reprise_server.shared.runs.repository import RunFilter
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.states import RunStatus
 
 
 def selection_of(run_filter: RunFilter) -> dict[str, Any]:
     """The filter as JSON (absent fields omitted)."""
     data: dict[str, Any] = {
-        "statuses": sorted(s.value for s in run_filter.statuses) if run_filter.statuses else None,
+        # An empty list is kept: a status filter naming no state Reprise has matches no run.
+        "statuses": (
+            sorted(s.value for s in run_filter.statuses)
+            if run_filter.statuses is not None else None
+        ),
         "taskIdentifiers": list(run_filter.task_identifiers) or None,
         "tags": list(run_filter.tags) or None,
         "versions": list(run_filter.versions) or None,
@@ -35,7 +39,7 @@ def filter_of(selection: dict[str, Any]) -> RunFilter:
 
     statuses = selection.get("statuses")
     return RunFilter(
-        statuses=frozenset(RunStatus(s) for s in statuses) if statuses else None,
+        statuses=frozenset(RunStatus(s) for s in statuses) if statuses is not None else None,
         task_identifiers=tuple(selection.get("taskIdentifiers") or ()),
         tags=tuple(selection.get("tags") or ()),
         versions=tuple(selection.get("versions") or ()),

@@ -1,23 +1,10 @@
-"""Bulk actions (SPEC §5; Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
+"""Bulk actions (Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
 
-Accepting freezes the selection (a filter's time range ends at the accept, so the action's
-own replays are never part of it), counts it, records the action and the command of its
-first batch in the request's transaction, and publishes that command after commit: the
-control process works through the runs in batches (:mod:`shared.bulk.batches`).
-
-Decisions where Trigger.dev is silent or Reprise goes further:
-
-* ``dryRun: true`` writes nothing and answers how many runs the action would touch and
-  the first few of their ids.
-* ``maxPerSecond`` (replay only) paces the replay: batches of at most that many runs, at
-  most that many per second.
-* ``reschedule`` moves every DELAYED run of the selection to one time, ``delay`` resolved
-  at the accept (a duration from then, or an ISO date-time in the future); a run promoted
-  before its batch reaches it is counted as a failure. A filter naming statuses other
-  than DELAYED is refused.
-* ``filter[bulkAction]`` on the run list gives the runs an action produced or changed (a
-  replay's new runs; the runs a cancel canceled or a reschedule moved), as Trigger.dev
-  tags them.
+Accepting freezes the selection, counts it, records the action and its first batch's
+command in the request's transaction, and publishes that command after commit; the control
+process works through the runs in batches (:mod:`shared.bulk.batches`). The flow and the
+additions (``dryRun``, ``maxPerSecond``, ``reschedule``): docs/architecture.md#bulk-actions
+and docs/api.md#bulk-actions.
 """
 
 from __future__ import annotations
@@ -41,9 +28,9 @@ from reprise_server.shared.errors import BadRequest, Conflict, InvalidInput, Not
 from reprise_server.shared.ids import new_id
 from reprise_server.shared.payloads import reject_nul
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import filters
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import PageRequest
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.states import RunStatus
 
 PREVIEW_IDS = 10
@@ -113,13 +100,13 @@ def _scoped(kind: BulkKind, run_filter: RunFilter) -> RunFilter:
 
 def preview(session: Session, auth: AuthContext, spec: BulkSpec) -> Preview:
     """How many runs the action would touch, and the first few (newest first)."""
-    count = runs_repo.count_runs(session, auth.environment_id, spec.run_filter)
-    ids = runs_repo.run_ids_matching(session, auth.environment_id, spec.run_filter, PREVIEW_IDS)
+    count = filters.count_runs(session, auth.environment_id, spec.run_filter)
+    ids = filters.run_ids_matching(session, auth.environment_id, spec.run_filter, PREVIEW_IDS)
     return Preview(count, ids)
 
 
 def create_bulk_action(session: Session, auth: AuthContext, spec: BulkSpec) -> BulkAction:
-    total = runs_repo.count_runs(session, auth.environment_id, spec.run_filter)
+    total = filters.count_runs(session, auth.environment_id, spec.run_filter)
     bulk = repo.insert_bulk_action(session, BulkAction(
         id=new_id("bulk"),
         environment_id=auth.environment_id,

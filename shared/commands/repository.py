@@ -9,6 +9,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from reprise_server.shared.commands.appliers import LockedCommand
 from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
 from reprise_server.shared.projects.models import Environment
 from reprise_server.shared.runs.models import Run
@@ -34,20 +35,18 @@ def insert_commands(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def replay_by_request_key(
-    session: Session, environment_id: str, run_id: str, request_key: str, window: timedelta
-) -> tuple[str, str] | None:
-    """``(command id, new run id)`` of a replay of ``run_id`` accepted for the same request
-    key within ``window`` (found through ``ix_commands_run``)."""
-    row = session.execute(
-        select(Command.id, Command.target_run_id).where(
+    session: Session, environment_id: str, run_id: str, request_key: str
+) -> Command | None:
+    """The latest replay of ``run_id`` accepted for this request key (found through
+    ``ix_commands_run``); whether it still answers is the caller's window to decide."""
+    return session.scalars(
+        select(Command).where(
             Command.run_id == run_id,
             Command.environment_id == environment_id,
-            Command.kind == "replay",
-            Command.created_at > func.now() - window,
+            Command.kind == CommandKind.REPLAY.value,
             Command.arguments["requestKey"].astext == request_key,
-        ).limit(1)
+        ).order_by(Command.created_at.desc()).limit(1)
     ).first()
-    return (row[0], row[1]) if row is not None and row[1] else None
 
 
 # Prebuilt: every apply (by a worker, or inline by a read) runs it.
@@ -61,9 +60,7 @@ _LOCK_FOR_APPLY = (
 )
 
 
-def lock_command_for_apply(
-    session: Session, command_id: str
-) -> tuple[Command, Run | None, Environment | None] | None:
+def lock_command_for_apply(session: Session, command_id: str) -> LockedCommand | None:
     """The command row, locked until the end of the transaction (``FOR UPDATE``), with the
     run it was issued against and the environment its effect lands in (not locked), in one
     round trip.
@@ -72,7 +69,7 @@ def lock_command_for_apply(
     blocks here until the first commits, then sees the outcome and does nothing.
     """
     row = session.execute(_LOCK_FOR_APPLY, {"command_id": command_id}).first()
-    return (row[0], row[1], row[2]) if row else None
+    return LockedCommand(row[0], row[1], row[2]) if row else None
 
 
 _RECORD_OUTCOME = (

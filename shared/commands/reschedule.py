@@ -1,4 +1,4 @@
-"""Reschedule (§6): move a DELAYED run's ``delayedUntil`` and re-arm its timer.
+"""Reschedule: move a DELAYED run's ``delayedUntil`` and re-arm its timer.
 
 The move is one compare-and-set (DELAYED -> DELAYED) that also bumps the run's schedule
 token, so every timer armed for the old time carries a stale token and promotes nothing,
@@ -17,7 +17,7 @@ from reprise_server.shared.durations import DelayPolicy, DurationError, iso, par
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Run
 
-# Reschedule (§6): a duration from now or a date-time that must be in the future; a JSON
+# Reschedule: a duration from now or a date-time that must be in the future; a JSON
 # number is refused rather than guessed at (seconds? epoch milliseconds?).
 RESCHEDULE_DELAY = DelayPolicy(numbers=False, past="reject")
 

@@ -57,32 +57,6 @@ class ReplayRequest(BaseModel):
     def overrides_payload(self) -> bool:
         return "payload" in self.model_fields_set
 
-    def overrides(self) -> dict[str, Any]:
-        """The trigger options this body overrides, keyed as ``TriggerOptions`` aliases
-        (``payload`` and ``payloadType`` as sent; the accept decodes them)."""
-        values: dict[str, Any] = {}
-        if self.tags is not None:
-            values["tags"] = sorted(set([self.tags] if isinstance(self.tags, str) else self.tags))
-        for key, value in (
-            ("metadata", self.metadata),
-            ("delay", self.delay),
-            ("ttl", self.ttl),
-            ("maxAttempts", self.max_attempts),
-            ("maxDuration", self.max_duration),
-            ("priority", self.priority),
-            ("queue", self.queue),
-            ("concurrencyKey", self.concurrency_key),
-            ("machine", self.machine),
-            ("lockToVersion", self.version),
-        ):
-            if value is not None:
-                values[key] = value
-        if self.overrides_payload:
-            values["payload"] = self.payload
-            if self.payload_type is not None:
-                values["payloadType"] = self.payload_type
-        return values
-
 
 class RescheduleRequest(BaseModel):
     """The body of ``POST /api/v1/runs/{runId}/reschedule``.

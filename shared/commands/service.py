@@ -1,38 +1,10 @@
-"""Replay and reschedule as durable commands (§2).
+"""Replay and reschedule as durable commands: accept (the outbox row, written in the
+request's transaction and published after commit), apply (idempotent by command id, through
+the kind's applier in :mod:`shared.commands.appliers`), and the reads' inline apply.
 
-Accept (API): the edge has already checked the caller's key and read the run it names
-(one round trip, :func:`shared.projects.service.authenticate_for_run`); accepting
-validates, writes the command row in the request's transaction (the outbox) and, after
-commit, publishes ``reprise.apply_command(command_id)`` (from a background thread:
-:mod:`shared.commands.publisher`). Apply (worker, or a read applying it inline):
-:func:`apply_command`, idempotent by command id. A relay sweep republishes commands left
-pending longer than ``command_relay_after_seconds`` (Redis lost the message, publishing
-failed, or the API process died before publishing).
-
-**Exactly once in effect.** :func:`apply_command` locks the command row ``FOR UPDATE`` and
-does nothing unless it is still PENDING; the effect (the new run of a replay) and the
-outcome (APPLIED with its result, or REJECTED with a reason) are written in the caller's
-one transaction. A redelivered message, a second worker, or a read applying the command
-inline either waits for the first applier's commit and then sees the outcome, or finds
-the command pending because the first applier died before committing (its transaction
-rolled back: nothing to undo). Appliers validate before they write, so a rejection leaves
-no partial effect.
-
-**Reschedule is decided in the request (§2.3).** The accept holds the run's row lock
-(read ``FOR UPDATE`` with the key). A promotion (timer or due-sweep) is a compare-and-set
-on the same row, so the two are serialised by Postgres: if the promotion committed first
-the run is no longer DELAYED and the reschedule is 400 "Cannot reschedule a run that is
-not delayed"; otherwise the reschedule moves ``delayedUntil`` and bumps the schedule token
-in the request's transaction, so the old timer's token is stale and the sweep no longer
-sees the run as due. The command row is recorded APPLIED in that same transaction (the
-run's history and ``GET /api/v1/commands/{id}`` show it) and nothing is published: a 200
-is only returned once the move has really happened. So only replays, and the batches of
-bulk actions (:mod:`shared.bulk.batches`, applied by the control process only: reads never
-apply them inline), are ever left pending; :func:`apply_command` rejects any other kind.
-
-**Read-your-writes (§2.2).** A replay returns the new run's id, chosen at accept time
-(``commands.target_run_id``). Reads (:mod:`shared.reads`) call :func:`apply_pending`
-first, applying pending commands inline with the same function the worker uses.
+Why it is exactly once, how a reschedule is decided in the request, and how a read sees
+its own replay: docs/architecture.md#commands, #exactly-once-apply,
+#linearizable-reschedule and #read-your-writes.
 """
 
 from __future__ import annotations
@@ -40,14 +12,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from reprise_server.shared import broker
-from reprise_server.shared.bulk import batches
+from reprise_server.shared import broker, idempotency
+from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.commands import replay
 from reprise_server.shared.commands import repository as repo
+from reprise_server.shared.commands.appliers import applier_of
 from reprise_server.shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
 from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
 from reprise_server.shared.commands.publisher import PUBLISHER
@@ -56,8 +30,8 @@ from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import after_commit_scope, on_commit
 from reprise_server.shared.durations import DurationError
 from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.idempotency import Answer
 from reprise_server.shared.ids import new_command_id, new_run_id
-from reprise_server.shared.projects.repository import RunHead
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Run
@@ -94,18 +68,17 @@ def accept_replay(
 ) -> Accepted:
     """Record a replay of ``run`` (a run of the caller's environment) for ``auth``.
 
-    ``publish=False`` is for callers that apply the command in the same transaction.
-    A client retrying with the same ``x-trigger-request-idempotency-key`` (as the official
-    SDK does when a response is lost) gets the replay it already caused, not a second one.
+    ``publish=False`` is for callers that apply the command in the same transaction. A
+    retried request (same ``x-trigger-request-idempotency-key``, within the window of
+    :mod:`shared.idempotency`) gets the replay it already caused, not a second one.
     """
-    if request_key:
-        request_key = request_key[:128]
-        window = timedelta(hours=get_settings().request_idempotency_hours)
-        earlier = repo.replay_by_request_key(
-            session, auth.environment_id, run.run_id, request_key, window
-        )
-        if earlier is not None:
-            return Accepted(*earlier)
+    request_key = idempotency.request_key(request_key)
+    retry = request_key and idempotency.retry_of(
+        repo.replay_by_request_key(session, auth.environment_id, run.run_id, request_key),
+        lambda: run.now,
+    )
+    if retry:
+        return Accepted(retry.row.id, str(retry.row.target_run_id))
     try:
         accepted = replay.validate_replay(
             session, auth, run.run_id, run.task_identifier, run.task_known, body, checkpoint,
@@ -114,52 +87,63 @@ def accept_replay(
     except ReplayFailed as exc:
         log.info("replay of %s refused: %s", run.run_id, exc.detail)
         raise
-    hashed = (accepted.arguments.get("overrides") or {}).get("idempotencyKeyHash")
-    if hashed:
-        holder = existing_by_idempotency_key(
-            session, accepted.target_environment_id, run.task_identifier, hashed
-        )
-        if holder is not None:
-            return Accepted(None, holder.id, is_cached=True)
-        # Applied in this request, so the runs' unique key index decides between two
-        # concurrent replays with one key (a pending command could not).
-        publish = False
-    command_id, target_run_id = new_command_id(), new_run_id()
-    repo.insert_command(
-        session,
-        {
-            "id": command_id,
-            "kind": CommandKind.REPLAY.value,
-            "status": CommandStatus.PENDING.value,
-            "environment_id": auth.environment_id,
-            "run_id": run.run_id,
-            "target_run_id": target_run_id,
-            "target_environment_id": accepted.target_environment_id,
-            "arguments": (
-                {**accepted.arguments, "requestKey": request_key}
-                if request_key
-                else accepted.arguments
-            ),
-            "publish_count": 1 if publish else 0,
-        },
-        published=publish,
-    )
-    if publish:
-        on_commit(session, lambda: PUBLISHER.submit(command_id))
-    elif hashed:
-        try:
-            apply_command(session, command_id, "api")
-        except runs_repo.DuplicateRun:
-            winner = runs_repo.find_by_idempotency_key(
-                session, accepted.target_environment_id, run.task_identifier, hashed
-            )
-            if winner is None:
-                raise
-            found = repo.lock_command_for_apply(session, command_id)
-            if found is not None:
-                _reject(session, found[0], "api", f"idempotency key taken by {winner.id}")
-            return Accepted(None, winner.id, is_cached=True)
-    return Accepted(command_id, target_run_id)
+    row = _replay_row(auth, run, body, accepted, request_key)
+    key = accepted.plan.key
+    if key is None:
+        repo.insert_command(session, {**row, "publish_count": int(publish)}, published=publish)
+        if publish:
+            on_commit(session, lambda: PUBLISHER.submit(row["id"]))
+        return Accepted(row["id"], row["target_run_id"])
+    # Applied in this request, so the runs' unique key index decides between two
+    # concurrent replays with one key (a pending command could not).
+    def holder() -> Answer[str] | None:
+        held = existing_by_idempotency_key(
+            session, accepted.target_environment_id, run.task_identifier, key.hash)
+        return idempotency.holder(held.id if held else None)
+
+    answer = idempotency.insert_or_winner(lambda: _record_and_apply(session, row), [holder])
+    if answer.new:
+        return Accepted(row["id"], row["target_run_id"])
+    if answer.raced and (found := repo.lock_command_for_apply(session, row["id"])) is not None:
+        _reject(session, found.command, "api", f"idempotency key taken by {answer.row}")
+    return Accepted(None, answer.row, is_cached=True)
+
+
+# What a replay's command shows of its request (GET /api/v1/commands/{id}): the overrides
+# as the caller sent them; the environment and idempotency key show in the new run.
+_NOT_SHOWN = frozenset({"environment", "idempotency_key", "idempotency_key_ttl"})
+
+
+def _replay_row(
+    auth: AuthContext,
+    run: RunHead,
+    body: ReplayRequest,
+    accepted: replay.AcceptedReplay,
+    request_key: str | None,
+) -> dict[str, Any]:
+    """The command row: ``arguments`` holds the plan apply reads (``plan``, never shown on
+    the wire) beside the request's overrides and checkpoint, as the API shows them."""
+    overrides = body.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                exclude=set(_NOT_SHOWN))
+    arguments: dict[str, Any] = {"overrides": overrides, "plan": accepted.plan.to_json()}
+    if accepted.plan.checkpoint is not None:
+        arguments["checkpoint"] = accepted.plan.checkpoint
+    if request_key:
+        arguments["requestKey"] = request_key
+    return {
+        "id": new_command_id(), "kind": CommandKind.REPLAY.value,
+        "status": CommandStatus.PENDING.value, "environment_id": auth.environment_id,
+        "run_id": run.run_id, "target_run_id": new_run_id(),
+        "target_environment_id": accepted.target_environment_id, "arguments": arguments,
+    }
+
+
+def _record_and_apply(session: Session, row: dict[str, Any]) -> str:
+    """Write the command and apply it at once; raises KeyTaken when a concurrent replay
+    took its idempotency key (the command is left pending, for the caller to reject)."""
+    repo.insert_command(session, {**row, "publish_count": 0}, published=False)
+    apply_command(session, row["id"], "api")
+    return str(row["target_run_id"])
 
 
 def replay_now(
@@ -180,7 +164,8 @@ def accept_reschedule(
     session: Session, auth: AuthContext, run: RunHead, delay: str, applier: str
 ) -> Run:
     """Move a DELAYED run to ``delay`` now, in the request's transaction, and record the
-    command as applied. ``run`` must have been read with its row locked (§2.3)."""
+    command as applied. ``run`` must have been read with its row locked
+    (docs/architecture.md#linearizable-reschedule)."""
     if not run.locked:
         raise ValueError("a reschedule needs the run's row lock (find it with lock=True)")
     if run.status != RunStatus.DELAYED.value:
@@ -217,19 +202,17 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
     found = repo.lock_command_for_apply(session, command_id)
     if found is None:
         return None
-    command, source, env = found
+    command = found.command
     if command.status != CommandStatus.PENDING.value:
         return command
-    if command.kind not in (CommandKind.REPLAY.value, CommandKind.BULK.value):
+    apply = applier_of(command.kind)
+    if apply is None:
         return _reject(session, command, applier, f"unknown command kind {command.kind!r}")
     try:
         # Appliers validate before writing, so a rejection has no partial effect to undo;
         # the scope drops any publish a half-built effect registered.
         with after_commit_scope(session):
-            if command.kind == CommandKind.BULK.value:
-                result = batches.apply_batch(session, command, applier)
-            else:
-                result = replay.apply_replay(session, command, source, env)
+            result = apply(session, found, applier)
     except (RepriseError, ValidationError, DurationError) as exc:
         reason = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
         return _reject(session, command, applier, str(reason))

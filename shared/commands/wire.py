@@ -8,6 +8,12 @@ from reprise_server.shared.commands.models import Command
 from reprise_server.shared.durations import iso
 
 
+def _shown(arguments: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A command's arguments without the replay plan only apply reads."""
+    shown = {key: value for key, value in (arguments or {}).items() if key != "plan"}
+    return shown or None
+
+
 def command_to_wire(command: Command, *, detailed: bool = True) -> dict[str, Any]:
     """``detailed`` adds what a run's history leaves out (arguments, result, publishing)."""
     data: dict[str, Any] = {
@@ -23,7 +29,7 @@ def command_to_wire(command: Command, *, detailed: bool = True) -> dict[str, Any
     if detailed:
         data.update(
             {
-                "arguments": command.arguments or None,
+                "arguments": _shown(command.arguments),
                 "result": command.result,
                 "publishedAt": iso(command.published_at),
                 "publishCount": command.publish_count,

@@ -1,1 +1,1 @@
-"""Projects, their environments, API keys and registered worker versions (§10)."""
+"""Projects, their environments, API keys and registered worker versions."""

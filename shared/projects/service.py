@@ -1,4 +1,4 @@
-"""Rules for projects, keys and worker versions. Services take a session first and never commit."""
+"""Rules for projects, environments and keys. Services take a session first and never commit."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.errors import InvalidInput, RunNotFound, Unauthorized
+from reprise_server.shared.errors import InvalidInput, Unauthorized
 from reprise_server.shared.projects import repository as repo
 from reprise_server.shared.projects.access import PublicAccess
 from reprise_server.shared.projects.models import (
@@ -167,13 +166,6 @@ def spend_public_token(session: Session, access: PublicAccess) -> None:
         raise Unauthorized("This one-time use token has already been used")
 
 
-def worker_registered(session: Session, since: datetime | None = None) -> bool:
-    """Whether a worker has registered a version (since ``since``, by the database clock):
-    ``reprise dev`` waits for a registration from its own start."""
-    latest = repo.latest_registration(session)
-    return latest is not None and (since is None or latest.registered_at >= since)
-
-
 @dataclass(frozen=True)
 class KeyListing:
     """A secret key as ``reprise keys list`` shows it (the key itself is never stored)."""
@@ -198,20 +190,3 @@ def revoke_key(session: Session, key_id_or_prefix: str) -> int:
     Other processes stop accepting it within ``REPRISE_AUTH_CACHE_SECONDS``."""
     KEY_CACHE.clear()
     return repo.revoke_key(session, key_id_or_prefix)
-
-
-def authenticate_for_run(
-    session: Session, secret: str | None, run_id: str, *, lock: bool = False
-) -> tuple[AuthContext, repo.RunHead]:
-    """The caller holding ``secret`` and a run of its environment, in one round trip on the
-    happy path (the accept of a replay or reschedule); ``lock`` locks the run's row.
-
-    401 for a wrong key before 404 for a run it cannot see (§4): the key is looked up on
-    its own only when the joined lookup misses.
-    """
-    found = repo.find_key_and_run(session, hash_key(secret), run_id, lock=lock) if secret else None
-    if found is None:
-        authenticate(session, secret)
-        raise RunNotFound()
-    auth = AuthContext(found.project_id, found.environment_id, found.environment_slug)
-    return auth, found.run

@@ -1,19 +1,9 @@
-"""Public access tokens (JWT, §10), and signed packet URLs.
+"""Public access tokens (JWT), and signed packet URLs.
 
-A public token is an HS256 JWT in the official SDK's format (``@trigger.dev/core``'s
-``generateJWT``): issuer ``https://id.trigger.dev``, audience ``https://api.trigger.dev``,
-``sub`` the environment id, ``pub: true``, ``scopes``, ``exp``. Two signers are accepted:
-
-* the server (the ``x-trigger-jwt`` of a trigger, a replay, a batch), with
-  ``REPRISE_SECRET_KEY``;
-* the SDK itself (``auth.createPublicToken``, ``createTriggerPublicToken``, and its
-  fallback when a response carries no ``x-trigger-jwt``), with the environment's secret
-  key as the HMAC secret. Keys are stored hashed, so each key is also kept encrypted
-  (AES-GCM, with a key derived from ``REPRISE_SECRET_KEY``) to verify those: from its
-  creation, or from its first ``POST /api/v1/auth/jwt/claims`` for keys created earlier.
-  A revoked key's tokens stop verifying with it.
-
-Expired, wrongly signed or malformed tokens are 401.
+A public token is an HS256 JWT in the official SDK's format, signed either by the server
+(with ``REPRISE_SECRET_KEY``) or by the SDK itself with the environment's secret key, which
+is kept encrypted (AES-GCM) for that purpose. Expired, wrongly signed or malformed tokens
+are 401. Format, signers and scopes: docs/api.md#authentication.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """Realtime shapes: the runs a subscription follows, and what changed in them since the
 client last looked.
 
-A *shape* is a set of runs of one environment: one run (``runs.subscribeToRun``), the runs
-carrying every one of some tags and created after a cutoff (``subscribeToRunsWithTag``),
-or a batch's runs (``subscribeToBatch``).
-
-**Offsets are Postgres snapshots.** Each read takes the snapshot of its own (REPEATABLE
-READ) transaction and hands it to the client as its offset. Every write of what realtime
-shows stamps the run's row with its transaction id (``runs.realtime_xid``, by the trigger
-of migration ``0004_batches``), so "changed since offset S" is exactly "stamped by a
-transaction S does not see": ``NOT pg_visible_in_snapshot(realtime_xid, S)``. Unlike a
-timestamp or a sequence, this misses no write whatever the order in which transactions
-commit (a long transaction that started before the read and commits after it is not
-visible in S, so it is sent next time), and it needs no state on the server: any api
-process answers any offset, across restarts.
+A shape is one run, the runs carrying every one of some tags created after a cutoff, or a
+batch's runs. Offsets are Postgres snapshots: "changed since offset S" is
+``NOT pg_visible_in_snapshot(realtime_xid, S)``, which misses no write whatever the commit
+order. Why: docs/architecture.md#realtime.
 """
 
 from __future__ import annotations
@@ -195,7 +186,7 @@ def _error(error: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def run_row(run: Run, *, public: bool, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The run as a row of Trigger.dev's realtime shape. A public token sees no payload
-    or output (§3), as in every other read."""
+    or output, as in every other read."""
     row: dict[str, Any] = {
         "id": run.id,
         "friendlyId": run.id,

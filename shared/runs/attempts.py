@@ -1,4 +1,4 @@
-"""The steps of executing a run (§9), each taking the caller's session and never committing.
+"""The steps of executing a run, each taking the caller's session and never committing.
 
 A worker (:mod:`workers.execution`) runs each step in its own short transaction, so a
 worker that dies mid-run leaves the run in a state the recovery sweep understands
@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.db import db_now
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.payloads import JSON
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
@@ -73,7 +75,7 @@ AttemptResult = Succeeded | Failed | Interrupted
 
 
 def backoff_seconds(attempt_number: int) -> float:
-    """Retry backoff: base * 2^(attempt-1), capped (README "Decisions")."""
+    """Retry backoff: base * 2^(attempt-1), capped (docs/architecture.md#decisions)."""
     settings = get_settings()
     return float(
         min(settings.retry_backoff_base_seconds * (2 ** (attempt_number - 1)),
@@ -102,7 +104,7 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         holder = f"{current.locked_by}#{current.attempt_count}"
         return Outcome(run_id, current.status, "not claimed", held_for, current.queue, holder)
     if run.attempt_count:  # a retry, or a reclaim: an attempt may have been left open
-        repo.fail_open_attempts(session, run_id, WORKER_LOST)
+        attempts_repo.fail_open_attempts(session, run_id, WORKER_LOST)
         if run.attempt_count >= run.max_attempts:
             lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
             return Outcome(run_id, RunStatus.CRASHED, "not claimed")
@@ -112,7 +114,7 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
 def hand_back_missing_task(session: Session, run: Run) -> Outcome:
     """The claiming worker lacks the task: requeue if the current version has it (another
     worker runs it), else wait in PENDING_VERSION for a version that has it."""
-    current = projects_repo.current_version_with_task(
+    current = catalogue.current_version_with_task(
         session, run.environment_id, run.task_identifier
     )
     if current is not None:
@@ -152,7 +154,7 @@ def begin_attempt(
 
 
 def _open_attempt(session: Session, run: Run, worker: str) -> Attempt:
-    return repo.insert_attempt(
+    return attempts_repo.insert_attempt(
         session,
         Attempt(
             id=new_attempt_id(),
@@ -188,8 +190,8 @@ def environment_slug(session: Session, environment_id: str) -> str:
 def save_checkpoint(session: Session, run_id: str, attempt_number: int, state: Any) -> int:
     """Save ``state`` as the run's next numbered checkpoint; returns its number."""
     repo.lock_run(session, run_id)  # numbers are allocated one writer at a time
-    number = repo.next_checkpoint_number(session, run_id)
-    repo.insert_checkpoint(
+    number = attempts_repo.next_checkpoint_number(session, run_id)
+    attempts_repo.insert_checkpoint(
         session,
         Checkpoint(run_id=run_id, number=number, state=state, attempt_number=attempt_number),
     )
@@ -233,7 +235,7 @@ def finish_attempt(
     outcome was unknown (the connection dropped): an attempt already ended is left alone.
     """
     if isinstance(result, Succeeded):
-        if not repo.finish_attempt(
+        if not attempts_repo.finish_attempt(
             session, run.id, attempt_number, AttemptStatus.COMPLETED, None
         ):
             return _already_recorded(session, run)
@@ -241,7 +243,7 @@ def finish_attempt(
             return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Interrupted) and result.reason == "canceled":
-        if not repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
+        if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
             return _already_recorded(session, run)
         return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
     if isinstance(result, Interrupted):
@@ -249,12 +251,12 @@ def finish_attempt(
             "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
             "name": "MaxDurationExceededError",
         }
-        if not repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error):
+        if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error):
             return _already_recorded(session, run)
         ended = lifecycle.time_out(session, run.id, worker, error, elapsed_ms)
         return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
 
-    if not repo.finish_attempt(
+    if not attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.FAILED, result.error
     ):
         return _already_recorded(session, run)
@@ -276,7 +278,7 @@ def _settled_elsewhere(
     session: Session, run: Run, attempt_number: int, elapsed_ms: int
 ) -> Outcome:
     lifecycle.record_usage(session, run.id, elapsed_ms)
-    repo.finish_attempt(
+    attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.CANCELED, None, only_open=False
     )
     current = repo.get_run(session, None, run.id)

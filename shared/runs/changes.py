@@ -1,6 +1,6 @@
 """What a run status change leaves behind besides the row: a log line and a counter.
 
-Called by :func:`shared.runs.repository.transition` (and ``transition_many``) after a
+Called by :func:`shared.runs.cas.transition` (and ``transition_many``) after a
 successful compare-and-set; both happen once the transaction commits, so a change that is
 rolled back is neither logged nor counted. Lines carry ids (run, command, task,
 environment), never payloads or outputs.

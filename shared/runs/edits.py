@@ -1,17 +1,9 @@
 """Run edits the SDK makes besides status changes: metadata (get and flush), tags, the
-result of a finished run, and resetting an idempotency key (§4.2).
+result of a finished run, and resetting an idempotency key.
 
-Decisions (Trigger.dev's webapp is the reference where the SDK is silent):
-
-* Metadata of a finished run cannot change: 422 "Cannot update metadata for a completed
-  run", as Trigger.dev. ``parentOperations``/``rootOperations`` apply to the run's parent
-  and root (to the run itself when it has none), whatever their state — a child flushes
-  them while its parent waits. Metadata over ``MAX_METADATA_BYTES`` is 413.
-* Tags: empty ones are dropped; more than 10 in all is 422 with Trigger.dev's sentence (the
-  SDK's ``tags.add`` expects that class of error); tags already present are not added twice.
-* Result: only finished runs have one (404 "Run either doesn't exist or is not finished").
-* Reset: the key as the SDK sends it (SHA-256 hex, else hashed like a trigger's); no run
-  holding it is 404.
+Trigger.dev's webapp is the reference where the SDK is silent (422 for the metadata of a
+finished run and for more than 10 tags, 413 over ``MAX_METADATA_BYTES``). See
+docs/api.md#packets-run-endpoints-and-options.
 """
 
 from __future__ import annotations
@@ -22,12 +14,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.errors import NotFound, RepriseError, RunNotFound, Unprocessable
+from reprise_server.shared.idempotency import hash_key
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import edits_repository as repo
 from reprise_server.shared.runs.metadata import apply_operations
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
-from reprise_server.shared.runs.service import get_run_for, idempotency_key_hash
+from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
 
 MAX_METADATA_BYTES = 256 * 1024
@@ -106,7 +99,7 @@ def reset_idempotency_key(
     session: Session, auth: AuthContext, key: str, task_identifier: str
 ) -> str:
     released = repo.release_idempotency_keys(
-        session, auth.environment_id, task_identifier, idempotency_key_hash(key)
+        session, auth.environment_id, task_identifier, hash_key(key)
     )
     if not released:
         raise NotFound(f"No run of {task_identifier} holds the idempotency key {key}")

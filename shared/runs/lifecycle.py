@@ -1,19 +1,10 @@
 """Every move of a run, by name, each owning the columns it writes.
 
 The state machine (:mod:`shared.runs.states`) says which moves are allowed; this module
-says what each one writes and publishes. It is the only caller of
-:func:`shared.runs.repository.transition` and ``transition_many``: call sites name the move
-(``promote``, ``claim``, ``complete`` …), they never assemble the columns.
-
-Column effects written once, here:
-
-* entering the queue (insert as QUEUED, promotion, release from PENDING_VERSION): sets
-  ``queued_at`` and the TTL clock ``ttl_expires_at`` the first time only, and
-  ``dispatched_at``; the execution is published after commit;
-* leaving DELAYED for good or moving its due time (promotion, reschedule, cancel,
-  expiry) bumps ``schedule_token``, so every timer in flight for the old token is a no-op;
-* every final state sets ``finished_at``; the ends of an attempt add its usage
-  (``duration_ms`` and cost) and clear ``heartbeat_at``.
+says what each one writes and publishes. It is the only caller of the compare-and-set
+(:mod:`shared.runs.cas`): call sites name the move (``promote``, ``claim``, ``complete`` …),
+they never assemble the columns. The effects written once here:
+docs/architecture.md#run-moves.
 """
 
 from __future__ import annotations
@@ -22,12 +13,26 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, Select, Text, and_, any_, bindparam, func, or_, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Interval,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.runs import attempts_repository as attempts_repo
+from reprise_server.shared.runs import cas
 from reprise_server.shared.runs import repository as repo
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
@@ -44,14 +49,27 @@ EXPIRABLE: tuple[ColumnElement[bool], ...] = (
 )
 
 
-def _enters_queue() -> dict[str, Any]:
+def _queue_entry(ttl_seconds: Any) -> dict[str, Any]:
+    """What entering the queue writes, on one clock: the database's ``now()``."""
     return {
-        "queued_at": func.coalesce(Run.queued_at, func.now()),
+        "queued_at": func.now(),
         "dispatched_at": func.now(),
-        "ttl_expires_at": func.coalesce(
-            Run.ttl_expires_at, func.now() + Run.ttl_seconds * text("interval '1 second'")
-        ),
+        "ttl_expires_at": func.now() + ttl_seconds * text("interval '1 second'"),
     }
+
+
+def _enters_queue() -> dict[str, Any]:
+    """A move into the queue: ``queued_at`` and the TTL clock the first time only."""
+    entry = _queue_entry(Run.ttl_seconds)
+    return {
+        "queued_at": func.coalesce(Run.queued_at, entry["queued_at"]),
+        "dispatched_at": entry["dispatched_at"],
+        "ttl_expires_at": func.coalesce(Run.ttl_expires_at, entry["ttl_expires_at"]),
+    }
+
+
+# A run inserted QUEUED enters its queue in the INSERT itself (no round trip more).
+_INSERT_QUEUED = repo.run_insert(_queue_entry(bindparam("entry_ttl_seconds", type_=Integer)))
 
 
 def _next_token() -> dict[str, Any]:
@@ -63,7 +81,7 @@ def _finished() -> dict[str, Any]:
 
 
 def _usage_of(elapsed_ms: int) -> dict[str, Any]:
-    """The figures an attempt that ran for ``elapsed_ms`` adds to the run (§9)."""
+    """The figures an attempt that ran for ``elapsed_ms`` adds to the run (its usage: duration and cost)."""
     settings = get_settings()
     return {
         "elapsed_ms": elapsed_ms,
@@ -100,36 +118,48 @@ def _dispatch_after_commit(session: Session, run: Run, countdown: float | None =
 def insert(session: Session, run: Run) -> Run:
     """Insert a new run in its first status — QUEUED (published after commit), DELAYED
     (a timer armed if it is due within the horizon) or PENDING_VERSION — with the columns
-    that status owns. ``run.created_at`` is the database clock of the transaction."""
-    now = run.created_at
+    that status owns (entering the queue on the database clock, as every move does)."""
     if run.status is RunStatus.QUEUED:
-        run.queued_at = run.dispatched_at = now
-        run.ttl_expires_at = now + timedelta(seconds=run.ttl_seconds) if run.ttl_seconds else None
-    elif run.status is RunStatus.DELAYED:
-        run.schedule_token = 1
-    repo.insert_run(session, run)
+        repo.insert_run(session, run, _INSERT_QUEUED, entry_ttl_seconds=run.ttl_seconds or None)
+    else:
+        if run.status is RunStatus.DELAYED:
+            run.schedule_token = 1
+        repo.insert_run(session, run)
     if run.status is RunStatus.QUEUED:
         _dispatch_after_commit(session, run)
     elif run.status is RunStatus.DELAYED:
-        arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until, now)
+        arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until,
+                              run.created_at)
     return run
 
 
 def release_pending_version(
-    session: Session, environment_id: str, task_identifiers: Collection[str]
+    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int
 ) -> list[str]:
-    """PENDING_VERSION -> QUEUED for the environment's runs of these tasks (a version that
-    has them registered): they enter their queue now. Returns the ids released."""
-    released = []
-    for run_id in repo.pending_version_runs(session, environment_id, task_identifiers):
-        queued = repo.transition(
-            session, run_id, RunStatus.QUEUED, sources={RunStatus.PENDING_VERSION},
-            values=_enters_queue(),
-        )
-        if queued is not None:
-            released.append(run_id)
-            _dispatch_after_commit(session, queued)
-    return released
+    """PENDING_VERSION -> QUEUED for up to ``limit`` of the environment's runs of these
+    tasks (a version that has them registered), in one statement: they enter their queue
+    and are published after commit. Returns the ids released; fewer than ``limit`` means
+    none is left that another transaction is not moving."""
+    return _release(
+        session, repo.pending_version_candidates(environment_id, task_identifiers, limit)
+    )
+
+
+def release_missed_pending_version(session: Session, limit: int) -> list[str]:
+    """PENDING_VERSION -> QUEUED for up to ``limit`` runs whose environment's current
+    version has their task: the sweep's backstop for a run inserted while that version
+    was being registered, which the registration's own release did not see."""
+    return _release(session, repo.releasable_pending_version_candidates(limit))
+
+
+def _release(session: Session, candidates: Select[Any]) -> list[str]:
+    batch = cas.transition_many(
+        session, RunStatus.QUEUED, candidates,
+        sources={RunStatus.PENDING_VERSION}, progress=Run.created_at, values=_enters_queue(),
+    )
+    if batch.run_ids:
+        on_commit(session, lambda: broker.dispatch_runs(batch.runs_with_queues()))
+    return batch.run_ids
 
 
 def redispatch_lost(session: Session, limit: int = 1000) -> int:
@@ -160,7 +190,7 @@ def redispatch_lost(session: Session, limit: int = 1000) -> int:
 def promote(session: Session, run_id: str, token: int) -> Run | None:
     """DELAYED -> QUEUED by a timer: only if ``token`` is still the run's schedule token
     and the run is due by the database clock (stale, duplicate and early timers: None)."""
-    promoted = repo.transition(
+    promoted = cas.transition(
         session, run_id, RunStatus.QUEUED, sources={RunStatus.DELAYED},
         where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
         values={**_enters_queue(), **_next_token()},
@@ -170,10 +200,10 @@ def promote(session: Session, run_id: str, token: int) -> Run | None:
     return promoted
 
 
-def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+def promote_due(session: Session, candidates: Select[Any]) -> cas.BatchTransition:
     """DELAYED -> QUEUED for the runs ``candidates`` selects (the sweep's overdue runs);
     ``progress`` holds each one's due time (the promotion lateness metric)."""
-    batch = repo.transition_many(
+    batch = cas.transition_many(
         session, RunStatus.QUEUED, candidates, sources={RunStatus.DELAYED},
         progress=Run.delayed_until, each_progress=True,
         values={**_enters_queue(), **_next_token()},
@@ -183,7 +213,7 @@ def promote_due(session: Session, candidates: Select[Any]) -> repo.BatchTransiti
     return batch
 
 
-_RESCHEDULE = repo.prepare_transition(
+_RESCHEDULE = cas.prepare_transition(
     RunStatus.DELAYED,
     sources={RunStatus.DELAYED},
     values={"delayed_until": bindparam("b_due"), **_next_token()},
@@ -204,11 +234,11 @@ def reschedule(session: Session, run_id: str, due: datetime, now: datetime) -> R
 def cancel(session: Session, run_id: str) -> Run | None:
     """Any unfinished run -> CANCELED (an executing one is stopped by its worker's next
     heartbeat); None if it had already finished."""
-    canceled = repo.transition(
+    canceled = cas.transition(
         session, run_id, RunStatus.CANCELED, values={**_finished(), **_next_token()}
     )
     if canceled is not None:
-        repo.cancel_open_attempts(session, run_id)
+        attempts_repo.cancel_open_attempts(session, run_id)
     return canceled
 
 
@@ -223,16 +253,16 @@ def _expiry() -> dict[str, Any]:
 
 def expire(session: Session, run_id: str) -> Run | None:
     """QUEUED -> EXPIRED if its TTL passed and it was never dequeued (a worker's claim)."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.EXPIRED, sources={RunStatus.QUEUED}, where=EXPIRABLE,
         values=_expiry(),
     )
 
 
-def expire_due(session: Session, candidates: Select[Any]) -> repo.BatchTransition:
+def expire_due(session: Session, candidates: Select[Any]) -> cas.BatchTransition:
     """QUEUED -> EXPIRED for the runs ``candidates`` selects (the TTL sweep); ``last`` is
     the latest expiry time among them."""
-    return repo.transition_many(
+    return cas.transition_many(
         session, RunStatus.EXPIRED, candidates, sources={RunStatus.QUEUED},
         progress=Run.ttl_expires_at, values=_expiry(),
     )
@@ -247,8 +277,8 @@ _WITHIN_TTL = or_(
     Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)
 )
 
-# The moves every run makes, prepared once (the hot path: see repo.prepare_transition).
-_CLAIM = repo.prepare_transition(
+# The moves every run makes, prepared once (the hot path: see cas.prepare_transition).
+_CLAIM = cas.prepare_transition(
     RunStatus.DEQUEUED,
     sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
     where=[
@@ -276,7 +306,7 @@ def claim(session: Session, run_id: str, worker: str, stale: timedelta) -> Run |
 def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
     """DEQUEUED -> QUEUED: the worker that took the run lacks its task; another worker
     (on the current version) gets it after ``countdown`` seconds."""
-    queued = repo.transition(
+    queued = cas.transition(
         session, run_id, RunStatus.QUEUED, sources={RunStatus.DEQUEUED},
         values={"dispatched_at": func.now()},
     )
@@ -287,12 +317,12 @@ def hand_back(session: Session, run_id: str, countdown: float) -> Run | None:
 
 def park_pending_version(session: Session, run_id: str) -> Run | None:
     """DEQUEUED -> PENDING_VERSION: no version of the environment has the run's task yet."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.PENDING_VERSION, sources={RunStatus.DEQUEUED}
     )
 
 
-_START = repo.prepare_transition(
+_START = cas.prepare_transition(
     RunStatus.EXECUTING,
     sources={RunStatus.DEQUEUED},
     where=[Run.locked_by == bindparam("worker")],
@@ -315,7 +345,7 @@ def start(session: Session, run_id: str, worker: str, version: str) -> Run | Non
 # has not passed, whose task the worker has, and not locked to another version. Any other
 # run goes the long way (claim, then the checks, then start), so the guarantees are those
 # of the two moves: one row version and one statement fewer per run.
-_CLAIM_AND_START = repo.prepare_transition(
+_CLAIM_AND_START = cas.prepare_transition(
     RunStatus.EXECUTING,
     sources={RunStatus.QUEUED},
     where=[
@@ -346,7 +376,7 @@ def claim_and_start(
 def heartbeat(session: Session, run_id: str, worker: str) -> bool:
     """Refresh the heartbeat of a run ``worker`` is executing; False once it is not (the
     run was canceled, or another worker reclaimed it)."""
-    return repo.touch(
+    return cas.touch(
         session, run_id,
         where=[Run.status == RunStatus.EXECUTING, Run.locked_by == worker],
         heartbeat_at=func.now(),
@@ -355,7 +385,7 @@ def heartbeat(session: Session, run_id: str, worker: str) -> bool:
 
 def crash(session: Session, run_id: str, error: dict[str, Any]) -> Run | None:
     """-> CRASHED: its worker died on the last attempt it had."""
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.CRASHED, values={**_finished(), "error": error}
     )
 
@@ -366,7 +396,7 @@ def _held_by(worker: str) -> list[ColumnElement[bool]]:
     return [Run.locked_by == worker]
 
 
-_COMPLETE = repo.prepare_move(
+_COMPLETE = cas.prepare_move(
     RunStatus.COMPLETED,
     where=[Run.locked_by == bindparam("worker")],
     values={
@@ -387,7 +417,7 @@ def complete(session: Session, run_id: str, worker: str, output: Any, elapsed_ms
 def fail(
     session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.FAILED, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
@@ -396,7 +426,7 @@ def fail(
 def time_out(
     session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:
-    return repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.TIMED_OUT, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), **_finished(), "error": error},
     )
@@ -408,7 +438,7 @@ def retry(
 ) -> Run | None:
     """EXECUTING -> RETRYING: the attempt failed and another one starts in ``delay``
     seconds (published after commit with that countdown)."""
-    retrying = repo.transition(
+    retrying = cas.transition(
         session, run_id, RunStatus.RETRYING, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), "error": error, "dispatched_at": func.now(),
                 "next_attempt_at": func.now() + timedelta(seconds=delay)},
@@ -421,4 +451,4 @@ def retry(
 def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:
     """An attempt of a run someone else already ended (canceled while executing): it
     still ran for ``elapsed_ms``."""
-    repo.touch(session, run_id, **_usage(elapsed_ms))
+    cas.touch(session, run_id, **_usage(elapsed_ms))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs.filters import RunFilter, list_runs
 from reprise_server.shared.runs.models import Run
 
 DEFAULT_PAGE_SIZE = 25
@@ -35,7 +36,7 @@ class RunQuery:
     """Which runs, and which page of them. ``created_within`` (created in the last …,
     counted back from the database clock) replaces ``filter.created_from`` when set."""
 
-    filter: repo.RunFilter = field(default_factory=repo.RunFilter)
+    filter: RunFilter = field(default_factory=RunFilter)
     page: PageRequest = field(default_factory=PageRequest)
     created_within: timedelta | None = None
 
@@ -65,7 +66,7 @@ def list_page(session: Session, environment_id: str, query: RunQuery) -> Page:
     size = query.page.size
     after = _position(session, environment_id, query.page.after)
     before = _position(session, environment_id, query.page.before)
-    rows = repo.list_runs(session, environment_id, run_filter, size + 1, after=after, before=before)
+    rows = list_runs(session, environment_id, run_filter, size + 1, after=after, before=before)
     has_more = len(rows) > size
     if before is not None:
         rows = rows[-size:] if has_more else rows

@@ -163,7 +163,7 @@ class Run(Base):
     ttl_expires_at: Mapped[datetime | None]
     delayed_until: Mapped[datetime | None]
     # Bumped by every reschedule, cancel and promotion: a timer carrying an older token
-    # is stale and does nothing (§7).
+    # is stale and does nothing (docs/architecture.md#timers).
     schedule_token: Mapped[int] = mapped_column(BigInteger, default=0)
     timer_armed_token: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -1,9 +1,9 @@
 """A run's options, in the domain's words: what a trigger asks for, what a replay copies
-from the original and what its body overrides (§5), before task defaults apply."""
+from the original and what its body overrides, before task defaults apply."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,21 +11,6 @@ from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import TriggerOptions
 
 DEFAULT_MAX_ATTEMPTS = 3
-# The replay overrides that are run options (the rest: payload, delay, idempotency key),
-# keyed as the trigger's options -> the RunOptions field each sets, and how it is read from
-# the overrides validated as TriggerOptions.
-_REPLAY_OVERRIDES: dict[str, tuple[str, Callable[[TriggerOptions], Any]]] = {
-    "tags": ("tags", lambda given: given.tag_list),
-    "metadata": ("metadata", lambda given: given.metadata),
-    "ttl": ("ttl", lambda given: given.ttl),
-    "maxAttempts": ("max_attempts", lambda given: given.max_attempts),
-    "maxDuration": ("max_duration", lambda given: given.max_duration),
-    "priority": ("priority", lambda given: given.priority or 0),
-    "queue": ("queue", lambda given: given.queue_name),
-    "concurrencyKey": ("concurrency_key", lambda given: given.concurrency_key),
-    "machine": ("machine", lambda given: given.machine_name),
-    "lockToVersion": ("lock_to_version", lambda given: given.lock_to_version),
-}
 
 
 @dataclass(frozen=True)
@@ -63,7 +48,7 @@ class RunOptions:
 
     @classmethod
     def from_run(cls, run: Run) -> RunOptions:
-        """What a replay copies from the original (§5). Not copied: idempotency keys,
+        """What a replay copies from the original. Not copied: idempotency keys,
         delay, version lock, attempts, output, parent/root/batch (a replay is a new root)."""
         return cls(
             tags=list(run.tags or []),
@@ -79,17 +64,10 @@ class RunOptions:
             ttl=run.ttl_seconds,
         )
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> RunOptions:
-        """These options with a replay body's overrides (keyed as the trigger's options, see
-        :data:`_REPLAY_OVERRIDES`), checked by the trigger's own rules (raises pydantic's
-        ValidationError)."""
-        options = {k: v for k, v in overrides.items() if k in _REPLAY_OVERRIDES}
-        if not options:  # the usual replay: the original's options as they were
-            return self
-        given = TriggerOptions.model_validate(options)
-        changes = {field: read(given) for key, (field, read) in _REPLAY_OVERRIDES.items()
-                   if key in options}
-        return replace(self, **changes)
+    def with_overrides(self, changes: Mapping[str, Any]) -> RunOptions:
+        """These options with a replay's changes (fields of this class, resolved at the
+        replay's accept: :class:`shared.commands.replay.ReplayPlan`)."""
+        return replace(self, **changes) if changes else self
 
     def resolved(self, task_defaults: Mapping[str, Any]) -> RunOptions:
         """With the task's registered defaults (and Reprise's) filled in where not given;

@@ -52,6 +52,22 @@ class IdempotencyKeyOptions(BaseModel):
         return hashed
 
 
+def queue_name(queue: str | dict[str, Any] | None) -> str | None:
+    """A queue as a trigger or a replay names it: its name, or ``{"name": …}``."""
+    if isinstance(queue, dict):
+        name = queue.get("name")
+        return str(name) if name else None
+    return queue
+
+
+def machine_name(machine: str | dict[str, Any] | None) -> str | None:
+    """A machine as a trigger or a replay names it: a preset, or ``{"preset": …}``."""
+    if isinstance(machine, dict):
+        preset = machine.get("preset")
+        return str(preset) if preset else None
+    return machine
+
+
 # Options the SDK can send that Reprise cannot honour: refused with 400 naming them rather
 # than ignored (the run would otherwise run somewhere, or in a way, it was not asked to).
 REFUSED_OPTIONS: dict[str, str] = {
@@ -91,7 +107,8 @@ def _refused_fields() -> tuple[tuple[str, str, str], ...]:
 
 
 class TriggerOptions(BaseModel):
-    """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
+    """``options`` of a trigger request, as the official SDK sends them
+    (docs/api.md#packets-run-endpoints-and-options)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -102,7 +119,9 @@ class TriggerOptions(BaseModel):
         default=None, alias="idempotencyKeyOptions"
     )
     idempotency_key_ttl: str | None = Field(default=None, alias="idempotencyKeyTTL")
-    delay: str | None = None
+    # A duration, an ISO-8601 date, or a number of seconds (fractions kept): read by the
+    # trigger's delay policy (shared.runs.service.TRIGGER_DELAY), never rounded here.
+    delay: str | int | float | None = None
     ttl: str | int | None = None
     tags: Tags = None
     metadata: dict[str, Any] | None = None
@@ -157,11 +176,9 @@ class TriggerOptions(BaseModel):
     @field_validator("delay", mode="before")
     @classmethod
     def _delay(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
+        # The SDK serialises a Date as an ISO string already; a number is seconds from now.
+        if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
             return value
-        # The SDK serialises a Date as an ISO string already; accept epoch-free numbers as seconds.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return f"{int(value)}s"
         raise ValueError("delay must be a duration such as '1h30m' or an ISO-8601 date")
 
     @property
@@ -172,17 +189,11 @@ class TriggerOptions(BaseModel):
 
     @property
     def queue_name(self) -> str | None:
-        if isinstance(self.queue, dict):
-            name = self.queue.get("name")
-            return str(name) if name else None
-        return self.queue
+        return queue_name(self.queue)
 
     @property
     def machine_name(self) -> str | None:
-        if isinstance(self.machine, dict):
-            preset = self.machine.get("preset")
-            return str(preset) if preset else None
-        return self.machine
+        return machine_name(self.machine)
 
     @property
     def user_idempotency_key(self) -> str | None:

@@ -6,22 +6,22 @@ surrounding transaction commits (:func:`shared.db.on_commit`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared import idempotency
 from reprise_server.shared.db import db_now
-from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay, parse_duration
+from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay
 from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
-from reprise_server.shared.ids import is_run_id, new_run_id
+from reprise_server.shared.idempotency import Answer, Finder
+from reprise_server.shared.ids import TASK_ID_RE, is_run_id, new_run_id
 from reprise_server.shared.packets.service import packet_exists
 from reprise_server.shared.payloads import STORE, decode_payload, reject_nul
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
@@ -29,12 +29,9 @@ from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
-from reprise_server.shared.settings import get_settings
 from reprise_server.shared.ttl.policy import effective_ttl
 
 log = logging.getLogger("reprise.runs")
-
-TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -46,33 +43,25 @@ class TriggerResult:
     warning: str | None = None
 
 
-def idempotency_key_hash(key: str) -> str:
-    """The SDK sends SHA-256 hex already; anything else (curl, other clients) is hashed here."""
-    if re.fullmatch(r"[0-9a-f]{64}", key):
-        return key
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def _existing_by_request_key(session: Session, auth: AuthContext, request_key: str) -> Run | None:
-    existing = repo.find_by_request_key(session, auth.environment_id, request_key)
-    if existing is None:
-        return None
-    window = timedelta(hours=get_settings().request_idempotency_hours)
-    if existing.created_at >= db_now(session) - window:
-        return existing
-    repo.release_request_key(session, existing.id)
-    return None
-
-
 def retried_trigger(
     session: Session, auth: AuthContext, task_id: str, request_key: str | None
 ) -> Run | None:
     """The run a trigger of ``task_id`` with this per-request idempotency key already
     created (the SDK retrying a request whose response it lost), if any."""
+    earlier = _retry(session, auth.environment_id, idempotency.request_key(request_key))
+    return earlier.row if earlier is not None and earlier.row.task_identifier == task_id else None
+
+
+def _retry(session: Session, environment_id: str, request_key: str | None) -> Answer[Run] | None:
+    """The run of an earlier request with this request key, within the window (a key
+    past it is released: :mod:`shared.idempotency`)."""
     if not request_key:
         return None
-    existing = _existing_by_request_key(session, auth, request_key[:128])
-    return existing if existing is not None and existing.task_identifier == task_id else None
+    return idempotency.retry_of(
+        repo.find_by_request_key(session, environment_id, request_key),
+        lambda: db_now(session),
+        lambda run: repo.release_request_key(session, run.id),
+    )
 
 
 def existing_by_idempotency_key(
@@ -91,28 +80,22 @@ def existing_by_idempotency_key(
     return existing
 
 
-# How long an idempotency key deduplicates when the trigger gives no idempotencyKeyTTL
-# (Trigger.dev's default).
-DEFAULT_IDEMPOTENCY_KEY_TTL = timedelta(days=30)
+def earlier_runs(
+    session: Session, environment_id: str, task_id: str, request_key: str | None,
+    key_hash: str | None,
+) -> list[Finder[Run]]:
+    """Where an earlier trigger's run is found: by the request key (a retry), then by the
+    idempotency key (its live holder)."""
+    finders: list[Finder[Run]] = []
+    if request_key:
+        finders.append(lambda: _retry(session, environment_id, request_key))
+    if key_hash:
+        finders.append(lambda: idempotency.holder(
+            existing_by_idempotency_key(session, environment_id, task_id, key_hash)))
+    return finders
 
 
-def idempotency_key_expiry(session: Session, ttl: str | None) -> datetime:
-    """When a key given now stops deduplicating: ``idempotencyKeyTTL`` (a duration such as
-    ``10s``, ``5m``, ``1h``, ``7d``) from now, else 30 days."""
-    if ttl is None:
-        return db_now(session) + DEFAULT_IDEMPOTENCY_KEY_TTL
-    try:
-        seconds = parse_duration(ttl)
-    except DurationError:
-        raise InvalidInput(
-            f"options.idempotencyKeyTTL must be a duration such as 30s, 10m, 1h or 7d, got {ttl!r}"
-        ) from None
-    if seconds <= 0:
-        raise InvalidInput(f"options.idempotencyKeyTTL must be positive, got {ttl!r}")
-    return db_now(session) + timedelta(seconds=seconds)
-
-
-# Trigger (§4.1): a number is seconds from now; a date already past runs at once.
+# Trigger: a number is seconds from now; a date already past runs at once.
 TRIGGER_DELAY = DelayPolicy(numbers=True, past="now")
 
 
@@ -124,7 +107,8 @@ class NewRun:
     payload: Any
     payload_type: str
     options: RunOptions
-    delay: str | int | float | None = None
+    # As asked (the trigger's delay policy reads it), or a date already resolved (a replay's).
+    delay: str | int | float | datetime | None = None
     run_id: str | None = None
     idempotency_key: str | None = None
     idempotency_key_hash: str | None = None
@@ -146,6 +130,8 @@ class NewRun:
 def _due_time(delay: object, now: datetime) -> datetime | None:
     if delay is None or delay == "":
         return None
+    if isinstance(delay, datetime):
+        return delay if delay > now else None
     try:
         due = parse_delay(delay, now, TRIGGER_DELAY)
     except DurationError:
@@ -158,7 +144,7 @@ def locked_task_defaults(
 ) -> dict[str, Any]:
     """The task's options in ``version``; 400 naming the version if it is not registered in
     the environment or lacks the task."""
-    registered, options = projects_repo.version_task_options(
+    registered, options = catalogue.version_task_options(
         session, environment_id, version, task_identifier
     )
     if not registered:
@@ -174,9 +160,9 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
     registers is a 404). It is published or armed after commit (the lifecycle's insert)."""
-    context = projects_repo.creation_context(session, environment_id, spec.task_identifier)
+    context = catalogue.creation_context(session, environment_id, spec.task_identifier)
     now, found = context.now, context.version
-    if found is None and not projects_repo.task_known_in_project(
+    if found is None and not catalogue.task_known_in_project(
         session, project_id, spec.task_identifier
     ):
         raise NotFound(f"Task not found: no worker has registered a task '{spec.task_identifier}'")
@@ -252,26 +238,38 @@ def trigger_run(
     batch_id: str | None = None,
 ) -> TriggerResult:
     """Trigger a task (``POST /api/v1/tasks/{taskId}/trigger``, and each item of a batch,
-    which names its ``batch_id``)."""
+    which names its ``batch_id``); a retried request or a held idempotency key answers
+    the earlier run (:mod:`shared.idempotency`)."""
     if not TASK_ID_RE.match(task_id):
         raise InvalidInput("taskId must be 1 to 128 letters, digits or . _ - : /")
     reject_nul(options.model_dump(by_alias=True, exclude_none=True), "options")
-    if request_key:
-        request_key = request_key[:128]
-        existing = _existing_by_request_key(session, auth, request_key)
-        if existing is not None:
-            return TriggerResult(existing, False)
-    hashed = None
-    if options.idempotency_key:
-        hashed = idempotency_key_hash(options.idempotency_key)
-        existing = existing_by_idempotency_key(session, auth.environment_id, task_id, hashed)
-        if existing is not None:
-            return TriggerResult(existing, True)
+    request_key = idempotency.request_key(request_key)
+    key_hash = idempotency.hash_key(options.idempotency_key) if options.idempotency_key else None
+    answer = idempotency.insert_or_winner(
+        lambda: create_run(session, auth.project_id, auth.environment_id, _new_run(
+            session, auth, task_id, raw_payload, options, request_key, key_hash, batch_id)),
+        earlier_runs(session, auth.environment_id, task_id, request_key, key_hash),
+    )
+    run = answer.row
+    if answer.new and options.delay not in (None, "") and run.status is not RunStatus.DELAYED:
+        warning = (
+            f"options.delay {options.delay!r} is not in the future: the run was queued at once"
+        )
+        log.info("trigger of %s: %s", task_id, warning, extra={"run_id": run.id})
+        return TriggerResult(run, False, warning)
+    return TriggerResult(run, answer.cached)
+
+
+def _new_run(
+    session: Session, auth: AuthContext, task_id: str, raw_payload: Any,
+    options: TriggerOptions, request_key: str | None, key_hash: str | None,
+    batch_id: str | None,
+) -> NewRun:
+    """The run a trigger asks for, its payload, key expiry and parent checked."""
     key_expires_at = None
-    if hashed:
-        key_expires_at = idempotency_key_expiry(session, options.idempotency_key_ttl)
+    if key_hash:  # (one clock read per keyed trigger only: an unkeyed one has nothing to expire)
+        key_expires_at = idempotency.key_expiry(db_now(session), options.idempotency_key_ttl)
     elif options.idempotency_key_ttl is not None:
-        # (one clock read per keyed trigger only; an unkeyed one has nothing to expire)
         raise InvalidInput("options.idempotencyKeyTTL needs options.idempotencyKey")
     payload, payload_type = decode_payload(raw_payload, options.payload_type)
     if payload_type == STORE and not packet_exists(session, auth.environment_id, payload):
@@ -289,7 +287,7 @@ def trigger_run(
             )
         lineage = {"depth": parent.depth + 1, "parent_run_id": parent.id,
                    "root_run_id": parent.root_run_id or parent.id, "triggered_by": "task"}
-    spec = NewRun(
+    return NewRun(
         **lineage,
         task_identifier=task_id,
         payload=payload,
@@ -297,31 +295,12 @@ def trigger_run(
         options=RunOptions.from_trigger(options),
         delay=options.delay,
         idempotency_key=options.user_idempotency_key,
-        idempotency_key_hash=hashed,
+        idempotency_key_hash=key_hash,
         idempotency_key_expires_at=key_expires_at,
         request_idempotency_key=request_key,
         batch_id=batch_id,
         trigger_function="batchTrigger" if batch_id else "trigger",
     )
-    try:
-        run = create_run(session, auth.project_id, auth.environment_id, spec)
-    except repo.DuplicateRun:
-        # Another request inserted the same key between our read and our insert.
-        winner = None
-        if hashed:
-            winner = repo.find_by_idempotency_key(session, auth.environment_id, task_id, hashed)
-        if winner is None and request_key:
-            winner = repo.find_by_request_key(session, auth.environment_id, request_key)
-        if winner is None:
-            raise
-        return TriggerResult(winner, bool(hashed))
-    if options.delay not in (None, "") and run.status is not RunStatus.DELAYED:
-        warning = (
-            f"options.delay {options.delay!r} is not in the future: the run was queued at once"
-        )
-        log.info("trigger of %s: %s", task_id, warning, extra={"run_id": run.id})
-        return TriggerResult(run, False, warning)
-    return TriggerResult(run, False)
 
 
 def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
@@ -339,30 +318,7 @@ def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
 
 
 def cancel_run(session: Session, run_id: str) -> Run | None:
-    """Cancel a run that has not finished; a finished run is left as it is (§9): a
+    """Cancel a run that has not finished; a finished run is left as it is: a
     queued or delayed run at once (its timers become no-ops), an executing one when its
     worker sees it on the next heartbeat."""
     return lifecycle.cancel(session, run_id)
-
-
-def register_version(
-    session: Session,
-    version: str,
-    catalogue: dict[str, dict[str, Any]],
-    env_slugs: list[str],
-    project_id: str | None = None,
-) -> list[str]:
-    """Register a worker version's task catalogue in the named environments (of every
-    project, or of one), make each environment's declarative schedules what it declares
-    (``@task(cron=…)``), and queue the PENDING_VERSION runs it can now execute; returns
-    their ids (each published after commit)."""
-    # Schedules create runs through this module: imported here, not at the top.
-    from reprise_server.shared.schedules.service import sync_declarative
-
-    released: list[str] = []
-    for env in projects_repo.list_environments(session, project_id):
-        if env.slug in env_slugs:
-            projects_repo.upsert_worker_version(session, env.id, version, catalogue.items())
-            sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
-            released += lifecycle.release_pending_version(session, env.id, list(catalogue))
-    return released

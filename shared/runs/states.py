@@ -1,6 +1,6 @@
 """The run lifecycle: one table of allowed transitions, used by every status change.
 
-Internal states are stored in ``runs.status``. The public vocabularies of §3 are mappings
+Internal states are stored in ``runs.status``. The public vocabularies are mappings
 of these states: the current one (``x-trigger-api-version: 2025-07-16``) and the older one
 of the v3 API.
 """
@@ -27,7 +27,7 @@ class RunStatus(StrEnum):
 
 
 class AttemptStatus(StrEnum):
-    """An attempt's status (§3 ``attempts[].status``)."""
+    """An attempt's status (``attempts[].status`` on the wire)."""
 
     PENDING = "PENDING"
     EXECUTING = "EXECUTING"
@@ -92,7 +92,7 @@ def can_transition(source: RunStatus, target: RunStatus) -> bool:
     return target in TRANSITIONS[source]
 
 
-# Public vocabularies (§3).
+# Public vocabularies (docs/api.md#statuses).
 CURRENT_API_VERSION = "2025-07-16"
 
 _CURRENT: dict[RunStatus, str] = {

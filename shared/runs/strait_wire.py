@@ -1,26 +1,9 @@
-"""The run in Strait's snake_case ``JobRun`` shape (seed 004), for the ``/v1`` routes.
+"""The run in Strait's snake_case ``JobRun`` shape, for the ``/v1`` routes.
 
-Mapping decisions (Strait's model is not Reprise's; what Reprise lacks is omitted):
-
-* ``job_id`` is the task identifier; ``status`` is the internal status in lower case
-  (``delayed``, ``queued``, ``executing``, ``retrying``, ``completed``, ``timed_out``, …).
-* ``job_version`` is an integer in Strait: here the 1-based position of the worker version
-  in its environment's version history (ordered by registration time; re-registering a
-  version makes it the newest): the version that executed the run, else the one it will
-  run on (its lock, else the current version if it has the task), else 0 (it waits in
-  PENDING_VERSION for a version that has the task).
-* ``attempt``: Strait creates a run with ``attempt`` 1, so a run that has not started yet
-  shows 1; then the number of attempts started. ``result`` the output; ``error`` the
-  error message and ``error_class`` its name; ``scheduled_at`` the delay's due time;
-  ``expires_at`` the TTL deadline; ``continuation_of`` the run this one replays.
-* ``triggered_by`` in Strait's vocabulary (``manual``, ``cron``, ``spawn``, …): a trigger
-  through the API and a replay are ``manual`` (Strait's replay sets ``TriggerManual``), a
-  child run triggered by a task is ``spawn``; anything else is shown as stored.
-* ``tags``: Strait's are an object. A Reprise tag ``key:value`` becomes ``{"key":
-  "value"}``, any other tag ``{"tag": ""}``.
-* ``execution_trace`` is derived from the run's timestamps (queue wait = enqueue to
-  dequeue, dequeue = dequeue to start, total = creation to finish, in ms), overlaid with
-  anything stored in ``runs.execution_trace``.
+Strait's model is not Reprise's: what Reprise lacks is omitted, and each field's mapping
+(``job_version`` as the version's position in its environment, ``attempt`` starting at 1,
+``triggered_by`` in Strait's words, ``key:value`` tags as an object, ``execution_trace``
+from the run's timestamps) is listed in docs/api.md#strait.
 """
 
 from __future__ import annotations

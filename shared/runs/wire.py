@@ -1,4 +1,4 @@
-"""The run as the API shows it (§3): camelCase, ISO dates with ``Z``, absent fields omitted.
+"""The run as the API shows it: camelCase, ISO dates with ``Z``, absent fields omitted.
 
 Never emit ``null`` for an optional field: the official SDK validates with zod and
 rejects it. ``_compact`` drops every None.

@@ -1,17 +1,9 @@
 """Cron expressions and IANA timezones: parsing, the next ticks, the latest missed one.
 
-The parsing and the calendar arithmetic are cronsim's (Debian cron's semantics, chosen
-over croniter, APScheduler's ``CronTrigger`` and cron-converter: see the README section
-"Schedules"). What this module adds is the contract with UTC instants: every tick it
-returns is an aware UTC datetime, strictly after (or at most) the instant asked about,
-whatever a DST transition did to the wall clock in between.
-
-Daylight saving, as cron users expect (Debian cron, which cronsim follows): a job at a
-fixed time (``30 2 * * *``) whose wall-clock time is skipped when clocks spring forward
-runs right after the change (03:00), and runs once, not twice, when clocks fall back and
-the wall-clock time happens twice. Jobs with a wildcard in the minute or hour field
-(``*/15 * * * *``, ``0 * * * *``) follow the wall clock: the hour that does not exist
-has no ticks, the hour that happens twice has its ticks twice.
+Parsing and calendar arithmetic are cronsim's (Debian cron's semantics). This module adds
+the contract with UTC instants: every tick it returns is an aware UTC datetime, whatever a
+DST transition did to the wall clock in between. The DST behaviour, and why cronsim:
+docs/api.md#schedules.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Dashboard sessions: a secret key signed in once, then a cookie (SPEC §16)."""
+"""Dashboard sessions: a secret key signed in once, then a cookie (docs/dashboard.md)."""

@@ -1,12 +1,11 @@
-"""Dashboard sign-in (SPEC §16): a secret key, once, becomes a session.
+"""Dashboard sign-in (docs/dashboard.md): a secret key, once, becomes a session.
 
 * The cookie carries a random token; only its SHA-256 is stored. A session lasts
   ``REPRISE_DASHBOARD_SESSION_HOURS`` and ends at once when the key it was opened with is
   revoked (every request checks the key).
 * A session shows one environment at a time: the key's at first, then any environment of
   the key's project (the switcher). The key's project is the boundary, as for a replay
-  into another environment (§5) — a decision, since the spec is silent on what a key of
-  one environment may see of the others in the dashboard.
+  into another environment (a decision: docs/architecture.md#decisions).
 * Every form carries the session's CSRF token (compared in constant time).
 * ``reprise dev`` prints a one-time sign-in link: it works once, within 15 minutes.
 """

@@ -1,1 +1,1 @@
-"""Timers for delayed runs: Postgres holds the truth, Celery ETA tasks are a fast path (§7)."""
+"""Timers for delayed runs: Postgres holds the truth, Celery ETA tasks are a fast path."""

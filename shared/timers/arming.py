@@ -1,4 +1,4 @@
-"""Arming promotion timers for runs due within the horizon (§7).
+"""Arming promotion timers for runs due within the horizon (docs/architecture.md#timers).
 
 Lives apart from :mod:`shared.timers.service` (promotion and the sweep) because the run
 lifecycle arms a timer whenever it sets a run's ``delayed_until`` (trigger, reschedule),

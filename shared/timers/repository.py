@@ -73,7 +73,7 @@ def arm_entering_batch(
     """Mark up to ``batch_size`` DELAYED runs due within ``horizon`` whose current token
     has no timer yet as armed; returns ``(run_id, token, delayed_until)`` to publish.
 
-    Same shape as :func:`shared.runs.repository.transition_many`: rows chosen and locked
+    Same shape as :func:`shared.runs.cas.transition_many`: rows chosen and locked
     in the subquery, then one primary-key probe each."""
     candidates = (
         select(Run.id)

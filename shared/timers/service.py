@@ -1,42 +1,12 @@
-"""Promotion of delayed runs: Postgres holds the truth, Celery ETA tasks are a fast path (§7).
+"""Promotion of delayed runs: Postgres holds the truth, Celery ETA tasks are a fast path.
 
-Two tiers:
-
-* **Postgres** holds ``delayed_until`` and ``schedule_token``. Every reschedule, cancel
-  and promotion bumps the token (and expiry too), so a timer is valid for exactly one
-  ``(run, token)``.
-* **Timers** are Celery ETA tasks (``reprise.promote_delayed_run``) carrying
-  ``(run_id, token)``. A timer promotes by one compare-and-set — status DELAYED, the same
-  token, and ``delayed_until <= now()`` on the database clock — so duplicate, redelivered
-  and stale timers (the run was rescheduled, canceled or already promoted) are no-ops. A
-  timer that fires early (a worker clock ahead of the database's) re-arms itself for the
-  time that remains by the database clock.
-
-Only runs due within ``timer_horizon_seconds`` (default 300 s) get a timer: when they are
-created or rescheduled (:func:`shared.timers.arming.arm_if_within_horizon`), or by the sweep as they enter the
-horizon. The sweep (:func:`promote_due_runs`, beat task ``reprise.promote_due_runs``
-every ``sweep_interval_seconds``, default 2 s) also promotes any overdue DELAYED run
-directly: that is the backstop for a timer lost with Redis (FLUSHALL), with a worker
-killed while holding it, or with a publish that failed after commit. A lost timer delays
-its run by at most one sweep interval; nothing is ever lost, because nothing but Postgres
-is the truth.
-
-Why the horizon, and the settings that bound worker memory:
-
-* A Redis-transport worker fetches an ETA message as soon as it can and keeps it in
-  memory (unacknowledged) until its ETA; Redis redelivers any message left unacknowledged
-  longer than ``broker_visibility_timeout`` (default 3600 s). So a far-future ETA message
-  would sit in some worker's memory for its whole delay and be redelivered (and held
-  again) every visibility timeout.
-* Settings therefore require ``timer_horizon_seconds < broker_visibility_timeout / 2``
-  (and the same for retry countdowns, ``retry_backoff_max_seconds``) and
-  ``sweep_interval_seconds < timer_horizon_seconds``; ``Settings`` refuses to start
-  otherwise. No ETA message Reprise publishes can outlive the visibility timeout.
-* Timers go to the queue ``<queue_prefix>.timers`` (default ``reprise.timers``), consumed
-  by every worker started without ``-Q`` (a dedicated timer worker can be run with
-  ``-Q reprise.timers,reprise.sweeps``). The ETA messages workers hold in memory at any
-  moment are those of runs due within the horizon — a few hundred bytes each, whatever
-  the number of runs delayed further out, which wait in Postgres only.
+Postgres holds ``delayed_until`` and ``schedule_token`` (bumped by every reschedule, cancel,
+promotion and expiry). A timer (``reprise.promote_delayed_run``) carries ``(run_id, token)``
+and promotes by one compare-and-set on status DELAYED, that token and ``delayed_until <=
+now()`` on the database clock, so duplicate, redelivered and stale timers are no-ops; one
+that fires early re-arms itself. Only runs due within the horizon get a timer; the sweep
+:func:`promote_due_runs` arms the rest as they enter it and promotes overdue runs directly.
+Why the two tiers and the horizon: docs/architecture.md#timers.
 """
 
 from __future__ import annotations
@@ -49,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker, metrics
-from reprise_server.shared.db import db_now, on_commit
+from reprise_server.shared.db import db_now, drain, on_commit
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Run
@@ -106,13 +76,13 @@ def promote_due_runs(session: Session, batch_size: int = DEFAULT_BATCH_SIZE) -> 
         metrics.observe_promotion_lateness("sweep", batch.progress)
         return batch.run_ids, batch.last
 
-    promoted = runs_repo.drain(promote_batch, batch_size)
+    promoted = drain(promote_batch, batch_size)
 
     def arm_batch(due_from: datetime | None) -> tuple[list[tuple[str, int, datetime]], Any]:
         entering = repo.arm_entering_batch(session, horizon(), batch_size, due_from)
         return entering, max((due for _, _, due in entering), default=None)
 
-    armed = runs_repo.drain(arm_batch, batch_size)
+    armed = drain(arm_batch, batch_size)
     if armed:
         now = db_now(session)
         timers = [(run_id, token, max(due, now)) for run_id, token, due in armed]

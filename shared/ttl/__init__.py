@@ -1,1 +1,1 @@
-"""Time-to-live of queued runs (§8): resolution lives with triggering, expiry lives here."""
+"""Time-to-live of queued runs: which TTL a run gets (policy), and its expiry (service)."""

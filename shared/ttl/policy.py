@@ -1,4 +1,4 @@
-"""Which TTL a run gets (§8): the trigger's, else the task's, else the environment's
+"""Which TTL a run gets: the trigger's, else the task's, else the environment's
 default (dev: ``REPRISE_DEV_DEFAULT_TTL_SECONDS``, 10m; other environments: none),
 clamped to ``REPRISE_MAX_TTL_SECONDS``; ``0`` means no TTL."""
 

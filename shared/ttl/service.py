@@ -1,16 +1,9 @@
-"""Expiry of runs that waited in their queue longer than their TTL (§8).
+"""Expiry of runs that waited in their queue longer than their TTL.
 
-Which TTL applies is :func:`shared.ttl.policy.effective_ttl`, decided when the run is
-created. The clock starts when the run first enters its queue (the lifecycle's queue
-entry: at trigger for a run queued at once, at promotion for a delayed run, when a
-version with its task registers for a run waiting in PENDING_VERSION). Only runs never
-dequeued expire: once a worker has taken a run, it runs (and retries) to the end.
-
-Two paths expire a run, with the same move (:func:`shared.runs.lifecycle.expire`):
-
-* the beat sweep :func:`expire_stale_runs` (task ``reprise.expire_stale_runs``), in
-  batches claimed with ``FOR UPDATE SKIP LOCKED`` until none is left;
-* a worker that dequeues an already-expired run, which expires it instead of running it.
+Two paths, one move (:func:`shared.runs.lifecycle.expire`): the beat sweep
+:func:`expire_stale_runs`, in batches claimed with ``FOR UPDATE SKIP LOCKED``, and a worker
+that dequeues an already-expired run. Only runs never dequeued expire. See
+docs/architecture.md#ttl.
 """
 
 from __future__ import annotations
@@ -21,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.db import drain
 from reprise_server.shared.runs import lifecycle
-from reprise_server.shared.runs.repository import drain
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.ttl import repository as repo
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from reprise_server.shared.db import transaction
-from reprise_server.shared.runs.service import register_version
 from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions.service import register_worker_version
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 
@@ -21,10 +21,10 @@ def locked_to(version: str) -> dict[str, Any]:
 def register_old_version(project: ProjectKeys) -> None:
     """An older version with only test-echo, then the test worker's version again (current)."""
     with transaction() as session:
-        register_version(session, OLD, {"test-echo": {}}, ["dev"], project.project_id)
+        register_worker_version(session, OLD, {"test-echo": {}}, ["dev"], project.project_id)
     with transaction() as session:
-        register_version(session, get_settings().worker_version,
-                         {"test-echo": {}, "test-checkpoints": {}}, ["dev"], project.project_id)
+        register_worker_version(session, get_settings().worker_version,
+                                {"test-echo": {}, "test-checkpoints": {}}, ["dev"], project.project_id)
 
 
 def test_unknown_version_or_task_missing_from_it_is_400_naming_it(

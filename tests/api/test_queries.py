@@ -9,8 +9,8 @@ import pytest
 
 from reprise_server.api.queries import RunListQuery, refuse_unknown_parameters
 from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.filters import RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
-from reprise_server.shared.runs.repository import RunFilter
 from reprise_server.shared.runs.states import RunStatus
 from tests.support.fixtures import ProjectKeys
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from reprise_server.shared.db import transaction
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.versions import repository as versions_repo
 from tests.support import triggers
 from tests.support.commands import (
     ParkedCommands,
@@ -141,7 +141,7 @@ def test_replay_waits_for_a_version_that_has_the_task(
     original = triggers.via_api(api, project)
     wait_for_status(original, "COMPLETED")
     with transaction() as session:  # a newer version without the task becomes current
-        projects_repo.upsert_worker_version(
+        versions_repo.upsert_worker_version(
             session, project.environment_ids["dev"], "20261122.99", [("test-block", {})]
         )
 
@@ -201,7 +201,7 @@ def test_replay_of_a_task_no_version_has_fails_and_writes_nothing(
     original = triggers.via_api(api, project)
     with transaction() as session:  # every version of the project forgets the task
         for env_id in project.environment_ids.values():
-            projects_repo.upsert_worker_version(
+            versions_repo.upsert_worker_version(
                 session, env_id, "20261122.1", [("test-block", {})]
             )
     commands = count("commands")
@@ -245,3 +245,18 @@ def test_a_retried_replay_with_the_same_request_key_creates_one_run(
     # Another request (another key) is another replay.
     other = _replay(api, project, original).json()["id"]
     assert other != first.json()["id"]
+
+
+def test_a_replay_command_shows_the_overrides_as_sent_and_not_the_plan(
+    api: Any, project: ProjectKeys, parked_commands: ParkedCommands
+) -> None:
+    original = triggers.via_api(api, project, payload={"x": 1})
+    sent = {"payload": {"x": 2}, "delay": "1h", "maxAttempts": 2, "tags": ["b", "a"]}
+    new_id = api.post(f"/api/v1/runs/{original}/replay", json=sent,
+                      headers=project.headers()).json()["id"]
+    command = command_for_target(new_id)
+
+    detail = api.get(f"/api/v1/commands/{command.id}", headers=project.headers()).json()
+
+    assert detail["arguments"] == {"overrides": sent}
+    assert "plan" in command.arguments  # what apply reads stays in the row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -294,3 +295,20 @@ def test_a_delay_in_the_past_queues_at_once_and_says_so(api: Any, project: Proje
     assert run_row(response.json()["id"]).status in ("QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED")
     ok = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": "1h"}})
     assert "x-reprise-warning" not in ok.headers
+
+
+@pytest.mark.parametrize("delay", [1.5, 90, 3600.25])
+def test_a_numeric_delay_is_seconds_to_the_fraction_as_a_replays_is(
+    api: Any, project: ProjectKeys, delay: float
+) -> None:
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": delay}})
+    assert response.status_code == 200, response.text
+    run = run_row(response.json()["id"])
+    assert run.status == "DELAYED"
+    assert run.delayed_until - run.created_at == timedelta(seconds=delay)
+
+
+def test_a_negative_numeric_delay_is_refused(api: Any, project: ProjectKeys) -> None:
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": -5}})
+    assert response.status_code == 400
+    assert "options.delay" in response.json()["error"]

@@ -3,9 +3,11 @@
 Everything here is offline: compose.yaml is checked against the Compose Specification
 schema vendored in check-jsonschema, and each built-in-kind manifest in k8s/ against the
 Kubernetes OpenAPI schemas vendored in kubernetes-validate, in strict mode (unknown fields
-are errors). The remaining tests pin the operational promises of docs/operations.md: scalable workers
-with a soft-shutdown grace period, a single beat, a durable non-evicting Redis, one broker
-visibility timeout for every process, and commands that the `reprise` CLI really has.
+are errors); the systemd units in deploy/systemd/ are read by tests/deploy/units.py. The
+remaining tests pin the operational promises of docs/operations.md: scalable workers with a
+soft-shutdown grace period (the same in Compose, Kubernetes and systemd), a single beat, a
+durable non-evicting Redis, one broker visibility timeout for every process, and commands
+that the `reprise` CLI really has.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
+
+from tests.deploy import units as systemd
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -266,6 +271,14 @@ def test_workers_get_a_grace_period_for_celery_soft_shutdown() -> None:
     assert _seconds(worker["stop_grace_period"]) >= MIN_WORKER_GRACE_SECONDS
     pod = _k8s("Deployment", "reprise-worker")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= MIN_WORKER_GRACE_SECONDS
+    # The systemd unit gives the same grace, and stops with the SIGTERM the worker treats
+    # as a warm shutdown, to every process of the unit (systemd's default) or to the main
+    # process alone: tests/deploy/test_systemd_units.py stops a real worker both ways.
+    unit = systemd.units()["reprise-worker"]
+    assert unit.timeout_stop_seconds == _seconds(worker["stop_grace_period"])
+    assert unit.timeout_stop_seconds == pod["terminationGracePeriodSeconds"]
+    assert unit.kill_signal == signal.SIGTERM
+    assert unit.kill_mode in {"control-group", "mixed"}
 
 
 def test_worker_service_can_be_scaled() -> None:
@@ -329,7 +342,7 @@ def test_image_installs_the_server_and_runs_the_api_as_a_non_root_user() -> None
     lines = [line.strip() for line in text.splitlines()]
     [user] = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert user.split(":")[0] not in {"0", "root"}
-    # The SDK (the `reprise` command) and the server with both packet stores.
+    # the SDK and the server, with both packet stores
     assert re.search(r"\bpip install \. '\./server\[s3\]'(\s|$)", text, re.MULTILINE)
     assert "EXPOSE 8000 5555" in lines
     [cmd] = [json.loads(line[len("CMD ") :]) for line in lines if line.startswith("CMD ")]
@@ -356,6 +369,12 @@ def _reprise_invocations() -> list[tuple[str, list[str]]]:
     for line in DOCKERFILE.read_text().splitlines():
         if line.startswith("CMD "):
             found.append(("Dockerfile CMD", json.loads(line[len("CMD ") :])))
+    for name, unit in systemd.units().items():
+        # systemd wants an absolute path: the `reprise` script of the install's virtualenv.
+        program, *args = unit.exec_start
+        assert program.startswith("/"), name
+        assert Path(program).name == "reprise", name
+        found.append((f"systemd {name} ExecStart", ["reprise", *args]))
     return [(where, argv) for where, argv in found if argv and argv[0] == "reprise"]
 
 
@@ -372,6 +391,18 @@ def test_deployment_files_run_every_process_through_the_reprise_cli() -> None:
     for where, argv in invocations:
         if argv[1] == "healthcheck":
             assert argv[2:] in (["worker"], ["control"], ["beat"]), where
+
+
+def test_systemd_units_run_every_process_with_a_bounded_stop() -> None:
+    found = {unit.exec_start[1]: unit for unit in systemd.units().values()}
+    assert set(found) == REPRISE_SERVICES
+    assert found["migrate"].service("Type") == "oneshot"
+    for command, unit in found.items():
+        assert unit.service("EnvironmentFile") == "/etc/reprise/reprise.env", unit.name
+        assert unit.service("User") not in {"", "root"}, unit.name
+        if command != "migrate":
+            assert 0 < unit.timeout_stop_seconds <= found["worker"].timeout_stop_seconds
+    assert found["control"].timeout_stop_seconds == _seconds(SERVICES["control"]["stop_grace_period"])
 
 
 def test_every_reprise_command_is_a_real_cli_subcommand() -> None:

@@ -1,4 +1,5 @@
-"""Faults injected into a private live stack, and what each one cost.
+"""Faults injected into a private live stack, and what each one cost
+(docs/architecture.md#faults-cost-their-length).
 
 A :class:`Stack` is embedded Postgres and Redis plus ``reprise api``, ``worker``,
 ``control`` and ``beat`` as real processes with the shipped settings, running the task of

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from reprise import TaskContext, task
@@ -73,3 +75,15 @@ def sleep_for(payload: Any, ctx: TaskContext) -> Any:
     seconds = float(payload.get("seconds", 0.2)) if isinstance(payload, dict) else 0.2
     time.sleep(seconds)
     return {"slept": seconds, "attempt": ctx.attempt.number}
+
+
+@task(id="test-wait-file", max_attempts=3)
+def wait_for_file(payload: Any, ctx: TaskContext) -> Any:
+    """Runs until the file ``path`` exists: a test decides when a run in flight may finish.
+    Appends its attempt to ``path``.log first, so the test sees every execution."""
+    path = Path(payload["path"])
+    with Path(f"{path}.log").open("a") as log:
+        log.write(f"{ctx.run.id} {ctx.attempt.number} {os.getpid()}\n")
+    while not path.exists():
+        time.sleep(0.05)
+    return {"attempt": ctx.attempt.number}

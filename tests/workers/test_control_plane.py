@@ -99,7 +99,7 @@ DEFAULT_TIMINGS = {  # the shipped defaults (the suite's own are much shorter)
 
 def _attempts(run_id: str) -> list[Any]:
     from reprise_server.shared.db import transaction
-    from reprise_server.shared.runs import repository as repo
+    from reprise_server.shared.runs import attempts_repository as repo
 
     with transaction() as session:
         return repo.attempts_of(session, [run_id])[run_id]

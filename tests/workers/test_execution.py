@@ -13,7 +13,7 @@ from reprise.registry import REGISTRY
 from reprise_server.shared.db import discard_after_commit, transaction
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import attempts as steps
-from reprise_server.shared.runs import repository as repo
+from reprise_server.shared.runs import attempts_repository as repo
 from reprise_server.shared.runs.lifecycle import redispatch_lost
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import TriggerOptions

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands import service
 from reprise_server.shared.db import db_now, transaction
-from reprise_server.shared.projects.service import authenticate_for_run
 from reprise_server.shared.timers.service import promote_due_runs, promote_run
 from tests.support import triggers
 from tests.support.commands import backdate_delay, commands_for, held

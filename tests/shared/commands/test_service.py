@@ -4,15 +4,16 @@ killed mid-apply, a message lost from Redis, and the relay sweep."""
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands import service
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import session_factory, transaction
-from reprise_server.shared.projects.service import authenticate_for_run
 from tests.support import triggers
 from tests.support.commands import (
     ParkedCommands,
@@ -232,3 +233,35 @@ def command_row_for(target_run_id: str) -> str:
     from tests.support.commands import command_for_target
 
     return str(command_for_target(target_run_id).id)
+
+
+def test_a_replay_left_pending_by_the_previous_code_still_applies(
+    api: Any, project: ProjectKeys
+) -> None:
+    """Commands can be pending during a deploy: the overrides the previous code stored
+    (keyed as the trigger's options, the delay already a date) apply as they were meant."""
+    source = triggers.via_api(api, project, delay="1h", payload={"x": 1})
+    overrides = {
+        "tags": ["solo"], "maxAttempts": 4, "queue": {"name": "emails"}, "ttl": "1m",
+        "priority": 7, "delay": "2099-01-01T00:00:00.000Z", "payload": {"x": 2},
+        "payloadType": "application/json",
+    }
+    with transaction() as session:
+        session.execute(
+            text("INSERT INTO commands (id, kind, status, environment_id, run_id, "
+                 "target_run_id, target_environment_id, arguments, publish_count) VALUES "
+                 "('cmd_from_before', 'replay', 'PENDING', :env, :run, 'run_frombefore00000001', "
+                 ":env, CAST(:arguments AS jsonb), 1)"),
+            {"env": project.environment_ids["dev"], "run": source,
+             "arguments": json.dumps({"overrides": overrides})},
+        )
+
+    applied = _apply("cmd_from_before", "worker-1")
+
+    assert (applied.status, applied.reason) == ("APPLIED", None)
+    new_run = run_row("run_frombefore00000001")
+    assert (new_run.status, new_run.payload, new_run.tags) == ("DELAYED", {"x": 2}, ["solo"])
+    assert (new_run.max_attempts, new_run.queue, new_run.ttl_seconds, new_run.priority) == (
+        4, "emails", 60, 7)
+    assert new_run.delayed_until.year == 2099
+    assert new_run.replayed_from == source

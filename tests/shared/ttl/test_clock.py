@@ -3,15 +3,20 @@ clock starts: at the first enqueue — at once, at promotion, or when a version 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reprise.registry import REGISTRY
-from reprise_server.shared.db import discard_after_commit, transaction
-from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.db import db_now, discard_after_commit, transaction
+from reprise_server.shared.ids import new_run_id
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.service import promote_due_runs
+from reprise_server.shared.versions import repository as versions_repo
 from reprise_server.workers.runtime import register_version
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
@@ -74,7 +79,7 @@ def test_a_run_waiting_for_a_version_starts_its_ttl_clock_when_one_registers(
 ) -> None:
     dev = project.environment_ids["dev"]
     with transaction() as session:  # a newer version in dev that lacks test-echo
-        projects_repo.upsert_worker_version(session, dev, "20261122.0-partial", [])
+        versions_repo.upsert_worker_version(session, dev, "20261122.0-partial", [])
     run_id = triggers.in_db(project, ttl="10m", publish=False)
     run = run_row(run_id)
     assert (run.status, run.ttl_expires_at, run.queued_at) == ("PENDING_VERSION", None, None)
@@ -82,3 +87,27 @@ def test_a_run_waiting_for_a_version_starts_its_ttl_clock_when_one_registers(
     run = run_row(run_id)
     assert run.queued_at is not None
     assert run.ttl_expires_at == run.queued_at + timedelta(minutes=10)
+
+
+def test_a_run_inserted_queued_starts_its_ttl_clock_on_the_database_clock(
+    project: ProjectKeys,
+) -> None:
+    """Promotion and release start the TTL clock with the database's ``now()``; the insert
+    of a QUEUED run does too, whatever clock its caller stamped ``created_at`` with (here
+    the process's, read after the transaction began)."""
+    with transaction() as session:
+        database_clock = db_now(session)  # now(): the transaction's start
+        time.sleep(0.05)
+        callers_clock = datetime.now(UTC)
+        run = Run(
+            id=new_run_id(), project_id=project.project_id,
+            environment_id=project.environment_ids["dev"], task_identifier="test-echo",
+            status=RunStatus.QUEUED, payload=None, payload_type="application/json",
+            max_attempts=3, ttl_seconds=600, created_at=callers_clock, updated_at=callers_clock,
+        )
+        lifecycle.insert(session, run)
+        discard_after_commit(session)
+    stored = run_row(run.id)
+    assert stored.queued_at == stored.dispatched_at == database_clock
+    assert stored.ttl_expires_at == database_clock + timedelta(seconds=600)
+    assert (run.queued_at, run.ttl_expires_at) == (stored.queued_at, stored.ttl_expires_at)

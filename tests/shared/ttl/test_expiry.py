@@ -12,7 +12,7 @@ from sqlalchemy import func
 from reprise.registry import REGISTRY
 from reprise_server.shared.db import discard_after_commit, transaction
 from reprise_server.shared.projects.service import AuthContext
-from reprise_server.shared.runs import repository as runs_repo
+from reprise_server.shared.runs import cas
 from reprise_server.shared.runs.lifecycle import EXPIRED_MESSAGE
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.runs.service import trigger_run
@@ -48,7 +48,7 @@ def stale_runs(project: ProjectKeys, count: int) -> list[str]:
 
 def dequeue(session: Any, run_id: str) -> Any:
     """A worker's claim: QUEUED -> DEQUEUED, stamping ``dequeued_at``."""
-    return runs_repo.transition(
+    return cas.transition(
         session, run_id, RunStatus.DEQUEUED, sources={RunStatus.QUEUED},
         values={"dequeued_at": func.now(), "heartbeat_at": func.now(), "locked_by": "test"},
     )
@@ -78,7 +78,7 @@ def test_a_run_dequeued_before_its_ttl_passed_never_expires(project: ProjectKeys
     with transaction() as session:
         dequeue(session, run_id)
         # Handed back to its queue (the worker lacked the task), then its TTL passes.
-        runs_repo.transition(session, run_id, RunStatus.QUEUED, sources={RunStatus.DEQUEUED})
+        cas.transition(session, run_id, RunStatus.QUEUED, sources={RunStatus.DEQUEUED})
     backdate(run_id, "ttl_expires_at")
     assert sweep() == 0
     assert run_row(run_id).status == "QUEUED"
@@ -139,7 +139,7 @@ def test_an_expired_run_dequeued_by_a_worker_is_expired_not_executed(
     auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
     with transaction() as session:  # queued, and dispatched after commit, already expired
         run_id = trigger_run(session, auth, "test-echo", "late", TriggerOptions(ttl="10m")).run.id
-        runs_repo.touch(session, run_id, ttl_expires_at=func.now() - timedelta(seconds=1))
+        cas.touch(session, run_id, ttl_expires_at=func.now() - timedelta(seconds=1))
     run = wait_for_status(run_id, "EXPIRED")
     assert run.error == {"message": EXPIRED_MESSAGE}
     assert (run.attempt_count, run.dequeued_at, run.started_at) == (0, None, None)

@@ -1,0 +1,249 @@
+"""The compare-and-set engine: every status change is one ``UPDATE … WHERE status =
+ANY(:allowed) RETURNING …`` on the state machine's table (:mod:`shared.runs.states`).
+
+Only :mod:`shared.runs.lifecycle` imports this module (a test pins it): the moves own the
+columns they write, call sites name the move. Three statement flavours: :func:`transition`
+builds its statement per call; :func:`prepare_transition` builds it once, with bind
+parameters, for the moves every run makes (and returns the moved run);
+:func:`prepare_move` likewise, for a caller that only needs to know whether the run moved.
+:func:`transition_many` moves a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, null, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from reprise_server.shared.runs import changes
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.repository import RUN_COLUMNS
+from reprise_server.shared.runs.states import RunStatus, sources_of
+
+_RUNS = cast(Table, Run.__table__)
+
+
+def transition(
+    session: Session,
+    run_id: str,
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> Run | None:
+    """Move a run to ``target`` if its status allows it; returns the updated run or None.
+
+    ``sources`` narrows the states the state machine allows (never widens them); ``where``
+    adds guards such as a schedule token. ``values`` are written in the same statement.
+    """
+    allowed = _allowed(target, sources)
+    if not allowed:
+        return None
+    stmt = _transition_statement(target, allowed, _RUNS.c.id == run_id, where, values)
+    # Core, not the ORM's bulk update: the moves are the hot path of every run, and
+    # loading the returned row through the ORM costs more than the statement itself.
+    return _moved(session, session.connection().execute(stmt).first())
+
+
+def _allowed(target: RunStatus, sources: Collection[RunStatus] | None) -> frozenset[RunStatus]:
+    allowed = sources_of(target)
+    return allowed if sources is None else allowed & frozenset(sources)
+
+
+def _transition_statement(
+    target: RunStatus,
+    allowed: frozenset[RunStatus],
+    which: ColumnElement[bool],
+    where: Sequence[Any],
+    values: dict[str, Any] | None,
+    returning: Iterable[Any] = _RUNS.columns,
+) -> Any:
+    return (
+        update(_RUNS)
+        .where(which, _RUNS.c.status.in_(list(allowed)), *where)
+        .values(status=target, updated_at=func.now(), **(values or {}))
+        .returning(*returning)
+    )
+
+
+@dataclass(frozen=True)
+class PreparedTransition:
+    """:func:`transition` built once, with bind parameters (``run_id`` and whatever its
+    guards and values name): the moves every run makes, without building (and cache-keying)
+    the statement each time."""
+
+    statement: Any
+
+    def __call__(self, session: Session, run_id: str, **params: Any) -> Run | None:
+        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
+        return _moved(session, row)
+
+
+def prepare_transition(
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedTransition:
+    return PreparedTransition(_prepared_statement(target, sources, where, values))
+
+
+@dataclass(frozen=True)
+class PreparedMove:
+    """A :class:`PreparedTransition` whose caller only needs to know whether the run moved
+    (a run's completion): no row comes back to decode, no Run is built."""
+
+    statement: Any
+
+    def __call__(self, session: Session, run_id: str, **params: Any) -> bool:
+        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
+        if row is None:
+            return False
+        _record_move(session, *row)
+        return True
+
+
+_MOVE_HEAD = (_RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id)
+
+
+def prepare_move(
+    target: RunStatus,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedMove:
+    return PreparedMove(_prepared_statement(target, sources, where, values, _MOVE_HEAD))
+
+
+def _prepared_statement(
+    target: RunStatus,
+    sources: Collection[RunStatus] | None,
+    where: Sequence[Any],
+    values: dict[str, Any] | None,
+    returning: Iterable[Any] = _RUNS.columns,
+) -> Any:
+    allowed = _allowed(target, sources)
+    assert allowed, f"no state may move to {target}"
+    which = _RUNS.c.id == bindparam("run_id")
+    return _transition_statement(target, allowed, which, where, values, returning)
+
+
+def _moved(session: Session, row: Any) -> Run | None:
+    if row is None:
+        return None
+    run = _run_of(row)
+    _record_move(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return run
+
+
+def _record_move(
+    session: Session, run_id: str, status: str, task: str, environment_id: str
+) -> None:
+    loaded = session.identity_map.get(identity_key(Run, (run_id,)))
+    if loaded is not None:  # a copy this session read earlier is now stale
+        session.expire(loaded)
+    changes.record_change(session, run_id, status, task, environment_id)
+
+
+def _run_of(row: Any) -> Run:
+    """A Run (not in any session) from a row of every ``runs`` column."""
+    mapping = row._mapping
+    return Run(**{key: mapping[column] for key, column in RUN_COLUMNS})
+
+
+@dataclass(frozen=True)
+class BatchTransition:
+    """What a batch transition moved: the run ids, the largest ``progress`` value among
+    them (where to resume walking an index in the same transaction), each run's queue
+    (aligned with ``run_ids``) and, if asked for, each run's ``progress`` value."""
+
+    run_ids: list[str]
+    last: Any
+    progress: list[Any]
+    queues: list[str | None] = field(default_factory=list)
+
+    def runs_with_queues(self) -> list[tuple[str, str | None]]:
+        return list(zip(self.run_ids, self.queues, strict=True))
+
+
+def transition_many(
+    session: Session,
+    target: RunStatus,
+    candidates: Select[Any],
+    *,
+    sources: Collection[RunStatus],
+    progress: Any,
+    each_progress: bool = False,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> BatchTransition:
+    """:func:`transition` for a batch: move the runs ``candidates`` selects (a ``SELECT
+    runs.id … ORDER BY … LIMIT n``) whose status allows it.
+
+    The compare-and-set is in the candidates: they are narrowed to the allowed statuses
+    and locked (``FOR UPDATE SKIP LOCKED``, which re-checks the condition on the row it
+    locks, and skips rows another transaction is changing), so no other transaction can
+    move them before the update. The update itself only matches ``id = ANY(ARRAY(…))``,
+    the chosen ids collected first: whatever the planner thinks of their number, that is
+    one primary-key probe per chosen row, and none at all when none was chosen. (A join,
+    or any other condition here, lets it prefer scanning every run in the status.)
+
+    The moved rows come back aggregated per task and environment (ids as one array each):
+    a sweep moving a million runs spends its time in the database, not building rows.
+    """
+    allowed = _allowed(target, sources)
+    if not allowed:
+        return BatchTransition([], None, [])
+    chosen = (
+        candidates.where(Run.status.in_(list(allowed)))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    moved = (
+        update(Run)
+        .where(Run.id == any_(func.array(chosen)), *where)
+        .values(status=target, updated_at=func.now(), **(values or {}))
+        .returning(
+            Run.id, Run.task_identifier, Run.environment_id, Run.queue,
+            progress.label("progress"),
+        )
+        .cte("moved")
+    )
+    stmt = select(
+        moved.c.task_identifier,
+        moved.c.environment_id,
+        moved.c.queue,
+        func.array_agg(moved.c.id),
+        func.max(moved.c.progress),
+        func.array_agg(moved.c.progress) if each_progress else null(),
+    ).group_by(moved.c.task_identifier, moved.c.environment_id, moved.c.queue)
+    # Core execution: the ORM adds nothing here but overhead.
+    groups = session.connection().execute(stmt).all()
+    run_ids: list[str] = []
+    queues: list[str | None] = []
+    each: list[Any] = []
+    last: Any = None
+    for task, environment_id, queue, ids, group_last, group_each in groups:
+        # The state-change log lines and counters (one line per task and environment).
+        changes.record_changes(session, target.value, [(i, task, environment_id) for i in ids])
+        run_ids.extend(ids)
+        queues.extend([queue] * len(ids))
+        each.extend(group_each or ())
+        if group_last is not None and (last is None or group_last > last):
+            last = group_last
+    return BatchTransition(run_ids, last, each, queues)
+
+
+def touch(session: Session, run_id: str, where: Sequence[Any] = (), **values: Any) -> bool:
+    """Update non-status fields of a run; returns whether a row matched."""
+    result = session.execute(
+        update(Run).where(Run.id == run_id, *where).values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

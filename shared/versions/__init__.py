@@ -1,0 +1,1 @@
+"""A worker version arrives: its catalogue, its declarative schedules, its waiting runs."""

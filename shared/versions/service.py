@@ -1,0 +1,58 @@
+"""A worker version arrives: its task catalogue is registered in the environments it
+serves, their declarative schedules become what it declares (``@task(cron=…)``), and the
+runs waiting for a version that has their task (PENDING_VERSION) are released.
+
+It sits above projects, schedules and runs, and uses each. Services take a session first
+and never commit: releasing a large backlog is a batch per transaction, the caller's loop
+(``workers.runtime.register_version``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.schedules.service import sync_declarative
+from reprise_server.shared.versions import repository as repo
+
+
+def register_worker_version(
+    session: Session,
+    version: str,
+    catalogue: dict[str, dict[str, Any]],
+    env_slugs: Collection[str],
+    project_id: str | None = None,
+) -> list[str]:
+    """Register ``version`` and its task catalogue in the named environments (of every
+    project, or of one), and make each one's declarative schedules what the catalogue
+    declares. Returns the ids of those environments: release their waiting runs next
+    (:func:`release_waiting_runs`)."""
+    registered = []
+    for env in projects_repo.list_environments(session, project_id):
+        if env.slug in env_slugs:
+            repo.upsert_worker_version(session, env.id, version, catalogue.items())
+            sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
+            registered.append(env.id)
+    return registered
+
+
+def release_waiting_runs(
+    session: Session, environment_id: str, task_identifiers: Collection[str], limit: int
+) -> list[str]:
+    """Queue up to ``limit`` of the environment's PENDING_VERSION runs of these tasks (each
+    published after commit); fewer than ``limit`` released means none is left to release.
+    Safe to run concurrently with itself (every worker process registers when it boots):
+    each run is released once."""
+    return lifecycle.release_pending_version(session, environment_id, task_identifiers, limit)
+
+
+def worker_registered(session: Session, since: datetime | None = None) -> bool:
+    """Whether a worker has registered a version (since ``since``, by the database clock):
+    ``reprise dev`` waits for a registration from its own start."""
+    latest = repo.latest_registration(session)
+    return latest is not None and (since is None or latest.registered_at >= since)

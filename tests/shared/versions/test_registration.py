@@ -1,0 +1,135 @@
+"""A worker version arrives: every run waiting for a version that has its task is
+released (in batches, each committed and published on its own), however many wait."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from reprise.registry import REGISTRY, Registry, TaskDefinition
+from reprise_server.shared import broker
+from reprise_server.shared.db import transaction
+from reprise_server.shared.projects.service import AuthContext
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.service import trigger_run
+from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions import service as versions
+from reprise_server.workers.runtime import register_version
+from tests.support.fixtures import ProjectKeys
+
+WAITING = 2_500
+
+
+@pytest.fixture
+def unserved_queue() -> Iterator[str]:
+    """A Reprise queue no worker serves: the messages published for its runs stay in Redis
+    to be counted (and are deleted afterwards)."""
+    name = f"release-{secrets.token_hex(4)}"
+    yield name
+    app = broker.celery_app()
+    celery_queue = broker.run_queue(get_settings(), name)
+    client = broker.broker_client(app.conf.broker_url)
+    client.delete(*client.keys(f"{celery_queue}*") or [celery_queue])
+
+
+def _wait_for_a_version(project: ProjectKeys, queue: str, count: int) -> None:
+    """Make dev's current version one without test-echo, then trigger ``count`` runs of
+    test-echo there: each waits in PENDING_VERSION."""
+    lacking = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    register_version(lacking, "20261122.0-lacking", ["dev"], project.project_id)
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    options = TriggerOptions.model_validate({"queue": queue})
+    with transaction() as session:
+        for _ in range(count):
+            trigger_run(session, auth, "test-echo", {"n": 1}, options)
+
+
+def _statuses(project: ProjectKeys) -> dict[str, int]:
+    with transaction() as session:
+        rows = session.execute(
+            select(Run.status, func.count())
+            .where(Run.environment_id == project.environment_ids["dev"])
+            .group_by(Run.status)
+        )
+        return {status.value: count for status, count in rows}
+
+
+def _published(queue: str) -> int:
+    app = broker.celery_app()
+    celery_queue = broker.run_queue(get_settings(), queue)
+    return broker.queue_lengths(broker.broker_client(app.conf.broker_url), [celery_queue])[
+        celery_queue
+    ]
+
+
+def test_a_registration_releases_every_waiting_run_not_only_the_first_thousand(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    _wait_for_a_version(project, unserved_queue, WAITING)
+    assert _statuses(project) == {"PENDING_VERSION": WAITING}
+
+    released = register_version(REGISTRY, "20261122.9", ["dev"], project.project_id)
+
+    assert released == WAITING
+    assert _statuses(project) == {"QUEUED": WAITING}
+    assert _published(unserved_queue) == WAITING
+
+
+def test_runs_left_waiting_by_an_interrupted_registration_are_released_by_the_next(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    """A registration that stops after its first batch (its process died) leaves the rest
+    waiting, each batch it did commit already published: the next registration of a
+    version with the task (a worker process booting) releases the rest."""
+    _wait_for_a_version(project, unserved_queue, 250)
+    with transaction() as session:
+        (dev,) = versions.register_worker_version(
+            session, "20261122.9", REGISTRY.catalogue(), ["dev"], project.project_id
+        )
+    with transaction() as session:
+        first = versions.release_waiting_runs(session, dev, list(REGISTRY.catalogue()), 100)
+    assert len(first) == 100
+    assert _statuses(project) == {"QUEUED": 100, "PENDING_VERSION": 150}
+    assert _published(unserved_queue) == 100
+
+    assert register_version(REGISTRY, "20261122.9", ["dev"], project.project_id) == 150
+    assert _statuses(project) == {"QUEUED": 250}
+    assert _published(unserved_queue) == 250
+
+
+def test_the_release_sweep_queues_a_run_a_registration_missed_and_only_such_runs(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    """A trigger that read the old current version and committed its PENDING_VERSION run
+    after the registration's release had looked leaves the run waiting although the
+    current version has its task. Forced here: the version with the task is registered
+    (its release finds nothing), then a run waits as that trigger would have left it."""
+    from reprise_server.shared.runs import cas
+    from reprise_server.shared.runs.states import RunStatus
+    from reprise_server.workers.sweeps import release_waiting_runs
+
+    _wait_for_a_version(project, unserved_queue, 2)
+    with transaction() as session:
+        versions.register_worker_version(
+            session, "20261122.9", REGISTRY.catalogue(), ["dev"], project.project_id
+        )
+    lacking = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    with transaction() as session:
+        ids = [run_id for (run_id,) in session.execute(select(Run.id).where(
+            Run.environment_id == project.environment_ids["dev"]))]
+    assert _statuses(project) == {"PENDING_VERSION": 2}
+
+    assert release_waiting_runs() == {"released": 2}
+    assert _statuses(project) == {"QUEUED": 2}
+    assert _published(unserved_queue) == 2
+
+    # A run whose task the current version lacks keeps waiting.
+    register_version(lacking, "20261122.10-lacking", ["dev"], project.project_id)
+    with transaction() as session:
+        cas.transition(session, ids[0], RunStatus.PENDING_VERSION, sources={RunStatus.QUEUED})
+    assert release_waiting_runs() == {"released": 0}
+    assert _statuses(project) == {"QUEUED": 1, "PENDING_VERSION": 1}
