@@ -22,6 +22,7 @@ from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus, can_transition
 from reprise_server.shared.settings import get_settings
+from reprise_server.shared.versions import repository as versions_repo
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 
@@ -182,10 +183,10 @@ MOVES: dict[str, Move] = {
                   lambda s, r: lifecycle.retry(s, r, WORKER, ERROR, 10, 1.0)),
 }
 
-# Named functions of the lifecycle that move no run between statuses (tested below), and
-# the release of PENDING_VERSION runs, tested through a version's registration (its caller).
+# Named functions of the lifecycle that move no run between statuses, and the releases of
+# PENDING_VERSION runs, which choose their runs themselves: each tested on its own below.
 NOT_A_STATUS_MOVE = {"insert", "heartbeat", "record_usage", "redispatch_lost"}
-TESTED_THROUGH_REGISTRATION = {"release_pending_version"}
+RELEASES = {"release_pending_version", "release_missed_pending_version"}
 
 
 def test_every_named_move_of_the_lifecycle_is_in_the_table() -> None:
@@ -193,7 +194,7 @@ def test_every_named_move_of_the_lifecycle_is_in_the_table() -> None:
         name for name, fn in inspect.getmembers(lifecycle, inspect.isfunction)
         if fn.__module__ == lifecycle.__name__ and not name.startswith("_")
     }
-    assert named == set(MOVES) | NOT_A_STATUS_MOVE | TESTED_THROUGH_REGISTRATION
+    assert named == set(MOVES) | NOT_A_STATUS_MOVE | RELEASES
 
 
 @pytest.mark.parametrize("name", sorted(MOVES))
@@ -699,32 +700,64 @@ def test_record_usage_adds_an_attempts_cost_to_a_run_someone_else_ended(
 # --- release and redispatch -----------------------------------------------------------------
 
 
-def test_a_registration_releases_only_its_environments_pending_runs_of_its_tasks(
+def _waiting_and_the_rest(project: ProjectKeys, parked: Parked) -> tuple[str, dict[str, Any]]:
+    """A PENDING_VERSION run of ``test-echo`` in dev, and runs a release must leave alone:
+    one of a task no version has, one of another environment, one in every other status."""
+    waiting = a_run(project, parked, S.PENDING_VERSION)
+    others = [a_run(project, parked, status) for status in RunStatus
+              if status is not S.PENDING_VERSION]
+    other_task = a_run(project, parked, S.PENDING_VERSION, task_identifier="no-such-task")
+    other_env = a_run(project, parked, S.PENDING_VERSION,
+                      environment_id=project.environment_ids["prod"])
+    # prod's current version lacks test-echo (so the missed-release sweep leaves it too).
+    with transaction() as session:
+        versions_repo.upsert_worker_version(
+            session, project.environment_ids["prod"], "20991231.1-none", [])
+    return waiting, {run_id: row(run_id) for run_id in [*others, other_task, other_env]}
+
+
+def _released_into_the_queue(run_id: str, now: datetime) -> None:
+    stored = row(run_id)
+    assert can_transition(S.PENDING_VERSION, stored.status)
+    assert stored.status == S.QUEUED
+    assert stored.queued_at == stored.dispatched_at == now
+    assert stored.ttl_expires_at == now + timedelta(minutes=10)
+
+
+def test_release_pending_version_queues_the_environments_waiting_runs_of_those_tasks(
     project: ProjectKeys, parked: Parked
 ) -> None:
-    """``release_pending_version``, through its caller: the runs waiting for a version
-    with their task enter their queue (TTL clock started, published); the others wait."""
-    from reprise.registry import REGISTRY
-    from reprise_server.workers.runtime import register_version
+    waiting, untouched = _waiting_and_the_rest(project, parked)
+    dev = project.environment_ids["dev"]
+    released, now = move(
+        lambda s: lifecycle.release_pending_version(s, dev, ["test-echo"], 1000), publish=True)
+    assert released == [waiting]
+    _released_into_the_queue(waiting, now)
+    assert {run_id: row(run_id) for run_id in untouched} == untouched
+    assert parked.messages() == 1
 
-    waiting = a_run(project, parked, S.PENDING_VERSION)
-    other_task = a_run(project, parked, S.PENDING_VERSION)
-    other_env = a_run(project, parked, S.PENDING_VERSION)
-    delayed = a_run(project, parked, S.DELAYED)
-    with transaction() as session:
-        session.execute(update(Run).where(Run.id == other_task)
-                        .values(task_identifier="no-such-task"))
-        session.execute(update(Run).where(Run.id == other_env)
-                        .values(environment_id=project.environment_ids["prod"]))
-    untouched = {run_id: row(run_id) for run_id in (other_task, other_env, delayed)}
 
-    register_version(REGISTRY, get_settings().worker_version, ["dev"], project.project_id)
+def test_release_pending_version_releases_at_most_its_limit(
+    project: ProjectKeys, parked: Parked
+) -> None:
+    waiting = [a_run(project, parked, S.PENDING_VERSION) for _ in range(3)]
+    dev = project.environment_ids["dev"]
+    first, _ = move(lambda s: lifecycle.release_pending_version(s, dev, ["test-echo"], 2))
+    rest, _ = move(lambda s: lifecycle.release_pending_version(s, dev, ["test-echo"], 2))
+    assert (len(first), len(rest)) == (2, 1)
+    assert sorted(first + rest) == sorted(waiting)
 
-    stored = row(waiting)
-    assert stored.status == S.QUEUED
-    assert stored.queued_at is not None
-    assert stored.dispatched_at == stored.queued_at
-    assert stored.ttl_expires_at == stored.queued_at + timedelta(minutes=10)
+
+def test_release_missed_pending_version_queues_runs_their_current_version_can_execute(
+    project: ProjectKeys, parked: Parked
+) -> None:
+    """The sweep's backstop: a waiting run whose environment's current version (here the
+    test worker's, registered by the ``project`` fixture) has its task."""
+    waiting, untouched = _waiting_and_the_rest(project, parked)
+    released, now = move(lambda s: lifecycle.release_missed_pending_version(s, 1000),
+                         publish=True)
+    assert released == [waiting]
+    _released_into_the_queue(waiting, now)
     assert {run_id: row(run_id) for run_id in untouched} == untouched
     assert parked.messages() == 1
 
