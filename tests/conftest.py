@@ -69,6 +69,19 @@ def pytest_configure(config: pytest.Config) -> None:
     upgrade(db_url)
 
 
+# A test that uses one of these fixtures gets the marker, wherever it is: the session's live
+# API (a uvicorn subprocess) makes it an end-to-end test, Chromium a browser test.
+_MARKER_OF_FIXTURE = {"live_server": "e2e", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in _MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     from reprise_server.shared.db import dispose_engines
 

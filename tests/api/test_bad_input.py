@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.models import Run
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
 
 TRIGGER = "/api/v1/tasks/test-echo/trigger"
@@ -80,7 +80,7 @@ def test_trigger_with_a_value_json_cannot_carry_is_a_400_naming_it(
 def test_replay_with_a_value_json_cannot_carry_is_a_400_naming_it(
     api: Any, project: ProjectKeys, raw: str, field: str
 ) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     before = counts()
     assert refused(send(api, f"/api/v1/runs/{original}/replay", raw, project)).startswith(field)
     assert counts() == before
@@ -89,7 +89,7 @@ def test_replay_with_a_value_json_cannot_carry_is_a_400_naming_it(
 def test_metadata_and_tags_refuse_what_json_cannot_carry_and_keep_the_run(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h", metadata={"kept": 1})
+    run_id = triggers.via_api(api, project, delay="1h", metadata={"kept": 1})
     metadata = f"/api/v1/runs/{run_id}/metadata"
     for raw, field in [
         (f'{{"metadata": {{"m": {NAN}}}}}', "metadata.m"),
@@ -174,7 +174,7 @@ def test_good_queue_names_are_accepted(api: Any, project: ProjectKeys) -> None:
 
 @pytest.mark.parametrize("queue", [{"name": "q"}, "../../x", ""])
 def test_replay_queue_is_a_valid_queue_name(api: Any, project: ProjectKeys, queue: Any) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     before = counts()
     response = api.post(f"/api/v1/runs/{original}/replay", json={"queue": queue},
                         headers=project.headers())
@@ -187,7 +187,7 @@ def test_metadata_over_256_kib_is_413_on_trigger_batch_and_replay(
 ) -> None:
     big = {"blob": "x" * (256 * 1024 + 1)}
     message = f"Metadata exceeds maximum size of {256 * 1024} bytes"
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     before = counts()
 
     trigger = api.post(TRIGGER, json={"options": {"metadata": big}}, headers=project.headers())
@@ -228,7 +228,7 @@ def test_a_payload_nested_too_deep_names_the_field_and_the_limit(
 
 
 def test_replay_with_an_unknown_field_names_it(api: Any, project: ProjectKeys) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     response = api.post(f"/api/v1/runs/{original}/replay", json={"paylod": {"a": 1}},
                         headers=project.headers())
     assert refused(response) == "Invalid request body: paylod: Extra inputs are not permitted"
@@ -246,6 +246,6 @@ def test_replay_with_an_unknown_field_names_it(api: Any, project: ProjectKeys) -
 def test_reschedule_body_errors_name_the_field(
     api: Any, project: ProjectKeys, raw: str, message: str
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     response = send(api, f"/api/v1/runs/{run_id}/reschedule", raw, project)
     assert refused(response) == message

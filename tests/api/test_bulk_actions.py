@@ -1,4 +1,4 @@
-"""``/api/v1/bulk-actions`` (§4.2, §5): replay, cancel and reschedule by ids or by filter,
+"""``/api/v1/bulk-actions``: replay, cancel and reschedule by ids or by filter,
 worked through in batches by the session's worker, with progress, abort and dry run."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.commands import count, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import count
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 
 
@@ -25,7 +26,7 @@ def _done(api: Any, project: ProjectKeys, bulk_id: str) -> dict[str, Any]:
 
 
 def _failed_runs(api: Any, project: ProjectKeys, n: int) -> list[str]:
-    ids = [trigger_via_api(api, project, task="test-fail-until", payload={"i": i},
+    ids = [triggers.via_api(api, project, task="test-fail-until", payload={"i": i},
                            maxAttempts=1) for i in range(n)]
     for run_id in ids:
         wait_for_status(run_id, "FAILED")
@@ -44,7 +45,7 @@ def test_bulk_replay_by_filter_replays_each_matching_run_once_in_batches(
     api: Any, project: ProjectKeys, celery_worker: Any, small_batches: None
 ) -> None:
     failed = _failed_runs(api, project, 5)
-    other = trigger_via_api(api, project, task="test-echo")
+    other = triggers.via_api(api, project, task="test-echo")
     wait_for_status(other, "COMPLETED")
 
     response = _bulk(api, project, {"action": "replay", "name": "after the fix",
@@ -75,8 +76,8 @@ def test_bulk_replay_by_filter_replays_each_matching_run_once_in_batches(
 def test_bulk_cancel_by_ids_counts_finished_runs_as_failures(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    delayed = [trigger_via_api(api, project, delay="1h") for _ in range(3)]
-    finished = trigger_via_api(api, project)
+    delayed = [triggers.via_api(api, project, delay="1h") for _ in range(3)]
+    finished = triggers.via_api(api, project)
     wait_for_status(finished, "COMPLETED")
 
     response = _bulk(api, project, {"action": "cancel", "runIds": [*delayed, finished]})
@@ -92,8 +93,8 @@ def test_bulk_cancel_by_ids_counts_finished_runs_as_failures(
 def test_bulk_reschedule_moves_every_delayed_run_of_the_filter(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    delayed = [trigger_via_api(api, project, delay="1h", tags=["move-me"]) for _ in range(3)]
-    untouched = trigger_via_api(api, project, delay="1h", tags=["stay"])
+    delayed = [triggers.via_api(api, project, delay="1h", tags=["move-me"]) for _ in range(3)]
+    untouched = triggers.via_api(api, project, delay="1h", tags=["stay"])
 
     response = _bulk(api, project, {"action": "reschedule", "delay": "3h",
                                     "filter": {"tag": "move-me"}})
@@ -110,7 +111,7 @@ def test_bulk_reschedule_moves_every_delayed_run_of_the_filter(
 def test_dry_run_counts_and_names_the_runs_and_writes_nothing(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    ids = [trigger_via_api(api, project, delay="1h") for _ in range(3)]
+    ids = [triggers.via_api(api, project, delay="1h") for _ in range(3)]
 
     response = _bulk(api, project, {"action": "cancel", "dryRun": True,
                                     "filter": {"status": ["DELAYED"]}})
@@ -128,7 +129,7 @@ def test_a_filter_without_a_time_covers_the_last_seven_days(
 
     from reprise_server.shared.db import transaction
 
-    old, recent = (trigger_via_api(api, project, delay="1h") for _ in range(2))
+    old, recent = (triggers.via_api(api, project, delay="1h") for _ in range(2))
     with transaction() as session:
         session.execute(text("UPDATE runs SET created_at = now() - interval '8 days' "
                              "WHERE id = :id"), {"id": old})
@@ -168,7 +169,7 @@ def test_abort_stops_a_throttled_replay_before_its_next_batch(
 def test_list_is_newest_first_with_cursors_and_other_environments_are_invisible(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     ids = [_bulk(api, project, {"action": "cancel", "runIds": [run_id], "name": f"n{i}"})
            .json()["id"] for i in range(3)]
 
@@ -240,7 +241,7 @@ def test_a_run_that_cannot_be_replayed_is_a_failure_and_the_others_are_replayed(
 
     from reprise_server.shared.db import transaction
 
-    good, ghost = (trigger_via_api(api, project, delay="1h") for _ in range(2))
+    good, ghost = (triggers.via_api(api, project, delay="1h") for _ in range(2))
     with transaction() as session:  # a task no version of the project registers any more
         session.execute(text("UPDATE runs SET task_identifier = 'gone-task' WHERE id = :id"),
                         {"id": ghost})

@@ -16,7 +16,8 @@ from reprise_server.api.app import create_app
 from reprise_server.api.deps import DbSession, EdgeRoute
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.models import Run
-from tests.support.commands import ParkedCommands, command_for_target, count, post, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import ParkedCommands, command_for_target, count, post
 from tests.support.fixtures import ProjectKeys
 
 
@@ -89,7 +90,7 @@ def test_a_wrong_key_is_401_before_a_bad_trigger_body(api: Any) -> None:
 def test_a_read_from_another_environment_applies_nothing(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     new_id = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers()).json()["id"]
 
     for env in ("staging", "prod"):

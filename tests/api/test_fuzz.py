@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from reprise_server.api.app import create_app
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
 
 FUZZ = settings(
@@ -129,7 +129,7 @@ def test_trigger_never_5xx_and_stores_what_it_accepts(
 def test_metadata_never_5xx_and_stores_what_it_accepts(
     api: Any, project: ProjectKeys, metadata: dict[str, Any]
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     path = f"/api/v1/runs/{run_id}/metadata"
     response = api.put(path, content=f'{{"metadata": {encode(metadata)}}}',
                        headers={**project.headers(), **JSON})
@@ -143,7 +143,7 @@ def test_metadata_never_5xx_and_stores_what_it_accepts(
 def test_replay_never_5xx_and_stores_what_it_accepts(
     api: Any, project: ProjectKeys, payload: Any, tags: list[str]
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     raw = f'{{"payload": {encode(payload)}, "tags": {encode(tags)}, "delay": "1h"}}'
     response = api.post(f"/api/v1/runs/{original}/replay", content=raw,
                         headers={**project.headers(), **JSON})

@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/readyz`` (§4): readiness fails with 503 when a store is unreachable.
+"""``/healthz`` and ``/readyz``: readiness fails with 503 when a store is unreachable.
 
 The unreachable store is a closed port on loopback, given to a separately created app
 through the readiness dependency: the session's own servers are never stopped.

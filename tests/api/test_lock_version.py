@@ -8,15 +8,14 @@ from typing import Any
 from reprise_server.shared.db import transaction
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.versions.service import register_worker_version
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 
 OLD = "20200101.1"
 
 
-def trigger(api: Any, project: ProjectKeys, task: str, version: str) -> Any:
-    return api.post(f"/api/v1/tasks/{task}/trigger",
-                    json={"payload": {"n": 1}, "options": {"lockToVersion": version}},
-                    headers=project.headers())
+def locked_to(version: str) -> dict[str, Any]:
+    return {"payload": {"n": 1}, "options": {"lockToVersion": version}}
 
 
 def register_old_version(project: ProjectKeys) -> None:
@@ -33,11 +32,11 @@ def test_unknown_version_or_task_missing_from_it_is_400_naming_it(
 ) -> None:
     register_old_version(project)
 
-    unknown = trigger(api, project, "test-echo", "19990101.9")
+    unknown = triggers.post(api, project, "test-echo", locked_to("19990101.9"))
     assert unknown.status_code == 400
     assert unknown.json()["error"] == (
         "Task locked to version '19990101.9', but no worker found with that version.")
-    missing = trigger(api, project, "test-checkpoints", OLD)
+    missing = triggers.post(api, project, "test-checkpoints", locked_to(OLD))
     assert missing.status_code == 400
     assert missing.json()["error"] == f"Task 'test-checkpoints' not found on locked version '{OLD}'."
 
@@ -46,7 +45,7 @@ def test_a_run_locked_to_another_version_is_not_executed_by_this_worker(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     register_old_version(project)
-    response = trigger(api, project, "test-echo", OLD)
+    response = triggers.post(api, project, "test-echo", locked_to(OLD))
     assert response.status_code == 200, response.text
     run_id = response.json()["id"]
 
@@ -60,5 +59,6 @@ def test_a_run_locked_to_another_version_is_not_executed_by_this_worker(
     assert (row.attempt_count, row.locked_version) == (0, OLD)
     api.post(f"/api/v2/runs/{run_id}/cancel", headers=project.headers())
     wait_for_status(run_id, "CANCELED")
-    current = trigger(api, project, "test-echo", get_settings().worker_version).json()["id"]
+    current_version = locked_to(get_settings().worker_version)
+    current = triggers.post(api, project, "test-echo", current_version).json()["id"]
     assert wait_for_status(current, "COMPLETED").version == get_settings().worker_version

@@ -1,4 +1,4 @@
-"""``GET /metrics`` after real work: the series of §12 with real values.
+"""``GET /metrics`` after real work: the series docs/operations.md lists, with real values.
 
 The in-process worker shares this process's registry, so the api's ``/metrics`` shows
 what it observed too (in production those series are on each worker's exporter).
@@ -10,7 +10,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.commands import ParkedCommands, backdate_delay, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import ParkedCommands, backdate_delay
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -43,11 +44,11 @@ def test_metrics_after_runs_commands_and_a_sweep(
     from reprise_server.shared import broker
 
     before = scrape(api)
-    done = [trigger_via_api(api, project, task="test-echo") for _ in range(3)]
+    done = [triggers.via_api(api, project, task="test-echo") for _ in range(3)]
     for run_id in done:
         wait_for_status(run_id, "COMPLETED")
-    trigger_via_api(api, project, task="test-echo", delay="1h")
-    overdue = trigger_via_api(api, project, task="test-echo", delay="1h")
+    triggers.via_api(api, project, task="test-echo", delay="1h")
+    overdue = triggers.via_api(api, project, task="test-echo", delay="1h")
     backdate_delay(overdue, seconds=2)
     # The promotion sweep, through the broker to the real worker, as beat would send it.
     broker.celery_app().send_task(broker.PROMOTE_DUE_RUNS)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.models import Run
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
 
 NUL = "\u0000"
@@ -70,7 +70,7 @@ def test_trigger_with_a_nul_character_is_a_400_naming_the_field(
 def test_replay_with_a_nul_character_is_a_400_naming_the_field(
     api: Any, project: ProjectKeys, body: dict[str, Any], field: str
 ) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     before = counts()
     response = post(api, f"/api/v1/runs/{original}/replay", body, project)
     assert response.status_code == 400, response.text
@@ -81,7 +81,7 @@ def test_replay_with_a_nul_character_is_a_400_naming_the_field(
 def test_reschedule_with_a_nul_character_is_a_400_naming_the_delay(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     before = counts()
     response = post(api, f"/api/v1/runs/{run_id}/reschedule", {"delay": f"2h{NUL}"}, project)
     assert response.status_code == 400

@@ -1,4 +1,4 @@
-"""Packets (§4.2): the SDK's offload handshake, signed object URLs, both packet stores,
+"""Packets: the SDK's offload handshake, signed object URLs, both packet stores,
 the size limit, and a worker executing a run whose payload was offloaded."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from reprise_server.shared.projects.tokens import JWT_AUDIENCE, JWT_ISSUER
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
 
 
@@ -36,8 +36,8 @@ def test_claims_name_the_environment_for_the_sdk_to_sign(api: Any, project: Proj
 
 
 def test_a_token_for_one_run_reads_no_other(api: Any, project: ProjectKeys) -> None:
-    mine = trigger_via_api(api, project, delay="1h")
-    other = trigger_via_api(api, project, delay="1h")
+    mine = triggers.via_api(api, project, delay="1h")
+    other = triggers.via_api(api, project, delay="1h")
     token = sdk_token(project, [f"read:runs:{mine}"])
     read = api.get(f"/api/v3/runs/{mine}", headers=bearer(token))
     assert read.status_code == 200
@@ -66,7 +66,7 @@ def test_the_trigger_jwt_of_a_trigger_reads_its_run(api: Any, project: ProjectKe
 def test_a_public_token_cannot_call_secret_key_routes(
     api: Any, project: ProjectKeys, route: str
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     token = bearer(sdk_token(project, ["admin"]))
     response = {
         "list": lambda: api.get("/api/v1/runs", headers=token),
@@ -115,7 +115,7 @@ def test_a_one_time_trigger_token_retried_by_the_sdk_gets_the_run_it_created(
 def test_expired_or_wrongly_signed_tokens_are_401(
     api: Any, project: ProjectKeys, case: str
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     token = {
         "expired": lambda: sdk_token(project, ["read:runs"], expires_in=-5),
         "wrong-secret": lambda: jwt.encode(
@@ -134,7 +134,7 @@ def test_expired_or_wrongly_signed_tokens_are_401(
 def test_tag_and_batch_scopes_open_their_realtime_shapes_only(
     api: Any, project: ProjectKeys
 ) -> None:
-    trigger_via_api(api, project, delay="1h", tags=["mine"])
+    triggers.via_api(api, project, delay="1h", tags=["mine"])
     tags = bearer(sdk_token(project, ["read:tags:mine"]))
     allowed = api.get("/realtime/v1/runs?tags=mine&offset=-1", headers=tags)
     assert allowed.status_code == 200

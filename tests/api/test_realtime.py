@@ -13,7 +13,7 @@ import pytest
 from reprise_server.api.routes import realtime
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.service import cancel_run
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 
 
@@ -48,7 +48,7 @@ def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_the_first_request_is_the_whole_shape_with_electrics_headers(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h", tags=["rt"])
+    run_id = triggers.via_api(api, project, delay="1h", tags=["rt"])
     response = subscribe(api, project, f"/realtime/v1/runs/{run_id}", offset="-1", log="full")
     for header in ("electric-handle", "electric-offset", "electric-schema", "electric-up-to-date"):
         assert header in response.headers, header
@@ -65,7 +65,7 @@ def test_a_live_poll_answers_as_soon_as_the_run_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 20.0)
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     path = f"/realtime/v1/runs/{run_id}"
     offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
     answered: list[Any] = []
@@ -97,12 +97,12 @@ def test_a_quiet_live_poll_reads_twice_and_answers_up_to_date(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 1.0)
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     path = f"/realtime/v1/runs/{run_id}"
     offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
     # Other runs of the environment change meanwhile: they do not concern this shape.
     for _ in range(5):
-        trigger_via_api(api, project, delay="1h")
+        triggers.via_api(api, project, delay="1h")
     counted_reads.clear()
     response = subscribe(api, project, path, offset=offset, live="true", handle="run")
     assert rows(response) == []
@@ -112,7 +112,7 @@ def test_a_quiet_live_poll_reads_twice_and_answers_up_to_date(
 def test_a_change_made_between_two_requests_is_in_the_next_one(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     path = f"/realtime/v1/runs/{run_id}"
     offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
     with transaction() as session:
@@ -125,14 +125,14 @@ def test_a_change_made_between_two_requests_is_in_the_next_one(
 
 
 def test_tag_and_batch_shapes_hold_their_runs_only(api: Any, project: ProjectKeys) -> None:
-    tagged = trigger_via_api(api, project, delay="1h", tags=["a", "b"])
-    trigger_via_api(api, project, delay="1h", tags=["a"])
+    tagged = triggers.via_api(api, project, delay="1h", tags=["a", "b"])
+    triggers.via_api(api, project, delay="1h", tags=["a"])
     response = subscribe(api, project, "/realtime/v1/runs", tags="a,b", offset="-1")
     assert [row["friendlyId"] for row in rows(response)] == [tagged]
     handle = response.headers["electric-handle"]
     assert handle.startswith("tags-")
     offset = response.headers["electric-offset"]
-    newer = trigger_via_api(api, project, delay="1h", tags=["b", "a"])
+    newer = triggers.via_api(api, project, delay="1h", tags=["b", "a"])
     live = subscribe(api, project, "/realtime/v1/runs", tags="a,b", offset=offset,
                      live="true", handle=handle)
     assert [row["friendlyId"] for row in rows(live)] == [newer]
@@ -149,14 +149,14 @@ def test_tag_and_batch_shapes_hold_their_runs_only(api: Any, project: ProjectKey
 def test_bad_protocol_parameters_are_400(
     api: Any, project: ProjectKeys, params: dict[str, str], needle: str
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     response = api.get(f"/realtime/v1/runs/{run_id}", params=params, headers=project.headers())
     assert response.status_code == 400
     assert needle in response.json()["error"]
 
 
 def test_skip_columns_leaves_them_out(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     response = subscribe(api, project, f"/realtime/v1/runs/{run_id}", offset="-1",
                          skipColumns="payload,payloadType,metadata")
     [row] = rows(response)
@@ -167,7 +167,7 @@ def test_skip_columns_leaves_them_out(api: Any, project: ProjectKeys) -> None:
 def test_a_replay_is_subscribable_before_its_command_is_applied(
     api: Any, project: ProjectKeys, parked_commands: Any
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     replay = api.post(f"/api/v1/runs/{original}/replay", headers=project.headers())
     new_id = replay.json()["id"]
     token = {"Authorization": f"Bearer {replay.headers['x-trigger-jwt']}"}
@@ -195,7 +195,7 @@ def test_a_tag_subscription_sleeps_through_changes_of_other_runs(
     while not counted_reads:
         time.sleep(0.01)
     for _ in range(3):  # runs without the tag change: the poll is not woken
-        trigger_via_api(api, project, delay="1h", tags=["unwatched"])
+        triggers.via_api(api, project, delay="1h", tags=["unwatched"])
     poll.join(timeout=10)
     assert rows(answered[0]) == []
     assert len(counted_reads) == 2  # once at the start, once at the timeout
@@ -210,12 +210,12 @@ def test_a_read_that_would_be_cut_short_is_refused_never_partial(
 
     monkeypatch.setattr(shapes, "MAX_ROWS", 2)
     tag = "cut-short"
-    first = [trigger_via_api(api, project, delay="1h", tags=[tag]) for _ in range(2)]
+    first = [triggers.via_api(api, project, delay="1h", tags=[tag]) for _ in range(2)]
     response = subscribe(api, project, "/realtime/v1/runs", tags=tag, offset="-1")
     assert sorted(row["friendlyId"] for row in rows(response)) == sorted(first)
     offset, handle = response.headers["electric-offset"], response.headers["electric-handle"]
     for _ in range(3):
-        trigger_via_api(api, project, delay="1h", tags=[tag])
+        triggers.via_api(api, project, delay="1h", tags=[tag])
     refused = api.get("/realtime/v1/runs", headers=project.headers(),
                       params={"tags": tag, "offset": offset, "handle": handle})
     assert refused.status_code == 400

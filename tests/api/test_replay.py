@@ -1,4 +1,4 @@
-"""``POST /api/v1/runs/{runId}/replay`` (§4, §5) and the command it records."""
+"""``POST /api/v1/runs/{runId}/replay`` and the command it records."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 
 from reprise_server.shared.db import transaction
 from reprise_server.shared.versions import repository as versions_repo
+from tests.support import triggers
 from tests.support.commands import (
     ParkedCommands,
     command_for_target,
     count,
     post,
-    trigger_via_api,
 )
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
@@ -28,7 +28,7 @@ def _replay(api: Any, project: ProjectKeys, run_id: str, body: Any = None,
 def test_replay_executes_to_completed_with_lineage(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    original = trigger_via_api(api, project, payload={"hello": "world"}, tags=["b", "a"],
+    original = triggers.via_api(api, project, payload={"hello": "world"}, tags=["b", "a"],
                        metadata={"m": 1}, maxAttempts=2, priority=5, queue="q1")
     wait_for_status(original, "COMPLETED")
 
@@ -59,7 +59,7 @@ def test_replay_executes_to_completed_with_lineage(
 def test_replay_is_retrievable_at_once_without_a_worker(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h", payload={"x": 1})
+    original = triggers.via_api(api, project, delay="1h", payload={"x": 1})
 
     new_id = _replay(api, project, original).json()["id"]
     # No worker consumes the message (it is parked in Redis): the read applies it.
@@ -88,7 +88,7 @@ def test_replay_is_retrievable_at_once_without_a_worker(
 def test_list_shows_an_accepted_replay_before_a_worker_applied_it(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     new_id = _replay(api, project, original).json()["id"]
 
     listed = api.get("/api/v1/runs", headers=project.headers()).json()["data"]
@@ -98,7 +98,7 @@ def test_list_shows_an_accepted_replay_before_a_worker_applied_it(
 
 def test_replay_overrides(api: Any, project: ProjectKeys,
                           parked_commands: ParkedCommands) -> None:
-    original = trigger_via_api(api, project, payload={"a": 1}, tags=["old"], metadata={"o": 1})
+    original = triggers.via_api(api, project, payload={"a": 1}, tags=["old"], metadata={"o": 1})
     body = {"payload": {"b": 2}, "tags": ["new", "x"], "metadata": {"n": 2}, "delay": "2h",
             "ttl": "30m", "maxAttempts": 7, "priority": 9, "queue": "fast"}
 
@@ -118,7 +118,7 @@ def test_replay_overrides(api: Any, project: ProjectKeys,
 def test_replay_into_another_environment_of_the_project(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
 
     new_id = _replay(api, project, original, {"environment": "staging"}).json()["id"]
 
@@ -138,7 +138,7 @@ def test_replay_waits_for_a_version_that_has_the_task(
     from reprise_server.shared.settings import get_settings
     from reprise_server.workers.runtime import register_version
 
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     wait_for_status(original, "COMPLETED")
     with transaction() as session:  # a newer version without the task becomes current
         versions_repo.upsert_worker_version(
@@ -162,7 +162,7 @@ def test_replay_waits_for_a_version_that_has_the_task(
 def test_replay_without_a_valid_key_is_401(
     api: Any, project: ProjectKeys, headers: dict[str, str], error: str
 ) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     before = count("commands")
     response = api.post(f"/api/v1/runs/{original}/replay", headers=headers)
     assert (response.status_code, response.json()) == (401, {"error": error})
@@ -170,8 +170,8 @@ def test_replay_without_a_valid_key_is_401(
 
 
 def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
-    original = trigger_via_api(api, project)
-    foreign = trigger_via_api(api, project, env="staging")
+    original = triggers.via_api(api, project)
+    foreign = triggers.via_api(api, project, env="staging")
     cases = [
         ("not-a-run", None, 400, "Invalid or missing run ID"),
         ("run_doesnotexist00000000", None, 404, "Run not found"),
@@ -203,7 +203,7 @@ def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
 def test_replay_of_a_task_no_version_has_fails_and_writes_nothing(
     api: Any, project: ProjectKeys
 ) -> None:
-    original = trigger_via_api(api, project)
+    original = triggers.via_api(api, project)
     with transaction() as session:  # every version of the project forgets the task
         for env_id in project.environment_ids.values():
             versions_repo.upsert_worker_version(
@@ -221,7 +221,7 @@ def test_replay_of_a_task_no_version_has_fails_and_writes_nothing(
 def test_run_history_lists_its_commands(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     new_id = _replay(api, project, original).json()["id"]
     api.post(f"/api/v1/runs/{original}/reschedule", json={"delay": "2h"},
              headers=project.headers())
@@ -240,7 +240,7 @@ def test_run_history_lists_its_commands(
 def test_a_retried_replay_with_the_same_request_key_creates_one_run(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     retry = {**project.headers(), "x-trigger-request-idempotency-key": "3b1f0c1e-retry"}
     first = api.post(f"/api/v1/runs/{original}/replay", headers=retry)
     second = api.post(f"/api/v1/runs/{original}/replay", headers=retry)
@@ -255,7 +255,7 @@ def test_a_retried_replay_with_the_same_request_key_creates_one_run(
 def test_a_replay_command_shows_the_overrides_as_sent_and_not_the_plan(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, payload={"x": 1})
+    original = triggers.via_api(api, project, payload={"x": 1})
     sent = {"payload": {"x": 2}, "delay": "1h", "maxAttempts": 2, "tags": ["b", "a"]}
     new_id = api.post(f"/api/v1/runs/{original}/replay", json=sent,
                       headers=project.headers()).json()["id"]

@@ -1,4 +1,4 @@
-"""``POST /api/v1/runs/{runId}/reschedule`` (§4, §6)."""
+"""``POST /api/v1/runs/{runId}/reschedule``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from reprise_server.shared.db import db_now, transaction
 from reprise_server.shared.durations import parse_datetime
-from tests.support.commands import commands_for, count, post, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import commands_for, count, post
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
 
@@ -32,7 +33,7 @@ DATES = [("2030-01-01T00:00:00.000Z", "2030-01-01T00:00:00.000Z"),
 
 
 def test_reschedule_by_a_duration_counts_from_now(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="3h")
+    run_id = triggers.via_api(api, project, delay="3h")
     for delay, seconds in DURATIONS:
         before = _db_now()
 
@@ -51,7 +52,7 @@ def test_reschedule_by_a_duration_counts_from_now(api: Any, project: ProjectKeys
 
 
 def test_reschedule_to_a_date(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     token = run_row(run_id).schedule_token
     for delay, expected in DATES:
         response = _reschedule(api, project, run_id, delay)
@@ -72,7 +73,7 @@ def test_reschedule_to_a_date(api: Any, project: ProjectKeys) -> None:
 def test_reschedule_within_the_horizon_arms_a_timer_for_the_new_token(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")  # beyond the horizon: no timer yet
+    run_id = triggers.via_api(api, project, delay="1h")  # beyond the horizon: no timer yet
     assert run_row(run_id).timer_armed_token is None
 
     assert _reschedule(api, project, run_id, "2m").status_code == 200
@@ -84,7 +85,7 @@ def test_reschedule_within_the_horizon_arms_a_timer_for_the_new_token(
 def test_rescheduled_run_is_promoted_at_the_new_time(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     new_time = datetime.now(UTC) + timedelta(seconds=1)
 
     response = _reschedule(api, project, run_id, new_time.isoformat())
@@ -95,9 +96,9 @@ def test_rescheduled_run_is_promoted_at_the_new_time(
 
 
 def test_reschedule_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
-    delayed = trigger_via_api(api, project, delay="1h")
-    queued = trigger_via_api(api, project)
-    foreign = trigger_via_api(api, project, env="prod", delay="1h")
+    delayed = triggers.via_api(api, project, delay="1h")
+    queued = triggers.via_api(api, project)
+    foreign = triggers.via_api(api, project, env="prod", delay="1h")
     cases: list[tuple[str, Any, int, str]] = [
         ("not-a-run", {"delay": "1h"}, 400, "Invalid or missing run ID"),
         ("run_doesnotexist00000000", {"delay": "1h"}, 404, "Run not found"),
@@ -125,7 +126,7 @@ def test_reschedule_errors_write_nothing(api: Any, project: ProjectKeys) -> None
 
 
 def test_reschedule_without_a_valid_key_is_401(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     for headers in ({}, {"Authorization": "Bearer tr_prod_wrong"}):
         response = api.post(f"/api/v1/runs/{run_id}/reschedule", json={"delay": "2h"},
                             headers=headers)

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
 
 def test_parent_and_root_operations_of_a_root_run_change_the_run_itself(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h", metadata={"n": 1})
+    run_id = triggers.via_api(api, project, delay="1h", metadata={"n": 1})
 
     response = api.put(f"/api/v1/runs/{run_id}/metadata", headers=project.headers(), json={
         "operations": [{"type": "increment", "key": "n", "value": 1}],
@@ -42,7 +42,7 @@ def test_parent_and_root_operations_of_a_root_run_change_the_run_itself(
 def test_metadata_changes_that_cannot_apply_are_refused_and_write_nothing(
     api: Any, project: ProjectKeys, body: dict[str, Any], status: int, words: str
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h", metadata={"n": 1})
+    run_id = triggers.via_api(api, project, delay="1h", metadata={"n": 1})
 
     response = api.put(f"/api/v1/runs/{run_id}/metadata", headers=project.headers(), json=body)
 
@@ -54,7 +54,7 @@ def test_metadata_changes_that_cannot_apply_are_refused_and_write_nothing(
 def test_run_edits_answer_404_for_another_environment_and_401_without_a_key(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     staging = project.headers("staging")
 
     assert api.get(f"/api/v1/runs/{run_id}/metadata", headers=staging).status_code == 404
@@ -68,7 +68,7 @@ def test_run_edits_answer_404_for_another_environment_and_401_without_a_key(
 def test_result_of_a_failed_run_is_its_error(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger_via_api(api, project, "test-fail-until", payload={"succeed_on": 99})
+    run_id = triggers.via_api(api, project, "test-fail-until", payload={"succeed_on": 99})
     wait_for_status(run_id, "FAILED")
 
     result = api.get(f"/api/v1/runs/{run_id}/result", headers=project.headers()).json()
@@ -104,9 +104,9 @@ def test_an_idempotency_key_ttl_without_a_key_is_refused(api: Any, project: Proj
 
 
 def test_parent_run_id_makes_a_child_run_or_is_refused(api: Any, project: ProjectKeys) -> None:
-    parent = trigger_via_api(api, project, delay="1h")
+    parent = triggers.via_api(api, project, delay="1h")
 
-    child = trigger_via_api(api, project, delay="1h", parentRunId=parent)
+    child = triggers.via_api(api, project, delay="1h", parentRunId=parent)
     refused = api.post("/api/v1/tasks/test-echo/trigger", headers=project.headers(),
                        json={"payload": {}, "options": {"parentRunId": "run_nosuchrun000000000"}})
 

@@ -6,23 +6,16 @@ from typing import Any
 
 import pytest
 
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
 
 SDK = {"x-trigger-api-version": "2025-07-16"}
 
 
-def trigger(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = "dev", **options: Any) -> str:
-    response = api.post(
-        f"/api/v1/tasks/{task}/trigger",
-        json={"payload": {"n": 1}, "options": options},
-        headers=project.headers(env),
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
 def test_retrieve_has_the_documented_shape_and_never_null(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger(api, project, delay="1h", ttl="10m", tags=["b", "a"], metadata={"k": "v"})
+    run_id = triggers.via_api(
+        api, project, delay="1h", ttl="10m", tags=["b", "a"], metadata={"k": "v"}
+    )
     body = api.get(f"/api/v3/runs/{run_id}", headers=project.headers(**SDK)).json()
     assert body["id"] == run_id
     assert run_id.startswith("run_")
@@ -70,7 +63,7 @@ def test_retrieve_errors(api: Any, project: ProjectKeys, run_id: str, status: in
 
 def test_a_run_of_another_environment_is_404_never_403(api: Any, project: ProjectKeys) -> None:
     # Delayed, so that a worker left running by another test cannot move it on.
-    run_id = trigger(api, project, env="prod", delay="1h")
+    run_id = triggers.via_api(api, project, env="prod", delay="1h")
     for path, method in [
         (f"/api/v3/runs/{run_id}", "get"),
         (f"/api/v2/runs/{run_id}/cancel", "post"),
@@ -84,7 +77,7 @@ def test_a_run_of_another_environment_is_404_never_403(api: Any, project: Projec
 
 
 def test_list_is_newest_first_with_cursor_pagination(api: Any, project: ProjectKeys) -> None:
-    ids = [trigger(api, project) for _ in range(5)]
+    ids = [triggers.via_api(api, project) for _ in range(5)]
     seen: list[str] = []
     params: dict[str, Any] = {"page[size]": 2}
     while True:
@@ -104,9 +97,9 @@ def test_list_is_newest_first_with_cursor_pagination(api: Any, project: ProjectK
 
 def test_list_filters(api: Any, project: ProjectKeys) -> None:
     # Delayed runs stay put even if a worker started by another test is still running.
-    tagged = trigger(api, project, tags=["vip"], delay="2h")
-    trigger(api, project, task="hello-world", delay="2h")
-    delayed = trigger(api, project, delay="1h", tags=["other"])
+    tagged = triggers.via_api(api, project, tags=["vip"], delay="2h")
+    triggers.via_api(api, project, task="hello-world", delay="2h")
+    delayed = triggers.via_api(api, project, delay="1h", tags=["other"])
 
     def ids(**params: Any) -> list[str]:
         body = api.get("/api/v1/runs", params=params, headers=project.headers()).json()
@@ -129,8 +122,8 @@ def test_list_filters(api: Any, project: ProjectKeys) -> None:
 
 def test_cancel_of_queued_and_delayed_runs_is_immediate(api: Any, project: ProjectKeys) -> None:
     # test-block never finishes on its own, so the run is QUEUED or EXECUTING, never done.
-    queued = trigger(api, project, task="test-block")
-    delayed = trigger(api, project, delay="1h")
+    queued = triggers.via_api(api, project, task="test-block")
+    delayed = triggers.via_api(api, project, delay="1h")
     token_before = run_row(delayed).schedule_token
     for run_id in (queued, delayed):
         response = api.post(f"/api/v2/runs/{run_id}/cancel", headers=project.headers())

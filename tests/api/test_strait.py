@@ -1,11 +1,12 @@
-"""Strait-compatible routes (seed 004): replay from a checkpoint, retrieve, checkpoints."""
+"""Strait-compatible routes: replay from a checkpoint, retrieve, checkpoints."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
 
-from tests.support.commands import count, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import count
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
 JOB_RUN_REQUIRED = {"attempt", "created_at", "debug_mode", "id", "job_id", "job_version",
@@ -21,7 +22,7 @@ def problem(status: int, message: str) -> dict[str, Any]:
 def test_checkpoints_are_listed_and_replay_starts_from_one(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    original = trigger_via_api(api, project, "test-checkpoints", payload={"count": 3, "tag": "t"})
+    original = triggers.via_api(api, project, "test-checkpoints", payload={"count": 3, "tag": "t"})
     wait_for_status(original, "COMPLETED")
 
     listed = api.get(f"/v1/runs/{original}/checkpoints", headers=project.headers())
@@ -52,7 +53,7 @@ def test_checkpoints_are_listed_and_replay_starts_from_one(
 def test_strait_retrieve_shows_the_job_run(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger_via_api(api, project, payload={"p": 1}, tags=["user:42", "vip"])
+    run_id = triggers.via_api(api, project, payload={"p": 1}, tags=["user:42", "vip"])
     wait_for_status(run_id, "COMPLETED")
 
     response = api.get(f"/v1/runs/{run_id}", headers=project.headers())
@@ -74,7 +75,7 @@ def test_strait_retrieve_shows_the_job_run(
 def test_plain_strait_replay_copies_the_payload(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h", payload={"k": "v"})
+    original = triggers.via_api(api, project, delay="1h", payload={"k": "v"})
 
     job_run = api.post(f"/v1/runs/{original}/replay", headers=project.headers()).json()
 
@@ -91,7 +92,7 @@ def test_plain_strait_replay_copies_the_payload(
 
 
 def test_strait_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     runs, commands = count("runs"), count("commands")
     cases = [
         (f"/v1/runs/{original}/replay?from_checkpoint=9", 404,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.models import Run
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
 
 SDK_HEADERS = {"x-trigger-api-version": "2025-07-16", "trigger-version": "4.8.3"}
@@ -19,14 +20,6 @@ SDK_HEADERS = {"x-trigger-api-version": "2025-07-16", "trigger-version": "4.8.3"
 def run_count() -> int:
     with transaction() as session:
         return int(session.execute(select(func.count()).select_from(Run)).scalar_one())
-
-
-def trigger(api: Any, project: ProjectKeys, task: str, body: Any, **headers: str) -> Any:
-    return api.post(
-        f"/api/v1/tasks/{task}/trigger",
-        content=body if isinstance(body, bytes | str) else json.dumps(body),
-        headers=project.headers("dev", **{"content-type": "application/json", **headers}),
-    )
 
 
 def test_sdk_superjson_trigger_stores_decoded_payload_and_options(
@@ -51,7 +44,7 @@ def test_sdk_superjson_trigger_stores_decoded_payload_and_options(
             "test": True,
         },
     }
-    response = trigger(api, project, "test-echo", body)
+    response = triggers.post(api, project, "test-echo", body)
     assert response.status_code == 200, response.text
     assert set(response.json()) == {"id"}
     run = run_row(response.json()["id"])
@@ -78,7 +71,7 @@ def test_payload_types(
     api: Any, project: ProjectKeys, payload: Any, kind: str | None, stored: Any
 ) -> None:
     options = {"payloadType": kind} if kind else {}
-    response = trigger(api, project, "test-echo", {"payload": payload, "options": options})
+    response = triggers.post(api, project, "test-echo", {"payload": payload, "options": options})
     assert response.status_code == 200, response.text
     assert run_row(response.json()["id"]).payload == stored
 
@@ -90,8 +83,8 @@ def test_idempotency_key_returns_the_existing_run_and_shows_the_users_key(
         "idempotencyKey": "be29" + "0" * 56 + "9d44",
         "idempotencyKeyOptions": {"key": "key-1", "scope": "run"},
     }
-    first = trigger(api, project, "test-echo", {"payload": {}, "options": options})
-    second = trigger(api, project, "test-echo", {"payload": {}, "options": options})
+    first = triggers.post(api, project, "test-echo", {"payload": {}, "options": options})
+    second = triggers.post(api, project, "test-echo", {"payload": {}, "options": options})
     assert first.status_code == second.status_code == 200
     assert second.json() == {"id": first.json()["id"], "isCached": True}
     body = api.get(f"/api/v3/runs/{first.json()['id']}", headers=project.headers()).json()
@@ -101,30 +94,30 @@ def test_idempotency_key_returns_the_existing_run_and_shows_the_users_key(
 
 def test_failed_run_releases_its_idempotency_key(api: Any, project: ProjectKeys) -> None:
     options = {"idempotencyKey": "my-key"}
-    first = trigger(api, project, "test-echo", {"options": options}).json()["id"]
+    first = triggers.post(api, project, "test-echo", {"options": options}).json()["id"]
     with transaction() as session:
         session.execute(Run.__table__.update().where(Run.id == first).values(status="FAILED"))
-    second = trigger(api, project, "test-echo", {"options": options}).json()
+    second = triggers.post(api, project, "test-echo", {"options": options}).json()
     assert second["id"] != first
     assert "isCached" not in second
 
 
 def test_request_idempotency_header_deduplicates_sdk_retries(api: Any, project: ProjectKeys) -> None:
     header = {"x-trigger-request-idempotency-key": "6f1c2f8e-0000-4000-8000-000000000001"}
-    first = trigger(api, project, "test-echo", {"payload": 1}, **header)
-    second = trigger(api, project, "test-echo", {"payload": 1}, **header)
+    first = triggers.post(api, project, "test-echo", {"payload": 1}, **header)
+    second = triggers.post(api, project, "test-echo", {"payload": 1}, **header)
     assert first.json()["id"] == second.json()["id"]
     assert run_count() == 1
 
 
 def test_jwt_header_is_a_public_token_scoped_to_the_run(api: Any, project: ProjectKeys) -> None:
-    response = trigger(api, project, "test-echo", {"payload": {"secret": 1}})
+    response = triggers.post(api, project, "test-echo", {"payload": {"secret": 1}})
     token = response.headers["x-trigger-jwt"]
     run_id = response.json()["id"]
     public = api.get(f"/api/v3/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
     assert public.status_code == 200
     assert "payload" not in public.json()
-    other = trigger(api, project, "test-echo", {"payload": 2}).json()["id"]
+    other = triggers.post(api, project, "test-echo", {"payload": 2}).json()["id"]
     denied = api.get(f"/api/v3/runs/{other}", headers={"Authorization": f"Bearer {token}"})
     assert denied.status_code == 404
 
@@ -146,7 +139,7 @@ def test_jwt_header_is_a_public_token_scoped_to_the_run(api: Any, project: Proje
 def test_bad_input_gets_a_clear_error_and_writes_nothing(
     api: Any, project: ProjectKeys, body: Any, status: int, message: str
 ) -> None:
-    response = trigger(api, project, "test-echo", body)
+    response = triggers.post(api, project, "test-echo", body)
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error"}
     assert message in response.json()["error"]
@@ -154,7 +147,7 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(
 
 
 def test_unknown_task_is_404(api: Any, project: ProjectKeys) -> None:
-    response = trigger(api, project, "no-such-task", {"payload": {}})
+    response = triggers.post(api, project, "no-such-task", {"payload": {}})
     assert response.status_code == 404
     assert "no-such-task" in response.json()["error"]
     assert run_count() == 0
@@ -179,7 +172,7 @@ def test_revoked_key_is_401(api: Any, project: ProjectKeys) -> None:
     prefix = project.keys["dev"][: len("tr_dev_") + 6]
     with transaction() as session:
         assert revoke_key(session, prefix) == 1
-    assert trigger(api, project, "test-echo", {}).status_code == 401
+    assert triggers.post(api, project, "test-echo", {}).status_code == 401
 
 
 def test_a_key_revoked_elsewhere_stops_working_within_the_cache_bound(
@@ -193,11 +186,11 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_bound(
     from tests.support.fixtures import wait_for
 
     monkeypatch.setattr(get_settings(), "auth_cache_seconds", 1.0)
-    assert trigger(api, project, "test-echo", {}).status_code == 200  # verified: cached
+    assert triggers.post(api, project, "test-echo", {}).status_code == 200  # verified: cached
     with transaction() as session:
         assert revoke_key(session, project.keys["dev"][: len("tr_dev_") + 6]) == 1
-    assert trigger(api, project, "test-echo", {}).status_code == 200  # still in the window
-    wait_for(lambda: trigger(api, project, "test-echo", {}).status_code == 401, timeout=3,
+    assert triggers.post(api, project, "test-echo", {}).status_code == 200  # still in the window
+    wait_for(lambda: triggers.post(api, project, "test-echo", {}).status_code == 401, timeout=3,
              interval=0.1, what="the revoked key to be refused")
 
     def staging() -> int:
@@ -212,7 +205,7 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_bound(
 
 def test_body_over_the_limit_is_413(api: Any, project: ProjectKeys) -> None:
     huge = b'{"payload": "' + b"x" * (10 * 1024 * 1024 + 1) + b'"}'
-    response = trigger(api, project, "test-echo", huge)
+    response = triggers.post(api, project, "test-echo", huge)
     assert response.status_code == 413
     assert response.json() == {"error": "Request body too large"}
     assert run_count() == 0
@@ -227,7 +220,7 @@ def test_task_missing_from_current_version_waits_for_a_version(
     # A newer version without test-echo becomes current in every environment.
     newer = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
     register_version(newer, "20261122.2", ["dev", "staging", "prod"], project.project_id)
-    run_id = trigger(api, project, "test-echo", {"payload": 1}).json()["id"]
+    run_id = triggers.post(api, project, "test-echo", {"payload": 1}).json()["id"]
     assert run_row(run_id).status == "PENDING_VERSION"
     legacy = api.get(f"/api/v3/runs/{run_id}", headers=project.headers()).json()
     assert legacy["status"] == "WAITING_FOR_DEPLOY"
@@ -252,7 +245,7 @@ def test_task_missing_from_current_version_waits_for_a_version(
 def test_a_stray_top_level_field_is_refused_not_dropped(
     api: Any, project: ProjectKeys, body: dict[str, Any], message: str
 ) -> None:
-    response = trigger(api, project, "test-echo", body)
+    response = triggers.post(api, project, "test-echo", body)
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert run_count() == 0
@@ -274,7 +267,7 @@ def test_a_stray_top_level_field_is_refused_not_dropped(
 def test_an_option_reprise_does_not_know_or_honour_is_refused_not_dropped(
     api: Any, project: ProjectKeys, options: dict[str, Any], message: str
 ) -> None:
-    response = trigger(api, project, "test-echo", {"payload": 1, "options": options})
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": options})
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert run_count() == 0
@@ -285,7 +278,7 @@ def test_options_the_sdk_sends_with_their_default_values_are_accepted(
 ) -> None:
     options = {"metadata": {"a": 1}, "metadataType": "application/json",
                "resumeParentOnCompletion": False}
-    response = trigger(api, project, "test-echo", {"payload": 1, "options": options})
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": options})
     assert response.status_code == 200, response.text
     assert run_row(response.json()["id"]).metadata_ == {"a": 1}
 
@@ -293,14 +286,14 @@ def test_options_the_sdk_sends_with_their_default_values_are_accepted(
 def test_a_delay_in_the_past_queues_at_once_and_says_so(api: Any, project: ProjectKeys) -> None:
     """Trigger.dev accepts it (the SDK's own retries may land late), so it is not refused;
     the response says what happened."""
-    response = trigger(api, project, "test-echo",
+    response = triggers.post(api, project, "test-echo",
                        {"payload": 1, "options": {"delay": "2020-01-01T00:00:00Z"}})
     assert response.status_code == 200
     assert response.headers["x-reprise-warning"] == (
         "options.delay '2020-01-01T00:00:00Z' is not in the future: the run was queued at once"
     )
     assert run_row(response.json()["id"]).status in ("QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED")
-    ok = trigger(api, project, "test-echo", {"payload": 1, "options": {"delay": "1h"}})
+    ok = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": "1h"}})
     assert "x-reprise-warning" not in ok.headers
 
 
@@ -308,7 +301,7 @@ def test_a_delay_in_the_past_queues_at_once_and_says_so(api: Any, project: Proje
 def test_a_numeric_delay_is_seconds_to_the_fraction_as_a_replays_is(
     api: Any, project: ProjectKeys, delay: float
 ) -> None:
-    response = trigger(api, project, "test-echo", {"payload": 1, "options": {"delay": delay}})
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": delay}})
     assert response.status_code == 200, response.text
     run = run_row(response.json()["id"])
     assert run.status == "DELAYED"
@@ -316,6 +309,6 @@ def test_a_numeric_delay_is_seconds_to_the_fraction_as_a_replays_is(
 
 
 def test_a_negative_numeric_delay_is_refused(api: Any, project: ProjectKeys) -> None:
-    response = trigger(api, project, "test-echo", {"payload": 1, "options": {"delay": -5}})
+    response = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": -5}})
     assert response.status_code == 400
     assert "options.delay" in response.json()["error"]

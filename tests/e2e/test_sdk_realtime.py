@@ -65,7 +65,7 @@ def test_subscribe_to_run_follows_a_run_from_queued_to_completed(
     assert followed["finishedAtIsDate"]
     assert followed["output"] == {"slept": 1.0}
     assert followed["tags"] == ["realtime-e2e"]
-    # A public token sees the run but not its payload or output (§3); a finished run
+    # A public token sees the run but not its payload or output; a finished run
     # closes the subscription at once.
     assert steps["subscribe-with-public-token"]["result"] == [
         {"status": "COMPLETED", "hasOutput": False}

@@ -17,6 +17,8 @@ from tests.reprise.helpers import wait_for_run
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.live_server import LiveServer
 
+pytestmark = pytest.mark.e2e
+
 
 class CountingTransport(httpx.BaseTransport):
     """Forwards to the real server and remembers what was sent."""

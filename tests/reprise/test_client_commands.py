@@ -1,4 +1,4 @@
-"""``runs.replay`` and ``runs.reschedule`` of the SDK against a live API (§5, §6, §11)."""
+"""``runs.replay`` and ``runs.reschedule`` of the SDK against a live API."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from reprise.client import Client
 from reprise.errors import BadRequestError, NotFoundError
 from reprise.models import Run
 from tests.reprise.helpers import wait_for_run
+
+pytestmark = pytest.mark.e2e
 
 
 def test_replay_creates_a_new_run_that_executes_as_a_replay(

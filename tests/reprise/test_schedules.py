@@ -15,6 +15,8 @@ from tests.support.fixtures import ProjectKeys
 from tests.support.live_server import LiveServer
 from tests.support.schedules import Scheduler, clean_schedules, fire
 
+pytestmark = pytest.mark.e2e
+
 __all__ = ["clean_schedules"]
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from reprise_server.shared.db import transaction
 from reprise_server.shared.settings import get_settings
-from tests.support.commands import ParkedCommands, parked_commands, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import ParkedCommands, parked_commands
 from tests.support.fixtures import ProjectKeys
 
 
@@ -87,7 +88,7 @@ def test_a_request_after_the_window_is_new_and_takes_the_key(
 def test_a_replay_retried_inside_the_window_answers_the_first_replay(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     headers = _retry_key(project)
     first = api.post(f"/api/v1/runs/{original}/replay", headers=headers)
     _age("commands", parked_commands.command_ids()[0], INSIDE)
@@ -102,7 +103,7 @@ def test_a_replay_retried_inside_the_window_answers_the_first_replay(
 def test_a_replay_after_the_window_is_a_new_replay(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    original = trigger_via_api(api, project, delay="1h")
+    original = triggers.via_api(api, project, delay="1h")
     headers = _retry_key(project)
     first = api.post(f"/api/v1/runs/{original}/replay", headers=headers).json()["id"]
     _age("commands", parked_commands.command_ids()[0], AFTER)

@@ -1,4 +1,4 @@
-"""Helpers for command tests: triggering runs, and a queue no worker consumes.
+"""Helpers for command tests: command rows, forced interleavings, and a queue no worker consumes.
 
 ``parked_commands`` sends the real ``reprise.apply_command`` Celery messages to a real
 Redis queue that no worker consumes, so a test decides whether (and when) a worker gets
@@ -17,19 +17,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
-
-from tests.support.fixtures import ProjectKeys
-
-
-def trigger_via_api(api: Any, project: ProjectKeys, task: str = "test-echo", env: str = "dev",
-            payload: Any = None, **options: Any) -> str:
-    response = api.post(
-        f"/api/v1/tasks/{task}/trigger",
-        json={"payload": payload if payload is not None else {"n": 1}, "options": options},
-        headers=project.headers(env),
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
 
 
 def post(api: Any, url: str, body: Any, headers: dict[str, str]) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.processes import ReproProcess, reprise_process
 
@@ -37,7 +37,7 @@ class Gate:
     @classmethod
     def trigger(cls, api: Any, project: ProjectKeys, runs: int, path: Path) -> Gate:
         ids = [
-            trigger_via_api(api, project, task="test-wait-file", payload={"path": str(path)})
+            triggers.via_api(api, project, task="test-wait-file", payload={"path": str(path)})
             for _ in range(runs)
         ]
         return cls(path, ids)

@@ -23,26 +23,6 @@ from sqlalchemy import text
 from tests.support.fixtures import ProjectKeys, wait_for
 
 
-def trigger_in_db(
-    project: ProjectKeys, task: str = "test-echo", env: str = "dev", *, publish: bool = True,
-    payload: Any = None, **options: Any,
-) -> str:
-    """Trigger through the service; with ``publish=False`` nothing is sent after commit."""
-    from reprise_server.shared.db import discard_after_commit, transaction
-    from reprise_server.shared.projects.service import AuthContext
-    from reprise_server.shared.runs.schemas import TriggerOptions
-    from reprise_server.shared.runs.service import trigger_run
-
-    auth = AuthContext(project.project_id, project.environment_ids[env], env)
-    with transaction() as session:
-        result = trigger_run(
-            session, auth, task, payload, TriggerOptions.model_validate(options)
-        )
-        if not publish:
-            discard_after_commit(session)
-        return result.run.id
-
-
 def sql(statement: str, **params: Any) -> Any:
     from reprise_server.shared.db import transaction
 

@@ -1,6 +1,6 @@
 """A control process killed in the middle of a bulk action: the batch it was applying
 rolls back, and the next control process resumes from the last committed batch without
-acting on any run twice (§2.1, §15). The interleaving is forced: the test holds a row lock
+acting on any run twice. The interleaving is forced: the test holds a row lock
 the batch needs, waits until the batch is blocked on it, then kills the process."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for
 from tests.support.processes import reprise_process
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @contextmanager
@@ -94,7 +94,7 @@ def _kill_mid_batch(api: Any, project: ProjectKeys, own_queues: str, body: dict[
 def test_bulk_cancel_killed_mid_batch_resumes_without_acting_twice(
     api: Any, project: ProjectKeys, own_queues: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = [trigger_via_api(api, project, delay="1h") for _ in range(6)]
+    runs = [triggers.via_api(api, project, delay="1h") for _ in range(6)]
     # Newest first in batches of 2: [5, 4] commits, then [3, 2] blocks on run 2's lock
     # with run 3 already canceled in its (doomed) transaction.
     bulk_id = _kill_mid_batch(
@@ -113,7 +113,7 @@ def test_bulk_cancel_killed_mid_batch_resumes_without_acting_twice(
 def test_bulk_replay_killed_mid_batch_makes_exactly_one_replay_per_run(
     api: Any, project: ProjectKeys, own_queues: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = [trigger_via_api(api, project, delay="1h", tags=["kill"]) for _ in range(4)]
+    runs = [triggers.via_api(api, project, delay="1h", tags=["kill"]) for _ in range(4)]
     # Creating a run takes a key-share lock on its project's row (the bulk action's own
     # rows reference only the environment): held FOR UPDATE by the test, the first batch
     # blocks on its first new run.

@@ -82,7 +82,7 @@ def test_without_any_of_the_server_the_message_is_one_short_line(
 @pytest.mark.parametrize("command", [["api"], ["worker"], ["control"], ["beat"], ["flower"]])
 def test_a_process_without_its_stores_exits_at_once_naming_them(command: list[str]) -> None:
     """Never Celery's default broker (amqp://localhost) or a database that happens to run
-    on this machine: one line naming what is missing, exit code 2 (SPEC §13)."""
+    on this machine: one line naming what is missing, exit code 2."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPRISE_")}
     env["REPRISE_REDIS_URL"] = os.environ["REPRISE_REDIS_URL"]
     done = subprocess.run(

@@ -1,4 +1,4 @@
-"""The control plane never waits behind user code (SPEC §1): with every execution slot of
+"""The control plane never waits behind user code: with every execution slot of
 the only worker held by a long run, the control process still expires TTLs, promotes
 delayed runs, applies replays and fires rescheduled timers on time.
 
@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.processes import reprise_process
+
+pytestmark = pytest.mark.slow
 
 LONG_RUN_SECONDS = 25
 
@@ -47,7 +49,7 @@ def test_ttl_delays_replays_and_reschedules_keep_time_while_every_slot_is_busy(
     beat = reprise_process("beat", "--schedule", str(tmp_path / "beat-schedule"), env=env)
     with worker as busy, control as ctl, beat as sched:
         long_runs = [
-            trigger_via_api(api, project, task="test-sleep", payload={"seconds": LONG_RUN_SECONDS})
+            triggers.via_api(api, project, task="test-sleep", payload={"seconds": LONG_RUN_SECONDS})
             for _ in range(2)
         ]
 
@@ -57,9 +59,9 @@ def test_ttl_delays_replays_and_reschedules_keep_time_while_every_slot_is_busy(
 
         wait_for(slots_full, timeout=30, what="both slots busy")
 
-        expiring = trigger_via_api(api, project, task="test-echo", ttl="2s")
-        delayed = trigger_via_api(api, project, task="test-echo", delay="2s")
-        far = trigger_via_api(api, project, task="test-echo", delay="1h")
+        expiring = triggers.via_api(api, project, task="test-echo", ttl="2s")
+        delayed = triggers.via_api(api, project, task="test-echo", delay="2s")
+        far = triggers.via_api(api, project, task="test-echo", delay="1h")
         moved = api.post(
             f"/api/v1/runs/{far}/reschedule", json={"delay": "2s"}, headers=project.headers()
         )
@@ -110,7 +112,6 @@ def _db_now() -> Any:
         return db_now(session)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("killed", ["whole worker", "pool child"])
 def test_a_run_whose_worker_was_killed_is_re_executed_within_15s_with_default_settings(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path, killed: str
@@ -125,7 +126,7 @@ def test_a_run_whose_worker_was_killed_is_re_executed_within_15s_with_default_se
     control = reprise_process("control", env=env)
     beat = reprise_process("beat", "--schedule", str(tmp_path / "beat-schedule"), env=env)
     with control, beat, first as doomed:
-        run_id = trigger_via_api(api, project, task="test-sleep", payload={"seconds": 3})
+        run_id = triggers.via_api(api, project, task="test-sleep", payload={"seconds": 3})
         wait_for(lambda: _status(run_id) == "EXECUTING", timeout=30, what="the first attempt")
         if killed == "whole worker":
             doomed.signal_group(signal.SIGKILL)

@@ -22,6 +22,8 @@ import pytest
 from tests.support.fixtures import wait_for
 from tests.support.live_server import free_port
 
+pytestmark = pytest.mark.slow
+
 
 def _env(**extra: str) -> dict[str, str]:
     """A user's environment: no store URLs (embedded servers), nothing of the suite's."""
@@ -62,7 +64,6 @@ def _ready(process: subprocess.Popen[str], log: Path) -> bool:
     return "Reprise is ready" in log.read_text()
 
 
-@pytest.mark.slow
 def test_one_stack_per_data_dir_and_the_cli_finds_it(tmp_path: Path) -> None:
     port = free_port()
     with dev_stack(tmp_path, port) as (first, log):
@@ -88,7 +89,6 @@ def test_one_stack_per_data_dir_and_the_cli_finds_it(tmp_path: Path) -> None:
         assert keys.stdout.splitlines()[0].split()[:3] == ["ID", "PROJECT", "ENV"]
 
 
-@pytest.mark.slow
 def test_an_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -100,7 +100,6 @@ def test_an_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path) ->
     assert not (tmp_path / ".reprise" / "postgres").exists()  # nothing was started
 
 
-@pytest.mark.slow
 def test_a_worker_that_cannot_import_its_tasks_stops_the_stack_naming_it(tmp_path: Path) -> None:
     with dev_stack(tmp_path, free_port(), REPRISE_TASK_MODULES="no_such_tasks") as (dev, log):
         code = dev.wait(120)
@@ -129,7 +128,6 @@ async def greet_async(payload: dict, ctx: TaskContext) -> dict:
 '''
 
 
-@pytest.mark.slow
 def test_the_readme_walkthrough_runs_your_own_sync_and_async_tasks(tmp_path: Path) -> None:
     """README "Your own tasks": a package beside where `reprise dev` runs, named in
     REPRISE_TASK_MODULES, is imported by the worker from the current directory."""
@@ -240,7 +238,6 @@ PHASES: dict[str, Callable[[int, list[str]], bool] | None] = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("phase", list(PHASES))
 def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
     tmp_path: Path, phase: str
@@ -272,7 +269,6 @@ def test_ctrl_c_at_any_moment_stops_everything_and_says_so_in_one_line(
         assert output[len(before):].splitlines() == [output.splitlines()[-1]], output
 
 
-@pytest.mark.slow
 def test_children_follow_reprise_dev_killed_hard_and_the_next_start_cleans_up(
     tmp_path: Path,
 ) -> None:

@@ -94,6 +94,7 @@ def test_restart_on_existing_dirs_keeps_data(tmp_path: Path) -> None:
         assert client.get("k") == b"persisted"
 
 
+@pytest.mark.slow
 def test_a_server_that_loses_the_race_for_a_free_port_retries_on_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,6 +110,7 @@ def test_a_server_that_loses_the_race_for_a_free_port_retries_on_another(
                 assert client.ping()
 
 
+@pytest.mark.slow
 def test_a_taken_port_asked_for_explicitly_is_an_error_with_the_server_log(
     tmp_path: Path,
 ) -> None:

@@ -1,15 +1,16 @@
-"""Faults cost no more than their own length (SPEC §15), injected into a private live stack
-by the chaos script's own scenarios (``bench/chaos.py``: embedded Postgres and Redis, real
-api, worker, control and beat processes with the shipped settings)."""
+"""Faults cost no more than their own length, injected into a private live stack by the
+chaos scenarios of ``tests/support/chaos.py`` (embedded Postgres and Redis, real api,
+worker, control and beat processes with the shipped settings)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.chaos import OUTAGE_SECONDS, run_scenario
+from tests.support.chaos import OUTAGE_SECONDS, run_scenario
+
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
 def test_a_postgres_restart_under_load_loses_nothing_and_runs_nothing_twice() -> None:
     result = run_scenario("postgres-restart")
     print(result.row())

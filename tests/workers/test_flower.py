@@ -1,5 +1,5 @@
 """Flower for operators: the real ``reprise flower`` process against this session's Redis,
-watching the in-process worker (§12)."""
+watching the in-process worker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from reprise_server.shared.broker import celery_app
 from reprise_server.shared.settings import Settings
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 from tests.support.processes import free_port, reprise_process
 
@@ -49,6 +49,7 @@ def flower(celery_worker: Any) -> Iterator[str]:
         yield base
 
 
+@pytest.mark.slow
 def test_flower_requires_basic_auth_in_production(flower: str) -> None:
     assert httpx.get(f"{flower}/api/workers", timeout=5).status_code == 401
     assert httpx.get(f"{flower}/", timeout=5).status_code == 401
@@ -59,6 +60,7 @@ def test_flower_requires_basic_auth_in_production(flower: str) -> None:
     assert httpx.get(f"{flower}/healthcheck", timeout=5).text == "OK"
 
 
+@pytest.mark.slow
 def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     flower: str, celery_worker: Any, api: Any, project: ProjectKeys
 ) -> None:
@@ -66,7 +68,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert celery_worker.hostname in workers
     assert "reprise.execute_run" in workers[celery_worker.hostname]["registered"]
 
-    run_id = trigger_via_api(api, project, payload={"secret": "payload-marker"})
+    run_id = triggers.via_api(api, project, payload={"secret": "payload-marker"})
     wait_for_status(run_id, "COMPLETED")
 
     def flower_task() -> dict[str, Any] | None:
@@ -87,6 +89,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
     assert re.fullmatch(rf"\[['\"]{run_id}['\"]\]", task["args"])
 
 
+@pytest.mark.slow
 def test_sweeps_stay_out_of_flowers_task_list(
     flower: str, celery_worker: Any, api: Any, project: ProjectKeys
 ) -> None:
@@ -111,7 +114,7 @@ def test_sweeps_stay_out_of_flowers_task_list(
     finally:
         task_postrun.disconnect(record)
     # A run after the sweeps: once Flower has its events, it has had the sweeps' too.
-    run_id = trigger_via_api(api, project)
+    run_id = triggers.via_api(api, project)
     wait_for_status(run_id, "COMPLETED")
 
     def listed() -> dict[str, Any] | None:
@@ -126,6 +129,7 @@ def test_sweeps_stay_out_of_flowers_task_list(
     assert broker.PROMOTE_DUE_RUNS in ran
 
 
+@pytest.mark.slow
 def test_flowers_broker_page_shows_the_run_queue(flower: str) -> None:
     """Flower picks its broker page by the broker URL's scheme: it runs on kombu's stock
     Redis transport (Reprise's transport class would stand in that URL's place)."""
@@ -189,6 +193,7 @@ def test_reprise_dev_can_start_flower_with_the_cli() -> None:
     assert flower_url(5555) == "http://127.0.0.1:5555/"
 
 
+@pytest.mark.slow
 def test_flower_shows_the_control_process_beside_the_workers(
     flower: str, celery_worker: Any
 ) -> None:

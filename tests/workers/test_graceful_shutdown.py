@@ -1,4 +1,4 @@
-"""A rolling restart of workers under load loses nothing (§12): SIGTERM to a real prefork
+"""A rolling restart of workers under load loses nothing: SIGTERM to a real prefork
 worker mid-load, then a second worker takes over; every run and command reaches its end
 state, and no run executes twice.
 
@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
-from tests.support.commands import trigger_via_api
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.processes import ReproProcess, free_port, reprise_process
+
+pytestmark = pytest.mark.slow
 
 RUNS = 40
 REPLAYS = 5
@@ -73,7 +76,7 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(
 
     env_id = project.environment_ids["dev"]
     originals = [
-        trigger_via_api(api, project, task="test-sleep", payload={"seconds": 0.1}) for _ in range(RUNS)
+        triggers.via_api(api, project, "test-sleep", payload={"seconds": 0.1}) for _ in range(RUNS)
     ]
     for run_id in originals[:REPLAYS]:
         response = api.post(f"/api/v1/runs/{run_id}/replay", headers=project.headers())
@@ -169,7 +172,7 @@ def test_sigterm_to_the_worker_process_group_lets_running_tasks_finish(
     must not be cut; only the parent takes the signal and shuts down warm."""
     env_id = project.environment_ids["dev"]
     runs = [
-        trigger_via_api(api, project, task="test-sleep", payload={"seconds": 1.5}) for _ in range(4)
+        triggers.via_api(api, project, "test-sleep", payload={"seconds": 1.5}) for _ in range(4)
     ]
     with _worker("grouped", {"REPRISE_QUEUE_PREFIX": own_queues}, own_group=True) as worker:
         me = _identity(worker)

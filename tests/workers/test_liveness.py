@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reprise_server.shared.settings import Settings
 from tests.support.fixtures import wait_for
 from tests.support.live_server import ROOT
@@ -54,6 +56,7 @@ def _healthcheck_cli(process: str, env: dict[str, str]) -> int:
     ).returncode
 
 
+@pytest.mark.slow
 def test_beat_touches_its_liveness_file_on_every_tick(tmp_path: Path) -> None:
     """A real ``reprise beat``; its own queue prefix so the sweeps it sends reach nobody."""
     import redis

@@ -51,6 +51,7 @@ def _top_level(files: set[str]) -> set[str]:
     return {name.split("/")[0] for name in files if ".dist-info/" not in name}
 
 
+@pytest.mark.slow
 def test_the_sdk_distribution_installs_the_reprise_package_alone(
     wheels: dict[str, set[str]],
 ) -> None:
@@ -59,6 +60,7 @@ def test_the_sdk_distribution_installs_the_reprise_package_alone(
     assert project["name"] == "reprise-sdk"
 
 
+@pytest.mark.slow
 def test_the_server_installs_under_one_name_of_its_own_with_its_files(
     wheels: dict[str, set[str]],
 ) -> None:
@@ -129,6 +131,7 @@ def user_worker(user_project: Path, own_queues: str) -> Iterator[ReproProcess]:
         yield worker
 
 
+@pytest.mark.slow
 def test_a_project_with_its_own_api_and_shared_runs_its_tasks_on_reprise_worker(
     user_worker: ReproProcess, project: ProjectKeys, api: Any
 ) -> None:

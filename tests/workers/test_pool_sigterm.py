@@ -26,6 +26,8 @@ from tests.support.inflight import (
     send,
 )
 
+pytestmark = pytest.mark.slow
+
 RUNS = 4
 CUT = ("WorkerLostError", "exited with signal", "exited with exitcode")
 
@@ -38,7 +40,6 @@ def _finished_once(gate: Gate) -> None:
     assert sorted(mine) == sorted((run_id, 1) for run_id in gate.run_ids)
 
 
-@pytest.mark.slow
 def test_sigterm_to_the_main_process_and_every_pool_child_cuts_no_run(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path
 ) -> None:
@@ -62,7 +63,6 @@ def test_sigterm_to_the_main_process_and_every_pool_child_cuts_no_run(
     assert not any(word in log for word in CUT), log
 
 
-@pytest.mark.slow
 def test_sigterm_to_the_pool_children_alone_stops_nothing(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path
 ) -> None:
@@ -97,7 +97,6 @@ def test_sigterm_to_the_pool_children_alone_stops_nothing(
     assert not any(word in log for word in CUT), log
 
 
-@pytest.mark.slow
 def test_a_cold_shutdown_still_cancels_the_runs_in_flight(
     api: Any, project: ProjectKeys, own_queues: str, tmp_path: Path
 ) -> None:

@@ -1,9 +1,11 @@
-"""Schedules on real processes: two ``reprise beat`` at once (which SPEC §1 allows by
-accident) and a ``reprise control`` that runs their sweeps still give one run per tick."""
+"""Schedules on real processes: two ``reprise beat`` at once (which a deployment may
+start by accident) and a ``reprise control`` that runs their sweeps still give one run per tick."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from reprise_server.shared import broker
 from reprise_server.workers.app import app
@@ -20,6 +22,7 @@ def test_beat_sends_the_schedule_sweep_to_the_control_queues() -> None:
     assert app.amqp.router.route({}, broker.FIRE_DUE_SCHEDULES)["queue"].name.endswith(".sweeps")
 
 
+@pytest.mark.slow
 def test_two_beats_give_one_run_per_tick(
     scheduler: Scheduler, own_queues: str, tmp_path: Path
 ) -> None:

@@ -17,16 +17,17 @@ from reprise_server.shared.settings import get_settings
 from reprise_server.shared.sweeps.service import claim_sweep
 from reprise_server.workers import sweeps as sweep_tasks
 from reprise_server.workers.app import app
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
-from tests.support.timers import InThread, backdate, db_clock, trigger_in_db
+from tests.support.timers import InThread, backdate, db_clock
 
 
 @pytest.fixture
 def overdue_and_stale(project: ProjectKeys) -> tuple[str, str]:
     """A DELAYED run past its time and a QUEUED run past its TTL, no message for either."""
-    delayed = trigger_in_db(project, delay="1h", publish=False)
+    delayed = triggers.in_db(project, delay="1h", publish=False)
     backdate(delayed, "delayed_until")
-    stale = trigger_in_db(project, ttl="10m", publish=False)
+    stale = triggers.in_db(project, ttl="10m", publish=False)
     backdate(stale, "ttl_expires_at")
     return delayed, stale
 

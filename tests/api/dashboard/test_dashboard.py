@@ -1,4 +1,4 @@
-"""The dashboard (SPEC §16) in a real browser, by the accessible names of §16."""
+"""The dashboard in a real browser, found by the accessible names docs/dashboard.md uses."""
 
 from __future__ import annotations
 
@@ -10,25 +10,23 @@ import httpx
 import pytest
 
 from tests.api.dashboard.conftest import screenshot, sign_in
-from tests.support.commands import count, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import count
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.live_server import LiveServer
 from tests.support.schedules import clean_schedules  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 
 def _api(dashboard: LiveServer) -> httpx.Client:
     return httpx.Client(base_url=dashboard.base_url, timeout=15)
 
 
-def _trigger(dashboard: LiveServer, project: ProjectKeys, **kwargs: Any) -> str:
-    with _api(dashboard) as client:
-        return trigger_via_api(client, project, **kwargs)
-
-
 def _failed(dashboard: LiveServer, project: ProjectKeys, **options: Any) -> str:
-    run_id = _trigger(dashboard, project, task="test-fail-until", maxAttempts=1, **options)
+    run_id = triggers.via_live_server(
+        dashboard, project, "test-fail-until", maxAttempts=1, **options
+    )
     wait_for_status(run_id, "FAILED")
     return run_id
 
@@ -70,7 +68,7 @@ def test_filter_the_list_to_failed_runs_and_open_one(
 ) -> None:
     expect = _expect()
     failed = _failed(dashboard, project, tags=["nightly"])
-    done = _trigger(dashboard, project, task="test-echo")
+    done = triggers.via_live_server(dashboard, project)
     wait_for_status(done, "COMPLETED")
     page = signed_in
     page.reload()
@@ -92,7 +90,7 @@ def test_replay_with_an_edited_payload_into_another_environment(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    original = _trigger(dashboard, project, task="test-echo", payload={"user": "ada"})
+    original = triggers.via_live_server(dashboard, project, payload={"user": "ada"})
     wait_for_status(original, "COMPLETED")
     page = signed_in
     page.goto(f"/dashboard/runs/{original}")
@@ -125,7 +123,7 @@ def test_an_invalid_payload_is_refused_in_the_dialog_and_nothing_is_written(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    original = _trigger(dashboard, project, task="test-echo")
+    original = triggers.via_live_server(dashboard, project)
     wait_for_status(original, "COMPLETED")
     page = signed_in
     page.goto(f"/dashboard/runs/{original}")
@@ -148,7 +146,7 @@ def test_a_payload_json_cannot_carry_is_refused_naming_where_and_nothing_is_writ
 ) -> None:
     """NaN is JavaScript's, not JSON's: Python's parser reads it, Postgres cannot store it."""
     expect = _expect()
-    original = _trigger(dashboard, project, task="test-echo")
+    original = triggers.via_live_server(dashboard, project)
     wait_for_status(original, "COMPLETED")
     page = signed_in
     page.goto(f"/dashboard/runs/{original}")
@@ -165,7 +163,7 @@ def test_reschedule_a_delayed_run_and_a_run_no_longer_delayed_is_refused(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    delayed = _trigger(dashboard, project, task="test-echo", delay="1h")
+    delayed = triggers.via_live_server(dashboard, project, delay="1h")
     page = signed_in
     page.goto(f"/dashboard/runs/{delayed}")
 
@@ -194,7 +192,7 @@ def test_without_the_script_the_buttons_open_the_dialogs_server_side(
     browser: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    delayed = _trigger(dashboard, project, task="test-echo", delay="1h")
+    delayed = triggers.via_live_server(dashboard, project, delay="1h")
     context = browser.new_context(base_url=dashboard.base_url, java_script_enabled=False)
     page = context.new_page()
     sign_in(page, project.keys["dev"])
@@ -216,7 +214,7 @@ def test_cancel_a_queued_run_after_confirming(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    queued = _trigger(dashboard, project, task="test-echo", queue="nobody-serves-this")
+    queued = triggers.via_live_server(dashboard, project, queue="nobody-serves-this")
     wait_for_status(queued, "QUEUED")
     page = signed_in
     page.goto(f"/dashboard/runs/{queued}")
@@ -277,7 +275,9 @@ def test_bulk_cancel_of_a_selection(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    chosen, other = (_trigger(dashboard, project, task="test-echo", delay="1h") for _ in range(2))
+    chosen, other = (
+        triggers.via_live_server(dashboard, project, delay="1h") for _ in range(2)
+    )
     page = signed_in
     page.reload()
     page.get_by_role("checkbox", name=f"Select {chosen}").check()
@@ -296,7 +296,7 @@ def test_without_the_session_or_with_a_wrong_csrf_token_a_form_is_refused(
     browser: Any, signed_in: Any, dashboard: LiveServer, project: ProjectKeys,
     celery_worker: Any,
 ) -> None:
-    delayed = _trigger(dashboard, project, task="test-echo", delay="1h")
+    delayed = triggers.via_live_server(dashboard, project, delay="1h")
     page = signed_in
 
     forged = page.request.post(f"/dashboard/runs/{delayed}/cancel",
@@ -361,7 +361,7 @@ def test_the_environment_switcher_shows_another_environment_of_the_project(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    prod_run = _trigger(dashboard, project, task="test-echo", env="prod", delay="1h")
+    prod_run = triggers.via_live_server(dashboard, project, env="prod", delay="1h")
     page = signed_in
     expect(page.locator(f"tr[data-run='{prod_run}']")).to_have_count(0)
 
@@ -379,7 +379,9 @@ def test_the_list_refreshes_live_while_runs_are_active(
     from tests.support.tasks import gate
 
     expect = _expect()
-    blocked = _trigger(dashboard, project, task="test-block", payload={"gate": "live-list"})
+    blocked = triggers.via_live_server(
+        dashboard, project, "test-block", payload={"gate": "live-list"}
+    )
     assert gate("live-list:started").wait(15)
     page = signed_in
     page.reload()
@@ -396,7 +398,7 @@ def test_cursor_pages_and_the_row_menu_opens_the_replay_dialog(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    ids = [_trigger(dashboard, project, task="test-echo", delay="1h") for _ in range(27)]
+    ids = [triggers.via_live_server(dashboard, project, delay="1h") for _ in range(27)]
     page = signed_in
     page.reload()
     rows = page.locator("tbody#runs-rows tr[data-run]")
@@ -418,7 +420,9 @@ def test_replay_from_a_checkpoint_starts_with_its_state(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
     expect = _expect()
-    original = _trigger(dashboard, project, task="test-checkpoints", payload={"count": 3})
+    original = triggers.via_live_server(
+        dashboard, project, "test-checkpoints", payload={"count": 3}
+    )
     wait_for_status(original, "COMPLETED")
     page = signed_in
     page.goto(f"/dashboard/runs/{original}")
@@ -438,7 +442,7 @@ def test_replay_from_a_checkpoint_starts_with_its_state(
 
 @pytest.mark.usefixtures("clean_schedules")
 def test_schedules_and_the_runs_their_ticks_created(signed_in: Any, project: ProjectKeys) -> None:
-    """Issue 14's dashboard part: the environment's schedules with their next run, and a
+    """The environment's schedules with their next run, and a
     tick's run found from its schedule and linking back to it."""
     from tests.support.schedules import Scheduler, fire
 

@@ -7,12 +7,12 @@ import pytest
 from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.db import transaction
 from reprise_server.shared.errors import RunNotFound, Unauthorized
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
-from tests.support.timers import trigger_in_db
 
 
 def test_a_key_finds_runs_of_its_own_environment_only(project: ProjectKeys) -> None:
-    run_id = trigger_in_db(project, env="dev", publish=False)
+    run_id = triggers.in_db(project, env="dev", publish=False)
     with transaction() as session:
         auth, head = authenticate_for_run(session, project.keys["dev"], run_id)
         assert (auth.environment_id, head.run_id) == (project.environment_ids["dev"], run_id)

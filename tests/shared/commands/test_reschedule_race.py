@@ -1,4 +1,4 @@
-"""§2.3: a reschedule racing the run's own promotion is decided one way or the other.
+"""A reschedule racing the run's own promotion is decided one way or the other.
 
 Both orders are forced by holding one side's transaction open (it holds the run's row
 lock) while the other side starts, and releasing it once the other side is seen waiting.
@@ -13,7 +13,8 @@ from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands import service
 from reprise_server.shared.db import db_now, transaction
 from reprise_server.shared.timers.service import promote_due_runs, promote_run
-from tests.support.commands import backdate_delay, commands_for, held, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import backdate_delay, commands_for, held
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for
 from tests.support.timers import InThread
 
@@ -24,7 +25,7 @@ def _promote(run_id: str, token: int) -> Any:
 
 
 def test_promotion_first_then_reschedule_is_rejected(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     backdate_delay(run_id)  # its time has come
     token = run_row(run_id).schedule_token
 
@@ -45,7 +46,7 @@ def test_promotion_first_then_reschedule_is_rejected(api: Any, project: ProjectK
 def test_reschedule_first_then_the_old_time_promotes_nothing(
     api: Any, project: ProjectKeys
 ) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     backdate_delay(run_id)  # the old time has come
     old_token = run_row(run_id).schedule_token
 
@@ -83,7 +84,7 @@ def test_a_relative_delay_counts_from_the_request_not_from_the_end_of_its_lock_w
 
     from sqlalchemy import text
 
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     lock = "SELECT id FROM runs WHERE id = :id FOR UPDATE"
     with held(lambda session: session.execute(text(lock), {"id": run_id})):
         with transaction() as session:

@@ -14,12 +14,12 @@ from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands import service
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import session_factory, transaction
+from tests.support import triggers
 from tests.support.commands import (
     ParkedCommands,
     command_row,
     held,
     replays_of,
-    trigger_via_api,
 )
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.timers import InThread
@@ -40,7 +40,7 @@ def _apply(command_id: str, applier: str) -> Any:
 
 
 def test_applying_a_command_twice_creates_one_run(api: Any, project: ProjectKeys) -> None:
-    source = trigger_via_api(api, project, delay="1h")
+    source = triggers.via_api(api, project, delay="1h")
     command_id, new_id = _accept(project, source)
 
     first = _apply(command_id, "worker-1")
@@ -57,7 +57,7 @@ def test_applying_a_command_twice_creates_one_run(api: Any, project: ProjectKeys
 
 
 def test_two_workers_applying_at_once_have_one_effect(api: Any, project: ProjectKeys) -> None:
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     command_id, new_id = _accept(project, source)
 
     with held(lambda session: service.apply_command(session, command_id, "worker-1")) as first:
@@ -73,7 +73,7 @@ def test_two_workers_applying_at_once_have_one_effect(api: Any, project: Project
 
 
 def test_a_worker_killed_mid_apply_loses_nothing(api: Any, project: ProjectKeys) -> None:
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     command_id, new_id = _accept(project, source)
 
     doomed = session_factory()()
@@ -97,7 +97,7 @@ def test_a_worker_killed_mid_apply_loses_nothing(api: Any, project: ProjectKeys)
 def test_a_rejected_command_records_why_and_creates_nothing(
     api: Any, project: ProjectKeys
 ) -> None:
-    source = trigger_via_api(api, project, "test-checkpoints", delay="1h")  # never executes here
+    source = triggers.via_api(api, project, "test-checkpoints", delay="1h")  # never executes here
     with transaction() as session:
         session.execute(
             text("INSERT INTO checkpoints (run_id, number, state, attempt_number) "
@@ -125,7 +125,7 @@ def test_applying_an_unknown_command_does_nothing(project: ProjectKeys) -> None:
 
 
 def test_a_pending_command_of_another_kind_is_rejected(api: Any, project: ProjectKeys) -> None:
-    run_id = trigger_via_api(api, project, delay="1h")
+    run_id = triggers.via_api(api, project, delay="1h")
     before = run_row(run_id)
     with transaction() as session:  # the API never leaves a reschedule pending
         session.execute(
@@ -147,7 +147,7 @@ def test_a_pending_command_of_another_kind_is_rejected(api: Any, project: Projec
 def test_relay_republishes_stale_commands_once_per_interval(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     response = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers())
     new_id = response.json()["id"]
     command_id = command_row_for(new_id)
@@ -172,7 +172,7 @@ def test_relay_leaves_a_backlog_alone_while_the_queue_still_holds_messages(
     interval multiplied the messages (200 replays published 744 times)."""
     from reprise_server.workers import sweeps
 
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
     command_id = command_row_for(new_id)
     _age_publication(command_id)
@@ -189,7 +189,7 @@ def test_relay_leaves_a_backlog_alone_while_the_queue_still_holds_messages(
 def test_a_second_sweep_skips_commands_the_first_is_relaying(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands
 ) -> None:
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
     command_id = command_row_for(new_id)
     _age_publication(command_id)
@@ -204,7 +204,7 @@ def test_a_second_sweep_skips_commands_the_first_is_relaying(
 def test_a_command_whose_message_redis_lost_is_still_applied(
     api: Any, project: ProjectKeys, parked_commands: ParkedCommands, celery_worker: Any
 ) -> None:
-    source = trigger_via_api(api, project)
+    source = triggers.via_api(api, project)
     new_id = api.post(f"/api/v1/runs/{source}/replay", headers=project.headers()).json()["id"]
     command_id = command_row_for(new_id)
     assert parked_commands.command_ids() == [command_id]
@@ -240,7 +240,7 @@ def test_a_replay_left_pending_by_the_previous_code_still_applies(
 ) -> None:
     """Commands can be pending during a deploy: the overrides the previous code stored
     (keyed as the trigger's options, the delay already a date) apply as they were meant."""
-    source = trigger_via_api(api, project, delay="1h", payload={"x": 1})
+    source = triggers.via_api(api, project, delay="1h", payload={"x": 1})
     overrides = {
         "tags": ["solo"], "maxAttempts": 4, "queue": {"name": "emails"}, "ttl": "1m",
         "priority": 7, "delay": "2099-01-01T00:00:00.000Z", "payload": {"x": 2},

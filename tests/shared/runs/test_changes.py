@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from reprise_server.shared.logs import JsonFormatter, log_context
-from tests.support.commands import backdate_delay, trigger_via_api
+from tests.support import triggers
+from tests.support.commands import backdate_delay
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
 
 SECRET = "payload-marker-7c1f"
@@ -31,7 +32,7 @@ def test_a_run_logs_each_state_change_with_its_ids_and_no_payload(
     caplog: pytest.LogCaptureFixture, api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="reprise.runs")
-    run_id = trigger_via_api(api, project, task="test-echo", payload={"secret": SECRET})
+    run_id = triggers.via_api(api, project, task="test-echo", payload={"secret": SECRET})
     wait_for_status(run_id, "COMPLETED")
     lines = wait_for(
         lambda: (ls := _lines(caplog, run_id)) and ls[-1]["status"] == "COMPLETED" and ls,
@@ -108,4 +109,4 @@ def _delayed_run(project: ProjectKeys) -> str:
     from reprise_server.api.app import create_app
 
     with TestClient(create_app()) as client:
-        return trigger_via_api(client, project, task="test-echo", delay="1h")
+        return triggers.via_api(client, project, task="test-echo", delay="1h")

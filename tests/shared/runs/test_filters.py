@@ -18,8 +18,8 @@ from reprise_server.shared.runs.filters import (
     parse_period,
 )
 from reprise_server.shared.runs.states import CURRENT_API_VERSION, RunStatus
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
-from tests.support.timers import trigger_in_db
 
 WORDING = FilterWording(
     unknown_status="status? {value}",
@@ -129,7 +129,7 @@ def test_a_period_is_a_duration() -> None:
 
 
 def test_grouped_and_empty_status_filters_select_the_runs_they_name(project: ProjectKeys) -> None:
-    trigger_in_db(project, publish=False)  # QUEUED
+    triggers.in_db(project, publish=False)  # QUEUED
     environment_id = project.environment_ids["dev"]
 
     def matching(words: str) -> int:

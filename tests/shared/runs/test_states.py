@@ -1,3 +1,6 @@
+"""The state machine's table and the public status vocabularies. That every named move of
+the lifecycle is an edge of the table: ``test_lifecycle.py``."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,7 +9,6 @@ from reprise_server.shared.runs.states import (
     FINAL_STATES,
     TRANSITIONS,
     RunStatus,
-    can_transition,
     public_status,
     sources_of,
     statuses_for_filter,
@@ -22,40 +24,6 @@ def test_final_states_have_no_way_out() -> None:
 
 def test_every_state_has_a_row_in_the_table() -> None:
     assert set(TRANSITIONS) == set(RunStatus)
-
-
-@pytest.mark.parametrize(
-    ("source", "target"),
-    [
-        (S.DELAYED, S.QUEUED),
-        (S.DELAYED, S.DELAYED),
-        (S.QUEUED, S.DEQUEUED),
-        (S.QUEUED, S.EXECUTING),
-        (S.DEQUEUED, S.EXECUTING),
-        (S.EXECUTING, S.COMPLETED),
-        (S.EXECUTING, S.RETRYING),
-        (S.RETRYING, S.DEQUEUED),
-        (S.QUEUED, S.EXPIRED),
-        (S.PENDING_VERSION, S.QUEUED),
-    ],
-)
-def test_lifecycle_moves_are_allowed(source: RunStatus, target: RunStatus) -> None:
-    assert can_transition(source, target)
-
-
-@pytest.mark.parametrize(
-    ("source", "target"),
-    [
-        (S.COMPLETED, S.QUEUED),
-        (S.QUEUED, S.COMPLETED),
-        (S.EXECUTING, S.EXPIRED),
-        (S.RETRYING, S.EXPIRED),
-        (S.QUEUED, S.DELAYED),
-        (S.CANCELED, S.QUEUED),
-    ],
-)
-def test_illegal_moves_are_refused(source: RunStatus, target: RunStatus) -> None:
-    assert not can_transition(source, target)
 
 
 def test_only_never_dequeued_states_can_expire() -> None:

@@ -8,6 +8,8 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 from reprise_server.shared.db import transaction
 from reprise_server.shared.schedules.cron import Cron
 from reprise_server.shared.schedules.service import fire_due_schedules, set_active
@@ -88,6 +90,7 @@ def test_a_tick_already_fired_gets_no_second_run_even_if_the_schedule_goes_back_
     assert scheduler.row(sid).next_tick_at > db_clock()
 
 
+@pytest.mark.slow
 def test_a_schedule_ticking_every_two_seconds_has_one_run_per_tick_with_two_sweepers(
     scheduler: Scheduler,
 ) -> None:

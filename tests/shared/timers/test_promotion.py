@@ -11,6 +11,7 @@ from reprise_server.shared.db import db_now, discard_after_commit, transaction
 from reprise_server.shared.durations import parse_datetime
 from reprise_server.shared.runs.service import cancel_run
 from reprise_server.shared.timers.service import promote_run
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
@@ -19,7 +20,6 @@ from tests.support.timers import (
     TimerOutcomes,
     backdate,
     reschedule,
-    trigger_in_db,
 )
 
 
@@ -35,8 +35,8 @@ def promote(run_id: str, token: int) -> bool:
 def test_a_run_within_the_horizon_is_armed_at_trigger_and_a_far_one_is_not(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    near = trigger_in_db(project, delay="1m")
-    far = trigger_in_db(project, delay="1h")
+    near = triggers.in_db(project, delay="1m")
+    far = triggers.in_db(project, delay="1h")
     [(run_id, token, eta)] = parked_timers.timers()
     assert (run_id, token) == (near, 1)
     near_row = run_row(near)
@@ -49,7 +49,7 @@ def test_a_run_within_the_horizon_is_armed_at_trigger_and_a_far_one_is_not(
 def test_a_due_timer_promotes_once_and_moves_the_token_on(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    run_id = trigger_in_db(project, delay="1h", ttl="10m")
+    run_id = triggers.in_db(project, delay="1h", ttl="10m")
     backdate(run_id, "delayed_until")
     assert promote(run_id, 1)
     run = run_row(run_id)
@@ -66,7 +66,7 @@ def test_a_due_timer_promotes_once_and_moves_the_token_on(
 def test_an_early_timer_rearms_itself_for_the_time_left_on_the_database_clock(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    run_id = trigger_in_db(project, delay="2m")
+    run_id = triggers.in_db(project, delay="2m")
     [(_, token, _)] = parked_timers.timers()
     parked_timers.client.delete(parked_timers.queue)
     assert not promote(run_id, token)
@@ -81,7 +81,7 @@ def test_an_early_timer_rearms_itself_for_the_time_left_on_the_database_clock(
 def test_a_stale_timer_neither_promotes_nor_rearms(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    run_id = trigger_in_db(project, delay="1h")
+    run_id = triggers.in_db(project, delay="1h")
     with transaction() as session:
         reschedule(session, run_id, db_now(session) + timedelta(hours=2))
     backdate(run_id, "delayed_until")
@@ -97,7 +97,7 @@ def test_reschedule_committing_while_the_old_timer_waits_wins(
     """Reschedule first: it holds the row while the old timer (now due) tries to promote.
     The timer's compare-and-set re-reads the committed row, sees a new token, and does
     nothing; the run waits for its new time."""
-    run_id = trigger_in_db(project, delay="1h")
+    run_id = triggers.in_db(project, delay="1h")
     backdate(run_id, "delayed_until")
     rescheduled = threading.Event()
     commit = threading.Event()
@@ -130,7 +130,7 @@ def test_promotion_committing_while_a_reschedule_waits_rejects_the_reschedule(
     """Promotion first: the timer holds the row while a reschedule arrives. The
     reschedule's compare-and-set sees QUEUED and is rejected ("not delayed"): never an
     accepted reschedule followed by a start at the old time."""
-    run_id = trigger_in_db(project, delay="1h")
+    run_id = triggers.in_db(project, delay="1h")
     backdate(run_id, "delayed_until")
     promoted = threading.Event()
     commit = threading.Event()
@@ -163,7 +163,7 @@ def test_cancel_of_a_delayed_run_leaves_its_timer_harmless(
     project: ProjectKeys, parked_timers: ParkedTimers, timer_outcomes: TimerOutcomes,
     celery_worker: Any,
 ) -> None:
-    run_id = trigger_in_db(project, delay="1s")
+    run_id = triggers.in_db(project, delay="1s")
     [raw] = parked_timers.raw()
     with transaction() as session:
         assert cancel_run(session, run_id) is not None
@@ -178,7 +178,7 @@ def test_the_same_eta_message_delivered_twice_promotes_once(
     project: ProjectKeys, parked_timers: ParkedTimers, timer_outcomes: TimerOutcomes,
     celery_worker: Any,
 ) -> None:
-    run_id = trigger_in_db(project, delay="1s", payload="twice")
+    run_id = triggers.in_db(project, delay="1s", payload="twice")
     [raw] = parked_timers.raw()
     parked_timers.deliver(raw, copies=2)
     wait_for(lambda: len(timer_outcomes.of(run_id)) == 2, what="both deliveries to run")

@@ -13,6 +13,7 @@ import redis
 from reprise_server.shared.db import db_now, discard_after_commit, transaction
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.service import SweepResult, promote_due_runs
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
@@ -25,7 +26,6 @@ from tests.support.timers import (
     insert_bulk_runs,
     reschedule,
     sql,
-    trigger_in_db,
     wait_until_due,
 )
 
@@ -38,8 +38,8 @@ def sweep(batch_size: int = 5000) -> SweepResult:
 def test_the_sweep_arms_runs_entering_the_horizon_once(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    entering = trigger_in_db(project, delay="1h")
-    far = trigger_in_db(project, delay="2h")
+    entering = triggers.in_db(project, delay="1h")
+    far = triggers.in_db(project, delay="2h")
     sql("UPDATE runs SET delayed_until = now() + interval '1 minute' WHERE id = :id", id=entering)
     assert sweep() == SweepResult(promoted=0, armed=1)
     [(run_id, token, _)] = parked_timers.timers()
@@ -57,8 +57,8 @@ def test_the_sweep_arms_runs_entering_the_horizon_once(
 def test_the_sweep_promotes_overdue_runs_in_batches_and_leaves_the_rest(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    overdue = [trigger_in_db(project, delay="1h", publish=False) for _ in range(7)]
-    later = trigger_in_db(project, delay="1h", publish=False)
+    overdue = [triggers.in_db(project, delay="1h", publish=False) for _ in range(7)]
+    later = triggers.in_db(project, delay="1h", publish=False)
     # Equal due times on purpose: the batch walk must not stall on ties.
     sql("UPDATE runs SET delayed_until = now() - interval '1 second' WHERE id = ANY(:ids)",
         ids=overdue)
@@ -76,7 +76,7 @@ def test_the_sweep_promotes_overdue_runs_in_batches_and_leaves_the_rest(
 def test_a_timer_lost_with_redis_is_replaced_by_one_sweep(
     project: ProjectKeys, parked_timers: ParkedTimers, celery_worker: Any
 ) -> None:
-    run_id = trigger_in_db(project, delay="1s", payload="flushed")
+    run_id = triggers.in_db(project, delay="1s", payload="flushed")
     assert len(parked_timers.timers()) == 1
     broker_redis = redis.Redis.from_url(get_settings().redis_url)
     broker_redis.flushdb()
@@ -94,7 +94,7 @@ def test_a_timer_lost_with_redis_is_replaced_by_one_sweep(
 def test_two_sweeps_at_once_promote_each_run_once(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
-    run_ids = [trigger_in_db(project, delay="1h", publish=False) for _ in range(40)]
+    run_ids = [triggers.in_db(project, delay="1h", publish=False) for _ in range(40)]
     sql("UPDATE runs SET delayed_until = now() - make_interval(secs => random()) "
         "WHERE id = ANY(:ids)", ids=run_ids)
     start = threading.Barrier(2)
@@ -113,7 +113,7 @@ def test_two_sweeps_at_once_promote_each_run_once(
 def test_a_run_rescheduled_200_times_from_threads_is_promoted_once_at_the_last_time(
     project: ProjectKeys, timer_outcomes: TimerOutcomes, celery_worker: Any
 ) -> None:
-    run_id = trigger_in_db(project, delay="1h", payload="many")
+    run_id = triggers.in_db(project, delay="1h", payload="many")
     start = threading.Barrier(20)
     accepted: list[int] = []
     guard = threading.Lock()
@@ -161,7 +161,7 @@ def test_a_promotion_batch_probes_keys_not_the_table(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
     insert_bulk_runs(project, 20000, "DELAYED", "0 seconds")
-    overdue = [trigger_in_db(project, delay="1h", publish=False) for _ in range(3)]
+    overdue = [triggers.in_db(project, delay="1h", publish=False) for _ in range(3)]
     sql("UPDATE runs SET delayed_until = now() - interval '1 second' WHERE id = ANY(:ids)",
         ids=overdue)
     with captured_statements() as seen, transaction() as session:

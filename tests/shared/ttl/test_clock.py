@@ -18,8 +18,9 @@ from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.service import promote_due_runs
 from reprise_server.shared.versions import repository as versions_repo
 from reprise_server.workers.runtime import register_version
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
-from tests.support.timers import backdate, trigger_in_db
+from tests.support.timers import backdate
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,7 @@ from tests.support.timers import backdate, trigger_in_db
 def test_the_trigger_ttl_else_the_environment_default_applies(
     project: ProjectKeys, env: str, options: dict[str, object], expected: int | None
 ) -> None:
-    run = run_row(trigger_in_db(project, env=env, publish=False, **options))
+    run = run_row(triggers.in_db(project, env=env, publish=False, **options))
     assert run.ttl_seconds == expected
     if expected is None:
         assert run.ttl_expires_at is None
@@ -48,13 +49,17 @@ def test_the_trigger_ttl_else_the_environment_default_applies(
 def test_the_task_default_ttl_sits_between_the_trigger_and_the_environment(
     project: ProjectKeys,
 ) -> None:
-    assert run_row(trigger_in_db(project, "test-ttl-default", publish=False)).ttl_seconds == 3600
-    assert run_row(trigger_in_db(project, "test-ttl-default", publish=False, ttl="5m")).ttl_seconds == 300
-    assert run_row(trigger_in_db(project, "test-ttl-default", publish=False, ttl=0)).ttl_seconds is None
+    def ttl_of(**options: object) -> int | None:
+        run_id = triggers.in_db(project, "test-ttl-default", publish=False, **options)
+        return run_row(run_id).ttl_seconds
+
+    assert ttl_of() == 3600
+    assert ttl_of(ttl="5m") == 300
+    assert ttl_of(ttl=0) is None
 
 
 def test_a_delayed_run_starts_its_ttl_clock_when_promoted(project: ProjectKeys) -> None:
-    run_id = trigger_in_db(project, delay="1h", ttl="10m", publish=False)
+    run_id = triggers.in_db(project, delay="1h", ttl="10m", publish=False)
     run = run_row(run_id)
     assert (run.status, run.ttl_seconds, run.ttl_expires_at, run.queued_at) == (
         "DELAYED", 600, None, None,
@@ -75,7 +80,7 @@ def test_a_run_waiting_for_a_version_starts_its_ttl_clock_when_one_registers(
     dev = project.environment_ids["dev"]
     with transaction() as session:  # a newer version in dev that lacks test-echo
         versions_repo.upsert_worker_version(session, dev, "20261122.0-partial", [])
-    run_id = trigger_in_db(project, ttl="10m", publish=False)
+    run_id = triggers.in_db(project, ttl="10m", publish=False)
     run = run_row(run_id)
     assert (run.status, run.ttl_expires_at, run.queued_at) == ("PENDING_VERSION", None, None)
     assert register_version(REGISTRY, get_settings().worker_version, ["dev"], project.project_id) >= 1

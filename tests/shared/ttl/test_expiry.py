@@ -19,6 +19,7 @@ from reprise_server.shared.runs.service import trigger_run
 from reprise_server.shared.runs.states import RunStatus
 from reprise_server.shared.ttl.service import expire_stale_runs
 from reprise_server.workers import execution
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
 from tests.support.tasks import SEEN
 from tests.support.timers import (
@@ -29,7 +30,6 @@ from tests.support.timers import (
     explain_analyze,
     insert_bulk_runs,
     sql,
-    trigger_in_db,
 )
 
 
@@ -40,7 +40,7 @@ def sweep(batch_size: int | None = None) -> int:
 
 def stale_runs(project: ProjectKeys, count: int) -> list[str]:
     """QUEUED runs with a TTL that passed a moment ago, never dispatched."""
-    run_ids = [trigger_in_db(project, ttl="10m", publish=False) for _ in range(count)]
+    run_ids = [triggers.in_db(project, ttl="10m", publish=False) for _ in range(count)]
     sql("UPDATE runs SET ttl_expires_at = now() - interval '1 second' WHERE id = ANY(:ids)",
         ids=run_ids)
     return run_ids
@@ -57,8 +57,8 @@ def dequeue(session: Any, run_id: str) -> Any:
 def test_the_sweep_expires_due_runs_in_batches_and_nothing_else(project: ProjectKeys) -> None:
     # Equal expiry times on purpose: the batch walk must not stall on ties.
     stale = stale_runs(project, 7)
-    fresh = trigger_in_db(project, ttl="10m", publish=False)
-    no_ttl = trigger_in_db(project, ttl=0, publish=False)
+    fresh = triggers.in_db(project, ttl="10m", publish=False)
+    no_ttl = triggers.in_db(project, ttl=0, publish=False)
     assert sweep(batch_size=3) == 7
     for run_id in stale:
         run = run_row(run_id)
@@ -74,7 +74,7 @@ def test_the_sweep_expires_due_runs_in_batches_and_nothing_else(project: Project
 
 
 def test_a_run_dequeued_before_its_ttl_passed_never_expires(project: ProjectKeys) -> None:
-    run_id = trigger_in_db(project, ttl="10m", publish=False)
+    run_id = triggers.in_db(project, ttl="10m", publish=False)
     with transaction() as session:
         dequeue(session, run_id)
         # Handed back to its queue (the worker lacked the task), then its TTL passes.

@@ -66,6 +66,7 @@ def _published(queue: str) -> int:
     ]
 
 
+@pytest.mark.slow
 def test_a_registration_releases_every_waiting_run_not_only_the_first_thousand(
     project: ProjectKeys, unserved_queue: str
 ) -> None:

@@ -1,4 +1,4 @@
-"""The task the chaos scenarios run (``REPRISE_TASK_MODULES=bench.chaos_tasks``)."""
+"""The task the chaos scenarios run (``REPRISE_TASK_MODULES=tests.support.chaos_tasks``)."""
 
 from __future__ import annotations
 

@@ -20,25 +20,13 @@ from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.runs.service import cancel_run, trigger_run
 from reprise_server.shared.timers.service import promote_due_runs
 from reprise_server.workers import execution
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
 from tests.support.tasks import gate
 
 
 def auth_of(project: ProjectKeys, env: str = "dev") -> AuthContext:
     return AuthContext(project.project_id, project.environment_ids[env], env)
-
-
-def trigger(
-    project: ProjectKeys, task: str, payload: Any = None, *, publish: bool = True, **options: Any
-) -> str:
-    """Trigger a run; with ``publish=False`` no message is sent and the test is the worker."""
-    with transaction() as session:
-        result = trigger_run(
-            session, auth_of(project), task, payload, TriggerOptions.model_validate(options)
-        )
-        if not publish:
-            discard_after_commit(session)
-        return result.run.id
 
 
 def attempts(run_id: str) -> list[Any]:
@@ -49,7 +37,7 @@ def attempts(run_id: str) -> list[Any]:
 def test_success_records_output_attempt_duration_and_cost(
     project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger(project, "test-echo", {"x": 1})
+    run_id = triggers.in_db(project, "test-echo", payload={"x": 1})
     run = wait_for_status(run_id, "COMPLETED")
     assert run.output == {"payload": {"x": 1}, "attempt": 1, "isReplay": False}
     assert run.version == "20261122.1"
@@ -64,14 +52,14 @@ def test_success_records_output_attempt_duration_and_cost(
 
 
 def test_failures_retry_with_backoff_until_success(project: ProjectKeys, celery_worker: Any) -> None:
-    run_id = trigger(project, "test-fail-until", {"succeedOn": 3})
+    run_id = triggers.in_db(project, "test-fail-until", payload={"succeedOn": 3})
     run = wait_for_status(run_id, "COMPLETED")
     assert run.output == {"attempt": 3}
     assert [a.status for a in attempts(run_id)] == ["FAILED", "FAILED", "COMPLETED"]
 
 
 def test_failures_past_max_attempts_end_failed(project: ProjectKeys, celery_worker: Any) -> None:
-    run_id = trigger(project, "test-fail-until", {}, maxAttempts=2)
+    run_id = triggers.in_db(project, "test-fail-until", payload={}, maxAttempts=2)
     run = wait_for_status(run_id, "FAILED")
     assert run.error["name"] == "ValueError"
     assert "failing attempt 2" in run.error["message"]
@@ -79,14 +67,14 @@ def test_failures_past_max_attempts_end_failed(project: ProjectKeys, celery_work
 
 
 def test_max_duration_ends_timed_out(project: ProjectKeys, celery_worker: Any) -> None:
-    run_id = trigger(project, "test-block", {"gate": "timeout-test"}, maxDuration=1)
+    run_id = triggers.in_db(project, "test-block", payload={"gate": "timeout-test"}, maxDuration=1)
     run = wait_for_status(run_id, "TIMED_OUT")
     assert "maxDuration" in run.error["message"]
     assert run.finished_at is not None
 
 
 def test_cancel_of_an_executing_run_stops_the_task(project: ProjectKeys, celery_worker: Any) -> None:
-    run_id = trigger(project, "test-block", {"gate": "cancel-test"})
+    run_id = triggers.in_db(project, "test-block", payload={"gate": "cancel-test"})
     assert gate("cancel-test:started").wait(15)
     with transaction() as session:
         assert cancel_run(session, run_id) is not None
@@ -108,7 +96,7 @@ def test_cancel_of_an_executing_run_stops_the_task(project: ProjectKeys, celery_
 def test_an_output_or_checkpoint_postgres_cannot_store_fails_the_run_naming_it(
     project: ProjectKeys, payload: dict[str, Any], message: str
 ) -> None:
-    run_id = trigger(project, "test-unstorable", payload, publish=False)
+    run_id = triggers.in_db(project, "test-unstorable", payload=payload, publish=False)
 
     outcome = execution.execute_run(run_id, REGISTRY, "worker-a", "20261122.1")
 
@@ -123,7 +111,7 @@ def test_a_run_is_claimed_once_by_concurrent_deliveries(project: ProjectKeys) ->
     from tests.support.tasks import SEEN
 
     # No message reaches the worker: the two threads below are the two deliveries.
-    run_id = trigger(project, "test-echo", publish=False)
+    run_id = triggers.in_db(project, "test-echo", publish=False)
     barrier = threading.Barrier(2)
     outcomes: list[steps.Outcome] = []
 
@@ -152,7 +140,7 @@ def test_a_run_is_claimed_once_by_concurrent_deliveries(project: ProjectKeys) ->
 def test_run_of_a_dead_worker_is_reclaimed_after_its_heartbeat_goes_stale(
     project: ProjectKeys, task: str, outcome: str, attempt_statuses: list[str]
 ) -> None:
-    run_id = trigger(project, task, {"succeedOn": 1}, publish=False)
+    run_id = triggers.in_db(project, task, payload={"succeedOn": 1}, publish=False)
     # Worker A claims and starts the run, then "dies" (never finishes, never heartbeats).
     with transaction() as session:
         assert not isinstance(steps.claim_run(session, run_id, "dead-worker"), steps.Outcome)
@@ -189,7 +177,7 @@ def test_lost_dispatch_is_republished_by_the_recovery_sweep(
 
 
 def test_a_worker_expires_a_run_whose_ttl_passed_instead_of_running_it(project: ProjectKeys) -> None:
-    run_id = trigger(project, "test-echo", None, publish=False, ttl="1s")
+    run_id = triggers.in_db(project, "test-echo", publish=False, ttl="1s")
     with transaction() as session:
         session.execute(
             update(Run).where(Run.id == run_id).values(ttl_expires_at=func.now() - timedelta(seconds=1))
@@ -205,7 +193,7 @@ def test_a_worker_expires_a_run_whose_ttl_passed_instead_of_running_it(project: 
 def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
     project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = trigger(project, "test-echo", "later", delay="1h")
+    run_id = triggers.in_db(project, "test-echo", payload="later", delay="1h")
     run = run_row(run_id)
     assert run.status == "DELAYED"
     assert run.queued_at is None
@@ -231,7 +219,7 @@ def test_runs_waiting_behind_a_backlog_are_not_republished_as_lost(project: Proj
 
     settings = get_settings()
     queue = f"backlog-{project.slug}"
-    run_id = trigger(project, "test-echo", None, publish=False, queue=queue)
+    run_id = triggers.in_db(project, "test-echo", publish=False, queue=queue)
     with transaction() as session:
         session.execute(
             update(Run).where(Run.id == run_id).values(dispatched_at=func.now() - timedelta(hours=1))
@@ -260,7 +248,7 @@ def test_a_first_attempt_is_claimed_and_started_in_one_move_only_when_nothing_ne
             return steps.claim_and_begin(session, run_id, "w1", version, tasks) is not None
 
     def queued(**values: Any) -> str:
-        run_id = trigger(project, "test-echo", publish=False)
+        run_id = triggers.in_db(project, "test-echo", publish=False)
         if values:
             with transaction() as session:
                 session.execute(update(Run).where(Run.id == run_id).values(**values))
