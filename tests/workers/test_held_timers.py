@@ -15,7 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from reprise_server.workers.held_timers import HeldTimers, timer_of
+from kombu.asynchronous.timer import Timer
+
+from reprise_server.workers.held_timers import HeldTimers, _compact, timer_of
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.processes import reprise_process
 from tests.support.timers import trigger_in_db
@@ -53,6 +55,16 @@ def test_the_run_and_token_are_read_from_a_promotion_message() -> None:
     assert timer_of(SimpleNamespace(payload=[["run_a"], {}, {}])) is None
     assert timer_of(SimpleNamespace(payload=[["run_a", "7"], {}, {}])) is None
     assert timer_of(SimpleNamespace(payload=None)) is None
+
+
+def test_compacting_the_timer_drops_only_its_canceled_entries() -> None:
+    timer = Timer()
+    fired: list[int] = []
+    entries = [timer.call_at(1000.0 + n, fired.append, (n,)) for n in range(4)]
+    timer.cancel(entries[1])
+    _compact(timer)
+    assert len(timer) == 3
+    assert [item[2] for item in timer._queue if item[2] is entries[1]] == []
 
 
 def _held_timers(prefix: str, run_id: str) -> list[int]:
@@ -111,6 +123,16 @@ def test_a_reschedule_storm_leaves_the_control_process_holding_only_the_newest_t
             ]
 
         wait_for(storm_taken, timeout=30, what="the control process to hold only the newest")
+
+        from reprise_server.shared import broker
+
+        # An older timer arriving late is acknowledged as it arrives, never held: once the
+        # newer timer published after it is the only one held, it was seen (the queue is
+        # first in, first out) and is gone.
+        broker.arm_timer_in(run_id, tokens[0], 240.0)
+        newer = _reschedule(run_id, timedelta(minutes=4))
+        wait_for(lambda: _held_timers(own_queues, run_id) == [newer], timeout=30,
+                 what="only the newer timer held")
 
         last = _reschedule(run_id, timedelta(seconds=1))
         wait_for(lambda: run_row(run_id).status != "DELAYED", timeout=30,
