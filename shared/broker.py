@@ -26,6 +26,7 @@ EXPIRE_STALE_RUNS = "reprise.expire_stale_runs"
 RELAY_PENDING_COMMANDS = "reprise.relay_pending_commands"
 RECOVER_STALE_RUNS = "reprise.recover_stale_runs"
 FIRE_DUE_SCHEDULES = "reprise.fire_due_schedules"
+RELEASE_WAITING_RUNS = "reprise.release_waiting_runs"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
@@ -108,6 +109,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             RELAY_PENDING_COMMANDS: {"queue": queues["sweeps"]},
             RECOVER_STALE_RUNS: {"queue": queues["sweeps"]},
             FIRE_DUE_SCHEDULES: {"queue": queues["sweeps"]},
+            RELEASE_WAITING_RUNS: {"queue": queues["sweeps"]},
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -1,4 +1,4 @@
-"""The one duration grammar of §6 (``1h30m``, ``1hr``, ``2w``), and the delay and TTL
+"""The one duration grammar (``1h30m``, ``1hr``, ``2w``), and the delay and TTL
 parsers built on it, for every route that takes one."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def parse_delay(value: object, now: datetime, policy: DelayPolicy) -> datetime:
 
 
 def parse_ttl(value: object) -> int | None:
-    """A TTL in seconds (§8): a duration string, or a number of seconds (also as a string
+    """A TTL in seconds: a duration string, or a number of seconds (also as a string
     of digits); ``0`` means no TTL and ``None`` that none was given."""
     if value is None:
         return None

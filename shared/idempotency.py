@@ -1,27 +1,9 @@
-"""Idempotency of the requests that create something: a trigger, a batch, a replay.
+"""Idempotency of the requests that create something — a trigger, a batch, a replay: the
+user's idempotency key (stored hashed, :func:`hash_key`, until :func:`key_expiry`), the
+SDK's per-request key (:func:`request_key`) with its one window, and
+:func:`insert_or_winner`, the one shape of a keyed create.
 
-A request may carry two keys:
-
-* the **idempotency key** (``idempotencyKey``), chosen by the user: a live holder of the
-  key answers instead of a new run or batch (``isCached``). It is stored hashed
-  (:func:`hash_key`) and, on runs, stops deduplicating at :func:`key_expiry`;
-* the **request key** (``x-trigger-request-idempotency-key``), a fresh value the official
-  SDK generates for each request and sends again when it retries *that* request (a
-  response lost to a timeout or a reset). Stored cut to :func:`request_key`'s 128
-  characters.
-
-**The request-key window, one policy for all three.** A request whose key was accepted
-less than ``request_idempotency_hours`` (24 h by default) ago, by the database clock, is a
-retry: it answers what the first request created, as the first request answered it (not
-``isCached``), and creates nothing. Once the window has passed, the key means nothing
-any more: the request is new, and the row still holding the key gives it up (runs and
-batches keep it under a unique index; a replay keeps it in its command's arguments).
-The SDK retries a request within seconds to minutes, so the window is far longer than
-any retry, yet a key never blocks a new request forever.
-
-:func:`insert_or_winner` is the one shape of a keyed create: look for an earlier answer,
-else insert; when the insert loses to a concurrent request holding one of the keys (the
-unique index decides), answer the winner.
+The policy and why: docs/architecture.md#idempotency.
 """
 
 from __future__ import annotations

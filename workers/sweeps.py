@@ -146,3 +146,10 @@ def fire_due_schedules(session: Session) -> Counts:
     """Create one run for each schedule whose tick has come (the latest tick only, after
     an outage), and move each to its next tick."""
     return {"fired": schedules.fire_due_schedules(session)}
+
+
+@sweep(broker.RELEASE_WAITING_RUNS)
+def release_waiting_runs(session: Session) -> Counts:
+    """Queue PENDING_VERSION runs whose environment's current version has their task
+    (a registration releases its own; this catches a run inserted while it ran)."""
+    return {"released": len(lifecycle.release_missed_pending_version(session, 1000))}

@@ -1,18 +1,8 @@
-"""Batch rules: create a batch, fill it from the item stream, read it back.
-
-The two phases of the official SDK's ``batch.trigger`` / ``tasks.batchTrigger``: create
-the batch with the number of items to expect (``POST /api/v3/batches``), then stream the
-items as NDJSON (``POST /api/v3/batches/{id}/items``). Each item is triggered exactly as a
-single trigger is (:func:`shared.runs.service.trigger_run`: the same options, idempotency
-keys and defaults), with the batch's id on its run.
-
-Items are idempotent by their index: the stream holds the batch's row lock, so a retried
-stream (the SDK retries a stream that failed or did not seal the batch) waits for the
-first one, then counts what it already has as deduplicated and creates no run twice. The
-whole stream is one transaction: a stream cut off halfway writes nothing, and its retry
-starts over. An item whose run cannot be created (an unknown task, an option the trigger
-refuses) is recorded with its error; the batch is sealed — every expected index present —
-and is then ``PARTIAL_FAILED`` instead of ``COMPLETED``.
+"""Batch rules: create a batch, fill it from the item stream, read it back — the two
+phases of the official SDK's ``batch.trigger`` / ``tasks.batchTrigger``. Each item is
+triggered as a single trigger is (:func:`shared.runs.service.trigger_run`); items are
+idempotent by their index and the stream is one transaction. Why:
+docs/architecture.md#batches.
 """
 
 from __future__ import annotations

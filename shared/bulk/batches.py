@@ -1,19 +1,9 @@
 """A bulk action is worked through by batch commands, one at a time, on the control process.
 
-A batch is a row of the command outbox (kind ``bulk``), applied by
-:func:`shared.commands.service.apply_command` like a replay (this module registers
-:func:`apply_batch` as the kind's applier): the command row is locked
-``FOR UPDATE`` and acted on only while PENDING, and everything the batch does — the runs
-it replays, cancels or reschedules, their items, the action's counts and cursor, the
-command's outcome and the next batch's command — is written in that one transaction. So a
-control process killed mid-batch leaves nothing behind (the transaction rolls back), the
-command stays pending, and its redelivered message (``acks_late``) or the relay sweep
-applies it again from the same cursor: no run is acted on twice. Commit is the only
-moment a batch counts.
-
-The next batch is published after commit; a throttled replay (``maxPerSecond``) publishes
-it with a countdown and stamps its ``published_at`` at that due time, so the relay sweep
-leaves it alone until then.
+A batch is a command of the outbox (kind ``bulk``; this module registers
+:func:`apply_batch` as its applier), applied under the command's row lock in one
+transaction with everything it does, so a killed control process leaves nothing behind and
+no run is acted on twice. Why: docs/architecture.md#bulk-actions.
 """
 
 from __future__ import annotations

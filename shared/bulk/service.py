@@ -1,23 +1,10 @@
-"""Bulk actions (SPEC §5; Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
+"""Bulk actions (Trigger.dev's ``runs.bulk.*``): accept, preview, read, abort.
 
-Accepting freezes the selection (a filter's time range ends at the accept, so the action's
-own replays are never part of it), counts it, records the action and the command of its
-first batch in the request's transaction, and publishes that command after commit: the
-control process works through the runs in batches (:mod:`shared.bulk.batches`).
-
-Decisions where Trigger.dev is silent or Reprise goes further:
-
-* ``dryRun: true`` writes nothing and answers how many runs the action would touch and
-  the first few of their ids.
-* ``maxPerSecond`` (replay only) paces the replay: batches of at most that many runs, at
-  most that many per second.
-* ``reschedule`` moves every DELAYED run of the selection to one time, ``delay`` resolved
-  at the accept (a duration from then, or an ISO date-time in the future); a run promoted
-  before its batch reaches it is counted as a failure. A filter naming statuses other
-  than DELAYED is refused.
-* ``filter[bulkAction]`` on the run list gives the runs an action produced or changed (a
-  replay's new runs; the runs a cancel canceled or a reschedule moved), as Trigger.dev
-  tags them.
+Accepting freezes the selection, counts it, records the action and its first batch's
+command in the request's transaction, and publishes that command after commit; the control
+process works through the runs in batches (:mod:`shared.bulk.batches`). The flow and the
+additions (``dryRun``, ``maxPerSecond``, ``reschedule``): docs/architecture.md#bulk-actions
+and docs/api.md#bulk-actions.
 """
 
 from __future__ import annotations

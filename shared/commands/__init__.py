@@ -1,1 +1,2 @@
-"""Replay and reschedule as durable commands: an outbox in Postgres, applied by workers (§2)."""
+"""Replay and reschedule as durable commands: an outbox in Postgres, applied by the
+control process (docs/architecture.md#commands)."""

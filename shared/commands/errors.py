@@ -1,4 +1,4 @@
-"""Errors of commands, with the exact messages of SPEC §4's table."""
+"""Errors of commands, with the exact messages of the error table in docs/api.md#errors."""
 
 from __future__ import annotations
 

@@ -1,33 +1,10 @@
-"""Replay: what a replay copies from the original, what the body overrides, and the
-checks made at accept time so that an accepted replay can be created when applied.
+"""Replay: what a replay copies from the original, what its body changes (read once, at
+accept, into a :class:`ReplayPlan` the command row stores), the checks that make an accepted
+replay creatable, and the new run's creation when the command is applied.
 
-What a replay copies from the original is :meth:`shared.runs.options.RunOptions.from_run`
-(plus the payload and its type). What its body changes is read once, at accept, into a
-:class:`ReplayPlan` (delay, TTL and key expiry already resolved) that the command row
-stores and the apply reads back.
-
-The new run is created when the command is applied, against the latest version of the
-task in the target environment (PENDING_VERSION if that version lacks the task), with
-``replayedFrom`` = the original and ``lineageDepth`` = the original's + 1.
-
-Decisions (see docs/api.md):
-
-* ``environment`` in the body is a slug (``dev``/``staging``/``prod``) or an environment
-  id; it must belong to the caller's project, else 404 "Environment not found" (another
-  project's environment is invisible, like another environment's run).
-* A body that is not a JSON object, or whose fields have the wrong type or range, is
-  400 "Invalid request body". Values of the right type that cannot make a run (an
-  unparsable ``ttl`` or ``delay``, a task no version of the project registers) are
-  400 "Failed to create new run".
-* A duration ``delay`` is measured from the accept, not from the apply.
-* ``from_checkpoint`` (Strait): the payload is that checkpoint's saved state (type
-  ``application/json``) and the new run has ``debug_mode`` on.
-* Every field of the SDK's ``ReplayRunRequestBody`` is honoured: ``payload`` with its
-  ``payloadType`` (a superjson string is decoded as a trigger's is), ``concurrencyKey``,
-  ``machine``, ``maxDuration``, ``version`` (a lock, checked at accept: 400 naming an
-  unknown version), ``idempotencyKey`` (+ ``idempotencyKeyTTL``: a replay with a key that a
-  live run of the task holds answers that run, so two replays with one key make one run);
-  ``region`` is refused (one region).
+The flow and the decisions (environment by slug or id, which errors are which, a delay
+counted from the accept, Strait's checkpoint): docs/architecture.md#replay and
+docs/api.md#errors.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from reprise_server.shared.durations import (
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Run
 
-# A duration from now or a date-time that must be in the future; a JSON number is refused
-# rather than guessed at (seconds? epoch milliseconds?).
+# Reschedule: a duration from now or a date-time that must be in the future; a JSON
+# number is refused rather than guessed at (seconds? epoch milliseconds?).
 RESCHEDULE_DELAY = DelayPolicy(numbers=False, past="reject")
 
 

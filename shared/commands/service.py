@@ -1,40 +1,10 @@
-"""Replay and reschedule as durable commands (docs/architecture.md).
+"""Replay and reschedule as durable commands: accept (the outbox row, written in the
+request's transaction and published after commit), apply (idempotent by command id, through
+the kind's applier in :mod:`shared.commands.appliers`), and the reads' inline apply.
 
-Accept (API): the edge has already checked the caller's key and read the run it names
-(one round trip, :func:`shared.access.service.authenticate_for_run`); accepting
-validates, writes the command row in the request's transaction (the outbox) and, after
-commit, publishes ``reprise.apply_command(command_id)`` (from a background thread:
-:mod:`shared.commands.publisher`). Apply (worker, or a read applying it inline):
-:func:`apply_command`, idempotent by command id. A relay sweep republishes commands left
-pending longer than ``command_relay_after_seconds`` (Redis lost the message, publishing
-failed, or the API process died before publishing).
-
-**Exactly once in effect.** :func:`apply_command` locks the command row ``FOR UPDATE`` and
-does nothing unless it is still PENDING; the effect (the new run of a replay) and the
-outcome (APPLIED with its result, or REJECTED with a reason) are written in the caller's
-one transaction. A redelivered message, a second worker, or a read applying the command
-inline either waits for the first applier's commit and then sees the outcome, or finds
-the command pending because the first applier died before committing (its transaction
-rolled back: nothing to undo). Appliers validate before they write, so a rejection leaves
-no partial effect.
-
-**Reschedule is decided in the request (docs/architecture.md, "Linearizable reschedule").** The accept holds the run's row lock
-(read ``FOR UPDATE`` with the key). A promotion (timer or due-sweep) is a compare-and-set
-on the same row, so the two are serialised by Postgres: if the promotion committed first
-the run is no longer DELAYED and the reschedule is 400 "Cannot reschedule a run that is
-not delayed"; otherwise the reschedule moves ``delayedUntil`` and bumps the schedule token
-in the request's transaction, so the old timer's token is stale and the sweep no longer
-sees the run as due. The command row is recorded APPLIED in that same transaction (the
-run's history and ``GET /api/v1/commands/{id}`` show it) and nothing is published: a 200
-is only returned once the move has really happened. So only replays, and the batches of
-bulk actions (:mod:`shared.bulk.batches`, applied by the control process only: reads never
-apply them inline), are ever left pending. :func:`apply_command` finds each kind's applier
-in the table of :mod:`shared.commands.appliers`, which those modules fill, and rejects a
-kind it has none for.
-
-**Read-your-writes (docs/architecture.md, "Read-your-writes").** A replay returns the new run's id, chosen at accept time
-(``commands.target_run_id``). Reads (:mod:`shared.reads`) call :func:`apply_pending`
-first, applying pending commands inline with the same function the worker uses.
+Why it is exactly once, how a reschedule is decided in the request, and how a read sees
+its own replay: docs/architecture.md#commands, #exactly-once-apply,
+#linearizable-reschedule and #read-your-writes.
 """
 
 from __future__ import annotations
@@ -195,7 +165,7 @@ def accept_reschedule(
 ) -> Run:
     """Move a DELAYED run to ``delay`` now, in the request's transaction, and record the
     command as applied. ``run`` must have been read with its row locked
-    (docs/architecture.md#reschedule)."""
+    (docs/architecture.md#linearizable-reschedule)."""
     if not run.locked:
         raise ValueError("a reschedule needs the run's row lock (find it with lock=True)")
     if run.status != RunStatus.DELAYED.value:

@@ -1,19 +1,10 @@
 """Every move of a run, by name, each owning the columns it writes.
 
 The state machine (:mod:`shared.runs.states`) says which moves are allowed; this module
-says what each one writes and publishes. It is the only caller of
-:func:`shared.runs.cas.transition` and ``transition_many``: call sites name the move
-(``promote``, ``claim``, ``complete`` …), they never assemble the columns.
-
-Column effects written once, here:
-
-* entering the queue (insert as QUEUED, promotion, release from PENDING_VERSION): sets
-  ``queued_at`` and the TTL clock ``ttl_expires_at`` the first time only, and
-  ``dispatched_at``; the execution is published after commit;
-* leaving DELAYED for good or moving its due time (promotion, reschedule, cancel,
-  expiry) bumps ``schedule_token``, so every timer in flight for the old token is a no-op;
-* every final state sets ``finished_at``; the ends of an attempt add its usage
-  (``duration_ms`` and cost) and clear ``heartbeat_at``.
+says what each one writes and publishes. It is the only caller of the compare-and-set
+(:mod:`shared.runs.cas`): call sites name the move (``promote``, ``claim``, ``complete`` …),
+they never assemble the columns. The effects written once here:
+docs/architecture.md#run-moves.
 """
 
 from __future__ import annotations
@@ -90,7 +81,7 @@ def _finished() -> dict[str, Any]:
 
 
 def _usage_of(elapsed_ms: int) -> dict[str, Any]:
-    """The figures an attempt that ran for ``elapsed_ms`` adds to the run (§9)."""
+    """The figures an attempt that ran for ``elapsed_ms`` adds to the run (its usage: duration and cost)."""
     settings = get_settings()
     return {
         "elapsed_ms": elapsed_ms,
@@ -149,9 +140,21 @@ def release_pending_version(
     tasks (a version that has them registered), in one statement: they enter their queue
     and are published after commit. Returns the ids released; fewer than ``limit`` means
     none is left that another transaction is not moving."""
+    return _release(
+        session, repo.pending_version_candidates(environment_id, task_identifiers, limit)
+    )
+
+
+def release_missed_pending_version(session: Session, limit: int) -> list[str]:
+    """PENDING_VERSION -> QUEUED for up to ``limit`` runs whose environment's current
+    version has their task: the sweep's backstop for a run inserted while that version
+    was being registered, which the registration's own release did not see."""
+    return _release(session, repo.releasable_pending_version_candidates(limit))
+
+
+def _release(session: Session, candidates: Select[Any]) -> list[str]:
     batch = cas.transition_many(
-        session, RunStatus.QUEUED,
-        repo.pending_version_candidates(environment_id, task_identifiers, limit),
+        session, RunStatus.QUEUED, candidates,
         sources={RunStatus.PENDING_VERSION}, progress=Run.created_at, values=_enters_queue(),
     )
     if batch.run_ids:

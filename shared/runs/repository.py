@@ -10,11 +10,23 @@ from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, inspect, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.idempotency import KeyTaken
+from reprise_server.shared.projects.models import VersionTask, WorkerVersion
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
@@ -134,6 +146,25 @@ def pending_version_candidates(
         )
         .limit(limit)
     )
+
+
+def releasable_pending_version_candidates(limit: int) -> Select[Any]:
+    """Up to ``limit`` PENDING_VERSION runs, of any environment, whose environment's
+    current version has their task: runs a registration's release missed (they were
+    inserted while the version was being registered)."""
+    current_version = (
+        select(WorkerVersion.id)
+        .where(WorkerVersion.environment_id == Run.environment_id)
+        .order_by(WorkerVersion.registered_at.desc())
+        .limit(1)
+        .correlate(Run)
+        .scalar_subquery()
+    )
+    has_task = exists().where(
+        VersionTask.worker_version_id == current_version,
+        VersionTask.task_identifier == Run.task_identifier,
+    )
+    return select(Run.id).where(Run.status == RunStatus.PENDING_VERSION, has_task).limit(limit)
 
 
 def abandoned(stale: Any) -> ColumnElement[bool]:

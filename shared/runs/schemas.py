@@ -107,7 +107,8 @@ def _refused_fields() -> tuple[tuple[str, str, str], ...]:
 
 
 class TriggerOptions(BaseModel):
-    """``options`` of a trigger request, as the official SDK sends them (§4.1)."""
+    """``options`` of a trigger request, as the official SDK sends them
+    (docs/api.md#packets-run-endpoints-and-options)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -318,7 +318,7 @@ def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
 
 
 def cancel_run(session: Session, run_id: str) -> Run | None:
-    """Cancel a run that has not finished; a finished run is left as it is (§9): a
+    """Cancel a run that has not finished; a finished run is left as it is: a
     queued or delayed run at once (its timers become no-ops), an executing one when its
     worker sees it on the next heartbeat."""
     return lifecycle.cancel(session, run_id)

@@ -1,22 +1,6 @@
 """Schedule rules: create, update, (de)activate, delete, list, declarative sync, and the
-beat sweep that fires due ticks.
-
-**One run per tick.** The sweep (:func:`fire_due_schedules`, beat task
-``reprise.fire_due_schedules`` every ``sweep_interval_seconds``) claims due schedules with
-``FOR UPDATE SKIP LOCKED``, creates each tick's run through the same
-:func:`shared.runs.service.create_run` as a trigger, and moves ``next_tick_at`` on, all in
-one transaction. Two sweeps at once (two beats) split the schedules, never fire one twice;
-and the run's ``(schedule_id, schedule_tick_at)`` is unique in Postgres, so even a
-schedule whose ``next_tick_at`` went back to a tick already fired (a beat restarted
-between two ticks, an update racing a sweep) gets no second run for it.
-
-**Catch-up policy: the latest missed tick runs once.** A sweep that finds a schedule whose
-tick is long past (beat or the control process was down) fires one run, for the most
-recent tick at or before now, and skips the older ones; the next tick is the first one
-after now. So an hourly schedule down for a day runs once when beat returns, not 24 times
-(Trigger.dev likewise runs one late occurrence rather than replaying every missed one).
-Ticks closer together than the sweep interval (six-field crons with seconds) coalesce
-the same way.
+beat sweep that fires due ticks (one run per tick, even with two beats; a schedule that
+missed ticks runs the latest one once). Why and how: docs/architecture.md#schedules.
 """
 
 from __future__ import annotations

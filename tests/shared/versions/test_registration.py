@@ -99,3 +99,37 @@ def test_runs_left_waiting_by_an_interrupted_registration_are_released_by_the_ne
     assert register_version(REGISTRY, "20261122.9", ["dev"], project.project_id) == 150
     assert _statuses(project) == {"QUEUED": 250}
     assert _published(unserved_queue) == 250
+
+
+def test_the_release_sweep_queues_a_run_a_registration_missed_and_only_such_runs(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    """A trigger that read the old current version and committed its PENDING_VERSION run
+    after the registration's release had looked leaves the run waiting although the
+    current version has its task. Forced here: the version with the task is registered
+    (its release finds nothing), then a run waits as that trigger would have left it."""
+    from reprise_server.shared.runs import cas
+    from reprise_server.shared.runs.states import RunStatus
+    from reprise_server.workers.sweeps import release_waiting_runs
+
+    _wait_for_a_version(project, unserved_queue, 2)
+    with transaction() as session:
+        versions.register_worker_version(
+            session, "20261122.9", REGISTRY.catalogue(), ["dev"], project.project_id
+        )
+    lacking = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    with transaction() as session:
+        ids = [run_id for (run_id,) in session.execute(select(Run.id).where(
+            Run.environment_id == project.environment_ids["dev"]))]
+    assert _statuses(project) == {"PENDING_VERSION": 2}
+
+    assert release_waiting_runs() == {"released": 2}
+    assert _statuses(project) == {"QUEUED": 2}
+    assert _published(unserved_queue) == 2
+
+    # A run whose task the current version lacks keeps waiting.
+    register_version(lacking, "20261122.10-lacking", ["dev"], project.project_id)
+    with transaction() as session:
+        cas.transition(session, ids[0], RunStatus.PENDING_VERSION, sources={RunStatus.QUEUED})
+    assert release_waiting_runs() == {"released": 0}
+    assert _statuses(project) == {"QUEUED": 1, "PENDING_VERSION": 1}
