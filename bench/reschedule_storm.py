@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -91,7 +92,7 @@ class RssSampler:
         while not self._stop.wait(self._interval):
             self.peak = max(self.peak, self.now())
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.peak = self.now()
         self._thread.start()
         return self
