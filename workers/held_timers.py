@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from celery.signals import task_revoked
 from celery.worker import state as worker_state
 from celery.worker.strategy import default as default_strategy
 from kombu.asynchronous.timer import Timer as EventLoopTimer
@@ -103,10 +104,13 @@ def superseding_timers(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Cal
             timer.cancel(entry)
             entry.args = ()  # the heap keeps an empty, canceled entry, not the message
             canceled[0] += 1
+        # What Celery does for a revoked request, so Flower and signal handlers see it go.
         worker_state.task_ready(request)
         request.acknowledge()
         consumer.qos.decrement_eventually()
         request.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        task_revoked.send(sender=request.task, request=request._context, terminated=False,
+                          signum=None, expired=False)
         if canceled[0] > COMPACT_AFTER and canceled[0] * 2 > len(timer):
             _compact(timer)
             canceled[0] = 0

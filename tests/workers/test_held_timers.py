@@ -8,9 +8,7 @@ prefix of the test's own, counting the timer messages it holds unacknowledged in
 
 from __future__ import annotations
 
-import base64
 import gc
-import json
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +18,7 @@ from kombu.asynchronous.timer import Timer
 from reprise_server.workers.held_timers import HeldTimers, _compact, timer_of
 from tests.support.fixtures import ProjectKeys, run_row, wait_for
 from tests.support.processes import reprise_process
-from tests.support.timers import trigger_in_db
+from tests.support.timers import held_timer_tokens, trigger_in_db
 
 
 class _Request:
@@ -68,23 +66,7 @@ def test_compacting_the_timer_drops_only_its_canceled_entries() -> None:
 
 
 def _held_timers(prefix: str, run_id: str) -> list[int]:
-    """Tokens of the run's promotion timers delivered to a consumer and not acknowledged."""
-    import redis
-
-    from reprise_server.shared.broker import UNACKED_KEY
-    from reprise_server.shared.settings import get_settings
-
-    client = redis.Redis.from_url(get_settings().redis_url)
-    tokens = []
-    for raw in client.hvals(UNACKED_KEY):
-        message, _exchange, routing_key = json.loads(raw)
-        if routing_key != f"{prefix}.timers":
-            continue
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        if args[0] == run_id:
-            tokens.append(int(args[1]))
-    client.close()
-    return sorted(tokens)
+    return held_timer_tokens(run_id, prefix)
 
 
 def _timers_waiting(prefix: str) -> int:
