@@ -54,7 +54,10 @@ def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict
     return {"run_id": run_id, "status": str(outcome.status)}
 
 
-@app.task(name=broker.PROMOTE_RUN, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
+# Its strategy lets go of a timer the moment a newer one for the same run arrives, so a
+# reschedule storm does not keep every superseded timer in memory until its ETA.
+@app.task(name=broker.PROMOTE_RUN, autoretry_for=TRANSIENT_DB_ERRORS,
+          Strategy="reprise_server.workers.held_timers:superseding_timers", **DB_RETRIES)
 def promote_delayed_run(run_id: str, token: int) -> bool:
     with transaction() as session:
         return timers.promote_run(session, run_id, token) is not None

@@ -25,7 +25,7 @@ from reprise_server.shared.commands.appliers import applier_of
 from reprise_server.shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
 from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
 from reprise_server.shared.commands.publisher import PUBLISHER
-from reprise_server.shared.commands.reschedule import move_delayed_run, resolve_new_time, result_of
+from reprise_server.shared.commands.reschedule import move_delayed_run, requested_move, result_of
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import after_commit_scope, on_commit
 from reprise_server.shared.durations import DurationError
@@ -170,7 +170,7 @@ def accept_reschedule(
         raise ValueError("a reschedule needs the run's row lock (find it with lock=True)")
     if run.status != RunStatus.DELAYED.value:
         raise RunNotDelayed()
-    due = resolve_new_time(delay, run.now)
+    due = requested_move(delay, run.now)
     moved = move_delayed_run(session, run.run_id, due, run.now)
     result = result_of(moved)
     repo.insert_command(

@@ -213,16 +213,42 @@ def promote_due(session: Session, candidates: Select[Any]) -> cas.BatchTransitio
     return batch
 
 
-_RESCHEDULE = cas.prepare_transition(
+_RESCHEDULE_AT = cas.prepare_transition(
     RunStatus.DELAYED,
     sources={RunStatus.DELAYED},
     values={"delayed_until": bindparam("b_due"), **_next_token()},
 )
+# A duration counts from the move itself: ``clock_timestamp()`` is read by this UPDATE,
+# which runs with the row lock held, not ``now()`` (the transaction's start, before any
+# wait for that lock). So of two reschedules of one run by the same duration, the one that
+# takes the lock later always gets the later time.
+_RESCHEDULE_AFTER = cas.prepare_transition(
+    RunStatus.DELAYED,
+    sources={RunStatus.DELAYED},
+    values={
+        "delayed_until": func.clock_timestamp() + bindparam("b_after", type_=Interval()),
+        **_next_token(),
+    },
+)
 
 
-def reschedule(session: Session, run_id: str, due: datetime, now: datetime) -> Run | None:
-    """DELAYED -> DELAYED at ``due`` (re-armed); None if the run is not DELAYED."""
-    moved = _RESCHEDULE(session, run_id, b_due=due)
+def reschedule(
+    session: Session, run_id: str, due: datetime | timedelta, now: datetime
+) -> Run | None:
+    """DELAYED -> DELAYED (re-armed); None if the run is not DELAYED.
+
+    ``due`` is a time, or a duration counted from the moment the run moves (on the
+    database clock, under the row lock; ``now`` then plays no part).
+    """
+    if isinstance(due, timedelta):
+        moved = _RESCHEDULE_AFTER(session, run_id, b_after=due)
+        if moved is not None and moved.delayed_until is not None:
+            moved_at = moved.delayed_until - due
+            arm_if_within_horizon(
+                session, run_id, moved.schedule_token, moved.delayed_until, moved_at
+            )
+        return moved
+    moved = _RESCHEDULE_AT(session, run_id, b_due=due)
     if moved is not None:
         arm_if_within_horizon(session, run_id, moved.schedule_token, due, now)
     return moved

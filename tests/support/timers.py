@@ -136,21 +136,53 @@ def parked_timers(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParkedTimers]:
     client.close()
 
 
+def held_timer_tokens(run_id: str, prefix: str | None = None) -> list[int]:
+    """Tokens of the run's promotion timers delivered to a consumer of ``<prefix>.timers``
+    (this session's prefix by default) and not acknowledged yet: the timers held in a
+    process's memory."""
+    import redis
+
+    from reprise_server.shared.broker import UNACKED_KEY
+    from reprise_server.shared.settings import get_settings
+
+    settings = get_settings()
+    timers_queue = f"{prefix or settings.queue_prefix}.timers"
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        tokens = []
+        for raw in client.hvals(UNACKED_KEY):
+            message, _exchange, routing_key = json.loads(raw)
+            if routing_key != timers_queue:
+                continue
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            if args[0] == run_id:
+                tokens.append(int(args[1]))
+        return sorted(tokens)
+    finally:
+        client.close()
+
+
 @dataclass
 class TimerOutcomes:
     """What every ``reprise.promote_delayed_run`` the worker executed returned."""
 
     seen: list[tuple[str, int, bool]] = field(default_factory=list)
+    # Timers a newer one for the same run superseded before their ETA (workers/held_timers.py).
+    let_go: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, run_id: str) -> list[tuple[int, bool]]:
         with self.lock:
             return [(token, promoted) for rid, token, promoted in self.seen if rid == run_id]
 
+    def let_go_of(self, run_id: str) -> list[int]:
+        with self.lock:
+            return [token for rid, token in self.let_go if rid == run_id]
+
 
 @pytest.fixture
 def timer_outcomes() -> Iterator[TimerOutcomes]:
-    from celery.signals import task_postrun
+    from celery.signals import task_postrun, task_revoked
 
     from reprise_server.shared.broker import PROMOTE_RUN
 
@@ -161,9 +193,16 @@ def timer_outcomes() -> Iterator[TimerOutcomes]:
             with outcomes.lock:
                 outcomes.seen.append((args[0], args[1], bool(retval)))
 
+    def record_let_go(sender: Any = None, request: Any = None, **_: Any) -> None:
+        if sender is not None and sender.name == PROMOTE_RUN and request is not None:
+            with outcomes.lock:
+                outcomes.let_go.append((request.args[0], request.args[1]))
+
     task_postrun.connect(record, weak=False)
+    task_revoked.connect(record_let_go, weak=False)
     yield outcomes
     task_postrun.disconnect(record)
+    task_revoked.disconnect(record_let_go)
 
 
 @contextmanager
