@@ -23,7 +23,7 @@ Scenarios:
 * ``redis-flushall`` — ``FLUSHALL`` with runs queued, delayed and replayed; recovery: from
   the flush to the last of them finished.
 * ``flushall-busy-queue`` — ``FLUSHALL`` while a producer keeps the run queue from ever
-  draining (it triggers whenever fewer than 8 messages wait); recovery: from the flush to
+  draining (it triggers whenever fewer than 20 messages wait); recovery: from the flush to
   the last run whose message was lost finished, the producer still running (given up
   after 60 s: then the producer stops and the figure says so).
 * ``kill-worker-backlog`` — ``kill -9`` to a worker's process group running 8 runs while a
@@ -428,7 +428,7 @@ def flushall_busy_queue(s: Stack) -> Result:
     accepted: list[str] = []
     lengths: list[int] = []
     stop = threading.Event()
-    producer = _keep_queue_busy(s, 8, 0.3, accepted, stop, lengths)
+    producer = _keep_queue_busy(s, 20, 0.5, accepted, stop, lengths)
     time.sleep(5)
     lost = [r[0] for r in s.query("SELECT id FROM runs WHERE status = 'QUEUED'")]
     redis.Redis.from_url(s.env["REPRISE_REDIS_URL"]).flushall()
