@@ -26,9 +26,9 @@ Scenarios:
   draining (it triggers whenever fewer than 20 messages wait); recovery: from the flush to
   the last run whose message was lost finished, the producer still running (given up
   after 60 s: then the producer stops and the figure says so).
-* ``kill-worker-backlog`` — ``kill -9`` to a worker's process group running 8 runs while a
-  producer keeps a backlog of about 20 s in the queue; recovery: from the kill to the last
-  killed run's next attempt starting.
+* ``kill-worker-backlog`` — ``kill -9`` to a worker running 8 runs (its process group and
+  pool children) while a producer keeps a backlog of about 20 s for the surviving worker;
+  recovery: from the kill to the last killed run's next attempt starting.
 
 The last two also report the recovery messages the sweeps published per recovered run
 (``redispatched`` in the control process's log).
@@ -460,23 +460,25 @@ def flushall_busy_queue(s: Stack) -> Result:
 def kill_worker_backlog(s: Stack) -> Result:
     s.start_control()
     s.start_worker("doomed", own_group=True, slots=8)
-    s.start_worker("survivor", slots=2)
     s.wait_registered()
+    wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
+    victims = s.trigger_many(8, 6.0)
+    wait_until(lambda: len(s.executing()) == 8, 60, "the doomed worker running 8 runs")
+    s.start_worker("survivor", slots=2)
     accepted: list[str] = []
     lengths: list[int] = []
     stop = threading.Event()
-    # About 20 s of backlog for the survivor alone (40 runs of 1 s on 2 slots).
+    # About 20 s of backlog for the survivor (40 runs of 1 s on 2 slots).
     producer = _keep_queue_busy(s, 40, 1.0, accepted, stop, lengths)
-
-    def doomed_busy() -> list[str]:
-        return [r[0] for r in s.query(
-            "SELECT id FROM runs WHERE status = 'EXECUTING' AND locked_by LIKE 'doomed@%%'")]
-
-    wait_until(lambda: len(doomed_busy()) == 8, 60, "the doomed worker running 8 runs")
-    victims = doomed_busy()
+    wait_until(lambda: bool(lengths) and lengths[-1] >= 30, 60, "a backlog")
+    holders = {row[0] for row in s.query(
+        "SELECT locked_by FROM runs WHERE id = ANY(%(ids)s)", ids=victims)}
     os.killpg(s.children["doomed"].pid, signal.SIGKILL)
+    for holder in holders:  # the pool children, out of the worker's process group
+        with _quiet():
+            os.kill(int(holder.rsplit(":", 1)[1]), signal.SIGKILL)
     [(killed_at,)] = s.query("SELECT now()")
-    wait_until(lambda: _finished(s, victims), 180, "the killed runs to finish")
+    wait_until(lambda: _finished(s, victims), 240, "the killed runs to finish")
     stop.set()
     producer.join()
     runs = s.wait_all_finished(victims, 120)
