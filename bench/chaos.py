@@ -10,8 +10,9 @@ than once) and how long recovery took.
     .venv/bin/python bench/chaos.py postgres-restart      # some of them
     .venv/bin/python bench/chaos.py --record              # also append to bench/RESULTS.md
 
-Scenarios: ``postgres-restart``, ``kill-worker``, ``sigterm-worker-group`` and
-``redis-flushall`` (each described in ``tests/support/chaos.py``).
+Scenarios: ``postgres-restart``, ``kill-worker``, ``sigterm-worker-group``,
+``redis-flushall``, ``flushall-busy-queue`` and ``kill-worker-backlog`` (each described in
+``tests/support/chaos.py``).
 """
 
 from __future__ import annotations

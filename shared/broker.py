@@ -7,9 +7,14 @@ Workers add the task implementations (``workers.tasks``); producers publish by t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+import json
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
@@ -130,6 +135,19 @@ def celery_app() -> Celery:
     return configure_celery(Celery("reprise"), get_settings())
 
 
+# Every execution message carries its publisher's wall clock at publish time: a run
+# queue is FIFO, so a run dispatched before its queue's oldest message was published has
+# had its message taken already (see :func:`run_queue_evidence`).
+PUBLISHED_HEADER = "reprise_published"
+
+
+def _execution_headers(*, head: bool = False) -> dict[str, Any]:
+    headers: dict[str, Any] = {PUBLISHED_HEADER: time.time()}
+    if head:
+        headers[redis_transport.HEAD_HEADER] = True
+    return headers
+
+
 def dispatch_run(
     run_id: str, queue: str | None, countdown: float | None = None, *, watch: str | None = None
 ) -> None:
@@ -142,19 +160,22 @@ def dispatch_run(
     app = celery_app()
     app.send_task(
         EXECUTE_RUN, args=[run_id], kwargs=kwargs, countdown=countdown,
-        queue=_run_queue(app.conf.task_default_queue, queue),
+        queue=_run_queue(app.conf.task_default_queue, queue), headers=_execution_headers(),
     )
 
 
-def dispatch_runs(runs: Iterable[tuple[str, str | None]]) -> None:
+def dispatch_runs(runs: Iterable[tuple[str, str | None]], *, head: bool = False) -> None:
     """Publish many executions ``(run_id, queue)`` over one pooled connection (a sweep
-    promotes in batches)."""
+    promotes in batches); with ``head``, each at the head of its queue, ahead of the runs
+    waiting there (recovered runs: with Reprise's transport, :mod:`shared.redis_transport`;
+    kombu's own publishes at the tail)."""
     app = celery_app()
     runs_queue = app.conf.task_default_queue
     with app.producer_or_acquire() as producer:
         for run_id, queue in runs:
             app.send_task(
-                EXECUTE_RUN, args=[run_id], producer=producer, queue=_run_queue(runs_queue, queue)
+                EXECUTE_RUN, args=[run_id], producer=producer,
+                queue=_run_queue(runs_queue, queue), headers=_execution_headers(head=head),
             )
 
 
@@ -191,10 +212,12 @@ def publish_commands(command_ids: Iterable[str]) -> None:
 
 # Kombu's Redis transport keeps a queue as a list named after it, plus one list per
 # priority step (``<queue>\x06\x16<priority>``), and messages delivered but not yet
-# acknowledged (ETA timers held by workers included) in the hash ``unacked``.
+# acknowledged (ETA timers held by workers included) in the hash ``unacked``, each
+# delivery's time (the consumer's clock) in the sorted set ``unacked_index``.
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)
 UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 
 
 @lru_cache(maxsize=4)
@@ -211,16 +234,143 @@ def queued_commands() -> int:
     return queue_lengths(broker_client(app.conf.broker_url), [queue])[queue]
 
 
-def run_queues_holding_messages(queues: Iterable[str | None]) -> set[str | None]:
-    """Which of these Reprise queues' Celery queues hold messages right now (a backlog is
-    being worked through: its runs' messages are not lost, only waiting)."""
+# How far a message's publish may trail the ``dispatched_at`` its run was stamped with:
+# the stamp is the database's clock when the dispatching transaction began, the publish
+# follows its commit on the publisher's clock (clock skew included).
+PUBLISH_MARGIN_SECONDS = 2.0
+# The messages read at the head of a queue to get past recovery messages waiting there.
+_HEAD_WINDOW = 32
+
+
+@dataclass(frozen=True)
+class QueueEvidence:
+    """What a run queue shows of the messages waiting in it.
+
+    ``oldest_published``: when the oldest message published at its tail was published
+    (None: there is none), or unknown (``known`` False: a message without Reprise's
+    stamp, or more recovery messages at the head than one probe reads). A run dispatched
+    before that (less :data:`PUBLISH_MARGIN_SECONDS`) has had its message taken: the
+    queue is FIFO. ``at_head``: the runs whose recovery messages wait at the head."""
+
+    known: bool
+    oldest_published: float | None = None
+    at_head: frozenset[str] = frozenset()
+
+
+UNKNOWN = QueueEvidence(known=False)
+
+
+def run_queue_evidence(queues: Iterable[str | None]) -> dict[str | None, QueueEvidence]:
+    """Each Reprise queue's :class:`QueueEvidence`, read in one round trip (the head of
+    each of its lists). Traffic cannot hide a lost message behind it: however busy a
+    queue is, its oldest message keeps getting younger while it is worked through."""
     app = celery_app()
     runs_queue = app.conf.task_default_queue
     names = {queue: _run_queue(runs_queue, queue) for queue in queues}
     if not names:
-        return set()
-    lengths = queue_lengths(broker_client(app.conf.broker_url), set(names.values()))
-    return {queue for queue, name in names.items() if lengths[name]}
+        return {}
+    lists = {queue: [name, *(f"{name}{_PRIORITY_SEPARATOR}{s}" for s in _PRIORITY_STEPS)]
+             for queue, name in names.items()}
+    pipe = broker_client(app.conf.broker_url).pipeline(transaction=False)
+    for keys in lists.values():
+        for key in keys:
+            pipe.lrange(key, -_HEAD_WINDOW, -1)
+    heads = iter(pipe.execute())
+    return {
+        queue: _combine([_list_evidence(next(heads)) for _ in keys])
+        for queue, keys in lists.items()
+    }
+
+
+def _list_evidence(head: list[bytes]) -> QueueEvidence:
+    """The evidence of one list from its last ``_HEAD_WINDOW`` entries (the right end,
+    where consumers pop, comes last)."""
+    at_head: set[str] = set()
+    for raw in reversed(head):
+        message = _decode(raw)
+        headers = (message or {}).get("headers") or {}
+        if headers.get(redis_transport.HEAD_HEADER) and (run_id := _run_id(message)):
+            at_head.add(run_id)
+            continue
+        published = headers.get(PUBLISHED_HEADER)
+        if not isinstance(published, int | float):
+            return UNKNOWN
+        return QueueEvidence(True, float(published), frozenset(at_head))
+    if len(head) == _HEAD_WINDOW:
+        return UNKNOWN
+    return QueueEvidence(True, None, frozenset(at_head))
+
+
+def _combine(lists: list[QueueEvidence]) -> QueueEvidence:
+    if not all(e.known for e in lists):
+        return UNKNOWN
+    stamps = [e.oldest_published for e in lists if e.oldest_published is not None]
+    return QueueEvidence(
+        True, min(stamps, default=None), frozenset().union(*(e.at_head for e in lists))
+    )
+
+
+def _decode(raw: bytes | str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _run_id(message: dict[str, Any] | None) -> str | None:
+    """The run an execution message is for (Celery's message protocol 2: the body is
+    ``[args, kwargs, embed]``, base64-encoded by kombu's Redis transport)."""
+    if not message or (message.get("headers") or {}).get("task") != EXECUTE_RUN:
+        return None
+    try:
+        body = message["body"]
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
+    return str(args[0]) if args else None
+
+
+def runs_in_flight(run_ids: Collection[str]) -> dict[str, float]:
+    """Runs among ``run_ids`` whose execution message a worker holds unacknowledged
+    (reserved, executing, or an ETA it waits for), each with the latest moment one was
+    delivered or is due (epoch seconds): a message held long past that is a dead worker's.
+
+    Reads the whole ``unacked`` hash, so it is only called with runs the queues' evidence
+    already says are not waiting in a queue (rare: a loss, or a worker slow to start)."""
+    wanted = set(run_ids)
+    if not wanted:
+        return {}
+    client = broker_client(celery_app().conf.broker_url)
+    held: dict[str, list[tuple[str, float]]] = {}
+    for tag, raw in client.hscan_iter(UNACKED_KEY, count=500):
+        try:
+            message = json.loads(raw)[0]
+        except (ValueError, TypeError, IndexError, KeyError):
+            continue
+        run_id = _run_id(message if isinstance(message, dict) else None)
+        if run_id in wanted:
+            held.setdefault(run_id, []).append((tag.decode(), _eta(message)))
+    if not held:
+        return {}
+    tags = [tag for entries in held.values() for tag, _ in entries]
+    delivered = dict(zip(tags, client.zmscore(UNACKED_INDEX_KEY, tags), strict=True))
+    return {
+        run_id: max(max(delivered[tag] or 0.0, eta) for tag, eta in entries)
+        for run_id, entries in held.items()
+    }
+
+
+def _eta(message: dict[str, Any]) -> float:
+    eta = (message.get("headers") or {}).get("eta")
+    if not eta:
+        return 0.0
+    try:
+        return datetime.fromisoformat(eta).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def queue_lengths(client: Redis, queues: Iterable[str]) -> dict[str, int]:

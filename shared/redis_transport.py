@@ -15,9 +15,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
 
 TRANSPORT = f"{__name__}:Transport"
 SCHEMES = ("redis", "unix")
+# A message carrying this header goes to the head of its queue, the end consumers pop
+# next, instead of the tail (see ``Channel._put``).
+HEAD_HEADER = "reprise_head"
 
 
 class Channel(kombu_redis.Channel):
@@ -34,6 +38,24 @@ class Channel(kombu_redis.Channel):
             self._command_client = self._create_client()  # type: ignore[no-untyped-call]
             self._command_client_pool = pool
         yield self._command_client
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        """Publish at the tail (``LPUSH``), or with :data:`HEAD_HEADER` at the head
+        (``RPUSH``: consumers pop with ``BRPOP``), where kombu itself puts back the
+        unacknowledged messages it redelivers. Reprise sends a recovered run's message
+        there: it waited once already (docs/architecture.md#faults-cost-their-length)."""
+        if not (message.get("headers") or {}).get(HEAD_HEADER):
+            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            return
+        priority = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+        key = self._q_for_pri(queue, priority)  # type: ignore[no-untyped-call]
+        payload = dumps(message)  # type: ignore[no-untyped-call]
+        batch = kwargs.pop("_publish_batch", None)
+        if batch is not None:
+            batch.add("rpush", key, payload)
+            return
+        with self.conn_or_acquire() as client:
+            client.rpush(key, payload)
 
 
 class Transport(kombu_redis.Transport):

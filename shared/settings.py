@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(
         default=15.0,
         description=(
-            "a queued run whose message may be lost is republished after this (once its queue is empty)"
+            "a queued run whose message is lost is republished after this (once its queue's"
+            " oldest message is younger than it)"
         ),
     )
     command_relay_after_seconds: float = Field(

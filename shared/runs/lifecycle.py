@@ -9,8 +9,9 @@ docs/architecture.md#run-moves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -163,25 +164,49 @@ def _release(session: Session, candidates: Select[Any]) -> list[str]:
 
 
 def redispatch_lost(session: Session, limit: int = 1000) -> int:
-    """Republish runs whose execution message may have been lost: queued or retrying runs
-    not dispatched for ``redispatch_after_seconds`` whose queue holds no messages (a
-    backlog is only waiting; a message lost meanwhile waits until the queue drains), and
-    claimed runs whose heartbeat is older than ``stale_run_seconds`` (their worker died).
-    Execution is idempotent, so a run republished while its message still exists is
-    claimed once and the copy is a no-op."""
+    """Republish, at the head of their queue, runs whose execution message is lost: queued
+    or retrying runs not dispatched for ``redispatch_after_seconds``, and claimed runs
+    whose heartbeat is older than ``stale_run_seconds`` (their worker died), in both cases
+    only once the message of their last dispatch is gone — no longer in their queue (a run
+    queue is FIFO: the run was dispatched before its queue's oldest message was published,
+    or the queue is empty) and not held by a worker that received it within that window.
+    A busy queue cannot postpone this (its oldest message keeps getting younger), and one
+    recovery message waiting behind a backlog is not republished again.
+
+    Execution is idempotent, so a run republished while a copy of its message survives
+    (a worker's reserved message not counted, say) is claimed once and the copy is a
+    no-op. See docs/architecture.md#faults-cost-their-length."""
     settings = get_settings()
     quiet = timedelta(seconds=settings.redispatch_after_seconds)
-    busy = broker.run_queues_holding_messages(repo.queues_of_lost_dispatches(session, quiet))
-    lost = repo.claim_lost_dispatches(
-        session,
-        quiet=quiet,
-        stale=timedelta(seconds=settings.stale_run_seconds),
-        limit=limit,
-        busy_queues=busy,
+    stale = timedelta(seconds=settings.stale_run_seconds)
+    evidence = broker.run_queue_evidence(repo.queues_of_lost_dispatches(session, quiet, stale))
+    candidates = repo.lock_lost_dispatches(
+        session, quiet, stale, limit=limit,
+        taken_before={queue: _taken_before(e) for queue, e in evidence.items() if e.known},
     )
+    candidates = [
+        c for c in candidates if c.run_id not in evidence.get(c.queue, broker.UNKNOWN).at_head
+    ]
+    held = broker.runs_in_flight([c.run_id for c in candidates])
+    now = time.time()
+    lost = [
+        (c.run_id, c.queue)
+        for c in candidates
+        if held.get(c.run_id, 0.0) < now - (quiet if c.waiting else stale).total_seconds()
+    ]
     if lost:
-        on_commit(session, lambda: broker.dispatch_runs(lost))
+        repo.mark_redispatched(session, [run_id for run_id, _ in lost])
+        on_commit(session, lambda: broker.dispatch_runs(lost, head=True))
     return len(lost)
+
+
+def _taken_before(evidence: broker.QueueEvidence) -> datetime | None:
+    """Runs dispatched before this have had their message taken from the queue (None:
+    the queue holds no message published at its tail)."""
+    if evidence.oldest_published is None:
+        return None
+    published = evidence.oldest_published - broker.PUBLISH_MARGIN_SECONDS
+    return datetime.fromtimestamp(published, tz=UTC)
 
 
 # --- delays -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ attempts and checkpoints :mod:`shared.runs.attempts_repository`'s.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -15,9 +16,12 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    case,
     exists,
+    false,
     func,
     inspect,
+    null,
     or_,
     select,
     update,
@@ -187,54 +191,98 @@ def _waiting_lost(quiet: timedelta) -> ColumnElement[bool]:
     )
 
 
-def queues_of_lost_dispatches(session: Session, quiet: timedelta) -> set[str | None]:
-    """The queues of queued or retrying runs not dispatched for ``quiet``."""
-    return set(session.scalars(select(Run.queue).where(_waiting_lost(quiet)).distinct().limit(1000)))
+def _claimed_lost(stale: timedelta) -> ColumnElement[bool]:
+    return (
+        Run.status.in_([RunStatus.DEQUEUED, RunStatus.EXECUTING])
+        & abandoned(stale)
+        & func.coalesce(Run.dispatched_at < func.now() - stale, True)
+    )
 
 
-def claim_lost_dispatches(
+def queues_of_lost_dispatches(
+    session: Session, quiet: timedelta, stale: timedelta
+) -> set[str | None]:
+    """The queues of queued or retrying runs not dispatched for ``quiet`` and of claimed
+    runs abandoned for ``stale``: the queues whose evidence a recovery sweep reads."""
+    return set(session.scalars(
+        select(Run.queue).where(or_(_waiting_lost(quiet), _claimed_lost(stale)))
+        .distinct().limit(1000)
+    ))
+
+
+@dataclass(frozen=True)
+class LostDispatch:
+    """A run whose execution message may be lost; ``waiting``: queued or retrying (else
+    claimed by a worker gone silent)."""
+
+    run_id: str
+    queue: str | None
+    waiting: bool
+
+
+def lock_lost_dispatches(
     session: Session,
     quiet: timedelta,
     stale: timedelta,
+    taken_before: Mapping[str | None, datetime | None],
     limit: int,
-    busy_queues: Collection[str | None] = (),
-) -> list[tuple[str, str | None]]:
-    """Runs whose execution message may be lost, stamped ``dispatched_at = now()`` so a
-    concurrent sweep (``SKIP LOCKED``) or the next one does not pick them again at once:
-    queued or retrying runs not dispatched for ``quiet`` (a retry counts from its due
-    time) unless their queue is in ``busy_queues``, and claimed runs whose heartbeat and
-    last dispatch are older than ``stale`` (and the database has been up that long: see
-    ``lifecycle.abandoned``)."""
+) -> list[LostDispatch]:
+    """Lock (``SKIP LOCKED``: a concurrent sweep takes others) runs whose execution
+    message is no longer in their queue: dispatched before ``taken_before[queue]`` (the
+    queue's oldest message was published after that; None: the queue holds none of its
+    own) and
+
+    * queued or retrying, not dispatched for ``quiet`` (a retry counts from its due
+      time); none in a queue missing from ``taken_before`` (its evidence is unknown);
+    * or claimed, heartbeat and last dispatch older than ``stale`` (and the database up
+      that long: see :func:`abandoned`); in a queue of unknown evidence, on that alone.
+    """
     now = func.now()
-    claimed = [RunStatus.DEQUEUED, RunStatus.EXECUTING]
-    waiting = _waiting_lost(quiet)
-    busy = [q for q in busy_queues if q is not None]
-    if busy:
-        waiting = waiting & func.coalesce(Run.queue.not_in(busy), True)
-    if None in busy_queues:
-        waiting = waiting & Run.queue.is_not(None)
-    candidates = (
-        select(Run.id)
-        .where(
-            or_(
-                waiting,
-                Run.status.in_(claimed)
-                & abandoned(stale)
-                & func.coalesce(Run.dispatched_at < now - stale, True),
-            )
-        )
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+    known = list(taken_before.items())
+    waiting = _waiting_lost(quiet) & _dispatched_before(known, now - quiet)
+    claimed = _claimed_lost(stale) & func.coalesce(
+        _dispatched_before(known, now - stale), ~_in_queues([q for q, _ in known])
     )
     rows = session.execute(
-        update(Run)
-        .where(Run.id.in_(candidates))
-        .values(dispatched_at=now)
-        .returning(Run.id, Run.queue)
+        select(Run.id, Run.queue, Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]))
+        .where(or_(waiting, claimed))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [LostDispatch(run_id, queue, bool(is_waiting)) for run_id, queue, is_waiting in rows]
+
+
+def _in_queues(queues: Collection[str | None]) -> ColumnElement[bool]:
+    named = [q for q in queues if q is not None]
+    return or_(
+        Run.queue.in_(named) if named else false(),
+        Run.queue.is_(None) if None in queues else false(),
+    )
+
+
+def _dispatched_before(
+    taken_before: list[tuple[str | None, datetime | None]], window: Any
+) -> ColumnElement[Any]:
+    """``dispatched_at`` before the cutoff of the run's queue (``window``, or earlier
+    when that queue's oldest message was published earlier); NULL for a queue not in
+    ``taken_before``."""
+    whens = [
+        (
+            Run.queue.is_(None) if queue is None else Run.queue == queue,
+            Run.dispatched_at < (window if before is None else func.least(window, before)),
+        )
+        for queue, before in taken_before
+    ]
+    return case(*whens, else_=null()) if whens else null()
+
+
+def mark_redispatched(session: Session, run_ids: Collection[str]) -> None:
+    """Stamp ``dispatched_at = now()`` on runs whose execution is being republished: the
+    queue evidence then tells whether that message is still waiting."""
+    session.execute(
+        update(Run).where(Run.id.in_(list(run_ids))).values(dispatched_at=func.now())
         .execution_options(synchronize_session=False)
     )
-    return [(run_id, queue) for run_id, queue in rows]
 
 
 def replays_of(session: Session, project_id: str, run_id: str, limit: int = 50) -> list[Run]:

@@ -18,6 +18,16 @@ recovery took. ``tests/workers/test_faults.py`` asserts on them; ``bench/chaos.p
   systemd and ``kill -- -PGID`` do); nothing may be cut or re-executed.
 * ``redis-flushall`` — ``FLUSHALL`` with runs queued, delayed and replayed; recovery: from
   the flush to the last of them finished.
+* ``flushall-busy-queue`` — ``FLUSHALL`` while a producer keeps the run queue from ever
+  draining (it triggers whenever fewer than 20 messages wait); recovery: from the flush to
+  the last run whose message was lost finished, the producer still running (given up
+  after 60 s: then the producer stops and the figure says so).
+* ``kill-worker-backlog`` — ``kill -9`` to a worker running 8 runs (its process group and
+  pool children) while a producer keeps a backlog of about 20 s for the surviving worker;
+  recovery: from the kill to the last killed run's next attempt starting.
+
+The last two also report the recovery messages the sweeps published per recovered run
+(``redispatched`` in the control process's log).
 """
 
 from __future__ import annotations
@@ -90,7 +100,9 @@ class Stack:
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", str(self.root)),
-            "PYTHONPATH": str(ROOT),
+            # ROOT/server first: the processes run this checkout's server, whichever one
+            # the virtualenv's editable install points at.
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "server"), str(ROOT)]),
             "REPRISE_MODE": "dev",
             "REPRISE_DATABASE_URL": self.postgres.start(),
             "REPRISE_REDIS_URL": self.redis.start(),
@@ -362,11 +374,130 @@ def redis_flushall(s: Stack) -> Result:
                     "queued, delayed and replayed runs; lost messages wait for the sweeps")
 
 
+def _keep_queue_busy(s: Stack, depth: int, seconds: float, accepted: list[str],
+                     stop: threading.Event, lengths: list[int]) -> threading.Thread:
+    """A producer that triggers a run whenever fewer than ``depth`` messages wait in the
+    run queue, recording each length it saw."""
+    import redis
+
+    client = redis.Redis.from_url(s.env["REPRISE_REDIS_URL"])
+    name = f"{s.env['REPRISE_QUEUE_PREFIX']}.runs"
+
+    def produce() -> None:
+        while not stop.is_set():
+            length = int(client.llen(name))  # type: ignore[arg-type]
+            lengths.append(length)
+            if length < depth:
+                run_id = s.trigger(seconds)
+                if run_id:
+                    accepted.append(run_id)
+            else:
+                time.sleep(0.02)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    return producer
+
+
+def _recovery_messages(s: Stack) -> int:
+    """Messages the recovery sweep published (its ``redispatched`` counts)."""
+    import re
+
+    text = (s.root / "control.log").read_text(errors="replace")
+    return sum(int(n) for n in re.findall(r"'redispatched': (\d+)", text))
+
+
+def _finished(s: Stack, ids: list[str]) -> bool:
+    runs = s.runs(ids)
+    return len(runs) == len(ids) and all(r[0] == "COMPLETED" for r in runs.values())
+
+
+def flushall_busy_queue(s: Stack) -> Result:
+    import redis
+
+    s.start_control()
+    s.start_worker("worker", slots=2)
+    s.wait_registered()
+    accepted: list[str] = []
+    lengths: list[int] = []
+    stop = threading.Event()
+    producer = _keep_queue_busy(s, 20, 0.5, accepted, stop, lengths)
+    time.sleep(5)
+    lost = [r[0] for r in s.query("SELECT id FROM runs WHERE status = 'QUEUED'")]
+    redis.Redis.from_url(s.env["REPRISE_REDIS_URL"]).flushall()
+    flushed = time.monotonic()
+    seen_from = len(lengths)
+    recovered_busy = True
+    deadline = flushed + 60
+    while not _finished(s, lost):
+        if time.monotonic() > deadline:
+            recovered_busy = False
+            break
+        time.sleep(0.1)
+    drained = min(lengths[seen_from + 20:], default=0) == 0  # past the producer's refill
+    stop.set()
+    producer.join()
+    runs = s.wait_all_finished(lost, 120)
+    recovery = time.monotonic() - flushed
+    messages = _recovery_messages(s)
+    result = _summary("flushall-busy-queue", lost, runs, recovery,
+                      f"{messages / max(len(lost), 1):.2f} recovery messages per lost run; "
+                      f"queue drained after the flush: {'yes' if drained else 'no'}; "
+                      + ("recovered while the producer ran" if recovered_busy
+                         else "not recovered in 60 s of traffic: only after it stopped"))
+    everything = s.wait_all_finished(accepted, 120)
+    result.lost += sum(1 for i in accepted if everything.get(i, ("",))[0] != "COMPLETED")
+    return result
+
+
+def kill_worker_backlog(s: Stack) -> Result:
+    s.start_control()
+    s.start_worker("doomed", own_group=True, slots=8)
+    s.wait_registered()
+    wait_until(lambda: not s.executing(), 30, "the registration probe to finish")
+    victims = s.trigger_many(8, 6.0)
+    wait_until(lambda: len(s.executing()) == 8, 60, "the doomed worker running 8 runs")
+    s.start_worker("survivor", slots=2)
+    accepted: list[str] = []
+    lengths: list[int] = []
+    stop = threading.Event()
+    # About 20 s of backlog for the survivor (40 runs of 1 s on 2 slots).
+    producer = _keep_queue_busy(s, 40, 1.0, accepted, stop, lengths)
+    wait_until(lambda: bool(lengths) and lengths[-1] >= 30, 60, "a backlog")
+    holders = {row[0] for row in s.query(
+        "SELECT locked_by FROM runs WHERE id = ANY(%(ids)s)", ids=victims)}
+    os.killpg(s.children["doomed"].pid, signal.SIGKILL)
+    for holder in holders:  # the pool children, out of the worker's process group
+        with _quiet():
+            os.kill(int(holder.rsplit(":", 1)[1]), signal.SIGKILL)
+    [(killed_at,)] = s.query("SELECT now()")
+    wait_until(lambda: _finished(s, victims), 240, "the killed runs to finish")
+    stop.set()
+    producer.join()
+    runs = s.wait_all_finished(victims, 120)
+    restarts = [row[0] for row in s.query(
+        "SELECT max(started_at) FROM attempts WHERE run_id = ANY(%(ids)s) GROUP BY run_id",
+        ids=victims)]
+    delays = sorted((at - killed_at).total_seconds() for at in restarts)
+    messages = _recovery_messages(s)
+    result = _summary(
+        "kill-worker-backlog", victims, runs, delays[-1] if delays else 0.0,
+        f"{messages / len(victims):.2f} recovery messages per killed run; next attempt "
+        f"{delays[0]:.1f}-{delays[-1]:.1f} s after the kill, behind a ~20 s backlog",
+        expected_reruns=len(victims),
+    )
+    everything = s.wait_all_finished(accepted, 180)
+    result.lost += sum(1 for i in accepted if everything.get(i, ("",))[0] != "COMPLETED")
+    return result
+
+
 SCENARIOS: dict[str, Callable[[Stack], Result]] = {
     "postgres-restart": postgres_restart,
     "kill-worker": kill_worker,
     "sigterm-worker-group": sigterm_worker_group,
     "redis-flushall": redis_flushall,
+    "flushall-busy-queue": flushall_busy_queue,
+    "kill-worker-backlog": kill_worker_backlog,
 }
 
 

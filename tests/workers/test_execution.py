@@ -211,9 +211,13 @@ def test_delayed_run_is_promoted_by_the_sweep_when_due_and_executes(
         assert promote_due_runs(session).promoted == 0
 
 
-def test_runs_waiting_behind_a_backlog_are_not_republished_as_lost(project: ProjectKeys) -> None:
-    """A queue still holding messages is a backlog, not a loss: its old queued runs are
-    republished only once it has drained (FLUSHALL empties it at once)."""
+def test_runs_of_a_queue_whose_head_cannot_be_read_are_not_republished_as_lost(
+    project: ProjectKeys,
+) -> None:
+    """A message without Reprise's publish stamp (an older publisher's, during an upgrade)
+    at the head of a queue leaves its old queued runs alone until it is consumed; an empty
+    queue (FLUSHALL empties it at once) holds nothing, so they are republished. The
+    evidence of stamped queues: tests/shared/runs/test_lost_dispatches.py."""
     from reprise_server.shared.broker import broker_client, run_queue
     from reprise_server.shared.settings import get_settings
 
