@@ -18,7 +18,7 @@ from reprise_server.shared.runs import attempts as steps
 from reprise_server.shared.runs.lifecycle import cancel, redispatch_lost
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.settings import get_settings
-from tests.shared.runs.test_execution import trigger
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
 
 
@@ -59,7 +59,7 @@ def test_a_lost_message_is_recovered_within_the_bound_while_its_queue_never_drai
 
     def produce() -> None:  # ~10 runs a second, for as long as the test lasts
         while not stop.is_set():
-            trigger(project, "test-echo", queue=queue)
+            triggers.in_db(project, "test-echo", queue=queue)
             time.sleep(0.1)
 
     def consume() -> None:  # a worker keeping ~20 messages (2 s) waiting
@@ -79,7 +79,7 @@ def test_a_lost_message_is_recovered_within_the_bound_while_its_queue_never_drai
     producer.start()
     while client.llen(name) < 20:
         time.sleep(0.05)
-    lost = trigger(project, "test-echo", queue=queue)
+    lost = triggers.in_db(project, "test-echo", queue=queue)
     _delete_message_of(name, lost)
     deleted = time.monotonic()
     consumer = threading.Thread(target=consume, daemon=True)
@@ -109,8 +109,8 @@ def test_a_killed_run_gets_one_recovery_message_at_the_head_of_its_queue(
     settings = get_settings()
     queue = f"killed-{project.slug}"
     name = broker.run_queue(settings, queue)
-    backlog = [trigger(project, "test-echo", queue=queue) for _ in range(5)]
-    killed = trigger(project, "test-echo", queue=queue, publish=False)
+    backlog = [triggers.in_db(project, "test-echo", queue=queue) for _ in range(5)]
+    killed = triggers.in_db(project, "test-echo", queue=queue, publish=False)
     with transaction() as session:
         assert not isinstance(steps.claim_run(session, killed, "dead-worker"), steps.Outcome)
     with transaction() as session:
@@ -149,7 +149,7 @@ def test_a_message_a_worker_received_recently_is_in_flight_and_a_dead_workers_is
     settings = get_settings()
     queue = f"held-{project.slug}"
     name = broker.run_queue(settings, queue)
-    run_id = trigger(project, "test-echo", queue=queue)
+    run_id = triggers.in_db(project, "test-echo", queue=queue)
     with transaction() as session:
         session.execute(update(Run).where(Run.id == run_id).values(
             dispatched_at=func.now() - timedelta(hours=1)))
