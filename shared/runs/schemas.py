@@ -60,7 +60,7 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9_\-/]{1,128}")
 QUEUE_NAME_RULE = "a queue name is 1 to 128 letters, digits, _ - or /"
 
 
-def _valid_queue_name(name: Any) -> str:
+def valid_queue_name(name: Any) -> str:
     if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(f"{QUEUE_NAME_RULE}, got {name!r}")
     return name
@@ -78,13 +78,13 @@ def _trigger_queue(value: Any) -> Any:
         limit = value.get("concurrencyLimit")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise ValueError("queue.concurrencyLimit must be an integer")
-        _valid_queue_name(value.get("name"))
+        valid_queue_name(value.get("name"))
         return value
-    return _valid_queue_name(value)
+    return valid_queue_name(value)
 
 
 # A queue as a replay names it (a string, as the SDK's ReplayRunRequestBody has it).
-QueueName = Annotated[str, BeforeValidator(_valid_queue_name)]
+QueueName = Annotated[str, BeforeValidator(valid_queue_name)]
 # A queue as a trigger names it: a name, or ``{"name": …}``.
 TriggerQueue = Annotated[str | dict[str, Any] | None, BeforeValidator(_trigger_queue)]
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs.schemas import valid_queue_name
 from reprise_server.shared.schedules.service import sync_declarative
 from reprise_server.shared.versions import repository as repo
 
@@ -32,6 +34,7 @@ def register_worker_version(
     project, or of one), and make each one's declarative schedules what the catalogue
     declares. Returns the ids of those environments: release their waiting runs next
     (:func:`release_waiting_runs`)."""
+    _check_queues(catalogue)
     registered = []
     for env in projects_repo.list_environments(session, project_id):
         if env.slug in env_slugs:
@@ -39,6 +42,17 @@ def register_worker_version(
             sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
             registered.append(env.id)
     return registered
+
+
+def _check_queues(catalogue: dict[str, dict[str, Any]]) -> None:
+    """A queue declared in code (``@task(queue=…)``) follows the rule a trigger's does:
+    refused, naming the task, before anything is registered."""
+    for task_id, options in catalogue.items():
+        if options.get("queue") is not None:
+            try:
+                valid_queue_name(options["queue"])
+            except ValueError as exc:
+                raise InvalidInput(f"task {task_id!r}: {exc}") from None
 
 
 def release_waiting_runs(

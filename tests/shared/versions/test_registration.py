@@ -134,3 +134,16 @@ def test_the_release_sweep_queues_a_run_a_registration_missed_and_only_such_runs
         cas.transition(session, ids[0], RunStatus.PENDING_VERSION, sources={RunStatus.QUEUED})
     assert release_waiting_runs() == {"released": 0}
     assert _statuses(project) == {"QUEUED": 1, "PENDING_VERSION": 1}
+
+
+def test_a_queue_declared_in_code_follows_the_trigger_rule_and_nothing_is_registered(
+    project: ProjectKeys,
+) -> None:
+    from reprise_server.shared.errors import InvalidInput
+    from reprise_server.shared.projects.catalogue import current_version_with_task
+
+    bad = Registry({"sneaky": TaskDefinition(id="sneaky", fn=lambda p, c: p, queue="../x")})
+    with pytest.raises(InvalidInput, match="task 'sneaky': a queue name is"):
+        register_version(bad, "20261122.11-bad", ["dev"], project.project_id)
+    with transaction() as session:
+        assert current_version_with_task(session, project.environment_ids["dev"], "sneaky") is None
