@@ -119,34 +119,36 @@ def test_a_run_whose_worker_was_killed_is_re_executed_within_15s_with_default_se
     import psutil
 
     env = {"REPRISE_QUEUE_PREFIX": own_queues, **DEFAULT_TIMINGS}
-    first = reprise_process(
-        "worker", "--pool", "prefork", "--concurrency", "1", "--hostname", "first@%h",
-        env=env, own_group=True,
-    )
+
+    def worker(name: str) -> Any:
+        return reprise_process(
+            "worker", "--pool", "prefork", "--concurrency", "1", "--hostname", f"{name}@%h",
+            env=env, own_group=True,
+        )
+
     control = reprise_process("control", env=env)
     beat = reprise_process("beat", "--schedule", str(tmp_path / "beat-schedule"), env=env)
-    second = reprise_process(
-        "worker", "--pool", "prefork", "--concurrency", "1", "--hostname", "second@%h",
-        env=env,
-    )
-    with control, beat, first as doomed:
+    # Both workers are up before the run is triggered: the bound is the recovery's, not a
+    # worker's start (a worker started after the kill took seconds to boot in a loaded CI
+    # run). Whichever takes the run is killed; the other re-executes it.
+    with control, beat, worker("first") as first, worker("second") as second:
+        for started in (first, second):
+            wait_for(lambda started=started: "ready." in started.log(200), timeout=60,
+                     what="both workers to be ready")
         run_id = triggers.via_api(api, project, task="test-sleep", payload={"seconds": 3})
         wait_for(lambda: _status(run_id) == "EXECUTING", timeout=30, what="the first attempt")
-        # The bound is the recovery's, not a worker's start: the worker that re-executes
-        # the run is up before the kill (its start under a loaded CI machine took seconds).
-        with second as survivor:
-            wait_for(lambda: "ready." in survivor.log(200), timeout=60,
-                     what="the second worker to be ready")
-            if killed == "whole worker":
-                doomed.signal_group(signal.SIGKILL)
-            else:  # the parent survives, sees its child die and hands the message back
-                [child] = psutil.Process(doomed.pid).children()
-                child.kill()
-            killed_at = _db_now()
-            done = wait_for(
-                lambda: run_row(run_id) if _status(run_id) == "COMPLETED" else None,
-                timeout=40, interval=0.1, what="the run to be re-executed",
-            )
+        holder = int(run_row(run_id).locked_by.rsplit(":", 1)[1])
+        [doomed] = [w for w in (first, second) if w.pid == holder]
+        if killed == "whole worker":
+            doomed.signal_group(signal.SIGKILL)
+        else:  # the parent survives, sees its child die and hands the message back
+            [child] = psutil.Process(doomed.pid).children()
+            child.kill()
+        killed_at = _db_now()
+        done = wait_for(
+            lambda: run_row(run_id) if _status(run_id) == "COMPLETED" else None,
+            timeout=40, interval=0.1, what="the run to be re-executed",
+        )
     lost, again = _attempts(run_id)
     assert lost.error["name"] == "WorkerLost"
     assert again.status == "COMPLETED"
