@@ -17,15 +17,16 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    exists,
     false,
     func,
     inspect,
     null,
     or_,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -155,20 +156,27 @@ def pending_version_candidates(
 def releasable_pending_version_candidates(limit: int) -> Select[Any]:
     """Up to ``limit`` PENDING_VERSION runs, of any environment, whose environment's
     current version has their task: runs a registration's release missed (they were
-    inserted while the version was being registered)."""
-    current_version = (
+    inserted while the version was being registered).
+
+    The tasks the current versions offer are a small set, read once (not a lookup per
+    waiting run): runs that wait for a task no version offers cost the sweep nothing
+    but their index entries."""
+    current = (
         select(WorkerVersion.id)
-        .where(WorkerVersion.environment_id == Run.environment_id)
-        .order_by(WorkerVersion.registered_at.desc())
-        .limit(1)
-        .correlate(Run)
-        .scalar_subquery()
+        .ext(distinct_on(WorkerVersion.environment_id))
+        .order_by(WorkerVersion.environment_id, WorkerVersion.registered_at.desc())
     )
-    has_task = exists().where(
-        VersionTask.worker_version_id == current_version,
-        VersionTask.task_identifier == Run.task_identifier,
+    offered = select(VersionTask.environment_id, VersionTask.task_identifier).where(
+        VersionTask.worker_version_id.in_(current)
     )
-    return select(Run.id).where(Run.status == RunStatus.PENDING_VERSION, has_task).limit(limit)
+    return (
+        select(Run.id)
+        .where(
+            Run.status == RunStatus.PENDING_VERSION,
+            tuple_(Run.environment_id, Run.task_identifier).in_(offered),
+        )
+        .limit(limit)
+    )
 
 
 def abandoned(stale: Any) -> ColumnElement[bool]:
