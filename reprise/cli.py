@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 
 from reprise.cli_client import add_client_commands
 
@@ -22,11 +23,17 @@ Handler = Callable[[argparse.Namespace], int]
 SERVER_COMMANDS_GROUP = "reprise.cli"
 
 
+@cache
+def _server_entry_points() -> tuple[EntryPoint, ...]:
+    """The ``reprise.cli`` entry points (a scan of every installed distribution: once)."""
+    return tuple(entry_points(group=SERVER_COMMANDS_GROUP))
+
+
 def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The server's commands, from the ``reprise.cli`` entry-point group that the
     ``reprise-server`` distribution fills; with only the SDK installed there are none, and
     the client commands still work."""
-    for entry in entry_points(group=SERVER_COMMANDS_GROUP):
+    for entry in _server_entry_points():
         add_commands: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         add_commands = entry.load()
         add_commands(sub)
@@ -64,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     client = build_parser(server=False)
     is_client_command = bool(args_list) and args_list[0] in _subcommands(client)
-    if args_list and args_list[0] in SERVER_COMMANDS and not entry_points(
-        group=SERVER_COMMANDS_GROUP
-    ):
+    if args_list and args_list[0] in SERVER_COMMANDS and not _server_entry_points():
         print(
             f"reprise {args_list[0]} is a server command: install the server beside the SDK "
             "(from a clone of Reprise: pip install . ./server)",
