@@ -10,15 +10,24 @@ The SDK is a client: it needs httpx and pydantic and imports nothing of the serv
 
 from reprise.client import ApiError, Client, configure, runs, schedules, tasks
 from reprise.context import AttemptInfo, RunInfo, TaskContext
-from reprise.registry import TaskDefinition, task
+from reprise.registry import (
+    Concurrency,
+    ConcurrencyLimit,
+    TaskDefinition,
+    concurrency_limit,
+    task,
+)
 
 __all__ = [
     "ApiError",
     "AttemptInfo",
     "Client",
+    "Concurrency",
+    "ConcurrencyLimit",
     "RunInfo",
     "TaskContext",
     "TaskDefinition",
+    "concurrency_limit",
     "configure",
     "runs",
     "schedules",

@@ -1,15 +1,104 @@
-"""The task decorator and the in-process catalogue of task functions."""
+"""The task decorator, concurrency limits, and the in-process catalogue of task functions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from reprise.context import TaskContext
 
 TaskFunction = Callable[[Any, "TaskContext"], Any]
+
+_LIMIT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,122}$")
+MAX_BOUND = 100_000
+
+
+def _bound(value: int | None, what: str) -> int | None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BOUND
+    ):
+        raise ValueError(f"{what} must be an integer from 0 to {MAX_BOUND} (got {value!r})")
+    return value
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """A task's own limit (``@task(concurrency=Concurrency(total=5, per_key=1))``, or the
+    dict ``{"total": 5, "per_key": 1}``), named ``task/<taskId>``: ``total`` caps the
+    task's runs executing at once, ``per_key`` each ``concurrencyKey``'s."""
+
+    total: int | None = None
+    per_key: int | None = None
+
+    def __post_init__(self) -> None:
+        _bound(self.total, "total")
+        _bound(self.per_key, "per_key")
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """A named limit several tasks share: see :func:`concurrency_limit`."""
+
+    name: str
+    total: int | None = None
+    per_key: int | None = None
+
+
+def concurrency_limit(
+    name: str, *, total: int | None = None, per_key: int | None = None
+) -> ConcurrencyLimit:
+    """Declare a named concurrency limit shared by the tasks that hold it
+    (``@task(concurrency=limit)``, or a list of at most two): ``total`` caps every run
+    holding it, ``per_key`` each ``concurrencyKey`` pool (runs without a key share one).
+    It is registered with the worker version, like the tasks."""
+    if not isinstance(name, str) or not _LIMIT_NAME.match(name):
+        raise ValueError(
+            "a concurrency limit's name is 1-122 letters, digits, underscores or hyphens "
+            f"(got {name!r})"
+        )
+    return ConcurrencyLimit(name, _bound(total, "total"), _bound(per_key, "per_key"))
+
+
+ConcurrencySpec: TypeAlias = (
+    "Concurrency | ConcurrencyLimit | dict[str, int | None] "
+    "| Sequence[Concurrency | ConcurrencyLimit | dict[str, int | None]]"
+)
+
+
+def _limits_of(task_id: str, spec: Any) -> list[dict[str, Any]]:
+    """The limit declarations ``@task(concurrency=spec)`` makes for ``task_id``."""
+    if spec is None:
+        return []
+    items = list(spec) if isinstance(spec, list | tuple) else [spec]
+    declared: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - {"total", "per_key"})
+            if unknown:
+                raise ValueError(
+                    f"task {task_id!r}: unknown concurrency field {unknown[0]!r} "
+                    "(a task's own limit is {'total': n, 'per_key': n})"
+                )
+            item = Concurrency(item.get("total"), item.get("per_key"))
+        if isinstance(item, Concurrency):
+            declared.append({"name": f"task/{task_id}", "total": item.total,
+                             "per_key": item.per_key})
+        elif isinstance(item, ConcurrencyLimit):
+            declared.append({"name": item.name, "total": item.total, "per_key": item.per_key})
+        else:
+            raise ValueError(
+                f"task {task_id!r}: concurrency= takes a dict, Concurrency(...) or "
+                f"concurrency_limit(...) (got {item!r})"
+            )
+    names = [d["name"] for d in declared]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task {task_id!r}: a concurrency limit is named twice")
+    if sum(1 for n in names if not n.startswith("task/")) > 2:
+        raise ValueError(f"task {task_id!r}: at most two named concurrency limits")
+    return declared
 
 
 @dataclass
@@ -27,6 +116,7 @@ class TaskDefinition:
     cron: str | None = None
     timezone: str | None = None
     cron_environments: list[str] | None = None
+    concurrency: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, payload: Any, ctx: TaskContext) -> Any:
         return self.fn(payload, ctx)
@@ -42,8 +132,9 @@ class TaskDefinition:
             "cron": self.cron,
             "timezone": self.timezone,
             "cron_environments": self.cron_environments,
+            "concurrency": self.concurrency,
         }
-        return {k: v for k, v in entry.items() if v not in (None, "")}
+        return {k: v for k, v in entry.items() if v not in (None, "", [])}
 
     def trigger(self, payload: Any = None, **options: Any) -> Any:
         """Trigger this task over the API (uses :func:`reprise.configure`)."""
@@ -89,6 +180,7 @@ def task(
     cron: str | None = None,
     timezone: str | None = None,
     cron_environments: list[str] | None = None,
+    concurrency: ConcurrencySpec | None = None,
 ) -> Callable[[TaskFunction], TaskDefinition]:
     """Declare a task: ``@task(id="send-email", max_attempts=3)`` on ``fn(payload, ctx)``.
 
@@ -96,7 +188,13 @@ def task(
     version that registers it keeps one declarative schedule per environment
     (``cron_environments`` limits them, e.g. ``["prod"]``), and a version without it
     deactivates that schedule. The expression is checked when the version registers.
+
+    ``concurrency`` caps how many of its runs execute at once, across every worker: a
+    dict or :class:`Concurrency` for the task's own limit (``task/<id>``), one or two
+    named limits from :func:`concurrency_limit`, or a list of both. A run that would
+    exceed a bound waits in Postgres, unpublished, until a slot frees.
     """
+    limits = _limits_of(id, concurrency)
     if timezone is not None and cron is None:
         raise ValueError(f"task {id!r}: timezone= needs cron=")
     if cron_environments is not None:
@@ -121,6 +219,7 @@ def task(
             cron=cron,
             timezone=timezone,
             cron_environments=sorted(cron_environments) if cron_environments else None,
+            concurrency=limits,
         )
         REGISTRY.add(definition)
         return definition

@@ -32,6 +32,8 @@ RELAY_PENDING_COMMANDS = "reprise.relay_pending_commands"
 RECOVER_STALE_RUNS = "reprise.recover_stale_runs"
 FIRE_DUE_SCHEDULES = "reprise.fire_due_schedules"
 RELEASE_WAITING_RUNS = "reprise.release_waiting_runs"
+ADMIT_WAITING_RUNS = "reprise.admit_waiting_runs"
+RESUME_PARKED_RUNS = "reprise.resume_parked_runs"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
@@ -115,6 +117,8 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             RECOVER_STALE_RUNS: {"queue": queues["sweeps"]},
             FIRE_DUE_SCHEDULES: {"queue": queues["sweeps"]},
             RELEASE_WAITING_RUNS: {"queue": queues["sweeps"]},
+            ADMIT_WAITING_RUNS: {"queue": queues["sweeps"]},
+            RESUME_PARKED_RUNS: {"queue": queues["sweeps"]},
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -4,6 +4,13 @@ from reprise_server.shared.batches.models import Batch, BatchItem
 from reprise_server.shared.bulk.models import BulkAction, BulkActionItem
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import Base
+from reprise_server.shared.flow.models import (
+    AdmissionLine,
+    ConcurrencyKey,
+    ConcurrencyLimit,
+    ConcurrencySlot,
+    Queue,
+)
 from reprise_server.shared.packets.models import Packet
 from reprise_server.shared.projects.models import (
     ApiKey,
@@ -18,6 +25,7 @@ from reprise_server.shared.schedules.models import Schedule
 from reprise_server.shared.sessions.models import DashboardSession, SignInLink
 
 __all__ = [
+    "AdmissionLine",
     "ApiKey",
     "Attempt",
     "Base",
@@ -27,10 +35,14 @@ __all__ = [
     "BulkActionItem",
     "Checkpoint",
     "Command",
+    "ConcurrencyKey",
+    "ConcurrencyLimit",
+    "ConcurrencySlot",
     "DashboardSession",
     "Environment",
     "Packet",
     "Project",
+    "Queue",
     "Run",
     "Schedule",
     "SignInLink",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from reprise_server.shared import broker
 from reprise_server.shared.commands import service as commands
 from reprise_server.shared.db import transaction
+from reprise_server.shared.flow import admission, queues
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.schedules import service as schedules
 from reprise_server.shared.settings import Settings
@@ -153,3 +154,19 @@ def release_waiting_runs(session: Session) -> Counts:
     """Queue PENDING_VERSION runs whose environment's current version has their task
     (a registration releases its own; this catches a run inserted while it ran)."""
     return {"released": len(lifecycle.release_missed_pending_version(session, 1000))}
+
+
+@sweep(broker.ADMIT_WAITING_RUNS)
+def admit_waiting_runs(session: Session) -> Counts:
+    """Flow control's backstop: admit runs waiting under limits that have room (a
+    settlement that skipped them, a lapsed per-key override) and mend the limits'
+    counters. Its locks on limits are all taken without waiting (SKIP LOCKED)."""
+    return {"admitted": admission.sweep(session)}
+
+
+@sweep(broker.RESUME_PARKED_RUNS)
+def resume_parked_runs(session: Session) -> Counts:
+    """Put back runs still parked in queues that were resumed (a resume puts back its
+    first batch at once; the rest, or what a crash cut short, here). Its own transaction:
+    the runs entering their limits' line settle when it commits."""
+    return {"resumed": queues.resume_left_behind(session)}

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.flow.models import Queue
 from reprise_server.shared.projects.models import Environment, VersionTask, WorkerVersion
 
 
@@ -44,6 +45,8 @@ class CreationContext:
     now: datetime
     default_ttl_seconds: int | None
     version: tuple[str, dict[str, Any]] | None
+    # The environment's paused queues (flow control: a run entering one is held back).
+    paused_queues: frozenset[str] = frozenset()
 
 
 def _creation_context_statement() -> Select[Any]:
@@ -63,8 +66,14 @@ def _creation_context_statement() -> Select[Any]:
         )
         .subquery()
     )
+    paused = (
+        select(func.array_agg(Queue.name))
+        .where(Queue.environment_id == bindparam("environment_id"), Queue.paused)
+        .scalar_subquery()
+    )
     return (
-        select(func.now(), Environment.default_ttl_seconds, task.c.version, task.c.options)
+        select(func.now(), Environment.default_ttl_seconds, task.c.version, task.c.options,
+               paused)
         .select_from(Environment)
         .outerjoin(task, true())
         .where(Environment.id == bindparam("environment_id"))
@@ -80,7 +89,7 @@ def creation_context(session: Session, environment_id: str, task_identifier: str
         _CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
     ).one()
     version = (row[2], row[3]) if row[2] is not None else None
-    return CreationContext(row[0], row[1], version)
+    return CreationContext(row[0], row[1], version, frozenset(row[4] or ()))
 
 
 def task_known_in_project(session: Session, project_id: str, task_identifier: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.db import db_now
+from reprise_server.shared.flow import admission
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.payloads import JSON, reject_unstorable
 from reprise_server.shared.projects import catalogue
@@ -97,6 +98,10 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         current = repo.get_run(session, None, run_id)
         if current is None:
             return Outcome(run_id, "missing", "not claimed")
+        if current.status in (RunStatus.QUEUED, RunStatus.RETRYING):
+            held_back = _held_back(session, current)
+            if held_back is not None:
+                return Outcome(run_id, current.status, held_back, queue=current.queue)
         held_for = None
         if current.status in EXECUTING_LIKE and current.heartbeat_at is not None:
             age = db_now(session) - current.heartbeat_at
@@ -109,6 +114,20 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
             lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
             return Outcome(run_id, RunStatus.CRASHED, "not claimed")
     return run
+
+
+def _held_back(session: Session, run: Run) -> str | None:
+    """Why a queued or retrying run the claim did not take may not start (None: another
+    reason). Its delivery does what flow control asks: a limited retry whose backoff is
+    over enters its limits' line; a run delivered while its queue is paused is parked."""
+    if run.admission == admission.BACKOFF:
+        went = lifecycle.end_backoff(session, run.id)
+        return f"backoff over: {went}" if went else "in its retry backoff"
+    if run.admission is not None:
+        return f"held back: {run.admission}"
+    if lifecycle.park_in_paused_queue(session, run.id):
+        return "queue paused: parked"
+    return None
 
 
 def hand_back_missing_task(session: Session, run: Run) -> Outcome:

@@ -12,17 +12,18 @@ parameters, for the moves every run makes (and returns the moved run);
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, null, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from reprise_server.shared.flow import admission
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.repository import RUN_COLUMNS
-from reprise_server.shared.runs.states import RunStatus, sources_of
+from reprise_server.shared.runs.states import HOLDS_SLOT, RunStatus, sources_of
 
 _RUNS = cast(Table, Run.__table__)
 
@@ -109,7 +110,10 @@ class PreparedMove:
         return True
 
 
-_MOVE_HEAD = (_RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id)
+_MOVE_HEAD = (
+    _RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id,
+    _RUNS.c.concurrency_limits.is_not(None),
+)
 
 
 def prepare_move(
@@ -139,17 +143,22 @@ def _moved(session: Session, row: Any) -> Run | None:
     if row is None:
         return None
     run = _run_of(row)
-    _record_move(session, run.id, run.status, run.task_identifier, run.environment_id)
+    _record_move(session, run.id, run.status, run.task_identifier, run.environment_id,
+                 run.concurrency_limits is not None)
     return run
 
 
 def _record_move(
-    session: Session, run_id: str, status: str, task: str, environment_id: str
+    session: Session, run_id: str, status: str, task: str, environment_id: str, limited: bool
 ) -> None:
     loaded = session.identity_map.get(identity_key(Run, (run_id,)))
     if loaded is not None:  # a copy this session read earlier is now stale
         session.expire(loaded)
     changes.record_change(session, run_id, status, task, environment_id)
+    if limited and status not in HOLDS_SLOT:
+        # Its slots (or its place in line) go back in this transaction: the next run in
+        # line is admitted before it commits (shared.flow.admission).
+        admission.release(session, [run_id])
 
 
 def _run_of(row: Any) -> Run:
@@ -161,13 +170,17 @@ def _run_of(row: Any) -> Run:
 @dataclass(frozen=True)
 class BatchTransition:
     """What a batch transition moved: the run ids, the largest ``progress`` value among
-    them (where to resume walking an index in the same transaction), each run's queue
-    (aligned with ``run_ids``) and, if asked for, each run's ``progress`` value."""
+    them (where to resume walking an index in the same transaction), each run's queue,
+    task, environment and whether it holds concurrency limits (aligned with ``run_ids``)
+    and, if asked for, each run's ``progress`` value."""
 
     run_ids: list[str]
     last: Any
     progress: list[Any]
     queues: list[str | None] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
+    limited: list[bool] = field(default_factory=list)
 
     def runs_with_queues(self) -> list[tuple[str, str | None]]:
         return list(zip(self.run_ids, self.queues, strict=True))
@@ -212,6 +225,7 @@ def transition_many(
         .values(status=target, updated_at=func.now(), **(values or {}))
         .returning(
             Run.id, Run.task_identifier, Run.environment_id, Run.queue,
+            Run.concurrency_limits.is_not(None).label("limited"),
             progress.label("progress"),
         )
         .cte("moved")
@@ -220,25 +234,29 @@ def transition_many(
         moved.c.task_identifier,
         moved.c.environment_id,
         moved.c.queue,
+        moved.c.limited,
         func.array_agg(moved.c.id),
         func.max(moved.c.progress),
         func.array_agg(moved.c.progress) if each_progress else null(),
-    ).group_by(moved.c.task_identifier, moved.c.environment_id, moved.c.queue)
+    ).group_by(moved.c.task_identifier, moved.c.environment_id, moved.c.queue, moved.c.limited)
     # Core execution: the ORM adds nothing here but overhead.
     groups = session.connection().execute(stmt).all()
-    run_ids: list[str] = []
-    queues: list[str | None] = []
-    each: list[Any] = []
+    batch = BatchTransition([], None, [])
     last: Any = None
-    for task, environment_id, queue, ids, group_last, group_each in groups:
+    for task, environment_id, queue, limited, ids, group_last, group_each in groups:
         # The state-change log lines and counters (one line per task and environment).
         changes.record_changes(session, target.value, [(i, task, environment_id) for i in ids])
-        run_ids.extend(ids)
-        queues.extend([queue] * len(ids))
-        each.extend(group_each or ())
+        if limited and target not in HOLDS_SLOT:
+            admission.release(session, ids)
+        batch.run_ids.extend(ids)
+        batch.queues.extend([queue] * len(ids))
+        batch.tasks.extend([task] * len(ids))
+        batch.environments.extend([environment_id] * len(ids))
+        batch.limited.extend([bool(limited)] * len(ids))
+        batch.progress.extend(group_each or ())
         if group_last is not None and (last is None or group_last > last):
             last = group_last
-    return BatchTransition(run_ids, last, each, queues)
+    return replace(batch, last=last)
 
 
 def touch(session: Session, run_id: str, where: Sequence[Any] = (), **values: Any) -> bool:

@@ -23,15 +23,23 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
+    exists,
     func,
+    literal,
+    literal_column,
     or_,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import update
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.flow import admission
+from reprise_server.shared.flow.models import Queue
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import cas
 from reprise_server.shared.runs import repository as repo
@@ -117,7 +125,8 @@ def _dispatch_after_commit(session: Session, run: Run, countdown: float | None =
 
 
 def insert(session: Session, run: Run) -> Run:
-    """Insert a new run in its first status — QUEUED (published after commit), DELAYED
+    """Insert a new run in its first status — QUEUED (published after commit, or held back
+    as its ``admission`` says: in its limits' line, or in a paused queue), DELAYED
     (a timer armed if it is due within the horizon) or PENDING_VERSION — with the columns
     that status owns (entering the queue on the database clock, as every move does)."""
     if run.status is RunStatus.QUEUED:
@@ -127,7 +136,10 @@ def insert(session: Session, run: Run) -> Run:
             run.schedule_token = 1
         repo.insert_run(session, run)
     if run.status is RunStatus.QUEUED:
-        _dispatch_after_commit(session, run)
+        if run.admission is None:
+            _dispatch_after_commit(session, run)
+        elif run.admission == admission.WAITING:
+            admission.enter(session, [run.id])
     elif run.status is RunStatus.DELAYED:
         arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until,
                               run.created_at)
@@ -156,11 +168,74 @@ def release_missed_pending_version(session: Session, limit: int) -> list[str]:
 def _release(session: Session, candidates: Select[Any]) -> list[str]:
     batch = cas.transition_many(
         session, RunStatus.QUEUED, candidates,
-        sources={RunStatus.PENDING_VERSION}, progress=Run.created_at, values=_enters_queue(),
+        sources={RunStatus.PENDING_VERSION}, progress=Run.created_at,
+        values={**_enters_queue(), "concurrency_limits": _DECLARED_LIMITS},
     )
-    if batch.run_ids:
-        on_commit(session, lambda: broker.dispatch_runs(batch.runs_with_queues()))
+    _enter_queue(session, batch)
     return batch.run_ids
+
+
+def _enter_queue(session: Session, batch: cas.BatchTransition) -> None:
+    """Runs that just entered their queue: published after commit, unless held back (a
+    paused queue, or concurrency limits to clear first)."""
+    if not batch.run_ids:
+        return
+    open_runs = _hold_back(session, batch)
+    if open_runs:
+        on_commit(session, lambda: broker.dispatch_runs(open_runs))
+
+
+def _hold_back(session: Session, batch: cas.BatchTransition) -> list[tuple[str, str | None]]:
+    """Mark the runs of ``batch`` that may not be published yet (their queue is paused:
+    ``paused``; they hold limits: ``waiting``, entering the line at commit); returns the
+    others, to publish."""
+    paused = _paused_queues(session, set(batch.environments)) if batch.run_ids else set()
+    parked, waiting, open_runs = [], [], []
+    for run_id, queue, task, environment_id, limited in zip(
+        batch.run_ids, batch.queues, batch.tasks, batch.environments, batch.limited, strict=True
+    ):
+        if (environment_id, admission.queue_key(queue, task)) in paused:
+            parked.append(run_id)
+        elif limited:
+            waiting.append(run_id)
+        else:
+            open_runs.append((run_id, queue))
+    for state, ids in ((admission.PAUSED, parked), (admission.WAITING, waiting)):
+        if ids:
+            session.connection().execute(
+                update(Run).where(Run.id == any_(bindparam("ids", type_=ARRAY(Text()))))
+                .values(admission=state), {"ids": ids},
+            )
+    admission.enter(session, waiting)
+    return open_runs
+
+
+def _paused_queues(session: Session, environment_ids: Collection[str]) -> set[tuple[str, str]]:
+    rows = session.execute(
+        select(Queue.environment_id, Queue.name).where(
+            Queue.environment_id.in_(list(environment_ids)), Queue.paused
+        )
+    )
+    return {(environment_id, name) for environment_id, name in rows}
+
+
+# The limits a run released from PENDING_VERSION holds, now that a version has its task:
+# those the newest such version declares for it, its named ones replaced by those its
+# trigger named (kept in ``concurrency_limits`` while it waited).
+_DECLARED_LIMITS = literal_column(
+    """(SELECT nullif(array(
+            SELECT DISTINCT name FROM (
+                SELECT x AS name FROM jsonb_array_elements_text(d.limits) AS x
+                WHERE runs.concurrency_limits IS NULL OR x LIKE 'task/%'
+                UNION SELECT unnest(runs.concurrency_limits)
+            ) AS names ORDER BY name), '{}')
+        FROM (SELECT vt.options -> 'concurrency_limits' AS limits
+              FROM version_tasks vt JOIN worker_versions wv ON wv.id = vt.worker_version_id
+              WHERE wv.environment_id = runs.environment_id
+                AND vt.task_identifier = runs.task_identifier
+              ORDER BY wv.registered_at DESC LIMIT 1) AS d)""",
+    ARRAY(Text()),
+)
 
 
 def redispatch_lost(session: Session, limit: int = 1000) -> int:
@@ -221,7 +296,10 @@ def promote(session: Session, run_id: str, token: int) -> Run | None:
         values={**_enters_queue(), **_next_token()},
     )
     if promoted is not None:
-        _dispatch_after_commit(session, promoted)
+        _enter_queue(session, cas.BatchTransition(
+            [promoted.id], None, [], [promoted.queue], [promoted.task_identifier],
+            [promoted.environment_id], [promoted.concurrency_limits is not None],
+        ))
     return promoted
 
 
@@ -233,8 +311,7 @@ def promote_due(session: Session, candidates: Select[Any]) -> cas.BatchTransitio
         progress=Run.delayed_until, each_progress=True,
         values={**_enters_queue(), **_next_token()},
     )
-    if batch.run_ids:
-        on_commit(session, lambda: broker.dispatch_runs(batch.runs_with_queues()))
+    _enter_queue(session, batch)
     return batch
 
 
@@ -328,13 +405,23 @@ _WITHIN_TTL = or_(
     Run.dequeued_at.is_not(None), ~func.coalesce(Run.ttl_expires_at <= func.now(), False)
 )
 
+# The queue a run waits in (its named queue, or its task's own ``task/<id>``) is not paused.
+_QUEUE_OPEN = ~exists().where(
+    Queue.environment_id == Run.environment_id,
+    Queue.name == func.coalesce(Run.queue, literal("task/") + Run.task_identifier),
+    Queue.paused,
+)
+# A queued or retrying run a worker may start: not held back (``admission``: waiting for a
+# slot, parked in a paused queue, in a limited retry's backoff), its queue not paused.
+_RELEASED = and_(Run.admission.is_(None), _QUEUE_OPEN)
+
 # The moves every run makes, prepared once (the hot path: see cas.prepare_transition).
 _CLAIM = cas.prepare_transition(
     RunStatus.DEQUEUED,
     sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
     where=[
         or_(
-            and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL),
+            and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL, _RELEASED),
             repo.abandoned(bindparam("stale", type_=Interval())),
         )
     ],
@@ -402,6 +489,7 @@ _CLAIM_AND_START = cas.prepare_transition(
     where=[
         Run.attempt_count == 0,
         _WITHIN_TTL,
+        _RELEASED,
         Run.task_identifier == any_(bindparam("tasks", type_=ARRAY(Text()))),
         or_(Run.locked_version.is_(None), Run.locked_version == bindparam("b_version")),
     ],
@@ -492,11 +580,82 @@ def retry(
     retrying = cas.transition(
         session, run_id, RunStatus.RETRYING, where=_held_by(worker),
         values={**_attempt_ended(elapsed_ms), "error": error, "dispatched_at": func.now(),
-                "next_attempt_at": func.now() + timedelta(seconds=delay)},
+                "next_attempt_at": func.now() + timedelta(seconds=delay),
+                # A limited run gives its slots back for the backoff (the move releases
+                # them) and enters the line again when the delivery below arrives.
+                "admission": case((Run.concurrency_limits.is_not(None), admission.BACKOFF))},
     )
     if retrying is not None:
         _dispatch_after_commit(session, retrying, delay)
     return retrying
+
+
+# --- flow control -------------------------------------------------------------------------
+
+
+_PAUSED_QUEUE = ~_QUEUE_OPEN
+
+
+def park_in_paused_queue(session: Session, run_id: str) -> bool:
+    """A queued or retrying run delivered while its queue is paused: held back
+    (``admission = 'paused'``, its slots given back) until the queue resumes."""
+    row = session.connection().execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]),
+               Run.admission.is_(None), _PAUSED_QUEUE)
+        .values(admission=admission.PAUSED, updated_at=func.now())
+        .returning(Run.concurrency_limits.is_not(None))
+    ).first()
+    if row is not None and row[0]:
+        admission.release(session, [run_id])
+    return row is not None
+
+
+def end_backoff(session: Session, run_id: str) -> str | None:
+    """A limited run's retry delivered (its countdown, the backoff, is over): it enters its
+    limits' line (or, its queue paused, waits for the queue). Returns where it went (None:
+    it was not in a backoff)."""
+    row = session.connection().execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.RETRYING,
+               Run.admission == admission.BACKOFF)
+        .values(admission=case((_PAUSED_QUEUE, admission.PAUSED), else_=admission.WAITING),
+                updated_at=func.now())
+        .returning(Run.admission)
+    ).first()
+    if row is None:
+        return None
+    if row[0] == admission.WAITING:
+        admission.enter(session, [run_id])
+    return str(row[0])
+
+
+def resume_parked(session: Session, environment_id: str, queue: str, limit: int) -> int:
+    """Runs parked in ``queue`` (resumed) go back to it, best-ranked first: published
+    after commit, or into their limits' line. Returns how many (fewer than ``limit``:
+    none is left)."""
+    key = func.coalesce(Run.queue, literal("task/") + Run.task_identifier)
+    chosen = session.execute(
+        select(Run.id).where(Run.environment_id == environment_id,
+                             Run.admission == admission.PAUSED, key == queue)
+        .order_by(Run.queued_at - func.make_interval(0, 0, 0, 0, 0, 0, Run.priority), Run.id)
+        .limit(limit).with_for_update(skip_locked=True)
+    ).scalars().all()
+    if not chosen:
+        return 0
+    rows = session.connection().execute(
+        update(Run).where(Run.id == any_(bindparam("ids", type_=ARRAY(Text()))))
+        .values(admission=case((Run.concurrency_limits.is_not(None), admission.WAITING)),
+                dispatched_at=func.now(), updated_at=func.now())
+        .returning(Run.id, Run.queue, Run.admission), {"ids": list(chosen)},
+    ).all()
+    order = {run_id: i for i, run_id in enumerate(chosen)}
+    rows = sorted(rows, key=lambda row: order[row[0]])
+    admission.enter(session, [r[0] for r in rows if r[2] == admission.WAITING])
+    open_runs = [(r[0], r[1]) for r in rows if r[2] is None]
+    if open_runs:
+        on_commit(session, lambda: broker.dispatch_runs(open_runs))
+    return len(chosen)
 
 
 def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:

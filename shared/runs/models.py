@@ -105,6 +105,14 @@ class Run(Base):
             "task_identifier",
             postgresql_where=text("status = 'PENDING_VERSION'"),
         ),
+        # Flow control: runs held back from their queue (waiting for admission, parked in a
+        # paused queue, or in a limited run's retry backoff).
+        Index(
+            "ix_runs_env_admission",
+            "environment_id",
+            "admission",
+            postgresql_where=text("admission IS NOT NULL"),
+        ),
         Index("ix_runs_replayed_from", "replayed_from", postgresql_where=text("replayed_from IS NOT NULL")),
         Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL")),
         # A batch's runs (batch retrieve, filter[batch], subscribeToBatch).
@@ -153,6 +161,11 @@ class Run(Base):
     queue: Mapped[str | None] = mapped_column(String(128))
     concurrency_key: Mapped[str | None] = mapped_column(String(256))
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # The concurrency limits the run holds (names; NULL: none, the fast path) and, while it
+    # is held back from its queue, why: "waiting" (in the admission line), "paused" (its
+    # queue is paused) or "backoff" (a limited run's retry, entering the line when due).
+    concurrency_limits: Mapped[list[str] | None] = mapped_column(ARRAY(String(128)))
+    admission: Mapped[str | None] = mapped_column(String(8))
     machine: Mapped[str | None] = mapped_column(String(64))
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     debug_mode: Mapped[bool] = mapped_column(Boolean, default=False)

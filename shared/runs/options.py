@@ -29,6 +29,8 @@ class RunOptions:
     machine: str | None = None
     ttl: str | int | None = None
     lock_to_version: str | None = None
+    # Named concurrency limits replacing the task's for this run (``options.concurrency``).
+    concurrency: tuple[str, ...] | None = None
 
     @classmethod
     def from_trigger(cls, options: TriggerOptions) -> RunOptions:
@@ -44,6 +46,7 @@ class RunOptions:
             machine=options.machine_name,
             ttl=options.ttl,
             lock_to_version=options.lock_to_version,
+            concurrency=tuple(options.concurrency) if options.concurrency is not None else None,
         )
 
     @classmethod

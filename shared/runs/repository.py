@@ -194,6 +194,8 @@ def _waiting_lost(quiet: timedelta) -> ColumnElement[bool]:
     now = func.now()
     return (
         Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING])
+        # Held back on purpose (waiting for a slot, or in a paused queue): never published.
+        & or_(Run.admission.is_(None), Run.admission == "backoff")
         & (Run.dispatched_at < now - quiet)
         & func.coalesce(Run.next_attempt_at < now - quiet, True)
     )

@@ -83,6 +83,37 @@ def _trigger_queue(value: Any) -> Any:
     return valid_queue_name(value)
 
 
+LIMIT_NAME_RULE = (
+    "Concurrency limit names are 1-122 characters using only letters, numbers, underscores "
+    "and hyphens"
+)
+_LIMIT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,122}$")
+
+
+def valid_limit_name(name: Any) -> str:
+    """A named concurrency limit's name (the SDK's rule; ``task/<id>`` is a task's own)."""
+    if not isinstance(name, str) or not _LIMIT_NAME.match(name):
+        raise ValueError(f"{LIMIT_NAME_RULE} (got {name!r})")
+    return name
+
+
+def _concurrency_key(value: Any) -> Any:
+    """A ``concurrencyKey``: a string, or a number (stored as its string, as the SDK does)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("concurrencyKey must be a string or a number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    key = str(value)
+    if not 1 <= len(key) <= 128:
+        raise ValueError("concurrencyKey must be 1 to 128 characters")
+    return key
+
+
+LimitName = Annotated[str, BeforeValidator(valid_limit_name)]
+ConcurrencyKey = Annotated[str | None, BeforeValidator(_concurrency_key)]
+
 # A queue as a replay names it (a string, as the SDK's ReplayRunRequestBody has it).
 QueueName = Annotated[str, BeforeValidator(valid_queue_name)]
 # A queue as a trigger names it: a name, or ``{"name": …}``.
@@ -111,7 +142,6 @@ REFUSED_OPTIONS: dict[str, str] = {
     "region": "Reprise runs every task in one region",
     "debounce": "debounced triggers are not implemented",
     "gates": "queue gates are not implemented",
-    "concurrency": "per-trigger concurrency limits are not implemented",
     "externalDeploymentId": "Reprise versions are worker versions; lock with `version`",
     "resumeParentOnCompletion": "waiting for a child run (triggerAndWait) is not implemented",
     "dependentAttempt": "an engine v1 option (Reprise speaks the v2 engine's API)",
@@ -168,7 +198,7 @@ class TriggerOptions(BaseModel):
         default=None, alias="maxDuration", ge=1, le=7 * 86400, strict=True
     )
     queue: TriggerQueue = None
-    concurrency_key: str | None = Field(default=None, alias="concurrencyKey", max_length=256)
+    concurrency_key: ConcurrencyKey = Field(default=None, alias="concurrencyKey")
     priority: int | None = Field(default=None, ge=0, le=30 * 86400, strict=True)
     test: bool | None = Field(default=None, strict=True)
     machine: str | dict[str, Any] | None = None
@@ -178,7 +208,8 @@ class TriggerOptions(BaseModel):
     region: Any = None
     debounce: Any = None
     gates: Any = None
-    concurrency: Any = None
+    # Named concurrency limits replacing the task's for this run (at most two).
+    concurrency: list[LimitName] | None = Field(default=None, max_length=2)
     external_deployment_id: Any = Field(default=None, alias="externalDeploymentId")
     resume_parent_on_completion: Any = Field(default=None, alias="resumeParentOnCompletion")
     dependent_attempt: Any = Field(default=None, alias="dependentAttempt")

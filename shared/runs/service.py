@@ -17,6 +17,8 @@ from reprise_server.shared import idempotency
 from reprise_server.shared.db import db_now
 from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay
 from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
+from reprise_server.shared.flow import limits as limits_service
+from reprise_server.shared.flow.admission import PAUSED, WAITING, queue_key
 from reprise_server.shared.idempotency import Answer, Finder
 from reprise_server.shared.ids import TASK_ID_RE, is_run_id, new_run_id
 from reprise_server.shared.packets.service import packet_exists
@@ -186,6 +188,14 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         status = RunStatus.PENDING_VERSION
     else:
         status = RunStatus.QUEUED
+    limits = run_limits(session, environment_id, task_defaults if found else None,
+                        options.concurrency)
+    held_back = None
+    if status is RunStatus.QUEUED:
+        if queue_key(options.queue, spec.task_identifier) in context.paused_queues:
+            held_back = PAUSED
+        elif limits:
+            held_back = WAITING
 
     run = Run(
         id=spec.run_id or new_run_id(),
@@ -205,6 +215,8 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         max_duration_seconds=options.max_duration,
         queue=options.queue,
         concurrency_key=options.concurrency_key,
+        concurrency_limits=limits,
+        admission=held_back,
         priority=options.priority,
         machine=options.machine,
         is_test=options.is_test,
@@ -226,6 +238,31 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         schedule_tick_at=spec.schedule_tick_at,
     )
     return lifecycle.insert(session, run)
+
+
+def run_limits(
+    session: Session, environment_id: str, task_defaults: dict[str, Any] | None,
+    named: tuple[str, ...] | None,
+) -> list[str] | None:
+    """The concurrency limits a new run holds: those its task declares, the named ones
+    replaced by ``named`` (a trigger's ``concurrency``; each must be a limit of the
+    environment: 400 naming it). ``task_defaults`` None: no version has the task yet (the
+    run waits for one), so only ``named`` is kept, and the version's declaration is added
+    when the run is released. None when it holds none (the fast path)."""
+    if named:
+        known = limits_service.existing_limit_names(session, environment_id, named)
+        unknown = [name for name in named if name not in known]
+        if unknown:
+            raise InvalidInput(
+                f"options.concurrency names a concurrency limit no worker version declares "
+                f"in this environment: {unknown[0]!r}"
+            )
+    if task_defaults is None:
+        return list(dict.fromkeys(named)) if named else None
+    declared: list[str] = list(task_defaults.get("concurrency_limits") or ())
+    if named is not None:
+        declared = [name for name in declared if name.startswith("task/")] + list(named)
+    return list(dict.fromkeys(declared)) or None
 
 
 def trigger_run(

@@ -151,6 +151,9 @@ def statuses_for_filter(name: str, api_version: str | None) -> frozenset[RunStat
 
 QUEUED_LIKE = frozenset({S.QUEUED, S.DELAYED, S.PENDING_VERSION, S.RETRYING})
 EXECUTING_LIKE = frozenset({S.EXECUTING, S.DEQUEUED})
+# A run holding concurrency limits keeps its slots in these states (QUEUED once admitted:
+# published, on its way to a worker); leaving them gives the slots back.
+HOLDS_SLOT = frozenset({S.QUEUED, S.DEQUEUED, S.EXECUTING})
 FAILED_LIKE = frozenset({S.FAILED, S.CRASHED, S.SYSTEM_FAILURE, S.EXPIRED, S.TIMED_OUT})
 # Runs that failed or expired release their idempotency key for a new trigger.
 RELEASES_IDEMPOTENCY_KEY = FAILED_LIKE

@@ -1,5 +1,6 @@
 """A worker version arrives: its task catalogue is registered in the environments it
-serves, their declarative schedules become what it declares (``@task(cron=…)``), and the
+serves (with the concurrency limits and queues it declares), their declarative schedules
+become what it declares (``@task(cron=…)``), and the
 runs waiting for a version that has their task (PENDING_VERSION) are released.
 
 It sits above projects, schedules and runs, and uses each. Services take a session first
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.flow import limits
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.schemas import valid_queue_name
@@ -35,10 +37,13 @@ def register_worker_version(
     declares. Returns the ids of those environments: release their waiting runs next
     (:func:`release_waiting_runs`)."""
     _check_queues(catalogue)
+    catalogue = {task_id: dict(options) for task_id, options in catalogue.items()}
+    declarations = limits.read_declarations(catalogue)
     registered = []
     for env in projects_repo.list_environments(session, project_id):
         if env.slug in env_slugs:
             repo.upsert_worker_version(session, env.id, version, catalogue.items())
+            limits.register_declarations(session, env.id, declarations, catalogue)
             sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
             registered.append(env.id)
     return registered

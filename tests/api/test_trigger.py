@@ -259,7 +259,7 @@ def test_a_stray_top_level_field_is_refused_not_dropped(
          "options.resumeParentOnCompletion is not supported: waiting for a child run"),
         ({"parentAttempt": "attempt_1"}, "options.parentAttempt is not supported"),
         ({"bulkActionId": "bulk_1"}, "options.bulkActionId is not supported"),
-        ({"concurrency": 0}, "options.concurrency is not supported"),
+        ({"concurrency": ["no_such_limit"]}, "no worker version declares"),
         ({"metadata": {"a": 1}, "metadataType": "application/super+json"},
          "options.metadataType 'application/super+json' is not supported"),
     ],

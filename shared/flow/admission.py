@@ -1,0 +1,399 @@
+"""Admission: which held-back run may take a slot of the limits it holds, and when.
+
+A run that holds concurrency limits is not published when it enters its queue: it stands
+in the admission line of each limit (``enter``). A run that leaves the states that hold a
+slot (it ended, went into a retry's backoff, was parked) gives its slots and places in line
+back (``release``). Both are recorded on the session and carried out in one step just
+before the transaction commits (:func:`_settle`): the limits concerned are locked in one
+order (their ids, sorted: no deadlock between two settlements), the counters moved, and
+each limit *filled* — the best-ranked waiting runs that have room under every limit they
+hold are admitted (``admission`` cleared, a slot per limit taken) and published after
+commit. So a freed slot admits the next run in the transaction that freed it, and a run
+is only ever published holding its slots: nothing above a bound reaches a worker.
+
+A run with several limits is admitted only when all have room; a limit this settlement
+does not hold locked is taken with ``SKIP LOCKED`` (whoever holds it admits the run when
+it settles, or the sweep does: :func:`sweep`). The design and its guarantees:
+docs/concurrency.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
+
+from reprise_server.shared import broker
+from reprise_server.shared.db import on_commit
+
+log = logging.getLogger("reprise.admission")
+
+# Why a run is held back from its queue (``runs.admission``).
+WAITING = "waiting"  # in the admission line of its limits
+PAUSED = "paused"  # its queue is paused
+BACKOFF = "backoff"  # a limited run's retry: enters the line when its backoff ends
+
+# At most this many runs admitted per limit in one settlement (the rest: the next one, or
+# the sweep), so a transaction that frees one slot never turns into a long admission loop.
+MAX_ADMITTED_PER_FILL = 200
+
+_PENDING = "reprise.admission"
+
+
+def limit_id(environment_id: str, name: str) -> str:
+    """A limit's id (``climit_…``): derived from its environment and name, so that a
+    declaration and a run naming the limit agree without a lookup."""
+    digest = hashlib.md5(f"{environment_id}/{name}".encode()).hexdigest()
+    return f"climit_{digest}"
+
+
+def queue_key(queue: str | None, task_identifier: str) -> str:
+    """The queue a run waits in: its named queue, or its task's own (``task/<id>``)."""
+    return queue if queue else f"task/{task_identifier}"
+
+
+@dataclass
+class _Pending:
+    entered: set[str] = field(default_factory=set)
+    released: set[str] = field(default_factory=set)
+    # Limits to fill even if no run of theirs entered or left (a resumed or widened limit).
+    fill: set[str] = field(default_factory=set)
+
+
+def _pending(session: Session) -> _Pending:
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = _Pending()
+    return pending
+
+
+def enter(session: Session, run_ids: Iterable[str]) -> None:
+    """These runs (``admission = 'waiting'``) stand in their limits' lines at commit."""
+    _pending(session).entered.update(run_ids)
+
+
+def release(session: Session, run_ids: Iterable[str]) -> None:
+    """These runs give back their slots and places in line at commit."""
+    _pending(session).released.update(run_ids)
+
+
+def refill(session: Session, limit_ids: Iterable[str]) -> None:
+    """Fill these limits at commit (their bounds widened, or they were resumed)."""
+    _pending(session).fill.update(limit_ids)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending is not None and (pending.entered or pending.released or pending.fill):
+        _settle(session, pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _settle(session: Session, pending: _Pending) -> None:
+    conn = session.connection()
+    freed: Counter[tuple[str, str]] = Counter()
+    left: Counter[tuple[str, str]] = Counter()
+    if pending.released:
+        ids = list(pending.released)
+        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": ids}):
+            freed[(lid, key)] += 1
+        for lid, key in conn.execute(_DELETE_LINE, {"ids": ids}):
+            left[(lid, key)] += 1
+    entries: list[Any] = []
+    if pending.entered:
+        entries = list(conn.execute(_ENTRIES, {"ids": list(pending.entered)}).all())
+        # A limit a run names but no version declared (yet): unbounded until one does.
+        names = {(env, name) for _, env, name, _, _ in entries}
+        if names:
+            conn.execute(_ENSURE_LIMITS, [
+                {"id": limit_id(env, name), "env": env, "name": name} for env, name in names
+            ])
+    limits = sorted(
+        {lid for lid, _ in freed} | {lid for lid, _ in left} | pending.fill
+        | {limit_id(env, name) for _, env, name, _, _ in entries}
+    )
+    if not limits:
+        return
+    conn.execute(_LOCK_LIMITS, {"ids": limits}).all()
+    _count_freed(conn, freed, left)
+    if entries:
+        conn.execute(_INSERT_LINE, [
+            {"run_id": run_id, "limit_id": limit_id(env, name), "key": key, "rank": rank}
+            for run_id, env, name, key, rank in entries
+        ])
+        arrivals = Counter((limit_id(env, name), key) for _, env, name, key, _ in entries)
+        conn.execute(_KEYS_ARRIVED, [
+            {"limit_id": lid, "key": key, "n": n} for (lid, key), n in arrivals.items()
+        ])
+    admitted: list[tuple[str, str | None]] = []
+    for lid in limits:
+        admitted.extend(_fill(conn, lid, held=set(limits)))
+    if admitted:
+        on_commit(session, lambda: broker.dispatch_runs(admitted))
+
+
+def _count_freed(
+    conn: Any, freed: Counter[tuple[str, str]], left: Counter[tuple[str, str]]
+) -> None:
+    """Move the counters for slots given back and places left (the limits are locked)."""
+    per_limit: Counter[str] = Counter()
+    for (lid, _), n in freed.items():
+        per_limit[lid] += n
+    if per_limit:
+        conn.execute(_LIMIT_FREED, [{"id": lid, "n": n} for lid, n in per_limit.items()])
+    keys = set(freed) | set(left)
+    if keys:
+        conn.execute(_KEY_FREED, [
+            {"limit_id": lid, "key": key, "running": freed[(lid, key)], "waiting": left[(lid, key)]}
+            for lid, key in keys
+        ])
+
+
+def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | None]]:
+    """Admit the best-ranked waiting runs of limit ``lid`` (locked by the caller) while it
+    has room; returns the admitted runs' ``(id, queue)``, in admission order."""
+    limit = conn.execute(_LIMIT_ROOM, {"id": lid}).first()
+    if limit is None or limit.paused:
+        return []
+    room = MAX_ADMITTED_PER_FILL if limit.total is None else min(
+        limit.total - limit.running, MAX_ADMITTED_PER_FILL
+    )
+    admitted: list[tuple[str, str | None]] = []
+    skipped: list[str] = []
+    while room > 0:
+        key = conn.execute(_NEXT_KEY, {"limit_id": lid, "skipped": skipped}).scalar()
+        if key is None:
+            break
+        run = conn.execute(_HEAD_RUN, {"limit_id": lid, "key": key}).first()
+        if run is None or not _others_have_room(conn, run.run_id, lid, held):
+            # Its head is locked by a transaction moving it, or another limit it holds is
+            # full or busy: that key waits for the next settlement (or the sweep).
+            skipped.append(key)
+            continue
+        admitted.append(_admit(conn, run.run_id))
+        room -= 1
+    return admitted
+
+
+def _others_have_room(conn: Any, run_id: str, lid: str, held: Collection[str]) -> bool:
+    for other in conn.execute(_OTHER_LIMITS, {"run_id": run_id, "limit_id": lid}).all():
+        if other.limit_id not in held and conn.execute(
+            _TRY_LOCK_LIMIT, {"id": other.limit_id}
+        ).first() is None:
+            return False
+        room = conn.execute(
+            _ROOM_FOR_KEY, {"limit_id": other.limit_id, "key": other.key}
+        ).first()
+        if room is None or not room.has_room:
+            return False
+    return True
+
+
+def _admit(conn: Any, run_id: str) -> tuple[str, str | None]:
+    queue = conn.execute(_ADMIT_RUN, {"run_id": run_id}).scalar_one()
+    taken = conn.execute(_TAKE_SLOTS, {"run_id": run_id}).all()
+    for lid, key in taken:
+        conn.execute(_SLOT_TAKEN, {"limit_id": lid, "key": key})
+    return run_id, queue
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+def sweep(session: Session, batch: int = 100) -> int:
+    """The backstop (a control beat): expire lapsed per-key overrides, mend counters that
+    disagree with the slots and line (none should), and fill every limit with room and
+    a waiting run that no settlement filled (one whose last try was skipped). Limits locked
+    by someone else are skipped: they are being settled. Returns the runs admitted."""
+    conn = session.connection()
+    conn.execute(_EXPIRE_KEY_OVERRIDES)
+    candidates = conn.execute(_LIMITS_TO_SWEEP, {"batch": batch}).scalars().all()
+    admitted: list[tuple[str, str | None]] = []
+    for lid in candidates:
+        if conn.execute(_TRY_LOCK_LIMIT, {"id": lid}).first() is None:
+            continue
+        conn.execute(_MEND_LIMIT, {"id": lid})
+        admitted.extend(_fill(conn, lid, held={lid}))
+    if admitted:
+        on_commit(session, lambda: broker.dispatch_runs(admitted))
+    return len(admitted)
+
+
+# --- statements ---------------------------------------------------------------------------
+
+_DELETE_SLOTS = text(
+    "DELETE FROM concurrency_slots WHERE run_id = ANY(:ids) RETURNING limit_id, key"
+)
+_DELETE_LINE = text("DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key")
+
+# The runs entering the line: one row per limit they hold, with their rank (queued that
+# many seconds earlier for their priority).
+_ENTRIES = text(
+    """
+    SELECT r.id, r.environment_id, l.name, coalesce(r.concurrency_key, ''),
+           coalesce(r.queued_at, now()) - make_interval(secs => r.priority)
+    FROM runs r, unnest(r.concurrency_limits) AS l(name)
+    WHERE r.id = ANY(:ids) AND r.admission = 'waiting'
+      AND r.status IN ('QUEUED', 'RETRYING')
+    """
+)
+_ENSURE_LIMITS = text(
+    """
+    INSERT INTO concurrency_limits (id, environment_id, name, paused, running)
+    VALUES (:id, :env, :name, false, 0) ON CONFLICT DO NOTHING
+    """
+)
+_LOCK_LIMITS = text(
+    "SELECT id FROM concurrency_limits WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+)
+_TRY_LOCK_LIMIT = text("SELECT id FROM concurrency_limits WHERE id = :id FOR UPDATE SKIP LOCKED")
+_LIMIT_FREED = text(
+    "UPDATE concurrency_limits SET running = greatest(running - :n, 0) WHERE id = :id"
+)
+_KEY_FREED = text(
+    """
+    UPDATE concurrency_keys SET
+        running = greatest(running - :running, 0),
+        waiting = greatest(waiting - :waiting, 0),
+        head_rank = (SELECT min(rank) FROM admission_line a
+                     WHERE a.limit_id = :limit_id AND a.key = :key)
+    WHERE limit_id = :limit_id AND key = :key
+    """
+)
+_INSERT_LINE = text(
+    """
+    INSERT INTO admission_line (run_id, limit_id, key, rank)
+    VALUES (:run_id, :limit_id, :key, :rank) ON CONFLICT DO NOTHING
+    """
+)
+# A key seen for the first time takes the limit's per-key bound as its cap.
+_KEYS_ARRIVED = text(
+    """
+    INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank, cap)
+    SELECT :limit_id, :key, 0, :n,
+           (SELECT min(rank) FROM admission_line a WHERE a.limit_id = :limit_id AND a.key = :key),
+           coalesce(l.per_key_override, l.per_key_base)
+    FROM concurrency_limits l WHERE l.id = :limit_id
+    ON CONFLICT (limit_id, key) DO UPDATE SET
+        waiting = concurrency_keys.waiting + :n,
+        head_rank = EXCLUDED.head_rank
+    """
+)
+_LIMIT_ROOM = text(
+    """
+    SELECT coalesce(total_override, total_base) AS total, running, paused
+    FROM concurrency_limits WHERE id = :id
+    """
+)
+# The predicate is the partial index's (ix_concurrency_keys_ready): one probe.
+_NEXT_KEY = text(
+    """
+    SELECT key FROM concurrency_keys
+    WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
+      AND key <> ALL(CAST(:skipped AS varchar[]))
+    ORDER BY head_rank LIMIT 1
+    """
+)
+_HEAD_RUN = text(
+    """
+    SELECT a.run_id FROM admission_line a JOIN runs r ON r.id = a.run_id
+    WHERE a.limit_id = :limit_id AND a.key = :key
+    ORDER BY a.rank, a.run_id LIMIT 1
+    FOR UPDATE OF r SKIP LOCKED
+    """
+)
+_OTHER_LIMITS = text(
+    "SELECT limit_id, key FROM admission_line WHERE run_id = :run_id AND limit_id <> :limit_id"
+)
+_ROOM_FOR_KEY = text(
+    """
+    SELECT NOT l.paused
+           AND (coalesce(l.total_override, l.total_base) IS NULL
+                OR l.running < coalesce(l.total_override, l.total_base))
+           AND (k.cap IS NULL OR k.running < k.cap) AS has_room
+    FROM concurrency_limits l JOIN concurrency_keys k ON k.limit_id = l.id
+    WHERE l.id = :limit_id AND k.key = :key
+    """
+)
+_ADMIT_RUN = text(
+    """
+    UPDATE runs SET admission = NULL, dispatched_at = now(), updated_at = now()
+    WHERE id = :run_id RETURNING queue
+    """
+)
+_TAKE_SLOTS = text(
+    """
+    WITH gone AS (DELETE FROM admission_line WHERE run_id = :run_id RETURNING run_id, limit_id, key)
+    INSERT INTO concurrency_slots (run_id, limit_id, key)
+    SELECT run_id, limit_id, key FROM gone
+    ON CONFLICT DO NOTHING
+    RETURNING limit_id, key
+    """
+)
+_SLOT_TAKEN = text(
+    """
+    WITH lim AS (UPDATE concurrency_limits SET running = running + 1 WHERE id = :limit_id)
+    UPDATE concurrency_keys SET
+        running = running + 1,
+        waiting = greatest(waiting - 1, 0),
+        head_rank = (SELECT min(rank) FROM admission_line a
+                     WHERE a.limit_id = :limit_id AND a.key = :key)
+    WHERE limit_id = :limit_id AND key = :key
+    """
+)
+_EXPIRE_KEY_OVERRIDES = text(
+    """
+    UPDATE concurrency_keys k SET override = NULL, override_expires_at = NULL,
+        cap = coalesce(l.per_key_override, l.per_key_base)
+    FROM concurrency_limits l
+    WHERE l.id = k.limit_id AND k.override_expires_at <= now()
+    """
+)
+# Limits with a key that has a waiting run and room, or whose counters may have drifted
+# (a slot held by a run that no longer holds one: never written, but cheap to check).
+_LIMITS_TO_SWEEP = text(
+    """
+    SELECT DISTINCT k.limit_id FROM concurrency_keys k
+    WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
+    UNION
+    SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
+    WHERE r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL
+    LIMIT :batch
+    """
+)
+# The counters from the rows they count (slots of runs that no longer hold one dropped).
+_MEND_LIMIT = text(
+    """
+    WITH stale AS (
+        DELETE FROM concurrency_slots s USING runs r
+        WHERE s.limit_id = :id AND r.id = s.run_id
+          AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL)
+        RETURNING s.run_id
+    ), keys AS (
+        UPDATE concurrency_keys k SET
+            running = (SELECT count(*) FROM concurrency_slots s
+                       WHERE s.limit_id = k.limit_id AND s.key = k.key
+                         AND s.run_id NOT IN (SELECT run_id FROM stale)),
+            waiting = (SELECT count(*) FROM admission_line a
+                       WHERE a.limit_id = k.limit_id AND a.key = k.key),
+            head_rank = (SELECT min(rank) FROM admission_line a
+                         WHERE a.limit_id = k.limit_id AND a.key = k.key)
+        WHERE k.limit_id = :id
+    )
+    UPDATE concurrency_limits SET running = (
+        SELECT count(*) FROM concurrency_slots s
+        WHERE s.limit_id = :id AND s.run_id NOT IN (SELECT run_id FROM stale)
+    ) WHERE id = :id
+    """
+)

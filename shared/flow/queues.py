@@ -1,0 +1,200 @@
+"""Queues: the lines runs wait in (a task's own, ``task/<taskId>``, or a named one), and
+their pause. ``QueueItem`` (v2) of ``@trigger.dev/core`` is the wire shape.
+
+A paused queue admits nothing: a run entering it is parked (``admission = 'paused'``), a
+run delivered while it is paused is parked by the worker instead of starting, and runs
+executing finish. Resuming puts its parked runs back in order (the first batch at once,
+the rest by the control sweep).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from reprise_server.shared.errors import InvalidInput, NotFound
+from reprise_server.shared.flow import limits
+from reprise_server.shared.flow.models import ConcurrencyLimit, Queue
+from reprise_server.shared.runs import lifecycle
+
+RESUME_BATCH = 1000
+QUEUE_TYPES = ("id", "task", "custom")
+
+
+def _counts(session: Session, environment_id: str) -> dict[str, tuple[int, int]]:
+    """Per queue: runs running (claimed or executing) and queued."""
+    rows = session.execute(text(
+        """
+        SELECT coalesce(queue, 'task/' || task_identifier),
+               count(*) FILTER (WHERE status IN ('DEQUEUED', 'EXECUTING')),
+               count(*) FILTER (WHERE status = 'QUEUED')
+        FROM runs WHERE environment_id = :env AND status IN ('QUEUED', 'DEQUEUED', 'EXECUTING')
+        GROUP BY 1
+        """
+    ), {"env": environment_id})
+    return {name: (int(running), int(queued)) for name, running, queued in rows}
+
+
+def _task_limit(session: Session, environment_id: str, queue: Queue) -> ConcurrencyLimit | None:
+    if queue.type != "task":
+        return None
+    return session.scalars(select(ConcurrencyLimit).where(
+        ConcurrencyLimit.environment_id == environment_id, ConcurrencyLimit.name == queue.name
+    )).first()
+
+
+def queue_item(queue: Queue, counts: tuple[int, int], limit: ConcurrencyLimit | None
+               ) -> dict[str, Any]:
+    """``QueueItem``: a task queue's concurrency is its task's own limit's ``total``."""
+    base = limit.total_base if limit is not None else None
+    override = limit.total_override if limit is not None else None
+    current = override if override is not None else base
+    return {
+        "id": queue.id,
+        "name": queue.name,
+        "type": queue.type,
+        "running": counts[0],
+        "queued": counts[1],
+        "paused": queue.paused,
+        "concurrencyLimit": current,
+        "concurrency": {
+            "current": current,
+            "base": base,
+            "override": override,
+            "overriddenAt": (limit.overridden_at.isoformat().replace("+00:00", "Z")
+                             if limit is not None and override is not None
+                             and limit.overridden_at is not None else None),
+            "overriddenBy": None,
+        },
+    }
+
+
+def list_queues(
+    session: Session, environment_id: str, page: int, per_page: int
+) -> tuple[list[dict[str, Any]], int]:
+    where = Queue.environment_id == environment_id
+    count = session.scalar(select(func.count()).select_from(Queue).where(where)) or 0
+    queues = session.scalars(
+        select(Queue).where(where).order_by(Queue.name)
+        .offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    counts = _counts(session, environment_id)
+    task_limits = {
+        lim.name: lim for lim in session.scalars(select(ConcurrencyLimit).where(
+            ConcurrencyLimit.environment_id == environment_id,
+            ConcurrencyLimit.name.in_([q.name for q in queues if q.type == "task"]),
+        ))
+    }
+    return [
+        queue_item(q, counts.get(q.name, (0, 0)), task_limits.get(q.name)) for q in queues
+    ], count
+
+
+def find_queue(session: Session, environment_id: str, value: str, kind: str,
+               *, lock: bool = False) -> Queue:
+    """A queue by id, or by type and name (a task queue by its task id or ``task/<id>``)."""
+    if kind not in QUEUE_TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(QUEUE_TYPES)} (got {kind!r})")
+    query = select(Queue).where(Queue.environment_id == environment_id)
+    if kind == "id":
+        query = query.where(Queue.id == value)
+    else:
+        name = value if kind == "custom" or value.startswith("task/") else f"task/{value}"
+        query = query.where(Queue.name == name, Queue.type == kind)
+    queue = session.scalars(query.with_for_update() if lock else query).first()
+    if queue is None:
+        raise NotFound("Queue not found")
+    return queue
+
+
+def retrieve(session: Session, environment_id: str, queue: Queue) -> dict[str, Any]:
+    counts = _counts(session, environment_id).get(queue.name, (0, 0))
+    return queue_item(queue, counts, _task_limit(session, environment_id, queue))
+
+
+def set_paused(session: Session, environment_id: str, value: str, kind: str, paused: bool
+               ) -> dict[str, Any]:
+    queue = find_queue(session, environment_id, value, kind, lock=True)
+    session.execute(update(Queue).where(
+        Queue.environment_id == environment_id, Queue.name == queue.name
+    ).values(paused=paused, paused_at=func.now() if paused else None))
+    if not paused:
+        lifecycle.resume_parked(session, environment_id, queue.name, RESUME_BATCH)
+    session.expire(queue)
+    return retrieve(session, environment_id, queue)
+
+
+def resume_left_behind(session: Session, batch: int = RESUME_BATCH) -> int:
+    """The sweep's part: runs still parked in queues no longer paused (a resume finishes
+    its first batch at once; the rest, or one a crash cut short, here)."""
+    rows = session.execute(text(
+        """
+        SELECT DISTINCT r.environment_id, coalesce(r.queue, 'task/' || r.task_identifier)
+        FROM runs r
+        WHERE r.admission = 'paused' AND NOT EXISTS (
+            SELECT 1 FROM queues q WHERE q.environment_id = r.environment_id
+              AND q.name = coalesce(r.queue, 'task/' || r.task_identifier) AND q.paused)
+        LIMIT 100
+        """
+    )).all()
+    return sum(lifecycle.resume_parked(session, env, name, batch) for env, name in rows)
+
+
+def legacy_limit(session: Session, environment_id: str, value: str, kind: str,
+                 limit: int | None) -> dict[str, Any]:
+    """The queue-level ``concurrency/override`` (``limit``) and ``reset`` (None): a task
+    queue's limit is its task's own concurrency limit (``task/<id>``), whose ``total``
+    they change; a named queue has no limit of its own here (400 saying where limits live)."""
+    queue = find_queue(session, environment_id, value, kind)
+    own = _task_limit(session, environment_id, queue)
+    if own is None:
+        raise InvalidInput(
+            f"queue {queue.name!r} has no concurrency limit of its own: limits are declared "
+            "with @task(concurrency=...) or concurrency_limit(...) and changed with "
+            "/api/v1/concurrency-limits"
+        )
+    if limit is None:
+        limits.reset(session, environment_id, own.name)
+    else:
+        limits.override(session, environment_id, own.name, total=limit)
+    session.expire(own)
+    return retrieve(session, environment_id, queue)
+
+
+def waiting_reason(session: Session, run: Any) -> str | None:
+    """Why a queued run has not started, in words a person reads on its page and row
+    ("3 of 3 running under limit `openai`", "queue `emails` paused", "no worker version
+    declares queue `x`"); None when nothing holds it back."""
+    if run.status not in ("QUEUED", "RETRYING"):
+        return None
+    name = run.queue or f"task/{run.task_identifier}"
+    if run.admission == "paused":
+        return f"queue `{name}` paused"
+    if run.admission == "backoff":
+        return "retry backoff, then a concurrency slot"
+    if run.admission == "waiting":
+        rows = session.execute(text(
+            """
+            SELECT l.name, l.paused, l.running, coalesce(l.total_override, l.total_base),
+                   k.key, k.running, k.cap
+            FROM admission_line a JOIN concurrency_limits l ON l.id = a.limit_id
+            JOIN concurrency_keys k ON k.limit_id = a.limit_id AND k.key = a.key
+            WHERE a.run_id = :run_id ORDER BY l.name
+            """
+        ), {"run_id": run.id}).all()
+        reasons = []
+        for limit, paused, running, total, key, key_running, cap in rows:
+            if paused:
+                reasons.append(f"limit `{limit}` paused")
+            elif total is not None and running >= total:
+                reasons.append(f"{running} of {total} running under limit `{limit}`")
+            elif cap is not None and key_running >= cap:
+                who = f"key `{key}`" if key else "runs without a key"
+                reasons.append(f"{key_running} of {cap} running for {who} under limit `{limit}`")
+        return "; ".join(reasons) or "waiting for a concurrency slot"
+    if run.queue and not limits.queue_declared(session, run.environment_id, run.queue):
+        return (f"no worker version declares queue `{run.queue}`: only a worker started "
+                f"with --queues {run.queue} runs it")
+    return None
