@@ -2,8 +2,9 @@
 
 Reading at scrape time (rather than keeping counters in step with every write) makes the
 numbers the stores' own truth, the same on every api replica, and free between scrapes:
-one grouped query over ``runs``, one over pending ``commands`` (a partial index), and one
-Redis pipeline of ``LLEN``. A store that does not answer is reported by
+one grouped query over ``runs``, one over pending ``commands`` (a partial index), one per
+concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
+and one Redis pipeline of ``LLEN``. A store that does not answer is reported by
 ``reprise_store_up{store=…} 0`` instead of failing the whole scrape.
 """
 
@@ -54,6 +55,8 @@ class StoreCollector(Collector):
         with session_factory()() as session:
             runs = repository.count_runs(session)
             pending = repository.pending_commands(session)
+            flow_limits = repository.flow_limits(session)
+            flow_queues = repository.flow_queues(session)
         by_status = GaugeMetricFamily(
             "reprise_runs",
             "Runs by project, environment, task and internal status (read from Postgres).",
@@ -76,7 +79,12 @@ class StoreCollector(Collector):
             found = seen.get(kind)
             counts.add_metric([kind], found.count if found else 0)
             lag.add_metric([kind], found.oldest_age_seconds if found else 0.0)
-        return iter((by_status, counts, lag))
+        yield by_status
+        yield counts
+        yield lag
+        yield from _flow_gauges("reprise_concurrency_limit", "concurrency limit", "limit",
+                                flow_limits)
+        yield from _flow_gauges("reprise_run_queue", "run queue", "queue", flow_queues)
 
     def _from_redis(self) -> Iterator[Metric]:
         settings = get_settings()
@@ -97,6 +105,36 @@ class StoreCollector(Collector):
         )
         held.add_metric([], unacked)
         return iter((queues, held))
+
+
+def _flow_gauges(prefix: str, what: str, label: str, rows: list[repository.FlowGauge]
+                 ) -> Iterator[Metric]:
+    """The five gauges of each concurrency limit or run queue, labelled by project,
+    environment and its name: never by concurrency key (unbounded), nor by run."""
+    labels = ["project", "environment", label]
+    running = GaugeMetricFamily(f"{prefix}_running",
+                                f"Runs holding a slot of each {what} (claimed or executing).",
+                                labels=labels)
+    queued = GaugeMetricFamily(f"{prefix}_queued", f"Runs waiting in each {what}.",
+                               labels=labels)
+    bound = GaugeMetricFamily(
+        f"{prefix}_bound",
+        f"The total bound in force of each {what} (its override, else its declared bound); "
+        "absent for an unbounded one.", labels=labels)
+    paused = GaugeMetricFamily(f"{prefix}_paused", f"1 while the {what} is paused, else 0.",
+                               labels=labels)
+    oldest = GaugeMetricFamily(
+        f"{prefix}_oldest_wait_seconds",
+        f"Age of the oldest run waiting in each {what} (0 when none waits).", labels=labels)
+    for row in rows:
+        values = [row.project, row.environment, row.name]
+        running.add_metric(values, row.running)
+        queued.add_metric(values, row.queued)
+        if row.bound is not None:
+            bound.add_metric(values, row.bound)
+        paused.add_metric(values, 1.0 if row.paused else 0.0)
+        oldest.add_metric(values, row.oldest_wait_seconds)
+    return iter((running, queued, bound, paused, oldest))
 
 
 STORE_REGISTRY = CollectorRegistry(auto_describe=False)

@@ -13,6 +13,8 @@ from reprise_server.shared.commands import repository as commands_repo
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import RunNotFound
+from reprise_server.shared.flow import queues as flow_queues
+from reprise_server.shared.flow.queues import waiting_reason
 from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.projects.models import Environment
@@ -31,6 +33,8 @@ class RunPage:
     replayed_from: Run | None
     replays: list[Run]
     environments: dict[str, Environment]
+    # Why the run, QUEUED or RETRYING, has not started (None: nothing holds it back).
+    waiting_reason: str | None = None
 
 
 def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str) -> RunPage:
@@ -48,7 +52,14 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
         source,
         runs_repo.replays_of(session, auth.project_id, run.id),
         envs,
+        waiting_reason(session, run),
     )
+
+
+def waiting_reasons(session: Session, runs: list[Run]) -> dict[str, str]:
+    """Why each held-back run of a runs-list page waits, by run id (batched: see
+    :func:`shared.flow.queues.waiting_reasons`)."""
+    return flow_queues.waiting_reasons(session, runs)
 
 
 def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:

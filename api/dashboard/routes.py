@@ -1,5 +1,6 @@
-"""Sign-in, sign-out, the environment switcher and the vendored assets; the runs and bulk
-pages are in :mod:`api.dashboard.runs` and :mod:`api.dashboard.bulk`."""
+"""Sign-in, sign-out, the environment switcher and the vendored assets; the runs, bulk,
+schedules and queues pages are in :mod:`api.dashboard.runs`, :mod:`api.dashboard.bulk`,
+:mod:`api.dashboard.schedules` and :mod:`api.dashboard.queues`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from reprise_server.api.dashboard import bulk, runs, schedules
+from reprise_server.api.dashboard import bulk, queues, runs, schedules
 from reprise_server.api.dashboard.web import (
     COOKIE,
     HERE,
@@ -34,6 +35,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 router.include_router(runs.router)
 router.include_router(bulk.router)
 router.include_router(schedules.router)
+router.include_router(queues.router)
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 

@@ -24,7 +24,7 @@ from reprise_server.api.deps import DbSession, api_applier
 from reprise_server.shared.commands.errors import ReplayFailed
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.commands.service import accept_replay, accept_reschedule
-from reprise_server.shared.dashboard import read_run_page, run_head
+from reprise_server.shared.dashboard import read_run_page, run_head, waiting_reasons
 from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json, reject_unstorable
@@ -93,6 +93,7 @@ def runs_list(request: Request, session: DbSession) -> Response:
         "signed": signed, "runs": runs, "filters": filters, "statuses": STATUSES, "error": error,
         "next_cursor": next_cursor, "previous_cursor": previous_cursor,
         "active": any(run.status in ACTIVE for run in runs), "now": signed.now,
+        "reasons": waiting_reasons(session, runs),
     }
     if params.get("fragment") == "rows":
         return page("_runs_rows.html", **context)

@@ -55,6 +55,18 @@ def duration(ms: int | None) -> str:
     return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
 
 
+def seconds(value: float | None) -> str:
+    """A wait: ``-`` for none, else seconds, minutes or hours (``4.2 s``, ``3 min 5 s``)."""
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.1f} s"
+    whole = int(value)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
 def status_class(status: Any) -> str:
     value = str(getattr(status, "value", status))
     if value in ("COMPLETED", "APPLIED"):
@@ -74,7 +86,7 @@ TEMPLATES = Environment(
     trim_blocks=True, lstrip_blocks=True,
 )
 TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=duration,
-                         status_class=status_class)
+                         status_class=status_class, seconds=seconds)
 TEMPLATES.globals.update(prefix=PREFIX)
 
 

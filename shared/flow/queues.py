@@ -9,6 +9,7 @@ the rest by the control sweep).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -163,38 +164,77 @@ def legacy_limit(session: Session, environment_id: str, value: str, kind: str,
     return retrieve(session, environment_id, queue)
 
 
+def _line_reason(rows: list[Any]) -> str:
+    reasons = []
+    for limit, paused, running, total, key, key_running, cap in rows:
+        if paused:
+            reasons.append(f"limit `{limit}` paused")
+        elif total is not None and running >= total:
+            reasons.append(f"{running} of {total} running under limit `{limit}`")
+        elif cap is not None and key_running >= cap:
+            who = f"key `{key}`" if key else "runs without a key"
+            reasons.append(f"{key_running} of {cap} running for {who} under limit `{limit}`")
+    return "; ".join(reasons) or "waiting for a concurrency slot"
+
+
+_LINE = """
+    SELECT a.run_id, l.name, l.paused, l.running, coalesce(l.total_override, l.total_base),
+           k.key, k.running, k.cap
+    FROM admission_line a JOIN concurrency_limits l ON l.id = a.limit_id
+    JOIN concurrency_keys k ON k.limit_id = a.limit_id AND k.key = a.key
+    WHERE a.run_id = ANY(:run_ids) ORDER BY a.run_id, l.name
+"""
+
+
+def _undeclared_reason(queue: str) -> str:
+    return (f"no worker version declares queue `{queue}`: only a worker started "
+            f"with --queues {queue} runs it")
+
+
+def _held_reason(run: Any) -> str | None:
+    """The reason read from the run's own row (None: the line or the queues must say)."""
+    if run.admission == "paused":
+        return f"queue `{run.queue or f'task/{run.task_identifier}'}` paused"
+    if run.admission == "backoff":
+        return "retry backoff, then a concurrency slot"
+    return None
+
+
 def waiting_reason(session: Session, run: Any) -> str | None:
     """Why a queued run has not started, in words a person reads on its page and row
     ("3 of 3 running under limit `openai`", "queue `emails` paused", "no worker version
     declares queue `x`"); None when nothing holds it back."""
-    if run.status not in ("QUEUED", "RETRYING"):
-        return None
-    name = run.queue or f"task/{run.task_identifier}"
-    if run.admission == "paused":
-        return f"queue `{name}` paused"
-    if run.admission == "backoff":
-        return "retry backoff, then a concurrency slot"
-    if run.admission == "waiting":
-        rows = session.execute(text(
-            """
-            SELECT l.name, l.paused, l.running, coalesce(l.total_override, l.total_base),
-                   k.key, k.running, k.cap
-            FROM admission_line a JOIN concurrency_limits l ON l.id = a.limit_id
-            JOIN concurrency_keys k ON k.limit_id = a.limit_id AND k.key = a.key
-            WHERE a.run_id = :run_id ORDER BY l.name
-            """
-        ), {"run_id": run.id}).all()
-        reasons = []
-        for limit, paused, running, total, key, key_running, cap in rows:
-            if paused:
-                reasons.append(f"limit `{limit}` paused")
-            elif total is not None and running >= total:
-                reasons.append(f"{running} of {total} running under limit `{limit}`")
-            elif cap is not None and key_running >= cap:
-                who = f"key `{key}`" if key else "runs without a key"
-                reasons.append(f"{key_running} of {cap} running for {who} under limit `{limit}`")
-        return "; ".join(reasons) or "waiting for a concurrency slot"
-    if run.queue and not limits.queue_declared(session, run.environment_id, run.queue):
-        return (f"no worker version declares queue `{run.queue}`: only a worker started "
-                f"with --queues {run.queue} runs it")
-    return None
+    return waiting_reasons(session, [run]).get(run.id)
+
+
+def waiting_reasons(session: Session, runs: Collection[Any]) -> dict[str, str]:
+    """:func:`waiting_reason` of many runs (a page of the runs list) by run id, only for
+    those held back. The row's ``admission`` says which are: at most one query over the
+    admission line (the runs waiting in it) and one over the queues (runs of a named queue
+    not held back by a limit), whatever the number of runs."""
+    reasons: dict[str, str] = {}
+    in_line: list[str] = []
+    named: dict[str, list[Any]] = {}
+    for run in runs:
+        if run.status not in ("QUEUED", "RETRYING"):
+            continue
+        held = _held_reason(run)
+        if held is not None:
+            reasons[run.id] = held
+        elif run.admission == "waiting":
+            in_line.append(run.id)
+        elif run.queue:
+            named.setdefault(run.environment_id, []).append(run)
+    if in_line:
+        rows: dict[str, list[Any]] = {run_id: [] for run_id in in_line}
+        for run_id, *row in session.execute(text(_LINE), {"run_ids": in_line}):
+            rows[run_id].append(row)
+        reasons.update({run_id: _line_reason(found) for run_id, found in rows.items()})
+    for environment_id, waiting in named.items():
+        declared = set(session.scalars(select(Queue.name).where(
+            Queue.environment_id == environment_id,
+            Queue.name.in_({run.queue for run in waiting}),
+        )))
+        reasons.update({run.id: _undeclared_reason(run.queue) for run in waiting
+                        if run.queue not in declared})
+    return reasons
