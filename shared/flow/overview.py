@@ -64,7 +64,7 @@ def queue_waits(session: Session, environment_id: str) -> dict[str, Waits]:
         FROM runs WHERE environment_id = :env AND status = 'QUEUED' AND queued_at IS NOT NULL
         GROUP BY 1
         """
-    ), {"env": environment_id}).tuples().all())
+    ), {"env": environment_id}).all())
     hour = {
         name: (p50, p95, n) for name, p50, p95, n in session.execute(text(
             f"""
@@ -77,7 +77,7 @@ def queue_waits(session: Session, environment_id: str) -> dict[str, Waits]:
                     AND dequeued_at >= now() - interval '{WAIT_WINDOW}') d
             GROUP BY 1
             """
-        ), {"env": environment_id}).tuples()
+        ), {"env": environment_id})
     }
     return {
         name: Waits(_seconds(oldest.get(name)), *(
@@ -100,7 +100,7 @@ def limit_waits(session: Session, environment_id: str, limit_ids: Collection[str
         FROM admission_line a JOIN concurrency_limits l ON l.id = a.limit_id
         WHERE a.limit_id = ANY(:ids) GROUP BY l.name
         """
-    ), {"ids": list(limit_ids)}).tuples().all())
+    ), {"ids": list(limit_ids)}).all())
     hour = {
         name: (p50, p95, n) for name, p50, p95, n in session.execute(text(
             f"""
@@ -116,7 +116,7 @@ def limit_waits(session: Session, environment_id: str, limit_ids: Collection[str
             WHERE held.name = ANY(:names)
             GROUP BY 1
             """
-        ), {"env": environment_id, "names": list(names)}).tuples()
+        ), {"env": environment_id, "names": list(names)})
     }
     return {
         name: Waits(_seconds(oldest.get(name)), *(

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reprise import TaskContext, task
+from reprise import TaskContext, concurrency_limit, task
 
 # Tests coordinate with running tasks through these events (keyed by run id or name),
 # which forces interleavings instead of sleeping and hoping.
@@ -95,3 +95,19 @@ def wait_for_file(payload: Any, ctx: TaskContext) -> Any:
     while not path.exists():
         time.sleep(0.05)
     return {"attempt": ctx.attempt.number}
+
+
+# --- The dashboard's Queues page (tests/api/dashboard/test_queues.py,
+# tests/api/test_dashboard_queues.py): a task holding its own limit and the named limit
+# `dash-shared` (total 1), so a second run waits in the line while the first executes.
+# Its runs wait on the gate named by their payload's "gate" (at most 60 s), so a test
+# decides when the one holding the slot finishes.
+DASH_SHARED = concurrency_limit("dash-shared", total=1)
+
+
+@task(id="dash-limited", max_attempts=1, concurrency=[{"total": 3, "per_key": 2}, DASH_SHARED])
+def dash_limited(payload: Any, ctx: TaskContext) -> Any:
+    name = payload.get("gate") if isinstance(payload, dict) else None
+    if name:
+        gate(str(name)).wait(60)
+    return {"run": ctx.run.id}
