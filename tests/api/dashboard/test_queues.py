@@ -103,7 +103,7 @@ def test_queues_page_numbers_and_its_actions_through_their_dialogs(
     expect(queue.locator("[data-cell=oldest]")).to_have_text(re.compile(r"^\d+\.\d s$"))
     expect(page.locator("tr[data-queue='task/test-echo'] [data-cell=running]")).to_have_text(
         "0 / ∞")
-    screenshot(page, "queues", dark=True)
+    screenshot(page, "queues")
 
     # Pause, confirmed; the limit shows it and the database says so.
     dialog = page.get_by_role("dialog")
