@@ -20,6 +20,7 @@ from reprise_server.shared.projects.models import (
     VersionTask,
     WorkerVersion,
 )
+from reprise_server.shared.runlogs.models import RunLog
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.schedules.models import Schedule
 from reprise_server.shared.sessions.models import DashboardSession, SignInLink
@@ -44,6 +45,7 @@ __all__ = [
     "Project",
     "Queue",
     "Run",
+    "RunLog",
     "Schedule",
     "SignInLink",
     "UsedPublicToken",
