@@ -28,6 +28,7 @@ from reprise_server.shared.flow.schemas import (
     PauseRequest,
     ResetLimitRequest,
 )
+from reprise_server.shared.payloads import reject_unstorable
 
 router = APIRouter(tags=["concurrency limits"], route_class=EdgeRoute)
 
@@ -52,8 +53,7 @@ def _key(value: str) -> str:
     """``?concurrencyKey=``: 1 to 128 characters, as a trigger's."""
     if not 1 <= len(value) <= 128:
         raise BadRequest("concurrencyKey must be 1 to 128 characters")
-    if "\x00" in value:
-        raise BadRequest("concurrencyKey contains a NUL character (U+0000)")
+    reject_unstorable(value, "concurrencyKey")
     return value
 
 

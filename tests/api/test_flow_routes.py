@@ -268,11 +268,16 @@ def test_bad_pause_and_reset_bodies_are_400s_and_write_nothing(
     assert _flow_state(project) == before
 
 
-def test_a_bad_key_query_is_a_400(api: Any, project: ProjectKeys) -> None:
-    for key in ("", "x" * 129):
+def test_a_bad_key_query_is_a_400_and_a_nul_in_a_name_a_404(
+    api: Any, project: ProjectKeys
+) -> None:
+    for key in ("", "x" * 129, "k\u0000"):
         response = api.get(_limit(OWN), params={"concurrencyKey": key}, headers=project.headers())
         assert response.status_code == 400
         assert "concurrencyKey" in response.json()["error"]
+    assert api.get(_limit("a\u0000b"), headers=project.headers()).status_code == 404
+    missing = api.get(_queue("a\u0000b"), params={"type": "custom"}, headers=project.headers())
+    assert missing.status_code == 404
 
 
 @pytest.mark.parametrize(
