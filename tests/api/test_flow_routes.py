@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.support import triggers
-from tests.support.fixtures import ProjectKeys
+from tests.support.fixtures import ProjectKeys, wait_for_status
 
 OWN = "task/test-limited"
 SHARED = "test-shared"
@@ -104,19 +104,31 @@ def test_retrieve_shows_the_limit_and_a_key_view(api: Any, project: ProjectKeys)
 
 
 def test_running_and_queued_count_the_runs_holding_the_limit(
-    api: Any, project: ProjectKeys
+    api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    for _ in range(3):
-        triggers.via_api(api, project, task="test-limited", concurrencyKey="a")
-    triggers.via_api(api, project, task="test-limited", concurrencyKey="b")
+    """Two runs execute (one per key, two in all) and hold until released; the other two
+    wait in the limit's line, then run as slots free."""
+    from tests.support.tasks import gate
 
-    item = api.get(_limit(OWN), headers=project.headers()).json()
-    assert (item["running"], item["queued"]) == (2, 2)
+    hold = {"hold": f"limited-{project.slug}"}
+    ids = [triggers.via_api(api, project, task="test-limited", payload=hold, concurrencyKey=key)
+           for key in ("a", "a", "a", "b")]
+
+    def counts() -> tuple[int, int]:
+        item = api.get(_limit(OWN), headers=project.headers()).json()
+        return item["running"], item["queued"]
+
+    assert counts() == (2, 2)
     key = api.get(_limit(OWN), params={"concurrencyKey": "a"}, headers=project.headers()).json()
     assert key["running"] == 1
-    queue = api.get(_queue("test-limited", ""), params={"type": "task"},
+    queue = api.get(_queue("test-limited"), params={"type": "task"},
                     headers=project.headers()).json()
     assert (queue["name"], queue["queued"] + queue["running"]) == (OWN, 4)
+
+    gate(f"{hold['hold']}:release").set()
+    for run_id in ids:
+        wait_for_status(run_id, "COMPLETED", timeout=30)
+    assert counts() == (0, 0)
 
 
 def test_override_then_reset_the_limit_itself(api: Any, project: ProjectKeys) -> None:
@@ -181,7 +193,9 @@ def test_a_key_override_lasts_its_ttl_and_resets_alone(api: Any, project: Projec
     assert "no override" in again.json()["error"]
 
 
-def test_pause_and_resume_a_limit(api: Any, project: ProjectKeys) -> None:
+def test_pause_and_resume_a_limit(
+    api: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
     paused = api.post(_limit(SHARED, "/pause"), json={"action": "pause"},
                       headers=project.headers())
     assert paused.status_code == 200, paused.text
@@ -197,6 +211,7 @@ def test_pause_and_resume_a_limit(api: Any, project: ProjectKeys) -> None:
                        headers=project.headers())
     assert resumed.json()["paused"] is False
     assert (resumed.json()["queued"], resumed.json()["running"]) == (0, 1)
+    wait_for_status(run_id, "COMPLETED")
 
 
 def test_a_limit_named_like_an_action_is_still_found(api: Any, project: ProjectKeys) -> None:
@@ -370,7 +385,9 @@ def test_retrieve_a_queue_by_id_task_or_name(api: Any, project: ProjectKeys) -> 
     assert (emails.json()["name"], emails.json()["type"]) == ("emails", "custom")
 
 
-def test_pause_and_resume_a_queue(api: Any, project: ProjectKeys) -> None:
+def test_pause_and_resume_a_queue(
+    api: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
     paused = api.post(_queue("test-echo", "/pause"), json={"type": "task", "action": "pause"},
                       headers=project.headers())
     assert paused.status_code == 200, paused.text
@@ -384,6 +401,7 @@ def test_pause_and_resume_a_queue(api: Any, project: ProjectKeys) -> None:
                        headers=project.headers())
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["paused"] is False
+    wait_for_status(run_id, "COMPLETED")
 
 
 def test_a_task_queue_concurrency_override_is_its_task_limit_total(

@@ -123,6 +123,13 @@ SHARED_LIMIT = concurrency_limit("test-shared", total=3)
 
 @task(id="test-limited", max_attempts=1, concurrency={"total": 2, "per_key": 1})
 def limited(payload: Any, ctx: TaskContext) -> Any:
+    """With ``{"hold": name}``, runs until the gate ``<name>:release`` opens (30 s at most)."""
+    hold = payload.get("hold") if isinstance(payload, dict) else None
+    if hold:
+        release = gate(f"{hold}:release")
+        deadline = time.monotonic() + 30
+        while not release.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
     return payload
 
 
