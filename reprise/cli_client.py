@@ -278,10 +278,10 @@ def _bound_cell(bound: ConcurrencyBound) -> str:
 
 def _queue_row(queue: QueueItem) -> tuple[str, ...]:
     return (queue.name, queue.type, str(queue.running), str(queue.queued),
-            _bound(queue.concurrency_limit), "yes" if queue.paused else "no", queue.id)
+            "yes" if queue.paused else "no", queue.id)
 
 
-QUEUE_HEADER = ("NAME", "TYPE", "RUNNING", "QUEUED", "LIMIT", "PAUSED", "ID")
+QUEUE_HEADER = ("NAME", "TYPE", "RUNNING", "QUEUED", "PAUSED", "ID")
 
 
 def _cmd_queues_list(client: Client, args: argparse.Namespace) -> int:

@@ -162,7 +162,10 @@ class QueueItem(ApiModel):
     """A queue of :data:`reprise.queues` (Trigger.dev's ``QueueItem``): a task's own
     (``type="task"``, named ``task/<taskId>``) or a named one (``type="custom"``).
 
-    ``running`` counts its runs dequeued or executing, ``queued`` those waiting."""
+    ``running`` counts its runs dequeued or executing, ``queued`` those waiting. Reprise's
+    queues are V2 (``version``): only lines, their concurrency is a limit's
+    (:data:`reprise.concurrency_limits`); ``concurrency_limit`` and ``concurrency`` are
+    read from a V1 server only."""
 
     id: str
     name: str
@@ -170,6 +173,7 @@ class QueueItem(ApiModel):
     running: int = 0
     queued: int = 0
     paused: bool = False
+    version: str = "V1"
     concurrency_limit: int | None = None
     concurrency: QueueConcurrency | None = None
 

@@ -75,20 +75,18 @@ def pause_queue(auth: Caller, queue: str, body: PauseBody, session: DbSession) -
 
 
 @router.post(PREFIX + "/{queue:path}/concurrency/override",
-             summary="Override a task queue's concurrency (its task's own limit's total)")
+             summary="Refused: a queue has no limit of its own (use concurrency limits)")
 def override_queue_limit(
     auth: Caller, queue: str, body: OverrideBody, session: DbSession
 ) -> JSONResponse:
-    return JSONResponse(queues.legacy_limit(
-        session, auth.environment_id, _queue(queue), body.type, body.concurrency_limit
-    ))
+    queues.legacy_limit(session, auth.environment_id, _queue(queue), body.type)
+    raise AssertionError("unreachable")  # legacy_limit always raises
 
 
 @router.post(PREFIX + "/{queue:path}/concurrency/reset",
-             summary="Reset a task queue's concurrency to its declared value")
+             summary="Refused: a queue has no limit of its own (use concurrency limits)")
 def reset_queue_limit(
     auth: Caller, queue: str, body: ResetBody, session: DbSession
 ) -> JSONResponse:
-    return JSONResponse(queues.legacy_limit(
-        session, auth.environment_id, _queue(queue), body.type, None
-    ))
+    queues.legacy_limit(session, auth.environment_id, _queue(queue), body.type)
+    raise AssertionError("unreachable")  # legacy_limit always raises

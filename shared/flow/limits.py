@@ -152,6 +152,19 @@ def existing_limit_names(
     )))
 
 
+def current_totals(
+    session: Session, environment_id: str, names: Collection[str]
+) -> dict[str, int | None]:
+    """The ``total`` in force of these limits (a task queue's bound is its task's own
+    limit's, ``task/<id>``: the dashboard and the gauges show it beside the queue)."""
+    rows = session.execute(select(
+        ConcurrencyLimit.name,
+        func.coalesce(ConcurrencyLimit.total_override, ConcurrencyLimit.total_base),
+    ).where(ConcurrencyLimit.environment_id == environment_id,
+            ConcurrencyLimit.name.in_(list(names))))
+    return {name: total for name, total in rows}
+
+
 def queue_declared(session: Session, environment_id: str, name: str) -> bool:
     return session.scalar(select(Queue.id).where(
         Queue.environment_id == environment_id, Queue.name == name

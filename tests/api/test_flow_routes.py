@@ -355,8 +355,8 @@ def test_list_queues_in_pages(api: Any, project: ProjectKeys) -> None:
     by_name = {item["name"]: item for item in body["data"]}
     assert by_name["emails"]["type"] == "custom"
     assert by_name["task/test-echo"]["type"] == "task"
-    assert by_name[OWN]["concurrencyLimit"] == 2
-    assert by_name["task/test-echo"]["concurrencyLimit"] is None
+    assert {item["version"] for item in body["data"]} == {"V2"}
+    assert {item["concurrencyLimit"] for item in body["data"]} == {None}
     assert body["pagination"]["count"] == len(body["data"])
     names = [item["name"] for item in body["data"]]
     assert names == sorted(names)
@@ -372,9 +372,7 @@ def test_retrieve_a_queue_by_id_task_or_name(api: Any, project: ProjectKeys) -> 
     assert queue["id"].startswith("queue_")
     assert queue == {
         "id": queue["id"], "name": OWN, "type": "task", "running": 0, "queued": 0,
-        "paused": False, "concurrencyLimit": 2,
-        "concurrency": {"current": 2, "base": 2, "override": None, "overriddenAt": None,
-                        "overriddenBy": None},
+        "paused": False, "concurrencyLimit": None, "version": "V2",
     }
     # The task queue's full name, encoded twice (the SDK), once, or not at all.
     for path in (_queue(OWN), f"{QUEUES}/task%2Ftest-limited", f"{QUEUES}/{OWN}"):
@@ -404,23 +402,23 @@ def test_pause_and_resume_a_queue(
     wait_for_status(run_id, "COMPLETED")
 
 
-def test_a_task_queue_concurrency_override_is_its_task_limit_total(
-    api: Any, project: ProjectKeys
+@pytest.mark.parametrize("queue", ["test-limited", "emails"])
+def test_queue_level_concurrency_calls_are_refused_pointing_at_concurrency_limits(
+    api: Any, project: ProjectKeys, queue: str
 ) -> None:
-    response = api.post(_queue("test-limited", "/concurrency/override"),
-                        json={"type": "task", "concurrencyLimit": 7}, headers=project.headers())
-    assert response.status_code == 200, response.text
-    queue = response.json()
-    assert queue["concurrencyLimit"] == 7
-    assert {k: queue["concurrency"][k] for k in ("current", "base", "override")} == {
-        "current": 7, "base": 2, "override": 7}
-    assert api.get(_limit(OWN), headers=project.headers()).json()["total"]["current"] == 7
-
-    reset = api.post(_queue("test-limited", "/concurrency/reset"), json={"type": "task"},
-                     headers=project.headers())
-    assert reset.status_code == 200, reset.text
-    assert reset.json()["concurrencyLimit"] == 2
-    assert api.get(_limit(OWN), headers=project.headers()).json()["total"]["override"] is None
+    """Queues of this model (V2) are only lines: a limit is changed where it lives."""
+    kind = "task" if queue == "test-limited" else "custom"
+    before = _flow_state(project)
+    for suffix, body in (("/concurrency/override", {"type": kind, "concurrencyLimit": 7}),
+                         ("/concurrency/reset", {"type": kind})):
+        response = api.post(_queue(queue, suffix), json=body, headers=project.headers())
+        assert response.status_code == 400, response.text
+        assert "no concurrency limit of its own" in response.json()["error"]
+        assert "/api/v1/concurrency-limits/" in response.json()["error"]
+    assert _flow_state(project) == before
+    missing = api.post(_queue("no-such-task", "/concurrency/reset"), json={"type": "task"},
+                       headers=project.headers())
+    assert missing.status_code == 404
 
 
 @pytest.mark.parametrize(

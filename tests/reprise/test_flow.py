@@ -35,9 +35,8 @@ def test_the_sdk_lists_retrieves_pauses_and_resumes_queues(client: Client) -> No
     assert {OWN, "task/test-echo", "emails"} <= set(names)
 
     own = client.queues.retrieve(OWN)
-    assert (own.name, own.type, own.concurrency_limit, own.paused) == (OWN, "task", 2, False)
-    assert own.concurrency is not None
-    assert own.concurrency.base == 2
+    assert (own.name, own.type, own.version, own.concurrency_limit, own.paused) == (
+        OWN, "task", "V2", None, False)
     assert client.queues.retrieve("test-limited", type="task") == own
     assert client.queues.retrieve(own.id) == own
     assert client.queues.retrieve("emails").type == "custom"
@@ -127,18 +126,18 @@ def test_cli_queues_list_get_pause_and_resume(
     done = _cli(live_server, project, "queues", "list")
     assert done.returncode == 0, done.stderr
     header = done.stdout.splitlines()[0].split()
-    assert header == ["NAME", "TYPE", "RUNNING", "QUEUED", "LIMIT", "PAUSED", "ID"]
+    assert header == ["NAME", "TYPE", "RUNNING", "QUEUED", "PAUSED", "ID"]
     rows = _table(done.stdout)
-    assert rows[OWN][:6] == [OWN, "task", "0", "0", "2", "no"]
-    assert rows["emails"][:6] == ["emails", "custom", "0", "0", "-", "no"]
-    assert rows[OWN][6].startswith("queue_")
+    assert rows[OWN][:5] == [OWN, "task", "0", "0", "no"]
+    assert rows["emails"][:5] == ["emails", "custom", "0", "0", "no"]
+    assert rows[OWN][5].startswith("queue_")
 
     done = _cli(live_server, project, "queues", "pause", "test-limited", "--type", "task")
     assert (done.returncode, done.stdout) == (0, f"queue {OWN} paused\n"), done.stderr
     done = _cli(live_server, project, "queues", "get", OWN)
     assert done.returncode == 0, done.stderr
     assert "paused:    yes" in done.stdout
-    assert "limit:     2" in done.stdout
+    assert "limit:" not in done.stdout  # V2 queues carry no limit of their own
     done = _cli(live_server, project, "queues", "resume", OWN)
     assert done.stdout == f"queue {OWN} resumed\n"
     done = _cli(live_server, project, "queues", "get", "emails", "--json")
