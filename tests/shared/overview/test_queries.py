@@ -112,7 +112,8 @@ def test_failures_group_by_task_error_type_and_message_fingerprint(
     assert group_ids(project, timeouts, data) == {*worker_runs, crashed}
     # The worker's error carries the traceback the page shows as the sample.
     worker_group = by_key[("ov-raise", "ValueError")]
-    assert worker_group.count == 1 and worker_group.sample_run_id == other_type
+    assert worker_group.count == 1
+    assert worker_group.sample_run_id == other_type
     assert worker_group.sample_stack.startswith("Traceback")
     assert "in ov_raise" in worker_group.sample_stack
     assert by_key[("test-echo", "TimeoutError")].count == 3
@@ -151,12 +152,14 @@ def test_ignoring_a_group_hides_it_in_its_environment_until_unignored(
     hidden = overview(project)
     assert hidden.groups == []
     assert [g.fingerprint for g in hidden.ignored] == [group.fingerprint]
-    assert hidden.ignored[0].ignored and hidden.ignored[0].count == 1
+    assert hidden.ignored[0].ignored
+    assert hidden.ignored[0].count == 1
     assert [g.fingerprint for g in overview(project, env="prod").groups] == [group.fingerprint]
     # An ignored group with no failure in the window is still listed, to unignore.
     set_times(hidden.ignored[0].sample_run_id, created_at=-7200)
     elsewhere = overview(project)
-    assert elsewhere.ignored == [] and [
+    assert elsewhere.ignored == []
+    assert [
         (r.task_identifier, r.fingerprint, r.message) for r in elsewhere.ignored_elsewhere
     ] == [("test-echo", group.fingerprint, "missing '<str>'")]
     set_times(hidden.ignored[0].sample_run_id, created_at=-60)
@@ -165,7 +168,8 @@ def test_ignoring_a_group_hides_it_in_its_environment_until_unignored(
                                group.fingerprint)
     restored = overview(project)
     assert [g.fingerprint for g in restored.groups] == [group.fingerprint]
-    assert restored.ignored == [] and restored.ignored_elsewhere == []
+    assert restored.ignored == []
+    assert restored.ignored_elsewhere == []
 
 
 def test_chart_numbers_runs_by_status_waits_durations_and_failure_rates(
@@ -194,9 +198,12 @@ def test_chart_numbers_runs_by_status_waits_durations_and_failure_rates(
     stats = {t.task: t for t in data.tasks}
     echo = stats["test-echo"]
     assert (echo.runs, echo.finished, echo.failed, echo.failure_rate) == (6, 5, 0, 0.0)
-    assert echo.wait_p50 is not None and abs(echo.wait_p50 - 2.5) < 0.01
-    assert echo.wait_p95 is not None and abs(echo.wait_p95 - 3.85) < 0.01
-    assert echo.duration_p50 is not None and echo.duration_p95 is not None
+    assert echo.wait_p50 is not None
+    assert abs(echo.wait_p50 - 2.5) < 0.01
+    assert echo.wait_p95 is not None
+    assert abs(echo.wait_p95 - 3.85) < 0.01
+    assert echo.duration_p50 is not None
+    assert echo.duration_p95 is not None
     assert echo.duration_p50 <= echo.duration_p95
     raised = stats["ov-raise"]
     assert (raised.runs, raised.finished, raised.failed, raised.failure_rate) == (1, 1, 1, 1.0)

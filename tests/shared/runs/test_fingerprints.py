@@ -44,7 +44,8 @@ def test_normalise(message: str, expected: str) -> None:
 def test_messages_differing_only_in_values_share_a_fingerprint() -> None:
     first = fingerprint("TimeoutError", "Timeout after 30s for user 123 'bob'")
     assert first == fingerprint("TimeoutError", "Timeout after 45s for user 9 'al'")
-    assert len(first) == 16 and int(first, 16) >= 0
+    assert len(first) == 16
+    assert int(first, 16) >= 0
     # Another error type, or another message, is another group.
     assert first != fingerprint("ValueError", "Timeout after 30s for user 123 'bob'")
     assert first != fingerprint("TimeoutError", "Timeout after 30s for group 1 'x'")
