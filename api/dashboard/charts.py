@@ -17,7 +17,10 @@ from markupsafe import Markup, escape
 
 from reprise_server.shared.overview.queries import CATEGORIES, Bucket, Window
 
-WIDTH = 720
+# The viewBox's width is about the width the chart is shown at, so its text stays ~11px:
+# full width of the page's main column, or half of it in a two-column grid.
+WIDTH = 1180
+HALF_WIDTH = 560
 HEIGHT = 200
 LEFT, RIGHT, TOP, BOTTOM = 40, 8, 10, 22
 
@@ -84,19 +87,19 @@ class Row:
     bars: Sequence[Bar]
 
 
-def bars_chart(rows: Sequence[Row], name: str, label: str,
+def bars_chart(rows: Sequence[Row], name: str, label: str, *, width: int = WIDTH,
                scale: Callable[[float], float] | None = None) -> Markup:
     """Horizontal bars, one group per row (a task), each bar labelled with its value."""
-    bar_h, row_gap, label_w, text_w = 12, 10, 190, 90
+    bar_h, row_gap, label_w, text_w = 12, 10, 170, 110
     per_row = max((len(r.bars) for r in rows), default=1) * bar_h + row_gap
     height = max(len(rows), 1) * per_row + 6
     values = [b.value for r in rows for b in r.bars if b.value is not None]
     peak = (scale or (lambda v: v))(max(values, default=0.0)) or 1.0
-    plot_w = WIDTH - label_w - text_w
-    parts = [(f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+    plot_w = width - label_w - text_w
+    parts = [(f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{escape(label)}" data-chart="{escape(name)}">')]
     if not rows:
-        parts.append(f'<text class="tick" x="{WIDTH / 2}" y="14" text-anchor="middle">'
+        parts.append(f'<text class="tick" x="{width / 2}" y="14" text-anchor="middle">'
                      'No runs in this window</text>')
     for r, row in enumerate(rows):
         top = 3 + r * per_row

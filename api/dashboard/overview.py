@@ -12,14 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from reprise_server.api.dashboard import bulk
-from reprise_server.api.dashboard.charts import Bar, Row, bars_chart, runs_chart
+from reprise_server.api.dashboard.charts import HALF_WIDTH, Bar, Row, bars_chart, runs_chart
 from reprise_server.api.dashboard.web import (
     PREFIX,
     Form,
     checked_form,
     duration,
     page,
-    seconds,
     signed_in,
     to_sign_in,
 )
@@ -54,13 +53,13 @@ def overview_page(request: Request, session: DbSession) -> Response:
     charts = {
         "runs": runs_chart(data.buckets, window, f"Runs per {_bucket_words(window)} by status"),
         "wait": bars_chart(
-            [Row(t.task, [Bar("p50", t.wait_p50, seconds(t.wait_p50)),
-                          Bar("p95", t.wait_p95, seconds(t.wait_p95))]) for t in tasks],
-            "wait", "Queue wait per task, p50 and p95"),
+            [Row(t.task, [Bar("p50", t.wait_p50, _wait(t.wait_p50)),
+                          Bar("p95", t.wait_p95, _wait(t.wait_p95))]) for t in tasks],
+            "wait", "Queue wait per task, p50 and p95", width=HALF_WIDTH),
         "duration": bars_chart(
             [Row(t.task, [Bar("p50", t.duration_p50, _ms(t.duration_p50)),
                           Bar("p95", t.duration_p95, _ms(t.duration_p95))]) for t in tasks],
-            "duration", "Duration per task, p50 and p95"),
+            "duration", "Duration per task, p50 and p95", width=HALF_WIDTH),
         "failures": bars_chart(
             [Row(t.task, [Bar("failed", t.failure_rate, _rate(t.failed, t.finished))])
              for t in tasks],
@@ -73,7 +72,7 @@ def overview_page(request: Request, session: DbSession) -> Response:
 
     def replay_url(group: ErrorGroup) -> str:
         return (f"{PREFIX}/overview/replay?"
-                f"{urlencode({**_group_params(group, data), 'env': env})}")
+                f"{urlencode({**_group_params(group, data), 'kind': group.name, 'env': env})}")
 
     return page("overview.html", signed=signed, overview=data, window=window,
                 windows=WINDOWS.values(), charts=charts, totals=totals, now=signed.now,
@@ -85,6 +84,11 @@ def _bucket_words(window: queries.Window) -> str:
     minutes = int(window.bucket.total_seconds() // 60)
     return "minute" if minutes == 1 else f"{minutes} minutes" if minutes < 60 else \
         f"{minutes // 60} hours"
+
+
+def _wait(value: float | None) -> str:
+    """A wait in seconds, shown as a duration (milliseconds under a second)."""
+    return duration(round(value * 1000)) if value is not None else "-"
 
 
 def _ms(value: float | None) -> str:
@@ -112,7 +116,8 @@ def replay_group(request: Request, session: DbSession) -> Response:
                     message="The group's window (from, to) must be date-times")
     group = queries.group_filter(task, fingerprint, since, until)
     ids = queries.group_run_ids(session, signed.auth.environment_id, group, MAX_RUN_IDS + 1)
-    name = f"Replay {task} errors {fingerprint}"
+    kind = params.get("kind") or "errors"
+    name = f"Replay {task} {kind} ({fingerprint})"[:255]
     if len(ids) <= MAX_RUN_IDS:
         return bulk.new_page(request, session, signed, {"action": "replay", "name": name}, ids)
     query = {key: params[key] for key in ("task", "status", "error", "from", "to")

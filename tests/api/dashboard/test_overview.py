@@ -95,9 +95,9 @@ def test_overview_charts_window_error_group_runs_ignore_and_replay(
         "Timeout after <n>s for user <n> '<str>'")
     expect(_group(page, "ov-raise", "ValueError").locator("[data-cell=count]")).to_have_text(
         "1 run")
+    screenshot(page, "overview", dark=True)
     group.get_by_text("Sample traceback").click()
     expect(group.locator("pre")).to_contain_text("TimeoutError")
-    screenshot(page, "overview", dark=True)
 
     # The window switch: the day reaches the older failure.
     page.get_by_role("link", name="Last day").click()
