@@ -37,6 +37,10 @@ def _replayed_from(run_ids: list[str]) -> list[str]:
         ), {"ids": run_ids}))
 
 
+def group_fingerprint(group: Any) -> str:
+    return str(group.get_attribute("data-group"))
+
+
 def _group(page: Any, task: str, name: str, where: str = "section.groups") -> Any:
     return page.locator(where).get_by_role("article", name=f"Error group {task} {name}")
 
@@ -108,11 +112,19 @@ def test_overview_charts_window_error_group_runs_ignore_and_replay(
     expect(group.locator("[data-cell=count]")).to_have_text("2 runs")
 
     # The group's link: the runs list showing exactly its runs.
+    fingerprint = group_fingerprint(group)
     group.get_by_role("link", name="View 2 runs").click()
     page.wait_for_url("**/dashboard/runs?**")
     rows = page.locator("tbody#runs-rows tr[data-run]")
     expect(rows).to_have_count(2)
     assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.run)")) == sorted(group_runs)
+    expect(page.locator("[data-error-group]")).to_contain_text(fingerprint)
+    expect(page.get_by_label("Status")).to_have_value("CRASHED,FAILED,SYSTEM_FAILURE,TIMED_OUT")
+    # Applying the form again keeps the group's filter.
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(2)
+    assert f"error={fingerprint}" in page.url
+    page.go_back()
     page.go_back()
 
     # Ignore hides the group; it is listed among the ignored, and Unignore restores it.
