@@ -10,18 +10,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from sqlalchemy import text
 
 from reprise_server.api.dashboard import overview
 from reprise_server.shared.db import transaction
 from reprise_server.shared.overview.models import IgnoredErrorGroup
 from reprise_server.shared.runs.fingerprints import fingerprint
 from tests.api.test_dashboard_queues import csrf, sign_in
-from tests.support.fixtures import ProjectKeys
+from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.overview import fail_in_db, set_times
 
 
 def test_a_group_over_the_id_limit_is_replayed_by_the_filter_selecting_exactly_it(
-    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch, celery_worker: Any
 ) -> None:
     monkeypatch.setattr(overview, "MAX_RUN_IDS", 2)
     group = [fail_in_db(project, "test-echo", "TimeoutError", f"Timeout after {n}s")
@@ -54,9 +55,15 @@ def test_a_group_over_the_id_limit_is_replayed_by_the_filter_selecting_exactly_i
     assert body["counts"]["total"] == 3
     assert body["selection"]["errorFingerprint"] == expected
     assert body["selection"]["taskIdentifiers"] == ["test-echo"]
-    assert len(group) == 3
-    # Nobody here works through it: stopped before its first batch.
-    api.post(f"/api/v1/bulk-actions/{bulk_id}/abort", headers=project.headers())
+    # The worker works through it: exactly the group's runs are replayed.
+    wait_for(lambda: api.get(f"/api/v1/bulk-actions/{bulk_id}",
+                             headers=project.headers()).json()["status"] == "COMPLETED" or None,
+             what="the bulk replay completed", timeout=30)
+    with transaction() as session:
+        replayed = session.scalars(text(
+            "SELECT replayed_from FROM runs WHERE environment_id = :env AND replayed_from "
+            "IS NOT NULL"), {"env": project.environment_ids["dev"]}).all()
+    assert sorted(replayed) == sorted(group)
 
 
 def test_the_page_needs_a_session_and_ignore_its_csrf_token(
