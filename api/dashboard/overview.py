@@ -6,6 +6,7 @@ them, and ignore / unignore."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -32,6 +33,15 @@ from reprise_server.shared.overview.queries import CATEGORIES, FAILURES, WINDOWS
 router = APIRouter()
 
 FAILURE_WORDS = ",".join(sorted(s.value for s in FAILURES))
+FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def _group_refusal(task: str, fingerprint: str) -> str | None:
+    if not task or len(task) > 128:
+        return "Name the group's task"
+    if not FINGERPRINT.fullmatch(fingerprint):
+        return "A group's fingerprint is 16 hex digits"
+    return None
 
 
 def _group_params(group: ErrorGroup, overview: queries.Overview) -> dict[str, str]:
@@ -108,6 +118,9 @@ def replay_group(request: Request, session: DbSession) -> Response:
     if signed is None:
         return to_sign_in(request)
     task, fingerprint = params.get("task", ""), params.get("error", "")
+    refusal = _group_refusal(task, fingerprint)
+    if refusal:
+        return page("message.html", 400, signed=signed, title="Not a group", message=refusal)
     try:
         since, until = parse_datetime(params.get("from", "")), parse_datetime(
             params.get("to", ""))
@@ -136,8 +149,12 @@ def ignore(request: Request, session: DbSession, form: Form) -> Response:
     signed = checked_form(request, session, form)
     if isinstance(signed, Response):
         return signed
-    queries.ignore_group(session, signed.auth.environment_id, form.get("task", ""),
-                         form.get("error", ""), form.get("name", ""), form.get("message", ""))
+    task, fingerprint = form.get("task", ""), form.get("error", "")
+    refusal = _group_refusal(task, fingerprint)
+    if refusal:
+        return page("message.html", 400, signed=signed, title="Not ignored", message=refusal)
+    queries.ignore_group(session, signed.auth.environment_id, task, fingerprint,
+                         form.get("name", ""), form.get("message", ""))
     return _back(form, signed.auth.environment_slug)
 
 

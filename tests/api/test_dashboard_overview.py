@@ -66,7 +66,7 @@ def test_a_group_over_the_id_limit_is_replayed_by_the_filter_selecting_exactly_i
     assert sorted(replayed) == sorted(group)
 
 
-def test_the_page_needs_a_session_and_ignore_its_csrf_token(
+def test_the_page_needs_a_session_ignore_its_csrf_token_and_a_group_its_fingerprint(
     api: Any, project: ProjectKeys
 ) -> None:
     assert api.get("/dashboard/overview?env=dev", follow_redirects=False).status_code == 303
@@ -80,6 +80,13 @@ def test_the_page_needs_a_session_and_ignore_its_csrf_token(
         "csrf_token": "wrong", "env": "dev", "task": "test-echo",
         "error": fingerprint("KeyError", "missing 'a'"), "name": "KeyError", "message": "m"})
     assert refused.status_code == 403
+    token = csrf(api.get("/dashboard/overview?env=dev").text)
+    for task, error in (("", "0123456789abcdef"), ("test-echo", "not-a-fingerprint")):
+        bad = api.post("/dashboard/overview/ignore", data={
+            "csrf_token": token, "env": "dev", "task": task, "error": error})
+        assert bad.status_code == 400
+        assert api.get(f"/dashboard/overview/replay?env=dev&task={task}&error={error}"
+                       "&from=2026-01-01&to=2026-01-02").status_code == 400
     with transaction() as session:
         assert session.query(IgnoredErrorGroup).filter_by(
             environment_id=project.environment_ids["dev"]).count() == 0
