@@ -14,7 +14,7 @@ bulk replay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,12 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.overview.models import IgnoredErrorGroup
 from reprise_server.shared.runs import filters
 from reprise_server.shared.runs.filters import RunFilter
-from reprise_server.shared.runs.fingerprints import fingerprint_of, name_sql, normalised_sql
+from reprise_server.shared.runs.fingerprints import (
+    fingerprint_of,
+    message_sql,
+    name_sql,
+    normalised_text_sql,
+)
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
 
@@ -196,27 +201,38 @@ def error_groups(session: Session, environment_id: str, since: datetime, until: 
                  ) -> list[ErrorGroup]:
     """The window's failures grouped by task and error fingerprint, most runs first, each
     with its newest run as the sample."""
-    failed = (
+    # First by the message as written (failures of one bug often repeat it word for
+    # word), so the normalising regular expressions run once per distinct message.
+    raw = message_sql(Run.error).label("raw")
+    name = name_sql(Run.error).label("name")
+    seen = func.coalesce(Run.finished_at, Run.updated_at)
+    exact = (
         select(
-            Run.id, Run.task_identifier, Run.created_at,
-            func.coalesce(Run.finished_at, Run.updated_at).label("seen"),
-            name_sql(Run.error).label("name"),
-            normalised_sql(Run.error).label("message"),
+            Run.task_identifier, name, raw, func.count().label("n"),
+            func.min(seen).label("first"), func.max(seen).label("last"),
+            func.max(Run.created_at).label("newest_at"),
+            func.array_agg(aggregate_order_by(Run.id, Run.created_at.desc()))[1].label(
+                "newest"),
         )
         .where(Run.environment_id == environment_id, Run.status.in_(list(FAILURES)),
                Run.created_at >= since, Run.created_at <= until)
+        .group_by(Run.task_identifier, name, raw)
         .subquery()
     )
-    fingerprint = fingerprint_of(failed.c.name, failed.c.message).label("fingerprint")
-    count = func.count().label("n")
-    last = func.max(failed.c.seen).label("last")
+    normalised = (
+        select(exact, normalised_text_sql(exact.c.raw).label("message")).subquery()
+    )
+    n = normalised.c
+    fingerprint = fingerprint_of(n.name, n.message).label("fingerprint")
+    count = func.sum(n.n).label("count")
+    last = func.max(n["last"]).label("last_seen")
     rows = session.execute(
         select(
-            failed.c.task_identifier, failed.c.name, fingerprint, func.min(failed.c.message),
-            count, func.min(failed.c.seen), last,
-            func.array_agg(aggregate_order_by(failed.c.id, failed.c.created_at.desc()))[1],
+            n.task_identifier, n.name, fingerprint, func.min(n.message), count,
+            func.min(n["first"]), last,
+            func.array_agg(aggregate_order_by(n.newest, n.newest_at.desc()))[1],
         )
-        .group_by(failed.c.task_identifier, failed.c.name, fingerprint)
+        .group_by(n.task_identifier, n.name, fingerprint)
         .order_by(count.desc(), last.desc())
         .limit(GROUP_LIMIT)
     ).all()
@@ -247,7 +263,7 @@ def read_overview(session: Session, environment_id: str, window: Window, until: 
     for group in error_groups(session, environment_id, since, until):
         key = (group.task, group.fingerprint)
         if key in ignored:
-            hidden.append(ErrorGroup(**{**group.__dict__, "ignored": True}))
+            hidden.append(replace(group, ignored=True))
             ignored.pop(key)
         else:
             groups.append(group)

@@ -62,10 +62,19 @@ def fingerprint(name: str | None, message: str | None) -> str:
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
+def message_sql(error: Any) -> ColumnElement[str]:
+    """The part of a JSONB error column's ``message`` the fingerprint reads."""
+    return func.left(func.coalesce(error["message"].astext, ""), MESSAGE_CHARS)
+
+
 def normalised_sql(error: Any) -> ColumnElement[str]:
     """:func:`normalise` in SQL, of a JSONB error column's ``message``."""
-    text: ColumnElement[str] = func.left(func.coalesce(error["message"].astext, ""),
-                                         MESSAGE_CHARS)
+    return normalised_text_sql(message_sql(error))
+
+
+def normalised_text_sql(message: ColumnElement[str]) -> ColumnElement[str]:
+    """:func:`normalise` in SQL, of a message already cut by :func:`message_sql`."""
+    text = message
     for pattern, replacement in RULES:
         text = func.regexp_replace(text, literal(pattern), literal(replacement), literal("g"))
     return text
