@@ -26,12 +26,14 @@ CASES = [
     ("job 550E8400-E29B-41D4-A716-446655440000 lost", "job <uuid> lost"),
     ("bad pointer 0xDEADbeef", "bad pointer <hex>"),
     ("run run_cm3x9a2bq failed", "run <id> failed"),
+    ("user run_abc100000x9 and run_abc5x9", "user <id> and <id>"),
     ("object 5f2b8c1d9e4a missing", "object <id> missing"),
     ("order order-2024-xk9 refused", "order <id> refused"),
     ("took 3.25 s, limit 2", "took <n> s, limit <n>"),
     ("user123 and sha256", "user<n> and sha<n>"),  # short tokens keep their letters
     ("deadline exceeded", "deadline exceeded"),  # words without digits stay
     ("a  b\n\tc", "a b c"),
+    ("one\ntwo three\r\n four\t5", "one two three four <n>"),
     ("", ""),
 ]
 
