@@ -63,11 +63,12 @@ def list_filter(params: dict[str, str]) -> RunFilter:
         replays_only=params.get("replays") == "1",
         bulk_action_id=params.get("bulk"),
         schedule_id=params.get("schedule"),
+        error_fingerprint=params.get("error"),
     )
 
 
 FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk",
-               "schedule")
+               "schedule", "error")
 
 
 @router.get("/runs")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.fingerprints import fingerprint_sql
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
@@ -68,6 +69,8 @@ class RunFilter:
     replays_only: bool = False
     run_ids: tuple[str, ...] = ()
     bulk_action_id: str | None = None
+    # The fingerprint of the run's error (:mod:`shared.runs.fingerprints`): an error group.
+    error_fingerprint: str | None = None
 
     @classmethod
     def build(
@@ -87,6 +90,7 @@ class RunFilter:
         schedule_id: str | None = None,
         bulk_action_id: str | None = None,
         replays_only: bool | None = None,
+        error_fingerprint: str | None = None,
     ) -> RunFilter:
         """A wire filter's values as a filter; raises :class:`InvalidFilter`.
 
@@ -109,6 +113,7 @@ class RunFilter:
             schedule_id=schedule_id or None,
             bulk_action_id=bulk_action_id or None,
             replays_only=bool(replays_only),
+            error_fingerprint=(error_fingerprint or "").strip().lower() or None,
         )
 
 
@@ -226,6 +231,8 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
                 _BULK_ITEMS.c.bulk_action_id == f.bulk_action_id
             )
         ))
+    if f.error_fingerprint is not None:
+        query = query.where(fingerprint_sql(Run.error) == f.error_fingerprint)
     return query
 
 

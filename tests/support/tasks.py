@@ -136,3 +136,18 @@ def limited(payload: Any, ctx: TaskContext) -> Any:
 @task(id="test-limited-shared", max_attempts=1, concurrency=SHARED_LIMIT, queue="emails")
 def limited_shared(payload: Any, ctx: TaskContext) -> Any:
     return payload
+
+
+# --- The dashboard's Overview page and its error groups (tests/shared/test_overview.py,
+# tests/api/dashboard/test_overview.py): a task that raises the built-in exception named
+# by its payload's "error" (TimeoutError, ValueError or KeyError; ValueError otherwise)
+# with its "message", on its one attempt, so its runs end FAILED with that error.
+OV_ERRORS: dict[str, type[Exception]] = {
+    "TimeoutError": TimeoutError, "ValueError": ValueError, "KeyError": KeyError,
+}
+
+
+@task(id="ov-raise", max_attempts=1)
+def ov_raise(payload: Any, ctx: TaskContext) -> Any:
+    kind = OV_ERRORS.get(str(payload.get("error")), ValueError)
+    raise kind(str(payload.get("message", "")))
