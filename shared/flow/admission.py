@@ -281,7 +281,7 @@ _INSERT_LINE = text(
 _KEYS_ARRIVED = text(
     """
     INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank, cap)
-    SELECT :limit_id, :key, 0, :n,
+    SELECT CAST(:limit_id AS varchar), CAST(:key AS varchar), 0, :n,
            (SELECT min(rank) FROM admission_line a WHERE a.limit_id = :limit_id AND a.key = :key),
            coalesce(l.per_key_override, l.per_key_base)
     FROM concurrency_limits l WHERE l.id = :limit_id
