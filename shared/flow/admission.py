@@ -361,14 +361,18 @@ _EXPIRE_KEY_OVERRIDES = text(
     """
 )
 # Limits with a key that has a waiting run and room, or whose counters may have drifted
-# (a slot held by a run that no longer holds one: never written, but cheap to check).
+# (a slot held by a run that no longer holds one: never written, but cheap to check). A
+# run holds its slots from admission (``admission`` cleared) until it leaves QUEUED,
+# DEQUEUED or EXECUTING — or RETRYING: a retry admitted once its backoff is over holds
+# them in that status until a worker claims it.
 _LIMITS_TO_SWEEP = text(
     """
     SELECT DISTINCT k.limit_id FROM concurrency_keys k
     WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
     UNION
     SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
-    WHERE r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL
+    WHERE r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+       OR r.admission IS NOT NULL
     LIMIT :batch
     """
 )
@@ -378,7 +382,8 @@ _MEND_LIMIT = text(
     WITH stale AS (
         DELETE FROM concurrency_slots s USING runs r
         WHERE s.limit_id = :id AND r.id = s.run_id
-          AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL)
+          AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+               OR r.admission IS NOT NULL)
         RETURNING s.run_id
     ), keys AS (
         UPDATE concurrency_keys k SET
