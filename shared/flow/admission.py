@@ -116,9 +116,12 @@ def _settle(session: Session, pending: _Pending) -> None:
         # A limit a run names but no version declared (yet): unbounded until one does.
         names = {(env, name) for _, env, name, _, _ in entries}
         if names:
-            conn.execute(_ENSURE_LIMITS, [
-                {"id": limit_id(env, name), "env": env, "name": name} for env, name in names
-            ])
+            # In id order, as they are locked below (two settlements creating the same
+            # limits wait for each other's inserts in one order).
+            conn.execute(_ENSURE_LIMITS, sorted(
+                ({"id": limit_id(env, name), "env": env, "name": name} for env, name in names),
+                key=lambda row: row["id"],
+            ))
     limits = sorted(
         {lid for lid, _ in freed} | {lid for lid, _ in left} | pending.fill
         | {limit_id(env, name) for _, env, name, _, _ in entries}
