@@ -5,6 +5,7 @@ check that every counter agrees with the rows it counts."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,34 +18,51 @@ from tests.support.fixtures import ProjectKeys
 
 @dataclass
 class Ledger:
-    """The ``enter``/``exit`` lines of every execution, in the order they happened."""
+    """The ``enter``/``exit`` lines of every execution, in the order they happened, and
+    the ``killed`` lines a test writes once it killed processes (the executions inside
+    them ended there, without an ``exit``)."""
 
     path: Path
 
-    def events(self) -> list[tuple[str, str, int, str]]:
-        """``(event, run id, attempt, key)`` in order."""
+    def events(self) -> list[tuple[str, str, int, str, int]]:
+        """``(event, run id, attempt, key, pid)`` in order."""
         if not self.path.exists():
             return []
         rows = []
         for line in self.path.read_text().splitlines():
-            event, run_id, attempt, key, _pid = line.split()
-            rows.append((event, run_id, int(attempt), "" if key == "-" else key))
+            event, run_id, attempt, key, pid = line.split()
+            rows.append((event, run_id, int(attempt), "" if key == "-" else key, int(pid)))
         return rows
+
+    def killed(self, pids: list[int]) -> None:
+        """Record that the processes ``pids`` are gone (call once they are)."""
+        from tests.support.tasks import flow_ledger
+
+        for pid in pids:
+            flow_ledger(str(self.path), f"killed - 0 - {pid}")
+
+    def _replay(self) -> Iterator[tuple[set[tuple[str, int, int]], dict[tuple[str, int, int], str]]]:
+        inside: set[tuple[str, int, int]] = set()
+        keys: dict[tuple[str, int, int], str] = {}
+        for event, run_id, attempt, key, pid in self.events():
+            if event == "enter":
+                inside.add((run_id, attempt, pid))
+                keys[(run_id, attempt, pid)] = key
+            elif event == "exit":
+                inside.discard((run_id, attempt, pid))
+            else:  # killed
+                inside = {e for e in inside if e[2] != pid}
+            yield inside, keys
 
     def peak(self) -> int:
         """The most executions inside the function at once."""
-        inside = peak = 0
-        for event, *_ in self.events():
-            inside += 1 if event == "enter" else -1
-            peak = max(peak, inside)
-        return peak
+        return max((len(inside) for inside, _ in self._replay()), default=0)
 
     def peak_per_key(self) -> dict[str, int]:
-        inside: Counter[str] = Counter()
         peak: dict[str, int] = {}
-        for event, _run, _attempt, key in self.events():
-            inside[key] += 1 if event == "enter" else -1
-            peak[key] = max(peak.get(key, 0), inside[key])
+        for inside, keys in self._replay():
+            for key, n in Counter(keys[e] for e in inside).items():
+                peak[key] = max(peak.get(key, 0), n)
         return peak
 
     def entered(self) -> list[str]:
@@ -53,10 +71,16 @@ class Ledger:
 
     def inside(self) -> set[str]:
         """Runs inside the function now."""
-        now: Counter[str] = Counter()
-        for event, run_id, *_ in self.events():
-            now[run_id] += 1 if event == "enter" else -1
-        return {run_id for run_id, n in now.items() if n > 0}
+        last: set[tuple[str, int, int]] = set()
+        for inside, _ in self._replay():
+            last = inside
+        return {run_id for run_id, _, _ in last}
+
+    def pids_inside(self) -> set[int]:
+        last: set[tuple[str, int, int]] = set()
+        for inside, _ in self._replay():
+            last = inside
+        return {pid for _, _, pid in last}
 
 
 def limit_id(project: ProjectKeys, name: str, env: str = "dev") -> str:
