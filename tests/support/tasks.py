@@ -104,9 +104,9 @@ def wait_for_file(payload: Any, ctx: TaskContext) -> Any:
 # executions really entered and left, across threads and processes. A test reads from it
 # the most executions ever inside the function at once, overall and per concurrency key.
 
-import fcntl  # noqa: E402
+import fcntl
 
-from reprise import concurrency_limit  # noqa: E402
+from reprise import concurrency_limit
 
 FLOW_SHARED = concurrency_limit("flow-shared", total=2)
 

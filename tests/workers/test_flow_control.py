@@ -33,9 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 @contextmanager
 def workers(prefix: str, *names: str, concurrency: int = 3, own_group: bool = False,
             **env: str) -> Iterator[list[ReproProcess]]:
-    """``reprise worker --pool prefork`` processes serving ``prefix``."""
+    """``reprise worker --pool prefork`` processes serving ``prefix``, stopped together."""
     with ExitStack() as stack:
-        yield [
+        procs = [
             stack.enter_context(reprise_process(
                 "worker", "--pool", "prefork", "--concurrency", str(concurrency),
                 "--hostname", f"{name}-{os.getpid()}@%h",
@@ -43,6 +43,36 @@ def workers(prefix: str, *names: str, concurrency: int = 3, own_group: bool = Fa
             ))
             for name in names
         ]
+        try:
+            yield procs
+        finally:
+            for proc in procs:  # all at once: their warm shutdowns overlap
+                if proc.alive():
+                    proc.signal(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[tuple[str, list[ReproProcess]]]:
+    """Two workers (three slots each) for the module's tests that need no fault of their
+    own, on a queue prefix of the module's: what the tests publish reaches only them."""
+    import redis
+    from celery import Celery
+
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
+
+    settings = get_settings()
+    prefix = f"{settings.queue_prefix}-flow-{secrets.token_hex(3)}"
+    app = broker.configure_celery(
+        Celery("reprise-flow"), settings.model_copy(update={"queue_prefix": prefix})
+    )
+    with pytest.MonkeyPatch.context() as patch, workers(prefix, "a", "b") as procs:
+        patch.setattr(broker, "celery_app", lambda: app)
+        yield prefix, procs
+    client = redis.Redis.from_url(settings.redis_url)
+    leftovers = client.keys(f"{prefix}.*")
+    if leftovers:
+        client.delete(*leftovers)
 
 
 @contextmanager
@@ -78,29 +108,29 @@ def assert_released(*lids: str) -> None:
 
 
 def test_a_limit_of_two_never_runs_three_at_once(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     ledger = flow.Ledger(tmp_path / "ledger")
-    with workers(own_queues, "a", "b") as procs:
-        ids = flow.trigger(project, "flow-two", 6,
-                           payload={"ledger": str(ledger.path), "seconds": 0.5})
-        wait_finished(ids, procs)
+    _, procs = pool
+    ids = flow.trigger(project, "flow-two", 6,
+                       payload={"ledger": str(ledger.path), "seconds": 0.5})
+    wait_finished(ids, procs)
     assert len(ledger.entered()) == 6
     assert ledger.peak() == 2  # six worker slots free: only the limit held them back
     assert_released(flow.limit_id(project, "task/flow-two"))
 
 
 def test_keys_are_separate_pools_under_a_shared_total(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     ledger = flow.Ledger(tmp_path / "ledger")
-    with workers(own_queues, "a", "b") as procs:
-        ids = [
-            run_id for k in range(5) for run_id in flow.trigger(
-                project, "flow-keyed", 2, concurrencyKey=f"k{k}",
-                payload={"ledger": str(ledger.path), "seconds": 0.3, "key": f"k{k}"})
-        ]
-        wait_finished(ids, procs)
+    _, procs = pool
+    ids = [
+        run_id for k in range(5) for run_id in flow.trigger(
+            project, "flow-keyed", 2, concurrencyKey=f"k{k}",
+            payload={"ledger": str(ledger.path), "seconds": 0.3, "key": f"k{k}"})
+    ]
+    wait_finished(ids, procs)
     assert len(ledger.entered()) == 10
     assert ledger.peak() == 3  # the total
     assert set(ledger.peak_per_key().values()) == {1}  # per key
@@ -108,16 +138,16 @@ def test_keys_are_separate_pools_under_a_shared_total(
 
 
 def test_a_named_limit_bounds_the_two_tasks_sharing_it(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     ledger = flow.Ledger(tmp_path / "ledger")
     payload = {"ledger": str(ledger.path), "seconds": 0.3}
-    with workers(own_queues, "a", "b") as procs:
-        ids = []
-        for _ in range(3):
-            ids += flow.trigger(project, "flow-shared-a", 1, payload=payload)
-            ids += flow.trigger(project, "flow-shared-b", 1, payload=payload)
-        wait_finished(ids, procs)
+    _, procs = pool
+    ids = []
+    for _ in range(3):
+        ids += flow.trigger(project, "flow-shared-a", 1, payload=payload)
+        ids += flow.trigger(project, "flow-shared-b", 1, payload=payload)
+    wait_finished(ids, procs)
     assert len(ledger.entered()) == 6
     assert ledger.peak() == 2
     assert_released(flow.limit_id(project, "flow-shared"))
@@ -163,7 +193,7 @@ def test_a_killed_worker_keeps_its_slots_until_recovery_hands_them_on(
 
 
 def test_cancel_timeout_ttl_and_retries_each_free_their_slot(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     """Under a limit of one: a canceled run, a run past its maxDuration, a waiting run
     past its TTL and a run retrying each give their place back, and the next run in line
@@ -173,33 +203,33 @@ def test_cancel_timeout_ttl_and_retries_each_free_their_slot(
     gate = tmp_path / "gate"
     held = {"ledger": str(ledger.path), "hold": str(gate)}
     quick = {"ledger": str(ledger.path), "seconds": 0.05}
-    with workers(own_queues, "a", "b") as procs:
-        [canceled] = flow.trigger(project, "flow-one", 1, payload=held)
-        [timed_out] = flow.trigger(project, "flow-one", 1, payload=held, maxDuration=1)
-        [expiring] = flow.trigger(project, "flow-one", 1, payload=quick, ttl="1h")
-        [retried] = flow.trigger(project, "flow-one", 1, payload={**quick, "failUntil": 2})
-        [last] = flow.trigger(project, "flow-one", 1, payload=quick)
-        wait_for(lambda: ledger.inside() == {canceled}, timeout=30, what="the first running")
-        assert flow.state(lid).waiting == 4
+    _, procs = pool
+    [canceled] = flow.trigger(project, "flow-one", 1, payload=held)
+    [timed_out] = flow.trigger(project, "flow-one", 1, payload=held, maxDuration=1)
+    [expiring] = flow.trigger(project, "flow-one", 1, payload=quick, ttl="1h")
+    [retried] = flow.trigger(project, "flow-one", 1, payload={**quick, "failUntil": 2})
+    [last] = flow.trigger(project, "flow-one", 1, payload=quick)
+    wait_for(lambda: ledger.inside() == {canceled}, timeout=30, what="the first running")
+    assert flow.state(lid).waiting == 4
 
-        with transaction() as session:  # its waiting TTL is over
-            session.execute(update(Run).where(Run.id == expiring).values(
-                ttl_expires_at=func.now() - timedelta(seconds=1)))
-        with transaction() as session:
-            assert expire_stale_runs(session) == 1
-        assert flow.state(lid).waiting == 3
-        flow.assert_consistent(lid)
+    with transaction() as session:  # its waiting TTL is over
+        session.execute(update(Run).where(Run.id == expiring).values(
+            ttl_expires_at=func.now() - timedelta(seconds=1)))
+    with transaction() as session:
+        assert expire_stale_runs(session) == 1
+    assert flow.state(lid).waiting == 3
+    flow.assert_consistent(lid)
 
-        with transaction() as session:
-            cancel_run(session, canceled)
-        # The cancel freed the slot: the next one (maxDuration 1 s) was admitted and runs.
-        wait_for(lambda: timed_out in ledger.inside(), timeout=30, what="the next running")
-        wait_finished([timed_out], procs, status="TIMED_OUT")
-        # The timeout freed it for the retrying run, whose backoff freed it for the last
-        # one; the retry re-entered the line behind it and ran again after it.
-        wait_finished([retried, last], procs)
-        wait_finished([canceled], procs, status="CANCELED")
-        wait_for(lambda: not ledger.inside(), timeout=30, what="every execution to leave")
+    with transaction() as session:
+        cancel_run(session, canceled)
+    # The cancel freed the slot: the next one (maxDuration 1 s) was admitted and runs.
+    wait_for(lambda: timed_out in ledger.inside(), timeout=30, what="the next running")
+    wait_finished([timed_out], procs, status="TIMED_OUT")
+    # The timeout freed it for the retrying run, whose backoff freed it for the last
+    # one; the retry re-entered the line behind it and ran again after it.
+    wait_finished([retried, last], procs)
+    wait_finished([canceled], procs, status="CANCELED")
+    wait_for(lambda: not ledger.inside(), timeout=30, what="every execution to leave")
     order = ledger.entered()
     assert order == [canceled, timed_out, retried, last, retried]
     assert ledger.peak() == 1
@@ -208,56 +238,56 @@ def test_cancel_timeout_ttl_and_retries_each_free_their_slot(
 
 
 def test_higher_priority_runs_start_first(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     ledger = flow.Ledger(tmp_path / "ledger")
     gate = tmp_path / "gate"
     quick = {"ledger": str(ledger.path), "seconds": 0.05}
-    with workers(own_queues, "a", "b") as procs:
-        [first] = flow.trigger(project, "flow-one", 1,
-                               payload={"ledger": str(ledger.path), "hold": str(gate)})
-        wait_for(lambda: ledger.inside() == {first}, timeout=30, what="the first running")
-        by_priority = {p: flow.trigger(project, "flow-one", 1, payload=quick, priority=p)[0]
-                       for p in (0, 30, 10, 3600, 5)}
-        gate.touch()
-        wait_finished([first, *by_priority.values()], procs)
+    _, procs = pool
+    [first] = flow.trigger(project, "flow-one", 1,
+                           payload={"ledger": str(ledger.path), "hold": str(gate)})
+    wait_for(lambda: ledger.inside() == {first}, timeout=30, what="the first running")
+    by_priority = {p: flow.trigger(project, "flow-one", 1, payload=quick, priority=p)[0]
+                   for p in (0, 30, 10, 3600, 5)}
+    gate.touch()
+    wait_finished([first, *by_priority.values()], procs)
     assert ledger.entered() == [first] + [by_priority[p] for p in (3600, 30, 10, 5, 0)]
     assert ledger.peak() == 1
 
 
 def test_pausing_and_resuming_a_queue_and_a_limit_and_widening_it(
-    project: ProjectKeys, own_queues: str, tmp_path: Path
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
 ) -> None:
     env = project.environment_ids["dev"]
     lid = flow.limit_id(project, "task/flow-two")
     ledger = flow.Ledger(tmp_path / "ledger")
     gate = tmp_path / "gate"
     held = {"ledger": str(ledger.path), "hold": str(gate)}
-    with workers(own_queues, "a", "b") as procs:
-        with transaction() as session:
-            queues.set_paused(session, env, "flow-two", "task", True)
-        ids = flow.trigger(project, "flow-two", 6, payload=held)
-        assert {adm for _, adm in flow.admission_of(ids).values()} == {"paused"}
-        with transaction() as session:
-            limits.set_paused(session, env, "task/flow-two", True)
-        with transaction() as session:
-            queues.set_paused(session, env, "flow-two", "task", False)
-        # The queue is open again but the limit is paused: every run waits in line.
-        assert {adm for _, adm in flow.admission_of(ids).values()} == {"waiting"}
-        assert flow.admitted(ids) == []
-        with transaction() as session:
-            limits.set_paused(session, env, "task/flow-two", False)
-        wait_for(lambda: len(ledger.inside()) == 2, timeout=30, what="two running")
-        # Widening admits waiting runs at once: four inside, never more.
-        with transaction() as session:
-            limits.override(session, env, "task/flow-two", total=4)
-        wait_for(lambda: len(ledger.inside()) == 4, timeout=30, what="four running")
-        # Back to two: nothing running is stopped, nothing new starts until below two.
-        with transaction() as session:
-            limits.reset(session, env, "task/flow-two")
-        assert len(flow.admitted(ids)) == 4
-        gate.touch()
-        wait_finished(ids, procs)
+    _, procs = pool
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-two", "task", True)
+    ids = flow.trigger(project, "flow-two", 6, payload=held)
+    assert {adm for _, adm in flow.admission_of(ids).values()} == {"paused"}
+    with transaction() as session:
+        limits.set_paused(session, env, "task/flow-two", True)
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-two", "task", False)
+    # The queue is open again but the limit is paused: every run waits in line.
+    assert {adm for _, adm in flow.admission_of(ids).values()} == {"waiting"}
+    assert flow.admitted(ids) == []
+    with transaction() as session:
+        limits.set_paused(session, env, "task/flow-two", False)
+    wait_for(lambda: len(ledger.inside()) == 2, timeout=30, what="two running")
+    # Widening admits waiting runs at once: four inside, never more.
+    with transaction() as session:
+        limits.override(session, env, "task/flow-two", total=4)
+    wait_for(lambda: len(ledger.inside()) == 4, timeout=30, what="four running")
+    # Back to two: nothing running is stopped, nothing new starts until below two.
+    with transaction() as session:
+        limits.reset(session, env, "task/flow-two")
+    assert len(flow.admitted(ids)) == 4
+    gate.touch()
+    wait_finished(ids, procs)
     assert ledger.peak() == 4
     # After the reset, no run entered while two or more were inside.
     events = ledger.events()

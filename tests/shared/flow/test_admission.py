@@ -25,7 +25,7 @@ from reprise_server.shared.runs.service import cancel_run
 from reprise_server.shared.ttl.service import expire_stale_runs
 from reprise_server.workers import execution
 from tests.support import flow
-from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for
+from tests.support.fixtures import ProjectKeys, lock_waiters, wait_for
 
 pytestmark = pytest.mark.usefixtures("own_queues")
 
