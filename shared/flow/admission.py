@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.admission")
 
@@ -106,7 +107,8 @@ def _settle(session: Session, pending: _Pending) -> None:
     left: Counter[tuple[str, str]] = Counter()
     if pending.released:
         ids = list(pending.released)
-        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": ids}):
+        stale = get_settings().stale_run_seconds
+        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": ids, "stale": stale}):
             freed[(lid, key)] += 1
         for lid, key in conn.execute(_DELETE_LINE, {"ids": ids}):
             left[(lid, key)] += 1
@@ -220,13 +222,16 @@ def sweep(session: Session, batch: int = 100) -> int:
     a waiting run that no settlement filled (one whose last try was skipped). Limits locked
     by someone else are skipped: they are being settled. Returns the runs admitted."""
     conn = session.connection()
+    stale = get_settings().stale_run_seconds
     conn.execute(_EXPIRE_KEY_OVERRIDES)
-    candidates = conn.execute(_LIMITS_TO_SWEEP, {"batch": batch}).scalars().all()
+    candidates = conn.execute(
+        _LIMITS_TO_SWEEP, {"batch": batch, "stale": stale}
+    ).scalars().all()
     admitted: list[tuple[str, str | None]] = []
     for lid in candidates:
         if conn.execute(_TRY_LOCK_LIMIT, {"id": lid}).first() is None:
             continue
-        conn.execute(_MEND_LIMIT, {"id": lid})
+        conn.execute(_MEND_LIMIT, {"id": lid, "stale": stale})
         admitted.extend(_fill(conn, lid, held={lid}))
     if admitted:
         on_commit(session, lambda: broker.dispatch_runs(admitted))
@@ -235,8 +240,19 @@ def sweep(session: Session, batch: int = 100) -> int:
 
 # --- statements ---------------------------------------------------------------------------
 
+# A run canceled while a worker executes it keeps its slots until that worker has stopped
+# its function (and cleared the heartbeat: ``lifecycle.attempt_stopped``), or, the worker
+# gone silent, for the stale window: the bound counts executions, not statuses.
+_STILL_EXECUTING = (
+    "coalesce(r.status = 'CANCELED' AND r.locked_by IS NOT NULL"
+    " AND r.heartbeat_at > now() - make_interval(secs => :stale), false)"
+)
 _DELETE_SLOTS = text(
-    "DELETE FROM concurrency_slots WHERE run_id = ANY(:ids) RETURNING limit_id, key"
+    f"""
+    DELETE FROM concurrency_slots s USING runs r
+    WHERE s.run_id = ANY(:ids) AND r.id = s.run_id AND NOT {_STILL_EXECUTING}
+    RETURNING s.limit_id, s.key
+    """
 )
 _DELETE_LINE = text("DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key")
 
@@ -369,24 +385,26 @@ _EXPIRE_KEY_OVERRIDES = text(
 # DEQUEUED or EXECUTING — or RETRYING: a retry admitted once its backoff is over holds
 # them in that status until a worker claims it.
 _LIMITS_TO_SWEEP = text(
-    """
+    f"""
     SELECT DISTINCT k.limit_id FROM concurrency_keys k
     WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
     UNION
     SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
-    WHERE r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
-       OR r.admission IS NOT NULL
+    WHERE (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+           OR r.admission IS NOT NULL)
+      AND NOT {_STILL_EXECUTING}
     LIMIT :batch
     """
 )
 # The counters from the rows they count (slots of runs that no longer hold one dropped).
 _MEND_LIMIT = text(
-    """
+    f"""
     WITH stale AS (
         DELETE FROM concurrency_slots s USING runs r
         WHERE s.limit_id = :id AND r.id = s.run_id
           AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
                OR r.admission IS NOT NULL)
+          AND NOT {_STILL_EXECUTING}
         RETURNING s.run_id
     ), keys AS (
         UPDATE concurrency_keys k SET

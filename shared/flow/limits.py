@@ -109,7 +109,7 @@ def register_declarations(
         ]
         # Upserted (so locked) in id order, the order every settlement locks limits in: a
         # registration and a settlement of the same limits never wait for each other both.
-        rows.sort(key=lambda row: row["id"])
+        rows.sort(key=lambda row: str(row["id"]))
         stmt = pg_insert(ConcurrencyLimit).values(rows)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["environment_id", "name"],

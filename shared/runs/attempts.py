@@ -261,12 +261,13 @@ def finish_attempt(
         ):
             return _already_recorded(session, run)
         if not lifecycle.complete(session, run.id, worker, result.output, elapsed_ms):
-            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+            return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Interrupted) and result.reason == "canceled":
+        lifecycle.attempt_stopped(session, run.id, worker)
         if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
             return _already_recorded(session, run)
-        return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+        return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
     if isinstance(result, Interrupted):
         error = {
             "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
@@ -284,7 +285,7 @@ def finish_attempt(
     if attempt_number < run.max_attempts:
         delay = backoff_seconds(attempt_number)
         if lifecycle.retry(session, run.id, worker, result.error, elapsed_ms, delay) is None:
-            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+            return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.RETRYING, f"retry in {delay:.2f}s")
     failed = lifecycle.fail(session, run.id, worker, result.error, elapsed_ms)
     return Outcome(run.id, RunStatus.FAILED if failed else "settled")
@@ -296,9 +297,11 @@ def _already_recorded(session: Session, run: Run) -> Outcome:
 
 
 def _settled_elsewhere(
-    session: Session, run: Run, attempt_number: int, elapsed_ms: int
+    session: Session, run: Run, worker: str, attempt_number: int, elapsed_ms: int
 ) -> Outcome:
     lifecycle.record_usage(session, run.id, elapsed_ms)
+    # Canceled while it executed: the function has stopped, its slots go back.
+    lifecycle.attempt_stopped(session, run.id, worker)
     attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.CANCELED, None, only_open=False
     )

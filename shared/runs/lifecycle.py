@@ -658,6 +658,21 @@ def resume_parked(session: Session, environment_id: str, queue: str, limit: int)
     return len(chosen)
 
 
+def attempt_stopped(session: Session, run_id: str, worker: str) -> None:
+    """The function of a run canceled while ``worker`` executed it has stopped: the run
+    gives its concurrency slots back now (it kept them from the cancel until then, so the
+    next run in line never overlaps it; shared.flow.admission)."""
+    row = session.connection().execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.CANCELED, Run.locked_by == worker,
+               Run.heartbeat_at.is_not(None))
+        .values(heartbeat_at=None)
+        .returning(Run.concurrency_limits.is_not(None))
+    ).first()
+    if row is not None and row[0]:
+        admission.release(session, [run_id])
+
+
 def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:
     """An attempt of a run someone else already ended (canceled while executing): it
     still ran for ``elapsed_ms``."""

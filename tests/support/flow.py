@@ -157,6 +157,9 @@ _DRIFT = text(
     FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
     WHERE s.limit_id = ANY(:ids) AND (r.admission IS NOT NULL
           OR r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING'))
+      -- canceled while executing: held until its worker has stopped it
+      AND NOT coalesce(r.status = 'CANCELED' AND r.locked_by IS NOT NULL
+                       AND r.heartbeat_at > now() - make_interval(secs => :stale), false)
     UNION ALL
     SELECT 'line of ' || r.status || '/' || coalesce(r.admission, '-'), a.limit_id, r.id, 0, 0
     FROM admission_line a JOIN runs r ON r.id = a.run_id
@@ -168,9 +171,12 @@ _DRIFT = text(
 
 def drift(*lids: str) -> list[tuple[Any, ...]]:
     from reprise_server.shared.db import transaction
+    from reprise_server.shared.settings import get_settings
 
     with transaction() as session:
-        return [tuple(row) for row in session.execute(_DRIFT, {"ids": list(lids)})]
+        stale = get_settings().stale_run_seconds
+        return [tuple(row) for row in session.execute(_DRIFT, {"ids": list(lids),
+                                                                "stale": stale})]
 
 
 def assert_consistent(*lids: str) -> None:

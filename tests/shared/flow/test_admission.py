@@ -144,13 +144,33 @@ def test_cancel_frees_a_slot_or_a_place_in_line(project: ProjectKeys) -> None:
         cancel_run(session, ids[0])  # admitted, not yet claimed
     assert flow.admitted(ids) == sorted([ids[1], ids[2]])
     flow.assert_consistent(lid)
-    # Executing: the worker is stopped by its heartbeat; the slot is back at the cancel.
-    with transaction() as session:
-        assert not isinstance(steps.claim_run(session, ids[1], "w"), steps.Outcome)
-        assert steps.begin_attempt(session, ids[1], "w", VERSION) is not None
+    # Executing: its worker stops the function at its next heartbeat, and only then gives
+    # the slot back (the next run in line never overlaps it); the sweep leaves it alone.
+    for run_id in ids[1:3]:
+        with transaction() as session:
+            assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+            assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
     with transaction() as session:
         cancel_run(session, ids[1])
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    assert sweep() == 0
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    flow.assert_consistent(lid)
+    with transaction() as session:
+        run = session.get(Run, ids[1])
+        assert run is not None
+        steps.finish_attempt(session, run, "w", 1, 5, steps.Interrupted("canceled"))
     assert flow.admitted(ids) == sorted([ids[2], ids[4]])
+    flow.assert_consistent(lid)
+    # Its worker gone silent instead: the slot comes back once the heartbeat is stale.
+    with transaction() as session:
+        cancel_run(session, ids[2])
+    assert flow.admitted(ids) == sorted([ids[2], ids[4]])
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == ids[2]).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    assert sweep() == 0  # the slot back; nothing left in line to admit
+    assert flow.admitted(ids) == [ids[4]]
     flow.assert_consistent(lid)
 
 
