@@ -555,3 +555,50 @@ def test_a_thousand_small_keys_progress_while_one_key_holds_ten_thousand_waiting
     with transaction() as session:
         cancel_run(session, big[0])
     assert flow.admitted(big) == [big[1]]
+
+
+# --- every commit path settles -----------------------------------------------------------
+
+
+def test_runs_triggered_over_the_api_one_by_one_or_in_a_batch_stand_in_line(
+    api: Any, project: ProjectKeys,
+) -> None:
+    """The api's commits settle like the workers' (the listener is on every session),
+    and a batch item refused in its savepoint takes nothing of the items before it."""
+    import json
+
+    from tests.support import triggers
+
+    lid = flow.limit_id(project, "task/flow-two")
+    single = [triggers.via_api(api, project, "flow-two", payload=QUICK) for _ in range(3)]
+    assert flow.admitted(single) == sorted(single[:2])
+    created = api.post("/api/v3/batches", json={"runCount": 4}, headers=project.headers())
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    lines = [
+        {"index": i, "task": "flow-two", "payload": json.dumps(QUICK),
+         "options": {"payloadType": "application/json",
+                     **({"concurrency": ["no-such-limit"]} if i == 2 else {})}}
+        for i in range(4)
+    ]
+    streamed = api.post(
+        f"/api/v3/batches/{batch_id}/items",
+        content="".join(json.dumps(line) + "\n" for line in lines),
+        headers={**project.headers(), "content-type": "application/x-ndjson"},
+    )
+    assert streamed.status_code == 200, streamed.text
+    with transaction() as session:
+        batch = [r for (r,) in session.execute(
+            text("SELECT id FROM runs WHERE batch_id = :b ORDER BY created_at"), {"b": batch_id})]
+    assert len(batch) == 3  # the refused item made no run
+    # Every run of the batch stands in line (none left 'waiting' outside it).
+    assert flow.admission_of(batch) == dict.fromkeys(batch, ("QUEUED", "waiting"))
+    assert flow.state(lid) == flow.LimitState(2, 2, 4, {"": (2, 4)})
+    flow.assert_consistent(lid)
+    every = single + batch
+    while flow.admitted(every):
+        for run_id in flow.admitted(every):
+            assert execute(run_id).status == "COMPLETED"
+    assert set(flow.admission_of(every).values()) == {("COMPLETED", None)}
+    flow.assert_consistent(lid)
+    assert flow.state(lid).running == 0
