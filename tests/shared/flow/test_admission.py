@@ -602,3 +602,27 @@ def test_runs_triggered_over_the_api_one_by_one_or_in_a_batch_stand_in_line(
     assert set(flow.admission_of(every).values()) == {("COMPLETED", None)}
     flow.assert_consistent(lid)
     assert flow.state(lid).running == 0
+
+
+@pytest.mark.parametrize(("attempts", "outcome"), [(3, "COMPLETED"), (1, "CRASHED")])
+def test_a_dead_workers_run_keeps_its_slot_until_recovery_reruns_or_crashes_it(
+    project: ProjectKeys, attempts: int, outcome: str
+) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [run_id] = flow.trigger(project, "flow-one", 1, payload=QUICK, maxAttempts=attempts)
+    [waiting] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:  # a worker takes it, then dies
+        assert not isinstance(steps.claim_run(session, run_id, "dead"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "dead", VERSION) is not None
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            heartbeat_at=func.now() - timedelta(minutes=5),
+            dispatched_at=func.now() - timedelta(minutes=5)))
+    assert sweep() == 0  # the dead worker's run still holds the slot
+    assert flow.admitted([run_id, waiting]) == [run_id]
+    with transaction() as session:
+        assert lifecycle.redispatch_lost(session) == 1
+    assert execute(run_id, "survivor").status == outcome
+    # Re-executed (and completed) or crashed: either way the slot went to the next run.
+    assert flow.admitted([run_id, waiting]) == [waiting]
+    flow.assert_consistent(lid)
