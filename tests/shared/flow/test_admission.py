@@ -626,3 +626,30 @@ def test_a_dead_workers_run_keeps_its_slot_until_recovery_reruns_or_crashes_it(
     # Re-executed (and completed) or crashed: either way the slot went to the next run.
     assert flow.admitted([run_id, waiting]) == [waiting]
     flow.assert_consistent(lid)
+
+
+@pytest.mark.parametrize("result", [
+    steps.Succeeded({"ok": 1}),
+    steps.Failed({"message": "boom", "name": "ValueError"}),
+    steps.Interrupted("timed_out"),
+    steps.Interrupted("canceled"),
+], ids=["completed", "failed", "timed-out", "interrupted"])
+def test_a_run_canceled_while_executing_gives_its_slot_back_however_its_function_ends(
+    project: ProjectKeys, result: Any
+) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [run_id] = flow.trigger(project, "flow-one", 1, payload=QUICK, maxAttempts=1)
+    [waiting] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
+    with transaction() as session:
+        cancel_run(session, run_id)
+    assert flow.admitted([run_id, waiting]) == [run_id]  # its function still runs
+    with transaction() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        steps.finish_attempt(session, run, "w", 1, 5, result)
+    assert flow.admission_of([run_id])[run_id] == ("CANCELED", None)
+    assert flow.admitted([run_id, waiting]) == [waiting]
+    flow.assert_consistent(lid)
