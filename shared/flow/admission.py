@@ -103,15 +103,13 @@ def _after_rollback(session: Session) -> None:
 
 def _settle(session: Session, pending: _Pending) -> None:
     conn = session.connection()
-    freed: Counter[tuple[str, str]] = Counter()
-    left: Counter[tuple[str, str]] = Counter()
-    if pending.released:
-        ids = list(pending.released)
-        stale = get_settings().stale_run_seconds
-        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": ids, "stale": stale}):
-            freed[(lid, key)] += 1
-        for lid, key in conn.execute(_DELETE_LINE, {"ids": ids}):
-            left[(lid, key)] += 1
+    released = list(pending.released)
+    # The limits whose slots or line the leaving runs hold: read, not yet touched. Their
+    # rows change only once the limits are locked below (a settlement that held a limit's
+    # rows while waiting for the limit could deadlock with the sweep mending them). The
+    # set cannot grow meanwhile: these runs' rows are locked by this transaction, so no
+    # one admits them.
+    holding = set(conn.execute(_LIMITS_HELD, {"ids": released}).scalars()) if released else set()
     entries: list[Any] = []
     if pending.entered:
         entries = list(conn.execute(_ENTRIES, {"ids": list(pending.entered)}).all())
@@ -125,12 +123,19 @@ def _settle(session: Session, pending: _Pending) -> None:
                 key=lambda row: row["id"],
             ))
     limits = sorted(
-        {lid for lid, _ in freed} | {lid for lid, _ in left} | pending.fill
-        | {limit_id(env, name) for _, env, name, _, _ in entries}
+        holding | pending.fill | {limit_id(env, name) for _, env, name, _, _ in entries}
     )
     if not limits:
         return
     conn.execute(_LOCK_LIMITS, {"ids": limits}).all()
+    freed: Counter[tuple[str, str]] = Counter()
+    left: Counter[tuple[str, str]] = Counter()
+    if released:
+        stale = get_settings().stale_run_seconds
+        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": released, "stale": stale}):
+            freed[(lid, key)] += 1
+        for lid, key in conn.execute(_DELETE_LINE, {"ids": released}):
+            left[(lid, key)] += 1
     _count_freed(conn, freed, left)
     if entries:
         conn.execute(_INSERT_LINE, [
@@ -252,6 +257,12 @@ _DELETE_SLOTS = text(
     DELETE FROM concurrency_slots s USING runs r
     WHERE s.run_id = ANY(:ids) AND r.id = s.run_id AND NOT {_STILL_EXECUTING}
     RETURNING s.limit_id, s.key
+    """
+)
+_LIMITS_HELD = text(
+    """
+    SELECT limit_id FROM concurrency_slots WHERE run_id = ANY(:ids)
+    UNION SELECT limit_id FROM admission_line WHERE run_id = ANY(:ids)
     """
 )
 _DELETE_LINE = text("DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key")

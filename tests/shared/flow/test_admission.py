@@ -653,3 +653,55 @@ def test_a_run_canceled_while_executing_gives_its_slot_back_however_its_function
     assert flow.admission_of([run_id])[run_id] == ("CANCELED", None)
     assert flow.admitted([run_id, waiting]) == [waiting]
     flow.assert_consistent(lid)
+
+
+def test_a_settlement_never_holds_a_slot_row_while_waiting_for_a_limit_the_sweep_holds(
+    project: ProjectKeys,
+) -> None:
+    """A run canceled while executing, holding two limits; its worker reports the function
+    stopped only after its heartbeat went stale, just as the sweep mends the stale slot.
+    The test holds the lower limit: the worker's settlement queues for it, the sweep
+    skips it and takes the higher one, and mends that one's slots. Neither may wait for
+    the other: the settlement touches a limit's rows only once it holds the limit."""
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    low = min(one, shared)
+    [run_id] = _two_limit_runs(project, 1)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
+    with transaction() as session:
+        cancel_run(session, run_id)
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    errors: list[BaseException] = []
+
+    def stopped() -> None:
+        try:
+            with transaction() as session:
+                lifecycle.attempt_stopped(session, run_id, "w")
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    def mend() -> None:
+        try:
+            sweep()
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    with limit_row_locked(low):
+        worker = threading.Thread(target=stopped)
+        worker.start()
+        wait_for(lambda: lock_waiters() >= 1, what="the settlement waiting for the lower limit")
+        sweeper = threading.Thread(target=mend)
+        sweeper.start()
+        # It must not wait for the settlement's rows: done, or seen waiting on a lock.
+        wait_for(lambda: not sweeper.is_alive() or lock_waiters() >= 2,
+                 what="the sweep to finish or to wait")
+        assert not sweeper.is_alive()
+    worker.join(10)
+    sweeper.join(10)
+    assert errors == []
+    assert flow.admitted([run_id]) == []
+    flow.assert_consistent(one, shared)
