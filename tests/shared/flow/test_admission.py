@@ -705,3 +705,22 @@ def test_a_settlement_never_holds_a_slot_row_while_waiting_for_a_limit_the_sweep
     assert errors == []
     assert flow.admitted([run_id]) == []
     flow.assert_consistent(one, shared)
+
+
+def test_delayed_runs_enter_the_line_when_promoted(project: ProjectKeys) -> None:
+    from reprise_server.shared.timers.service import promote_due_runs
+
+    lid = flow.limit_id(project, "task/flow-one")
+    [now] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    later = flow.trigger(project, "flow-one", 2, payload=QUICK, delay="1h")
+    assert flow.admission_of(later) == dict.fromkeys(later, ("DELAYED", None))
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id.in_(later)).values(
+            delayed_until=func.now() - timedelta(seconds=1)))
+    with transaction() as session:
+        assert promote_due_runs(session).promoted == 2
+    assert flow.admission_of(later) == dict.fromkeys(later, ("QUEUED", "waiting"))
+    assert flow.state(lid) == flow.LimitState(1, 1, 2, {"": (1, 2)})
+    execute(now)
+    assert len(flow.admitted(later)) == 1
+    flow.assert_consistent(lid)
