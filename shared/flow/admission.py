@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
@@ -96,9 +96,42 @@ def _before_commit(session: Session) -> None:
         _settle(session, pending)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+# The work recorded when each savepoint of the session began: a savepoint rolled back
+# takes back only what was recorded inside it (a batch makes each item in a savepoint; one
+# refused item must not drop the line entries of the items before it).
+_SAVEPOINTS = "reprise.admission.savepoints"
+
+
+def _copy(pending: _Pending | None) -> _Pending | None:
+    if pending is None:
+        return None
+    return _Pending(set(pending.entered), set(pending.released), set(pending.fill))
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _transaction_began(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        saved = session.info.setdefault(_SAVEPOINTS, {})
+        saved[transaction] = _copy(session.info.get(_PENDING))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+        return
+    saved = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, None)
+    if saved is None:
+        session.info.pop(_PENDING, None)
+    else:
+        session.info[_PENDING] = saved
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the session's own transaction: nothing outlives it
+        session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
 
 
 def _settle(session: Session, pending: _Pending) -> None:

@@ -724,3 +724,25 @@ def test_delayed_runs_enter_the_line_when_promoted(project: ProjectKeys) -> None
     execute(now)
     assert len(flow.admitted(later)) == 1
     flow.assert_consistent(lid)
+
+
+def test_a_savepoint_rolled_back_after_runs_entered_the_line_keeps_their_entries(
+    project: ProjectKeys,
+) -> None:
+    """A batch makes each item in a savepoint: one refused after others entered the line
+    takes its own writes back, not the admission work the others recorded."""
+    from reprise_server.shared.projects.service import AuthContext
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
+
+    lid = flow.limit_id(project, "task/flow-one")
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    with transaction() as session:
+        ids = [trigger_run(session, auth, "flow-one", QUICK, TriggerOptions()).run.id
+               for _ in range(2)]
+        with pytest.raises(ValueError), session.begin_nested():
+            trigger_run(session, auth, "flow-one", QUICK, TriggerOptions())
+            raise ValueError("this item is refused")
+    assert flow.admission_of(ids) == {ids[0]: ("QUEUED", None), ids[1]: ("QUEUED", "waiting")}
+    assert flow.state(lid) == flow.LimitState(1, 1, 1, {"": (1, 1)})
+    flow.assert_consistent(lid)
