@@ -134,7 +134,8 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
         session.info.pop(_SAVEPOINTS, None)
 
 
-def _settle(session: Session, pending: _Pending) -> None:
+def _settle(session: Session, pending: _Pending) -> int:
+    """Carry out the recorded work (see the module's docstring); returns the runs admitted."""
     conn = session.connection()
     released = list(pending.released)
     # The limits whose slots or line the leaving runs hold: read, not yet touched. Their
@@ -159,7 +160,7 @@ def _settle(session: Session, pending: _Pending) -> None:
         holding | pending.fill | {limit_id(env, name) for _, env, name, _, _ in entries}
     )
     if not limits:
-        return
+        return 0
     conn.execute(_LOCK_LIMITS, {"ids": limits}).all()
     freed: Counter[tuple[str, str]] = Counter()
     left: Counter[tuple[str, str]] = Counter()
@@ -184,6 +185,7 @@ def _settle(session: Session, pending: _Pending) -> None:
         admitted.extend(_fill(conn, lid, held=set(limits)))
     if admitted:
         on_commit(session, lambda: broker.dispatch_runs(admitted))
+    return len(admitted)
 
 
 def _count_freed(
@@ -261,6 +263,13 @@ def sweep(session: Session, batch: int = 100) -> int:
     by someone else are skipped: they are being settled. Returns the runs admitted."""
     conn = session.connection()
     stale = get_settings().stale_run_seconds
+    # Runs marked waiting with no place in line (none should be: a lost record of their
+    # entry) enter it now, first, while this transaction holds no limit yet.
+    outside = conn.execute(_WAITING_OUTSIDE_LINE, {"batch": batch}).scalars().all()
+    entered = 0
+    if outside:
+        log.warning("%d waiting run(s) had no place in line: entered", len(outside))
+        entered = _settle(session, _Pending(entered=set(outside)))
     conn.execute(_EXPIRE_KEY_OVERRIDES)
     candidates = conn.execute(
         _LIMITS_TO_SWEEP, {"batch": batch, "stale": stale}
@@ -273,10 +282,19 @@ def sweep(session: Session, batch: int = 100) -> int:
         admitted.extend(_fill(conn, lid, held={lid}))
     if admitted:
         on_commit(session, lambda: broker.dispatch_runs(admitted))
-    return len(admitted)
+    return entered + len(admitted)
 
 
 # --- statements ---------------------------------------------------------------------------
+
+_WAITING_OUTSIDE_LINE = text(
+    """
+    SELECT r.id FROM runs r
+    WHERE r.admission = 'waiting' AND r.status IN ('QUEUED', 'RETRYING')
+      AND NOT EXISTS (SELECT 1 FROM admission_line a WHERE a.run_id = r.id)
+    LIMIT :batch
+    """
+)
 
 # A run canceled while a worker executes it keeps its slots until that worker has stopped
 # its function (and cleared the heartbeat: ``lifecycle.attempt_stopped``), or, the worker
