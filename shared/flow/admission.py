@@ -257,10 +257,12 @@ def _admit(conn: Any, run_id: str) -> tuple[str, str | None]:
 
 
 def sweep(session: Session, batch: int = 100) -> int:
-    """The backstop (a control beat): expire lapsed per-key overrides, mend counters that
-    disagree with the slots and line (none should), and fill every limit with room and
-    a waiting run that no settlement filled (one whose last try was skipped). Limits locked
-    by someone else are skipped: they are being settled. Returns the runs admitted."""
+    """The backstop (a control beat): put waiting runs with no place in line back in it,
+    expire lapsed per-key overrides, mend counters that disagree with the slots and line
+    (none should; slots of runs that no longer hold them are dropped, those of a run
+    canceled while executing once its heartbeat is stale), and fill every limit with room
+    and a waiting run that no settlement filled (one whose last try was skipped). Limits
+    locked by someone else are skipped: they are being settled. Returns the runs admitted."""
     conn = session.connection()
     stale = get_settings().stale_run_seconds
     # Runs marked waiting with no place in line (none should be: a lost record of their
