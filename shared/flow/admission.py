@@ -3,9 +3,12 @@
 A run that holds concurrency limits is not published when it enters its queue: it stands
 in the admission line of each limit (``enter``). A run that leaves the states that hold a
 slot (it ended, went into a retry's backoff, was parked) gives its slots and places in line
-back (``release``). Both are recorded on the session and carried out in one step just
-before the transaction commits (:func:`_settle`): the limits concerned are locked in one
-order (their ids, sorted: no deadlock between two settlements), the counters moved, and
+back (``release``) — a run canceled while executing once its worker has stopped its
+function, so that the next run never overlaps it. Both are recorded on the session (a
+savepoint rolled back takes back what was recorded inside it) and carried out in one step
+just before the transaction commits (:func:`_settle`): the limits concerned are locked in
+one order (their ids, sorted: no deadlock between two settlements; no row of a limit is
+touched before its lock is held), the counters moved, and
 each limit *filled* — the best-ranked waiting runs that have room under every limit they
 hold are admitted (``admission`` cleared, a slot per limit taken) and published after
 commit. So a freed slot admits the next run in the transaction that freed it, and a run
