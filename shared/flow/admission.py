@@ -451,15 +451,21 @@ _EXPIRE_KEY_OVERRIDES = text(
 # run holds its slots from admission (``admission`` cleared) until it leaves QUEUED,
 # DEQUEUED or EXECUTING — or RETRYING: a retry admitted once its backoff is over holds
 # them in that status until a worker claims it.
+# At most ``batch`` of them, those with room first (they can admit), the rest in random
+# order: however many limits are full with runs waiting, every one is reached in turn.
 _LIMITS_TO_SWEEP = text(
     f"""
-    SELECT DISTINCT k.limit_id FROM concurrency_keys k
-    WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
-    UNION
-    SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
-    WHERE (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
-           OR r.admission IS NOT NULL)
-      AND NOT {_STILL_EXECUTING}
+    SELECT c.limit_id FROM (
+        SELECT DISTINCT k.limit_id FROM concurrency_keys k
+        WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
+        UNION
+        SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
+        WHERE (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+               OR r.admission IS NOT NULL)
+          AND NOT {_STILL_EXECUTING}
+    ) c JOIN concurrency_limits l ON l.id = c.limit_id
+    ORDER BY (NOT l.paused AND (coalesce(l.total_override, l.total_base) IS NULL
+              OR l.running < coalesce(l.total_override, l.total_base))) DESC, random()
     LIMIT :batch
     """
 )

@@ -236,6 +236,32 @@ def test_the_sweep_mends_drifted_counters_and_admits_what_fits(project: ProjectK
     flow.assert_consistent(lid)
 
 
+def test_the_sweep_reaches_a_limit_with_room_behind_thousands_of_full_ones(
+    project: ProjectKeys,
+) -> None:
+    """More limits with runs waiting than one sweep takes, all full but one: that one,
+    whose waiting run no settlement admitted, is swept (and admits) at once."""
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 3, payload=QUICK)
+    full = "'climit_0000000' || lpad(g::text, 4, '0')"
+    with transaction() as session:
+        session.execute(text(
+            "INSERT INTO concurrency_limits (id, environment_id, name, total_base, paused, "
+            f"running) SELECT {full}, :env, 'full-' || g, 1, false, 1 "
+            "FROM generate_series(1, 2000) g"), {"env": env})
+        session.execute(text(
+            "INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank) "
+            f"SELECT {full}, '', 1, 1, now() FROM generate_series(1, 2000) g"))
+        # Widened behind admission's back: room, and nobody filled it.
+        session.execute(text("UPDATE concurrency_limits SET total_base = 3 WHERE id = :id"),
+                        {"id": lid})
+    assert flow.admitted(ids) == sorted(ids[:2])
+    assert sweep() == 1
+    assert flow.admitted(ids) == sorted(ids)
+    flow.assert_consistent(lid)
+
+
 def test_the_sweep_puts_a_waiting_run_with_no_place_in_line_back_in_it(
     project: ProjectKeys,
 ) -> None:
@@ -561,7 +587,7 @@ def test_a_thousand_small_keys_progress_while_one_key_holds_ten_thousand_waiting
         assert sweep() == admission.MAX_ADMITTED_PER_FILL
         sweeps.append(time.monotonic() - began)
     assert len(sweeps) == len(small) // admission.MAX_ADMITTED_PER_FILL - 1
-    assert max(sweeps) < 2.0, (inserted, sweeps)
+    assert max(sweeps) < 5.0, (inserted, sweeps)  # each a few hundred ms when idle
     assert flow.admitted(big) == [big[0]]
     st = flow.state(lid)
     assert st.keys["big"] == (1, 9_999)
