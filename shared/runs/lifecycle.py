@@ -422,7 +422,10 @@ _CLAIM = cas.prepare_transition(
     where=[
         or_(
             and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL, _RELEASED),
-            repo.abandoned(bindparam("stale", type_=Interval())),
+            # Only a claimed run is abandoned: a queued one keeps the heartbeat of an
+            # earlier claim (handed back, parked for a version) and may be held back.
+            and_(Run.status.in_([RunStatus.DEQUEUED, RunStatus.EXECUTING]),
+                 repo.abandoned(bindparam("stale", type_=Interval()))),
         )
     ],
     values={

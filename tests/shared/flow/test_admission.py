@@ -796,3 +796,29 @@ def test_a_savepoint_rolled_back_after_runs_entered_the_line_keeps_their_entries
     assert set(flow.admission_of(ids).values()) == {("QUEUED", None), ("QUEUED", "waiting")}
     assert flow.state(lid) == flow.LimitState(1, 1, 1, {"": (1, 1)})
     flow.assert_consistent(lid)
+
+
+def test_a_held_back_run_that_was_claimed_before_is_never_taken_as_abandoned(
+    project: ProjectKeys,
+) -> None:
+    """A run claimed once keeps its last heartbeat when it goes back to wait (a worker
+    without its task parked it for a version): once that heartbeat is old, a stray
+    delivery must still find it held back, not take it over as a dead worker's run."""
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-one")
+    [again] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, again, "w"), steps.Outcome)
+        assert lifecycle.park_pending_version(session, again) is not None
+    [holder] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert lifecycle.release_pending_version(session, env, ["flow-one"], 10) == [again]
+    assert flow.admission_of([again])[again] == ("QUEUED", "waiting")
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == again).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    assert execute(again).detail == "held back: waiting"
+    assert flow.admitted([again, holder]) == [holder]
+    assert execute(holder).status == "COMPLETED"
+    assert execute(again).status == "COMPLETED"
+    flow.assert_consistent(lid)
