@@ -162,28 +162,29 @@ def test_a_killed_worker_keeps_its_slots_until_recovery_hands_them_on(
     ledger = flow.Ledger(tmp_path / "ledger")
     gate = tmp_path / "gate"
     payload = {"ledger": str(ledger.path), "hold": str(gate)}
-    with workers(own_queues, "doomed", concurrency=2, own_group=True) as [doomed]:
-        ids = flow.trigger(project, "flow-two", 5, payload=payload)
-        wait_for(lambda: len(ledger.inside()) == 2, timeout=60, what="two runs executing")
-        victims = sorted(ledger.inside())
-        pids = sorted(ledger.pids_inside())
-        children = psutil.Process(doomed.pid).children(recursive=True)
-        doomed.signal_group(signal.SIGKILL)
-        for child in children:  # pool children may have left the group
-            child.kill()
-        doomed.wait(10)
-        psutil.wait_procs(children, timeout=10)
-        ledger.killed(pids)
-    # Dead, and still holding the slots: nothing else was admitted.
-    assert flow.admitted(ids) == victims
-    with workers(own_queues, "survivor", concurrency=3) as procs, \
-            control(own_queues, tmp_path / "beat-schedule"):
-        wait_for(lambda: len(ledger.inside()) == 2, timeout=60,
-                 what="the recovered runs executing again")
-        assert ledger.inside() == set(victims)  # re-executed; nothing else got in
+    # The sweeps run all along (started with the first worker, to overlap their boots).
+    with control(own_queues, tmp_path / "beat-schedule"):
+        with workers(own_queues, "doomed", concurrency=2, own_group=True) as [doomed]:
+            ids = flow.trigger(project, "flow-two", 5, payload=payload)
+            wait_for(lambda: len(ledger.inside()) == 2, timeout=60, what="two runs executing")
+            victims = sorted(ledger.inside())
+            pids = sorted(ledger.pids_inside())
+            children = psutil.Process(doomed.pid).children(recursive=True)
+            doomed.signal_group(signal.SIGKILL)
+            for child in children:  # pool children may have left the group
+                child.kill()
+            doomed.wait(10)
+            psutil.wait_procs(children, timeout=10)
+            ledger.killed(pids)
+        # Dead, and still holding the slots: nothing else was admitted.
         assert flow.admitted(ids) == victims
-        gate.touch()
-        wait_finished(ids, procs)
+        with workers(own_queues, "survivor", concurrency=3) as procs:
+            wait_for(lambda: len(ledger.inside()) == 2, timeout=60,
+                     what="the recovered runs executing again")
+            assert ledger.inside() == set(victims)  # re-executed; nothing else got in
+            assert flow.admitted(ids) == victims
+            gate.touch()
+            wait_finished(ids, procs)
     assert ledger.peak() == 2
     with transaction() as session:
         attempts = dict(session.execute(text(
