@@ -108,6 +108,9 @@ def register_declarations(
              "paused": False, "running": 0}
             for d in declarations.values()
         ]
+        # Upserted (so locked) in id order, the order every settlement locks limits in: a
+        # registration and a settlement of the same limits never wait for each other both.
+        rows.sort(key=lambda row: str(row["id"]))
         stmt = pg_insert(ConcurrencyLimit).values(rows)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["environment_id", "name"],

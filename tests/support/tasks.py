@@ -151,3 +151,62 @@ OV_ERRORS: dict[str, type[Exception]] = {
 def ov_raise(payload: Any, ctx: TaskContext) -> Any:
     kind = OV_ERRORS.get(str(payload.get("error")), ValueError)
     raise kind(str(payload.get("message", "")))
+
+
+# --- Flow control: tasks holding concurrency limits (ids prefixed ``flow-``) ---------------
+# tests/shared/flow and tests/workers/test_flow_control.py. Each writes an execution ledger
+# (``flow_ledger``): an ``enter`` line when its function starts and an ``exit`` line when it
+# returns, appended under an exclusive file lock, so the file's order is the order the
+# executions really entered and left, across threads and processes. A test reads from it
+# the most executions ever inside the function at once, overall and per concurrency key.
+
+import fcntl
+
+from reprise import concurrency_limit
+
+FLOW_SHARED = concurrency_limit("flow-shared", total=2)
+
+
+def flow_ledger(path: str, line: str) -> None:
+    with Path(path).open("a") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.write(line + "\n")
+        ledger.flush()
+        fcntl.flock(ledger, fcntl.LOCK_UN)
+
+
+def _flow_body(payload: Any, ctx: TaskContext) -> Any:
+    """``ledger``: the ledger's path; ``seconds``: how long to stay inside (default 0.1);
+    ``hold``: a path, stay inside until it exists (``maxWait`` at most, default 30 s);
+    ``failUntil``: raise on attempts before it; ``key``: the run's concurrency key, for
+    the ledger."""
+    payload = payload if isinstance(payload, dict) else {}
+    ledger = payload.get("ledger")
+    key = payload.get("key", "")
+    me = f"{ctx.run.id} {ctx.attempt.number} {key or '-'} {os.getpid()}"
+    if ledger:
+        flow_ledger(ledger, f"enter {me}")
+    try:
+        hold = payload.get("hold")
+        if hold:
+            deadline = time.monotonic() + float(payload.get("maxWait", 30))
+            while not Path(hold).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(float(payload.get("seconds", 0.1)))
+        fail_until = payload.get("failUntil")
+        if fail_until is not None and ctx.attempt.number < int(fail_until):
+            raise ValueError(f"failing attempt {ctx.attempt.number}")
+        return {"attempt": ctx.attempt.number}
+    finally:
+        if ledger:
+            flow_ledger(ledger, f"exit {me}")
+
+
+flow_two = task(id="flow-two", max_attempts=3, concurrency={"total": 2})(_flow_body)
+flow_one = task(id="flow-one", max_attempts=3, concurrency={"total": 1})(_flow_body)
+flow_keyed = task(id="flow-keyed", max_attempts=3,
+                  concurrency={"total": 3, "per_key": 1})(_flow_body)
+flow_shared_a = task(id="flow-shared-a", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
+flow_shared_b = task(id="flow-shared-b", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
+# --- end of the flow control tasks ---------------------------------------------------------
