@@ -238,7 +238,8 @@ class Runs:
         """The run's trace: a tree of spans (the run; its delay and queue wait; its attempts
         with the backoffs between them; under an attempt its checkpoints, child runs and,
         as events, its log lines). ``trace.root_span.walk()`` lists every span."""
-        data = self._client().transport.request_json("GET", _run_path(run_id, "/api/v1/runs/{id}/trace"))
+        path = _run_path(run_id, "/api/v1/runs/{id}/trace")
+        data = self._client().transport.request_json("GET", path)
         return RunTrace.model_validate(data["trace"])
 
     def cancel(self, run_id: str) -> str:

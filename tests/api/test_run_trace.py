@@ -57,7 +57,8 @@ def test_a_run_retried_twice_shows_three_attempts_with_the_backoffs_between(
         start = _at(gap["data"]["startTime"])
         ended = _at(before["data"]["startTime"]) + _duration(before)
         assert abs((start - ended).total_seconds()) < 0.002
-        assert abs((start + _duration(gap) - _at(after["data"]["startTime"])).total_seconds()) < 0.002
+        next_start = _at(after["data"]["startTime"])
+        assert abs((start + _duration(gap) - next_start).total_seconds()) < 0.002
         assert gap["data"]["duration"] > 0
     # Log lines are events of their attempt, the traceback with them.
     assert [e["properties"]["message"] for e in attempts[0]["data"]["events"]] == ["first try"]
