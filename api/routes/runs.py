@@ -16,10 +16,15 @@ from reprise_server.api.deps import (
 )
 from reprise_server.api.presenters import render_page, render_run
 from reprise_server.api.queries import ListQuery
-from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.errors import InvalidInput, NotFound
 from reprise_server.shared.reads import read_page, read_run, read_trace, visible_run
 from reprise_server.shared.runs.service import cancel_run
-from reprise_server.shared.runs.trace import MAX_PAGE_SIZE, trace_page_to_wire, trace_to_wire
+from reprise_server.shared.runs.trace import (
+    MAX_PAGE_SIZE,
+    span_detail_to_wire,
+    trace_page_to_wire,
+    trace_to_wire,
+)
 
 router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 
@@ -57,6 +62,16 @@ def run_trace(auth: Reader, run_id: RunId, session: DbSession, request: Request)
     if size is None:
         return JSONResponse(trace_to_wire(trace))
     return JSONResponse(trace_page_to_wire(trace, size, after or None))
+
+
+@router.get("/api/v1/runs/{run_id}/spans/{span_id}", summary="One span of a run's trace")
+def run_span(auth: Reader, run_id: RunId, span_id: str, session: DbSession) -> JSONResponse:
+    """A span with its events and properties (``retrieveSpan``): the paged trace's spans
+    are lean."""
+    detail = span_detail_to_wire(read_trace(session, auth, run_id, api_applier()), span_id)
+    if detail is None:
+        raise NotFound("Span not found")
+    return JSONResponse(detail)
 
 
 @router.post("/api/v2/runs/{run_id}/cancel", summary="Cancel a run")

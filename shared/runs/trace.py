@@ -358,3 +358,26 @@ def trace_page_to_wire(trace: Trace, size: int, after: str | None) -> dict[str, 
     if start + size < len(flat) and page:
         pagination["next"] = page[-1].id
     return {"data": data, "attemptFailures": failures, "pagination": pagination}
+
+
+def span_detail_to_wire(trace: Trace, span_id: str) -> dict[str, Any] | None:
+    """``RetrieveSpanDetailResponseBody`` of one span (None if the trace has no such span):
+    with its events and properties, and the child runs triggered under it."""
+    for span, _ in trace.walk():
+        if span.id != span_id:
+            continue
+        triggered = [{"runId": c.run_id, "taskIdentifier": c.message,
+                      "status": c.properties.get("status", ""), "createdAt": iso(c.start)}
+                     for c in span.children if c.kind == "child"]
+        detail = _compact({
+            "spanId": span.id, "runId": span.run_id, "message": span.message,
+            "isError": span.is_error, "isPartial": span.is_partial,
+            "isCancelled": span.is_cancelled, "level": "TRACE", "startTime": iso(span.start),
+            "durationMs": span.duration_ms(trace.now), "properties": _properties(span),
+            "events": [{"name": e.name, "time": iso(e.time), "properties": e.properties}
+                       for e in span.events],
+            "entityType": span.kind, "triggeredRuns": triggered or None,
+        })
+        detail["parentId"] = span.parent_id  # nullable, unlike the trace's
+        return detail
+    return None

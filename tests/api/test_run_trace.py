@@ -146,6 +146,25 @@ def test_a_public_token_reads_only_the_traces_its_scopes_name(
     assert api.get(f"/api/v1/runs/{mine}/trace").status_code == 401
 
 
+def test_one_span_with_its_events(api: Any, project: ProjectKeys, celery_worker: Any) -> None:
+    run_id = triggers.via_api(api, project, "trace-retried")
+    wait_for_status(run_id, "COMPLETED")
+    add_line(run_id, "third time", attempt=3, attributes={"user": "ada"})
+
+    span = api.get(f"/api/v1/runs/{run_id}/spans/{run_id}:attempt:3", headers=project.headers())
+
+    assert span.status_code == 200, span.text
+    body = span.json()
+    assert (body["spanId"], body["parentId"], body["entityType"]) == (
+        f"{run_id}:attempt:3", run_id, "attempt")
+    [event] = body["events"]
+    assert event["properties"]["attributes"] == {"user": "ada"}
+    assert api.get(f"/api/v1/runs/{run_id}/spans/{run_id}", headers=project.headers()
+                   ).json()["parentId"] is None
+    missing = api.get(f"/api/v1/runs/{run_id}/spans/nope", headers=project.headers())
+    assert (missing.status_code, missing.json()) == (404, {"error": "Span not found"})
+
+
 def test_the_paged_trace_lists_the_same_spans_flat(
     api: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:

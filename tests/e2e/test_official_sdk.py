@@ -448,6 +448,13 @@ def test_a_runs_trace_through_the_official_client_whole_and_paged(
     assert rebuilt["id"] == retried_id
     assert [c["id"] for c in rebuilt["children"]] == [c["id"] for c in root["children"]]
     assert [c.get("attemptNumber") for c in rebuilt["children"]] == [None, 1, None, 2, None, 3]
+    detail = paged["detail"]
+    assert (detail["spanId"], detail["parentId"], detail["entityType"]) == (
+        f"{retried_id}:attempt:2", retried_id, "attempt")
+    assert detail["isError"] is True
+    assert detail["startIsDate"] is True
+    assert detail["properties"]["error"]["message"] == "trace attempt 2 fails"
+    assert detail["durationMs"] > 0
 
     parent_id = scenario.ok("trigger-parent")["id"]
     parent = scenario.ok("trace-parent")["root"]
@@ -457,6 +464,10 @@ def test_a_runs_trace_through_the_official_client_whole_and_paged(
     assert (child["message"], child["linkedRunId"], child["runId"]) == (
         "trace-child", child["id"], child["id"])
     assert run_row(child["id"]).parent_run_id == parent_id
+    span = scenario.ok("span-of-parent-attempt")
+    assert [(r["runId"], r["taskIdentifier"]) for r in span["triggeredRuns"]] == [
+        (child["id"], "trace-child")]
+    assert scenario.error("span-unknown")["status"] == 404
 
     assert scenario.ok("token-reads-its-trace") == {"id": retried_id}
     refused = scenario.error("token-reads-no-other-trace")

@@ -1,6 +1,6 @@
 // A run's trace through the official client: apiClient.retrieveRunTrace (the whole tree)
 // and retrieveRunTracePage (the same spans flat, page by page, rebuilt with
-// assembleRunTracePages), for a run retried twice and for a parent with a child; a public
+// assembleRunTracePages, with retrieveSpan for one span's details), for a run retried twice and for a parent with a child; a public
 // token reads the trace of the run it names only.
 import { apiClientManager, assembleRunTracePages } from "@trigger.dev/core/v3";
 import { auth } from "@trigger.dev/sdk";
@@ -52,11 +52,14 @@ if (retried) {
       after = page.pagination.next;
     } while (after && pages.length < 20);
     const roots = assembleRunTracePages(pages);
+    // Paged spans are lean: retrieveSpan gives one with its properties and events.
+    const detail = await client().retrieveSpan(retried.id, `${retried.id}:attempt:2`);
     return {
       pages: pages.length,
       sizes: pages.map((p) => p.data.length),
       failures: pages.flatMap((p) => p.attemptFailures),
       roots: roots.map(flat),
+      detail: { ...detail, startIsDate: detail.startTime instanceof Date },
     };
   });
 }
@@ -68,6 +71,8 @@ if (parent) {
     const { trace } = await client().retrieveRunTrace(parent.id);
     return { traceId: trace.traceId, root: tree(trace.rootSpan) };
   });
+  await step("span-of-parent-attempt", () => client().retrieveSpan(parent.id, `${parent.id}:attempt:1`));
+  await step("span-unknown", () => client().retrieveSpan(parent.id, "no-such-span"));
 }
 
 if (retried && parent) {
