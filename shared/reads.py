@@ -94,8 +94,11 @@ def read_checkpoints(
 
 
 def read_trace(session: Session, auth: AuthContext, run_id: str, applier: str) -> Trace:
-    """A run's trace (:mod:`shared.runs.trace`), its log lines as events."""
-    return build_trace(session, visible_run(session, auth, run_id, applier))
+    """A run's trace (:mod:`shared.runs.trace`), its log lines as events. A public access
+    token, which never sees a payload or an output, gets no log lines either (only how many
+    each attempt wrote)."""
+    run = visible_run(session, auth, run_id, applier)
+    return build_trace(session, run, with_logs=not auth.is_public)
 
 
 def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:

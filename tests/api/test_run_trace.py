@@ -129,14 +129,19 @@ def test_a_public_token_reads_only_the_traces_its_scopes_name(
     mine = triggers.via_api(api, project, delay="1h", tags=["trace-tag"])
     other = triggers.via_api(api, project, delay="1h")
 
+    add_line(mine, "secret-ish line")
     for scopes in ([f"read:runs:{mine}"], ["read:tags:trace-tag"], ["read:runs"]):
         token = bearer(sdk_token(project, scopes))
         assert _trace(api, mine, token)["rootSpan"]["id"] == mine
+        # Lines logged outside any attempt hang on the run; a public token sees none.
+        assert "events" not in _trace(api, mine, token)["rootSpan"]["data"]
         refused = api.get(f"/api/v1/runs/{other}/trace", headers=token)
         if scopes == ["read:runs"]:
             assert refused.status_code == 200
         else:
             assert (refused.status_code, refused.json()) == (404, {"error": "Run not found"})
+    [line] = _trace(api, mine, project.headers())["rootSpan"]["data"]["events"]
+    assert line["properties"]["message"] == "secret-ish line"
     # Another environment's key, or a token of another environment, sees nothing.
     assert api.get(f"/api/v1/runs/{mine}/trace",
                    headers=project.headers("staging")).status_code == 404
