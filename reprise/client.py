@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self, Unpack
 from urllib.parse import quote
 
+from reprise.concurrency_limits import ConcurrencyLimits
 from reprise.errors import (
     ApiConnectionError,
     ApiError,
@@ -27,6 +28,7 @@ from reprise.errors import (
     UnsendableValueError,
 )
 from reprise.models import Run, RunListItem, RunTrace, TriggeredRun
+from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
 
@@ -39,7 +41,9 @@ __all__ = [
     "NotFoundError",
     "ServerError",
     "UnsendableValueError",
+    "concurrency_limits",
     "configure",
+    "queues",
     "runs",
     "schedules",
     "tasks",
@@ -190,6 +194,7 @@ class Runs:
         *,
         status: str | Iterable[str] | None = None,
         task_identifier: str | Iterable[str] | None = None,
+        queue: str | Iterable[str] | None = None,
         tag: str | Iterable[str] | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
@@ -202,12 +207,14 @@ class Runs:
     ) -> Iterator[RunListItem]:
         """Runs of the key's environment, newest first, fetching pages as it is iterated.
 
+        ``queue`` names queues: ``task/<taskId>`` for a task's own, or a queue's name.
         ``limit`` stops after that many runs (and fetches no further page).
         """
         params = _compact(
             {
                 "filter[status]": _csv(status),
                 "filter[taskIdentifier]": _csv(task_identifier),
+                "filter[queue]": _csv(queue),
                 "filter[tag]": _csv(tag),
                 "filter[createdAt][from]": iso_utc(created_from) if created_from else None,
                 "filter[createdAt][to]": iso_utc(created_to) if created_to else None,
@@ -308,6 +315,8 @@ class Client:
         self.tasks = Tasks(lambda: self)
         self.runs = Runs(lambda: self)
         self.schedules = Schedules(lambda: self)
+        self.queues = Queues(lambda: self)
+        self.concurrency_limits = ConcurrencyLimits(lambda: self)
 
     @property
     def base_url(self) -> str:
@@ -354,3 +363,5 @@ def default_client() -> Client:
 tasks = Tasks(default_client)
 runs = Runs(default_client)
 schedules = Schedules(default_client)
+queues = Queues(default_client)
+concurrency_limits = ConcurrencyLimits(default_client)

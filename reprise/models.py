@@ -147,6 +147,81 @@ class Schedule(ApiModel):
     environments: list[ScheduleEnvironment] = Field(default_factory=list)
 
 
+class QueueConcurrency(ApiModel):
+    """A task queue's concurrency: its task's own limit's ``total`` (``current`` is what
+    applies: the ``override`` if set, else the declared ``base``; None is unbounded)."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    overridden_at: datetime | None = None
+    overridden_by: str | None = None
+
+
+class QueueItem(ApiModel):
+    """A queue of :data:`reprise.queues` (Trigger.dev's ``QueueItem``): a task's own
+    (``type="task"``, named ``task/<taskId>``) or a named one (``type="custom"``).
+
+    ``running`` counts its runs dequeued or executing, ``queued`` those waiting. Reprise's
+    queues are V2 (``version``): only lines, their concurrency is a limit's
+    (:data:`reprise.concurrency_limits`); ``concurrency_limit`` and ``concurrency`` are
+    read from a V1 server only."""
+
+    id: str
+    name: str
+    type: str
+    running: int = 0
+    queued: int = 0
+    paused: bool = False
+    version: str = "V1"
+    concurrency_limit: int | None = None
+    concurrency: QueueConcurrency | None = None
+
+
+class ConcurrencyBound(ApiModel):
+    """One bound of a limit (``total`` or ``per_key``): ``current`` is what applies now
+    (None: unbounded), ``base`` the declared value, ``override`` the runtime one."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    overridden_at: datetime | None = None
+
+
+class ConcurrencyLimitItem(ApiModel):
+    """A concurrency limit of :data:`reprise.concurrency_limits` (Trigger.dev's
+    ``ConcurrencyLimitItem``): ``running`` counts the runs holding a slot, ``queued`` those
+    waiting in its line."""
+
+    id: str
+    name: str
+    per_key: ConcurrencyBound
+    total: ConcurrencyBound
+    running: int = 0
+    queued: int = 0
+    paused: bool = False
+
+
+class ConcurrencyKeyBound(ApiModel):
+    """A limit's per-key bound as one ``concurrencyKey`` sees it: ``override`` is the
+    key's temporary cap (until ``expires_at``), ``base`` the limit's per-key bound."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    expires_at: datetime | None = None
+
+
+class ConcurrencyLimitKeyItem(ApiModel):
+    """A limit seen from one ``concurrencyKey`` (Trigger.dev's ``ConcurrencyLimitKeyItem``)."""
+
+    name: str
+    concurrency_key: str
+    per_key: ConcurrencyKeyBound
+    running: int = 0
+    paused: bool = False
+
+
 class TraceEvent(ApiModel):
     """Something that happened inside a span: a log line (``name`` "log", its level,
     logger, message and traceback in ``properties``)."""

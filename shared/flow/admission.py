@@ -88,6 +88,12 @@ def refill(session: Session, limit_ids: Iterable[str]) -> None:
     _pending(session).fill.update(limit_ids)
 
 
+def settle(session: Session) -> None:
+    """Settle now what the commit would (a change that answers with the state it leads
+    to: a resumed limit shows the runs it admitted); the commit then has nothing left."""
+    _before_commit(session)
+
+
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)

@@ -113,6 +113,31 @@ def dash_limited(payload: Any, ctx: TaskContext) -> Any:
     return {"run": ctx.run.id}
 
 
+# --- Flow control: limited tasks for the queue and concurrency-limit API tests ------------
+# Each project's version declares the limit `task/test-limited` (total 2, 1 per key), the
+# named limit `test-shared` (total 3) and, through `test-limited-shared`, the custom queue
+# `emails` (one the session's in-process worker serves).
+
+SHARED_LIMIT = concurrency_limit("test-shared", total=3)
+
+
+@task(id="test-limited", max_attempts=1, concurrency={"total": 2, "per_key": 1})
+def limited(payload: Any, ctx: TaskContext) -> Any:
+    """With ``{"hold": name}``, runs until the gate ``<name>:release`` opens (30 s at most)."""
+    hold = payload.get("hold") if isinstance(payload, dict) else None
+    if hold:
+        release = gate(f"{hold}:release")
+        deadline = time.monotonic() + 30
+        while not release.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return payload
+
+
+@task(id="test-limited-shared", max_attempts=1, concurrency=SHARED_LIMIT, queue="emails")
+def limited_shared(payload: Any, ctx: TaskContext) -> Any:
+    return payload
+
+
 # --- A run's trace (tests/api/test_run_trace.py, tests/api/dashboard/test_run_page.py,
 # tests/e2e/node/run_trace.mjs): a task failing its first two attempts (two backoff gaps in
 # its trace), a parent saving a checkpoint and triggering a child, and a task waiting on
