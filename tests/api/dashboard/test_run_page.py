@@ -99,6 +99,8 @@ def test_a_parent_shows_its_checkpoint_and_links_to_its_child(
     expect(waterfall.locator("[data-kind=checkpoint]")).to_contain_text("Checkpoint #1")
     child = waterfall.locator("[data-kind=child]")
     expect(child).to_contain_text("trace-child")
+    page.get_by_role("region", name="Waterfall").scroll_into_view_if_needed()
+    screenshot(page, "run-children")
     child.get_by_role("link", name="trace-child").click()
     page.wait_for_url(re.compile(r"/dashboard/runs/run_\w+\?env=dev"))
     assert parent not in page.url
