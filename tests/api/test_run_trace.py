@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from tests.api.test_public_tokens import bearer, sdk_token
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
@@ -108,6 +110,22 @@ def _child_of(parent: str) -> str | None:
 
     with transaction() as session:
         return session.scalar(select(Run.id).where(Run.parent_run_id == parent))
+
+
+def test_past_the_trace_limit_the_root_says_the_lines_were_cut(
+    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprise_server.shared.runs import trace
+
+    monkeypatch.setattr(trace, "TRACE_LOG_LIMIT", 2)
+    run_id = triggers.via_api(api, project, delay="1h")
+    for n in range(3):
+        add_line(run_id, f"line {n}")
+
+    root = _trace(api, run_id, project.headers())["rootSpan"]
+
+    assert [e["properties"]["message"] for e in root["data"]["events"]] == ["line 0", "line 1"]
+    assert root["data"]["properties"]["logsTruncated"] is True
 
 
 def test_a_waiting_run_has_an_open_queue_span(api: Any, project: ProjectKeys) -> None:

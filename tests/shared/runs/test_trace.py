@@ -95,3 +95,17 @@ def test_a_delayed_run_starts_with_its_delay_and_a_checkpoint_is_a_point() -> No
     assert [s["id"].split(":")[-1] for s in flat["data"]] == [
         run.id, "delay", "queue", "1", "1"]
     assert flat["pagination"] == {}
+
+
+def test_the_waterfall_places_each_span_on_the_runs_time_axis() -> None:
+    from reprise_server.shared.dashboard import waterfall_rows
+
+    run = _run(RunStatus.COMPLETED, finished_at=_at(10))
+    trace = assemble(run, [_attempt(1, AttemptStatus.FAILED, 1, 3),
+                           _attempt(2, AttemptStatus.COMPLETED, 5, 10)], [], [], [], _at(100))
+
+    rows = [(r.span.kind, r.depth, r.offset, r.width, r.duration_ms) for r in waterfall_rows(trace)]
+
+    assert rows == [("run", 0, 0, 100, 10_000), ("queue", 1, 0, 10, 1000),
+                    ("attempt", 1, 10, 20, 2000), ("backoff", 1, 30, 20, 2000),
+                    ("attempt", 1, 50, 50, 5000)]
