@@ -167,6 +167,16 @@
     };
 
     var restart = function () {
+      // The address keeps the filter, so a reload (the page reloads when the run ends)
+      // shows the same lines.
+      if (window.history && window.URLSearchParams) {
+        var address = new URL(window.location.href);
+        ["log_level", "log_search"].forEach(function (name) {
+          var value = filter.elements[name].value;
+          if (value) address.searchParams.set(name, value); else address.searchParams.delete(name);
+        });
+        window.history.replaceState(null, "", address.toString());
+      }
       generation += 1;
       after = "";
       list.textContent = "";

@@ -75,6 +75,9 @@ def test_a_run_retried_twice_shows_three_attempts_and_its_logs_filtered(
     expect(_lines(page).nth(0)).to_contain_text("charge failed")
     expect(_lines(page).nth(1)).to_contain_text("retry budget at 1")
 
+    page.reload()  # the address kept the filter
+    expect(page.get_by_label("Level")).to_have_value("WARNING")
+    expect(_lines(page)).to_have_count(2)
     page.get_by_label("Level").select_option("")
     page.get_by_label("Search").fill("DATABASE")
     expect(_lines(page)).to_have_count(1)
