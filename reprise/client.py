@@ -27,7 +27,7 @@ from reprise.errors import (
     ServerError,
     UnsendableValueError,
 )
-from reprise.models import Run, RunListItem, TriggeredRun
+from reprise.models import Run, RunListItem, RunTrace, TriggeredRun
 from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
@@ -180,7 +180,7 @@ class Tasks:
 
 
 class Runs:
-    """``reprise.runs``: read, list, cancel, replay and reschedule runs."""
+    """``reprise.runs``: read, list, trace, cancel, replay and reschedule runs."""
 
     def __init__(self, client: Callable[[], Client]) -> None:
         self._client = client
@@ -240,6 +240,14 @@ class Runs:
             if not cursor or (limit is not None and seen >= limit):
                 return
             params = {**params, "page[after]": cursor}
+
+    def trace(self, run_id: str) -> RunTrace:
+        """The run's trace: a tree of spans (the run; its delay and queue wait; its attempts
+        with the backoffs between them; under an attempt its checkpoints, child runs and,
+        as events, its log lines). ``trace.root_span.walk()`` lists every span."""
+        path = _run_path(run_id, "/api/v1/runs/{id}/trace")
+        data = self._client().transport.request_json("GET", path)
+        return RunTrace.model_validate(data["trace"])
 
     def cancel(self, run_id: str) -> str:
         """Cancel a run (a no-op for a finished one); returns its id."""

@@ -220,3 +220,65 @@ class ConcurrencyLimitKeyItem(ApiModel):
     per_key: ConcurrencyKeyBound
     running: int = 0
     paused: bool = False
+
+
+class TraceEvent(ApiModel):
+    """Something that happened inside a span: a log line (``name`` "log", its level,
+    logger, message and traceback in ``properties``)."""
+
+    name: str
+    time: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraceSpanData(ApiModel):
+    message: str
+    task_slug: str | None = None
+    events: list[TraceEvent] = Field(default_factory=list)
+    start_time: datetime
+    # Nanoseconds, as Trigger.dev's.
+    duration: int
+    is_error: bool = False
+    is_partial: bool = False
+    is_cancelled: bool = False
+    level: str = "TRACE"
+    worker_version: str | None = None
+    queue_name: str | None = None
+    machine_preset: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraceSpan(ApiModel):
+    """A span of a run's trace. ``kind`` says what it is: run, delay, queue, attempt,
+    backoff, checkpoint (a point) or child (a child run: ``linked_run_id``)."""
+
+    id: str
+    parent_id: str | None = None
+    run_id: str
+    data: TraceSpanData
+    children: list[TraceSpan] = Field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.properties.get("kind", ""))
+
+    @property
+    def duration_ms(self) -> float:
+        return self.data.duration / 1_000_000
+
+    @property
+    def linked_run_id(self) -> str | None:
+        linked = self.data.properties.get("linkedRunId")
+        return str(linked) if linked else None
+
+    def walk(self) -> list[TraceSpan]:
+        """This span and every span under it, depth first."""
+        found = [self]
+        for child in self.children:
+            found.extend(child.walk())
+        return found
+
+
+class RunTrace(ApiModel):
+    trace_id: str
+    root_span: TraceSpan

@@ -479,3 +479,57 @@ def test_queues_and_concurrency_limits_through_the_sdk(
     assert by_queue["byTask"] == [by_queue["echo"]]
     assert by_queue["byCustom"] == [by_queue["named"]]
     assert by_queue["both"] == sorted([by_queue["echo"], by_queue["named"]])
+
+
+def test_a_runs_trace_through_the_official_client_whole_and_paged(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("run_trace.mjs", project.keys["dev"])
+
+    retried_id = scenario.ok("trigger-retried")["id"]
+    whole = scenario.ok("trace-retried")
+    root = whole["root"]
+    assert whole["traceId"] == retried_id
+    assert (root["id"], root["message"], root["status"]) == (retried_id, "trace-retried",
+                                                             "COMPLETED")
+    assert root["startIsDate"] is True
+    assert [c["kind"] for c in root["children"]] == [
+        "queue", "attempt", "backoff", "attempt", "backoff", "attempt"]
+    attempts = [c for c in root["children"] if c["kind"] == "attempt"]
+    assert [a["isError"] for a in attempts] == [True, True, False]
+    assert all(c["durationMs"] > 0 for c in root["children"] if c["kind"] == "backoff")
+    assert root["durationMs"] >= sum(c["durationMs"] for c in root["children"][1:])
+
+    paged = scenario.ok("trace-pages")
+    assert paged["pages"] == 4
+    assert paged["sizes"] == [2, 2, 2, 1]
+    assert [f["attemptNumber"] for f in paged["failures"]] == [1, 2]
+    [rebuilt] = paged["roots"]
+    assert rebuilt["id"] == retried_id
+    assert [c["id"] for c in rebuilt["children"]] == [c["id"] for c in root["children"]]
+    assert [c.get("attemptNumber") for c in rebuilt["children"]] == [None, 1, None, 2, None, 3]
+    detail = paged["detail"]
+    assert (detail["spanId"], detail["parentId"], detail["entityType"]) == (
+        f"{retried_id}:attempt:2", retried_id, "attempt")
+    assert detail["isError"] is True
+    assert detail["startIsDate"] is True
+    assert detail["properties"]["error"]["message"] == "trace attempt 2 fails"
+    assert detail["durationMs"] > 0
+
+    parent_id = scenario.ok("trigger-parent")["id"]
+    parent = scenario.ok("trace-parent")["root"]
+    attempt = parent["children"][1]
+    assert [c["kind"] for c in attempt["children"]] == ["checkpoint", "child"]
+    child = attempt["children"][1]
+    assert (child["message"], child["linkedRunId"], child["runId"]) == (
+        "trace-child", child["id"], child["id"])
+    assert run_row(child["id"]).parent_run_id == parent_id
+    span = scenario.ok("span-of-parent-attempt")
+    assert [(r["runId"], r["taskIdentifier"]) for r in span["triggeredRuns"]] == [
+        (child["id"], "trace-child")]
+    assert scenario.error("span-unknown")["status"] == 404
+
+    assert scenario.ok("token-reads-its-trace") == {"id": retried_id}
+    refused = scenario.error("token-reads-no-other-trace")
+    assert (refused["status"], refused["className"]) == (404, "NotFoundError")
+    assert scenario.error("unknown-run")["status"] == 404

@@ -210,3 +210,35 @@ flow_keyed = task(id="flow-keyed", max_attempts=3,
 flow_shared_a = task(id="flow-shared-a", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
 flow_shared_b = task(id="flow-shared-b", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
 # --- end of the flow control tasks ---------------------------------------------------------
+
+
+# --- A run's trace (tests/api/test_run_trace.py, tests/api/dashboard/test_run_page.py,
+# tests/e2e/node/run_trace.mjs): a task failing its first two attempts (two backoff gaps in
+# its trace), a parent saving a checkpoint and triggering a child, and a task waiting on
+# the gate named by its payload's "gate" (at most 60 s) while a test writes its log lines.
+@task(id="trace-retried", max_attempts=3)
+def trace_retried(payload: Any, ctx: TaskContext) -> Any:
+    if ctx.attempt.number < 3:
+        raise RuntimeError(f"trace attempt {ctx.attempt.number} fails")
+    return {"attempt": ctx.attempt.number}
+
+
+@task(id="trace-child", max_attempts=1)
+def trace_child(payload: Any, ctx: TaskContext) -> Any:
+    return {"child": ctx.run.id}
+
+
+@task(id="trace-parent", max_attempts=1)
+def trace_parent(payload: Any, ctx: TaskContext) -> Any:
+    ctx.checkpoint({"before": "child"})
+    child = ctx.trigger("trace-child", {"from": ctx.run.id})
+    return {"child": child}
+
+
+@task(id="trace-gated", max_attempts=1)
+def trace_gated(payload: Any, ctx: TaskContext) -> Any:
+    name = payload.get("gate") if isinstance(payload, dict) else None
+    if name:
+        gate(f"{name}:started").set()
+        gate(str(name)).wait(60)
+    return {"run": ctx.run.id}
