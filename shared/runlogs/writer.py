@@ -192,11 +192,14 @@ class Flusher:
         if self._thread is None or self._pid != os.getpid():
             self._ensure_thread()
         with self._cond:
-            if not self._pending:
-                self._first_at = time.monotonic()
             self._pending.append(line)
             self._accepted += 1
-            if len(self._pending) >= self.flush_lines:
+            # The writer sleeps until a first line arrives (then until it is due), or
+            # until a batch is full.
+            if len(self._pending) == 1:
+                self._first_at = time.monotonic()
+                self._cond.notify_all()
+            elif len(self._pending) >= self.flush_lines:
                 self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
