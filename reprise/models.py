@@ -145,3 +145,17 @@ class Schedule(ApiModel):
     next_runs: list[datetime] = Field(default_factory=list)
     last_run: datetime | None = None
     environments: list[ScheduleEnvironment] = Field(default_factory=list)
+
+
+class RunLogLine(ApiModel):
+    """One line of a run's log (``runs.logs``): ``seq`` orders a run's lines and is the
+    cursor to pass as ``after``."""
+
+    seq: int
+    attempt_number: int
+    logged_at: datetime
+    level: str
+    logger: str
+    message: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    exception: str | None = None

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.runlogs.models import RunLog
 from reprise_server.shared.runlogs.writer import LEVELS
 
 MAX_PAGE = 1000
 
 
-class UnknownLevel(ValueError):
+class UnknownLevel(InvalidInput):
     pass
 
 
@@ -45,7 +46,7 @@ def read_lines(
     search: str | None = None, limit: int = MAX_PAGE,
 ) -> LogPage:
     """The run's lines after ``after`` in order, at most ``limit``."""
-    limit = max(1, min(limit, MAX_PAGE))
+    limit = max(1, limit)
     query = select(RunLog).where(RunLog.run_id == run_id)
     if after is not None:
         query = query.where(RunLog.seq > after)
