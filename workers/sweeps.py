@@ -173,13 +173,10 @@ def resume_parked_runs(session: Session) -> Counts:
     return {"resumed": queues.resume_left_behind(session)}
 
 
-def _every_minute(settings: Settings) -> float:
-    return max(60.0, settings.sweep_interval_seconds)
-
-
-@sweep(broker.DELETE_EXPIRED_RUN_LOGS, every=_every_minute)
+@sweep(broker.DELETE_EXPIRED_RUN_LOGS)
 def delete_expired_run_logs(session: Session) -> Counts:
-    """Delete run log lines older than ``run_log_retention_days``, in batches."""
+    """Delete run log lines older than ``run_log_retention_days``, in batches (with
+    nothing to delete, one probe of the ``logged_at`` index)."""
     settings = get_settings()
     return {"deleted": retention.delete_expired(
         session, db_now(session), settings.run_log_retention_days,
