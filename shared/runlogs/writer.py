@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -253,18 +255,40 @@ class Flusher:
                 self._cond.notify_all()
 
     def _write_with_retries(self, batch: Sequence[LogLine], written: dict[str, int]) -> None:
+        """Write ``batch``, retrying while the database is unreachable (for up to
+        ``retry_seconds``); a batch the database refuses for another reason is written line
+        by line, so one bad line costs only itself."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         while True:
             try:
                 self._write(batch, written, self.max_lines)
                 return
-            except Exception:
+            except Exception as exc:
+                if not _unreachable(exc):
+                    if len(batch) > 1:
+                        for line in batch:
+                            self._write_with_retries([line], written)
+                    else:
+                        log.warning("dropped a run log line the database refused", exc_info=True)
+                    return
                 if time.monotonic() + delay > deadline:
-                    log.warning("dropped %d run log lines: the database refused them",
+                    log.warning("dropped %d run log lines: the database was unreachable",
                                 len(batch), exc_info=True)
                     return
                 log.warning("writing %d run log lines failed; retrying in %.2fs",
                             len(batch), delay, exc_info=True)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database is briefly unreachable (a restart, a dropped connection), as opposed
+    to refusing what was sent."""
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled
+    )
