@@ -21,8 +21,10 @@ from reprise_server.api.routes import (
     batches,
     bulk,
     commands,
+    concurrency_limits,
     health,
     packets,
+    queues,
     realtime,
     run_edits,
     run_logs,
@@ -133,6 +135,8 @@ def create_app() -> FastAPI:
     app.include_router(realtime.router)
     app.include_router(schedules.router)
     app.include_router(bulk.router)
+    app.include_router(queues.router)
+    app.include_router(concurrency_limits.router)
     app.include_router(dashboard.router)
     packet_limit = settings.max_packet_bytes
     packet_refusal = (

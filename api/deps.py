@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio.to_thread
 from anyio import CancelScope, CapacityLimiter
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_signature
@@ -31,7 +31,7 @@ from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands.errors import InvalidRequestBody
 from reprise_server.shared.db import commit, has_pending_work, transaction
-from reprise_server.shared.errors import Forbidden, InvalidRunId, RepriseError
+from reprise_server.shared.errors import BadRequest, Forbidden, InvalidRunId, RepriseError
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json
 from reprise_server.shared.projects.service import (
@@ -252,6 +252,55 @@ async def _run_id(run_id: Annotated[str, Path()], credential: BearerCredential) 
 
 # The ``{run_id}`` of the path, of the ``run_`` form (else 400 "Invalid or missing run ID").
 RunId = Annotated[str, Depends(_run_id)]
+
+# Offset pages (``?page=&perPage=``, the SDK's ``zodfetchOffsetLimitPage``): schedules,
+# queues and concurrency limits.
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+
+
+def _whole_number(value: str | None, name: str, default: int, maximum: int | None) -> int:
+    if value is None or value == "":
+        return default
+    top = f" to {maximum}" if maximum is not None else ""
+    if not value.isdigit() or int(value) < 1 or (maximum is not None and int(value) > maximum):
+        raise BadRequest(f"{name} must be a whole number from 1{top}")
+    return int(value)
+
+
+async def _offset_page(
+    credential: BearerCredential,
+    page: Annotated[str | None, Query(description="From 1")] = None,
+    per_page: Annotated[
+        str | None, Query(alias="perPage", description=f"1 to {MAX_PER_PAGE} ({DEFAULT_PER_PAGE})")
+    ] = None,
+) -> tuple[int, int]:
+    try:
+        return (
+            _whole_number(page, "page", 1, None),
+            _whole_number(per_page, "perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE),
+        )
+    except BadRequest as exc:
+        await credential.refuse(exc)
+
+
+# ``(page, per_page)``: 400 naming the parameter for anything but a whole number in range.
+OffsetPage = Annotated[tuple[int, int], Depends(_offset_page)]
+
+
+def offset_page_to_wire(
+    items: list[dict[str, Any]], count: int, page: int, per_page: int
+) -> dict[str, Any]:
+    """``{data, pagination: {currentPage, totalPages, count}}``."""
+    return {
+        "data": items,
+        "pagination": {
+            "currentPage": page,
+            "totalPages": max(1, -(-count // per_page)),
+            "count": count,
+        },
+    }
+
 
 ApiVersion = Annotated[str | None, Header(alias="x-trigger-api-version")]
 # The SDK's per-request idempotency key, the same on its own retries.

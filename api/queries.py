@@ -64,6 +64,10 @@ class RunListQuery(BaseModel):
     status: str | None = Field(None, alias="filter[status]",
                                description="Comma-separated statuses, either vocabulary")
     task_identifier: str | None = Field(None, alias="filter[taskIdentifier]")
+    queue: str | None = Field(
+        None, alias="filter[queue]",
+        description="Comma-separated queues: task/<taskId> (a task's own) or a queue's name",
+    )
     tag: str | None = Field(None, alias="filter[tag]")
     version: str | None = Field(None, alias="filter[version]")
     created_from: str | None = Field(None, alias="filter[createdAt][from]")
@@ -87,6 +91,7 @@ class RunListQuery(BaseModel):
             api_version=api_version,
             statuses=self.status,
             task_identifiers=self.task_identifier,
+            queues=self.queue,
             tags=self.tag,
             versions=self.version,
             created_from=self.created_from,
@@ -111,7 +116,6 @@ class RunListQuery(BaseModel):
 # 400 naming it. To support one: add its field to RunListQuery (and RunFilter), then
 # delete its entry here.
 REFUSED_FILTERS: dict[str, str] = {
-    "filter[queue]": "listing runs by queue is not supported",
     "filter[machine]": "listing runs by machine is not supported",
     "filter[region]": "Reprise has one region: listing runs by region is not supported",
 }

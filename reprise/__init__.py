@@ -1,14 +1,24 @@
 """Reprise's public Python SDK.
 
-Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :data:`runs`
-after :func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` environment
-variables; ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY`` work too).
+Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :data:`runs`,
+queues and concurrency limits with :data:`queues` and :data:`concurrency_limits`, after
+:func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` environment variables;
+``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY`` work too).
 
 The SDK is a client: it needs httpx and pydantic and imports nothing of the server
 (``shared``, ``api``, ``workers``) nor any server library.
 """
 
-from reprise.client import ApiError, Client, configure, runs, schedules, tasks
+from reprise.client import (
+    ApiError,
+    Client,
+    concurrency_limits,
+    configure,
+    queues,
+    runs,
+    schedules,
+    tasks,
+)
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import (
     Concurrency,
@@ -28,7 +38,9 @@ __all__ = [
     "TaskContext",
     "TaskDefinition",
     "concurrency_limit",
+    "concurrency_limits",
     "configure",
+    "queues",
     "runs",
     "schedules",
     "task",

@@ -1,5 +1,5 @@
-"""Client commands of the ``reprise`` CLI: ``trigger``, ``runs …`` and
-``schedules …`` over HTTP.
+"""Client commands of the ``reprise`` CLI: ``trigger``, ``runs …``, ``schedules …``,
+``queues …`` and ``limits …`` over HTTP.
 
 Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of
 ``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` (or
@@ -20,7 +20,16 @@ from typing import Any
 
 from reprise.client import UNSET, Client
 from reprise.errors import ApiError
-from reprise.models import Run, RunListItem, RunLogLine, Schedule
+from reprise.models import (
+    ConcurrencyBound,
+    ConcurrencyLimitItem,
+    ConcurrencyLimitKeyItem,
+    QueueItem,
+    Run,
+    RunListItem,
+    RunLogLine,
+    Schedule,
+)
 
 URL_VARS = ("REPRISE_API_URL", "TRIGGER_API_URL")
 KEY_VARS = ("REPRISE_API_KEY", "TRIGGER_SECRET_KEY")
@@ -280,6 +289,154 @@ def _cmd_schedules_delete(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bound(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _bound_cell(bound: ConcurrencyBound) -> str:
+    """``5``, ``-`` (unbounded), or ``5 (base 2)`` while overridden."""
+    if bound.override is None:
+        return _bound(bound.current)
+    return f"{_bound(bound.current)} (base {_bound(bound.base)})"
+
+
+def _queue_row(queue: QueueItem) -> tuple[str, ...]:
+    return (queue.name, queue.type, str(queue.running), str(queue.queued),
+            "yes" if queue.paused else "no", queue.id)
+
+
+QUEUE_HEADER = ("NAME", "TYPE", "RUNNING", "QUEUED", "PAUSED", "ID")
+
+
+def _cmd_queues_list(client: Client, args: argparse.Namespace) -> int:
+    found = list(client.queues.list(per_page=100))
+    if args.json:
+        _print_json([queue.to_json_dict() for queue in found])
+        return 0
+    _print_table([QUEUE_HEADER, *(_queue_row(queue) for queue in found)])
+    return 0
+
+
+def _show_queue(queue: QueueItem, as_json: bool) -> None:
+    if as_json:
+        _print_json(queue.to_json_dict())
+        return
+    lines = [
+        f"name:      {queue.name}",
+        f"type:      {queue.type}",
+        f"id:        {queue.id}",
+        f"running:   {queue.running}",
+        f"queued:    {queue.queued}",
+        f"paused:    {'yes' if queue.paused else 'no'}",
+    ]
+    if queue.concurrency is not None and queue.concurrency.base is not None:
+        lines.append(f"limit:     {_bound(queue.concurrency.current)}"
+                     + (f" (base {queue.concurrency.base})"
+                        if queue.concurrency.override is not None else ""))
+    print("\n".join(lines))
+
+
+def _cmd_queues_get(client: Client, args: argparse.Namespace) -> int:
+    _show_queue(client.queues.retrieve(args.queue, type=args.type), args.json)
+    return 0
+
+
+def _cmd_queues_pause(client: Client, args: argparse.Namespace) -> int:
+    pause = args.queues_command == "pause"
+    queue = (client.queues.pause if pause else client.queues.resume)(args.queue, type=args.type)
+    print(f"queue {queue.name} {'paused' if queue.paused else 'resumed'}")
+    return 0
+
+
+def _limit_row(limit: ConcurrencyLimitItem) -> tuple[str, ...]:
+    return (limit.name, _bound_cell(limit.total), _bound_cell(limit.per_key),
+            str(limit.running), str(limit.queued), "yes" if limit.paused else "no")
+
+
+LIMIT_HEADER = ("NAME", "TOTAL", "PER KEY", "RUNNING", "QUEUED", "PAUSED")
+
+
+def _cmd_limits_list(client: Client, args: argparse.Namespace) -> int:
+    found = list(client.concurrency_limits.list(per_page=100))
+    if args.json:
+        _print_json([limit.to_json_dict() for limit in found])
+        return 0
+    _print_table([LIMIT_HEADER, *(_limit_row(limit) for limit in found)])
+    return 0
+
+
+def _show_limit(item: ConcurrencyLimitItem | ConcurrencyLimitKeyItem, as_json: bool) -> None:
+    if as_json:
+        _print_json(item.to_json_dict())
+        return
+    if isinstance(item, ConcurrencyLimitKeyItem):
+        bound = item.per_key
+        per_key = _bound(bound.current)
+        if bound.override is not None:
+            until = bound.expires_at.isoformat() if bound.expires_at else "?"
+            per_key += f" (override until {until}; base {_bound(bound.base)})"
+        lines = [
+            f"name:      {item.name}",
+            f"key:       {item.concurrency_key}",
+            f"per key:   {per_key}",
+            f"running:   {item.running}",
+            f"paused:    {'yes' if item.paused else 'no'}",
+        ]
+    else:
+        lines = [
+            f"name:      {item.name}",
+            f"id:        {item.id}",
+            f"total:     {_bound_cell(item.total)}",
+            f"per key:   {_bound_cell(item.per_key)}",
+            f"running:   {item.running}",
+            f"queued:    {item.queued}",
+            f"paused:    {'yes' if item.paused else 'no'}",
+        ]
+    print("\n".join(lines))
+
+
+def _cmd_limits_get(client: Client, args: argparse.Namespace) -> int:
+    if args.concurrency_key is not None:
+        _show_limit(client.concurrency_limits.retrieve(args.name, args.concurrency_key), args.json)
+    else:
+        _show_limit(client.concurrency_limits.retrieve(args.name), args.json)
+    return 0
+
+
+def _cmd_limits_override(client: Client, args: argparse.Namespace) -> int:
+    limits = client.concurrency_limits
+    if args.concurrency_key is not None:
+        if args.per_key is None or args.total is not None:
+            raise UsageError(
+                "--concurrency-key overrides one key's cap: give --per-key (and no --total)"
+            )
+        ttl = int(args.ttl) if args.ttl and args.ttl.isdigit() else args.ttl
+        _show_limit(limits.override(args.name, concurrency_key=args.concurrency_key,
+                                    per_key=args.per_key, ttl=ttl), args.json)
+        return 0
+    if args.ttl is not None:
+        raise UsageError("--ttl applies to one key's override: give --concurrency-key with it")
+    if args.per_key is None and args.total is None:
+        raise UsageError("give --total and/or --per-key")
+    _show_limit(limits.override(args.name, total=args.total, per_key=args.per_key), args.json)
+    return 0
+
+
+def _cmd_limits_reset(client: Client, args: argparse.Namespace) -> int:
+    if args.concurrency_key is not None:
+        _show_limit(client.concurrency_limits.reset(args.name, args.concurrency_key), args.json)
+    else:
+        _show_limit(client.concurrency_limits.reset(args.name), args.json)
+    return 0
+
+
+def _cmd_limits_pause(client: Client, args: argparse.Namespace) -> int:
+    limits = client.concurrency_limits
+    limit = (limits.pause if args.limits_command == "pause" else limits.resume)(args.name)
+    print(f"limit {limit.name} {'paused' if limit.paused else 'resumed'}")
+    return 0
+
+
 ClientHandler = Callable[[Client, argparse.Namespace], int]
 
 
@@ -310,7 +467,8 @@ def _connection_options() -> argparse.ArgumentParser:
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add ``trigger``, ``runs`` and ``schedules`` to the CLI's subparsers action ``sub``."""
+    """Add ``trigger``, ``runs``, ``schedules``, ``queues`` and ``limits`` to the CLI's
+    subparsers action ``sub``."""
     conn = [_connection_options()]
 
     trigger = sub.add_parser("trigger", parents=conn, help="trigger a task; prints the run id")
@@ -394,6 +552,71 @@ def add_client_commands(sub: Any) -> None:
     remove = schedules_sub.add_parser("delete", parents=conn, help="delete a schedule")
     remove.add_argument("schedule_id")
     remove.set_defaults(handler=_handler(_cmd_schedules_delete))
+
+    _add_flow_commands(sub, conn)
+
+
+def _add_flow_commands(sub: Any, conn: list[argparse.ArgumentParser]) -> None:
+    """``queues …`` and ``limits …``."""
+    queues = sub.add_parser("queues", help="list, inspect, pause and resume queues")
+    queues_sub = queues.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    q_list = queues_sub.add_parser("list", parents=conn, help="list queues, by name")
+    q_list.add_argument("--json", action="store_true", help="print a JSON array")
+    q_list.set_defaults(handler=_handler(_cmd_queues_list))
+    type_help = ("what QUEUE is: id, task (a task id) or custom (a queue name); default: "
+                 "queue_… is an id, task/… a task's queue, anything else a name")
+    for action, command, text in (("get", _cmd_queues_get, "show one queue"),
+                                  ("pause", _cmd_queues_pause, "start no more of its runs"),
+                                  ("resume", _cmd_queues_pause, "start its runs again")):
+        parser = queues_sub.add_parser(action, parents=conn, help=text)
+        parser.add_argument("queue", help="queue_…, task/<taskId> or a queue's name")
+        parser.add_argument("--type", choices=("id", "task", "custom"), help=type_help)
+        if action == "get":
+            parser.add_argument("--json", action="store_true", help="print the queue object")
+        parser.set_defaults(handler=_handler(command))
+
+    limits = sub.add_parser("limits", help="list, inspect, override, reset, pause and resume "
+                            "concurrency limits")
+    limits_sub = limits.add_subparsers(dest="limits_command", required=True, metavar="ACTION")
+    l_list = limits_sub.add_parser("list", parents=conn, help="list concurrency limits, by name")
+    l_list.add_argument("--json", action="store_true", help="print a JSON array")
+    l_list.set_defaults(handler=_handler(_cmd_limits_list))
+    name_help = "the limit: task/<taskId> (a task's own) or a named limit"
+
+    get = limits_sub.add_parser("get", parents=conn, help="show one limit (or one key's view)")
+    get.add_argument("name", help=name_help)
+    get.add_argument("--concurrency-key", help="show the limit as this key sees it")
+    get.add_argument("--json", action="store_true", help="print the limit object")
+    get.set_defaults(handler=_handler(_cmd_limits_get))
+
+    override = limits_sub.add_parser(
+        "override", parents=conn, help="override a limit's bounds, or cap one key for a while"
+    )
+    override.add_argument("name", help=name_help)
+    override.add_argument("--total", type=_bound_arg, help="runs holding the limit at once")
+    override.add_argument("--per-key", type=_bound_arg, help="runs of each key at once")
+    override.add_argument("--concurrency-key", help="cap only this key (with --per-key)")
+    override.add_argument("--ttl", help="how long a key's cap lasts: 1h, 7d (default 7d, at most 30d)")
+    override.add_argument("--json", action="store_true", help="print the limit object")
+    override.set_defaults(handler=_handler(_cmd_limits_override))
+
+    reset = limits_sub.add_parser("reset", parents=conn, help="back to the declared bounds")
+    reset.add_argument("name", help=name_help)
+    reset.add_argument("--concurrency-key", help="clear only this key's cap")
+    reset.add_argument("--json", action="store_true", help="print the limit object")
+    reset.set_defaults(handler=_handler(_cmd_limits_reset))
+
+    for action, text in (("pause", "admit no more runs holding it"),
+                         ("resume", "admit runs again, in order")):
+        parser = limits_sub.add_parser(action, parents=conn, help=text)
+        parser.add_argument("name", help=name_help)
+        parser.set_defaults(handler=_handler(_cmd_limits_pause))
+
+
+def _bound_arg(value: str) -> int:
+    if not value.isdigit() or int(value) > 100_000:
+        raise argparse.ArgumentTypeError("must be a whole number from 0 to 100000")
+    return int(value)
 
 
 def _positive(value: str) -> int:

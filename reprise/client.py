@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self, Unpack
 from urllib.parse import quote
 
+from reprise.concurrency_limits import ConcurrencyLimits
 from reprise.errors import (
     ApiConnectionError,
     ApiError,
@@ -27,7 +28,8 @@ from reprise.errors import (
     ServerError,
     UnsendableValueError,
 )
-from reprise.models import Run, RunListItem, RunLogLine, TriggeredRun
+from reprise.models import Run, RunListItem, RunLogLine, RunTrace, TriggeredRun
+from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
 
@@ -40,7 +42,9 @@ __all__ = [
     "NotFoundError",
     "ServerError",
     "UnsendableValueError",
+    "concurrency_limits",
     "configure",
+    "queues",
     "runs",
     "schedules",
     "tasks",
@@ -177,7 +181,7 @@ class Tasks:
 
 
 class Runs:
-    """``reprise.runs``: read, list, cancel, replay and reschedule runs."""
+    """``reprise.runs``: read, list, trace, cancel, replay and reschedule runs."""
 
     def __init__(self, client: Callable[[], Client]) -> None:
         self._client = client
@@ -191,6 +195,7 @@ class Runs:
         *,
         status: str | Iterable[str] | None = None,
         task_identifier: str | Iterable[str] | None = None,
+        queue: str | Iterable[str] | None = None,
         tag: str | Iterable[str] | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
@@ -203,12 +208,14 @@ class Runs:
     ) -> Iterator[RunListItem]:
         """Runs of the key's environment, newest first, fetching pages as it is iterated.
 
+        ``queue`` names queues: ``task/<taskId>`` for a task's own, or a queue's name.
         ``limit`` stops after that many runs (and fetches no further page).
         """
         params = _compact(
             {
                 "filter[status]": _csv(status),
                 "filter[taskIdentifier]": _csv(task_identifier),
+                "filter[queue]": _csv(queue),
                 "filter[tag]": _csv(tag),
                 "filter[createdAt][from]": iso_utc(created_from) if created_from else None,
                 "filter[createdAt][to]": iso_utc(created_to) if created_to else None,
@@ -255,6 +262,14 @@ class Runs:
             cursor = page.get("cursor", cursor)
             if not page.get("hasMore"):
                 return lines
+
+    def trace(self, run_id: str) -> RunTrace:
+        """The run's trace: a tree of spans (the run; its delay and queue wait; its attempts
+        with the backoffs between them; under an attempt its checkpoints, child runs and,
+        as events, its log lines). ``trace.root_span.walk()`` lists every span."""
+        path = _run_path(run_id, "/api/v1/runs/{id}/trace")
+        data = self._client().transport.request_json("GET", path)
+        return RunTrace.model_validate(data["trace"])
 
     def cancel(self, run_id: str) -> str:
         """Cancel a run (a no-op for a finished one); returns its id."""
@@ -322,6 +337,8 @@ class Client:
         self.tasks = Tasks(lambda: self)
         self.runs = Runs(lambda: self)
         self.schedules = Schedules(lambda: self)
+        self.queues = Queues(lambda: self)
+        self.concurrency_limits = ConcurrencyLimits(lambda: self)
 
     @property
     def base_url(self) -> str:
@@ -368,3 +385,5 @@ def default_client() -> Client:
 tasks = Tasks(default_client)
 runs = Runs(default_client)
 schedules = Schedules(default_client)
+queues = Queues(default_client)
+concurrency_limits = ConcurrencyLimits(default_client)

@@ -159,3 +159,140 @@ class RunLogLine(ApiModel):
     message: str
     attributes: dict[str, Any] = Field(default_factory=dict)
     exception: str | None = None
+
+
+class QueueConcurrency(ApiModel):
+    """A task queue's concurrency: its task's own limit's ``total`` (``current`` is what
+    applies: the ``override`` if set, else the declared ``base``; None is unbounded)."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    overridden_at: datetime | None = None
+    overridden_by: str | None = None
+
+
+class QueueItem(ApiModel):
+    """A queue of :data:`reprise.queues` (Trigger.dev's ``QueueItem``): a task's own
+    (``type="task"``, named ``task/<taskId>``) or a named one (``type="custom"``).
+
+    ``running`` counts its runs dequeued or executing, ``queued`` those waiting. Reprise's
+    queues are V2 (``version``): only lines, their concurrency is a limit's
+    (:data:`reprise.concurrency_limits`); ``concurrency_limit`` and ``concurrency`` are
+    read from a V1 server only."""
+
+    id: str
+    name: str
+    type: str
+    running: int = 0
+    queued: int = 0
+    paused: bool = False
+    version: str = "V1"
+    concurrency_limit: int | None = None
+    concurrency: QueueConcurrency | None = None
+
+
+class ConcurrencyBound(ApiModel):
+    """One bound of a limit (``total`` or ``per_key``): ``current`` is what applies now
+    (None: unbounded), ``base`` the declared value, ``override`` the runtime one."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    overridden_at: datetime | None = None
+
+
+class ConcurrencyLimitItem(ApiModel):
+    """A concurrency limit of :data:`reprise.concurrency_limits` (Trigger.dev's
+    ``ConcurrencyLimitItem``): ``running`` counts the runs holding a slot, ``queued`` those
+    waiting in its line."""
+
+    id: str
+    name: str
+    per_key: ConcurrencyBound
+    total: ConcurrencyBound
+    running: int = 0
+    queued: int = 0
+    paused: bool = False
+
+
+class ConcurrencyKeyBound(ApiModel):
+    """A limit's per-key bound as one ``concurrencyKey`` sees it: ``override`` is the
+    key's temporary cap (until ``expires_at``), ``base`` the limit's per-key bound."""
+
+    current: int | None = None
+    base: int | None = None
+    override: int | None = None
+    expires_at: datetime | None = None
+
+
+class ConcurrencyLimitKeyItem(ApiModel):
+    """A limit seen from one ``concurrencyKey`` (Trigger.dev's ``ConcurrencyLimitKeyItem``)."""
+
+    name: str
+    concurrency_key: str
+    per_key: ConcurrencyKeyBound
+    running: int = 0
+    paused: bool = False
+
+
+class TraceEvent(ApiModel):
+    """Something that happened inside a span: a log line (``name`` "log", its level,
+    logger, message and traceback in ``properties``)."""
+
+    name: str
+    time: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraceSpanData(ApiModel):
+    message: str
+    task_slug: str | None = None
+    events: list[TraceEvent] = Field(default_factory=list)
+    start_time: datetime
+    # Nanoseconds, as Trigger.dev's.
+    duration: int
+    is_error: bool = False
+    is_partial: bool = False
+    is_cancelled: bool = False
+    level: str = "TRACE"
+    worker_version: str | None = None
+    queue_name: str | None = None
+    machine_preset: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraceSpan(ApiModel):
+    """A span of a run's trace. ``kind`` says what it is: run, delay, queue, attempt,
+    backoff, checkpoint (a point) or child (a child run: ``linked_run_id``)."""
+
+    id: str
+    parent_id: str | None = None
+    run_id: str
+    data: TraceSpanData
+    children: list[TraceSpan] = Field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.properties.get("kind", ""))
+
+    @property
+    def duration_ms(self) -> float:
+        return self.data.duration / 1_000_000
+
+    @property
+    def linked_run_id(self) -> str | None:
+        linked = self.data.properties.get("linkedRunId")
+        return str(linked) if linked else None
+
+    def walk(self) -> list[TraceSpan]:
+        """This span and every span under it, depth first."""
+        found = [self]
+        for child in self.children:
+            found.extend(child.walk())
+        return found
+
+
+class RunTrace(ApiModel):
+    trace_id: str
+    root_span: TraceSpan

@@ -23,6 +23,7 @@ from reprise_server.shared.reads import RunView, read_run
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
+from reprise_server.shared.runs.trace import Span, Trace, build_trace
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,36 @@ class RunPage:
     environments: dict[str, Environment]
     # Why the run, QUEUED or RETRYING, has not started (None: nothing holds it back).
     waiting_reason: str | None = None
+    # The run's trace without its log lines (the logs panel reads those): the waterfall.
+    trace: Trace | None = None
+
+    def waterfall(self) -> list[WaterfallRow]:
+        return waterfall_rows(self.trace) if self.trace is not None else []
+
+
+@dataclass(frozen=True)
+class WaterfallRow:
+    span: Span
+    depth: int
+    # Where its bar starts and how wide it is, in percent of the trace's span of time.
+    offset: float
+    width: float
+    duration_ms: float
+
+
+def waterfall_rows(trace: Trace) -> list[WaterfallRow]:
+    """The trace's spans as the waterfall draws them: depth first, each bar placed on the
+    time axis from the run's creation to the end of its last span (now, if one is open)."""
+    start = trace.root.start
+    total = max((trace.end() - start).total_seconds(), 0.001)
+    rows = []
+    for span, depth in trace.walk():
+        offset = (span.start - start).total_seconds() / total * 100
+        width = (span.finish(trace.now) - span.start).total_seconds() / total * 100
+        rows.append(WaterfallRow(span, depth, round(min(max(offset, 0.0), 100.0), 3),
+                                 round(min(max(width, 0.0), 100.0 - offset), 3),
+                                 span.duration_ms(trace.now)))
+    return rows
 
 
 def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str) -> RunPage:
@@ -45,14 +76,18 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
     source = (runs_repo.get_run_in_project(session, auth.project_id, run.replayed_from)
               if run.replayed_from else None)
     envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
+    checkpoints = attempts_repo.checkpoints_of(session, run.id)
+    trace = build_trace(session, run, with_logs=False, attempts=view.attempts,
+                        checkpoints=checkpoints)
     return RunPage(
         view,
-        attempts_repo.checkpoints_of(session, run.id),
+        checkpoints,
         commands_repo.commands_of_run(session, run.id),
         source,
         runs_repo.replays_of(session, auth.project_id, run.id),
         envs,
         waiting_reason(session, run),
+        trace,
     )
 
 

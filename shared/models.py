@@ -11,6 +11,7 @@ from reprise_server.shared.flow.models import (
     ConcurrencySlot,
     Queue,
 )
+from reprise_server.shared.overview.models import IgnoredErrorGroup
 from reprise_server.shared.packets.models import Packet
 from reprise_server.shared.projects.models import (
     ApiKey,
@@ -41,6 +42,7 @@ __all__ = [
     "ConcurrencySlot",
     "DashboardSession",
     "Environment",
+    "IgnoredErrorGroup",
     "Packet",
     "Project",
     "Queue",

@@ -26,6 +26,7 @@ from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.listing import Page, RunQuery, list_page
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.runs.service import get_run_for
+from reprise_server.shared.runs.trace import Trace, build_trace
 from reprise_server.shared.schedules import repository as schedules_repo
 from reprise_server.shared.schedules.models import Schedule
 from reprise_server.shared.versions import repository as versions_repo
@@ -90,6 +91,14 @@ def read_checkpoints(
     """A run's checkpoints, oldest first."""
     run = visible_run(session, auth, run_id, applier)
     return attempts_repo.checkpoints_of(session, run.id)
+
+
+def read_trace(session: Session, auth: AuthContext, run_id: str, applier: str) -> Trace:
+    """A run's trace (:mod:`shared.runs.trace`), its log lines as events. A public access
+    token, which never sees a payload or an output, gets no log lines either (only how many
+    each attempt wrote)."""
+    run = visible_run(session, auth, run_id, applier)
+    return build_trace(session, run, with_logs=not auth.is_public)
 
 
 def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:

@@ -161,7 +161,9 @@ def release_waiting_runs(session: Session) -> Counts:
 def admit_waiting_runs(session: Session) -> Counts:
     """Flow control's backstop: admit runs waiting under limits that have room (a
     settlement that skipped them, a lapsed per-key override) and mend the limits'
-    counters. Its locks on limits are all taken without waiting (SKIP LOCKED)."""
+    counters. Its locks on limits are taken without waiting (SKIP LOCKED), except those of
+    the rare waiting runs found with no place in line: they enter it first, in id order,
+    before it holds any limit."""
     return {"admitted": admission.sweep(session)}
 
 

@@ -54,7 +54,7 @@ def _spec(session: Session, params: dict[str, str], ids: list[str]) -> service.B
                             (params.get("name") or "").strip() or None, source="dashboard")
 
 
-def _new_page(request: Request, session: Session, signed: SignedIn, params: dict[str, str],
+def new_page(request: Request, session: Session, signed: SignedIn, params: dict[str, str],
               ids: list[str], error: str | None = None, status_code: int = 200) -> Response:
     preview = None
     try:
@@ -74,7 +74,7 @@ def bulk_new(request: Request, session: DbSession) -> Response:
     signed = signed_in(request, session, params.get("env"))
     if signed is None:
         return to_sign_in(request)
-    return _new_page(request, session, signed, params, request.query_params.getlist("ids"))
+    return new_page(request, session, signed, params, request.query_params.getlist("ids"))
 
 
 @router.post("/bulk")
@@ -87,7 +87,7 @@ def bulk_create(request: Request, session: DbSession, form: Form) -> Response:
         bulk = service.create_bulk_action(session, signed.auth, _spec(session, form, ids))
     except (ValueError, RepriseError) as exc:
         session.rollback()
-        return _new_page(request, session, signed, form, ids,
+        return new_page(request, session, signed, form, ids,
                          getattr(exc, "message", None) or str(exc), 400)
     env = signed.auth.environment_slug
     return RedirectResponse(f"{PREFIX}/bulk/{bulk.id}?env={env}", status_code=303)

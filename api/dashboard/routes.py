@@ -1,6 +1,7 @@
 """Sign-in, sign-out, the environment switcher and the vendored assets; the runs, bulk,
-schedules and queues pages are in :mod:`api.dashboard.runs`, :mod:`api.dashboard.bulk`,
-:mod:`api.dashboard.schedules` and :mod:`api.dashboard.queues`."""
+schedules, queues and overview pages are in :mod:`api.dashboard.runs`,
+:mod:`api.dashboard.bulk`, :mod:`api.dashboard.schedules`, :mod:`api.dashboard.queues` and
+:mod:`api.dashboard.overview`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from reprise_server.api.dashboard import bulk, queues, runs, schedules
+from reprise_server.api.dashboard import bulk, overview, queues, runs, schedules
 from reprise_server.api.dashboard.web import (
     COOKIE,
     HERE,
@@ -36,6 +37,7 @@ router.include_router(runs.router)
 router.include_router(bulk.router)
 router.include_router(schedules.router)
 router.include_router(queues.router)
+router.include_router(overview.router)
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 

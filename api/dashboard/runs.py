@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from reprise_server.api.dashboard.web import (
     ACTIVE,
     PREFIX,
+    SECURITY_HEADERS,
     Form,
     checked_form,
     page,
@@ -29,6 +30,7 @@ from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json, reject_unstorable
 from reprise_server.shared.reads import read_page, visible_run
+from reprise_server.shared.runlogs.reader import LEVELS, line_to_json, read_logs
 from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
 from reprise_server.shared.runs.service import cancel_run
@@ -63,11 +65,12 @@ def list_filter(params: dict[str, str]) -> RunFilter:
         replays_only=params.get("replays") == "1",
         bulk_action_id=params.get("bulk"),
         schedule_id=params.get("schedule"),
+        error_fingerprint=params.get("error"),
     )
 
 
 FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk",
-               "schedule")
+               "schedule", "error")
 
 
 @router.get("/runs")
@@ -110,12 +113,22 @@ def _run_page(request: Request, session: Session, signed: SignedIn, run_id: str,
                     message=exc.message)
     run = data.view.run
     template = "_run_body.html" if request.query_params.get("fragment") == "body" else "run.html"
+    log_level = request.query_params.get("log_level", "")
+    log_search = request.query_params.get("log_search", "")
+    logs, log_error = None, None
+    if template == "run.html":
+        try:
+            logs = read_logs(session, run.id, level=log_level or None, search=log_search or None)
+        except ValueError as exc:
+            log_error = str(exc)
     return page(
         template, status_code, signed=signed, page=data, run=run, now=signed.now,
         active=run.status in ACTIVE, dialog=dialog or request.query_params.get("dialog"),
         error=error, values=values or {}, env_slug=signed.auth.environment_slug,
         payload_text=json.dumps(run.payload, indent=2, ensure_ascii=False),
         can_cancel=run.status in ACTIVE, can_reschedule=run.status == RunStatus.DELAYED,
+        logs=logs, log_error=log_error, log_level=log_level, log_search=log_search,
+        log_levels=LEVELS,
     )
 
 
@@ -125,6 +138,29 @@ def run_detail(run_id: str, request: Request, session: DbSession) -> Response:
     if signed is None:
         return to_sign_in(request)
     return _run_page(request, session, signed, run_id)
+
+
+@router.get("/runs/{run_id}/logs.json")
+def run_logs(run_id: str, request: Request, session: DbSession) -> Response:
+    """The logs panel's reads: the run's lines after the ``after`` cursor (a seq), at or
+    above ``level``, containing ``search``; ``active`` tells the panel to keep tailing."""
+    params = request.query_params
+    signed = signed_in(request, session, params.get("env"))
+    if signed is None:
+        return JSONResponse({"error": "not signed in"}, status_code=401, headers=SECURITY_HEADERS)
+    try:
+        run = visible_run(session, signed.auth, run_id, api_applier())
+        after = int(params["after"]) if params.get("after") else None
+        found = read_logs(session, run.id, after=after, level=params.get("level") or None,
+                          search=params.get("search") or None)
+    except RepriseError as exc:
+        return JSONResponse({"error": exc.message}, status_code=exc.status_code,
+                            headers=SECURITY_HEADERS)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400, headers=SECURITY_HEADERS)
+    return JSONResponse({"lines": [line_to_json(line) for line in found.lines],
+                         "after": found.after, "hasMore": found.has_more,
+                         "active": run.status in ACTIVE}, headers=SECURITY_HEADERS)
 
 
 def _run_url(run_id: str, env_slug: str) -> str:

@@ -55,6 +55,20 @@ def duration(ms: int | None) -> str:
     return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
 
 
+def span_ms(value: float) -> str:
+    """A span's duration: ``<1 ms`` rather than a false zero, else as :func:`duration`."""
+    return "<1 ms" if value < 1 else duration(round(value))
+
+
+def executed(trace: Any, run: Any) -> str:
+    """How long the run executed: its attempts' spans summed (an attempt stopped by a cancel
+    counts until the cancel), or the usage the worker recorded if that is more."""
+    if run.started_at is None:
+        return "-"
+    spans = trace.execution_ms() if trace is not None else 0.0
+    return span_ms(max(float(run.duration_ms or 0), spans))
+
+
 def seconds(value: float | None) -> str:
     """A wait: ``-`` for none, else seconds, minutes or hours (``4.2 s``, ``3 min 5 s``)."""
     if value is None:
@@ -86,7 +100,8 @@ TEMPLATES = Environment(
     trim_blocks=True, lstrip_blocks=True,
 )
 TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=duration,
-                         status_class=status_class, seconds=seconds)
+                         status_class=status_class, seconds=seconds,
+                         span_ms=span_ms, executed=executed)
 TEMPLATES.globals.update(prefix=PREFIX)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from reprise_server.api.deps import BearerCredential, Caller, DbSession, EdgeRoute, json_body
+from reprise_server.api.deps import Caller, DbSession, EdgeRoute, OffsetPage, json_body
 from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import BadRequest
 from reprise_server.shared.projects.service import AuthContext
@@ -24,31 +24,6 @@ CreateBody = Annotated[CreateScheduleRequest, json_body(CreateScheduleRequest, e
 UpdateBody = Annotated[UpdateScheduleRequest, json_body(UpdateScheduleRequest, error=BadRequest)]
 
 
-def _whole_number(value: str | None, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise BadRequest(f"{name} must be a whole number")
-    return int(value)
-
-
-async def _page(
-    credential: BearerCredential,
-    page: Annotated[str | None, Query(description="From 1")] = None,
-    per_page: Annotated[str | None, Query(alias="perPage", description="1 to 100 (20)")] = None,
-) -> tuple[int, int]:
-    try:
-        return (
-            _whole_number(page, "page", 1),
-            _whole_number(per_page, "perPage", service.DEFAULT_PER_PAGE),
-        )
-    except BadRequest as exc:
-        await credential.refuse(exc)
-
-
-PageParams = Annotated[tuple[int, int], Depends(_page)]
-
-
 def _render(session: DbSession, auth: AuthContext, schedule: Schedule) -> JSONResponse:
     return JSONResponse(schedule_to_wire(schedule, auth.environment_slug, db_now(session)))
 
@@ -59,7 +34,7 @@ def create_schedule(auth: Caller, body: CreateBody, session: DbSession) -> JSONR
 
 
 @router.get("/api/v1/schedules", summary="List schedules, newest first, in pages")
-def list_schedules(auth: Caller, page: PageParams, session: DbSession) -> JSONResponse:
+def list_schedules(auth: Caller, page: OffsetPage, session: DbSession) -> JSONResponse:
     found = service.list_schedules(session, auth, *page)
     return JSONResponse(page_to_wire(found, auth.environment_slug, db_now(session)))
 

@@ -4,8 +4,8 @@ Reprise's own options: ``dryRun``, ``maxPerSecond`` (replay) and the ``reschedul
 with its ``delay``.
 
 Every field is honoured or refused: the filter fields Reprise cannot apply (``schedule``,
-``queue``, ``machine``, ``region``), ``targetRegion`` and any unknown key are a 400 naming
-them, never silently dropped.
+``machine``, ``region``), ``targetRegion`` and any unknown key are a 400 naming them, never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_RUN_IDS = 500
 # A filter that names no time covers the runs created in the last 7 days, as Trigger.dev's.
 DEFAULT_PERIOD = timedelta(days=7)
 # The filter fields of the SDK's run list that Reprise has no column or concept for.
-UNSUPPORTED_FILTERS = ("schedule", "queue", "machine", "region")
+UNSUPPORTED_FILTERS = ("schedule", "machine", "region")
 
 StrOrList = str | list[str]
 
@@ -35,6 +35,7 @@ _WORDING = FilterWording(
     created_from="filter.from must be an ISO-8601 date or epoch milliseconds",
     created_to="filter.to must be an ISO-8601 date or epoch milliseconds",
     period="filter.period must be a duration such as 1d",
+    queue="filter.queue must be {type: task|custom, name}, a queue's name, or a list of them",
 )
 
 
@@ -94,6 +95,7 @@ class BulkFilter(BaseModel):
             api_version=api_version,
             statuses=_listed(self.status),
             task_identifiers=_listed(self.task_identifier),
+            queues=self.queue,
             tags=_listed(self.tag),
             versions=_listed(self.version),
             created_from=self.from_,

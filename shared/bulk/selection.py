@@ -28,6 +28,7 @@ def selection_of(run_filter: RunFilter) -> dict[str, Any]:
         "bulkActionId": run_filter.bulk_action_id,
         "replaysOnly": run_filter.replays_only or None,
         "runIds": list(run_filter.run_ids) or None,
+        "errorFingerprint": run_filter.error_fingerprint,
     }
     return {key: value for key, value in data.items() if value is not None}
 
@@ -50,4 +51,5 @@ def filter_of(selection: dict[str, Any]) -> RunFilter:
         bulk_action_id=selection.get("bulkActionId"),
         replays_only=bool(selection.get("replaysOnly")),
         run_ids=tuple(selection.get("runIds") or ()),
+        error_fingerprint=selection.get("errorFingerprint"),
     )

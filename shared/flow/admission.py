@@ -3,9 +3,12 @@
 A run that holds concurrency limits is not published when it enters its queue: it stands
 in the admission line of each limit (``enter``). A run that leaves the states that hold a
 slot (it ended, went into a retry's backoff, was parked) gives its slots and places in line
-back (``release``). Both are recorded on the session and carried out in one step just
-before the transaction commits (:func:`_settle`): the limits concerned are locked in one
-order (their ids, sorted: no deadlock between two settlements), the counters moved, and
+back (``release``) — a run canceled while executing once its worker has stopped its
+function, so that the next run never overlaps it. Both are recorded on the session (a
+savepoint rolled back takes back what was recorded inside it) and carried out in one step
+just before the transaction commits (:func:`_settle`): the limits concerned are locked in
+one order (their ids, sorted: no deadlock between two settlements; no row of a limit is
+touched before its lock is held), the counters moved, and
 each limit *filled* — the best-ranked waiting runs that have room under every limit they
 hold are admitted (``admission`` cleared, a slot per limit taken) and published after
 commit. So a freed slot admits the next run in the transaction that freed it, and a run
@@ -27,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.admission")
 
@@ -88,6 +92,12 @@ def refill(session: Session, limit_ids: Iterable[str]) -> None:
     _pending(session).fill.update(limit_ids)
 
 
+def settle(session: Session) -> None:
+    """Settle now what the commit would (a change that answers with the state it leads
+    to: a resumed limit shows the runs it admitted); the commit then has nothing left."""
+    _before_commit(session)
+
+
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
@@ -95,37 +105,80 @@ def _before_commit(session: Session) -> None:
         _settle(session, pending)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+# The work recorded when each savepoint of the session began: a savepoint rolled back
+# takes back only what was recorded inside it (a batch makes each item in a savepoint; one
+# refused item must not drop the line entries of the items before it).
+_SAVEPOINTS = "reprise.admission.savepoints"
 
 
-def _settle(session: Session, pending: _Pending) -> None:
+def _copy(pending: _Pending | None) -> _Pending | None:
+    if pending is None:
+        return None
+    return _Pending(set(pending.entered), set(pending.released), set(pending.fill))
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _transaction_began(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        saved = session.info.setdefault(_SAVEPOINTS, {})
+        saved[transaction] = _copy(session.info.get(_PENDING))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+        return
+    saved = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, None)
+    if saved is None:
+        session.info.pop(_PENDING, None)
+    else:
+        session.info[_PENDING] = saved
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the session's own transaction: nothing outlives it
+        session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
+
+
+def _settle(session: Session, pending: _Pending) -> int:
+    """Carry out the recorded work (see the module's docstring); returns the runs admitted."""
     conn = session.connection()
-    freed: Counter[tuple[str, str]] = Counter()
-    left: Counter[tuple[str, str]] = Counter()
-    if pending.released:
-        ids = list(pending.released)
-        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": ids}):
-            freed[(lid, key)] += 1
-        for lid, key in conn.execute(_DELETE_LINE, {"ids": ids}):
-            left[(lid, key)] += 1
+    released = list(pending.released)
+    # The limits whose slots or line the leaving runs hold: read, not yet touched. Their
+    # rows change only once the limits are locked below (a settlement that held a limit's
+    # rows while waiting for the limit could deadlock with the sweep mending them). The
+    # set cannot grow meanwhile: these runs' rows are locked by this transaction, so no
+    # one admits them.
+    holding = set(conn.execute(_LIMITS_HELD, {"ids": released}).scalars()) if released else set()
     entries: list[Any] = []
     if pending.entered:
         entries = list(conn.execute(_ENTRIES, {"ids": list(pending.entered)}).all())
         # A limit a run names but no version declared (yet): unbounded until one does.
         names = {(env, name) for _, env, name, _, _ in entries}
         if names:
-            conn.execute(_ENSURE_LIMITS, [
-                {"id": limit_id(env, name), "env": env, "name": name} for env, name in names
-            ])
+            # In id order, as they are locked below (two settlements creating the same
+            # limits wait for each other's inserts in one order).
+            conn.execute(_ENSURE_LIMITS, sorted(
+                ({"id": limit_id(env, name), "env": env, "name": name} for env, name in names),
+                key=lambda row: row["id"],
+            ))
     limits = sorted(
-        {lid for lid, _ in freed} | {lid for lid, _ in left} | pending.fill
-        | {limit_id(env, name) for _, env, name, _, _ in entries}
+        holding | pending.fill | {limit_id(env, name) for _, env, name, _, _ in entries}
     )
     if not limits:
-        return
+        return 0
     conn.execute(_LOCK_LIMITS, {"ids": limits}).all()
+    freed: Counter[tuple[str, str]] = Counter()
+    left: Counter[tuple[str, str]] = Counter()
+    if released:
+        stale = get_settings().stale_run_seconds
+        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": released, "stale": stale}):
+            freed[(lid, key)] += 1
+        for lid, key in conn.execute(_DELETE_LINE, {"ids": released}):
+            left[(lid, key)] += 1
     _count_freed(conn, freed, left)
     if entries:
         conn.execute(_INSERT_LINE, [
@@ -141,6 +194,7 @@ def _settle(session: Session, pending: _Pending) -> None:
         admitted.extend(_fill(conn, lid, held=set(limits)))
     if admitted:
         on_commit(session, lambda: broker.dispatch_runs(admitted))
+    return len(admitted)
 
 
 def _count_freed(
@@ -212,28 +266,66 @@ def _admit(conn: Any, run_id: str) -> tuple[str, str | None]:
 
 
 def sweep(session: Session, batch: int = 100) -> int:
-    """The backstop (a control beat): expire lapsed per-key overrides, mend counters that
-    disagree with the slots and line (none should), and fill every limit with room and
-    a waiting run that no settlement filled (one whose last try was skipped). Limits locked
-    by someone else are skipped: they are being settled. Returns the runs admitted."""
+    """The backstop (a control beat): put waiting runs with no place in line back in it,
+    expire lapsed per-key overrides, mend counters that disagree with the slots and line
+    (none should; slots of runs that no longer hold them are dropped, those of a run
+    canceled while executing once its heartbeat is stale), and fill every limit with room
+    and a waiting run that no settlement filled (one whose last try was skipped). Limits
+    locked by someone else are skipped: they are being settled. Returns the runs admitted."""
     conn = session.connection()
+    stale = get_settings().stale_run_seconds
+    # Runs marked waiting with no place in line (none should be: a lost record of their
+    # entry) enter it now, first, while this transaction holds no limit yet.
+    outside = conn.execute(_WAITING_OUTSIDE_LINE, {"batch": batch}).scalars().all()
+    entered = 0
+    if outside:
+        log.warning("%d waiting run(s) had no place in line: entered", len(outside))
+        entered = _settle(session, _Pending(entered=set(outside)))
     conn.execute(_EXPIRE_KEY_OVERRIDES)
-    candidates = conn.execute(_LIMITS_TO_SWEEP, {"batch": batch}).scalars().all()
+    candidates = conn.execute(
+        _LIMITS_TO_SWEEP, {"batch": batch, "stale": stale}
+    ).scalars().all()
     admitted: list[tuple[str, str | None]] = []
     for lid in candidates:
         if conn.execute(_TRY_LOCK_LIMIT, {"id": lid}).first() is None:
             continue
-        conn.execute(_MEND_LIMIT, {"id": lid})
+        conn.execute(_MEND_LIMIT, {"id": lid, "stale": stale})
         admitted.extend(_fill(conn, lid, held={lid}))
     if admitted:
         on_commit(session, lambda: broker.dispatch_runs(admitted))
-    return len(admitted)
+    return entered + len(admitted)
 
 
 # --- statements ---------------------------------------------------------------------------
 
+_WAITING_OUTSIDE_LINE = text(
+    """
+    SELECT r.id FROM runs r
+    WHERE r.admission = 'waiting' AND r.status IN ('QUEUED', 'RETRYING')
+      AND NOT EXISTS (SELECT 1 FROM admission_line a WHERE a.run_id = r.id)
+    LIMIT :batch
+    """
+)
+
+# A run canceled while a worker executes it keeps its slots until that worker has stopped
+# its function (and cleared the heartbeat: ``lifecycle.attempt_stopped``), or, the worker
+# gone silent, for the stale window: the bound counts executions, not statuses.
+_STILL_EXECUTING = (
+    "coalesce(r.status = 'CANCELED' AND r.locked_by IS NOT NULL"
+    " AND r.heartbeat_at > now() - make_interval(secs => :stale), false)"
+)
 _DELETE_SLOTS = text(
-    "DELETE FROM concurrency_slots WHERE run_id = ANY(:ids) RETURNING limit_id, key"
+    f"""
+    DELETE FROM concurrency_slots s USING runs r
+    WHERE s.run_id = ANY(:ids) AND r.id = s.run_id AND NOT {_STILL_EXECUTING}
+    RETURNING s.limit_id, s.key
+    """
+)
+_LIMITS_HELD = text(
+    """
+    SELECT limit_id FROM concurrency_slots WHERE run_id = ANY(:ids)
+    UNION SELECT limit_id FROM admission_line WHERE run_id = ANY(:ids)
+    """
 )
 _DELETE_LINE = text("DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key")
 
@@ -361,24 +453,37 @@ _EXPIRE_KEY_OVERRIDES = text(
     """
 )
 # Limits with a key that has a waiting run and room, or whose counters may have drifted
-# (a slot held by a run that no longer holds one: never written, but cheap to check).
+# (a slot held by a run that no longer holds one: never written, but cheap to check). A
+# run holds its slots from admission (``admission`` cleared) until it leaves QUEUED,
+# DEQUEUED or EXECUTING — or RETRYING: a retry admitted once its backoff is over holds
+# them in that status until a worker claims it.
+# At most ``batch`` of them, those with room first (they can admit), the rest in random
+# order: however many limits are full with runs waiting, every one is reached in turn.
 _LIMITS_TO_SWEEP = text(
-    """
-    SELECT DISTINCT k.limit_id FROM concurrency_keys k
-    WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
-    UNION
-    SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
-    WHERE r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL
+    f"""
+    SELECT c.limit_id FROM (
+        SELECT DISTINCT k.limit_id FROM concurrency_keys k
+        WHERE k.head_rank IS NOT NULL AND (k.cap IS NULL OR k.running < k.cap)
+        UNION
+        SELECT DISTINCT s.limit_id FROM concurrency_slots s JOIN runs r ON r.id = s.run_id
+        WHERE (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+               OR r.admission IS NOT NULL)
+          AND NOT {_STILL_EXECUTING}
+    ) c JOIN concurrency_limits l ON l.id = c.limit_id
+    ORDER BY (NOT l.paused AND (coalesce(l.total_override, l.total_base) IS NULL
+              OR l.running < coalesce(l.total_override, l.total_base))) DESC, random()
     LIMIT :batch
     """
 )
 # The counters from the rows they count (slots of runs that no longer hold one dropped).
 _MEND_LIMIT = text(
-    """
+    f"""
     WITH stale AS (
         DELETE FROM concurrency_slots s USING runs r
         WHERE s.limit_id = :id AND r.id = s.run_id
-          AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING') OR r.admission IS NOT NULL)
+          AND (r.status NOT IN ('QUEUED', 'DEQUEUED', 'EXECUTING', 'RETRYING')
+               OR r.admission IS NOT NULL)
+          AND NOT {_STILL_EXECUTING}
         RETURNING s.run_id
     ), keys AS (
         UPDATE concurrency_keys k SET

@@ -4,7 +4,8 @@ A declaration (``@task(concurrency=...)``) sets a limit's *base* bounds when a v
 registers; ``override`` sets bounds on top (kept until ``reset``), or a temporary per-key
 cap for one ``concurrencyKey`` (with a ``ttl``); ``pause`` stops admissions. Every change
 that may give room fills the limit before its transaction commits
-(:func:`shared.flow.admission.refill`). Wire shapes: ``ConcurrencyLimitItem`` and
+(:func:`shared.flow.admission.refill`), settled before the change answers: its answer
+shows the runs it admitted. Wire shapes: ``ConcurrencyLimitItem`` and
 ``ConcurrencyLimitKeyItem`` of ``@trigger.dev/core``.
 """
 
@@ -107,6 +108,9 @@ def register_declarations(
              "paused": False, "running": 0}
             for d in declarations.values()
         ]
+        # Upserted (so locked) in id order, the order every settlement locks limits in: a
+        # registration and a settlement of the same limits never wait for each other both.
+        rows.sort(key=lambda row: str(row["id"]))
         stmt = pg_insert(ConcurrencyLimit).values(rows)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["environment_id", "name"],
@@ -149,6 +153,19 @@ def existing_limit_names(
         ConcurrencyLimit.environment_id == environment_id,
         ConcurrencyLimit.name.in_(list(names)),
     )))
+
+
+def current_totals(
+    session: Session, environment_id: str, names: Collection[str]
+) -> dict[str, int | None]:
+    """The ``total`` in force of these limits (a task queue's bound is its task's own
+    limit's, ``task/<id>``: the dashboard and the gauges show it beside the queue)."""
+    rows = session.execute(select(
+        ConcurrencyLimit.name,
+        func.coalesce(ConcurrencyLimit.total_override, ConcurrencyLimit.total_base),
+    ).where(ConcurrencyLimit.environment_id == environment_id,
+            ConcurrencyLimit.name.in_(list(names))))
+    return {name: total for name, total in rows}
 
 
 def queue_declared(session: Session, environment_id: str, name: str) -> bool:
@@ -272,6 +289,7 @@ def override(
                     .values(**values))
     _recap_keys(session, [limit.id])
     admission.refill(session, [limit.id])
+    admission.settle(session)
     session.expire(limit)
     return retrieve(session, environment_id, name)
 
@@ -293,6 +311,8 @@ def override_key(
               "override_expires_at": func.now() + lasts},
     ))
     admission.refill(session, [limit.id])
+    admission.settle(session)
+    session.expire(limit)
     return retrieve_key(session, environment_id, name, key)
 
 
@@ -304,6 +324,7 @@ def reset(session: Session, environment_id: str, name: str) -> dict[str, Any]:
     ))
     _recap_keys(session, [limit.id])
     admission.refill(session, [limit.id])
+    admission.settle(session)
     session.expire(limit)
     return retrieve(session, environment_id, name)
 
@@ -322,6 +343,7 @@ def reset_key(session: Session, environment_id: str, name: str, key: str) -> dic
         """
     ), {"id": limit.id, "key": key})
     admission.refill(session, [limit.id])
+    admission.settle(session)
     session.expire(row)
     return retrieve_key(session, environment_id, name, key)
 
@@ -333,5 +355,6 @@ def set_paused(session: Session, environment_id: str, name: str, paused: bool) -
                     .values(paused=paused, updated_at=func.now()))
     if not paused:
         admission.refill(session, [limit.id])
+    admission.settle(session)
     session.expire(limit)
     return retrieve(session, environment_id, name)

@@ -135,7 +135,12 @@ def read_overview(session: Session, environment_id: str, page: int, per_page: in
     by_queue = queue_waits(session, environment_id) if queue_items else {}
     by_limit = limit_waits(session, environment_id, [i["id"] for i in limit_items],
                            [i["name"] for i in limit_items])
+    # A task queue's bound is its task's own limit's total (the wire's V2 queues carry none).
+    bounds = limits.current_totals(
+        session, environment_id, [i["name"] for i in queue_items if i["type"] == "task"]
+    )
+    queue_rows = [{**i, "bound": bounds.get(i["name"])} for i in queue_items]
     return Overview(
-        [Row(i, by_queue.get(i["name"], Waits())) for i in queue_items], queue_count,
+        [Row(i, by_queue.get(i["name"], Waits())) for i in queue_rows], queue_count,
         [Row(i, by_limit.get(i["name"], Waits())) for i in limit_items], limit_count,
     )

@@ -10,14 +10,13 @@ the rest by the control sweep).
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.errors import InvalidInput, NotFound
-from reprise_server.shared.flow import limits
-from reprise_server.shared.flow.models import ConcurrencyLimit, Queue
+from reprise_server.shared.flow.models import Queue
 from reprise_server.shared.runs import lifecycle
 
 RESUME_BATCH = 1000
@@ -38,20 +37,9 @@ def _counts(session: Session, environment_id: str) -> dict[str, tuple[int, int]]
     return {name: (int(running), int(queued)) for name, running, queued in rows}
 
 
-def _task_limit(session: Session, environment_id: str, queue: Queue) -> ConcurrencyLimit | None:
-    if queue.type != "task":
-        return None
-    return session.scalars(select(ConcurrencyLimit).where(
-        ConcurrencyLimit.environment_id == environment_id, ConcurrencyLimit.name == queue.name
-    )).first()
-
-
-def queue_item(queue: Queue, counts: tuple[int, int], limit: ConcurrencyLimit | None
-               ) -> dict[str, Any]:
-    """``QueueItem``: a task queue's concurrency is its task's own limit's ``total``."""
-    base = limit.total_base if limit is not None else None
-    override = limit.total_override if limit is not None else None
-    current = override if override is not None else base
+def queue_item(queue: Queue, counts: tuple[int, int]) -> dict[str, Any]:
+    """``QueueItem`` in its V2 shape: a queue is only the line runs wait in; concurrency
+    is a limit's (``concurrencyLimits``), so ``concurrencyLimit`` is always null."""
     return {
         "id": queue.id,
         "name": queue.name,
@@ -59,16 +47,8 @@ def queue_item(queue: Queue, counts: tuple[int, int], limit: ConcurrencyLimit | 
         "running": counts[0],
         "queued": counts[1],
         "paused": queue.paused,
-        "concurrencyLimit": current,
-        "concurrency": {
-            "current": current,
-            "base": base,
-            "override": override,
-            "overriddenAt": (limit.overridden_at.isoformat().replace("+00:00", "Z")
-                             if limit is not None and override is not None
-                             and limit.overridden_at is not None else None),
-            "overriddenBy": None,
-        },
+        "concurrencyLimit": None,
+        "version": "V2",
     }
 
 
@@ -82,15 +62,7 @@ def list_queues(
         .offset((page - 1) * per_page).limit(per_page)
     ).all()
     counts = _counts(session, environment_id)
-    task_limits = {
-        lim.name: lim for lim in session.scalars(select(ConcurrencyLimit).where(
-            ConcurrencyLimit.environment_id == environment_id,
-            ConcurrencyLimit.name.in_([q.name for q in queues if q.type == "task"]),
-        ))
-    }
-    return [
-        queue_item(q, counts.get(q.name, (0, 0)), task_limits.get(q.name)) for q in queues
-    ], count
+    return [queue_item(q, counts.get(q.name, (0, 0))) for q in queues], count
 
 
 def find_queue(session: Session, environment_id: str, value: str, kind: str,
@@ -112,7 +84,7 @@ def find_queue(session: Session, environment_id: str, value: str, kind: str,
 
 def retrieve(session: Session, environment_id: str, queue: Queue) -> dict[str, Any]:
     counts = _counts(session, environment_id).get(queue.name, (0, 0))
-    return queue_item(queue, counts, _task_limit(session, environment_id, queue))
+    return queue_item(queue, counts)
 
 
 def set_paused(session: Session, environment_id: str, value: str, kind: str, paused: bool
@@ -143,25 +115,17 @@ def resume_left_behind(session: Session, batch: int = RESUME_BATCH) -> int:
     return sum(lifecycle.resume_parked(session, env, name, batch) for env, name in rows)
 
 
-def legacy_limit(session: Session, environment_id: str, value: str, kind: str,
-                 limit: int | None) -> dict[str, Any]:
-    """The queue-level ``concurrency/override`` (``limit``) and ``reset`` (None): a task
-    queue's limit is its task's own concurrency limit (``task/<id>``), whose ``total``
-    they change; a named queue has no limit of its own here (400 saying where limits live)."""
+def legacy_limit(session: Session, environment_id: str, value: str, kind: str) -> NoReturn:
+    """The queue-level ``concurrency/override`` and ``reset``: on queues of this model (V2)
+    a queue has no limit of its own, so both are refused (400, saying where limits live)
+    once the queue is found (404 otherwise)."""
     queue = find_queue(session, environment_id, value, kind)
-    own = _task_limit(session, environment_id, queue)
-    if own is None:
-        raise InvalidInput(
-            f"queue {queue.name!r} has no concurrency limit of its own: limits are declared "
-            "with @task(concurrency=...) or concurrency_limit(...) and changed with "
-            "/api/v1/concurrency-limits"
-        )
-    if limit is None:
-        limits.reset(session, environment_id, own.name)
-    else:
-        limits.override(session, environment_id, own.name, total=limit)
-    session.expire(own)
-    return retrieve(session, environment_id, queue)
+    limit = f"task/{queue.name[5:]}" if queue.type == "task" else "<name>"
+    raise InvalidInput(
+        f"queue {queue.name!r} has no concurrency limit of its own: limits are declared "
+        "with @task(concurrency=...) or concurrency_limit(...) and changed with "
+        f"/api/v1/concurrency-limits/{limit}/override"
+    )
 
 
 def _line_reason(rows: list[Any]) -> str:

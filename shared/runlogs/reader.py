@@ -1,69 +1,102 @@
-"""Reading a run's captured lines: by cursor (``seq``), level and text."""
+"""Reading a run's captured lines: in ``seq`` order, after a cursor, by minimum level and
+by text. The caller has already decided the run is visible (this reads by run id only)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.durations import iso
 from reprise_server.shared.runlogs.models import RunLog
-from reprise_server.shared.runlogs.writer import LEVELS
 
-MAX_PAGE = 1000
-
-
-class UnknownLevel(InvalidInput):
-    pass
+# Python's level names, lowest first; a filter keeps its level and the ones above it.
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
 class LogPage:
     lines: list[RunLog]
-    # The cursor to pass as ``after`` for the next lines (the last line's seq, or the
-    # ``after`` given when there is nothing new).
-    cursor: int | None
+    # The ``after`` of the next read: the last line's seq, or the one given if none came
+    # (a tail keeps polling with it).
+    after: int | None
+    # More lines matched than ``limit``: read again at once with ``after``.
     has_more: bool
 
 
-def levels_from(level: str | None) -> list[str] | None:
-    """``level`` and every level above it (``WARNING``: WARNING, ERROR, CRITICAL)."""
+def levels_from(level: str | None) -> Sequence[str] | None:
+    """The level names a minimum level keeps (None: every level); ValueError if unknown."""
     if not level:
         return None
-    name = level.upper()
+    name = level.strip().upper()
     if name == "WARN":
         name = "WARNING"
     if name not in LEVELS:
-        raise UnknownLevel(f"unknown level {level!r}: one of {', '.join(LEVELS)}")
-    return list(LEVELS[LEVELS.index(name):])
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+    return LEVELS[LEVELS.index(name):]
 
 
-def read_lines(
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def read_logs(
     session: Session, run_id: str, *, after: int | None = None, level: str | None = None,
-    search: str | None = None, limit: int = MAX_PAGE,
+    search: str | None = None, limit: int = 500,
 ) -> LogPage:
-    """The run's lines after ``after`` in order, at most ``limit``."""
-    limit = max(1, limit)
+    """A run's lines with ``seq`` above ``after``, oldest first, at most ``limit``.
+    ``search`` matches the message or the traceback, case-insensitively."""
+    limit = max(1, min(limit, MAX_LIMIT))
     query = select(RunLog).where(RunLog.run_id == run_id)
     if after is not None:
         query = query.where(RunLog.seq > after)
-    levels = levels_from(level)
-    if levels is not None and len(levels) < len(LEVELS):
-        query = query.where(RunLog.level.in_(levels))
+    kept = levels_from(level)
+    if kept is not None:
+        query = query.where(RunLog.level.in_(list(kept)))
     if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(RunLog.message.ilike(f"%{escaped}%", escape="\\"))
+        pattern = _like(search)
+        query = query.where(or_(RunLog.message.ilike(pattern, escape="\\"),
+                                RunLog.exception.ilike(pattern, escape="\\")))
     rows = list(session.scalars(query.order_by(RunLog.seq).limit(limit + 1)))
     has_more = len(rows) > limit
-    rows = rows[:limit]
-    return LogPage(rows, rows[-1].seq if rows else after, has_more)
+    lines = rows[:limit]
+    return LogPage(lines, lines[-1].seq if lines else after, has_more)
+
+
+def lines_of_run(session: Session, run_id: str, limit: int) -> tuple[list[RunLog], bool]:
+    """A run's first ``limit`` lines in order, and whether there were more (the trace's
+    events)."""
+    rows = list(session.scalars(
+        select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.seq).limit(limit + 1)
+    ))
+    return rows[:limit], len(rows) > limit
+
+
+def line_to_json(line: RunLog) -> dict[str, object]:
+    """A line as the dashboard's logs endpoint sends it."""
+    data: dict[str, object] = {
+        "seq": line.seq,
+        "attempt": line.attempt_number,
+        "time": iso(line.logged_at),
+        "level": line.level,
+        "logger": line.logger,
+        "message": line.message,
+    }
+    if line.attributes:
+        data["attributes"] = line.attributes
+    if line.exception:
+        data["exception"] = line.exception
+    return data
 
 
 def line_json(line: RunLog) -> dict[str, Any]:
-    """A line as Reprise's logs route shows it."""
+    """A line as Reprise's API logs route (``GET /api/v1/runs/{id}/logs``) shows it."""
     return {
         "seq": line.seq,
         "attemptNumber": line.attempt_number,

@@ -35,7 +35,6 @@ log = logging.getLogger("reprise.runlogs")
 
 # The logger of the line that marks a truncated log (and of nothing a task writes).
 MARKER_LOGGER = "reprise"
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _COLUMNS = (
     "run_id, environment_id, attempt_number, logged_at, level, logger, message, "
     "attributes, exception"

@@ -259,46 +259,55 @@ def finish_attempt(
         if not attempts_repo.finish_attempt(
             session, run.id, attempt_number, AttemptStatus.COMPLETED, None
         ):
-            return _already_recorded(session, run)
+            return _already_recorded(session, run, worker)
         if not lifecycle.complete(session, run.id, worker, result.output, elapsed_ms):
-            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+            return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Interrupted) and result.reason == "canceled":
         if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
-            return _already_recorded(session, run)
-        return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+            return _already_recorded(session, run, worker)
+        return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
     if isinstance(result, Interrupted):
         error = {
             "message": f"Run exceeded its maxDuration of {run.max_duration_seconds}s",
             "name": "MaxDurationExceededError",
         }
         if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.FAILED, error):
-            return _already_recorded(session, run)
+            return _already_recorded(session, run, worker)
         ended = lifecycle.time_out(session, run.id, worker, error, elapsed_ms)
+        if not ended:  # canceled meanwhile: the function has stopped, its slots go back
+            lifecycle.attempt_stopped(session, run.id, worker)
         return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
 
     if not attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.FAILED, result.error
     ):
-        return _already_recorded(session, run)
+        return _already_recorded(session, run, worker)
     if attempt_number < run.max_attempts:
         delay = backoff_seconds(attempt_number)
         if lifecycle.retry(session, run.id, worker, result.error, elapsed_ms, delay) is None:
-            return _settled_elsewhere(session, run, attempt_number, elapsed_ms)
+            return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.RETRYING, f"retry in {delay:.2f}s")
     failed = lifecycle.fail(session, run.id, worker, result.error, elapsed_ms)
+    if not failed:  # canceled meanwhile: the function has stopped, its slots go back
+        lifecycle.attempt_stopped(session, run.id, worker)
     return Outcome(run.id, RunStatus.FAILED if failed else "settled")
 
 
-def _already_recorded(session: Session, run: Run) -> Outcome:
+def _already_recorded(session: Session, run: Run, worker: str) -> Outcome:
+    # The attempt was closed by someone else: a cancel while it executed. The function
+    # has stopped: the run's slots go back (kept until now: shared.flow.admission).
+    lifecycle.attempt_stopped(session, run.id, worker)
     current = repo.get_run(session, None, run.id)
     return Outcome(run.id, current.status if current else "missing", "already recorded")
 
 
 def _settled_elsewhere(
-    session: Session, run: Run, attempt_number: int, elapsed_ms: int
+    session: Session, run: Run, worker: str, attempt_number: int, elapsed_ms: int
 ) -> Outcome:
     lifecycle.record_usage(session, run.id, elapsed_ms)
+    # Canceled while it executed: the function has stopped, its slots go back.
+    lifecycle.attempt_stopped(session, run.id, worker)
     attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.CANCELED, None, only_open=False
     )

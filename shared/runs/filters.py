@@ -13,16 +13,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, column, func, or_, select, table
+from sqlalchemy import and_, column, func, literal, or_, select, table
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import InvalidInput
+from reprise_server.shared.runs.fingerprints import fingerprint_sql
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
 
 # A comma-separated string, or the words one by one (a string in a list is never split).
 Words = str | Iterable[str] | None
+# A queue as the SDK names one in a filter: ``task/<taskId>`` or a named queue's name (the
+# run list's ``filter[queue]``), or ``{"type": "task"|"custom", "name": …}`` (a bulk
+# action's ``filter.queue``).
+QueueWord = str | dict[str, Any]
+Queues = str | Iterable[QueueWord] | dict[str, Any] | None
 # ISO-8601 (a date, or a date-time to the minute or finer; UTC unless it names a zone), or
 # epoch milliseconds as a number or a string of digits.
 Moment = float | str | None
@@ -37,6 +43,7 @@ class FilterWording:
     created_from: str
     created_to: str
     period: str = ""
+    queue: str = "queue must be a queue name or {type: task|custom, name}"
 
 
 class InvalidFilter(InvalidInput):
@@ -50,6 +57,7 @@ class RunFilter:
 
     statuses: frozenset[RunStatus] | None = None
     task_identifiers: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
     created_from: datetime | None = None
@@ -61,6 +69,8 @@ class RunFilter:
     replays_only: bool = False
     run_ids: tuple[str, ...] = ()
     bulk_action_id: str | None = None
+    # The fingerprint of the run's error (:mod:`shared.runs.fingerprints`): an error group.
+    error_fingerprint: str | None = None
 
     @classmethod
     def build(
@@ -70,6 +80,7 @@ class RunFilter:
         api_version: str | None,
         statuses: Words = None,
         task_identifiers: Words = None,
+        queues: Queues = None,
         tags: Words = None,
         versions: Words = None,
         created_from: Moment = None,
@@ -79,6 +90,7 @@ class RunFilter:
         schedule_id: str | None = None,
         bulk_action_id: str | None = None,
         replays_only: bool | None = None,
+        error_fingerprint: str | None = None,
     ) -> RunFilter:
         """A wire filter's values as a filter; raises :class:`InvalidFilter`.
 
@@ -86,10 +98,12 @@ class RunFilter:
         ``QUEUED`` name several states; a word naming states Reprise never has matches no
         run). Lists come out sorted and without repeats; an empty value (``""``, ``[]``)
         filters nothing. ``is_test`` as a string is true only for ``true`` (any case).
+        A queue is its name (``task/<taskId>`` for a task's own), or ``{type, name}``.
         """
         return cls(
             statuses=_statuses(statuses, api_version, wording),
             task_identifiers=words(task_identifiers),
+            queues=_queues(queues, wording),
             tags=words(tags),
             versions=words(versions),
             created_from=_moment(created_from, wording.created_from),
@@ -99,6 +113,7 @@ class RunFilter:
             schedule_id=schedule_id or None,
             bulk_action_id=bulk_action_id or None,
             replays_only=bool(replays_only),
+            error_fingerprint=(error_fingerprint or "").strip().lower() or None,
         )
 
 
@@ -113,6 +128,31 @@ def _split(value: Words) -> list[str]:
 def words(value: Words) -> tuple[str, ...]:
     """A list value of a filter: sorted, each word once."""
     return tuple(sorted(set(_split(value))))
+
+
+def _queue_name(value: QueueWord, wording: FilterWording) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    kind, name = value.get("type"), value.get("name")
+    if not isinstance(name, str) or kind not in ("task", "custom") or set(value) - {"type", "name"}:
+        raise InvalidFilter(wording.queue)
+    if kind == "task" and not name.startswith("task/"):
+        return f"task/{name}"
+    return name
+
+
+def _queues(value: Queues, wording: FilterWording) -> tuple[str, ...]:
+    """The queues' names, as :func:`words` gives a list."""
+    if value is None or isinstance(value, str):
+        return words(value)
+    items = [value] if isinstance(value, dict) else list(value)
+    if not all(isinstance(item, str | dict) for item in items):
+        raise InvalidFilter(wording.queue)
+    return tuple(sorted({name for item in items if (name := _queue_name(item, wording))}))
+
+
+# The queue a run waits in: its named queue, else its task's own.
+RUN_QUEUE = func.coalesce(Run.queue, literal("task/") + Run.task_identifier)
 
 
 def _statuses(
@@ -163,6 +203,8 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
         query = query.where(Run.status.in_(list(f.statuses)))
     if f.task_identifiers:
         query = query.where(Run.task_identifier.in_(f.task_identifiers))
+    if f.queues:
+        query = query.where(RUN_QUEUE.in_(f.queues))
     if f.tags:
         query = query.where(Run.tags.overlap(list(f.tags)))
     if f.versions:
@@ -189,6 +231,8 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
                 _BULK_ITEMS.c.bulk_action_id == f.bulk_action_id
             )
         ))
+    if f.error_fingerprint is not None:
+        query = query.where(fingerprint_sql(Run.error) == f.error_fingerprint)
     return query
 
 

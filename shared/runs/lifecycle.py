@@ -422,7 +422,10 @@ _CLAIM = cas.prepare_transition(
     where=[
         or_(
             and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL, _RELEASED),
-            repo.abandoned(bindparam("stale", type_=Interval())),
+            # Only a claimed run is abandoned: a queued one keeps the heartbeat of an
+            # earlier claim (handed back, parked for a version) and may be held back.
+            and_(Run.status.in_([RunStatus.DEQUEUED, RunStatus.EXECUTING]),
+                 repo.abandoned(bindparam("stale", type_=Interval()))),
         )
     ],
     values={
@@ -656,6 +659,21 @@ def resume_parked(session: Session, environment_id: str, queue: str, limit: int)
     if open_runs:
         on_commit(session, lambda: broker.dispatch_runs(open_runs))
     return len(chosen)
+
+
+def attempt_stopped(session: Session, run_id: str, worker: str) -> None:
+    """The function of a run canceled while ``worker`` executed it has stopped: the run
+    gives its concurrency slots back now (it kept them from the cancel until then, so the
+    next run in line never overlaps it; shared.flow.admission)."""
+    row = session.connection().execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.CANCELED, Run.locked_by == worker,
+               Run.heartbeat_at.is_not(None))
+        .values(heartbeat_at=None)
+        .returning(Run.concurrency_limits.is_not(None))
+    ).first()
+    if row is not None and row[0]:
+        admission.release(session, [run_id])
 
 
 def record_usage(session: Session, run_id: str, elapsed_ms: int) -> None:

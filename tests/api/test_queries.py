@@ -85,7 +85,6 @@ def test_values_it_cannot_use_are_400_naming_the_parameter(
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("filter[queue]", "filter[queue] cannot be applied"),
         ("filter[machine]", "filter[machine] cannot be applied"),
         ("filter[region]", "filter[region] cannot be applied"),
         ("filter[colour]", "filter[colour] is not a run-list parameter Reprise knows"),
@@ -102,8 +101,8 @@ def test_a_filter_reprise_cannot_apply_is_refused_naming_it(name: str, message: 
 def test_a_list_with_a_refused_filter_is_400_never_every_run(
     api: Any, project: ProjectKeys
 ) -> None:
-    response = api.get("/api/v1/runs?filter%5Bqueue%5D=emails", headers=project.headers())
+    response = api.get("/api/v1/runs?filter%5Bmachine%5D=large-1x", headers=project.headers())
 
     assert response.status_code == 400
-    assert "filter[queue]" in response.json()["error"]
+    assert "filter[machine]" in response.json()["error"]
     assert "data" not in response.json()

@@ -308,11 +308,11 @@ def test_options_are_honoured_or_refused_naming_them(
     assert "options.region" in region["error"]
     assert run_row(scenario.ok("locked-to-current")["id"]).locked_version == version
     assert scenario.ok("locked-completed")["run"]["version"] == version
-    for name in ("queue", "machine", "region"):
+    for name in ("machine", "region"):
         refused = scenario.error(f"list-{name}")
         assert refused["status"] == 400, name
         assert f"filter[{name}]" in refused["error"]
-    for name in ("schedule", "batch", "bulkAction"):  # applied: nothing has this id
+    for name in ("schedule", "batch", "bulkAction", "queue"):  # applied: nothing has this
         assert scenario.ok(f"list-{name}") == 0, name
 
     first, second = scenario.ok("replay-1"), scenario.ok("replay-2")
@@ -419,3 +419,117 @@ def test_bulk_replay_by_filter_polls_to_completion_and_bulk_calls_work(
     assert all(item["dates"] for item in listed)
     refused = scenario.error("filter-without-fields")
     assert refused["status"] == 400
+
+
+def test_queues_and_concurrency_limits_through_the_sdk(
+    run_scenario: Any, project: ProjectKeys
+) -> None:
+    scenario = run_scenario("queues.mjs", project.keys["dev"])
+
+    listed = scenario.ok("queues-list")
+    assert {"task/test-limited", "task/test-echo", "emails"} <= set(listed["names"])
+    assert listed["names"] == sorted(listed["names"])
+    count = len(listed["names"])
+    assert listed["pagination"] == {"currentPage": 1, "totalPages": -(-count // 2),
+                                    "count": count}
+    own = scenario.ok("queues-retrieve-task")
+    assert own == {
+        "id": own["id"], "name": "task/test-limited", "type": "task", "running": 0,
+        "queued": 0, "paused": False, "concurrencyLimit": None, "version": "V2",
+    }
+    assert scenario.ok("queues-retrieve-id") == own
+    assert scenario.ok("queues-retrieve-custom")["type"] == "custom"
+    assert scenario.ok("queues-pause")["paused"] is True
+    assert scenario.ok("queues-resume")["paused"] is False
+    for step in ("queues-override", "queues-reset", "queues-override-custom"):
+        refused = scenario.error(step)
+        assert refused["status"] == 400
+        assert "no concurrency limit of its own" in refused["message"]
+    assert scenario.error("queues-retrieve-unknown")["status"] == 404
+
+    limits = scenario.ok("limits-list")
+    assert {"task/test-limited", "test-shared"} <= set(limits["names"])
+    assert limits["pagination"]["totalPages"] == len(limits["names"])
+    limit = scenario.ok("limits-retrieve")
+    assert limit["id"].startswith("climit_")
+    assert (limit["name"], limit["total"]["current"], limit["perKey"]["current"]) == (
+        "task/test-limited", 2, 1)
+    key = scenario.ok("limits-retrieve-key")
+    assert key == {"name": "task/test-limited", "concurrencyKey": "user_1",
+                   "perKey": {"current": 1, "base": 1, "override": None, "expiresAt": None},
+                   "running": 0, "paused": False}
+    widened = scenario.ok("limits-override")
+    assert (widened["total"]["current"], widened["total"]["base"], widened["overriddenAt"]) == (
+        5, 2, "date")
+    capped = scenario.ok("limits-override-key")
+    assert (capped["perKey"]["current"], capped["expiresAt"]) == (0, "date")
+    assert 3_500_000 < capped["expiresInMs"] < 3_700_000
+    assert scenario.ok("limits-override-numeric-key")["concurrencyKey"] == "42"
+    assert scenario.ok("limits-reset-key")["perKey"]["override"] is None
+    assert scenario.ok("limits-reset")["total"]["override"] is None
+    assert scenario.ok("limits-pause")["paused"] is True
+    assert scenario.ok("limits-resume")["paused"] is False
+    assert scenario.error("limits-override-empty")["status"] == 400
+    total_with_key = scenario.error("limits-override-key-total")
+    assert total_with_key["status"] == 400
+    assert "total" in total_with_key["message"]
+    assert scenario.error("limits-retrieve-unknown")["status"] == 404
+
+    by_queue = scenario.ok("runs-by-queue")
+    assert by_queue["byTask"] == [by_queue["echo"]]
+    assert by_queue["byCustom"] == [by_queue["named"]]
+    assert by_queue["both"] == sorted([by_queue["echo"], by_queue["named"]])
+
+
+def test_a_runs_trace_through_the_official_client_whole_and_paged(
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
+) -> None:
+    scenario = run_scenario("run_trace.mjs", project.keys["dev"])
+
+    retried_id = scenario.ok("trigger-retried")["id"]
+    whole = scenario.ok("trace-retried")
+    root = whole["root"]
+    assert whole["traceId"] == retried_id
+    assert (root["id"], root["message"], root["status"]) == (retried_id, "trace-retried",
+                                                             "COMPLETED")
+    assert root["startIsDate"] is True
+    assert [c["kind"] for c in root["children"]] == [
+        "queue", "attempt", "backoff", "attempt", "backoff", "attempt"]
+    attempts = [c for c in root["children"] if c["kind"] == "attempt"]
+    assert [a["isError"] for a in attempts] == [True, True, False]
+    assert all(c["durationMs"] > 0 for c in root["children"] if c["kind"] == "backoff")
+    assert root["durationMs"] >= sum(c["durationMs"] for c in root["children"][1:])
+
+    paged = scenario.ok("trace-pages")
+    assert paged["pages"] == 4
+    assert paged["sizes"] == [2, 2, 2, 1]
+    assert [f["attemptNumber"] for f in paged["failures"]] == [1, 2]
+    [rebuilt] = paged["roots"]
+    assert rebuilt["id"] == retried_id
+    assert [c["id"] for c in rebuilt["children"]] == [c["id"] for c in root["children"]]
+    assert [c.get("attemptNumber") for c in rebuilt["children"]] == [None, 1, None, 2, None, 3]
+    detail = paged["detail"]
+    assert (detail["spanId"], detail["parentId"], detail["entityType"]) == (
+        f"{retried_id}:attempt:2", retried_id, "attempt")
+    assert detail["isError"] is True
+    assert detail["startIsDate"] is True
+    assert detail["properties"]["error"]["message"] == "trace attempt 2 fails"
+    assert detail["durationMs"] > 0
+
+    parent_id = scenario.ok("trigger-parent")["id"]
+    parent = scenario.ok("trace-parent")["root"]
+    attempt = parent["children"][1]
+    assert [c["kind"] for c in attempt["children"]] == ["checkpoint", "child"]
+    child = attempt["children"][1]
+    assert (child["message"], child["linkedRunId"], child["runId"]) == (
+        "trace-child", child["id"], child["id"])
+    assert run_row(child["id"]).parent_run_id == parent_id
+    span = scenario.ok("span-of-parent-attempt")
+    assert [(r["runId"], r["taskIdentifier"]) for r in span["triggeredRuns"]] == [
+        (child["id"], "trace-child")]
+    assert scenario.error("span-unknown")["status"] == 404
+
+    assert scenario.ok("token-reads-its-trace") == {"id": retried_id}
+    refused = scenario.error("token-reads-no-other-trace")
+    assert (refused["status"], refused["className"]) == (404, "NotFoundError")
+    assert scenario.error("unknown-run")["status"] == 404

@@ -117,6 +117,137 @@ def dash_limited(payload: Any, ctx: TaskContext) -> Any:
     return {"run": ctx.run.id}
 
 
+# --- Flow control: limited tasks for the queue and concurrency-limit API tests ------------
+# Each project's version declares the limit `task/test-limited` (total 2, 1 per key), the
+# named limit `test-shared` (total 3) and, through `test-limited-shared`, the custom queue
+# `emails` (one the session's in-process worker serves).
+
+SHARED_LIMIT = concurrency_limit("test-shared", total=3)
+
+
+@task(id="test-limited", max_attempts=1, concurrency={"total": 2, "per_key": 1})
+def limited(payload: Any, ctx: TaskContext) -> Any:
+    """With ``{"hold": name}``, runs until the gate ``<name>:release`` opens (30 s at most)."""
+    hold = payload.get("hold") if isinstance(payload, dict) else None
+    if hold:
+        release = gate(f"{hold}:release")
+        deadline = time.monotonic() + 30
+        while not release.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return payload
+
+
+@task(id="test-limited-shared", max_attempts=1, concurrency=SHARED_LIMIT, queue="emails")
+def limited_shared(payload: Any, ctx: TaskContext) -> Any:
+    return payload
+
+
+# --- The dashboard's Overview page and its error groups (tests/shared/test_overview.py,
+# tests/api/dashboard/test_overview.py): a task that raises the built-in exception named
+# by its payload's "error" (TimeoutError, ValueError or KeyError; ValueError otherwise)
+# with its "message", on its one attempt, so its runs end FAILED with that error.
+OV_ERRORS: dict[str, type[Exception]] = {
+    "TimeoutError": TimeoutError, "ValueError": ValueError, "KeyError": KeyError,
+}
+
+
+@task(id="ov-raise", max_attempts=1)
+def ov_raise(payload: Any, ctx: TaskContext) -> Any:
+    kind = OV_ERRORS.get(str(payload.get("error")), ValueError)
+    raise kind(str(payload.get("message", "")))
+
+
+# --- Flow control: tasks holding concurrency limits (ids prefixed ``flow-``) ---------------
+# tests/shared/flow and tests/workers/test_flow_control.py. Each writes an execution ledger
+# (``flow_ledger``): an ``enter`` line when its function starts and an ``exit`` line when it
+# returns, appended under an exclusive file lock, so the file's order is the order the
+# executions really entered and left, across threads and processes. A test reads from it
+# the most executions ever inside the function at once, overall and per concurrency key.
+
+import fcntl
+
+from reprise import concurrency_limit
+
+FLOW_SHARED = concurrency_limit("flow-shared", total=2)
+
+
+def flow_ledger(path: str, line: str) -> None:
+    with Path(path).open("a") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.write(line + "\n")
+        ledger.flush()
+        fcntl.flock(ledger, fcntl.LOCK_UN)
+
+
+def _flow_body(payload: Any, ctx: TaskContext) -> Any:
+    """``ledger``: the ledger's path; ``seconds``: how long to stay inside (default 0.1);
+    ``hold``: a path, stay inside until it exists (``maxWait`` at most, default 30 s);
+    ``failUntil``: raise on attempts before it; ``key``: the run's concurrency key, for
+    the ledger."""
+    payload = payload if isinstance(payload, dict) else {}
+    ledger = payload.get("ledger")
+    key = payload.get("key", "")
+    me = f"{ctx.run.id} {ctx.attempt.number} {key or '-'} {os.getpid()}"
+    if ledger:
+        flow_ledger(ledger, f"enter {me}")
+    try:
+        hold = payload.get("hold")
+        if hold:
+            deadline = time.monotonic() + float(payload.get("maxWait", 30))
+            while not Path(hold).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(float(payload.get("seconds", 0.1)))
+        fail_until = payload.get("failUntil")
+        if fail_until is not None and ctx.attempt.number < int(fail_until):
+            raise ValueError(f"failing attempt {ctx.attempt.number}")
+        return {"attempt": ctx.attempt.number}
+    finally:
+        if ledger:
+            flow_ledger(ledger, f"exit {me}")
+
+
+flow_two = task(id="flow-two", max_attempts=3, concurrency={"total": 2})(_flow_body)
+flow_one = task(id="flow-one", max_attempts=3, concurrency={"total": 1})(_flow_body)
+flow_keyed = task(id="flow-keyed", max_attempts=3,
+                  concurrency={"total": 3, "per_key": 1})(_flow_body)
+flow_shared_a = task(id="flow-shared-a", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
+flow_shared_b = task(id="flow-shared-b", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
+# --- end of the flow control tasks ---------------------------------------------------------
+
+
+# --- A run's trace (tests/api/test_run_trace.py, tests/api/dashboard/test_run_page.py,
+# tests/e2e/node/run_trace.mjs): a task failing its first two attempts (two backoff gaps in
+# its trace), a parent saving a checkpoint and triggering a child, and a task waiting on
+# the gate named by its payload's "gate" (at most 60 s) while a test writes its log lines.
+@task(id="trace-retried", max_attempts=3)
+def trace_retried(payload: Any, ctx: TaskContext) -> Any:
+    if ctx.attempt.number < 3:
+        raise RuntimeError(f"trace attempt {ctx.attempt.number} fails")
+    return {"attempt": ctx.attempt.number}
+
+
+@task(id="trace-child", max_attempts=1)
+def trace_child(payload: Any, ctx: TaskContext) -> Any:
+    return {"child": ctx.run.id}
+
+
+@task(id="trace-parent", max_attempts=1)
+def trace_parent(payload: Any, ctx: TaskContext) -> Any:
+    ctx.checkpoint({"before": "child"})
+    child = ctx.trigger("trace-child", {"from": ctx.run.id})
+    return {"child": child}
+
+
+@task(id="trace-gated", max_attempts=1)
+def trace_gated(payload: Any, ctx: TaskContext) -> Any:
+    name = payload.get("gate") if isinstance(payload, dict) else None
+    if name:
+        gate(f"{name}:started").set()
+        gate(str(name)).wait(60)
+    return {"run": ctx.run.id}
+
+
 # --- Run logs (tests/workers/test_run_logs.py, tests/api/test_run_logs.py,
 # bench/log_capture.py): tasks that log through several loggers and levels, print, write
 # to stderr, log an exception, log from an `async def` task and from a thread they start,

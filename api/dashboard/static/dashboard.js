@@ -89,4 +89,107 @@
   if (parts.length) {
     setInterval(function () { parts.forEach(refresh); }, 1500);
   }
+  // The run page's logs panel: the filter reads again without a reload, more lines load
+  // after the last one shown (the cursor is its seq) and, while the run is active, new
+  // lines are fetched every second (a live tail).
+  var logs = document.querySelector("[data-logs]");
+  if (logs) {
+    var list = logs.querySelector("[data-log-lines]");
+    var empty = logs.querySelector("[data-logs-empty]");
+    var state = logs.querySelector("[data-logs-state]");
+    var filter = logs.querySelector("[data-logs-filter]");
+    var after = logs.getAttribute("data-after") || "";
+    var generation = 0;
+    var timer = null;
+
+    var line = function (data) {
+      var item = document.createElement("li");
+      item.className = "log-line lvl-" + String(data.level).toLowerCase();
+      item.setAttribute("data-seq", data.seq);
+      item.setAttribute("data-level", data.level);
+      var parts = [["log-time mono", String(data.time).slice(11, 23)], ["log-level", data.level],
+                   ["log-attempt muted", "#" + data.attempt], ["log-logger muted mono", data.logger],
+                   ["log-message mono", data.message]];
+      parts.forEach(function (part) {
+        var span = document.createElement("span");
+        span.className = part[0];
+        span.textContent = part[1];
+        item.appendChild(span);
+      });
+      if (data.exception) {
+        var details = document.createElement("details");
+        details.className = "traceback";
+        details.open = true;
+        var summary = document.createElement("summary");
+        summary.textContent = "Traceback";
+        var pre = document.createElement("pre");
+        var code = document.createElement("code");
+        code.textContent = data.exception;
+        pre.appendChild(code);
+        details.appendChild(summary);
+        details.appendChild(pre);
+        item.appendChild(details);
+      }
+      return item;
+    };
+
+    var schedule = function (delay) {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(read, delay);
+    };
+
+    var read = function () {
+      var mine = generation;
+      var url = logs.getAttribute("data-logs") + "&after=" + encodeURIComponent(after) +
+        "&level=" + encodeURIComponent(filter.elements.log_level.value) +
+        "&search=" + encodeURIComponent(filter.elements.log_search.value);
+      fetch(url, { credentials: "same-origin", headers: { "accept": "application/json" } })
+        .then(function (response) { return response.json(); })
+        .then(function (data) {
+          if (mine !== generation) return; // the filter changed meanwhile
+          if (data.error) { state.textContent = data.error; return; }
+          var atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+          data.lines.forEach(function (d) { list.appendChild(line(d)); });
+          if (atBottom && data.lines.length) list.scrollTop = list.scrollHeight;
+          if (data.after !== null && data.after !== undefined) after = String(data.after);
+          empty.hidden = list.children.length > 0;
+          if (!list.children.length) {
+            empty.textContent = filter.elements.log_level.value || filter.elements.log_search.value
+              ? "No line matches." : data.active ? "No log line yet." : "No log line.";
+          }
+          var more = logs.querySelector("[data-logs-more]");
+          if (more && !data.hasMore) more.remove();
+          state.textContent = data.active ? "Live: new lines appear as the run writes them" : "";
+          if (data.hasMore) schedule(0);
+          else if (data.active) schedule(1000);
+        })
+        .catch(function () { if (mine === generation) schedule(3000); });
+    };
+
+    var restart = function () {
+      // The address keeps the filter, so a reload (the page reloads when the run ends)
+      // shows the same lines.
+      if (window.history && window.URLSearchParams) {
+        var address = new URL(window.location.href);
+        ["log_level", "log_search"].forEach(function (name) {
+          var value = filter.elements[name].value;
+          if (value) address.searchParams.set(name, value); else address.searchParams.delete(name);
+        });
+        window.history.replaceState(null, "", address.toString());
+      }
+      generation += 1;
+      after = "";
+      list.textContent = "";
+      empty.hidden = true;
+      schedule(0);
+    };
+    var typing = null;
+    filter.addEventListener("submit", function (event) { event.preventDefault(); restart(); });
+    filter.elements.log_level.addEventListener("change", restart);
+    filter.elements.log_search.addEventListener("input", function () {
+      clearTimeout(typing);
+      typing = setTimeout(restart, 250);
+    });
+    schedule(logs.getAttribute("data-active") === "true" ? 1000 : 0);
+  }
 })();

@@ -15,9 +15,11 @@ def test_a_filter_reads_back_as_itself() -> None:
         statuses=frozenset({RunStatus.FAILED, RunStatus.CRASHED}), tags=("a", "b"),
         created_from=datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC),
         created_to=datetime(2026, 1, 8, tzinfo=UTC), is_test=False, replays_only=True,
+        error_fingerprint="0123456789abcdef",
     )  # fmt: skip
 
     assert filter_of(selection_of(run_filter)) == run_filter
+    assert selection_of(run_filter)["errorFingerprint"] == "0123456789abcdef"
 
 
 def test_an_empty_status_set_is_kept_so_it_still_matches_nothing() -> None:

@@ -1,0 +1,824 @@
+"""Admission against a real Postgres: who takes a slot, in which order, and that every
+counter agrees with the slots and the line after each move. The test plays the worker
+(``execute_run`` in this process); what an admission publishes goes to a queue prefix
+no worker serves (``own_queues``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, text, update
+
+from reprise.registry import REGISTRY
+from reprise_server.shared.db import get_engine, transaction
+from reprise_server.shared.flow import admission, limits, queues
+from reprise_server.shared.runs import attempts as steps
+from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.service import cancel_run
+from reprise_server.shared.ttl.service import expire_stale_runs
+from reprise_server.workers import execution
+from tests.support import flow
+from tests.support.fixtures import ProjectKeys, lock_waiters, wait_for
+
+pytestmark = pytest.mark.usefixtures("own_queues")
+
+VERSION = "20261122.1"
+QUICK = {"seconds": 0}
+
+
+def execute(run_id: str, worker: str = "w") -> Any:
+    return execution.execute_run(run_id, REGISTRY, worker, VERSION)
+
+
+def sweep() -> int:
+    with transaction() as session:
+        return admission.sweep(session)
+
+
+@contextmanager
+def limit_row_locked(lid: str) -> Iterator[None]:
+    """Hold the limit's row lock in another connection until the block ends."""
+    with get_engine().connect() as conn:
+        conn.execute(text("SELECT id FROM concurrency_limits WHERE id = :id FOR UPDATE"),
+                     {"id": lid})
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def test_a_limit_admits_up_to_its_total_and_each_freed_slot_admits_the_next_at_once(
+    project: ProjectKeys,
+) -> None:
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 6, payload=QUICK)
+    assert flow.admitted(ids) == sorted(ids[:2])
+    assert flow.state(lid) == flow.LimitState(2, 2, 4, {"": (2, 4)})
+    flow.assert_consistent(lid)
+    for i, run_id in enumerate(ids):
+        assert execute(run_id).status == "COMPLETED"
+        # The transaction that completed it admitted the next in line.
+        assert flow.admitted(ids) == sorted(ids[i + 1:i + 3])
+        flow.assert_consistent(lid)
+    assert flow.state(lid) == flow.LimitState(0, 0, 0, {"": (0, 0)})
+
+
+def test_higher_priority_waiting_runs_are_admitted_first(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [first] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    waiting = [(p, flow.trigger(project, "flow-one", 1, payload=QUICK, priority=p)[0])
+               for p in (0, 10, 5, 100, 0)]
+    ids = [run_id for _, run_id in waiting]
+    order = []
+    running = first
+    for _ in waiting:
+        assert execute(running).status == "COMPLETED"
+        [running] = flow.admitted(ids)
+        order.append(running)
+        flow.assert_consistent(lid)
+    # By priority; the two of priority 0 in the order they were queued.
+    assert order == [ids[3], ids[1], ids[2], ids[0], ids[4]]
+
+
+def test_priority_order_with_equal_priorities_is_first_queued_first(
+    project: ProjectKeys,
+) -> None:
+    [first] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    low = flow.trigger(project, "flow-one", 3, payload=QUICK)
+    high = flow.trigger(project, "flow-one", 2, payload=QUICK, priority=60)
+    order = []
+    running = first
+    for _ in range(5):
+        assert execute(running).status == "COMPLETED"
+        [running] = flow.admitted(low + high)
+        order.append(running)
+    assert order == high + low
+
+
+def test_keys_are_separate_pools_under_a_shared_total(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "task/flow-keyed")
+    runs = {f"k{k}": flow.trigger(project, "flow-keyed", 2, payload=QUICK,
+                                  concurrencyKey=f"k{k}") for k in range(5)}
+    every = [r for ids in runs.values() for r in ids]
+    held = flow.admitted(every)
+    assert len(held) == 3  # the total, one per key
+    key_of = {r: k for k, ids in runs.items() for r in ids}
+    assert len({key_of[r] for r in held}) == 3
+    flow.assert_consistent(lid)
+    done: set[str] = set()
+    while len(done) < len(every):
+        held = flow.admitted(every)
+        assert 1 <= len(held) <= 3
+        assert len({key_of[r] for r in held}) == len(held)  # never two of one key
+        execute(held[0])
+        done.add(held[0])
+        flow.assert_consistent(lid)
+    assert flow.state(lid).running == 0
+
+
+def test_a_named_limit_shared_by_two_tasks_bounds_both_together(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "flow-shared")
+    a = flow.trigger(project, "flow-shared-a", 3, payload=QUICK)
+    b = flow.trigger(project, "flow-shared-b", 3, payload=QUICK)
+    assert flow.admitted(a + b) == sorted(a[:2])
+    execute(a[0])
+    execute(a[1])
+    assert flow.admitted(a + b) == sorted([a[2], b[0]])
+    flow.assert_consistent(lid)
+
+
+def test_cancel_frees_a_slot_or_a_place_in_line(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 5, payload=QUICK)
+    with transaction() as session:
+        cancel_run(session, ids[3])  # waiting
+    assert flow.state(lid) == flow.LimitState(2, 2, 2, {"": (2, 2)})
+    with transaction() as session:
+        cancel_run(session, ids[0])  # admitted, not yet claimed
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    flow.assert_consistent(lid)
+    # Executing: its worker stops the function at its next heartbeat, and only then gives
+    # the slot back (the next run in line never overlaps it); the sweep leaves it alone.
+    for run_id in ids[1:3]:
+        with transaction() as session:
+            assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+            assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
+    with transaction() as session:
+        cancel_run(session, ids[1])
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    assert sweep() == 0
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    flow.assert_consistent(lid)
+    with transaction() as session:
+        run = session.get(Run, ids[1])
+        assert run is not None
+        steps.finish_attempt(session, run, "w", 1, 5, steps.Interrupted("canceled"))
+    assert flow.admitted(ids) == sorted([ids[2], ids[4]])
+    flow.assert_consistent(lid)
+    # Its worker gone silent instead: the slot comes back once the heartbeat is stale.
+    with transaction() as session:
+        cancel_run(session, ids[2])
+    assert flow.admitted(ids) == sorted([ids[2], ids[4]])
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == ids[2]).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    assert sweep() == 0  # the slot back; nothing left in line to admit
+    assert flow.admitted(ids) == [ids[4]]
+    flow.assert_consistent(lid)
+
+
+def test_ttl_expiry_of_waiting_and_admitted_runs_frees_their_places(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 5, payload=QUICK, ttl="1h")
+    late = flow.trigger(project, "flow-two", 1, payload=QUICK)  # no TTL
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id.in_(ids[:4])).values(
+            ttl_expires_at=func.now() - timedelta(seconds=1)))
+    with transaction() as session:
+        assert expire_stale_runs(session) == 4  # two admitted (never claimed), two waiting
+    assert {flow.admission_of(ids)[r][0] for r in ids[:4]} == {"EXPIRED"}
+    assert flow.admitted(ids + late) == sorted([ids[4], late[0]])
+    assert flow.state(lid) == flow.LimitState(2, 2, 0, {"": (2, 0)})
+    flow.assert_consistent(lid)
+
+
+def test_a_retry_gives_its_slot_back_for_the_backoff_and_reenters_the_line(
+    project: ProjectKeys,
+) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [flaky] = flow.trigger(project, "flow-one", 1, payload={**QUICK, "failUntil": 2})
+    [other] = flow.trigger(project, "flow-one", 1, payload={"hold": "/nonexistent", "maxWait": 0})
+    assert execute(flaky).status == "RETRYING"
+    assert flow.admission_of([flaky])[flaky] == ("RETRYING", "backoff")
+    # The backoff freed the slot: the other run was admitted in that transaction.
+    assert flow.admitted([flaky, other]) == [other]
+    flow.assert_consistent(lid)
+    # The retry's delivery: the limit is full, so the run enters the line.
+    assert "backoff over: waiting" in execute(flaky).detail
+    assert flow.admission_of([flaky])[flaky] == ("RETRYING", "waiting")
+    assert flow.state(lid) == flow.LimitState(1, 1, 1, {"": (1, 1)})
+    assert execute(other).status == "COMPLETED"
+    # Admitted while RETRYING: it holds the slot until its next attempt ends.
+    assert flow.admission_of([flaky])[flaky] == ("RETRYING", None)
+    assert flow.admitted([flaky, other]) == [flaky]
+    flow.assert_consistent(lid)
+    # The sweep must not take the slot of an admitted retry back as stale.
+    assert sweep() == 0
+    assert flow.admitted([flaky, other]) == [flaky]
+    [third] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    assert flow.admitted([flaky, other, third]) == [flaky]
+    assert execute(flaky).status == "COMPLETED"
+    assert flow.admitted([flaky, other, third]) == [third]
+    flow.assert_consistent(lid)
+
+
+def test_the_sweep_mends_drifted_counters_and_admits_what_fits(project: ProjectKeys) -> None:
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 4, payload=QUICK)
+    with transaction() as session:
+        # Drift of every kind: the limit counts a slot nobody holds, the key miscounts,
+        # a slot is held by a run that ended without giving it back.
+        session.execute(text("UPDATE concurrency_keys SET waiting = 7, running = 0 "
+                             "WHERE limit_id = :id"), {"id": lid})
+        session.execute(update(Run).where(Run.id == ids[0]).values(status="COMPLETED"))
+    assert flow.drift(lid)
+    assert sweep() == 1  # the stale slot dropped: the next in line admitted
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    flow.assert_consistent(lid)
+    assert sweep() == 0
+    flow.assert_consistent(lid)
+
+
+def test_the_sweep_reaches_a_limit_with_room_behind_thousands_of_full_ones(
+    project: ProjectKeys,
+) -> None:
+    """More limits with runs waiting than one sweep takes, all full but one: that one,
+    whose waiting run no settlement admitted, is swept (and admits) at once."""
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 3, payload=QUICK)
+    full = "'climit_0000000' || lpad(g::text, 4, '0')"
+    with transaction() as session:
+        session.execute(text(
+            "INSERT INTO concurrency_limits (id, environment_id, name, total_base, paused, "
+            f"running) SELECT {full}, :env, 'full-' || g, 1, false, 1 "
+            "FROM generate_series(1, 2000) g"), {"env": env})
+        session.execute(text(
+            "INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank) "
+            f"SELECT {full}, '', 1, 1, now() FROM generate_series(1, 2000) g"))
+        # Widened behind admission's back: room, and nobody filled it.
+        session.execute(text("UPDATE concurrency_limits SET total_base = 3 WHERE id = :id"),
+                        {"id": lid})
+    assert flow.admitted(ids) == sorted(ids[:2])
+    assert sweep() == 1
+    assert flow.admitted(ids) == sorted(ids)
+    flow.assert_consistent(lid)
+
+
+def test_the_sweep_puts_a_waiting_run_with_no_place_in_line_back_in_it(
+    project: ProjectKeys,
+) -> None:
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 3, payload=QUICK)
+    with transaction() as session:  # its entry lost (as a dropped record would leave it)
+        session.execute(text("DELETE FROM admission_line WHERE run_id = :id"), {"id": ids[2]})
+        session.execute(text("UPDATE concurrency_keys SET waiting = 0, head_rank = NULL "
+                             "WHERE limit_id = :id"), {"id": lid})
+    execute(ids[0])
+    assert flow.admitted(ids) == [ids[1]]  # the slot freed, but nobody was in line
+    assert sweep() == 1
+    assert flow.admitted(ids) == sorted(ids[1:])
+    flow.assert_consistent(lid)
+
+
+def test_the_lost_message_recovery_never_publishes_a_held_back_run(project: ProjectKeys) -> None:
+    ids = flow.trigger(project, "flow-one", 3, payload=QUICK)
+    with transaction() as session:
+        queues.set_paused(session, project.environment_ids["dev"], "flow-one", "task", True)
+    [parked] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    assert flow.admission_of([parked])[parked] == ("QUEUED", "paused")
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id.in_([*ids, parked])).values(
+            dispatched_at=func.now() - timedelta(hours=1)))
+    with transaction() as session:
+        # Only the admitted one (its message may really be lost); not the two waiting in
+        # line, nor the parked one.
+        assert lifecycle.redispatch_lost(session) == 1
+
+
+def test_a_run_parked_in_a_paused_queue_gives_its_slot_back_and_resumes_in_line(
+    project: ProjectKeys,
+) -> None:
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 3, payload=QUICK)
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-two", "task", True)
+    # An admitted run delivered while its queue is paused is parked, not started.
+    assert execute(ids[0]).detail == "queue paused: parked"
+    assert flow.admission_of([ids[0]])[ids[0]] == ("QUEUED", "paused")
+    # Its slot went to the next in line (which will be parked too when delivered).
+    assert flow.admitted(ids) == sorted([ids[1], ids[2]])
+    with transaction() as session:
+        assert not lifecycle.park_in_paused_queue(session, ids[0])  # already parked
+    assert execute(ids[1]).detail == "queue paused: parked"
+    [new] = flow.trigger(project, "flow-two", 1, payload=QUICK)
+    assert flow.admission_of([new])[new] == ("QUEUED", "paused")  # enters parked
+    flow.assert_consistent(lid)
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-two", "task", False)
+    # Back in line in rank order: ids[0] admitted beside ids[2]; ids[1] and new wait.
+    assert flow.admitted([*ids, new]) == sorted([ids[0], ids[2]])
+    assert flow.admission_of([ids[1], new]) == {
+        ids[1]: ("QUEUED", "waiting"), new: ("QUEUED", "waiting")}
+    flow.assert_consistent(lid)
+    for run_id in [ids[0], ids[2], ids[1], new]:
+        [holder] = [r for r in flow.admitted([*ids, new]) if r == run_id] or [None]
+        assert holder == run_id
+        assert execute(run_id).status == "COMPLETED"
+    assert flow.state(lid) == flow.LimitState(0, 0, 0, {"": (0, 0)})
+
+
+def test_end_backoff_and_resume_parked_move_only_the_runs_they_are_for(
+    project: ProjectKeys,
+) -> None:
+    env = project.environment_ids["dev"]
+    [run_id] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert lifecycle.end_backoff(session, run_id) is None  # not in a backoff
+        assert lifecycle.resume_parked(session, env, "task/flow-one", 10) == 0
+    [flaky] = flow.trigger(project, "flow-one", 1, payload={**QUICK, "failUntil": 2})
+    execute(run_id)
+    assert execute(flaky).status == "RETRYING"
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-one", "task", True)
+    with transaction() as session:
+        # Its backoff over while its queue is paused: parked, not in line.
+        assert lifecycle.end_backoff(session, flaky) == "paused"
+    assert flow.admission_of([flaky])[flaky] == ("RETRYING", "paused")
+    with transaction() as session:
+        queues.set_paused(session, env, "flow-one", "task", False)
+    assert flow.admitted([flaky]) == [flaky]
+    assert execute(flaky).status == "COMPLETED"
+    flow.assert_consistent(flow.limit_id(project, "task/flow-one"))
+
+
+def test_pausing_a_limit_stops_admissions_and_resuming_admits_in_order(
+    project: ProjectKeys,
+) -> None:
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 4, payload=QUICK)
+    with transaction() as session:
+        limits.set_paused(session, env, "task/flow-two", True)
+    execute(ids[0])
+    execute(ids[1])
+    assert flow.admitted(ids) == []  # the slots came back, nothing admitted
+    assert sweep() == 0
+    with transaction() as session:
+        limits.set_paused(session, env, "task/flow-two", False)
+    assert flow.admitted(ids) == sorted(ids[2:])
+    flow.assert_consistent(lid)
+
+
+def test_widening_a_limit_admits_waiting_runs_at_once_and_a_reset_narrows_it_again(
+    project: ProjectKeys,
+) -> None:
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-two")
+    ids = flow.trigger(project, "flow-two", 6, payload=QUICK)
+    with transaction() as session:
+        limits.override(session, env, "task/flow-two", total=4)
+    assert flow.admitted(ids) == sorted(ids[:4])
+    with transaction() as session:
+        limits.reset(session, env, "task/flow-two")
+    # Narrowing takes back nothing admitted; the next admission waits until fewer than 2.
+    for i in range(2):
+        execute(ids[i])
+        assert flow.admitted(ids) == sorted(ids[i + 1:4])
+    execute(ids[2])
+    assert flow.admitted(ids) == sorted(ids[3:5])
+    execute(ids[3])
+    assert flow.admitted(ids) == sorted(ids[4:6])
+    flow.assert_consistent(lid)
+
+
+def test_a_per_key_override_widens_one_key_until_it_lapses(project: ProjectKeys) -> None:
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-keyed")
+    ids = flow.trigger(project, "flow-keyed", 3, payload=QUICK, concurrencyKey="hot")
+    assert flow.admitted(ids) == [ids[0]]
+    with transaction() as session:
+        limits.override_key(session, env, "task/flow-keyed", "hot", 2, "1h")
+    assert flow.admitted(ids) == sorted(ids[:2])
+    with transaction() as session:
+        session.execute(text("UPDATE concurrency_keys SET override_expires_at = now() "
+                             "WHERE limit_id = :id"), {"id": lid})
+    sweep()  # the override lapses: back to one per key
+    execute(ids[0])
+    assert flow.admitted(ids) == [ids[1]]
+    execute(ids[1])
+    assert flow.admitted(ids) == [ids[2]]
+    flow.assert_consistent(lid)
+
+
+# --- locks: interleavings forced with a row lock held by the test ---------------------------
+
+
+def _two_limit_runs(project: ProjectKeys, count: int) -> list[str]:
+    """Runs holding two limits: ``task/flow-one`` and ``flow-shared`` (total 2)."""
+    return flow.trigger(project, "flow-one", count, payload=QUICK, concurrency=["flow-shared"])
+
+
+def test_a_head_run_whose_other_limit_is_locked_is_skipped_and_admitted_by_the_sweep(
+    project: ProjectKeys,
+) -> None:
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    ids = _two_limit_runs(project, 2)
+    assert flow.admitted(ids) == [ids[0]]
+    with limit_row_locked(shared):
+        # The settlement that frees task/flow-one's slot locks flow-shared too (the run
+        # held both), so it must wait for the test's lock: let it, in a thread.
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (execute(ids[0]), done.set()))
+        thread.start()
+        wait_for(lambda: lock_waiters() >= 1, what="the settlement waiting for flow-shared")
+        assert not done.is_set()
+    thread.join(10)
+    assert done.is_set()
+    assert flow.admitted(ids) == [ids[1]]
+    flow.assert_consistent(one, shared)
+
+    # A fill that cannot take the other limit's lock skips the run (never waits for it):
+    # a widening of task/flow-one while flow-shared is locked elsewhere.
+    more = _two_limit_runs(project, 1)
+    execute(ids[1])
+    assert flow.admitted(more) == more
+    later = _two_limit_runs(project, 1)
+    execute(more[0])
+    assert flow.admitted(later) == later
+    [blocked] = _two_limit_runs(project, 1)
+    with limit_row_locked(shared):
+        with transaction() as session:
+            limits.override(session, project.environment_ids["dev"], "task/flow-one", total=2)
+        assert flow.admitted([blocked]) == []  # skipped: flow-shared busy, not waited for
+    assert sweep() == 1
+    assert flow.admitted([blocked]) == [blocked]
+    flow.assert_consistent(one, shared)
+
+
+def test_settlements_of_overlapping_limits_wait_in_one_order_and_never_deadlock(
+    project: ProjectKeys,
+) -> None:
+    """Two transactions each end a run holding the same two limits; the test holds the
+    lower limit, both queue behind it (never one holding the higher and waiting for the
+    lower), and both commit once it lets go."""
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    first = min(one, shared)
+    with transaction() as session:
+        limits.override(session, project.environment_ids["dev"], "task/flow-one", total=2)
+    ids = _two_limit_runs(project, 4)
+    assert flow.admitted(ids) == sorted(ids[:2])
+    errors: list[BaseException] = []
+
+    def cancel(run_id: str) -> None:
+        try:
+            with transaction() as session:
+                cancel_run(session, run_id)
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    with limit_row_locked(first):
+        threads = [threading.Thread(target=cancel, args=(r,)) for r in ids[:2]]
+        for t in threads:
+            t.start()
+        wait_for(lambda: lock_waiters() >= 2, what="both settlements waiting")
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert flow.admitted(ids) == sorted(ids[2:])
+    flow.assert_consistent(one, shared)
+
+
+def test_a_version_registering_while_a_settlement_waits_does_not_deadlock_with_it(
+    project: ProjectKeys,
+) -> None:
+    """A registration takes the limits it declares; a settlement takes its limits in id
+    order. The test holds the lower one; a settlement of both queues first, then a
+    registration declaring both (the higher first). When the test lets go, the settlement
+    gets the lower and needs the higher: the registration must not be holding it."""
+    env = project.environment_ids["dev"]
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    low, high = sorted([one, shared])
+    [run_id] = _two_limit_runs(project, 1)
+    declared = {
+        "task/flow-one": limits.Declaration("task/flow-one", 1, None),
+        "flow-shared": limits.Declaration("flow-shared", 2, None),
+    }
+    names = {one: "task/flow-one", shared: "flow-shared"}
+    ordered = {names[high]: declared[names[high]], names[low]: declared[names[low]]}
+    errors: list[BaseException] = []
+
+    def settle() -> None:
+        try:
+            with transaction() as session:
+                cancel_run(session, run_id)
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    def register() -> None:
+        try:
+            with transaction() as session:
+                limits.register_declarations(session, env, ordered, {})
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    with limit_row_locked(low):
+        settling = threading.Thread(target=settle)
+        settling.start()
+        wait_for(lambda: lock_waiters() >= 1, what="the settlement waiting")
+        registering = threading.Thread(target=register)
+        registering.start()
+        wait_for(lambda: lock_waiters() >= 2, what="the registration waiting")
+    settling.join(15)
+    registering.join(15)
+    assert errors == []
+    assert flow.admission_of([run_id])[run_id][0] == "CANCELED"
+    flow.assert_consistent(one, shared)
+
+
+# --- scale ---------------------------------------------------------------------------------
+
+
+def _clone_runs(session: Any, template: str, prefix: str, keys: str, count: int) -> list[str]:
+    """``count`` copies of run ``template`` (waiting, one key each as ``keys`` says: a SQL
+    expression of ``g``, the copy's number), inserted in one statement."""
+    columns = [c.name for c in Run.__table__.columns]
+    values = {
+        "id": f"'{prefix}' || lpad(g::text, 6, '0')",
+        "concurrency_key": keys,
+        "queued_at": "runs.queued_at + g * interval '1 microsecond'",
+        "created_at": "runs.created_at + g * interval '1 microsecond'",
+        "admission": "'waiting'",
+    }
+    select_list = ", ".join(values.get(c, f"runs.{c}") for c in columns)
+    session.execute(text(
+        f"INSERT INTO runs ({', '.join(columns)}) SELECT {select_list} "
+        "FROM runs, generate_series(1, :n) g WHERE runs.id = :template"
+    ), {"n": count, "template": template})
+    return [f"{prefix}{g:06d}" for g in range(1, count + 1)]
+
+
+def test_a_thousand_small_keys_progress_while_one_key_holds_ten_thousand_waiting_runs(
+    project: ProjectKeys,
+) -> None:
+    lid = flow.limit_id(project, "task/flow-keyed")
+    with transaction() as session:  # per key 1, no total: every key is its own pool
+        limits.override(session, project.environment_ids["dev"], "task/flow-keyed",
+                        total=100_000)
+    # A run waiting behind another of its key: the model of the copies.
+    _, template = flow.trigger(project, "flow-keyed", 2, payload=QUICK, concurrencyKey="seed")
+    began = time.monotonic()
+    with transaction() as session:  # the big key first: its head is the oldest
+        big = _clone_runs(session, template, "run_flowbig", "'big'", 10_000)
+        admission.enter(session, big)
+    with transaction() as session:
+        small = _clone_runs(session, template, "run_flowsmall", "'k' || g", 1_000)
+        admission.enter(session, small)
+    inserted = time.monotonic() - began
+    # Entering the line admitted what one fill may (the big key's head; then the oldest
+    # small keys); each sweep admits the next batch of small keys, none of the big key's,
+    # each in one probe per admission whatever the big key's backlog.
+    first = len(flow.admitted(small))
+    assert first == admission.MAX_ADMITTED_PER_FILL
+    sweeps = []
+    while len(flow.admitted(small)) < len(small):
+        began = time.monotonic()
+        assert sweep() == admission.MAX_ADMITTED_PER_FILL
+        sweeps.append(time.monotonic() - began)
+    assert len(sweeps) == len(small) // admission.MAX_ADMITTED_PER_FILL - 1
+    assert max(sweeps) < 5.0, (inserted, sweeps)  # each a few hundred ms when idle
+    assert flow.admitted(big) == [big[0]]
+    st = flow.state(lid)
+    assert st.keys["big"] == (1, 9_999)
+    assert st.running == 1 + len(small) + 1  # and the seed key's
+    flow.assert_consistent(lid)
+    # Ending the big key's running run admits its next one, at once.
+    with transaction() as session:
+        cancel_run(session, big[0])
+    assert flow.admitted(big) == [big[1]]
+
+
+# --- every commit path settles -----------------------------------------------------------
+
+
+def test_runs_triggered_over_the_api_one_by_one_or_in_a_batch_stand_in_line(
+    api: Any, project: ProjectKeys,
+) -> None:
+    """The api's commits settle like the workers' (the listener is on every session),
+    and a batch item refused in its savepoint takes nothing of the items before it."""
+    import json
+
+    from tests.support import triggers
+
+    lid = flow.limit_id(project, "task/flow-two")
+    single = [triggers.via_api(api, project, "flow-two", payload=QUICK) for _ in range(3)]
+    assert flow.admitted(single) == sorted(single[:2])
+    created = api.post("/api/v3/batches", json={"runCount": 4}, headers=project.headers())
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    lines = [
+        {"index": i, "task": "flow-two", "payload": json.dumps(QUICK),
+         "options": {"payloadType": "application/json",
+                     **({"concurrency": ["no-such-limit"]} if i == 2 else {})}}
+        for i in range(4)
+    ]
+    streamed = api.post(
+        f"/api/v3/batches/{batch_id}/items",
+        content="".join(json.dumps(line) + "\n" for line in lines),
+        headers={**project.headers(), "content-type": "application/x-ndjson"},
+    )
+    assert streamed.status_code == 200, streamed.text
+    with transaction() as session:
+        batch = [r for (r,) in session.execute(
+            text("SELECT id FROM runs WHERE batch_id = :b ORDER BY created_at"), {"b": batch_id})]
+    assert len(batch) == 3  # the refused item made no run
+    # Every run of the batch stands in line (none left 'waiting' outside it).
+    assert flow.admission_of(batch) == dict.fromkeys(batch, ("QUEUED", "waiting"))
+    assert flow.state(lid) == flow.LimitState(2, 2, 4, {"": (2, 4)})
+    flow.assert_consistent(lid)
+    every = single + batch
+    while flow.admitted(every):
+        for run_id in flow.admitted(every):
+            assert execute(run_id).status == "COMPLETED"
+    assert set(flow.admission_of(every).values()) == {("COMPLETED", None)}
+    flow.assert_consistent(lid)
+    assert flow.state(lid).running == 0
+
+
+@pytest.mark.parametrize(("attempts", "outcome"), [(3, "COMPLETED"), (1, "CRASHED")])
+def test_a_dead_workers_run_keeps_its_slot_until_recovery_reruns_or_crashes_it(
+    project: ProjectKeys, attempts: int, outcome: str
+) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [run_id] = flow.trigger(project, "flow-one", 1, payload=QUICK, maxAttempts=attempts)
+    [waiting] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:  # a worker takes it, then dies
+        assert not isinstance(steps.claim_run(session, run_id, "dead"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "dead", VERSION) is not None
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            heartbeat_at=func.now() - timedelta(minutes=5),
+            dispatched_at=func.now() - timedelta(minutes=5)))
+    assert sweep() == 0  # the dead worker's run still holds the slot
+    assert flow.admitted([run_id, waiting]) == [run_id]
+    with transaction() as session:
+        assert lifecycle.redispatch_lost(session) == 1
+    assert execute(run_id, "survivor").status == outcome
+    # Re-executed (and completed) or crashed: either way the slot went to the next run.
+    assert flow.admitted([run_id, waiting]) == [waiting]
+    flow.assert_consistent(lid)
+
+
+@pytest.mark.parametrize("result", [
+    steps.Succeeded({"ok": 1}),
+    steps.Failed({"message": "boom", "name": "ValueError"}),
+    steps.Interrupted("timed_out"),
+    steps.Interrupted("canceled"),
+], ids=["completed", "failed", "timed-out", "interrupted"])
+def test_a_run_canceled_while_executing_gives_its_slot_back_however_its_function_ends(
+    project: ProjectKeys, result: Any
+) -> None:
+    lid = flow.limit_id(project, "task/flow-one")
+    [run_id] = flow.trigger(project, "flow-one", 1, payload=QUICK, maxAttempts=1)
+    [waiting] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
+    with transaction() as session:
+        cancel_run(session, run_id)
+    assert flow.admitted([run_id, waiting]) == [run_id]  # its function still runs
+    with transaction() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        steps.finish_attempt(session, run, "w", 1, 5, result)
+    assert flow.admission_of([run_id])[run_id] == ("CANCELED", None)
+    assert flow.admitted([run_id, waiting]) == [waiting]
+    flow.assert_consistent(lid)
+
+
+def test_a_settlement_never_holds_a_slot_row_while_waiting_for_a_limit_the_sweep_holds(
+    project: ProjectKeys,
+) -> None:
+    """A run canceled while executing, holding two limits; its worker reports the function
+    stopped only after its heartbeat went stale, just as the sweep mends the stale slot.
+    The test holds the lower limit: the worker's settlement queues for it, the sweep
+    skips it and takes the higher one, and mends that one's slots. Neither may wait for
+    the other: the settlement touches a limit's rows only once it holds the limit."""
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    low = min(one, shared)
+    [run_id] = _two_limit_runs(project, 1)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "w"), steps.Outcome)
+        assert steps.begin_attempt(session, run_id, "w", VERSION) is not None
+    with transaction() as session:
+        cancel_run(session, run_id)
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    errors: list[BaseException] = []
+
+    def stopped() -> None:
+        try:
+            with transaction() as session:
+                lifecycle.attempt_stopped(session, run_id, "w")
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    def mend() -> None:
+        try:
+            sweep()
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    with limit_row_locked(low):
+        worker = threading.Thread(target=stopped)
+        worker.start()
+        wait_for(lambda: lock_waiters() >= 1, what="the settlement waiting for the lower limit")
+        sweeper = threading.Thread(target=mend)
+        sweeper.start()
+        # It must not wait for the settlement's rows: done, or seen waiting on a lock.
+        wait_for(lambda: not sweeper.is_alive() or lock_waiters() >= 2,
+                 what="the sweep to finish or to wait")
+        assert not sweeper.is_alive()
+    worker.join(10)
+    sweeper.join(10)
+    assert errors == []
+    assert flow.admitted([run_id]) == []
+    flow.assert_consistent(one, shared)
+
+
+def test_delayed_runs_enter_the_line_when_promoted(project: ProjectKeys) -> None:
+    from reprise_server.shared.timers.service import promote_due_runs
+
+    lid = flow.limit_id(project, "task/flow-one")
+    [now] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    later = flow.trigger(project, "flow-one", 2, payload=QUICK, delay="1h")
+    assert flow.admission_of(later) == dict.fromkeys(later, ("DELAYED", None))
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id.in_(later)).values(
+            delayed_until=func.now() - timedelta(seconds=1)))
+    with transaction() as session:
+        assert promote_due_runs(session).promoted == 2
+    assert flow.admission_of(later) == dict.fromkeys(later, ("QUEUED", "waiting"))
+    assert flow.state(lid) == flow.LimitState(1, 1, 2, {"": (1, 2)})
+    execute(now)
+    assert len(flow.admitted(later)) == 1
+    flow.assert_consistent(lid)
+
+
+def test_a_savepoint_rolled_back_after_runs_entered_the_line_keeps_their_entries(
+    project: ProjectKeys,
+) -> None:
+    """A batch makes each item in a savepoint: one refused after others entered the line
+    takes its own writes back, not the admission work the others recorded."""
+    from reprise_server.shared.projects.service import AuthContext
+    from reprise_server.shared.runs.schemas import TriggerOptions
+    from reprise_server.shared.runs.service import trigger_run
+
+    lid = flow.limit_id(project, "task/flow-one")
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    class Refused(Exception):
+        pass
+
+    def refused_item(session: Any) -> None:
+        with session.begin_nested():
+            trigger_run(session, auth, "flow-one", QUICK, TriggerOptions())
+            raise Refused
+
+    with transaction() as session:
+        ids = [trigger_run(session, auth, "flow-one", QUICK, TriggerOptions()).run.id
+               for _ in range(2)]
+        with pytest.raises(Refused):
+            refused_item(session)
+    # One admitted, one in line (queued in one transaction: the same rank, either first).
+    assert set(flow.admission_of(ids).values()) == {("QUEUED", None), ("QUEUED", "waiting")}
+    assert flow.state(lid) == flow.LimitState(1, 1, 1, {"": (1, 1)})
+    flow.assert_consistent(lid)
+
+
+def test_a_held_back_run_that_was_claimed_before_is_never_taken_as_abandoned(
+    project: ProjectKeys,
+) -> None:
+    """A run claimed once keeps its last heartbeat when it goes back to wait (a worker
+    without its task parked it for a version): once that heartbeat is old, a stray
+    delivery must still find it held back, not take it over as a dead worker's run."""
+    env = project.environment_ids["dev"]
+    lid = flow.limit_id(project, "task/flow-one")
+    [again] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, again, "w"), steps.Outcome)
+        assert lifecycle.park_pending_version(session, again) is not None
+    [holder] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    with transaction() as session:
+        assert lifecycle.release_pending_version(session, env, ["flow-one"], 10) == [again]
+    assert flow.admission_of([again])[again] == ("QUEUED", "waiting")
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == again).values(
+            heartbeat_at=func.now() - timedelta(minutes=5)))
+    assert execute(again).detail == "held back: waiting"
+    assert flow.admitted([again, holder]) == [holder]
+    assert execute(holder).status == "COMPLETED"
+    assert execute(again).status == "COMPLETED"
+    flow.assert_consistent(lid)
