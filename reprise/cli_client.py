@@ -510,7 +510,7 @@ def add_client_commands(sub: Any) -> None:
     logs.add_argument("--follow", "-f", action="store_true",
                       help="keep printing new lines until the run is final")
     logs.add_argument("--level", help="this level and above (DEBUG, INFO, WARNING, ERROR…)")
-    logs.add_argument("--search", help="only lines whose message contains this")
+    logs.add_argument("--search", help="only lines whose message or traceback contains this")
     logs.add_argument("--interval", type=float, default=1.0, help="--follow polls this often (s)")
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.set_defaults(handler=_handler(_cmd_runs_logs))

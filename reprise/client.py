@@ -248,7 +248,7 @@ class Runs:
     ) -> builtins.list[RunLogLine]:
         """The run's captured log lines after the cursor ``after`` (a line's ``seq``), in
         order: ``level`` keeps that level and above (``WARNING``: warnings, errors,
-        critical), ``search`` the lines whose message contains it. Poll with the last
+        critical), ``search`` the lines whose message or traceback contains it. Poll with the last
         line's ``seq`` as ``after`` to follow a run; once the run is final, its lines are
         all there."""
         path = _run_path(run_id, "/api/v1/runs/{id}/logs")

@@ -276,11 +276,9 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         began = time.monotonic()
         # What the task logs and prints is captured, and all of it written before the
         # outcome is (docs/tasks.md#logs).
-        with logcapture.capturing(run.id, run.environment_id, attempt.number) as capture:
+        with logcapture.capturing(run.id, run.environment_id, attempt.number):
             result = _call(definition, run, _context(run, attempt, environment), heartbeat)
             elapsed_ms = int((time.monotonic() - began) * 1000)
-            if capture is not None:
-                logcapture.record_outcome(capture, run.task_identifier, result)
         return _in_transaction(
             lambda session: attempts.finish_attempt(
                 session, run, worker, attempt.number, elapsed_ms, result

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from reprise_server.shared.runlogs.writer import Flusher, LogLine
-from reprise_server.shared.runs.attempts import Failed, Interrupted
 from reprise_server.shared.settings import get_settings
 
 _current: ContextVar[Capture | None] = ContextVar("reprise_run_log_capture", default=None)
@@ -246,21 +245,6 @@ def install() -> None:
         if not isinstance(sys.stderr, StreamTee):
             sys.stderr = StreamTee(sys.stderr, "stderr")
         threading.Thread.start = _start  # type: ignore[method-assign]
-
-
-def record_outcome(capture: Capture, task_identifier: str, result: object) -> None:
-    """An attempt that raised ends its log with an ERROR line holding the traceback (from
-    the task's logger, as if it had logged it), and one that was interrupted with a
-    WARNING line saying why."""
-    logger = f"reprise.task.{task_identifier}"
-    if isinstance(result, Failed):
-        error = result.error
-        name = error.get("name")
-        message = f"{name}: {error.get('message')}" if name else str(error.get("message"))
-        capture.add("ERROR", logger, f"attempt failed: {message}", None, error.get("stackTrace"))
-    elif isinstance(result, Interrupted):
-        why = "the run was canceled" if result.reason == "canceled" else "maxDuration exceeded"
-        capture.add("WARNING", logger, f"attempt interrupted: {why}")
 
 
 @contextmanager

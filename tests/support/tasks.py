@@ -315,6 +315,14 @@ def logs_many(payload: Any, ctx: TaskContext) -> Any:
     return {"logged": count}
 
 
+@task(id="logs-fail-once", max_attempts=2)
+def logs_fail_once(payload: Any, ctx: TaskContext) -> Any:
+    _logs_app.info("attempt %d starts", ctx.attempt.number)
+    if ctx.attempt.number == 1:
+        raise ValueError("the first attempt fails")
+    return {"attempt": ctx.attempt.number}
+
+
 @task(id="logs-none", max_attempts=1)
 def logs_none(payload: Any, ctx: TaskContext) -> Any:
     return None

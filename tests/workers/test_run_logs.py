@@ -80,25 +80,15 @@ def test_logging_print_stderr_ctx_logger_and_exceptions_are_captured_in_order(
     assert all(row.logged_at is not None for row in rows)
 
 
-def test_an_attempt_that_raises_ends_its_lines_with_the_traceback_tagged_with_its_number(
+def test_lines_are_tagged_with_their_attempt_and_a_raised_error_stays_in_the_run_error(
     project: ProjectKeys, celery_worker: Any
 ) -> None:
-    run_id = triggers.in_db(project, "test-fail-until", payload={"succeedOn": 2})
-    wait_for_status(run_id, "COMPLETED")
-    [failed] = lines(run_id)
-    assert failed.attempt_number == 1
-    assert (failed.level, failed.logger) == ("ERROR", "reprise.task.test-fail-until")
-    assert failed.message == "attempt failed: ValueError: failing attempt 1"
-    assert failed.exception is not None
-    assert "raise ValueError" in failed.exception
-
-
-def test_an_interrupted_attempt_says_why(project: ProjectKeys, celery_worker: Any) -> None:
-    run_id = triggers.in_db(project, "test-block", payload={"gate": "logs-timeout"}, maxDuration=1)
-    wait_for_status(run_id, "TIMED_OUT")
-    assert messages(run_id) == [
-        ("WARNING", "reprise.task.test-block", "attempt interrupted: maxDuration exceeded"),
+    run_id = triggers.in_db(project, "logs-fail-once")
+    run = wait_for_status(run_id, "COMPLETED")
+    assert [(line.attempt_number, line.message) for line in lines(run_id)] == [
+        (1, "attempt 1 starts"), (2, "attempt 2 starts"),
     ]
+    assert run.attempt_count == 2
 
 
 def test_an_async_task_and_the_threads_a_task_starts_are_captured(
