@@ -248,10 +248,11 @@ def trace_gated(payload: Any, ctx: TaskContext) -> Any:
     return {"run": ctx.run.id}
 
 
-# --- Run logs (tests/workers/test_run_logs.py, tests/api/test_run_logs.py,
-# bench/log_capture.py): tasks that log through several loggers and levels, print, write
-# to stderr, log an exception, log from an `async def` task and from a thread they start,
-# log many lines (the cap), log nothing, and log then wait for a file (a kill mid-run).
+# --- Run logs (tests/workers/test_run_logs.py, tests/reprise/test_run_logs.py,
+# tests/e2e/test_official_sdk_run_events.py): tasks that log through several loggers and
+# levels, print, write to stderr, log an exception, log from an `async def` task and from
+# threads they start, log on each of two attempts, log many lines (the cap), log nothing,
+# and log then wait for a file (a kill mid-run, a follow).
 # Their loggers are set to DEBUG so every level they use gets through.
 _logs_app = logging.getLogger("logs.app")
 _logs_app.setLevel(logging.DEBUG)
