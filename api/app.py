@@ -27,6 +27,7 @@ from reprise_server.api.routes import (
     queues,
     realtime,
     run_edits,
+    run_logs,
     runs,
     schedules,
     strait,
@@ -124,6 +125,7 @@ def create_app() -> FastAPI:
     app.include_router(metrics_routes.router)
     app.include_router(tasks.router)
     app.include_router(runs.router)
+    app.include_router(run_logs.router)
     app.include_router(commands.router)
     app.include_router(strait.router)
     app.include_router(packets.router)

@@ -20,6 +20,7 @@ from reprise import TaskContext, task
 def hello_world(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     """Greets whoever the payload names."""
     name = payload.get("name", "world") if isinstance(payload, dict) else "world"
+    ctx.logger.info("greeting %s", name, extra={"greeted": name})  # in the run's log
     return {"message": f"Hello, {name}!", "runId": ctx.run.id, "attempt": ctx.attempt.number}
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from reprise.models import (
     QueueItem,
     Run,
     RunListItem,
+    RunLogLine,
     Schedule,
 )
 
@@ -200,6 +202,28 @@ def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
         return 0
     print(client.runs.cancel(args.run_id))
     return 0
+
+
+def _log_line(line: RunLogLine) -> str:
+    text = f"{line.logged_at:%Y-%m-%d %H:%M:%S} {line.level:<8} {line.logger}: {line.message}"
+    if line.exception:
+        text += "\n" + line.exception
+    return text
+
+
+def _cmd_runs_logs(client: Client, args: argparse.Namespace) -> int:
+    """Print the run's log; with ``--follow``, poll until the run is final, print the rest
+    and exit (its status is read before its lines: a final run's lines are all written)."""
+    cursor: int | None = None
+    while True:
+        final = not args.follow or client.runs.retrieve(args.run_id).status in FINISHED
+        for line in client.runs.logs(args.run_id, after=cursor, level=args.level,
+                                     search=args.search):
+            print(json.dumps(line.to_json_dict()) if args.json else _log_line(line), flush=True)
+            cursor = line.seq
+        if final:
+            return 0
+        time.sleep(args.interval)
 
 
 def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
@@ -480,6 +504,16 @@ def add_client_commands(sub: Any) -> None:
     cancel = runs_sub.add_parser("cancel", parents=conn, help="cancel a run")
     cancel.add_argument("run_id")
     cancel.set_defaults(handler=_handler(_cmd_runs_cancel))
+
+    logs = runs_sub.add_parser("logs", parents=conn, help="print a run's log lines")
+    logs.add_argument("run_id")
+    logs.add_argument("--follow", "-f", action="store_true",
+                      help="keep printing new lines until the run is final")
+    logs.add_argument("--level", help="this level and above (DEBUG, INFO, WARNING, ERROR…)")
+    logs.add_argument("--search", help="only lines whose message or traceback contains this")
+    logs.add_argument("--interval", type=float, default=1.0, help="--follow polls this often (s)")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs.set_defaults(handler=_handler(_cmd_runs_logs))
 
     replay = runs_sub.add_parser("replay", parents=conn, help="replay a run; prints the new id")
     replay.add_argument("run_id")

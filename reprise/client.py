@@ -8,6 +8,7 @@ Usage: docs/tasks.md#the-python-sdk.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 import re
@@ -27,7 +28,7 @@ from reprise.errors import (
     ServerError,
     UnsendableValueError,
 )
-from reprise.models import Run, RunListItem, RunTrace, TriggeredRun
+from reprise.models import Run, RunListItem, RunLogLine, RunTrace, TriggeredRun
 from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
@@ -240,6 +241,27 @@ class Runs:
             if not cursor or (limit is not None and seen >= limit):
                 return
             params = {**params, "page[after]": cursor}
+
+    def logs(
+        self, run_id: str, *, after: int | None = None, level: str | None = None,
+        search: str | None = None,
+    ) -> builtins.list[RunLogLine]:
+        """The run's captured log lines after the cursor ``after`` (a line's ``seq``), in
+        order: ``level`` keeps that level and above (``WARNING``: warnings, errors,
+        critical), ``search`` the lines whose message or traceback contains it. Poll with the last
+        line's ``seq`` as ``after`` to follow a run; once the run is final, its lines are
+        all there."""
+        path = _run_path(run_id, "/api/v1/runs/{id}/logs")
+        params = _compact({"level": level, "search": search})
+        lines: builtins.list[RunLogLine] = []
+        cursor = after
+        while True:
+            query = {**params, "after": str(cursor)} if cursor is not None else params
+            page = self._client().transport.request_json("GET", path, params=query)
+            lines.extend(RunLogLine.model_validate(item) for item in page.get("data", []))
+            cursor = page.get("cursor", cursor)
+            if not page.get("hasMore"):
+                return lines
 
     def trace(self, run_id: str) -> RunTrace:
         """The run's trace: a tree of spans (the run; its delay and queue wait; its attempts

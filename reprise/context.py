@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,15 @@ class TaskContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     _checkpoint: Callable[[Any], int] | None = None
     _trigger: Callable[[str, Any, dict[str, Any]], str] | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The task's logger (``reprise.task.<task id>``), a standard :class:`logging.Logger`:
+        on a worker, what it logs during the attempt is captured into the run's log (as is
+        any other logger's output, and what the task prints). Its level is the logging
+        configuration's (the worker's: INFO); ``ctx.logger.setLevel(logging.DEBUG)`` lets
+        debug lines through."""
+        return logging.getLogger(f"reprise.task.{self.run.task_identifier}")
 
     def checkpoint(self, state: Any) -> int:
         """Save ``state`` as the run's next numbered checkpoint; returns its number."""

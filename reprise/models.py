@@ -147,6 +147,20 @@ class Schedule(ApiModel):
     environments: list[ScheduleEnvironment] = Field(default_factory=list)
 
 
+class RunLogLine(ApiModel):
+    """One line of a run's log (``runs.logs``): ``seq`` orders a run's lines and is the
+    cursor to pass as ``after``."""
+
+    seq: int
+    attempt_number: int
+    logged_at: datetime
+    level: str
+    logger: str
+    message: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    exception: str | None = None
+
+
 class QueueConcurrency(ApiModel):
     """A task queue's concurrency: its task's own limit's ``total`` (``current`` is what
     applies: the ``override`` if set, else the declared ``base``; None is unbounded)."""

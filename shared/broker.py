@@ -34,6 +34,7 @@ FIRE_DUE_SCHEDULES = "reprise.fire_due_schedules"
 RELEASE_WAITING_RUNS = "reprise.release_waiting_runs"
 ADMIT_WAITING_RUNS = "reprise.admit_waiting_runs"
 RESUME_PARKED_RUNS = "reprise.resume_parked_runs"
+DELETE_EXPIRED_RUN_LOGS = "reprise.delete_expired_run_logs"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
@@ -119,6 +120,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             RELEASE_WAITING_RUNS: {"queue": queues["sweeps"]},
             ADMIT_WAITING_RUNS: {"queue": queues["sweeps"]},
             RESUME_PARKED_RUNS: {"queue": queues["sweeps"]},
+            DELETE_EXPIRED_RUN_LOGS: {"queue": queues["sweeps"]},
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,

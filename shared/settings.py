@@ -225,6 +225,28 @@ class Settings(BaseSettings):
         default=60.0, description="`reprise healthcheck` fails once the file is older than this"
     )
 
+    # Run logs: what a task writes during an attempt (logging, stdout/stderr, ctx.logger),
+    # captured by the worker and written to ``run_logs`` in batches (docs/tasks.md#logs).
+    run_log_capture: bool = Field(
+        default=True, description="capture what tasks log and print into the run's log (`false`: off)"
+    )
+    run_log_max_lines: int = Field(
+        default=10_000,
+        description="lines kept per run; past it one `truncated` line is written and the rest dropped",
+    )
+    run_log_flush_lines: int = Field(
+        default=500, description="a worker writes captured lines once this many are waiting"
+    )
+    run_log_flush_ms: int = Field(
+        default=200, description="…or once the oldest waiting line is this old (ms)"
+    )
+    run_log_retention_days: float = Field(
+        default=30.0, description="run log lines older than this are deleted by a sweep (0: kept)"
+    )
+    run_log_sweep_batch_size: int = Field(
+        default=5000, description="run log lines deleted per statement by the retention sweep"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_db(cls, value: str) -> str:

@@ -39,6 +39,7 @@ from reprise_server.shared.runs.attempts import (
 from reprise_server.shared.runs.models import Attempt, Run
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.settings import get_settings
+from reprise_server.workers import logcapture
 from reprise_server.workers.transient import is_transient
 
 log = logging.getLogger("reprise.execution")
@@ -273,8 +274,11 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
     heartbeat.start()
     try:
         began = time.monotonic()
-        result = _call(definition, run, _context(run, attempt, environment), heartbeat)
-        elapsed_ms = int((time.monotonic() - began) * 1000)
+        # What the task logs and prints is captured, and all of it written before the
+        # outcome is (docs/tasks.md#logs).
+        with logcapture.capturing(run.id, run.environment_id, attempt.number):
+            result = _call(definition, run, _context(run, attempt, environment), heartbeat)
+            elapsed_ms = int((time.monotonic() - began) * 1000)
         return _in_transaction(
             lambda session: attempts.finish_attempt(
                 session, run, worker, attempt.number, elapsed_ms, result

@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared import broker
 from reprise_server.shared.commands import service as commands
-from reprise_server.shared.db import transaction
+from reprise_server.shared.db import db_now, transaction
 from reprise_server.shared.flow import admission, queues
+from reprise_server.shared.runlogs import retention
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.schedules import service as schedules
-from reprise_server.shared.settings import Settings
+from reprise_server.shared.settings import Settings, get_settings
 from reprise_server.shared.sweeps.service import claim_sweep
 from reprise_server.shared.timers import service as timers
 from reprise_server.shared.ttl import service as ttl
@@ -172,3 +173,14 @@ def resume_parked_runs(session: Session) -> Counts:
     first batch at once; the rest, or what a crash cut short, here). Its own transaction:
     the runs entering their limits' line settle when it commits."""
     return {"resumed": queues.resume_left_behind(session)}
+
+
+@sweep(broker.DELETE_EXPIRED_RUN_LOGS)
+def delete_expired_run_logs(session: Session) -> Counts:
+    """Delete run log lines older than ``run_log_retention_days``, in batches (with
+    nothing to delete, one probe of the ``logged_at`` index)."""
+    settings = get_settings()
+    return {"deleted": retention.delete_expired(
+        session, db_now(session), settings.run_log_retention_days,
+        settings.run_log_sweep_batch_size,
+    )}

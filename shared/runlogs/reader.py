@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -91,3 +93,55 @@ def line_to_json(line: RunLog) -> dict[str, object]:
     if line.exception:
         data["exception"] = line.exception
     return data
+
+
+def line_json(line: RunLog) -> dict[str, Any]:
+    """A line as Reprise's API logs route (``GET /api/v1/runs/{id}/logs``) shows it."""
+    return {
+        "seq": line.seq,
+        "attemptNumber": line.attempt_number,
+        "loggedAt": _iso(line.logged_at),
+        "level": line.level,
+        "logger": line.logger,
+        "message": line.message,
+        "attributes": line.attributes or {},
+        "exception": line.exception,
+    }
+
+
+# Trigger.dev's levels (TaskEventLevel) for Python's.
+_TRIGGER_LEVEL = {
+    "DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR", "CRITICAL": "ERROR",
+}
+
+
+def trigger_event_json(line: RunLog, task_identifier: str) -> dict[str, Any]:
+    """A line as one of Trigger.dev's run events (``GET /api/v1/runs/{id}/events``): a
+    log event (``kind`` LOG, no duration) of the run's trace."""
+    attributes: dict[str, Any] = dict(line.attributes or {})
+    attributes["logger"] = line.logger
+    if line.exception:
+        attributes["exception"] = {"stacktrace": line.exception}
+    return {
+        "spanId": f"log_{line.seq}",
+        "parentId": None,
+        "runId": line.run_id,
+        "idempotencyKey": None,
+        "message": line.message,
+        "style": {"icon": "log"},
+        "startTime": _iso(line.logged_at),
+        "duration": 0,
+        "isError": line.level in ("ERROR", "CRITICAL"),
+        "isPartial": False,
+        "isCancelled": False,
+        "level": _TRIGGER_LEVEL.get(line.level, "LOG"),
+        "events": [],
+        "kind": "LOG",
+        "attemptNumber": line.attempt_number,
+        "taskSlug": task_identifier,
+        "properties": attributes,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -242,3 +246,97 @@ def trace_gated(payload: Any, ctx: TaskContext) -> Any:
         gate(f"{name}:started").set()
         gate(str(name)).wait(60)
     return {"run": ctx.run.id}
+
+
+# --- Run logs (tests/workers/test_run_logs.py, tests/reprise/test_run_logs.py,
+# tests/e2e/test_official_sdk_run_events.py): tasks that log through several loggers and
+# levels, print, write to stderr, log an exception, log from an `async def` task and from
+# threads they start, log on each of two attempts, log many lines (the cap), log nothing,
+# and log then wait for a file (a kill mid-run, a follow).
+# Their loggers are set to DEBUG so every level they use gets through.
+_logs_app = logging.getLogger("logs.app")
+_logs_app.setLevel(logging.DEBUG)
+_logs_db = logging.getLogger("logs.db")
+_logs_db.setLevel(logging.INFO)
+
+
+@task(id="logs-mixed", max_attempts=1)
+def logs_mixed(payload: Any, ctx: TaskContext) -> Any:
+    _logs_app.debug("debug %s", "detail")
+    _logs_app.info("starting", extra={"order": 42, "items": ["a", "b"], "when": time})
+    _logs_db.debug("below the db logger's level: not captured")
+    _logs_db.warning("slow query took %dms", 1500)
+    print("printed", "to stdout")
+    print("no newline yet", end="")
+    print(" ...now")
+    sys.stderr.write("to stderr\n")
+    ctx.logger.setLevel(logging.DEBUG)
+    ctx.logger.info("from ctx.logger")
+    try:
+        raise ValueError("boom in the task")
+    except ValueError:
+        _logs_app.exception("caught it")
+    _logs_app.critical("the end")
+    return {"ok": True}
+
+
+@task(id="logs-async", max_attempts=1)
+async def logs_async(payload: Any, ctx: TaskContext) -> Any:
+    _logs_app.info("async before await")
+    await asyncio.sleep(0.01)
+
+    async def child(n: int) -> None:
+        _logs_app.info("async child %d", n)
+
+    await asyncio.gather(child(1), child(2))
+    await asyncio.to_thread(_logs_app.info, "from to_thread")
+    print("async print")
+    return {"ok": True}
+
+
+@task(id="logs-thread", max_attempts=1)
+def logs_thread(payload: Any, ctx: TaskContext) -> Any:
+    def work() -> None:
+        _logs_app.info("from my thread")
+        print("thread print")
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda n: _logs_app.info("pool item %d", n), range(3)))
+    return {"ok": True}
+
+
+@task(id="logs-many", max_attempts=1)
+def logs_many(payload: Any, ctx: TaskContext) -> Any:
+    count = int(payload.get("count", 100)) if isinstance(payload, dict) else 100
+    for n in range(count):
+        _logs_app.info("line %d", n)
+    return {"logged": count}
+
+
+@task(id="logs-fail-once", max_attempts=2)
+def logs_fail_once(payload: Any, ctx: TaskContext) -> Any:
+    _logs_app.info("attempt %d starts", ctx.attempt.number)
+    if ctx.attempt.number == 1:
+        raise ValueError("the first attempt fails")
+    return {"attempt": ctx.attempt.number}
+
+
+@task(id="logs-none", max_attempts=1)
+def logs_none(payload: Any, ctx: TaskContext) -> Any:
+    return None
+
+
+@task(id="logs-then-wait", max_attempts=3)
+def logs_then_wait(payload: Any, ctx: TaskContext) -> Any:
+    """Logs ``count`` lines, then waits until the file ``path`` exists (a test kills the
+    worker meanwhile, once it has seen the lines in the database)."""
+    for n in range(int(payload.get("count", 5))):
+        _logs_app.info("before the wait %d", n)
+    path = Path(payload["path"])
+    while not path.exists():
+        time.sleep(0.05)
+    _logs_app.info("after the wait")
+    return {"attempt": ctx.attempt.number}
