@@ -94,11 +94,11 @@ def read_checkpoints(
 
 
 def read_trace(session: Session, auth: AuthContext, run_id: str, applier: str) -> Trace:
-    """A run's trace (:mod:`shared.runs.trace`), its log lines as events. A public access
-    token, which never sees a payload or an output, gets no log lines either (only how many
-    each attempt wrote)."""
+    """A run's trace (:mod:`shared.runs.trace`), its log lines as events: for a public
+    access token too, as the run's logs and events routes give them (Trigger.dev lets a
+    public token list a run's events); it still sees no payload or output."""
     run = visible_run(session, auth, run_id, applier)
-    return build_trace(session, run, with_logs=not auth.is_public)
+    return build_trace(session, run)
 
 
 def read_history(session: Session, auth: AuthContext, run_id: str, applier: str) -> list[Command]:
