@@ -277,11 +277,12 @@ _INSERT_LINE = text(
     VALUES (:run_id, :limit_id, :key, :rank) ON CONFLICT DO NOTHING
     """
 )
-# A key seen for the first time takes the limit's per-key bound as its cap.
+# A key seen for the first time takes the limit's per-key bound as its cap. (The casts:
+# a parameter in a SELECT list is deduced as text, in the comparisons as varchar.)
 _KEYS_ARRIVED = text(
     """
     INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank, cap)
-    SELECT :limit_id, :key, 0, :n,
+    SELECT CAST(:limit_id AS varchar), CAST(:key AS varchar), 0, CAST(:n AS integer),
            (SELECT min(rank) FROM admission_line a WHERE a.limit_id = :limit_id AND a.key = :key),
            coalesce(l.per_key_override, l.per_key_base)
     FROM concurrency_limits l WHERE l.id = :limit_id
