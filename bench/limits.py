@@ -391,6 +391,10 @@ def main() -> None:
         env = configure(db_url, redis_url, VERSION,
                         "bench.throughput_tasks" if only_unlimited else modules())
         env["REPRISE_BENCH_SLOTS"] = str(n)
+        # A PYTHONPATH given to this process reaches the workers too (a checkout of an
+        # earlier commit, run with PYTHONPATH=<checkout>/server, for a before/after).
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ["PYTHONPATH"]])
         key = prepare(only_unlimited)
         stores = store_pids(env)
         api_port = free_port()
@@ -434,7 +438,7 @@ def main() -> None:
     if args.record:
         flags = " ".join(a for a in sys.argv[1:] if a != "--record")
         append_results(
-            f"## Concurrency limits (bench/limits.py{' ' + flags if flags else ''})\n\n"
+            "## Concurrency limits (bench/limits.py)\n\n"
             f"Run {now_utc()} on {machine()}; one `celery -A workers.app worker --pool "
             f"prefork --concurrency {n}` per drain, 2 api processes. Reproduce with "
             f"`.venv/bin/python bench/limits.py{' ' + flags if flags else ''}`.\n\n"
