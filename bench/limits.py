@@ -326,12 +326,12 @@ def unlimited_finish_ms(auth: Any, samples: int) -> list[float]:
 
 
 def _explain_next_key(task_id: str) -> str:
-    from reprise_server.shared.flow.admission import _NEXT_KEY, limit_id
+    from reprise_server.shared.flow.admission import _NEXT_RUN, limit_id
 
     [(env_id,)] = sql("SELECT environment_id FROM runs WHERE task_identifier = :t LIMIT 1",
                       t=task_id)
     plan = sql(
-        "EXPLAIN (ANALYZE, COSTS OFF, TIMING ON, BUFFERS) " + str(_NEXT_KEY),
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING ON, BUFFERS) " + str(_NEXT_RUN),
         limit_id=limit_id(env_id, f"task/{task_id}"), skipped=[],
     )
     return "\n".join(line for (line,) in plan)
@@ -376,8 +376,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4,
                         help="the worker's prefork slots, and the limited task's total (4)")
     parser.add_argument("--rounds", type=int, default=3, help="drains of each task (3)")
-    parser.add_argument("--only", choices=["unlimited"],
-                        help="only the unlimited drain's CPU (for a before/after on a checkout)")
+    parser.add_argument("--only", choices=["unlimited", "keys"],
+                        help="only the unlimited drain's CPU (for a before/after on a "
+                             "checkout), or only the admission cost at few and many keys")
     args = parser.parse_args()
     sizes = FULL if args.full else QUICK if args.quick else DEFAULT
     n = args.processes
@@ -385,7 +386,7 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="reprise-limits-"))
     from reprise_server.workers.devstack import free_port
 
-    only_unlimited = args.only == "unlimited"
+    only_unlimited, only_keys = args.only == "unlimited", args.only == "keys"
     started = time.monotonic()
     with servers() as (db_url, redis_url):
         env = configure(db_url, redis_url, VERSION,
@@ -397,25 +398,27 @@ def main() -> None:
             env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ["PYTHONPATH"]])
         key = prepare(only_unlimited)
         stores = store_pids(env)
-        api_port = free_port()
-        api = start_bench_api(env, api_port, 2, logs / "api.log")
         unlimited: list[Drain] = []
         limited: list[Drain] = []
-        try:
-            for _ in range(args.rounds):
-                unlimited.append(drain(env, logs, key, UNLIMITED, sizes.runs, n, api_port,
-                                       stores))
-                if not only_unlimited:
-                    limited.append(drain(env, logs, key, LIMITED, sizes.runs, n, api_port,
-                                         stores))
-        finally:
-            stop(api)
-        raw = {
-            "raw Celery no-op (kombu's stock Redis transport)":
-                raw_celery(env, logs, sizes.runs, n, stores),
-            "raw Celery no-op (Reprise's Redis transport)":
-                raw_celery(env, logs, sizes.runs, n, stores, stock=False),
-        }
+        raw: dict[str, tuple[float, Cpu]] = {}
+        if not only_keys:
+            api_port = free_port()
+            api = start_bench_api(env, api_port, 2, logs / "api.log")
+            try:
+                for _ in range(args.rounds):
+                    unlimited.append(drain(env, logs, key, UNLIMITED, sizes.runs, n,
+                                           api_port, stores))
+                    if not only_unlimited:
+                        limited.append(drain(env, logs, key, LIMITED, sizes.runs, n,
+                                             api_port, stores))
+            finally:
+                stop(api)
+            raw = {
+                "raw Celery no-op (kombu's stock Redis transport)":
+                    raw_celery(env, logs, sizes.runs, n, stores),
+                "raw Celery no-op (Reprise's Redis transport)":
+                    raw_celery(env, logs, sizes.runs, n, stores, stock=False),
+            }
         costs: list[Cost] = []
         reference: list[float] = []
         if not only_unlimited:
@@ -434,7 +437,7 @@ def main() -> None:
     print("\n".join(lines))
     print(f"\n({elapsed:.0f} s)")
     if costs:
-        print("\n_NEXT_KEY at", costs[-1].keys, "keys:\n" + costs[-1].explain)
+        print("\n_NEXT_RUN at", costs[-1].keys, "keys:\n" + costs[-1].explain)
     if args.record:
         flags = " ".join(a for a in sys.argv[1:] if a != "--record")
         append_results(
@@ -476,34 +479,45 @@ def report(sizes: Sizes, n: int, unlimited: list[Drain], limited: list[Drain],
             f"**{ms(started, 0.99)}** | {ms(started, 1.0)} |"),
             "",
         ]
+    if unlimited:
+        lines += cpu_rows(unlimited, limited, raw)
+    if costs:
+        lines += cost_rows(sizes, costs, reference)
+    return lines
+
+
+def cpu_rows(unlimited: list[Drain], limited: list[Drain],
+             raw: dict[str, tuple[float, Cpu]]) -> list[str]:
     rows = {f"unlimited `{UNLIMITED}` drain (mean of {len(unlimited)})": mean_cpu(unlimited)}
     if limited:
         rows[f"limited `{LIMITED}` drain (mean of {len(limited)})"] = mean_cpu(limited)
     rows.update({name: spent for name, (_, spent) in raw.items()})
-    lines += cpu_table(rows)
+    lines = cpu_table(rows)
     lines += ["", "| runs/s | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows),
               "| | " + " | ".join(
                   [f"{statistics.median(d.rate for d in unlimited):.0f}"]
                   + ([f"{statistics.median(d.rate for d in limited):.0f}"] if limited else [])
-                  + [f"{rate:.0f}" for rate, _ in raw.values()]) + " |"]
-    if costs:
-        lines += [
-            "",
-            (f"| admission, per_key=1, {sizes.runs_per_key} runs per key | keys | runs | "
-            "fill (trigger + sweeps), ms per run | settlement per admitted run, p50 / p90 / "
-            "p99 ms | finishing transaction p50 / p99 ms |"),
-            "|---|---:|---:|---:|---|---|",
-            *(f"| `{KEYS_FEW if c is costs[0] else KEYS_MANY}` | {c.keys:,} | {c.runs:,} | "
-              f"{c.fill_s * 1000 / c.runs:.2f} | {ms(c.settle_ms, 0.5)} / "
-              f"{ms(c.settle_ms, 0.9)} / {ms(c.settle_ms, 0.99)} ({c.admitted} admitted) | "
-              f"{ms(c.finish_ms, 0.5)} / {ms(c.finish_ms, 0.99)} |" for c in costs),
-            (f"| unlimited `{UNLIMITED}` (no settlement) | | {len(reference)} | | | "
-            f"{ms(reference, 0.5)} / {ms(reference, 0.99)} |"),
-        ]
-        few, many = costs
-        ratio = quantile(many.settle_ms, 0.5) / quantile(few.settle_ms, 0.5)
-        lines += ["", (f"Settlement p50 at {many.keys:,} keys / at {few.keys:,} keys: "
-                  f"**{ratio:.2f}**.")]
+                  + [f"{rate:.0f}" for rate, _ in raw.values()]) + " |", ""]
+    return lines
+
+
+def cost_rows(sizes: Sizes, costs: list[Cost], reference: list[float]) -> list[str]:
+    lines = [
+        (f"| admission, per_key=1, {sizes.runs_per_key} runs per key | keys | runs | "
+         "fill (trigger + sweeps), ms per run | settlement per admitted run, p50 / p90 / "
+         "p99 ms | finishing transaction p50 / p99 ms |"),
+        "|---|---:|---:|---:|---|---|",
+        *(f"| `{KEYS_FEW if c is costs[0] else KEYS_MANY}` | {c.keys:,} | {c.runs:,} | "
+          f"{c.fill_s * 1000 / c.runs:.2f} | {ms(c.settle_ms, 0.5)} / "
+          f"{ms(c.settle_ms, 0.9)} / {ms(c.settle_ms, 0.99)} ({c.admitted} admitted) | "
+          f"{ms(c.finish_ms, 0.5)} / {ms(c.finish_ms, 0.99)} |" for c in costs),
+        (f"| unlimited `{UNLIMITED}` (no settlement) | | {len(reference)} | | | "
+         f"{ms(reference, 0.5)} / {ms(reference, 0.99)} |"),
+    ]
+    few, many = costs
+    ratio = quantile(many.settle_ms, 0.5) / quantile(few.settle_ms, 0.5)
+    lines += ["", (f"Settlement p50 at {many.keys:,} keys / at {few.keys:,} keys: "
+                   f"**{ratio:.2f}**.")]
     return lines
 
 

@@ -165,14 +165,15 @@ def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | N
     admitted: list[tuple[str, str | None]] = []
     skipped: list[str] = []
     while room > 0:
-        key = conn.execute(_NEXT_KEY, {"limit_id": lid, "skipped": skipped}).scalar()
-        if key is None:
+        run = conn.execute(_NEXT_RUN, {"limit_id": lid, "skipped": skipped}).first()
+        if run is None:
             break
-        run = conn.execute(_HEAD_RUN, {"limit_id": lid, "key": key}).first()
-        if run is None or (run.others and not _others_have_room(conn, run.run_id, lid, held)):
+        if run.run_id is None or (
+            run.others and not _others_have_room(conn, run.run_id, lid, held)
+        ):
             # Its head is locked by a transaction moving it, or another limit it holds is
             # full or busy: that key waits for the next settlement (or the sweep).
-            skipped.append(key)
+            skipped.append(run.key)
             continue
         admitted.append(_admit(conn, run.run_id))
         room -= 1
@@ -303,25 +304,26 @@ _LIMIT_ROOM = text(
     FROM concurrency_limits WHERE id = :id
     """
 )
-# The predicate is the partial index's (ix_concurrency_keys_ready): one probe.
-_NEXT_KEY = text(
+# The next run to admit: the key whose head ranks best among the keys with room (the
+# predicate is the partial index's, ix_concurrency_keys_ready: one probe), and that key's
+# head, locked (``run_id`` NULL: a transaction moving it holds it). ``others``: the run
+# also stands in the line of another limit (which must have room too).
+_NEXT_RUN = text(
     """
-    SELECT key FROM concurrency_keys
-    WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
-      AND key <> ALL(CAST(:skipped AS varchar[]))
-    ORDER BY head_rank LIMIT 1
-    """
-)
-# ``others``: the run also stands in the line of another limit (which must have room too).
-_HEAD_RUN = text(
-    """
-    SELECT a.run_id, EXISTS (
-        SELECT 1 FROM admission_line o WHERE o.run_id = a.run_id AND o.limit_id <> :limit_id
-    ) AS others
-    FROM admission_line a JOIN runs r ON r.id = a.run_id
-    WHERE a.limit_id = :limit_id AND a.key = :key
-    ORDER BY a.rank, a.run_id LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED
+    SELECT k.key, h.run_id, h.others FROM (
+        SELECT key FROM concurrency_keys
+        WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
+          AND key <> ALL(CAST(:skipped AS varchar[]))
+        ORDER BY head_rank LIMIT 1
+    ) k LEFT JOIN LATERAL (
+        SELECT a.run_id, EXISTS (
+            SELECT 1 FROM admission_line o WHERE o.run_id = a.run_id AND o.limit_id <> :limit_id
+        ) AS others
+        FROM admission_line a JOIN runs r ON r.id = a.run_id
+        WHERE a.limit_id = :limit_id AND a.key = k.key
+        ORDER BY a.rank, a.run_id LIMIT 1
+        FOR UPDATE OF r SKIP LOCKED
+    ) h ON true
     """
 )
 _OTHER_LIMITS = text(
