@@ -175,10 +175,8 @@ def _settle(session: Session, pending: _Pending) -> int:
     left: Counter[tuple[str, str]] = Counter()
     if released:
         stale = get_settings().stale_run_seconds
-        for lid, key in conn.execute(_DELETE_SLOTS, {"ids": released, "stale": stale}):
-            freed[(lid, key)] += 1
-        for lid, key in conn.execute(_DELETE_LINE, {"ids": released}):
-            left[(lid, key)] += 1
+        for slot, lid, key in conn.execute(_DELETE_HELD, {"ids": released, "stale": stale}):
+            (freed if slot else left)[(lid, key)] += 1
     _count_freed(conn, freed, left)
     if entries:
         conn.execute(_INSERT_LINE, [
@@ -200,18 +198,14 @@ def _settle(session: Session, pending: _Pending) -> int:
 def _count_freed(
     conn: Any, freed: Counter[tuple[str, str]], left: Counter[tuple[str, str]]
 ) -> None:
-    """Move the counters for slots given back and places left (the limits are locked)."""
-    per_limit: Counter[str] = Counter()
-    for (lid, _), n in freed.items():
-        per_limit[lid] += n
-    if per_limit:
-        conn.execute(_LIMIT_FREED, [{"id": lid, "n": n} for lid, n in per_limit.items()])
-    keys = set(freed) | set(left)
+    """Move the counters for slots given back and places left (the limits are locked), in
+    one statement."""
+    keys = sorted(set(freed) | set(left))
     if keys:
-        conn.execute(_KEY_FREED, [
-            {"limit_id": lid, "key": key, "running": freed[(lid, key)], "waiting": left[(lid, key)]}
-            for lid, key in keys
-        ])
+        conn.execute(_FREED, {
+            "limit_ids": [lid for lid, _ in keys], "keys": [key for _, key in keys],
+            "running": [freed[k] for k in keys], "waiting": [left[k] for k in keys],
+        })
 
 
 def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | None]]:
@@ -226,14 +220,15 @@ def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | N
     admitted: list[tuple[str, str | None]] = []
     skipped: list[str] = []
     while room > 0:
-        key = conn.execute(_NEXT_KEY, {"limit_id": lid, "skipped": skipped}).scalar()
-        if key is None:
+        run = conn.execute(_NEXT_RUN, {"limit_id": lid, "skipped": skipped}).first()
+        if run is None:
             break
-        run = conn.execute(_HEAD_RUN, {"limit_id": lid, "key": key}).first()
-        if run is None or not _others_have_room(conn, run.run_id, lid, held):
+        if run.run_id is None or (
+            run.others and not _others_have_room(conn, run.run_id, lid, held)
+        ):
             # Its head is locked by a transaction moving it, or another limit it holds is
             # full or busy: that key waits for the next settlement (or the sweep).
-            skipped.append(key)
+            skipped.append(run.key)
             continue
         admitted.append(_admit(conn, run.run_id))
         room -= 1
@@ -255,10 +250,7 @@ def _others_have_room(conn: Any, run_id: str, lid: str, held: Collection[str]) -
 
 
 def _admit(conn: Any, run_id: str) -> tuple[str, str | None]:
-    queue = conn.execute(_ADMIT_RUN, {"run_id": run_id}).scalar_one()
-    taken = conn.execute(_TAKE_SLOTS, {"run_id": run_id}).all()
-    for lid, key in taken:
-        conn.execute(_SLOT_TAKEN, {"limit_id": lid, "key": key})
+    queue = conn.execute(_ADMIT, {"run_id": run_id}).scalar_one()
     return run_id, queue
 
 
@@ -314,11 +306,17 @@ _STILL_EXECUTING = (
     "coalesce(r.status = 'CANCELED' AND r.locked_by IS NOT NULL"
     " AND r.heartbeat_at > now() - make_interval(secs => :stale), false)"
 )
-_DELETE_SLOTS = text(
+# The slots (true) and places in line (false) the leaving runs give back, in one round trip.
+_DELETE_HELD = text(
     f"""
-    DELETE FROM concurrency_slots s USING runs r
-    WHERE s.run_id = ANY(:ids) AND r.id = s.run_id AND NOT {_STILL_EXECUTING}
-    RETURNING s.limit_id, s.key
+    WITH slots AS (
+        DELETE FROM concurrency_slots s USING runs r
+        WHERE s.run_id = ANY(:ids) AND r.id = s.run_id AND NOT {_STILL_EXECUTING}
+        RETURNING s.limit_id, s.key
+    ), places AS (
+        DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key
+    )
+    SELECT true, limit_id, key FROM slots UNION ALL SELECT false, limit_id, key FROM places
     """
 )
 _LIMITS_HELD = text(
@@ -327,7 +325,6 @@ _LIMITS_HELD = text(
     UNION SELECT limit_id FROM admission_line WHERE run_id = ANY(:ids)
     """
 )
-_DELETE_LINE = text("DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key")
 
 # The runs entering the line: one row per limit they hold, with their rank (queued that
 # many seconds earlier for their priority).
@@ -350,17 +347,26 @@ _LOCK_LIMITS = text(
     "SELECT id FROM concurrency_limits WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
 _TRY_LOCK_LIMIT = text("SELECT id FROM concurrency_limits WHERE id = :id FOR UPDATE SKIP LOCKED")
-_LIMIT_FREED = text(
-    "UPDATE concurrency_limits SET running = greatest(running - :n, 0) WHERE id = :id"
-)
-_KEY_FREED = text(
+# Slots given back (``running``) and places left (``waiting``) per limit and key: the
+# limits' and keys' counters, and each key's new head (the rows were deleted by an earlier
+# statement of the transaction, so this one's snapshot no longer has them).
+_FREED = text(
     """
-    UPDATE concurrency_keys SET
-        running = greatest(running - :running, 0),
-        waiting = greatest(waiting - :waiting, 0),
+    WITH freed AS (
+        SELECT * FROM unnest(CAST(:limit_ids AS varchar[]), CAST(:keys AS varchar[]),
+                             CAST(:running AS integer[]), CAST(:waiting AS integer[]))
+            AS f(limit_id, key, running, waiting)
+    ), limits AS (
+        UPDATE concurrency_limits l SET running = greatest(l.running - f.n, 0)
+        FROM (SELECT limit_id, sum(running) AS n FROM freed GROUP BY limit_id) f
+        WHERE l.id = f.limit_id AND f.n > 0
+    )
+    UPDATE concurrency_keys k SET
+        running = greatest(k.running - f.running, 0),
+        waiting = greatest(k.waiting - f.waiting, 0),
         head_rank = (SELECT min(rank) FROM admission_line a
-                     WHERE a.limit_id = :limit_id AND a.key = :key)
-    WHERE limit_id = :limit_id AND key = :key
+                     WHERE a.limit_id = k.limit_id AND a.key = k.key)
+    FROM freed f WHERE k.limit_id = f.limit_id AND k.key = f.key
     """
 )
 _INSERT_LINE = text(
@@ -369,11 +375,12 @@ _INSERT_LINE = text(
     VALUES (:run_id, :limit_id, :key, :rank) ON CONFLICT DO NOTHING
     """
 )
-# A key seen for the first time takes the limit's per-key bound as its cap.
+# A key seen for the first time takes the limit's per-key bound as its cap. (The casts:
+# a parameter in a SELECT list is deduced as text, in the comparisons as varchar.)
 _KEYS_ARRIVED = text(
     """
     INSERT INTO concurrency_keys (limit_id, key, running, waiting, head_rank, cap)
-    SELECT CAST(:limit_id AS varchar), CAST(:key AS varchar), 0, :n,
+    SELECT CAST(:limit_id AS varchar), CAST(:key AS varchar), 0, CAST(:n AS integer),
            (SELECT min(rank) FROM admission_line a WHERE a.limit_id = :limit_id AND a.key = :key),
            coalesce(l.per_key_override, l.per_key_base)
     FROM concurrency_limits l WHERE l.id = :limit_id
@@ -388,21 +395,26 @@ _LIMIT_ROOM = text(
     FROM concurrency_limits WHERE id = :id
     """
 )
-# The predicate is the partial index's (ix_concurrency_keys_ready): one probe.
-_NEXT_KEY = text(
+# The next run to admit: the key whose head ranks best among the keys with room (the
+# predicate is the partial index's, ix_concurrency_keys_ready: one probe), and that key's
+# head, locked (``run_id`` NULL: a transaction moving it holds it). ``others``: the run
+# also stands in the line of another limit (which must have room too).
+_NEXT_RUN = text(
     """
-    SELECT key FROM concurrency_keys
-    WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
-      AND key <> ALL(CAST(:skipped AS varchar[]))
-    ORDER BY head_rank LIMIT 1
-    """
-)
-_HEAD_RUN = text(
-    """
-    SELECT a.run_id FROM admission_line a JOIN runs r ON r.id = a.run_id
-    WHERE a.limit_id = :limit_id AND a.key = :key
-    ORDER BY a.rank, a.run_id LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED
+    SELECT k.key, h.run_id, h.others FROM (
+        SELECT key FROM concurrency_keys
+        WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
+          AND key <> ALL(CAST(:skipped AS varchar[]))
+        ORDER BY head_rank LIMIT 1
+    ) k LEFT JOIN LATERAL (
+        SELECT a.run_id, EXISTS (
+            SELECT 1 FROM admission_line o WHERE o.run_id = a.run_id AND o.limit_id <> :limit_id
+        ) AS others
+        FROM admission_line a JOIN runs r ON r.id = a.run_id
+        WHERE a.limit_id = :limit_id AND a.key = k.key
+        ORDER BY a.rank, a.run_id LIMIT 1
+        FOR UPDATE OF r SKIP LOCKED
+    ) h ON true
     """
 )
 _OTHER_LIMITS = text(
@@ -418,30 +430,34 @@ _ROOM_FOR_KEY = text(
     WHERE l.id = :limit_id AND k.key = :key
     """
 )
-_ADMIT_RUN = text(
+# Admit one run, in one statement: cleared for its queue, its places in line turned into
+# slots, and the counters of its limits and keys moved. Every part reads the snapshot from
+# before the statement, so the key's new head excludes this run's place explicitly.
+_ADMIT = text(
     """
-    UPDATE runs SET admission = NULL, dispatched_at = now(), updated_at = now()
-    WHERE id = :run_id RETURNING queue
-    """
-)
-_TAKE_SLOTS = text(
-    """
-    WITH gone AS (DELETE FROM admission_line WHERE run_id = :run_id RETURNING run_id, limit_id, key)
-    INSERT INTO concurrency_slots (run_id, limit_id, key)
-    SELECT run_id, limit_id, key FROM gone
-    ON CONFLICT DO NOTHING
-    RETURNING limit_id, key
-    """
-)
-_SLOT_TAKEN = text(
-    """
-    WITH lim AS (UPDATE concurrency_limits SET running = running + 1 WHERE id = :limit_id)
-    UPDATE concurrency_keys SET
-        running = running + 1,
-        waiting = greatest(waiting - 1, 0),
-        head_rank = (SELECT min(rank) FROM admission_line a
-                     WHERE a.limit_id = :limit_id AND a.key = :key)
-    WHERE limit_id = :limit_id AND key = :key
+    WITH admitted AS (
+        UPDATE runs SET admission = NULL, dispatched_at = now(), updated_at = now()
+        WHERE id = :run_id RETURNING queue
+    ), gone AS (
+        DELETE FROM admission_line WHERE run_id = :run_id RETURNING run_id, limit_id, key
+    ), taken AS (
+        INSERT INTO concurrency_slots (run_id, limit_id, key)
+        SELECT run_id, limit_id, key FROM gone
+        ON CONFLICT DO NOTHING
+        RETURNING limit_id, key
+    ), limits AS (
+        UPDATE concurrency_limits l SET running = l.running + 1
+        FROM taken t WHERE l.id = t.limit_id
+    ), keys AS (
+        UPDATE concurrency_keys k SET
+            running = k.running + 1,
+            waiting = greatest(k.waiting - 1, 0),
+            head_rank = (SELECT min(rank) FROM admission_line a
+                         WHERE a.limit_id = k.limit_id AND a.key = k.key
+                           AND a.run_id <> :run_id)
+        FROM taken t WHERE k.limit_id = t.limit_id AND k.key = t.key
+    )
+    SELECT queue FROM admitted
     """
 )
 _EXPIRE_KEY_OVERRIDES = text(
