@@ -85,52 +85,44 @@ def _failed(request: Request, session: Session, signed: SignedIn, dialog: str, t
                         error=message, values=form, status_code=status_code)
 
 
-def _queue_action(request: Request, session: Session, form: dict[str, str], paused: bool
-                  ) -> Response:
+def _pause_action(request: Request, session: Session, form: dict[str, str], kind: str,
+                  paused: bool) -> Response:
+    """Pause or resume the queue (``kind`` "queue", by id) or limit ("limit", by name) the
+    confirmed form names; a refusal reopens its dialog with the error."""
     signed = checked_form(request, session, form)
     if isinstance(signed, Response):
         return signed
-    target = form.get("queue", "")
+    target = form.get(kind, "")
     try:
-        queues.set_paused(session, signed.auth.environment_id, target, "id", paused)
+        if kind == "queue":
+            queues.set_paused(session, signed.auth.environment_id, target, "id", paused)
+        else:
+            limits.set_paused(session, signed.auth.environment_id, target, paused)
     except RepriseError as exc:
-        return _failed(request, session, signed, "pause-queue" if paused else "resume-queue",
-                       target, exc.message, form, exc.status_code)
+        dialog = f"{'pause' if paused else 'resume'}-{kind}"
+        return _failed(request, session, signed, dialog, target, exc.message, form,
+                       exc.status_code)
     return _done(signed)
 
 
 @router.post("/queues/pause")
 def pause_queue(request: Request, session: DbSession, form: Form) -> Response:
-    return _queue_action(request, session, form, True)
+    return _pause_action(request, session, form, "queue", True)
 
 
 @router.post("/queues/resume")
 def resume_queue(request: Request, session: DbSession, form: Form) -> Response:
-    return _queue_action(request, session, form, False)
-
-
-def _limit_pause(request: Request, session: Session, form: dict[str, str], paused: bool
-                 ) -> Response:
-    signed = checked_form(request, session, form)
-    if isinstance(signed, Response):
-        return signed
-    target = form.get("limit", "")
-    try:
-        limits.set_paused(session, signed.auth.environment_id, target, paused)
-    except RepriseError as exc:
-        return _failed(request, session, signed, "pause-limit" if paused else "resume-limit",
-                       target, exc.message, form, exc.status_code)
-    return _done(signed)
+    return _pause_action(request, session, form, "queue", False)
 
 
 @router.post("/limits/pause")
 def pause_limit(request: Request, session: DbSession, form: Form) -> Response:
-    return _limit_pause(request, session, form, True)
+    return _pause_action(request, session, form, "limit", True)
 
 
 @router.post("/limits/resume")
 def resume_limit(request: Request, session: DbSession, form: Form) -> Response:
-    return _limit_pause(request, session, form, False)
+    return _pause_action(request, session, form, "limit", False)
 
 
 def override_bounds(form: dict[str, str]) -> tuple[int | None, int | None]:
