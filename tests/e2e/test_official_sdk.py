@@ -13,8 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, update
 
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.models import Run
 from reprise_server.shared.settings import get_settings
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.schedules import clean_schedules
 
@@ -259,7 +263,12 @@ def test_payloads_offloaded_by_the_sdk_run_and_come_back_through_retrieve(
 def test_metadata_tags_result_and_idempotency_key_reset_through_the_sdk(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    scenario = run_scenario("run_endpoints.mjs", project.keys["dev"])
+    # A run that finished two hours ago: its metadata may no longer change.
+    old = triggers.in_db(project, "test-echo", publish=False)
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == old).values(
+            status="COMPLETED", finished_at=func.now() - timedelta(hours=2)))
+    scenario = run_scenario("run_endpoints.mjs", project.keys["dev"], E2E_OLD_RUN_ID=old)
 
     flush = scenario.ok("metadata-flush")
     assert flush["before"] == {"stage": "new"}
@@ -273,8 +282,13 @@ def test_metadata_tags_result_and_idempotency_key_reset_through_the_sdk(
     assert (over["status"], over["className"]) == (422, "UnprocessableEntityError")
     assert "Runs can only have 10 tags" in over["error"]
     assert scenario.ok("result-of-unfinished") is None  # the SDK's undefined for a 404
-    late = scenario.error("metadata-after-finish")
-    assert (late["status"], late["error"]) == (422, "Cannot update metadata for a completed run")
+    # Canceled a moment ago: within the hour Trigger.dev allows, the flush applies.
+    assert scenario.ok("metadata-after-finish") == {"replaced": True, "late": 1}
+    late = scenario.error("metadata-long-after-finish")
+    assert late["status"] == 422
+    assert late["error"] == (
+        "Cannot update metadata for a completed run: it finished more than 1 hour ago")
+    assert "late" not in (run_row(old).metadata_ or {})
     canceled = scenario.ok("result-of-canceled")
     assert (canceled["ok"], canceled["error"]) == (
         False, {"type": "INTERNAL_ERROR", "code": "TASK_RUN_CANCELLED"})
