@@ -86,7 +86,7 @@ def test_one_stack_per_data_dir_and_the_cli_finds_it(tmp_path: Path) -> None:
         assert "run_" in triggered.stdout
         keys = _cli(tmp_path, "keys", "list")
         assert keys.returncode == 0, keys.stderr
-        assert keys.stdout.splitlines()[0].split()[:3] == ["ID", "PROJECT", "ENV"]
+        assert keys.stdout.splitlines()[0].split()[:3] == ["ID", "PROJECT", "REF"]
 
 
 def test_an_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
