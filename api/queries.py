@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from reprise_server.api.deps import ApiVersion, BearerCredential
@@ -148,3 +149,32 @@ async def _run_list_query(
 
 
 ListQuery = Annotated[RunQuery, Depends(_run_list_query)]
+
+# A project's run list (``/api/v1/projects/{ref}/runs``) also takes ``filter[env]``: a secret
+# key lists its own environment's runs, so the filter may name that environment only.
+ENV_FILTER = "filter[env]"
+
+
+async def _project_run_list_query(
+    params: Annotated[RunListQuery, Query()], credential: BearerCredential,
+    request: Request, api_version: ApiVersion = None,
+) -> RunQuery:
+    try:
+        names = list(request.query_params.keys())
+        refuse_unknown_parameters([name for name in names if name != ENV_FILTER])
+        slugs = [part.strip() for value in request.query_params.getlist(ENV_FILTER)
+                 for part in value.split(",") if part.strip()]
+        if slugs:
+            auth = await run_in_threadpool(credential.verify)
+            for slug in slugs:
+                if slug != auth.environment_slug:
+                    raise InvalidInput(
+                        f"{ENV_FILTER} names {slug!r}: this key lists the runs of its "
+                        f"own environment ({auth.environment_slug}) only"
+                    )
+        return params.parse(api_version)
+    except InvalidInput as exc:
+        await credential.refuse(exc)
+
+
+ProjectListQuery = Annotated[RunQuery, Depends(_project_run_list_query)]

@@ -29,6 +29,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_random()}"
 
 
+# A project's ref, as Trigger.dev spells one: ``proj_`` and 20 lowercase letters or digits.
+PROJECT_REF_RE = re.compile(r"^proj_[0-9a-z]{20}$")
+
+
+def new_project_ref() -> str:
+    return f"proj_{_random(20)}"
+
+
 def new_run_id() -> str:
     return new_id("run")
 

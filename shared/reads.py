@@ -20,6 +20,7 @@ from reprise_server.shared.commands.service import apply_pending
 from reprise_server.shared.errors import NotFound
 from reprise_server.shared.packets.service import run_payload
 from reprise_server.shared.projects import catalogue
+from reprise_server.shared.projects.repository import project_ref
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
@@ -83,6 +84,17 @@ def read_page(session: Session, auth: AuthContext, query: RunQuery, applier: str
     (at most ``LIST_APPLY_LIMIT`` of them, oldest first)."""
     apply_pending(session, auth.environment_id, applier)
     return list_page(session, auth.environment_id, query)
+
+
+def read_project_page(
+    session: Session, auth: AuthContext, ref: str, query: RunQuery, applier: str
+) -> Page:
+    """:func:`read_page` through the project's ref (Trigger.dev's project run list): 404
+    unless ``ref`` is the ref of the caller's project. A key lists its own environment's
+    runs, as on ``/api/v1/runs``."""
+    if project_ref(session, auth.project_id) != ref:
+        raise NotFound("Project not found")
+    return read_page(session, auth, query, applier)
 
 
 def read_checkpoints(

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     flower_basic_auth: str = Field(
         default="", description="`user:password` (comma-separated for several); required outside dev"
     )
+    # Where operators open Flower; the dashboard's header links to it when set.
+    flower_url: str = Field(
+        default="",
+        description="Flower's address for operators; the dashboard links to it when set "
+                    "(`reprise dev` sets it)",
+    )
     # SIGTERM is a warm shutdown (finish running tasks, hand back prefetched and ETA
     # messages); a cold one (SIGQUIT, or a second Ctrl+C) first waits this long for running
     # tasks, then cancels them and hands their messages back (docs/operations.md#shutdown-and-grace-periods).

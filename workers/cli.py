@@ -277,12 +277,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "list":
         with transaction() as session:
             keys = list_keys(session)
-        print(f"{'ID':<32}  {'PROJECT':<16} {'ENV':<8} {'PREFIX':<13}  STATE")
+        print(f"{'ID':<32}  {'PROJECT':<16} {'REF':<25} {'ENV':<8} {'PREFIX':<13}  STATE")
         for key in keys:
             state = "revoked" if key.revoked else "active"
             print(
-                f"{key.id}  {key.project_slug:<16} {key.environment_slug:<8} "
-                f"{key.display_prefix}…  {state}"
+                f"{key.id}  {key.project_slug:<16} {key.project_ref:<25} "
+                f"{key.environment_slug:<8} {key.display_prefix}…  {state}"
             )
         return 0
     with transaction() as session:

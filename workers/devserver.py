@@ -326,11 +326,14 @@ def _run_dev(stack: _Stack, port: int, data_dir: str, flower_port: int) -> int:
     env.setdefault("REPRISE_WORKER_SOFT_SHUTDOWN_SECONDS", "5")
     # Liveness files of this stack, not of every stack on the host.
     env.setdefault("REPRISE_LIVENESS_DIR", str(root))
+    from reprise_server.workers.ops import flower_command, flower_url
+
+    # The dashboard's header links to this stack's Flower.
+    env.setdefault("REPRISE_FLOWER_URL", flower_url(flower_port))
     os.environ.update(env)
     reset_settings_cache()
 
     from reprise_server.shared.migrations import upgrade
-    from reprise_server.workers.ops import flower_command, flower_url
 
     upgrade(get_settings().database_url)
     key = _dev_key(root)

@@ -29,9 +29,33 @@ DB_RETRIES: dict[str, Any] = {
 }
 # Margin after a holder's heartbeat would go stale before looking again.
 WATCH_MARGIN_SECONDS = 1.0
+# Longest error text carried into Flower (the run's full error is in Postgres).
+RUN_FAILED_MAX_CHARS = 300
 
 
-@app.task(name=broker.EXECUTE_RUN, bind=True, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
+class RunFailed(Exception):
+    """Raised by ``reprise.execute_run`` after the run's failure is committed, so that
+    Celery (and Flower, which counts its task events) records the execution as FAILURE.
+
+    It is *expected*: listed in the task's ``throws`` (the worker logs one INFO line, no
+    traceback) and ``dont_autoretry_for`` (Celery never retries it; Reprise's own attempts
+    are the retries). Under ``acks_late`` a failed task's message is acknowledged
+    (``acks_on_failure``, set here; Celery's default too): nothing is
+    redelivered. One argument, one line: it pickles across the prefork pool and its repr
+    is what Flower shows as the exception.
+    """
+
+    @classmethod
+    def of(cls, run_id: str, status: str, error: str) -> RunFailed:
+        line = " ".join(error.split())
+        if len(line) > RUN_FAILED_MAX_CHARS:
+            line = line[: RUN_FAILED_MAX_CHARS - 1] + "…"
+        return cls(f"run {run_id} {status}: {line}")
+
+
+@app.task(name=broker.EXECUTE_RUN, bind=True, autoretry_for=TRANSIENT_DB_ERRORS,
+          dont_autoretry_for=(RunFailed,), throws=(RunFailed,), acks_on_failure=True,
+          **DB_RETRIES)
 def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict[str, str]:
     """Execute a run. A redelivered message (its worker was lost) that finds the run still
     held by a worker whose heartbeat is fresh is not dropped: it comes back when that
@@ -51,6 +75,10 @@ def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict
                  outcome.held_for + WATCH_MARGIN_SECONDS)
     else:
         log.info("run %s -> %s %s", run_id, outcome.status, outcome.detail)
+    if outcome.error is not None:
+        # This delivery ended the run in failure, and that is committed: the task fails
+        # (its message is still acknowledged, and it is not retried).
+        raise RunFailed.of(run_id, str(outcome.status), outcome.error)
     return {"run_id": run_id, "status": str(outcome.status)}
 
 

@@ -17,6 +17,7 @@ from reprise_server.shared.durations import iso
 from reprise_server.shared.errors import NotFound
 from reprise_server.shared.runs.states import RunStatus
 from reprise_server.shared.sessions.service import SignedIn, resolve
+from reprise_server.shared.settings import get_settings
 
 HERE = Path(__file__).parent
 COOKIE = "reprise_session"
@@ -102,7 +103,16 @@ TEMPLATES = Environment(
 TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=duration,
                          status_class=status_class, seconds=seconds,
                          span_ms=span_ms, executed=executed)
-TEMPLATES.globals.update(prefix=PREFIX)
+
+
+def flower_url() -> str:
+    """Flower's address for operators (``REPRISE_FLOWER_URL``), or "" (no link)."""
+    url = get_settings().flower_url.strip()
+    # Only a web address becomes a link (never a ``javascript:`` one).
+    return url if url.startswith(("http://", "https://")) else ""
+
+
+TEMPLATES.globals.update(prefix=PREFIX, flower_url=flower_url)
 
 
 # Every asset is the dashboard's own: nothing else may load, frame it or receive its forms.

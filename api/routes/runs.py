@@ -15,9 +15,15 @@ from reprise_server.api.deps import (
     api_applier,
 )
 from reprise_server.api.presenters import render_page, render_run
-from reprise_server.api.queries import ListQuery
+from reprise_server.api.queries import ListQuery, ProjectListQuery
 from reprise_server.shared.errors import InvalidInput, NotFound
-from reprise_server.shared.reads import read_page, read_run, read_trace, visible_run
+from reprise_server.shared.reads import (
+    read_page,
+    read_project_page,
+    read_run,
+    read_trace,
+    visible_run,
+)
 from reprise_server.shared.runs.service import cancel_run
 from reprise_server.shared.runs.trace import (
     MAX_PAGE_SIZE,
@@ -40,6 +46,14 @@ def retrieve_run(auth: Reader, run_id: RunId, session: DbSession, request: Reque
 def list_runs(auth: Caller, query: ListQuery, session: DbSession,
               api_version: ApiVersion = None) -> JSONResponse:
     page = read_page(session, auth, query, api_applier())
+    return JSONResponse(render_page(page, auth, api_version))
+
+
+@router.get("/api/v1/projects/{project_ref}/runs",
+            summary="List a project's runs (the caller's environment), as /api/v1/runs")
+def list_project_runs(project_ref: str, auth: Caller, query: ProjectListQuery,
+                      session: DbSession, api_version: ApiVersion = None) -> JSONResponse:
+    page = read_project_page(session, auth, project_ref, query, api_applier())
     return JSONResponse(render_page(page, auth, api_version))
 
 

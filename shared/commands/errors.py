@@ -25,12 +25,17 @@ class RunNotDelayed(BadRequest):
 
 
 class ReplayFailed(BadRequest):
-    """The replay cannot be created. The message is the one clients match on; ``detail``
-    says why (it is logged and, when a worker rejects the command, stored as its reason)."""
+    """The replay cannot be created. The message starts with the one clients match on
+    ("Failed to create new run"); ``detail`` says why (it is logged and, when a worker
+    rejects the command, stored as its reason). When a field of the request's body is at
+    fault (``field``, as the wire spells it), the message names it and says why:
+    "Failed to create new run: ttl: …"."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__("Failed to create new run")
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(f"Failed to create new run: {field}: {detail}" if field
+                         else "Failed to create new run")
         self.detail = detail
+        self.field = field
 
 
 class EnvironmentNotFound(NotFound):

@@ -171,31 +171,40 @@ def validate_replay(
     target_env = _target_environment(session, auth, body.environment)
     if checkpoint is not None and attempts_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)
+    # A value of the body that cannot be used is refused naming its field.
+    at = "delay"
     try:
+        if body.delay is not None:
+            parse_delay(body.delay, now, REPLAY_DELAY)
+        at = "ttl"
         plan = changes_of(body, now)
     except DurationError as exc:
-        raise ReplayFailed(str(exc)) from None
+        raise ReplayFailed(str(exc), at) from None
     payload: dict[str, Any] = {}
     key = None
     try:
         if body.overrides_payload:
+            at = "payloadType"
             if body.payload_type not in (None, JSON, SUPERJSON, TEXT):
-                raise ReplayFailed(f"payloadType {body.payload_type!r} cannot be replayed")
+                raise ReplayFailed(f"{body.payload_type!r} cannot be replayed", at)
             # The SDK sends a superjson string with its type: store the value it encodes.
+            at = "payload"
             payload["payload"], payload["payload_type"] = decode_payload(
                 body.payload, body.payload_type
             )
         if body.version is not None:
+            at = "version"
             locked_task_defaults(session, target_env, task_identifier, body.version)
+        at = "idempotencyKeyTTL"
         if body.idempotency_key:
             key = KeyPlan(body.idempotency_key, idempotency.hash_key(body.idempotency_key),
                           idempotency.key_expiry(now, body.idempotency_key_ttl))
         elif body.idempotency_key_ttl is not None:
-            raise ReplayFailed("idempotencyKeyTTL needs an idempotencyKey")
+            raise ReplayFailed("needs an idempotencyKey", at)
     except ReplayFailed:
         raise
     except RepriseError as exc:
-        raise ReplayFailed(exc.message) from None
+        raise ReplayFailed(exc.message, at) from None
     if not task_known:
         raise ReplayFailed("no version of this project registers the run's task")
     return AcceptedReplay(target_env, replace(plan, **payload, key=key, checkpoint=checkpoint))

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reprise_server.shared.db import Base
+from reprise_server.shared.ids import new_project_ref
 
 ENVIRONMENT_SLUGS = ("dev", "staging", "prod")
 KEY_PREFIXES = {"dev": "tr_dev_", "staging": "tr_stg_", "prod": "tr_prod_"}
@@ -23,6 +24,9 @@ class Project(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
+    # The project's public reference (``proj_`` + 20 characters), as the Trigger.dev API
+    # names a project (``GET /api/v1/projects/{ref}/runs``).
+    ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_project_ref)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

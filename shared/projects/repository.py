@@ -23,6 +23,10 @@ def get_project_by_slug(session: Session, slug: str) -> Project | None:
     return session.scalars(select(Project).where(Project.slug == slug)).first()
 
 
+def project_ref(session: Session, project_id: str) -> str | None:
+    return session.scalar(select(Project.ref).where(Project.id == project_id))
+
+
 def first_project(session: Session) -> Project | None:
     return session.scalars(select(Project).order_by(Project.created_at).limit(1)).first()
 

@@ -175,12 +175,15 @@ class KeyListing:
     environment_slug: str
     display_prefix: str
     revoked: bool
+    # The project's ref (``proj_…``), as ``runs.list(projectRef)`` takes it.
+    project_ref: str = ""
 
 
 def list_keys(session: Session) -> list[KeyListing]:
     """Every key of every project, oldest first, revoked ones included."""
     return [
-        KeyListing(key.id, project.slug, env.slug, key.display_prefix, key.revoked_at is not None)
+        KeyListing(key.id, project.slug, env.slug, key.display_prefix, key.revoked_at is not None,
+                   project.ref)
         for key, env, project in repo.list_keys(session)
     ]
 

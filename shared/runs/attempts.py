@@ -53,6 +53,15 @@ class Outcome:
     # Who holds it, and in which attempt (``<worker>#<attempt>``): a watch of a lost
     # execution ends once the run is in another attempt or another worker's hands.
     holder: str | None = None
+    # Set only when this delivery ended the run in failure (FAILED, TIMED_OUT, CRASHED):
+    # the run's error, ``Name: message``. The execution task then fails in Celery too.
+    error: str | None = None
+
+
+def _error_line(error: dict[str, Any] | None) -> str:
+    error = error or {}
+    name, message = str(error.get("name") or "Error"), str(error.get("message") or "")
+    return f"{name}: {message}" if message else name
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,8 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         attempts_repo.fail_open_attempts(session, run_id, WORKER_LOST)
         if run.attempt_count >= run.max_attempts:
             lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
-            return Outcome(run_id, RunStatus.CRASHED, "not claimed")
+            return Outcome(run_id, RunStatus.CRASHED, "not claimed",
+                           error=_error_line(WORKER_LOST_ON_LAST_ATTEMPT))
     return run
 
 
@@ -277,7 +287,9 @@ def finish_attempt(
         ended = lifecycle.time_out(session, run.id, worker, error, elapsed_ms)
         if not ended:  # canceled meanwhile: the function has stopped, its slots go back
             lifecycle.attempt_stopped(session, run.id, worker)
-        return Outcome(run.id, RunStatus.TIMED_OUT if ended else "settled")
+        if not ended:
+            return Outcome(run.id, "settled")
+        return Outcome(run.id, RunStatus.TIMED_OUT, error=_error_line(error))
 
     if not attempts_repo.finish_attempt(
         session, run.id, attempt_number, AttemptStatus.FAILED, result.error
@@ -291,7 +303,9 @@ def finish_attempt(
     failed = lifecycle.fail(session, run.id, worker, result.error, elapsed_ms)
     if not failed:  # canceled meanwhile: the function has stopped, its slots go back
         lifecycle.attempt_stopped(session, run.id, worker)
-    return Outcome(run.id, RunStatus.FAILED if failed else "settled")
+    if not failed:
+        return Outcome(run.id, "settled")
+    return Outcome(run.id, RunStatus.FAILED, error=_error_line(result.error))
 
 
 def _already_recorded(session: Session, run: Run, worker: str) -> Outcome:

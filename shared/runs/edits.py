@@ -2,17 +2,20 @@
 result of a finished run, and resetting an idempotency key.
 
 Trigger.dev's webapp is the reference where the SDK is silent (422 for the metadata of a
-finished run and for more than 10 tags, 413 over ``shared.runs.metadata.MAX_METADATA_BYTES``). See
+run finished over an hour ago and for more than 10 tags, 413 over
+``shared.runs.metadata.MAX_METADATA_BYTES``). See
 docs/api.md#packets-run-endpoints-and-options.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.db import db_now
 from reprise_server.shared.errors import NotFound, RunNotFound, Unprocessable
 from reprise_server.shared.idempotency import hash_key
 from reprise_server.shared.projects.service import AuthContext
@@ -22,6 +25,16 @@ from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import MAX_TAGS, UpdateMetadataRequest
 from reprise_server.shared.runs.service import get_run_for
 from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
+
+# A finished run's metadata may still change this long after it finished, as Trigger.dev's
+# UpdateMetadataService allows (a task's last flush can arrive after its run ended).
+METADATA_WINDOW_SECONDS = 3600
+
+
+def _updatable(session: Session, run: Run) -> bool:
+    if run.finished_at is None:
+        return True
+    return bool(run.finished_at > db_now(session) - timedelta(seconds=METADATA_WINDOW_SECONDS))
 
 
 def _dump(operations: list[Any] | None) -> list[dict[str, Any]]:
@@ -43,8 +56,11 @@ def update_metadata(
     run = repo.lock_run_in(session, auth.environment_id, run_id)
     if run is None:
         raise RunNotFound()
-    if run.status in FINAL_STATES:
-        raise Unprocessable("Cannot update metadata for a completed run")
+    if run.status in FINAL_STATES and not _updatable(session, run):
+        raise Unprocessable(
+            "Cannot update metadata for a completed run: it finished more than "
+            f"{METADATA_WINDOW_SECONDS // 3600} hour ago"
+        )
     current = body.metadata if body.metadata is not None else run.metadata_
     metadata = _write(session, run, apply_operations(current, _dump(body.operations)))
     for target_id, operations in ((run.parent_run_id, body.parent_operations),

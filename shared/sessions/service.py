@@ -46,6 +46,8 @@ class SignedIn:
     csrf_token: str
     environments: list[Environment]
     now: datetime
+    # The project's ref (``proj_…``), shown in the header: what ``runs.list(ref)`` takes.
+    project_ref: str = ""
 
     def check_csrf(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token, str(token))
@@ -115,7 +117,8 @@ def resolve(session: Session, token: str | None, env_slug: str | None = None) ->
                        environment_slug=env.slug)
     order = {"dev": 0, "staging": 1, "prod": 2}
     environments.sort(key=lambda e: order.get(e.slug, 9))
-    return SignedIn(row.id, auth, row.csrf_token, environments, now)
+    ref = projects_repo.project_ref(session, env.project_id) or ""
+    return SignedIn(row.id, auth, row.csrf_token, environments, now, ref)
 
 
 def switch_environment(session: Session, signed_in: SignedIn, slug: str) -> Environment:

@@ -187,10 +187,12 @@ def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
          "Invalid request body: colour: Extra inputs are not permitted"),
         (original, {"region": "eu-central-1"}, 400, ("Invalid request body: region: region is not "
          "supported: Reprise runs every task in one region (got 'eu-central-1')")),
-        (original, {"version": "19990101.1"}, 400, "Failed to create new run"),
-        (original, {"idempotencyKeyTTL": "1h"}, 400, "Failed to create new run"),
-        (original, {"ttl": "forever"}, 400, "Failed to create new run"),
-        (original, {"delay": "whenever"}, 400, "Failed to create new run"),
+        (original, {"version": "19990101.1"}, 400, ("Failed to create new run: version: Task "
+         "locked to version '19990101.1', but no worker found with that version.")),
+        (original, {"idempotencyKeyTTL": "1h"}, 400,
+         "Failed to create new run: idempotencyKeyTTL: needs an idempotencyKey"),
+        (original, {"ttl": "forever"}, 400, "Failed to create new run: ttl: not a duration: 'forever'"),
+        (original, {"delay": "whenever"}, 400, "Failed to create new run: delay: not a date: 'whenever'"),
         (original, {"environment": "nope"}, 404, "Environment not found"),
     ]
     runs, commands = count("runs"), count("commands")

@@ -3,10 +3,14 @@ the same routes in tests/e2e), and trigger options refused with 400."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, update
 
+from reprise_server.shared.db import transaction
+from reprise_server.shared.runs.models import Run
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 
@@ -114,3 +118,29 @@ def test_parent_run_id_makes_a_child_run_or_is_refused(api: Any, project: Projec
     assert (row.parent_run_id, row.root_run_id, row.depth) == (parent, parent, 1)
     assert refused.status_code == 400
     assert "options.parentRunId" in refused.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("finished_ago", "status"),
+    [(timedelta(minutes=59), 200), (timedelta(minutes=61), 422), (timedelta(days=3), 422)],
+)
+def test_a_finished_runs_metadata_may_change_for_an_hour(
+    api: Any, project: ProjectKeys, finished_ago: timedelta, status: int
+) -> None:
+    """As Trigger.dev's UpdateMetadataService: within an hour of finishing, a flush still
+    applies (a task's last flush can land after its run ended); later it is 422."""
+    run_id = triggers.via_api(api, project, delay="1h", metadata={"n": 1})
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            status="COMPLETED", finished_at=func.now() - finished_ago))
+
+    response = api.put(f"/api/v1/runs/{run_id}/metadata", headers=project.headers(),
+                       json={"operations": [{"type": "increment", "key": "n", "value": 1}]})
+
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert run_row(run_id).metadata_ == {"n": 2}
+    else:
+        assert response.json() == {"error": "Cannot update metadata for a completed run: it "
+                                            "finished more than 1 hour ago"}
+        assert run_row(run_id).metadata_ == {"n": 1}

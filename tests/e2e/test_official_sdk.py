@@ -9,12 +9,18 @@ shape; the assertions check the values.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
 
+from reprise_server.shared.db import transaction
+from reprise_server.shared.projects.models import Project
+from reprise_server.shared.runs.models import Run
 from reprise_server.shared.settings import get_settings
+from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.schedules import clean_schedules
 
@@ -95,7 +101,12 @@ def test_idempotency_key_returns_the_same_run_until_it_completes(
 def test_list_auto_paginates_with_task_and_status_filters(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    scenario = run_scenario("list.mjs", project.keys["dev"], E2E_RUN_COUNT="5")
+    with transaction() as session:
+        ref = session.scalar(select(Project.ref).where(Project.id == project.project_id))
+    assert ref is not None
+    assert re.fullmatch(r"proj_[0-9a-z]{20}", ref)
+    scenario = run_scenario("list.mjs", project.keys["dev"], E2E_RUN_COUNT="5",
+                            E2E_PROJECT_REF=ref)
 
     triggered = scenario.ok("trigger")
     scenario.ok("all-completed")
@@ -107,6 +118,10 @@ def test_list_auto_paginates_with_task_and_status_filters(
     )
     assert scenario.ok("pages")["sizes"] == [2, 2, 1]
     assert scenario.ok("list-delayed")["ids"] == [triggered["delayedId"]]
+    # runs.list(projectRef, …): the same runs, filters and pagination by the project's ref.
+    assert scenario.ok("list-by-project-ref")["ids"] == list(reversed(triggered["ids"]))
+    other = scenario.error("list-by-other-ref")
+    assert (other["status"], other["error"]) == (404, "Project not found")
     everything = len(triggered["ids"]) + 1
     assert scenario.ok("list-created-range") == {
         "fromBeforeStart": everything,
@@ -193,6 +208,9 @@ def test_replay_creates_a_new_run_that_completes(
     assert run["payload"] == {"name": "Grace"}
     assert run["output"] == {"message": "Hello, Grace!", "runId": replay["id"], "attempt": 1}
     assert run["attemptCount"] == 1
+    bad = scenario.error("replay-bad-ttl")
+    assert (bad["status"], bad["error"]) == (
+        400, "Failed to create new run: ttl: not a duration: 'forever'")
     row = run_row(replay["id"])
     assert row.replayed_from == original["id"]
     assert row.lineage_depth == 1
@@ -259,7 +277,12 @@ def test_payloads_offloaded_by_the_sdk_run_and_come_back_through_retrieve(
 def test_metadata_tags_result_and_idempotency_key_reset_through_the_sdk(
     run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
-    scenario = run_scenario("run_endpoints.mjs", project.keys["dev"])
+    # A run that finished two hours ago: its metadata may no longer change.
+    old = triggers.in_db(project, "test-echo", publish=False)
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == old).values(
+            status="COMPLETED", finished_at=func.now() - timedelta(hours=2)))
+    scenario = run_scenario("run_endpoints.mjs", project.keys["dev"], E2E_OLD_RUN_ID=old)
 
     flush = scenario.ok("metadata-flush")
     assert flush["before"] == {"stage": "new"}
@@ -273,8 +296,13 @@ def test_metadata_tags_result_and_idempotency_key_reset_through_the_sdk(
     assert (over["status"], over["className"]) == (422, "UnprocessableEntityError")
     assert "Runs can only have 10 tags" in over["error"]
     assert scenario.ok("result-of-unfinished") is None  # the SDK's undefined for a 404
-    late = scenario.error("metadata-after-finish")
-    assert (late["status"], late["error"]) == (422, "Cannot update metadata for a completed run")
+    # Canceled a moment ago: within the hour Trigger.dev allows, the flush applies.
+    assert scenario.ok("metadata-after-finish") == {"replaced": True, "late": 1}
+    late = scenario.error("metadata-long-after-finish")
+    assert late["status"] == 422
+    assert late["error"] == (
+        "Cannot update metadata for a completed run: it finished more than 1 hour ago")
+    assert "late" not in (run_row(old).metadata_ or {})
     canceled = scenario.ok("result-of-canceled")
     assert (canceled["ok"], canceled["error"]) == (
         False, {"type": "INTERNAL_ERROR", "code": "TASK_RUN_CANCELLED"})

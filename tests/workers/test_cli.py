@@ -33,7 +33,9 @@ def test_keys_create_list_and_revoke(capsys: pytest.CaptureFixture[str]) -> None
 
     assert main(["keys", "list"]) == 0
     [line] = [line for line in capsys.readouterr().out.splitlines() if f" {slug} " in line]
-    assert line.split()[1:] == [slug, "staging", f"{shown}…", "active"]
+    _, project, ref, *rest = line.split()
+    assert [project, *rest] == [slug, "staging", f"{shown}…", "active"]
+    assert re.fullmatch(r"proj_[0-9a-z]{20}", ref)
 
     assert main(["keys", "revoke", shown]) == 0
     assert capsys.readouterr().out.strip() == "revoked 1 key(s)"

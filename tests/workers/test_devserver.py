@@ -72,6 +72,16 @@ def test_one_stack_per_data_dir_and_the_cli_finds_it(tmp_path: Path) -> None:
         assert stat.S_IMODE(state_file.stat().st_mode) == 0o600  # it holds the dev key
         state = json.loads(state_file.read_text())
         assert state["api"] == f"http://127.0.0.1:{port}"
+        # The dashboard's header links to the Flower this stack started.
+        found = re.search(r"Dashboard:\s+(\S+)", log.read_text())
+        assert found is not None
+        with httpx.Client(timeout=10) as client:
+            shown = client.get(found.group(1))
+            token = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
+            assert token is not None, shown.text
+            page = client.post(found.group(1), data={"csrf_token": token.group(1)},
+                               follow_redirects=True)
+        assert f'href="{state["flower"]}"' in page.text, page.text[:2000]
 
         began = time.monotonic()
         second = _cli(tmp_path, "dev", "--port", str(free_port()), timeout=30)
@@ -86,7 +96,7 @@ def test_one_stack_per_data_dir_and_the_cli_finds_it(tmp_path: Path) -> None:
         assert "run_" in triggered.stdout
         keys = _cli(tmp_path, "keys", "list")
         assert keys.returncode == 0, keys.stderr
-        assert keys.stdout.splitlines()[0].split()[:3] == ["ID", "PROJECT", "ENV"]
+        assert keys.stdout.splitlines()[0].split()[:3] == ["ID", "PROJECT", "REF"]
 
 
 def test_an_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:

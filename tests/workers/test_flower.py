@@ -212,3 +212,130 @@ def test_flower_shows_the_control_process_beside_the_workers(
         workers = httpx.get(f"{flower}/api/workers?refresh=1", auth=CREDENTIALS, timeout=10).json()
     assert {celery_worker.hostname, control_name} <= set(workers)
     assert "reprise.apply_command" in workers[control_name]["registered"]
+
+
+def _flower_tasks_of(flower: str, run_id: str) -> list[dict[str, Any]]:
+    tasks: dict[str, Any] = httpx.get(
+        f"{flower}/api/tasks", params={"taskname": "reprise.execute_run", "limit": 1000},
+        auth=CREDENTIALS, timeout=5,
+    ).json()
+    return [dict(task) for task in tasks.values() if run_id in (task.get("args") or "")]
+
+
+def _settled_in_flower(flower: str, run_id: str, count: int) -> list[dict[str, Any]]:
+    """The run's execution tasks in Flower once ``count`` of them have ended."""
+
+    def ended() -> list[dict[str, Any]] | None:
+        found = _flower_tasks_of(flower, run_id)
+        done = [t for t in found if t.get("state") in ("SUCCESS", "FAILURE")]
+        return found if len(done) >= count else None
+
+    return wait_for(ended, timeout=20, interval=0.1, what=f"{run_id}'s tasks in Flower")
+
+
+def _attempt_count(run_id: str) -> int:
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs import attempts_repository
+
+    with transaction() as session:
+        return len(attempts_repository.attempts_of(session, [run_id])[run_id])
+
+
+def _crash_on_the_last_attempt(project: ProjectKeys) -> str:
+    """A run whose worker died on its last attempt: the next delivery finds it stale and
+    crashes it (CRASHED, "Worker stopped responding on the last attempt")."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, update
+
+    from reprise_server.shared import broker
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs import attempts as steps
+    from reprise_server.shared.runs.models import Run
+
+    run_id = triggers.in_db(project, "test-echo", publish=False)
+    with transaction() as session:
+        assert not isinstance(steps.claim_run(session, run_id, "dead-worker"), steps.Outcome)
+    with transaction() as session:
+        assert steps.begin_attempt(session, run_id, "dead-worker", "20261122.1") is not None
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            heartbeat_at=func.now() - timedelta(seconds=60)))
+    broker.dispatch_run(run_id, None)
+    return run_id
+
+
+@pytest.mark.slow
+def test_runs_that_fail_time_out_or_crash_fail_their_task_in_flower_without_a_retry(
+    flower: str, celery_worker: Any, api: Any, project: ProjectKeys
+) -> None:
+    """Flower counts task events: a run that ends FAILED, TIMED_OUT or CRASHED is a task in
+    state FAILURE (its exception names the run, its status and its error); a run that
+    completes, and an attempt that fails with attempts left (the run retries), are SUCCESS.
+    Celery never retries the task: each execution task is one attempt of the run."""
+    failed = triggers.via_api(api, project, "test-fail-until", payload={}, maxAttempts=1)
+    retried = triggers.via_api(api, project, "test-fail-until", payload={}, maxAttempts=2)
+    timed_out = triggers.via_api(api, project, "test-block",
+                                 payload={"gate": f"flower-{failed}", "maxWait": 10},
+                                 maxDuration=1)
+    completed = triggers.via_api(api, project)
+    crashed = _crash_on_the_last_attempt(project)
+    wait_for_status(failed, "FAILED")
+    wait_for_status(retried, "FAILED")
+    wait_for_status(timed_out, "TIMED_OUT", timeout=20)
+    wait_for_status(completed, "COMPLETED")
+    wait_for_status(crashed, "CRASHED")
+
+    expected = {
+        failed: ("FAILED", "ValueError: failing attempt 1"),
+        retried: ("FAILED", "ValueError: failing attempt 2"),
+        timed_out: ("TIMED_OUT", "MaxDurationExceededError: Run exceeded its maxDuration of 1s"),
+        crashed: ("CRASHED", "WorkerLost: Worker stopped responding on the last attempt"),
+    }
+    for run_id, (status, error) in expected.items():
+        attempts = _attempt_count(run_id)
+        tasks = _settled_in_flower(flower, run_id, attempts if run_id != crashed else 1)
+        # No Celery retry: one task per attempt the run executed (the crash: the one
+        # delivery that found the dead worker's attempt), none retried.
+        assert len(tasks) == (attempts if run_id != crashed else 1), tasks
+        assert all(task["retries"] == 0 for task in tasks), tasks
+        last = max(tasks, key=lambda task: task["received"])
+        assert last["state"] == "FAILURE", last
+        assert last["exception"] == f"RunFailed('run {run_id} {status}: {error}')"
+        assert [t["state"] for t in tasks if t is not last] == ["SUCCESS"] * (len(tasks) - 1)
+    # What an operator filters on: Flower's failed tasks are these runs.
+    failures = httpx.get(f"{flower}/api/tasks", params={"state": "FAILURE", "limit": 1000},
+                         auth=CREDENTIALS, timeout=5).json()
+    failed_runs = {run_id for run_id in expected
+                   if any(run_id in (t.get("args") or "") for t in failures.values())}
+    assert failed_runs == set(expected)
+    [success] = _settled_in_flower(flower, completed, 1)
+    assert success["state"] == "SUCCESS"
+    assert not any(completed in (t.get("args") or "") for t in failures.values())
+
+
+def test_the_run_failure_is_expected_by_celery_and_never_retried() -> None:
+    """``RunFailed`` is in the task's ``throws`` (logged as one INFO line without a
+    traceback), excluded from its autoretry, and its message is acknowledged."""
+    import pickle
+
+    from billiard.einfo import ExceptionInfo
+    from celery.app.trace import get_log_policy, log_policy_expected
+
+    from reprise_server.workers.tasks import RunFailed, execute_run
+
+    error = RunFailed.of("run_x", "FAILED", "ValueError: bad\n  value " + "x" * 400)
+    assert "\n" not in str(error)
+    assert len(str(error)) < 350
+    assert pickle.loads(pickle.dumps(error)).args == error.args  # crosses the prefork pool
+    try:
+        raise error
+    except RunFailed:
+        einfo = ExceptionInfo()
+    assert get_log_policy(execute_run, einfo, error) is log_policy_expected
+    assert log_policy_expected.traceback == 0
+    assert RunFailed in execute_run.throws
+    assert RunFailed in execute_run.dont_autoretry_for
+    assert not issubclass(RunFailed, tuple(execute_run.autoretry_for))
+    assert execute_run.acks_late is True
+    assert execute_run.acks_on_failure is True

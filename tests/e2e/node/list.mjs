@@ -51,4 +51,14 @@ if (triggered) {
       lastHour: await count({ period: "1h" }),
     };
   });
+  // runs.list(projectRef, filters): the same list through the project's ref.
+  const ref = process.env.E2E_PROJECT_REF;
+  if (ref) {
+    await step("list-by-project-ref", async () => {
+      const ids = [];
+      for await (const run of runs.list(ref, { ...filter, env: "dev" })) ids.push(run.id);
+      return { ids };
+    });
+    await step("list-by-other-ref", () => runs.list("proj_" + "0".repeat(20), filter));
+  }
 }

@@ -11,4 +11,6 @@ if (original) {
     await step("retrieve-replay-at-once", async () => summarise(await runs.retrieve(replay.id)));
     await step("replay-completed", () => retrieveUntil(replay.id, completed));
   }
+  // A body value the server cannot use: the error names the field.
+  await step("replay-bad-ttl", () => runs.replay(original.id, { ttl: "forever" }));
 }
