@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from reprise.client import UNSET, Client
-from reprise.errors import ApiError
+from reprise.errors import ApiError, RunPollTimeoutError
 from reprise.models import (
+    FINAL_STATUSES,
     ConcurrencyBound,
     ConcurrencyLimitItem,
     ConcurrencyLimitKeyItem,
@@ -189,8 +190,9 @@ def _cmd_runs_get(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-FINISHED = frozenset({"COMPLETED", "CANCELED", "FAILED", "CRASHED", "SYSTEM_FAILURE",
-                      "EXPIRED", "TIMED_OUT"})
+FINISHED = FINAL_STATUSES
+# `runs wait`: the run was not final within --timeout.
+WAIT_TIMEOUT_EXIT = 3
 
 
 def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
@@ -200,8 +202,23 @@ def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
     if before.status in FINISHED:
         print(f"{before.id} already {before.status}; nothing to cancel")
         return 0
-    print(client.runs.cancel(args.run_id))
+    print(client.runs.cancel(args.run_id).id)
     return 0
+
+
+def _cmd_runs_wait(client: Client, args: argparse.Namespace) -> int:
+    """Wait until the run is final and print its status: exit 0 for COMPLETED, 1 for any
+    other final status, 3 when ``--timeout`` passes first."""
+    try:
+        run = client.runs.poll(args.run_id, timeout=args.timeout, interval=args.interval)
+    except RunPollTimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return WAIT_TIMEOUT_EXIT
+    if args.json:
+        _print_json(run.to_json_dict())
+    else:
+        print(run.status)
+    return 0 if run.status == "COMPLETED" else 1
 
 
 def _log_line(line: RunLogLine) -> str:
@@ -228,7 +245,7 @@ def _cmd_runs_logs(client: Client, args: argparse.Namespace) -> int:
 
 def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
     metadata = _json_arg(args.metadata, "--metadata")
-    new_id = client.runs.replay(
+    handle = client.runs.replay(
         args.run_id,
         payload=_json_arg(args.payload, "--payload"),
         environment=args.env,
@@ -236,7 +253,7 @@ def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
         metadata=None if metadata is UNSET else metadata,
         delay=args.delay,
     )
-    print(new_id)
+    print(handle.id)
     return 0
 
 
@@ -505,6 +522,18 @@ def add_client_commands(sub: Any) -> None:
     cancel.add_argument("run_id")
     cancel.set_defaults(handler=_handler(_cmd_runs_cancel))
 
+    wait = runs_sub.add_parser(
+        "wait", parents=conn,
+        help="wait until a run is final; prints its status (exit 0 COMPLETED, 1 other, "
+        f"{WAIT_TIMEOUT_EXIT} timeout)",
+    )
+    wait.add_argument("run_id")
+    wait.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit "
+                      f"{WAIT_TIMEOUT_EXIT}); default: wait as long as it takes")
+    wait.add_argument("--interval", type=_seconds, default=1.0, help="poll this often (s)")
+    wait.add_argument("--json", action="store_true", help="print the final run object")
+    wait.set_defaults(handler=_handler(_cmd_runs_wait))
+
     logs = runs_sub.add_parser("logs", parents=conn, help="print a run's log lines")
     logs.add_argument("run_id")
     logs.add_argument("--follow", "-f", action="store_true",
@@ -617,6 +646,16 @@ def _bound_arg(value: str) -> int:
     if not value.isdigit() or int(value) > 100_000:
         raise argparse.ArgumentTypeError("must be a whole number from 0 to 100000")
     return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return number
 
 
 def _positive(value: str) -> int:

@@ -13,6 +13,7 @@ import hashlib
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, Unpack
@@ -25,10 +26,19 @@ from reprise.errors import (
     AuthenticationError,
     BadRequestError,
     NotFoundError,
+    RunPollTimeoutError,
     ServerError,
     UnsendableValueError,
 )
-from reprise.models import Run, RunListItem, RunLogLine, RunTrace, TriggeredRun
+from reprise.models import (
+    FINAL_STATUSES,
+    CanceledRun,
+    Run,
+    RunListItem,
+    RunLogLine,
+    RunTrace,
+    TriggeredRun,
+)
 from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
@@ -40,6 +50,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "NotFoundError",
+    "RunPollTimeoutError",
     "ServerError",
     "UnsendableValueError",
     "concurrency_limits",
@@ -172,16 +183,19 @@ class Tasks:
             body["payload"] = payload  # plain JSON: the server stores it as application/json
         path = f"/api/v1/tasks/{quote(task_id, safe='')}/trigger"
         response = self._client().transport.request("POST", path, json_body=body)
-        data = response.json()
-        return TriggeredRun(
-            id=data["id"],
-            is_cached=bool(data.get("isCached", False)),
-            public_access_token=response.headers.get("x-trigger-jwt"),
-        )
+        return _handle(response.json(), response.headers.get("x-trigger-jwt"))
+
+
+def _handle(data: dict[str, Any], token: str | None) -> TriggeredRun:
+    return TriggeredRun(
+        id=str(data["id"]),
+        is_cached=bool(data.get("isCached", False)),
+        public_access_token=token,
+    )
 
 
 class Runs:
-    """``reprise.runs``: read, list, trace, cancel, replay and reschedule runs."""
+    """``reprise.runs``: read, list, poll, trace, cancel, replay and reschedule runs."""
 
     def __init__(self, client: Callable[[], Client]) -> None:
         self._client = client
@@ -189,6 +203,26 @@ class Runs:
     def retrieve(self, run_id: str) -> Run:
         data = self._client().transport.request_json("GET", _run_path(run_id, "/api/v3/runs/{id}"))
         return Run.model_validate(data)
+
+    def poll(self, run_id: str, *, timeout: float | None = None, interval: float = 1.0) -> Run:
+        """Wait until the run is final (``FINAL_STATUSES``: COMPLETED, FAILED, CANCELED,
+        CRASHED, SYSTEM_FAILURE, EXPIRED, TIMED_OUT) and return it, reading it every
+        ``interval`` seconds. After ``timeout`` seconds (None: no limit) raises
+        :class:`RunPollTimeoutError` carrying the run as last read."""
+        if interval <= 0:
+            raise ValueError("interval must be more than 0 seconds")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.retrieve(run_id)
+            if run.status in FINAL_STATUSES:
+                return run
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RunPollTimeoutError(run_id, timeout or 0.0, run)
+                time.sleep(min(interval, left))
+            else:
+                time.sleep(interval)
 
     def list(
         self,
@@ -271,10 +305,10 @@ class Runs:
         data = self._client().transport.request_json("GET", path)
         return RunTrace.model_validate(data["trace"])
 
-    def cancel(self, run_id: str) -> str:
-        """Cancel a run (a no-op for a finished one); returns its id."""
+    def cancel(self, run_id: str) -> CanceledRun:
+        """Cancel a run (a no-op for a finished one); returns ``{id}``, as the official SDK."""
         path = _run_path(run_id, "/api/v2/runs/{id}/cancel")
-        return str(self._client().transport.request_json("POST", path)["id"])
+        return CanceledRun.model_validate(self._client().transport.request_json("POST", path))
 
     def replay(
         self,
@@ -289,8 +323,9 @@ class Runs:
         max_attempts: int | None = None,
         priority: int | None = None,
         queue: str | None = None,
-    ) -> str:
-        """Replay a run as a new run of the same task; returns the new run's id.
+    ) -> TriggeredRun:
+        """Replay a run as a new run of the same task; returns the new run's handle (as
+        :meth:`Tasks.trigger` does; ``is_cached`` is false).
 
         Without overrides the original payload and options are reused. ``payload=None``
         replays with a null payload; leave it out to keep the original.
@@ -310,8 +345,8 @@ class Runs:
         if payload is not UNSET:
             body["payload"] = payload
         path = _run_path(run_id, "/api/v1/runs/{id}/replay")
-        data = self._client().transport.request_json("POST", path, json_body=body or None)
-        return str(data["id"])
+        response = self._client().transport.request("POST", path, json_body=body or None)
+        return _handle(response.json(), response.headers.get("x-trigger-jwt"))
 
     def reschedule(self, run_id: str, delay: Delay) -> Run:
         """Move a DELAYED run to a new time; returns the run with its new ``delayed_until``."""

@@ -63,6 +63,21 @@ class UnsendableValueError(ValueError):
     message names where (``payload.rows[3].price is NaN, …``)."""
 
 
+class RunPollTimeoutError(TimeoutError):
+    """:meth:`reprise.runs.poll` gave up: the run was not final after ``timeout`` seconds.
+    ``run`` is the run as last read (``run.status`` is where it was)."""
+
+    def __init__(self, run_id: str, timeout: float, run: object = None) -> None:
+        status = getattr(run, "status", None)
+        super().__init__(
+            f"run {run_id} was not final after {timeout:g}s"
+            + (f" (still {status})" if status else "")
+        )
+        self.run_id = run_id
+        self.timeout = timeout
+        self.run = run
+
+
 def error_for(
     status: int, message: str, headers: Mapping[str, str] | None = None, body: object = None
 ) -> ApiError:

@@ -13,6 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+# The statuses a run never leaves: ``runs.poll`` returns once the run has one of them.
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "SYSTEM_FAILURE",
+                            "EXPIRED", "TIMED_OUT"})
+
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
@@ -106,15 +110,23 @@ class Run(RunSummary):
 
 
 class TriggeredRun(ApiModel):
-    """What :meth:`reprise.tasks.trigger` returns.
+    """The handle of a new run: what :meth:`reprise.tasks.trigger` and
+    :meth:`reprise.runs.replay` return.
 
     ``is_cached`` is true when an idempotency key matched an existing run (no new run was
-    created); ``public_access_token`` is the read-only JWT of the ``x-trigger-jwt`` header.
+    created; a replay is never cached); ``public_access_token`` is the read-only JWT of the
+    ``x-trigger-jwt`` header, when the server sends one.
     """
 
     id: str
     is_cached: bool = False
     public_access_token: str | None = None
+
+
+class CanceledRun(ApiModel):
+    """What :meth:`reprise.runs.cancel` returns (the official SDK's ``{id}``)."""
+
+    id: str
 
 
 class ScheduleGenerator(ApiModel):

@@ -11,7 +11,7 @@ import pytest
 
 from reprise.client import Client
 from reprise.errors import AuthenticationError, BadRequestError, NotFoundError
-from reprise.models import Attempt, RunListItem, TriggeredRun
+from reprise.models import Attempt, CanceledRun, RunListItem, TriggeredRun
 from reprise.transport import REQUEST_KEY_HEADER
 from tests.reprise.helpers import wait_for_run
 from tests.support.fixtures import ProjectKeys, run_row
@@ -126,7 +126,10 @@ def test_list_filters_and_limit_stop_early(client: Client) -> None:
 def test_cancel_a_delayed_run(client: Client) -> None:
     run_id = client.tasks.trigger("test-echo", delay=timedelta(hours=1)).id
 
-    assert client.runs.cancel(run_id) == run_id
+    canceled = client.runs.cancel(run_id)
+    assert isinstance(canceled, CanceledRun)
+    assert canceled.id == run_id
+    assert canceled.to_json_dict() == {"id": run_id}
     run = client.runs.retrieve(run_id)
     assert run.status == "CANCELED"
     assert run.is_cancelled

@@ -9,7 +9,7 @@ import pytest
 
 from reprise.client import Client
 from reprise.errors import BadRequestError, NotFoundError
-from reprise.models import Run
+from reprise.models import Run, TriggeredRun
 from tests.reprise.helpers import wait_for_run
 
 pytestmark = pytest.mark.e2e
@@ -21,8 +21,11 @@ def test_replay_creates_a_new_run_that_executes_as_a_replay(
     original = client.tasks.trigger("test-echo", {"n": 1}, tags=["orig"]).id
     wait_for_run(client, original, "COMPLETED")
 
-    new_id = client.runs.replay(original)
+    handle = client.runs.replay(original)
 
+    assert isinstance(handle, TriggeredRun)
+    assert handle.is_cached is False
+    new_id = handle.id
     assert new_id.startswith("run_")
     assert new_id != original
     replayed = wait_for_run(client, new_id, "COMPLETED")
@@ -34,7 +37,7 @@ def test_replay_creates_a_new_run_that_executes_as_a_replay(
 def test_replay_with_overrides(client: Client, celery_worker: Any) -> None:
     original = client.tasks.trigger("test-echo", {"n": 1}, tags=["orig"], delay="1h").id
 
-    new_id = client.runs.replay(original, payload={"n": 2}, tags=["again"], metadata={"m": 1})
+    new_id = client.runs.replay(original, payload={"n": 2}, tags=["again"], metadata={"m": 1}).id
 
     replayed = wait_for_run(client, new_id, "COMPLETED")
     assert replayed.payload == {"n": 2}

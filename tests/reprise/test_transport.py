@@ -54,7 +54,7 @@ def error(status: int, message: str = "nope", **headers: str) -> httpx.Response:
 def test_5xx_is_retried_with_the_same_request_key_then_succeeds() -> None:
     transport, seen = scripted(error(503), error(502), httpx.Response(200, json={"id": "run_1"}))
 
-    assert make_client(transport).runs.cancel("run_1") == "run_1"
+    assert make_client(transport).runs.cancel("run_1").id == "run_1"
     assert len(seen) == 3
     assert len({r.headers[REQUEST_KEY_HEADER] for r in seen}) == 1
 
@@ -63,7 +63,7 @@ def test_5xx_is_retried_with_the_same_request_key_then_succeeds() -> None:
 def test_timeouts_conflicts_and_rate_limits_are_retried(status: int) -> None:
     transport, seen = scripted(error(status), httpx.Response(200, json={"id": "run_1"}))
 
-    assert make_client(transport).runs.cancel("run_1") == "run_1"
+    assert make_client(transport).runs.cancel("run_1").id == "run_1"
     assert len(seen) == 2
 
 
@@ -85,7 +85,7 @@ def test_x_should_retry_header_overrides_the_status() -> None:
     with pytest.raises(ServerError):
         make_client(never).runs.cancel("run_1")
     assert len(never_seen) == 1
-    assert make_client(always).runs.cancel("run_1") == "run_1"
+    assert make_client(always).runs.cancel("run_1").id == "run_1"
     assert len(always_seen) == 2
 
 
