@@ -22,6 +22,8 @@ from reprise.client import UNSET, Client
 from reprise.errors import ApiError, RunPollTimeoutError
 from reprise.models import (
     FINAL_STATUSES,
+    BulkAction,
+    BulkActionPreview,
     ConcurrencyBound,
     ConcurrencyLimitItem,
     ConcurrencyLimitKeyItem,
@@ -262,6 +264,72 @@ def _cmd_runs_reschedule(client: Client, args: argparse.Namespace) -> int:
     until = run.delayed_until.isoformat() if run.delayed_until else "?"
     print(f"{run.id} delayed until {until}")
     return 0
+
+
+def _words(values: list[str] | None) -> list[str] | None:
+    """Repeatable flags whose values may also be comma-separated."""
+    found = [word for value in values or [] for word in value.split(",") if word]
+    return found or None
+
+
+def _progress(action: BulkAction) -> str:
+    counts = action.counts
+    return (f"{action.id} {action.status}: {counts.processed}/{counts.total} runs "
+            f"({counts.success} succeeded, {counts.failure} failed)")
+
+
+def _cmd_runs_bulk(client: Client, args: argparse.Namespace) -> int:
+    """Create a bulk action from the flags, then show its progress until it is done: one
+    line rewritten in place on a terminal, a line per change otherwise. Exit 0 once it is
+    COMPLETED, 1 if it was ABORTED."""
+    verb = args.bulk_command
+    filters: dict[str, Any] = {
+        "status": _words(args.status), "task": _words(args.task), "tags": _words(args.tag),
+        "version": _words(args.version), "queue": _words(args.queue), "period": args.since,
+    }
+    selection: dict[str, Any] = {key: value for key, value in filters.items() if value}
+    run_ids = _words(args.run_id)
+    if run_ids and selection:
+        raise UsageError("--run-id selects runs by id: give it without filter flags")
+    if not run_ids and not selection:
+        raise UsageError("select runs: --status, --task, --tag, --version, --queue, --since "
+                         "or --run-id")
+    common: dict[str, Any] = {"run_ids": run_ids, "name": args.name, "dry_run": args.dry_run,
+                              **selection}
+    bulk = client.runs.bulk
+    if verb == "replay":
+        created = bulk.replay(max_per_second=args.max_per_second, **common)
+    elif verb == "cancel":
+        created = bulk.cancel(**common)
+    else:
+        created = bulk.reschedule(args.delay, **common)
+    if isinstance(created, BulkActionPreview):
+        print(f"dry run: would {verb} {created.count} runs")
+        for run_id in created.run_ids:
+            print(f"  {run_id}")
+        if created.count > len(created.run_ids):
+            print(f"  … and {created.count - len(created.run_ids)} more")
+        return 0
+    print(f"bulk {verb} {created.id} accepted", flush=True)
+    tty = sys.stdout.isatty()
+    shown = ""
+
+    def show(action: BulkAction) -> None:
+        nonlocal shown
+        line = _progress(action)
+        if line == shown:
+            return
+        if tty:
+            sys.stdout.write("\r\x1b[K" + line)
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        shown = line
+
+    done = bulk.poll(created.id, interval=args.interval, on_progress=show)
+    if tty:
+        sys.stdout.write("\n")
+    return 0 if done.status == "COMPLETED" else 1
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
@@ -560,6 +628,8 @@ def add_client_commands(sub: Any) -> None:
     reschedule.add_argument("--delay", required=True, help="duration (2h) or ISO date-time")
     reschedule.set_defaults(handler=_handler(_cmd_runs_reschedule))
 
+    _add_bulk_commands(runs_sub, conn)
+
     schedules = sub.add_parser("schedules", help="list, create and delete cron schedules")
     schedules_sub = schedules.add_subparsers(
         dest="schedules_command", required=True, metavar="ACTION"
@@ -583,6 +653,38 @@ def add_client_commands(sub: Any) -> None:
     remove.set_defaults(handler=_handler(_cmd_schedules_delete))
 
     _add_flow_commands(sub, conn)
+
+
+def _add_bulk_commands(runs_sub: Any, conn: list[argparse.ArgumentParser]) -> None:
+    """``runs bulk replay|cancel|reschedule``."""
+    bulk = runs_sub.add_parser("bulk", help="replay, cancel or reschedule many runs at once")
+    bulk_sub = bulk.add_subparsers(dest="bulk_command", required=True, metavar="ACTION")
+    for verb, text in (("replay", "replay the selected runs as new runs"),
+                       ("cancel", "cancel the selected runs"),
+                       ("reschedule", "move the selected DELAYED runs to one time")):
+        parser = bulk_sub.add_parser(verb, parents=conn, help=text)
+        parser.add_argument("--status", action="append", help="status (repeatable or a,b)")
+        parser.add_argument("--task", action="append", help="task identifier (repeatable)")
+        parser.add_argument("--tag", action="append", help="tag (repeatable)")
+        parser.add_argument("--version", action="append", help="worker version (repeatable)")
+        parser.add_argument("--queue", action="append",
+                            help="queue: task/<taskId> or a queue's name (repeatable)")
+        parser.add_argument("--since", metavar="PERIOD",
+                            help="runs created in the last PERIOD (1d, 6h); default 7 days")
+        parser.add_argument("--run-id", action="append",
+                            help="these runs instead of a filter (repeatable, up to 500)")
+        parser.add_argument("--name", help="a name for the bulk action")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="count the runs it would take and name the first ten; do nothing")
+        parser.add_argument("--interval", type=_seconds, default=1.0,
+                            help="read its progress this often (s)")
+        if verb == "replay":
+            parser.add_argument("--max-per-second", type=float,
+                                help="replay at most this many runs a second")
+        if verb == "reschedule":
+            parser.add_argument("--delay", required=True,
+                                help="duration from now (2h) or ISO date-time")
+        parser.set_defaults(handler=_handler(_cmd_runs_bulk))
 
 
 def _add_flow_commands(sub: Any, conn: list[argparse.ArgumentParser]) -> None:

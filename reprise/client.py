@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self, Unpack
 from urllib.parse import quote
 
+from reprise.bulk import RunsBulk
 from reprise.concurrency_limits import ConcurrencyLimits
 from reprise.errors import (
     ApiConnectionError,
@@ -195,10 +196,12 @@ def _handle(data: dict[str, Any], token: str | None) -> TriggeredRun:
 
 
 class Runs:
-    """``reprise.runs``: read, list, poll, trace, cancel, replay and reschedule runs."""
+    """``reprise.runs``: read, list, poll, trace, cancel, replay and reschedule runs;
+    ``runs.bulk`` does it to many runs at once."""
 
     def __init__(self, client: Callable[[], Client]) -> None:
         self._client = client
+        self.bulk = RunsBulk(client)
 
     def retrieve(self, run_id: str) -> Run:
         data = self._client().transport.request_json("GET", _run_path(run_id, "/api/v3/runs/{id}"))
@@ -237,12 +240,14 @@ class Runs:
         version: str | Iterable[str] | None = None,
         is_test: bool | None = None,
         schedule: str | None = None,
+        bulk_action: str | None = None,
         page_size: int | None = None,
         limit: int | None = None,
     ) -> Iterator[RunListItem]:
         """Runs of the key's environment, newest first, fetching pages as it is iterated.
 
         ``queue`` names queues: ``task/<taskId>`` for a task's own, or a queue's name.
+        ``bulk_action`` (``bulk_…``) keeps the runs that bulk action made or changed.
         ``limit`` stops after that many runs (and fetches no further page).
         """
         params = _compact(
@@ -257,6 +262,7 @@ class Runs:
                 "filter[version]": _csv(version),
                 "filter[isTest]": None if is_test is None else str(is_test).lower(),
                 "filter[schedule]": schedule,
+                "filter[bulkAction]": bulk_action,
                 "page[size]": str(page_size) if page_size else None,
             }
         )

@@ -129,6 +129,63 @@ class CanceledRun(ApiModel):
     id: str
 
 
+# The statuses a bulk action never leaves: ``runs.bulk.poll`` returns once it has one.
+BULK_FINAL_STATUSES = frozenset({"COMPLETED", "ABORTED"})
+
+
+class BulkActionCounts(ApiModel):
+    """How far a bulk action got: ``total`` runs selected, ``success`` and ``failure`` so
+    far (a run that cannot take the action, e.g. one already finished for a cancel, is a
+    failure)."""
+
+    total: int = 0
+    success: int = 0
+    failure: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.success + self.failure
+
+
+class BulkAction(ApiModel):
+    """A bulk action of :data:`reprise.runs.bulk` (Trigger.dev's ``BulkActionObject``, plus
+    Reprise's ``action``, ``selection``, ``max_per_second`` and ``delayed_until``).
+
+    ``status`` is PENDING while it works through its runs, then COMPLETED or ABORTED."""
+
+    id: str
+    name: str | None = None
+    type: str
+    action: str | None = None
+    status: str
+    counts: BulkActionCounts = Field(default_factory=BulkActionCounts)
+    created_at: datetime
+    completed_at: datetime | None = None
+    selection: dict[str, Any] | None = None
+    source: str | None = None
+    max_per_second: float | None = None
+    delayed_until: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in BULK_FINAL_STATUSES
+
+
+class BulkActionHandle(ApiModel):
+    """What creating or aborting a bulk action returns: its ``id``."""
+
+    id: str
+
+
+class BulkActionPreview(ApiModel):
+    """What a bulk action with ``dry_run=True`` returns: nothing was done; ``count`` runs
+    match, ``run_ids`` names the first ten."""
+
+    dry_run: bool = True
+    count: int
+    run_ids: list[str] = Field(default_factory=list)
+
+
 class ScheduleGenerator(ApiModel):
     type: str = "CRON"
     expression: str

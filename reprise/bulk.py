@@ -1,0 +1,238 @@
+"""``reprise.runs.bulk``: replay, cancel or reschedule many runs at once, over the API's
+bulk actions (Trigger.dev's ``runs.bulk.*``).
+
+Runs are chosen by ``run_ids`` (1 to 500) or by a filter (``status``, ``task``, ``tags``,
+``created_from`` / ``created_to`` or ``period``, ``version``, ``queue``; a filter that
+names no time covers the last 7 days). The selection is frozen when the server accepts it;
+the server then works through it in batches::
+
+    created = reprise.runs.bulk.replay(status="FAILED", task="send-email", period="1d")
+    done = reprise.runs.bulk.poll(created.id, timeout=600)
+    print(done.status, done.counts.success, done.counts.failure)
+    preview = reprise.runs.bulk.cancel(tags="tenant_7", dry_run=True)  # writes nothing
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from reprise.errors import RunPollTimeoutError
+from reprise.models import BulkAction, BulkActionHandle, BulkActionPreview
+
+if TYPE_CHECKING:
+    from reprise.client import Client, Delay
+
+Words = str | Iterable[str]
+
+
+class BulkPollTimeoutError(RunPollTimeoutError):
+    """:meth:`RunsBulk.poll` gave up: the bulk action was still PENDING after ``timeout``
+    seconds. ``run`` is the bulk action as last read."""
+
+    def __init__(self, bulk_id: str, timeout: float, action: BulkAction) -> None:
+        super().__init__(bulk_id, timeout, action)
+        message = (f"bulk action {bulk_id} was not done after {timeout:g}s "
+                   f"({action.counts.processed} of {action.counts.total} runs)")
+        self.args = (message,)
+
+
+def _words(value: Words | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    return items or None
+
+
+def _one_or_list(value: Words | None) -> str | list[str] | None:
+    """One word as a string, several as a list (the SDK never splits a word at commas)."""
+    items = _words(value)
+    if items is None:
+        return None
+    return items[0] if len(items) == 1 else items
+
+
+def bulk_filter(
+    *,
+    status: Words | None = None,
+    task: Words | None = None,
+    tags: Words | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    period: str | timedelta | None = None,
+    version: Words | None = None,
+    queue: Words | None = None,
+    is_test: bool | None = None,
+    batch: str | None = None,
+    bulk_action: str | None = None,
+    replays_only: bool | None = None,
+) -> dict[str, Any]:
+    """A bulk action's ``filter`` as the API takes it (absent fields omitted)."""
+    from reprise.client import iso_utc
+
+    if isinstance(period, timedelta):
+        period = f"{max(1, int(period.total_seconds()))}s"
+    queues = _words(queue)
+    data: dict[str, Any] = {
+        "status": _one_or_list(status),
+        "taskIdentifier": _one_or_list(task),
+        "tag": _one_or_list(tags),
+        "from": iso_utc(created_from) if created_from is not None else None,
+        "to": iso_utc(created_to) if created_to is not None else None,
+        "period": period,
+        "version": _one_or_list(version),
+        "queue": (queues[0] if len(queues) == 1 else queues) if queues else None,
+        "isTest": is_test,
+        "batch": batch,
+        "bulkAction": bulk_action,
+        "replaysOnly": replays_only,
+    }
+    return {key: value for key, value in data.items() if value is not None}
+
+
+class RunsBulk:
+    """``reprise.runs.bulk``: create (or preview), list, retrieve, poll and abort bulk
+    actions."""
+
+    def __init__(self, client: Callable[[], Client]) -> None:
+        self._client = client
+
+    def replay(
+        self,
+        *,
+        run_ids: Iterable[str] | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+        max_per_second: float | None = None,
+        **filters: Any,
+    ) -> BulkActionHandle | BulkActionPreview:
+        """Replay every selected run as a new run (``max_per_second`` paces it).
+
+        Returns the new action's ``{id}``, or with ``dry_run`` a :class:`BulkActionPreview`
+        (nothing is done). ``filters`` are :func:`bulk_filter`'s keywords."""
+        return self._create("replay", run_ids, name, dry_run, filters,
+                            maxPerSecond=max_per_second)
+
+    def cancel(
+        self,
+        *,
+        run_ids: Iterable[str] | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+        **filters: Any,
+    ) -> BulkActionHandle | BulkActionPreview:
+        """Cancel every selected run (one already finished counts as a failure)."""
+        return self._create("cancel", run_ids, name, dry_run, filters)
+
+    def reschedule(
+        self,
+        delay: Delay,
+        *,
+        run_ids: Iterable[str] | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+        **filters: Any,
+    ) -> BulkActionHandle | BulkActionPreview:
+        """Move every selected DELAYED run to one time: ``delay`` from now (a duration or a
+        ``timedelta``) or a ``datetime``."""
+        from reprise.client import delay_value
+
+        return self._create("reschedule", run_ids, name, dry_run, filters,
+                            delay=delay_value(delay))
+
+    def _create(
+        self,
+        action: str,
+        run_ids: Iterable[str] | None,
+        name: str | None,
+        dry_run: bool,
+        filters: dict[str, Any],
+        **extra: Any,
+    ) -> BulkActionHandle | BulkActionPreview:
+        ids = None if run_ids is None else list(run_ids)
+        selection = bulk_filter(**filters)
+        if (ids is None) == (not selection):
+            raise ValueError("select the runs by run_ids or by filters, not both nor neither")
+        body: dict[str, Any] = {"action": action}
+        if ids is not None:
+            body["runIds"] = ids
+        else:
+            body["filter"] = selection
+        if name is not None:
+            body["name"] = name
+        if dry_run:
+            body["dryRun"] = True
+        body.update({key: value for key, value in extra.items() if value is not None})
+        data = self._client().transport.request_json("POST", "/api/v1/bulk-actions",
+                                                     json_body=body)
+        if dry_run:
+            return BulkActionPreview.model_validate(data)
+        return BulkActionHandle.model_validate(data)
+
+    def retrieve(self, bulk_action_id: str) -> BulkAction:
+        """The bulk action and its progress (``status``, ``counts``)."""
+        data = self._client().transport.request_json("GET", _path(bulk_action_id))
+        return BulkAction.model_validate(data)
+
+    def list(self, *, page_size: int | None = None,
+             limit: int | None = None) -> Iterator[BulkAction]:
+        """Bulk actions of the key's environment, newest first, page by page. The server
+        lists replays and cancels to SDK clients (Trigger.dev's vocabulary)."""
+        params: dict[str, str] = {"page[size]": str(page_size)} if page_size else {}
+        seen = 0
+        while True:
+            page = self._client().transport.request_json("GET", "/api/v1/bulk-actions",
+                                                         params=params)
+            for item in page.get("data", []):
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield BulkAction.model_validate(item)
+            cursor = (page.get("pagination") or {}).get("next")
+            if not cursor or (limit is not None and seen >= limit):
+                return
+            params = {**params, "page[after]": cursor}
+
+    def abort(self, bulk_action_id: str) -> BulkActionHandle:
+        """Stop a PENDING bulk action before its next batch (runs already handled stay
+        so); one already COMPLETED or ABORTED raises :class:`~reprise.errors.ApiError`
+        (HTTP 409)."""
+        data = self._client().transport.request_json("POST", _path(bulk_action_id) + "/abort")
+        return BulkActionHandle.model_validate(data)
+
+    def poll(
+        self,
+        bulk_action_id: str,
+        *,
+        timeout: float | None = None,
+        interval: float = 1.0,
+        on_progress: Callable[[BulkAction], None] | None = None,
+    ) -> BulkAction:
+        """Wait until the bulk action is COMPLETED or ABORTED and return it, reading it
+        every ``interval`` seconds (``on_progress`` sees each read). After ``timeout``
+        seconds raises :class:`BulkPollTimeoutError`."""
+        if interval <= 0:
+            raise ValueError("interval must be more than 0 seconds")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            action = self.retrieve(bulk_action_id)
+            if on_progress is not None:
+                on_progress(action)
+            if action.is_final:
+                return action
+            wait = interval
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BulkPollTimeoutError(bulk_action_id, timeout or 0.0, action)
+                wait = min(interval, left)
+            time.sleep(wait)
+
+
+def _path(bulk_action_id: str) -> str:
+    if not bulk_action_id:
+        raise ValueError("a bulk action id is required")
+    return f"/api/v1/bulk-actions/{quote(bulk_action_id, safe='')}"
