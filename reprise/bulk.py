@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import quote
 
 from reprise.errors import RunPollTimeoutError
@@ -27,6 +27,23 @@ if TYPE_CHECKING:
     from reprise.client import Client, Delay
 
 Words = str | Iterable[str]
+
+
+class BulkFilterOptions(TypedDict, total=False):
+    """The filter keywords of ``runs.bulk.replay/cancel/reschedule`` (see :func:`bulk_filter`)."""
+
+    status: Words | None
+    task: Words | None
+    tags: Words | None
+    created_from: datetime | None
+    created_to: datetime | None
+    period: str | timedelta | None
+    version: Words | None
+    queue: Words | None
+    is_test: bool | None
+    batch: str | None
+    bulk_action: str | None
+    replays_only: bool | None
 
 
 class BulkPollTimeoutError(RunPollTimeoutError):
@@ -107,7 +124,7 @@ class RunsBulk:
         name: str | None = None,
         dry_run: bool = False,
         max_per_second: float | None = None,
-        **filters: Any,
+        **filters: Unpack[BulkFilterOptions],
     ) -> BulkActionHandle | BulkActionPreview:
         """Replay every selected run as a new run (``max_per_second`` paces it).
 
@@ -122,7 +139,7 @@ class RunsBulk:
         run_ids: Iterable[str] | None = None,
         name: str | None = None,
         dry_run: bool = False,
-        **filters: Any,
+        **filters: Unpack[BulkFilterOptions],
     ) -> BulkActionHandle | BulkActionPreview:
         """Cancel every selected run (one already finished counts as a failure)."""
         return self._create("cancel", run_ids, name, dry_run, filters)
@@ -134,7 +151,7 @@ class RunsBulk:
         run_ids: Iterable[str] | None = None,
         name: str | None = None,
         dry_run: bool = False,
-        **filters: Any,
+        **filters: Unpack[BulkFilterOptions],
     ) -> BulkActionHandle | BulkActionPreview:
         """Move every selected DELAYED run to one time: ``delay`` from now (a duration or a
         ``timedelta``) or a ``datetime``."""
@@ -149,7 +166,7 @@ class RunsBulk:
         run_ids: Iterable[str] | None,
         name: str | None,
         dry_run: bool,
-        filters: dict[str, Any],
+        filters: BulkFilterOptions,
         **extra: Any,
     ) -> BulkActionHandle | BulkActionPreview:
         ids = None if run_ids is None else list(run_ids)

@@ -326,10 +326,34 @@ def _cmd_runs_bulk(client: Client, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         shown = line
 
-    done = bulk.poll(created.id, interval=args.interval, on_progress=show)
+    try:
+        done = bulk.poll(created.id, interval=args.interval, on_progress=show)
+    except KeyboardInterrupt:
+        # Only the watching stops: the action goes on on the server.
+        if tty:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        print(f"stopped watching; {created.id} goes on (`reprise runs bulk abort "
+              f"{created.id}` stops it)", file=sys.stderr)
+        return 130
     if tty:
         sys.stdout.write("\n")
     return 0 if done.status == "COMPLETED" else 1
+
+
+def _cmd_runs_bulk_get(client: Client, args: argparse.Namespace) -> int:
+    action = client.runs.bulk.retrieve(args.bulk_action_id)
+    if args.json:
+        _print_json(action.to_json_dict())
+    else:
+        print(f"{action.type.lower()} {_progress(action)}")
+    return 0
+
+
+def _cmd_runs_bulk_abort(client: Client, args: argparse.Namespace) -> int:
+    client.runs.bulk.abort(args.bulk_action_id)
+    print(_progress(client.runs.bulk.retrieve(args.bulk_action_id)))
+    return 0
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
@@ -656,7 +680,7 @@ def add_client_commands(sub: Any) -> None:
 
 
 def _add_bulk_commands(runs_sub: Any, conn: list[argparse.ArgumentParser]) -> None:
-    """``runs bulk replay|cancel|reschedule``."""
+    """``runs bulk replay|cancel|reschedule|get|abort``."""
     bulk = runs_sub.add_parser("bulk", help="replay, cancel or reschedule many runs at once")
     bulk_sub = bulk.add_subparsers(dest="bulk_command", required=True, metavar="ACTION")
     for verb, text in (("replay", "replay the selected runs as new runs"),
@@ -685,6 +709,14 @@ def _add_bulk_commands(runs_sub: Any, conn: list[argparse.ArgumentParser]) -> No
             parser.add_argument("--delay", required=True,
                                 help="duration from now (2h) or ISO date-time")
         parser.set_defaults(handler=_handler(_cmd_runs_bulk))
+    get = bulk_sub.add_parser("get", parents=conn, help="show a bulk action's progress")
+    get.add_argument("bulk_action_id")
+    get.add_argument("--json", action="store_true", help="print the bulk action object")
+    get.set_defaults(handler=_handler(_cmd_runs_bulk_get))
+    abort = bulk_sub.add_parser("abort", parents=conn,
+                                help="stop a bulk action before its next batch")
+    abort.add_argument("bulk_action_id")
+    abort.set_defaults(handler=_handler(_cmd_runs_bulk_abort))
 
 
 def _add_flow_commands(sub: Any, conn: list[argparse.ArgumentParser]) -> None:

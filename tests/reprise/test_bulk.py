@@ -3,6 +3,7 @@ live API and the session's worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -200,3 +201,26 @@ def test_cli_runs_bulk_rewrites_one_progress_line_on_a_terminal(
     assert "\r\x1b[K" in text
     assert text.endswith("COMPLETED: 2/2 runs (2 succeeded, 0 failed)\r\n")
     assert {client.runs.retrieve(run_id).status for run_id in delayed} == {"CANCELED"}
+
+
+def test_cli_runs_bulk_get_and_abort(
+    client: Client, celery_worker: Any, live_server: LiveServer, project: ProjectKeys
+) -> None:
+    key = project.keys["dev"]
+    failed = _failed(client, _tag(), 3)
+    created = client.runs.bulk.replay(run_ids=failed, max_per_second=0.1)
+    assert isinstance(created, BulkActionHandle)
+
+    result = reprise_cli(live_server, key, "runs", "bulk", "get", created.id)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"replay {created.id} PENDING: ")
+    result = reprise_cli(live_server, key, "runs", "bulk", "get", created.id, "--json")
+    shown = json.loads(result.stdout)
+    assert (shown["id"], shown["type"], shown["maxPerSecond"]) == (created.id, "REPLAY", 0.1)
+
+    result = reprise_cli(live_server, key, "runs", "bulk", "abort", created.id)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{created.id} ABORTED: ")
+    result = reprise_cli(live_server, key, "runs", "bulk", "abort", created.id)
+    assert result.returncode == 1
+    assert "(HTTP 409)" in result.stderr
