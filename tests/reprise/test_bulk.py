@@ -59,6 +59,12 @@ def test_bulk_replay_dry_run_then_replay_by_filter_poll_retrieve_and_list(
     assert isinstance(preview, BulkActionPreview)
     assert (preview.count, sorted(preview.run_ids)) == (3, sorted(failed))
 
+    same = client.runs.bulk.replay(status="FAILED", tags=tag, period=timedelta(hours=1),
+                                   created_to=datetime.now(UTC) + timedelta(minutes=1),
+                                   dry_run=True)
+    assert isinstance(same, BulkActionPreview)
+    assert same.count == 3
+
     created = client.runs.bulk.replay(status="FAILED", tags=[tag], name="after the fix")
     assert isinstance(created, BulkActionHandle)
     seen: list[BulkAction] = []
@@ -164,6 +170,15 @@ def test_cli_runs_bulk_cancel_and_replay_show_progress_until_done(
     assert result.stdout.splitlines()[-1].endswith("COMPLETED: 2/2 runs (2 succeeded, 0 failed)")
     replays = [run for run in client.runs.list(tag=failed_tag) if run.replayed_from]
     assert sorted(run.replayed_from or "" for run in replays) == sorted(failed)
+
+    later = [client.tasks.trigger("test-echo", delay="1h").id for _ in range(2)]
+    result = reprise_cli(live_server, key, "runs", "bulk", "reschedule", "--run-id", later[0],
+                         "--run-id", later[1], "--delay", "3h", "--interval", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith("COMPLETED: 2/2 runs (2 succeeded, 0 failed)")
+    until = client.runs.retrieve(later[1]).delayed_until
+    assert until is not None
+    assert until > datetime.now(UTC) + timedelta(hours=2)
 
     result = reprise_cli(live_server, key, "runs", "bulk", "cancel")
     assert result.returncode == 2
