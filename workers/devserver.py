@@ -77,7 +77,13 @@ class DevStackError(Exception):
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. The probe binds as uvicorn (and the
+    embedded servers) bind, with SO_REUSEADDR on POSIX: the TIME_WAIT sockets a stopped
+    stack leaves behind after serving requests do not count as in use, a socket that is
+    listening still does. (On Windows SO_REUSEADDR would let the probe share a live port.)"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
