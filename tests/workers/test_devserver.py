@@ -127,6 +127,11 @@ def test_a_stack_stopped_after_serving_requests_restarts_on_its_port_within_a_se
         finally:
             client.close()
     stopped = time.monotonic()
+    # The ready block comes before any of the children's lines (their start-up chatter is
+    # kept back): only reprise dev's own few lines may precede it.
+    before = log.read_text().split("Reprise is ready")[0]
+    assert not re.search(r"^(api|worker|control|beat|flower) *\| ", before, re.MULTILINE), before
+    assert len(before.splitlines()) < 10, before
     with dev_stack(tmp_path, port) as (second, log):
         assert time.monotonic() - stopped < 1
         wait_for(lambda: _ready(second, log), timeout=120, interval=0.2,
