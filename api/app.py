@@ -138,6 +138,7 @@ def create_app() -> FastAPI:
     app.include_router(queues.router)
     app.include_router(concurrency_limits.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard.favicon_router)
     packet_limit = settings.max_packet_bytes
     packet_refusal = (
         f"Packet too large: the maximum is {packet_limit} bytes (REPRISE_MAX_PACKET_BYTES)"

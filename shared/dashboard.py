@@ -5,6 +5,7 @@ need: the dashboard acts through the same services as the API (``accept_replay``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,8 @@ from reprise_server.shared.reads import RunView, read_run
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
-from reprise_server.shared.runs.trace import Span, Trace, build_trace
+from reprise_server.shared.runs.states import FAILED_LIKE
+from reprise_server.shared.runs.trace import Span, Trace, attempts_ms, build_trace
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,50 @@ def waiting_reasons(session: Session, runs: list[Run]) -> dict[str, str]:
     """Why each held-back run of a runs-list page waits, by run id (batched: see
     :func:`shared.flow.queues.waiting_reasons`)."""
     return flow_queues.waiting_reasons(session, runs)
+
+
+@dataclass(frozen=True)
+class RunDuration:
+    """A runs-list row's Duration: how long the run executed, as its page counts it."""
+
+    ms: float
+    # An attempt is still executing: the figure grows.
+    running: bool
+
+
+def run_durations(session: Session, runs: list[Run], now: datetime) -> dict[str, RunDuration]:
+    """Each started run's execution time by run id, from its attempts (one query for the
+    page): a run canceled mid-execution counts until the cancel rather than the zero its
+    worker never got to record; the usage the worker recorded wins if it is more."""
+    started = [run for run in runs if run.started_at is not None]
+    attempts = attempts_repo.attempts_of(session, [run.id for run in started])
+    found = {}
+    for run in started:
+        ms, running = attempts_ms(run, attempts[run.id], now)
+        found[run.id] = RunDuration(max(float(run.duration_ms or 0), ms), running)
+    return found
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """A failed run's error as one runs-list cell: its name and the first line of its
+    message (the full error is on the run's page)."""
+
+    name: str
+    first_line: str
+
+
+def error_summaries(runs: list[Run]) -> dict[str, ErrorSummary]:
+    """The error of each run of the page that failed (failed, crashed, timed out, expired,
+    system failure), by run id."""
+    found = {}
+    for run in runs:
+        if run.status not in FAILED_LIKE or not isinstance(run.error, dict):
+            continue
+        message = str(run.error.get("message") or "").strip()
+        found[run.id] = ErrorSummary(str(run.error.get("name") or "Error"),
+                                     message.splitlines()[0] if message else "")
+    return found
 
 
 def run_head(session: Session, auth: AuthContext, run_id: str, *, lock: bool = False) -> RunHead:

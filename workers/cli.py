@@ -103,7 +103,8 @@ def _needs_server(command: str, handler: Handler) -> Handler:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from reprise_server.workers.devserver import run_dev
 
-    return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port))
+    return int(run_dev(port=args.port, data_dir=args.data_dir, flower_port=args.flower_port,
+                       verbose=args.verbose))
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -312,6 +313,11 @@ def add_server_commands(sub: SubParsers) -> None:
         "--data-dir", default=".reprise",
         help="embedded Postgres and Redis data, the dev key and the stack's state "
         "(default .reprise; one running stack per directory)",
+    )
+    dev.add_argument(
+        "--verbose", action="store_true",
+        help="also show what the api, worker, control, beat and Flower print while the "
+        "stack starts (by default their lines follow the ready block)",
     )
 
     command("migrate", _cmd_migrate, help="apply database migrations")

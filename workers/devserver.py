@@ -77,7 +77,13 @@ class DevStackError(Exception):
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. The probe binds as uvicorn (and the
+    embedded servers) bind, with SO_REUSEADDR on POSIX: the TIME_WAIT sockets a stopped
+    stack leaves behind after serving requests do not count as in use, a socket that is
+    listening still does. (On Windows SO_REUSEADDR would let the probe share a live port.)"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -160,10 +166,11 @@ def _http_ok(url: str) -> bool:
         return bool(response.status == 200)
 
 
-def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 5555) -> int:
+def run_dev(port: int = 8000, data_dir: str = ".reprise", flower_port: int = 5555,
+            verbose: bool = False) -> int:
     # Ctrl-C and SIGTERM mean the same from the very first moment: stop what has started.
     interrupts = _Interrupts()
-    stack = _Stack(interrupts)
+    stack = _Stack(interrupts, verbose=verbose)
     interrupted = False
     try:
         signal.signal(signal.SIGINT, interrupts.handle)
@@ -218,11 +225,15 @@ class _Stack:
 
     Children run in sessions of their own, so the terminal's Ctrl-C reaches only
     ``reprise dev``, which stops them with one SIGTERM each; their output comes through
-    this process, each line prefixed with the child's name, and is dropped once stopping
-    begins (shutdown chatter is not news)."""
+    this process, each line prefixed with the child's name. Until the stack is ready it is
+    only kept (the last lines of a child that exits are shown with its exit code) unless
+    ``verbose``: the ready block is the first thing a person sees. It is dropped once
+    stopping begins (shutdown chatter is not news)."""
 
-    def __init__(self, interrupts: _Interrupts) -> None:
+    def __init__(self, interrupts: _Interrupts, verbose: bool = False) -> None:
         self.interrupts = interrupts
+        self.verbose = verbose
+        self.ready = threading.Event()
         self.servers: list[EmbeddedPostgres | EmbeddedRedis] = []
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.lock: Any = None
@@ -250,7 +261,7 @@ class _Stack:
         for raw in child.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             tail.append(line)
-            if not self._quiet.is_set():
+            if not self._quiet.is_set() and (self.verbose or self.ready.is_set()):
                 sys.stdout.write(prefix + line + "\n")
                 sys.stdout.flush()
 
@@ -379,6 +390,7 @@ def _run_dev(stack: _Stack, port: int, data_dir: str, flower_port: int) -> int:
         "  Ctrl-C stops the whole stack.\n",
         flush=True,
     )
+    stack.ready.set()  # the children's lines from now on
     while True:
         gone = stack.exited()
         if gone is not None:

@@ -39,7 +39,18 @@ router.include_router(schedules.router)
 router.include_router(queues.router)
 router.include_router(overview.router)
 
-ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript",
+          "favicon.svg": "image/svg+xml"}
+
+
+# Browsers ask the site's root for its icon on pages that link none (/docs, the API's JSON).
+favicon_router = APIRouter(include_in_schema=False)
+
+
+@favicon_router.get("/favicon.ico")
+def favicon() -> Response:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml",
+                        headers={"cache-control": "public, max-age=86400"})
 
 
 def _safe_next(target: str | None) -> str:

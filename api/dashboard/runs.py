@@ -25,7 +25,13 @@ from reprise_server.api.deps import DbSession, api_applier
 from reprise_server.shared.commands.errors import ReplayFailed
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.commands.service import accept_replay, accept_reschedule
-from reprise_server.shared.dashboard import read_run_page, run_head, waiting_reasons
+from reprise_server.shared.dashboard import (
+    error_summaries,
+    read_run_page,
+    run_durations,
+    run_head,
+    waiting_reasons,
+)
 from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json, reject_unstorable
@@ -97,6 +103,8 @@ def runs_list(request: Request, session: DbSession) -> Response:
         "next_cursor": next_cursor, "previous_cursor": previous_cursor,
         "active": any(run.status in ACTIVE for run in runs), "now": signed.now,
         "reasons": waiting_reasons(session, runs),
+        "durations": run_durations(session, runs, signed.now),
+        "errors": error_summaries(runs),
     }
     if params.get("fragment") == "rows":
         return page("_runs_rows.html", **context)

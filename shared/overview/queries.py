@@ -152,9 +152,11 @@ def run_buckets(session: Session, environment_id: str, window: Window, since: da
 def task_stats(session: Session, environment_id: str, since: datetime, until: datetime
                ) -> list[TaskStats]:
     """Per task (the busiest :data:`TASK_LIMIT`): runs, finished, failed, the queue wait
-    (``dequeued_at - queued_at``) and the duration's p50 and p95."""
+    (``dequeued_at - queued_at``) and the duration's p50 and p95, of finished runs that
+    started (one canceled or expired before it ran executed for no time, not for 0 ms)."""
     wait = extract("epoch", Run.dequeued_at - Run.queued_at)
-    took = case((Run.finished_at.is_not(None), Run.duration_ms))
+    took = case((and_(Run.finished_at.is_not(None), Run.started_at.is_not(None)),
+                 Run.duration_ms))
     runs = func.count().label("runs")
     rows = session.execute(
         select(

@@ -135,6 +135,20 @@ def _attempt_end(attempt: Attempt, run: Run) -> datetime | None:
     return None
 
 
+def attempts_ms(run: Run, attempts: Sequence[Attempt], now: datetime) -> tuple[float, bool]:
+    """How long ``attempts`` executed, summed as the trace's attempt spans are (an attempt
+    stopped by a cancel counts until the cancel, an open one until ``now``), and whether one
+    is still open (the figure is then a lower bound)."""
+    total, running = 0.0, False
+    for attempt in attempts:
+        start = attempt.started_at or attempt.created_at
+        end = _attempt_end(attempt, run)
+        running = running or end is None
+        finish = end if end is not None else max(now, start)
+        total += max(0.0, (finish - start).total_seconds() * 1000)
+    return total, running
+
+
 def _log_event(line: RunLog) -> SpanEvent:
     props: dict[str, Any] = {"seq": line.seq, "level": line.level, "logger": line.logger,
                              "message": line.message}

@@ -110,6 +110,37 @@ def test_an_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path) ->
     assert not (tmp_path / ".reprise" / "postgres").exists()  # nothing was started
 
 
+def test_a_stack_stopped_after_serving_requests_restarts_on_its_port_within_a_second(
+    tmp_path: Path,
+) -> None:
+    """Stopping the stack while a client holds a keep-alive connection, after requests,
+    leaves the api's port with TIME_WAIT sockets only; the next start takes the port."""
+    port = free_port()
+    with dev_stack(tmp_path, port) as (first, log):
+        wait_for(lambda: _ready(first, log), timeout=120, interval=0.2, what="the dev stack")
+        client = httpx.Client(timeout=10)
+        try:
+            for _ in range(5):
+                assert client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            first.terminate()  # the api closes the idle connection: its side in TIME_WAIT
+            assert first.wait(40) == 0, log.read_text()
+        finally:
+            client.close()
+    stopped = time.monotonic()
+    # The ready block comes before any of the children's lines (their start-up chatter is
+    # kept back): only reprise dev's own few lines may precede it.
+    before = log.read_text().split("Reprise is ready")[0]
+    assert not re.search(r"^(api|worker|control|beat|flower) *\| ", before, re.MULTILINE), before
+    assert len(before.splitlines()) < 10, before
+    with dev_stack(tmp_path, port) as (second, log):
+        assert time.monotonic() - stopped < 1
+        wait_for(lambda: _ready(second, log), timeout=120, interval=0.2,
+                 what="the dev stack started again")
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    assert "in use by another program" not in log.read_text()
+
+
 def test_a_worker_that_cannot_import_its_tasks_stops_the_stack_naming_it(tmp_path: Path) -> None:
     with dev_stack(tmp_path, free_port(), REPRISE_TASK_MODULES="no_such_tasks") as (dev, log):
         code = dev.wait(120)

@@ -72,6 +72,7 @@ def test_the_server_installs_under_one_name_of_its_own_with_its_files(
         "reprise_server/shared/migrations/script.py.mako",
         "reprise_server/shared/migrations/versions/0001_initial_schema.py",
         "reprise_server/api/dashboard/templates/base.html",
+        "reprise_server/api/dashboard/static/favicon.svg",
         "reprise_server/examples/tasks.py",
     ):
         assert expected in files

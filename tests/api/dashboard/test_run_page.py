@@ -159,3 +159,8 @@ def test_a_run_canceled_after_seconds_of_execution_shows_them(
     overview = page.get_by_role("region", name="Overview")
     expect(overview).not_to_contain_text("0 ms")
     expect(overview).to_contain_text(re.compile(r"Duration\s*\d+\.\d s"))
+    # The runs list counts the same seconds, not the zero the worker never recorded.
+    page.goto("/dashboard/runs")
+    listed = page.locator(f"tr[data-run='{run_id}'] td.num")
+    expect(listed).to_have_text(re.compile(r"^\d+\.\d s$"))
+    assert 2.4 <= float(listed.inner_text().split()[0]) < 10
