@@ -108,18 +108,30 @@ def register_declarations(
              "paused": False, "running": 0}
             for d in declarations.values()
         ]
-        # Upserted (so locked) in id order, the order every settlement locks limits in: a
-        # registration and a settlement of the same limits never wait for each other both.
-        rows.sort(key=lambda row: str(row["id"]))
-        stmt = pg_insert(ConcurrencyLimit).values(rows)
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=["environment_id", "name"],
-            set_={"total_base": stmt.excluded.total_base,
-                  "per_key_base": stmt.excluded.per_key_base, "updated_at": func.now()},
-        ))
-        ids = [limit_id(environment_id, name) for name in declarations]
-        _recap_keys(session, ids)
-        admission.refill(session, ids)
+        # Only limits new or declared differently are written, and only those are refilled:
+        # every worker process registers when it boots, in every environment it serves, and
+        # must not lock (nor fill) every limit each time.
+        known = {
+            row.id: (row.total_base, row.per_key_base)
+            for row in session.execute(select(
+                ConcurrencyLimit.id, ConcurrencyLimit.total_base, ConcurrencyLimit.per_key_base,
+            ).where(ConcurrencyLimit.id.in_([r["id"] for r in rows])))
+        }
+        changed = [r for r in rows
+                   if known.get(r["id"]) != (r["total_base"], r["per_key_base"])]
+        if changed:
+            # Upserted (so locked) in id order, the order every settlement locks limits in:
+            # a registration and a settlement of the same limits never wait for each other.
+            changed.sort(key=lambda row: str(row["id"]))
+            stmt = pg_insert(ConcurrencyLimit).values(changed)
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=["environment_id", "name"],
+                set_={"total_base": stmt.excluded.total_base,
+                      "per_key_base": stmt.excluded.per_key_base, "updated_at": func.now()},
+            ))
+            ids = [str(r["id"]) for r in changed]
+            _recap_keys(session, ids)
+            admission.refill(session, ids)
     queues = {f"task/{task_id}": "task" for task_id in catalogue}
     queues.update({o["queue"]: "custom" for o in catalogue.values() if o.get("queue")})
     if queues:

@@ -501,9 +501,11 @@ def test_a_version_registering_while_a_settlement_waits_does_not_deadlock_with_i
     shared = flow.limit_id(project, "flow-shared")
     low, high = sorted([one, shared])
     [run_id] = _two_limit_runs(project, 1)
+    # Bounds other than the registered ones: a registration writes (so locks) only the
+    # limits it declares differently.
     declared = {
-        "task/flow-one": limits.Declaration("task/flow-one", 1, None),
-        "flow-shared": limits.Declaration("flow-shared", 2, None),
+        "task/flow-one": limits.Declaration("task/flow-one", 5, None),
+        "flow-shared": limits.Declaration("flow-shared", 6, None),
     }
     names = {one: "task/flow-one", shared: "flow-shared"}
     ordered = {names[high]: declared[names[high]], names[low]: declared[names[low]]}
@@ -822,3 +824,27 @@ def test_a_held_back_run_that_was_claimed_before_is_never_taken_as_abandoned(
     assert execute(holder).status == "COMPLETED"
     assert execute(again).status == "COMPLETED"
     flow.assert_consistent(lid)
+
+
+def test_a_registration_declaring_nothing_new_writes_and_locks_no_limit(
+    project: ProjectKeys,
+) -> None:
+    """Every worker process registers at boot in every environment it serves: declaring
+    the same bounds again must not wait for (or fill) limits a settlement holds."""
+    env = project.environment_ids["dev"]
+    one = flow.limit_id(project, "task/flow-one")
+    declared = limits.read_declarations(
+        {"flow-one": {"concurrency": [{"name": "task/flow-one", "total": 1}]}}
+    )
+    with transaction() as session:
+        before = session.execute(text(
+            "SELECT total_base, per_key_base, updated_at FROM concurrency_limits WHERE id = :id"
+        ), {"id": one}).one()
+    assert (before.total_base, before.per_key_base) == (1, None)
+    with limit_row_locked(one), transaction() as session:
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        limits.register_declarations(session, env, declared, {})
+    with transaction() as session:
+        after = session.execute(text(
+            "SELECT updated_at FROM concurrency_limits WHERE id = :id"), {"id": one}).one()
+    assert after.updated_at == before.updated_at
