@@ -417,13 +417,19 @@ def _queue_row(queue: QueueItem) -> tuple[str, ...]:
 QUEUE_HEADER = ("NAME", "TYPE", "RUNNING", "QUEUED", "PAUSED", "ID")
 
 
-def _cmd_queues_list(client: Client, args: argparse.Namespace) -> int:
-    found = list(client.queues.list(per_page=100))
-    if args.json:
-        _print_json([queue.to_json_dict() for queue in found])
-        return 0
-    _print_table([QUEUE_HEADER, *(_queue_row(queue) for queue in found)])
+def _print_listing(found: list[Any], header: tuple[str, ...],
+                   row: Callable[[Any], tuple[str, ...]], as_json: bool) -> int:
+    """A listing command's output: a table, or each item's JSON with ``--json``."""
+    if as_json:
+        _print_json([item.to_json_dict() for item in found])
+    else:
+        _print_table([header, *(row(item) for item in found)])
     return 0
+
+
+def _cmd_queues_list(client: Client, args: argparse.Namespace) -> int:
+    return _print_listing(list(client.queues.list(per_page=100)), QUEUE_HEADER, _queue_row,
+                          args.json)
 
 
 def _show_queue(queue: QueueItem, as_json: bool) -> None:
@@ -466,12 +472,8 @@ LIMIT_HEADER = ("NAME", "TOTAL", "PER KEY", "RUNNING", "QUEUED", "PAUSED")
 
 
 def _cmd_limits_list(client: Client, args: argparse.Namespace) -> int:
-    found = list(client.concurrency_limits.list(per_page=100))
-    if args.json:
-        _print_json([limit.to_json_dict() for limit in found])
-        return 0
-    _print_table([LIMIT_HEADER, *(_limit_row(limit) for limit in found)])
-    return 0
+    return _print_listing(list(client.concurrency_limits.list(per_page=100)), LIMIT_HEADER,
+                          _limit_row, args.json)
 
 
 def _show_limit(item: ConcurrencyLimitItem | ConcurrencyLimitKeyItem, as_json: bool) -> None:
