@@ -180,12 +180,6 @@ def current_totals(
     return {name: total for name, total in rows}
 
 
-def queue_declared(session: Session, environment_id: str, name: str) -> bool:
-    return session.scalar(select(Queue.id).where(
-        Queue.environment_id == environment_id, Queue.name == name
-    )) is not None
-
-
 # --- runtime control ----------------------------------------------------------------------
 
 
