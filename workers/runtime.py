@@ -93,8 +93,12 @@ def register_version(
         environment_ids = versions.register_worker_version(
             session, version, catalogue, env_slugs, project_id
         )
+    with transaction() as session:
+        waiting = versions.environments_with_waiting_runs(
+            session, environment_ids, list(catalogue)
+        )
     released = 0
-    for environment_id in environment_ids:
+    for environment_id in waiting:
         while True:
             with transaction() as session:
                 batch = versions.release_waiting_runs(

@@ -69,6 +69,9 @@ class WorkerVersion(Base):
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(100))
     registered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # A digest of the catalogue registered with the version: a worker booting with the
+    # environment's current version and catalogue has nothing to write.
+    catalogue_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class VersionTask(Base):

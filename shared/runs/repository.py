@@ -153,6 +153,24 @@ def pending_version_candidates(
     )
 
 
+def environments_with_pending_version(
+    session: Session, environment_ids: Collection[str], task_identifiers: Collection[str]
+) -> list[str]:
+    """Those of these environments that have a PENDING_VERSION run of one of these tasks
+    (``ix_runs_pending_version`` serves it, one probe per environment)."""
+    if not environment_ids or not task_identifiers:
+        return []
+    return list(session.scalars(
+        select(Run.environment_id)
+        .where(
+            Run.environment_id.in_(list(environment_ids)),
+            Run.status == RunStatus.PENDING_VERSION,
+            Run.task_identifier.in_(list(task_identifiers)),
+        )
+        .distinct()
+    ))
+
+
 def releasable_pending_version_candidates(limit: int) -> Select[Any]:
     """Up to ``limit`` PENDING_VERSION runs, of any environment, whose environment's
     current version has their task: runs a registration's release missed (they were

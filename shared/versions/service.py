@@ -10,6 +10,8 @@ and never commit: releasing a large backlog is a batch per transaction, the call
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -20,6 +22,7 @@ from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.flow import limits
 from reprise_server.shared.projects import repository as projects_repo
 from reprise_server.shared.runs import lifecycle
+from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.schemas import valid_queue_name
 from reprise_server.shared.schedules.service import sync_declarative
 from reprise_server.shared.versions import repository as repo
@@ -35,18 +38,40 @@ def register_worker_version(
     """Register ``version`` and its task catalogue in the named environments (of every
     project, or of one), and make each one's declarative schedules what the catalogue
     declares. Returns the ids of those environments: release their waiting runs next
-    (:func:`release_waiting_runs`)."""
+    (:func:`release_waiting_runs`).
+
+    Every worker process registers when it boots, in every environment it serves. Where
+    the environment's latest registration is this version with this very catalogue, there
+    is nothing to write (its limits, queues and declarative schedules are what the
+    catalogue declares): the registration is only marked as made again, so a boot costs
+    one statement per environment whatever the number of tasks."""
     _check_queues(catalogue)
     catalogue = {task_id: dict(options) for task_id, options in catalogue.items()}
     declarations = limits.read_declarations(catalogue)
-    registered = []
-    for env in projects_repo.list_environments(session, project_id):
-        if env.slug in env_slugs:
-            repo.upsert_worker_version(session, env.id, version, catalogue.items())
-            limits.register_declarations(session, env.id, declarations, catalogue)
-            sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
-            registered.append(env.id)
-    return registered
+    digest = catalogue_digest(catalogue)
+    environments = [
+        env for env in projects_repo.list_environments(session, project_id)
+        if env.slug in env_slugs
+    ]
+    current = repo.current_registrations(session, [env.id for env in environments])
+    unchanged = []
+    for env in environments:
+        latest = current.get(env.id)
+        if latest is not None and (latest.version, latest.catalogue_digest) == (version, digest):
+            unchanged.append(latest.id)
+            continue
+        repo.upsert_worker_version(session, env.id, version, catalogue.items(), digest)
+        limits.register_declarations(session, env.id, declarations, catalogue)
+        sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
+    repo.touch_registrations(session, unchanged)
+    return [env.id for env in environments]
+
+
+def catalogue_digest(catalogue: dict[str, dict[str, Any]]) -> str:
+    """The same catalogue (tasks and their options) gives the same digest."""
+    return hashlib.sha256(
+        json.dumps(catalogue, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def _check_queues(catalogue: dict[str, dict[str, Any]]) -> None:
@@ -58,6 +83,16 @@ def _check_queues(catalogue: dict[str, dict[str, Any]]) -> None:
                 valid_queue_name(options["queue"])
             except ValueError as exc:
                 raise InvalidInput(f"task {task_id!r}: {exc}") from None
+
+
+def environments_with_waiting_runs(
+    session: Session, environment_ids: Collection[str], task_identifiers: Collection[str]
+) -> list[str]:
+    """Those of these environments with runs waiting for one of these tasks: a boot
+    releases only there, not a transaction per environment it serves."""
+    return runs_repo.environments_with_pending_version(
+        session, environment_ids, task_identifiers
+    )
 
 
 def release_waiting_runs(

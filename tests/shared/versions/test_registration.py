@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 
 from reprise.registry import REGISTRY, Registry, TaskDefinition
 from reprise_server.shared import broker
@@ -147,3 +147,47 @@ def test_a_queue_declared_in_code_follows_the_trigger_rule_and_nothing_is_regist
         register_version(bad, "20261122.11-bad", ["dev"], project.project_id)
     with transaction() as session:
         assert current_version_with_task(session, project.environment_ids["dev"], "sneaky") is None
+
+
+def _registration(project: ProjectKeys, version: str) -> tuple[object, list[tuple[str, dict]]]:
+    from reprise_server.shared.projects.models import VersionTask, WorkerVersion
+
+    with transaction() as session:
+        row = session.execute(select(WorkerVersion).where(
+            WorkerVersion.environment_id == project.environment_ids["dev"],
+            WorkerVersion.version == version,
+        )).scalar_one()
+        tasks = session.execute(
+            select(VersionTask.task_identifier, VersionTask.options,
+                   literal_column("version_tasks.ctid::text"))
+            .where(VersionTask.worker_version_id == row.id)
+            .order_by(VersionTask.task_identifier)
+        ).all()
+        return row.registered_at, [tuple(t) for t in tasks]
+
+
+def test_a_boot_with_the_current_version_and_catalogue_rewrites_nothing_but_says_it_registered(
+    project: ProjectKeys,
+) -> None:
+    """Every worker process registers in every environment when it boots: with the
+    environment's current version and the same catalogue, its catalogue rows are not
+    rewritten (the physical row ids stay), only the registration time moves. The same
+    version with a different catalogue is registered again in full."""
+    one = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    register_version(one, "20261206.1-same", ["dev"], project.project_id)
+    first_at, first_rows = _registration(project, "20261206.1-same")
+
+    register_version(one, "20261206.1-same", ["dev"], project.project_id)
+    again_at, again_rows = _registration(project, "20261206.1-same")
+    assert again_rows == first_rows
+    assert again_at > first_at
+
+    two = Registry({
+        "hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p, max_attempts=7),
+    })
+    register_version(two, "20261206.1-same", ["dev"], project.project_id)
+    _, changed_rows = _registration(project, "20261206.1-same")
+    assert [(task, options["max_attempts"]) for task, options, _ in changed_rows] == [
+        ("hello-world", 7)
+    ]
+    assert changed_rows[0][2] != first_rows[0][2]
