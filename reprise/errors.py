@@ -92,3 +92,46 @@ def error_for(
     elif status >= 500:
         kind = ServerError
     return kind(status, message, headers=headers, body=body)
+
+
+# --- durable execution (raised inside a task, by ``ctx.step`` and the waits) ---------------
+
+
+class NonDeterminismError(RuntimeError):
+    """The task no longer calls the steps and waits its run recorded, in the same order: a
+    resumed (or replayed) execution reached a call the record has something else for. The
+    run fails (not retried): the code changed under a run in flight, or it chooses its
+    steps from something that is not recorded (the clock, randomness, a fresh read)."""
+
+
+class StepFailed(RuntimeError):
+    """A step's recorded error, raised again when an execution replays the record (the
+    original exception's type is ``error_name``; its message and traceback are here)."""
+
+    def __init__(self, step: str, error: Mapping[str, object]) -> None:
+        self.step = step
+        self.error_name = str(error.get("name") or "Error")
+        self.error_message = str(error.get("message") or "")
+        self.stack_trace = str(error.get("stackTrace") or "")
+        super().__init__(f"step {step!r} failed: {self.error_name}: {self.error_message}")
+
+
+class ChildRunFailed(RuntimeError):
+    """``ctx.trigger_and_wait``: the child run did not complete. ``status`` is how it
+    ended (FAILED, CANCELED, CRASHED, …) and ``error`` its error (``{"name", "message"}``)."""
+
+    def __init__(self, run_id: str, status: str, error: Mapping[str, object] | None) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.error = dict(error or {})
+        detail = f": {self.error.get('name', 'Error')}: {self.error.get('message', '')}" if error else ""
+        super().__init__(f"child run {run_id} ended {status}{detail}")
+
+
+class WaitTimeoutError(TimeoutError):
+    """``ctx.wait_for_token``: the token timed out (its own timeout, or the wait's)
+    before anyone completed it."""
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(f"waitpoint token {token_id} timed out")

@@ -35,6 +35,8 @@ RELEASE_WAITING_RUNS = "reprise.release_waiting_runs"
 ADMIT_WAITING_RUNS = "reprise.admit_waiting_runs"
 RESUME_PARKED_RUNS = "reprise.resume_parked_runs"
 DELETE_EXPIRED_RUN_LOGS = "reprise.delete_expired_run_logs"
+COMPLETE_WAITPOINT = "reprise.complete_waitpoint"
+COMPLETE_DUE_WAITPOINTS = "reprise.complete_due_waitpoints"
 
 
 def queue_names(settings: Settings) -> dict[str, str]:
@@ -112,6 +114,8 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             EXECUTE_RUN: {"queue": queues["runs"]},
             APPLY_COMMAND: {"queue": queues["commands"]},
             PROMOTE_RUN: {"queue": queues["timers"]},
+            COMPLETE_WAITPOINT: {"queue": queues["timers"]},
+            COMPLETE_DUE_WAITPOINTS: {"queue": queues["sweeps"]},
             PROMOTE_DUE_RUNS: {"queue": queues["sweeps"]},
             EXPIRE_STALE_RUNS: {"queue": queues["sweeps"]},
             RELAY_PENDING_COMMANDS: {"queue": queues["sweeps"]},
@@ -202,6 +206,23 @@ def arm_timers(timers: Iterable[tuple[str, int, datetime]]) -> None:
     with app.producer_or_acquire() as producer:
         for run_id, token, eta in timers:
             app.send_task(PROMOTE_RUN, args=[run_id, token], eta=eta, producer=producer)
+
+
+def arm_waitpoint_timer(waitpoint_id: str, eta: datetime) -> None:
+    """Publish the timer that completes a time's waitpoint (or times a token out) at
+    ``eta``; a duplicate or early one is harmless (shared.durable.service.complete_due)."""
+    celery_app().send_task(COMPLETE_WAITPOINT, args=[waitpoint_id], eta=eta)
+
+
+def arm_waitpoint_timer_in(waitpoint_id: str, seconds: float) -> None:
+    celery_app().send_task(COMPLETE_WAITPOINT, args=[waitpoint_id], countdown=seconds)
+
+
+def arm_waitpoint_timers(timers: Iterable[tuple[str, datetime]]) -> None:
+    app = celery_app()
+    with app.producer_or_acquire() as producer:
+        for waitpoint_id, eta in timers:
+            app.send_task(COMPLETE_WAITPOINT, args=[waitpoint_id], eta=eta, producer=producer)
 
 
 def publish_command(command_id: str, countdown: float | None = None) -> None:

@@ -4,6 +4,7 @@ from reprise_server.shared.batches.models import Batch, BatchItem
 from reprise_server.shared.bulk.models import BulkAction, BulkActionItem
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import Base
+from reprise_server.shared.durable.models import RunStep, Waitpoint, WaitpointBlock
 from reprise_server.shared.flow.models import (
     AdmissionLine,
     ConcurrencyKey,
@@ -48,9 +49,12 @@ __all__ = [
     "Queue",
     "Run",
     "RunLog",
+    "RunStep",
     "Schedule",
     "SignInLink",
     "UsedPublicToken",
     "VersionTask",
+    "Waitpoint",
+    "WaitpointBlock",
     "WorkerVersion",
 ]

@@ -16,7 +16,6 @@ import inspect
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -29,17 +28,25 @@ from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.packets.service import run_payload
 from reprise_server.shared.payloads import STORE, UnstorableValue, unstorable
 from reprise_server.shared.runs import attempts
+from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.attempts import (
     AttemptResult,
     Failed,
     Interrupted,
     Outcome,
     Succeeded,
+    Suspended,
 )
 from reprise_server.shared.runs.models import Attempt, Run
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.settings import get_settings
 from reprise_server.workers import logcapture
+from reprise_server.workers.durable import (
+    DurableExecution,
+    NonDeterminism,
+    RunSuspended,
+)
+from reprise_server.workers.durable import error_of as _error_of
 from reprise_server.workers.transient import is_transient
 
 log = logging.getLogger("reprise.execution")
@@ -68,14 +75,6 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     """Interrupt a thread at its next bytecode (works in thread pools; blocking C calls
     such as a long ``time.sleep`` finish first)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
-
-
-def _error_of(exc: BaseException) -> dict[str, Any]:
-    return {
-        "message": str(exc) or type(exc).__name__,
-        "name": type(exc).__name__,
-        "stackTrace": "".join(traceback.format_exception(exc))[-8000:],
-    }
 
 
 class Heartbeat(threading.Thread):
@@ -148,6 +147,7 @@ def _context(run: Run, attempt: Attempt, environment: str) -> TaskContext:
             )
 
     return TaskContext(
+        _durable=DurableExecution(run, attempt.number, _in_transaction),
         run=RunInfo(
             id=run.id,
             task_identifier=run.task_identifier,
@@ -160,12 +160,33 @@ def _context(run: Run, attempt: Attempt, environment: str) -> TaskContext:
             parent_run_id=run.parent_run_id,
             version=run.version,
             environment=environment,
+            resume_count=run.resume_count,
+            **_resumed_from(run),
         ),
         attempt=AttemptInfo(id=attempt.id, number=attempt.number),
         metadata=dict(run.metadata_ or {}),
         _checkpoint=save_checkpoint,
         _trigger=trigger_child,
     )
+
+
+def _resumed_from(run: Run) -> dict[str, Any]:
+    """The ``ctx.run`` fields of a replay that does not start from the top: the checkpoint
+    or step it resumes from, and the original run's payload."""
+    start = run.resumed_from
+    if not start:
+        return {}
+    original_id = run.replayed_from
+
+    def original(session: Session) -> Any:
+        source = runs_repo.get_run(session, None, original_id) if original_id else None
+        return None if source is None else run_payload(session, source)
+
+    return {
+        "resumed_from_checkpoint": start.get("checkpoint"),
+        "resumed_from_step": start.get("step"),
+        "original_payload": _in_transaction(original, "load original payload"),
+    }
 
 
 def _in_transaction(step: Callable[[Session], T], what: str) -> T:
@@ -222,6 +243,10 @@ def _call_with(fn: Callable[[Any, TaskContext], Any], payload: Any, ctx: TaskCon
         result = Succeeded(value) if problem is None else Failed(
             {"message": problem, "name": UnstorableValue.__name__}
         )
+    except RunSuspended as exc:
+        result = Suspended(exc.entry)
+    except NonDeterminism as exc:
+        result = Failed(_error_of(exc.error), final=True)
     except RunInterrupted as exc:
         result = Interrupted("timed_out" if isinstance(exc, RunTimedOut) else "canceled")
     except Exception as exc:

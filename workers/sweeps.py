@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from reprise_server.shared import broker
 from reprise_server.shared.commands import service as commands
 from reprise_server.shared.db import db_now, transaction
+from reprise_server.shared.durable import service as durable
 from reprise_server.shared.flow import admission, queues
 from reprise_server.shared.runlogs import retention
 from reprise_server.shared.runs import lifecycle
@@ -184,3 +185,11 @@ def delete_expired_run_logs(session: Session) -> Counts:
         session, db_now(session), settings.run_log_retention_days,
         settings.run_log_sweep_batch_size,
     )}
+
+
+@sweep(broker.COMPLETE_DUE_WAITPOINTS)
+def complete_due_waitpoints(session: Session) -> Counts:
+    """Complete overdue time waits and time out overdue tokens (their timers were lost),
+    queueing the runs that waited on them; arm timers for those entering the horizon."""
+    result = durable.complete_due_waitpoints(session)
+    return {"completed": result.completed, "armed": result.armed}

@@ -11,6 +11,7 @@ from typing import Any
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import transaction
+from reprise_server.shared.durable import service as durable
 from reprise_server.shared.timers import service as timers
 from reprise_server.workers import execution
 from reprise_server.workers.runtime import identity
@@ -89,3 +90,11 @@ def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict
 def promote_delayed_run(run_id: str, token: int) -> bool:
     with transaction() as session:
         return timers.promote_run(session, run_id, token) is not None
+
+
+@app.task(name=broker.COMPLETE_WAITPOINT, autoretry_for=TRANSIENT_DB_ERRORS, **DB_RETRIES)
+def complete_waitpoint(waitpoint_id: str) -> bool:
+    """A time wait's timer (or a token's timeout): completes the waitpoint if due, which
+    queues the runs waiting on it. Duplicates and early firings are harmless."""
+    with transaction() as session:
+        return durable.complete_due(session, waitpoint_id)

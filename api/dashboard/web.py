@@ -26,7 +26,7 @@ PREFIX = "/dashboard"
 
 ACTIVE = frozenset({
     RunStatus.PENDING_VERSION, RunStatus.QUEUED, RunStatus.DEQUEUED, RunStatus.EXECUTING,
-    RunStatus.DELAYED, RunStatus.RETRYING,
+    RunStatus.DELAYED, RunStatus.RETRYING, RunStatus.WAITING,
 })
 
 

@@ -24,6 +24,7 @@ from reprise_server.shared.commands.errors import (
 )
 from reprise_server.shared.commands.models import CommandKind
 from reprise_server.shared.commands.schemas import ReplayRequest
+from reprise_server.shared.durable import service as durable
 from reprise_server.shared.durations import (
     DelayPolicy,
     DurationError,
@@ -82,6 +83,9 @@ class ReplayPlan:
     payload_type: str | None = None
     key: KeyPlan | None = None
     checkpoint: int | None = None
+    # A replay from a step: the original's record before ``step_position`` is reused.
+    from_step: str | None = None
+    step_position: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The plan as the command row stores it (``arguments["plan"]``)."""
@@ -89,7 +93,8 @@ class ReplayPlan:
                             "expires_at": iso(self.key.expires_at)}
         data = {"option_changes": self.option_changes or None, "ttl_seconds": self.ttl_seconds,
                 "due": iso(self.due), "payload_type": self.payload_type, "key": key,
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "from_step": self.from_step,
+                "step_position": self.step_position}
         if self.payload_type is not None:
             data["payload"] = self.payload
         return {name: value for name, value in data.items()
@@ -113,6 +118,8 @@ class ReplayPlan:
             key=KeyPlan(key["key"], key["hash"], parse_datetime(key["expires_at"]))
             if key else None,
             checkpoint=data.get("checkpoint"),
+            from_step=data.get("from_step"),
+            step_position=data.get("step_position"),
         )
 
 
@@ -171,6 +178,16 @@ def validate_replay(
     target_env = _target_environment(session, auth, body.environment)
     if checkpoint is not None and attempts_repo.get_checkpoint(session, source_id, checkpoint) is None:
         raise CheckpointNotFound(source_id, checkpoint)
+    step: dict[str, Any] = {}
+    if body.from_step is not None:
+        if checkpoint is not None:
+            raise ReplayFailed("a replay starts from a checkpoint or from a step, not both",
+                               "fromStep")
+        try:
+            position = durable.step_position(session, source_id, body.from_step)
+        except RepriseError as exc:
+            raise ReplayFailed(exc.message, "fromStep") from None
+        step = {"from_step": body.from_step, "step_position": position}
     # A value of the body that cannot be used is refused naming its field.
     at = "delay"
     try:
@@ -207,7 +224,9 @@ def validate_replay(
         raise ReplayFailed(exc.message, at) from None
     if not task_known:
         raise ReplayFailed("no version of this project registers the run's task")
-    return AcceptedReplay(target_env, replace(plan, **payload, key=key, checkpoint=checkpoint))
+    return AcceptedReplay(
+        target_env, replace(plan, **payload, **step, key=key, checkpoint=checkpoint)
+    )
 
 
 def _previous_plan(arguments: dict[str, Any], accepted_at: datetime) -> ReplayPlan:
@@ -244,11 +263,15 @@ def new_run_of(
     if plan.payload_type is not None:
         payload, payload_type = plan.payload, plan.payload_type
     debug_mode = False
+    resumed_from: dict[str, Any] | None = None
     if plan.checkpoint is not None:
         saved = attempts_repo.get_checkpoint(session, source.id, plan.checkpoint)
         if saved is None:
             raise ReplayFailed(f"checkpoint {plan.checkpoint} of {source.id} no longer exists")
         payload, payload_type, debug_mode = saved.state, JSON, True
+        resumed_from = {"checkpoint": plan.checkpoint}
+    if plan.step_position is not None:
+        resumed_from = {"step": plan.from_step, "position": plan.step_position}
     changes = plan.option_changes
     if plan.ttl_seconds is not None:
         changes = {**changes, "ttl": plan.ttl_seconds}
@@ -266,6 +289,7 @@ def new_run_of(
         lineage_depth=source.lineage_depth + 1,
         debug_mode=debug_mode,
         triggered_by="replay",
+        resumed_from=resumed_from,
     )
 
 
@@ -281,6 +305,9 @@ def apply_replay(session: Session, locked: LockedCommand, applier: str) -> dict[
     assert command.target_run_id is not None  # a replay's new run id is chosen at accept
     spec = new_run_of(session, plan, source, command.target_run_id, env.id)
     run = create_run(session, env.project_id, env.id, spec)
+    if plan.step_position is not None:
+        # The record before the step is the new run's: answered, never done again.
+        durable.copy_record(session, source.id, run.id, plan.step_position)
     return {"runId": run.id, "status": run.status}
 
 

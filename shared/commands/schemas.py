@@ -40,6 +40,9 @@ class ReplayRequest(BaseModel):
     region: str | None = None
     idempotency_key: str | None = Field(default=None, alias="idempotencyKey", max_length=2048)
     idempotency_key_ttl: str | None = Field(default=None, alias="idempotencyKeyTTL")
+    # Reprise's extension: execute from this step of the original's durable record (its
+    # position, or its name; ``name#2`` for its second call), reusing what came before.
+    from_step: str | None = Field(default=None, alias="fromStep", min_length=1, max_length=260)
 
     @field_validator("delay", "ttl", mode="before")
     @classmethod

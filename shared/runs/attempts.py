@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.db import db_now
+from reprise_server.shared.durable import service as durable
 from reprise_server.shared.flow import admission
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.payloads import JSON, reject_unstorable
@@ -72,6 +73,9 @@ class Succeeded:
 @dataclass(frozen=True)
 class Failed:
     error: dict[str, Any]
+    # Not retried whatever attempts remain (the same code would fail the same way: a
+    # non-determinism error).
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,15 @@ class Interrupted:
     reason: Literal["canceled", "timed_out"]
 
 
-AttemptResult = Succeeded | Failed | Interrupted
+@dataclass(frozen=True)
+class Suspended:
+    """The task reached a durable wait that is not over: its function unwound, and the
+    run waits (``entry``: the recorded wait, shared.durable.service)."""
+
+    entry: Any
+
+
+AttemptResult = Succeeded | Failed | Interrupted | Suspended
 
 
 def backoff_seconds(attempt_number: int) -> float:
@@ -119,7 +131,7 @@ def claim_run(session: Session, run_id: str, worker: str) -> Run | Outcome:
         return Outcome(run_id, current.status, "not claimed", held_for, current.queue, holder)
     if run.attempt_count:  # a retry, or a reclaim: an attempt may have been left open
         attempts_repo.fail_open_attempts(session, run_id, WORKER_LOST)
-        if run.attempt_count >= run.max_attempts:
+        if run.attempt_count - run.resume_count >= run.max_attempts:
             lifecycle.crash(session, run_id, WORKER_LOST_ON_LAST_ATTEMPT)
             return Outcome(run_id, RunStatus.CRASHED, "not claimed",
                            error=_error_line(WORKER_LOST_ON_LAST_ATTEMPT))
@@ -230,9 +242,11 @@ def save_checkpoint(session: Session, run_id: str, attempt_number: int, state: A
 
 
 def trigger_child(
-    session: Session, parent: Run, task_id: str, payload: Any, options: TriggerOptions
+    session: Session, parent: Run, task_id: str, payload: Any, options: TriggerOptions,
+    waitpoint_id: str | None = None,
 ) -> str:
-    """A child run of ``parent`` (``ctx.trigger`` inside a task); returns its id."""
+    """A child run of ``parent`` (``ctx.trigger`` inside a task; with ``waitpoint_id``,
+    ``ctx.trigger_and_wait``: its end completes that waitpoint); returns its id."""
     child = create_run(
         session,
         parent.project_id,
@@ -247,6 +261,7 @@ def trigger_child(
             depth=parent.depth + 1,
             parent_run_id=parent.id,
             root_run_id=parent.root_run_id or parent.id,
+            waitpoint_id=waitpoint_id,
         ),
     )
     return child.id
@@ -273,6 +288,15 @@ def finish_attempt(
         if not lifecycle.complete(session, run.id, worker, result.output, elapsed_ms):
             return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
+    if isinstance(result, Suspended):
+        if not attempts_repo.finish_attempt(
+            session, run.id, attempt_number, AttemptStatus.PAUSED, None
+        ):
+            return _already_recorded(session, run, worker)
+        status = durable.suspend(session, run, worker, elapsed_ms, result.entry)
+        if status == "settled":
+            return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
+        return Outcome(run.id, status, f"waits at {result.entry.name!r}")
     if isinstance(result, Interrupted) and result.reason == "canceled":
         if not attempts_repo.finish_attempt(session, run.id, attempt_number, AttemptStatus.CANCELED, None):
             return _already_recorded(session, run, worker)
@@ -295,8 +319,9 @@ def finish_attempt(
         session, run.id, attempt_number, AttemptStatus.FAILED, result.error
     ):
         return _already_recorded(session, run, worker)
-    if attempt_number < run.max_attempts:
-        delay = backoff_seconds(attempt_number)
+    if not result.final and attempt_number - run.resume_count < run.max_attempts:
+        delay = backoff_seconds(attempt_number - run.resume_count)
+        durable.forget_failed_steps(session, run.id)
         if lifecycle.retry(session, run.id, worker, result.error, elapsed_ms, delay) is None:
             return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.RETRYING, f"retry in {delay:.2f}s")

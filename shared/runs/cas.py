@@ -11,7 +11,7 @@ parameters, for the moves every run makes (and returns the moved run);
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from reprise_server.shared.flow import admission
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.repository import RUN_COLUMNS
-from reprise_server.shared.runs.states import HOLDS_SLOT, RunStatus, sources_of
+from reprise_server.shared.runs.states import FINAL_STATES, HOLDS_SLOT, RunStatus, sources_of
 
 _RUNS = cast(Table, Run.__table__)
 
@@ -112,7 +112,7 @@ class PreparedMove:
 
 _MOVE_HEAD = (
     _RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id,
-    _RUNS.c.concurrency_limits.is_not(None),
+    _RUNS.c.concurrency_limits.is_not(None), _RUNS.c.waitpoint_id,
 )
 
 
@@ -144,12 +144,13 @@ def _moved(session: Session, row: Any) -> Run | None:
         return None
     run = _run_of(row)
     _record_move(session, run.id, run.status, run.task_identifier, run.environment_id,
-                 run.concurrency_limits is not None)
+                 run.concurrency_limits is not None, run.waitpoint_id)
     return run
 
 
 def _record_move(
-    session: Session, run_id: str, status: str, task: str, environment_id: str, limited: bool
+    session: Session, run_id: str, status: str, task: str, environment_id: str, limited: bool,
+    waitpoint_id: str | None,
 ) -> None:
     loaded = session.identity_map.get(identity_key(Run, (run_id,)))
     if loaded is not None:  # a copy this session read earlier is now stale
@@ -159,6 +160,19 @@ def _record_move(
         # Its slots (or its place in line) go back in this transaction: the next run in
         # line is admitted before it commits (shared.flow.admission).
         admission.release(session, [run_id])
+    if waitpoint_id is not None and status in FINAL_STATES:
+        _children_ended(session, [waitpoint_id])
+
+
+# Called with the waitpoints of runs a move ended whose parent waits for them (the
+# lifecycle registers shared.durable.waits.child_ended here: the parent's wait may be
+# over, in this very transaction).
+ON_CHILDREN_ENDED: list[Callable[[Session, list[str]], None]] = []
+
+
+def _children_ended(session: Session, waitpoint_ids: list[str]) -> None:
+    for hook in ON_CHILDREN_ENDED:
+        hook(session, waitpoint_ids)
 
 
 def _run_of(row: Any) -> Run:
@@ -226,6 +240,7 @@ def transition_many(
         .returning(
             Run.id, Run.task_identifier, Run.environment_id, Run.queue,
             Run.concurrency_limits.is_not(None).label("limited"),
+            Run.waitpoint_id,
             progress.label("progress"),
         )
         .cte("moved")
@@ -238,12 +253,14 @@ def transition_many(
         func.array_agg(moved.c.id),
         func.max(moved.c.progress),
         func.array_agg(moved.c.progress) if each_progress else null(),
+        func.array_remove(func.array_agg(moved.c.waitpoint_id), None),
     ).group_by(moved.c.task_identifier, moved.c.environment_id, moved.c.queue, moved.c.limited)
     # Core execution: the ORM adds nothing here but overhead.
     groups = session.connection().execute(stmt).all()
     batch = BatchTransition([], None, [])
     last: Any = None
-    for task, environment_id, queue, limited, ids, group_last, group_each in groups:
+    ended_children: list[str] = []
+    for task, environment_id, queue, limited, ids, group_last, group_each, waits in groups:
         # The state-change log lines and counters (one line per task and environment).
         changes.record_changes(session, target.value, [(i, task, environment_id) for i in ids])
         if limited and target not in HOLDS_SLOT:
@@ -256,6 +273,9 @@ def transition_many(
         batch.progress.extend(group_each or ())
         if group_last is not None and (last is None or group_last > last):
             last = group_last
+        ended_children.extend(waits or ())
+    if ended_children and target in FINAL_STATES:
+        _children_ended(session, ended_children)
     return replace(batch, last=last)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.sql.expression import update
 
 from reprise_server.shared import broker
 from reprise_server.shared.db import on_commit
+from reprise_server.shared.durable import waits
 from reprise_server.shared.flow import admission
 from reprise_server.shared.flow.models import Queue
 from reprise_server.shared.runs import attempts_repository as attempts_repo
@@ -173,6 +174,14 @@ def _release(session: Session, candidates: Select[Any]) -> list[str]:
     )
     _enter_queue(session, batch)
     return batch.run_ids
+
+
+def _children_ended(session: Session, waitpoint_ids: list[str]) -> None:
+    waits.child_ended(session, waitpoint_ids, resume)
+
+
+# A child's end completes its parent's waitpoint in the move that ends it.
+cas.ON_CHILDREN_ENDED.append(_children_ended)
 
 
 def _enter_queue(session: Session, batch: cas.BatchTransition) -> None:
@@ -591,6 +600,33 @@ def retry(
     if retrying is not None:
         _dispatch_after_commit(session, retrying, delay)
     return retrying
+
+
+# --- durable waits ------------------------------------------------------------------------
+
+
+def suspend(session: Session, run_id: str, worker: str, elapsed_ms: int) -> bool:
+    """EXECUTING -> WAITING by the worker holding the run: its function unwound at a durable
+    wait. The move gives its concurrency slots back; no worker slot is held meanwhile."""
+    return cas.transition(
+        session, run_id, RunStatus.WAITING, where=_held_by(worker),
+        values=_attempt_ended(elapsed_ms),
+    ) is not None
+
+
+def resume(session: Session, run_ids: Collection[str]) -> list[str]:
+    """WAITING -> QUEUED: what these runs waited for is over. They enter their queue like
+    any run (published after commit, or held back by a paused queue or their limits); the
+    execution that follows is a resume, not a retry (``resume_count``)."""
+    if not run_ids:
+        return []
+    batch = cas.transition_many(
+        session, RunStatus.QUEUED, select(Run.id).where(Run.id.in_(list(run_ids))),
+        sources={RunStatus.WAITING}, progress=Run.created_at,
+        values={**_enters_queue(), "resume_count": Run.resume_count + 1},
+    )
+    _enter_queue(session, batch)
+    return batch.run_ids
 
 
 # --- flow control -------------------------------------------------------------------------

@@ -193,6 +193,9 @@ class Run(Base):
     locked_by: Mapped[str | None] = mapped_column(String(200))
 
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Executions that were resumes after a durable wait (they are attempts, not retries:
+    # ``attempt_count - resume_count`` is what ``max_attempts`` bounds).
+    resume_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_in_cents: Mapped[float] = mapped_column(Float, default=0.0)
     base_cost_in_cents: Mapped[float] = mapped_column(Float, default=0.0)
@@ -202,6 +205,12 @@ class Run(Base):
     root_run_id: Mapped[str | None] = mapped_column(String(64))
     batch_id: Mapped[str | None] = mapped_column(String(64))
     replayed_from: Mapped[str | None] = mapped_column(String(64))
+    # The RUN waitpoint this run's end completes (its parent waits for it:
+    # ``ctx.trigger_and_wait``).
+    waitpoint_id: Mapped[str | None] = mapped_column(String(64))
+    # Where a replay starts when not from the top: ``{"checkpoint": n}`` (its state is the
+    # payload) or ``{"step": name, "position": p}`` (the record before it is reused).
+    resumed_from: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     lineage_depth: Mapped[int] = mapped_column(Integer, default=0)
     execution_trace: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The transaction (xid8, as a number) that last changed what realtime shows of the run;

@@ -128,6 +128,9 @@ class NewRun:
     batch_id: str | None = None
     schedule_id: str | None = None
     schedule_tick_at: datetime | None = None
+    # The RUN waitpoint this run's end completes (a parent's trigger_and_wait).
+    waitpoint_id: str | None = None
+    resumed_from: dict[str, Any] | None = None
 
 
 def _due_time(delay: object, now: datetime) -> datetime | None:
@@ -234,6 +237,8 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         parent_run_id=spec.parent_run_id,
         root_run_id=spec.root_run_id,
         batch_id=spec.batch_id,
+        waitpoint_id=spec.waitpoint_id,
+        resumed_from=spec.resumed_from,
         schedule_id=spec.schedule_id,
         schedule_tick_at=spec.schedule_tick_at,
     )

@@ -17,6 +17,9 @@ class RunStatus(StrEnum):
     DEQUEUED = "DEQUEUED"
     EXECUTING = "EXECUTING"
     RETRYING = "RETRYING"
+    # A durable wait ended its execution (``ctx.wait_for`` and friends): it holds no worker
+    # slot and no concurrency slot until the wait is satisfied and it is queued again.
+    WAITING = "WAITING"
     COMPLETED = "COMPLETED"
     CANCELED = "CANCELED"
     FAILED = "FAILED"
@@ -75,9 +78,11 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
             S.CRASHED,
             S.SYSTEM_FAILURE,
             S.DEQUEUED,
+            S.WAITING,
         }
     ),
     S.RETRYING: frozenset({S.DEQUEUED, S.CANCELED, S.CRASHED}),
+    S.WAITING: frozenset({S.QUEUED, S.CANCELED, S.SYSTEM_FAILURE}),
 }
 for _final in FINAL_STATES:
     TRANSITIONS[_final] = frozenset()
@@ -103,6 +108,7 @@ _CURRENT: dict[RunStatus, str] = {
     S.EXECUTING: "EXECUTING",
     # A run waiting to retry is back in its queue from the SDK's point of view.
     S.RETRYING: "QUEUED",
+    S.WAITING: "WAITING",
     S.COMPLETED: "COMPLETED",
     S.CANCELED: "CANCELED",
     S.FAILED: "FAILED",
@@ -117,6 +123,7 @@ _LEGACY: dict[RunStatus, str] = {
     S.PENDING_VERSION: "WAITING_FOR_DEPLOY",
     S.DEQUEUED: "EXECUTING",
     S.RETRYING: "REATTEMPTING",
+    S.WAITING: "FROZEN",
 }
 
 
@@ -128,8 +135,7 @@ def public_status(status: RunStatus, api_version: str | None) -> str:
 _FILTER_ALIASES: dict[str, frozenset[RunStatus]] = {
     "WAITING_FOR_DEPLOY": frozenset({S.PENDING_VERSION}),
     "REATTEMPTING": frozenset({S.RETRYING}),
-    "FROZEN": frozenset(),
-    "WAITING": frozenset(),
+    "FROZEN": frozenset({S.WAITING}),
     "INTERRUPTED": frozenset(),
     "QUEUED": frozenset({S.QUEUED, S.RETRYING}),
     "EXECUTING": frozenset({S.EXECUTING, S.DEQUEUED}),

@@ -65,7 +65,7 @@ def common_run_to_wire(run: Run, api_version: str | None) -> dict[str, Any]:
             "triggerFunction": run.trigger_function,
             "isQueued": run.status in QUEUED_LIKE,
             "isExecuting": run.status in EXECUTING_LIKE,
-            "isWaiting": False,
+            "isWaiting": run.status is RunStatus.WAITING,
             "isCompleted": run.status in FINAL_STATES,
             "isSuccess": run.status is RunStatus.COMPLETED,
             "isFailed": run.status in FAILED_LIKE,

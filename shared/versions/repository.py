@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.projects.models import VersionTask, WorkerVersion, new_uuid
@@ -56,7 +56,7 @@ def current_registrations(
         select(WorkerVersion)
         .where(WorkerVersion.environment_id.in_(list(environment_ids)))
         .order_by(WorkerVersion.environment_id, WorkerVersion.registered_at.desc())
-        .distinct(WorkerVersion.environment_id)
+        .ext(distinct_on(WorkerVersion.environment_id))
     )
     return {row.environment_id: row for row in latest}
 

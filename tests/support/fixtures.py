@@ -39,7 +39,7 @@ def truncate_runs() -> None:
     for attempt in range(5):
         try:
             with transaction() as session:
-                session.execute(text("TRUNCATE runs, attempts, checkpoints, commands, bulk_actions, bulk_action_items, admission_line, concurrency_slots, concurrency_keys, run_logs"))
+                session.execute(text("TRUNCATE runs, attempts, checkpoints, commands, bulk_actions, bulk_action_items, admission_line, concurrency_slots, concurrency_keys, run_logs, run_steps, waitpoint_blocks, waitpoints"))
             return
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == 4:

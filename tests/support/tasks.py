@@ -340,3 +340,112 @@ def logs_then_wait(payload: Any, ctx: TaskContext) -> Any:
         time.sleep(0.05)
     _logs_app.info("after the wait")
     return {"attempt": ctx.attempt.number}
+
+
+# --- Durable steps and waits (ids prefixed ``durable-``) -----------------------------------
+# tests/workers/test_durable.py. Each step appends ``<name> <run id> <attempt>`` to the
+# payload's ``ledger`` (flow_ledger's locked append), so a test counts how often a step's
+# function really ran, across executions, retries, processes and kills.
+
+from reprise.errors import ChildRunFailed, WaitTimeoutError
+
+
+def _durable_mark(payload: dict[str, Any], ctx: TaskContext, name: str) -> str:
+    if payload.get("ledger"):
+        flow_ledger(payload["ledger"], f"{name} {ctx.run.id} {ctx.attempt.number}")
+    return name
+
+
+@task(id="durable-steps", max_attempts=1)
+def durable_steps(payload: Any, ctx: TaskContext) -> Any:
+    """Step a, a wait of ``wait`` seconds, step b; returns both results and how many times
+    the run was resumed."""
+    a = ctx.step("a", _durable_mark, payload, ctx, "a")
+    ctx.wait_for(payload.get("wait", 1))
+    b = ctx.step("b", _durable_mark, payload, ctx, "b")
+    return {"a": a, "b": b, "resumes": ctx.run.resume_count,
+            "fromStep": ctx.run.resumed_from_step}
+
+
+@task(id="durable-retry", max_attempts=3)
+def durable_retry(payload: Any, ctx: TaskContext) -> Any:
+    """A step that charges once, then a failure on the first attempt: the retry answers
+    the step from the record."""
+    charge = ctx.step("charge", _durable_mark, payload, ctx, "charge")
+    if ctx.attempt.number == 1:
+        raise RuntimeError("fails after the step, once")
+    return {"charge": charge, "attempt": ctx.attempt.number}
+
+
+@task(id="durable-crash", max_attempts=3)
+def durable_crash(payload: Any, ctx: TaskContext) -> Any:
+    """Step a, then step b kills its own process the first time (``marker`` missing)."""
+    ctx.step("a", _durable_mark, payload, ctx, "a")
+
+    def b() -> str:
+        _durable_mark(payload, ctx, "b")
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), 9)
+        return "b"
+
+    return {"b": ctx.step("b", b)}
+
+
+@task(id="durable-nondet", max_attempts=3)
+def durable_nondet(payload: Any, ctx: TaskContext) -> Any:
+    """Chooses its first step from a file that changes between executions (what a task
+    must never do): the resume finds another step than the record."""
+    name = "first" if not Path(payload["marker"]).exists() else "changed"
+    Path(payload["marker"]).touch()
+    ctx.step(name, lambda: 1)
+    ctx.wait_for(0.5)
+    return "unreachable"
+
+
+@task(id="durable-child", max_attempts=1)
+def durable_child(payload: Any, ctx: TaskContext) -> Any:
+    if payload.get("fail"):
+        raise ValueError(f"child {payload.get('n')} fails")
+    time.sleep(float(payload.get("seconds", 0)))
+    return {"n": payload.get("n"), "double": 2 * int(payload.get("n", 0))}
+
+
+@task(id="durable-parent", max_attempts=1)
+def durable_parent(payload: Any, ctx: TaskContext) -> Any:
+    """trigger_and_wait one child; a failed child's error is caught and returned."""
+    before = ctx.step("before", _durable_mark, payload, ctx, "before")
+    try:
+        out = ctx.trigger_and_wait("durable-child", payload.get("child", {}))
+    except ChildRunFailed as exc:
+        out = {"failed": exc.status, "error": exc.error.get("message")}
+    return {"before": before, "child": out}
+
+
+@task(id="durable-batch", max_attempts=1)
+def durable_batch(payload: Any, ctx: TaskContext) -> Any:
+    results = ctx.batch_trigger_and_wait(
+        [("durable-child", child) for child in payload.get("children", [])]
+    )
+    return [r if not isinstance(r, Exception) else {"failed": r.status} for r in results]
+
+
+@task(id="durable-token", max_attempts=1)
+def durable_token(payload: Any, ctx: TaskContext) -> Any:
+    try:
+        data = ctx.wait_for_token(payload["token"], timeout=payload.get("timeout"))
+    except WaitTimeoutError:
+        return {"timedOut": True}
+    return {"data": data}
+
+
+@task(id="durable-many-steps", max_attempts=1)
+def durable_many_steps(payload: Any, ctx: TaskContext) -> Any:
+    total = 0
+    for i in range(int(payload.get("steps", 100))):
+        total += ctx.step("add", lambda i=i: i)
+    if payload.get("wait"):
+        ctx.wait_for(payload["wait"])
+    return {"total": total}
+# --- end of the durable tasks --------------------------------------------------------------

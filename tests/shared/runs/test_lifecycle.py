@@ -181,6 +181,9 @@ MOVES: dict[str, Move] = {
                      lambda s, r: lifecycle.time_out(s, r, WORKER, ERROR, 10)),
     "retry": Move(S.RETRYING, frozenset({S.EXECUTING}),
                   lambda s, r: lifecycle.retry(s, r, WORKER, ERROR, 10, 1.0)),
+    "suspend": Move(S.WAITING, frozenset({S.EXECUTING}),
+                    lambda s, r: lifecycle.suspend(s, r, WORKER, 10)),
+    "resume": Move(S.QUEUED, frozenset({S.WAITING}), lambda s, r: lifecycle.resume(s, [r])),
 }
 
 # Named functions of the lifecycle that move no run between statuses, and the releases of
