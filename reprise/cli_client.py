@@ -254,6 +254,8 @@ def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
         tags=args.tag or None,
         metadata=None if metadata is UNSET else metadata,
         delay=args.delay,
+        from_step=args.from_step,
+        from_checkpoint=args.from_checkpoint,
     )
     print(handle.id)
     return 0
@@ -645,6 +647,14 @@ def add_client_commands(sub: Any) -> None:
     replay.add_argument("--tag", action="append", help="tags instead of the original (repeatable)")
     replay.add_argument("--metadata", help="JSON object instead of the original")
     replay.add_argument("--delay", help="delay the new run (duration or ISO date-time)")
+    start = replay.add_mutually_exclusive_group()
+    start.add_argument("--from-step", metavar="STEP",
+                       help="start from this step of the run's durable record (its position, "
+                            "or its name; name#2 for its second call): the steps before it "
+                            "are answered from the record, not run again")
+    start.add_argument("--from-checkpoint", type=int, metavar="N",
+                       help="start from checkpoint N: its state becomes the payload (the task "
+                            "reads ctx.run.resumed_from_checkpoint and ctx.run.original_payload)")
     replay.set_defaults(handler=_handler(_cmd_runs_replay))
 
     reschedule = runs_sub.add_parser(

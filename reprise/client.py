@@ -329,12 +329,20 @@ class Runs:
         max_attempts: int | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        from_step: str | int | None = None,
+        from_checkpoint: int | None = None,
     ) -> TriggeredRun:
         """Replay a run as a new run of the same task; returns the new run's handle (as
         :meth:`Tasks.trigger` does; ``is_cached`` is false).
 
         Without overrides the original payload and options are reused. ``payload=None``
         replays with a null payload; leave it out to keep the original.
+
+        ``from_step`` (a position in the run's record, or a step's name; ``"name#2"`` for
+        its second call) starts from that step: the original's recorded steps and waits
+        before it are answered from its record, never done again. ``from_checkpoint`` makes
+        that checkpoint's state the payload; the task sees ``ctx.run.resumed_from_checkpoint``
+        and the original payload in ``ctx.run.original_payload``.
         """
         body = _compact(
             {
@@ -346,6 +354,8 @@ class Runs:
                 "maxAttempts": max_attempts,
                 "priority": priority,
                 "queue": queue,
+                "fromStep": str(from_step) if from_step is not None else None,
+                "fromCheckpoint": from_checkpoint,
             }
         )
         if payload is not UNSET:

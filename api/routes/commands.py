@@ -35,7 +35,8 @@ router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 def replay_run(run_id: RunId, body: ReplayBody, credential: BearerCredential,
                session: DbSession, request_key: RequestKey = None) -> JSONResponse:
     auth, run = credential.with_run(run_id)
-    accepted = accept_replay(session, auth, run, body, request_key=request_key)
+    accepted = accept_replay(session, auth, run, body, checkpoint=body.from_checkpoint,
+                             request_key=request_key)
     token = create_public_token(auth, [f"read:runs:{accepted.target_run_id}"])
     return JSONResponse({"id": accepted.target_run_id}, headers={"x-trigger-jwt": token})
 

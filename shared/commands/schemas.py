@@ -43,6 +43,9 @@ class ReplayRequest(BaseModel):
     # Reprise's extension: execute from this step of the original's durable record (its
     # position, or its name; ``name#2`` for its second call), reusing what came before.
     from_step: str | None = Field(default=None, alias="fromStep", min_length=1, max_length=260)
+    # Reprise's extension (Strait's ``from_checkpoint``): the new run's payload is this
+    # checkpoint's state; the task reads where it resumes in ``ctx.run``.
+    from_checkpoint: int | None = Field(default=None, alias="fromCheckpoint", ge=1, strict=True)
 
     @field_validator("delay", "ttl", mode="before")
     @classmethod

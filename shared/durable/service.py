@@ -132,7 +132,7 @@ def copy_record(session: Session, source_run_id: str, target_run_id: str, before
     ).scalars().all()
     if [r.position for r in rows] != list(range(before)):
         raise InvalidInput(
-            f"fromStep: run {source_run_id} has no completed record up to step {before}"
+            f"run {source_run_id} has no completed record up to step {before}"
         )
     if rows:
         session.execute(pg_insert(RunStep).values([
@@ -152,7 +152,7 @@ def step_position(session: Session, run_id: str, step: str) -> int:
     if step.isdigit():
         position = int(step)
         if position >= len(record) + 1:
-            raise InvalidInput(f"fromStep: run {run_id} has {len(record)} recorded steps")
+            raise InvalidInput(f"run {run_id} has {len(record)} recorded steps")
         return position
     name, _, occurrence = step.partition("#")
     wanted = int(occurrence) if occurrence.isdigit() else 1
@@ -162,7 +162,7 @@ def step_position(session: Session, run_id: str, step: str) -> int:
             seen += 1
             if seen == wanted:
                 return entry.position
-    raise InvalidInput(f"fromStep: run {run_id} recorded no step {step!r}")
+    raise InvalidInput(f"run {run_id} recorded no step {step!r}")
 
 
 def steps_of(session: Session, run_id: str) -> list[RunStep]:

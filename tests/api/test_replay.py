@@ -194,6 +194,14 @@ def test_replay_errors_write_nothing(api: Any, project: ProjectKeys) -> None:
         (original, {"ttl": "forever"}, 400, "Failed to create new run: ttl: not a duration: 'forever'"),
         (original, {"delay": "whenever"}, 400, "Failed to create new run: delay: not a date: 'whenever'"),
         (original, {"environment": "nope"}, 404, "Environment not found"),
+        (original, {"fromStep": "charge"}, 400,
+         f"Failed to create new run: fromStep: run {original} recorded no step 'charge'"),
+        (original, {"fromStep": "3"}, 400,
+         f"Failed to create new run: fromStep: run {original} has 0 recorded steps"),
+        (original, {"fromStep": "1", "fromCheckpoint": 1}, 404,
+         f"Checkpoint 1 not found for run {original}"),
+        (original, {"fromCheckpoint": "1"}, 400,
+         "Invalid request body: fromCheckpoint: Input should be a valid integer"),
     ]
     runs, commands = count("runs"), count("commands")
     for run_id, body, status, error in cases:

@@ -448,4 +448,15 @@ def durable_many_steps(payload: Any, ctx: TaskContext) -> Any:
     if payload.get("wait"):
         ctx.wait_for(payload["wait"])
     return {"total": total}
+
+
+@task(id="durable-checkpointed", max_attempts=1)
+def durable_checkpointed(payload: Any, ctx: TaskContext) -> Any:
+    """Saves a checkpoint per row it imports; says where it started from."""
+    start = payload.get("done", 0) if ctx.run.resumed_from_checkpoint else 0
+    rows = (ctx.run.original_payload or payload).get("rows", 3)
+    for done in range(start + 1, rows + 1):
+        ctx.checkpoint({"done": done})
+    return {"start": start, "checkpoint": ctx.run.resumed_from_checkpoint,
+            "original": ctx.run.original_payload}
 # --- end of the durable tasks --------------------------------------------------------------

@@ -307,3 +307,28 @@ def test_replay_from_a_step_reuses_the_record_before_it(
     assert ledger_lines(ledger) == ["a", "b", "b"]  # the replay ran only step b
     assert steps_of(new_id)[:2] == [("step", "a", "COMPLETED"), ("wait", "wait", "COMPLETED")]
     assert run.resumed_from == {"step": "b", "position": 2}
+
+
+def test_a_checkpoint_replay_tells_the_task_where_it_resumes(
+    project: ProjectKeys, stack: list[ReproProcess]
+) -> None:
+    """A replay from checkpoint 2 of an import of 3 rows: the task sees the checkpoint's
+    state as its payload, which checkpoint it is, and the original payload."""
+    from reprise_server.shared.commands.schemas import ReplayRequest
+    from reprise_server.shared.commands.service import accept_replay, apply_command
+    from reprise_server.shared.dashboard import run_head
+    from reprise_server.shared.projects.service import AuthContext
+
+    original = trigger(project, "durable-checkpointed", {"rows": 3})
+    assert wait_status(original, stack).output == {"start": 0, "checkpoint": None,
+                                                   "original": None}
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    with transaction() as session:
+        accepted = accept_replay(session, auth, run_head(session, auth, original),
+                                 ReplayRequest.model_validate({"fromCheckpoint": 2}),
+                                 checkpoint=2, publish=False)
+        assert accepted.id is not None
+        apply_command(session, accepted.id, "test")
+    run = wait_status(accepted.target_run_id, stack)
+    assert run.payload == {"done": 2}
+    assert run.output == {"start": 2, "checkpoint": 2, "original": {"rows": 3}}
