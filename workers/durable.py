@@ -110,15 +110,21 @@ class DurableExecution:
             except Exception as exc:
                 error = error_of(exc)
                 self._append(self._tx(lambda s: durable.record_step(
-                    s, self.run.id, position, name, self.attempt_number, error=error,
+                    s, self.run, position, name, self.attempt_number, error=error,
                 ), f"record step {name}"))
                 raise
             entry = self._tx(lambda s: durable.record_step(
-                s, self.run.id, position, name, self.attempt_number, output=value,
+                s, self.run, position, name, self.attempt_number, output=value,
             ), f"record step {name}")
             self._append(entry)
+            if entry.status == waits.COMPLETED and entry.output is value:
+                return value  # recorded by this call (a large result is in a packet now)
         if entry.status == waits.FAILED:
             raise StepFailed(name, entry.error or {})
+        if entry.detail and "packet" in entry.detail:
+            recorded = entry
+            return self._tx(lambda s: durable.step_output(s, self.run.environment_id, recorded),
+                            "load step result")
         return entry.output
 
     # --- waits --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,7 +54,8 @@ from reprise_server.shared.durable.waits import (
 )
 from reprise_server.shared.errors import InvalidInput, NotFound
 from reprise_server.shared.ids import new_id
-from reprise_server.shared.payloads import reject_unstorable
+from reprise_server.shared.packets.service import decoded_packet, load_packet, store_packet
+from reprise_server.shared.payloads import JSON, reject_unstorable
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.states import RunStatus
@@ -87,19 +89,33 @@ def record_of(session: Session, run_id: str) -> list[Entry]:
     return [entry_of(row) for row in rows]
 
 
+# A step's result at least this large (as JSON) is kept as a packet, as the SDK offloads
+# payloads: the record keeps its path (``detail["packet"]``).
+OFFLOAD_BYTES = 128 * 1024
+
+
 def record_step(
-    session: Session, run_id: str, position: int, name: str, attempt_number: int,
+    session: Session, run: Run, position: int, name: str, attempt_number: int,
     *, output: Any = None, error: dict[str, Any] | None = None,
 ) -> Entry:
     """Record a step's result (or error) at ``position``; returns what is recorded there
-    (another execution's, had one recorded it first: the record is written once)."""
+    (another execution's, had one recorded it first: the record is written once). A large
+    result is offloaded to a packet (returned as given)."""
+    run_id = run.id
+    detail = None
+    stored = output
     if error is None:
         reject_unstorable(output, f"the result of step {name!r}")
+        encoded = json.dumps(output)
+        if len(encoded) >= OFFLOAD_BYTES:
+            path = f"steps/{run_id}/{position}.json"
+            store_packet(session, run.environment_id, path, encoded.encode(), JSON)
+            detail, stored = {"packet": path}, None
     inserted = session.execute(
         pg_insert(RunStep)
         .values(run_id=run_id, position=position, kind=STEP, name=name,
                 status=FAILED if error is not None else COMPLETED,
-                output=output, error=error, attempt_number=attempt_number,
+                output=stored, error=error, detail=detail, attempt_number=attempt_number,
                 completed_at=func.now())
         .on_conflict_do_nothing()
         .returning(RunStep.position)
@@ -110,6 +126,14 @@ def record_step(
     return entry_of(session.execute(
         select(RunStep).where(RunStep.run_id == run_id, RunStep.position == position)
     ).scalar_one())
+
+
+def step_output(session: Session, environment_id: str, entry: Entry) -> Any:
+    """A recorded step's result: inline, or read from its packet."""
+    path = (entry.detail or {}).get("packet")
+    if path is None:
+        return entry.output
+    return decoded_packet(load_packet(session, environment_id, path))
 
 
 def forget_failed_steps(session: Session, run_id: str) -> None:

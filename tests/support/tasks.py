@@ -459,4 +459,12 @@ def durable_checkpointed(payload: Any, ctx: TaskContext) -> Any:
         ctx.checkpoint({"done": done})
     return {"start": start, "checkpoint": ctx.run.resumed_from_checkpoint,
             "original": ctx.run.original_payload}
+
+
+@task(id="durable-big-step", max_attempts=1)
+def durable_big_step(payload: Any, ctx: TaskContext) -> Any:
+    """A step whose result (about 200 KB) is kept as a packet, read back after a wait."""
+    rows = ctx.step("rows", lambda: [{"i": i, "text": "x" * 20} for i in range(6000)])
+    ctx.wait_for(0.2)
+    return {"rows": len(rows), "last": rows[-1]}
 # --- end of the durable tasks --------------------------------------------------------------

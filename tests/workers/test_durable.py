@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from reprise_server.shared.db import transaction
 from reprise_server.shared.durable import service as durable
-from reprise_server.shared.durable.models import Waitpoint
+from reprise_server.shared.durable.models import RunStep, Waitpoint
 from reprise_server.shared.runs.models import Attempt, Run
 from reprise_server.shared.runs.service import cancel_run
 from tests.support import triggers
@@ -332,3 +332,17 @@ def test_a_checkpoint_replay_tells_the_task_where_it_resumes(
     run = wait_status(accepted.target_run_id, stack)
     assert run.payload == {"done": 2}
     assert run.output == {"start": 2, "checkpoint": 2, "original": {"rows": 3}}
+
+
+def test_a_large_step_result_is_kept_as_a_packet_and_read_back_on_resume(
+    project: ProjectKeys, stack: list[ReproProcess]
+) -> None:
+    run_id = trigger(project, "durable-big-step", {})
+    run = wait_status(run_id, stack)
+    assert run.status.value == "COMPLETED", run.error
+    assert run.output == {"rows": 6000, "last": {"i": 5999, "text": "x" * 20}}
+    with transaction() as session:
+        step = session.get(RunStep, (run_id, 0))
+        assert step is not None
+        assert step.output is None
+        assert step.detail == {"packet": f"steps/{run_id}/0.json"}
