@@ -11,7 +11,7 @@ than once) and how long recovery took.
     .venv/bin/python bench/chaos.py --record              # also append to bench/RESULTS.md
 
 Scenarios: ``postgres-restart``, ``kill-worker``, ``sigterm-worker-group``,
-``redis-flushall``, ``flushall-busy-queue`` and ``kill-worker-backlog`` (each described in
+``redis-flushall``, ``flushall-busy-queue``, ``kill-worker-backlog`` and ``durable-waits`` (each described in
 ``tests/support/chaos.py``).
 """
 

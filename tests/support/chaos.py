@@ -25,6 +25,11 @@ recovery took. ``tests/workers/test_faults.py`` asserts on them; ``bench/chaos.p
 * ``kill-worker-backlog`` — ``kill -9`` to a worker running 8 runs (its process group and
   pool children) while a producer keeps a backlog of about 20 s for the surviving worker;
   recovery: from the kill to the last killed run's next attempt starting.
+* ``durable-waits`` — runs waiting 5 s between two durable steps, then, while they wait:
+  ``kill -9`` to the worker, ``FLUSHALL`` (the timers the control process held are gone
+  with its restart, killed too), Postgres stopped for 10 s; a new worker and control
+  process come up with Postgres. Recovery: from Postgres back up to the last run
+  finished; ``re-executed`` counts step functions that ran more than once.
 
 The last two also report the recovery messages the sweeps published per recovered run
 (``redispatched`` in the control process's log).
@@ -491,6 +496,46 @@ def kill_worker_backlog(s: Stack) -> Result:
     return result
 
 
+def durable_waits(s: Stack) -> Result:
+    import redis
+
+    s.start_control()
+    s.start_worker("worker", own_group=True, slots=2)
+    s.wait_registered()
+    ledger = s.root / "ledger"
+    ids = [
+        str(body["id"]) for body in (
+            s.post("/api/v1/tasks/chaos-durable/trigger",
+                   {"payload": {"ledger": str(ledger), "wait": 5}})
+            for _ in range(10)
+        ) if body
+    ]
+    wait_until(lambda: {r[0] for r in s.runs(ids).values()} == {"WAITING"}, 60,
+               "every run waiting")
+    for name in ("worker", "control", "beat"):
+        child = s.children[name]
+        with _quiet():
+            os.killpg(child.pid, signal.SIGKILL) if _own_group(child) else child.kill()
+            child.wait(10)
+    redis.Redis.from_url(s.env["REPRISE_REDIS_URL"]).flushall()
+    s.postgres.stop()
+    time.sleep(OUTAGE_SECONDS)
+    s.postgres.start()
+    back = time.monotonic()
+    s.start_control()
+    s.start_worker("second", slots=2)
+    runs = s.wait_all_finished(ids, 120)
+    lines = ledger.read_text().splitlines() if ledger.exists() else []
+    reran = len(lines) - len(set(lines))
+    last = max((r[2] for r in runs.values() if r[2] is not None), default=None)
+    [(db_now,)] = s.query("SELECT now()")
+    recovery = time.monotonic() - back - (db_now - last).total_seconds() if last else 0.0
+    lost = sum(1 for i in ids if runs.get(i, ("",))[0] != "COMPLETED")
+    return Result("durable-waits", len(ids), lost, reran, recovery,
+                  "10 runs waiting 5 s; kill -9 of every process, FLUSHALL, Postgres down "
+                  f"{OUTAGE_SECONDS:.0f} s")
+
+
 SCENARIOS: dict[str, Callable[[Stack], Result]] = {
     "postgres-restart": postgres_restart,
     "kill-worker": kill_worker,
@@ -498,6 +543,7 @@ SCENARIOS: dict[str, Callable[[Stack], Result]] = {
     "redis-flushall": redis_flushall,
     "flushall-busy-queue": flushall_busy_queue,
     "kill-worker-backlog": kill_worker_backlog,
+    "durable-waits": durable_waits,
 }
 
 

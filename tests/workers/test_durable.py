@@ -346,3 +346,14 @@ def test_a_large_step_result_is_kept_as_a_packet_and_read_back_on_resume(
         assert step is not None
         assert step.output is None
         assert step.detail == {"packet": f"steps/{run_id}/0.json"}
+
+
+def test_a_waiting_run_does_not_expire_by_its_ttl(
+    project: ProjectKeys, stack: list[ReproProcess], tmp_path: Path
+) -> None:
+    """A TTL bounds how long a run may wait to start, not a durable wait: a run with a 1 s
+    TTL that waits 2 s still completes."""
+    run_id = trigger(project, "durable-steps", {"ledger": str(tmp_path / "l"), "wait": 2},
+                     ttl="1s")
+    run = wait_status(run_id, stack)
+    assert run.status.value == "COMPLETED", run.error

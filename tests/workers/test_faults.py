@@ -19,3 +19,15 @@ def test_a_postgres_restart_under_load_loses_nothing_and_runs_nothing_twice() ->
     assert result.reexecuted == 0  # no finished run ran again because its write failed
     # Nothing consumed without effect: no run waited for the 60 s redispatch backstop.
     assert result.recovery_seconds < 60 - OUTAGE_SECONDS
+
+
+def test_durable_waits_survive_kill_9_flushall_and_a_postgres_restart() -> None:
+    """Runs waiting between two durable steps while every process is killed, Redis is
+    flushed and Postgres is down: each resumes once Postgres is back, and no step's
+    function runs twice."""
+    result = run_scenario("durable-waits")
+    print(result.row())
+    assert result.accepted == 10
+    assert result.lost == 0
+    assert result.reexecuted == 0
+    assert result.recovery_seconds < 30
