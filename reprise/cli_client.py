@@ -204,7 +204,7 @@ def _cmd_runs_cancel(client: Client, args: argparse.Namespace) -> int:
     if before.status in FINISHED:
         print(f"{before.id} already {before.status}; nothing to cancel")
         return 0
-    print(client.runs.cancel(args.run_id).id)
+    print(client.runs.cancel(args.run_id, children=args.children).id)
     return 0
 
 
@@ -616,6 +616,8 @@ def add_client_commands(sub: Any) -> None:
 
     cancel = runs_sub.add_parser("cancel", parents=conn, help="cancel a run")
     cancel.add_argument("run_id")
+    cancel.add_argument("--children", action="store_true",
+                        help="also cancel every unfinished run it triggered, to any depth")
     cancel.set_defaults(handler=_handler(_cmd_runs_cancel))
 
     wait = runs_sub.add_parser(

@@ -311,9 +311,13 @@ class Runs:
         data = self._client().transport.request_json("GET", path)
         return RunTrace.model_validate(data["trace"])
 
-    def cancel(self, run_id: str) -> CanceledRun:
-        """Cancel a run (a no-op for a finished one); returns ``{id}``, as the official SDK."""
+    def cancel(self, run_id: str, *, children: bool = False) -> CanceledRun:
+        """Cancel a run (a no-op for a finished one); returns ``{id}``, as the official SDK.
+        ``children=True`` cancels every unfinished run it triggered too, to any depth (a
+        parent waiting in ``trigger_and_wait``, say)."""
         path = _run_path(run_id, "/api/v2/runs/{id}/cancel")
+        if children:
+            path += "?cancelChildren=true"
         return CanceledRun.model_validate(self._client().transport.request_json("POST", path))
 
     def replay(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from reprise_server.api.deps import (
@@ -89,7 +91,12 @@ def run_span(auth: Reader, run_id: RunId, span_id: str, session: DbSession) -> J
 
 
 @router.post("/api/v2/runs/{run_id}/cancel", summary="Cancel a run")
-def cancel(auth: Caller, run_id: RunId, session: DbSession) -> JSONResponse:
+def cancel(
+    auth: Caller, run_id: RunId, session: DbSession,
+    cancel_children: Annotated[bool, Query(alias="cancelChildren")] = False,
+) -> JSONResponse:
+    """``?cancelChildren=true`` (a Reprise extension) cancels every unfinished run it
+    triggered too, to any depth."""
     run = visible_run(session, auth, run_id, api_applier())
-    cancel_run(session, run.id)
+    cancel_run(session, run.id, children=cancel_children)
     return JSONResponse({"id": run.id})

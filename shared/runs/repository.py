@@ -34,7 +34,7 @@ from reprise_server.shared.idempotency import KeyTaken
 from reprise_server.shared.projects.models import VersionTask, WorkerVersion
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
-from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.runs.states import FINAL_STATES, RunStatus
 
 
 class DuplicateRun(KeyTaken):
@@ -168,6 +168,18 @@ def environments_with_pending_version(
             Run.task_identifier.in_(list(task_identifiers)),
         )
         .distinct()
+    ))
+
+
+def unfinished_descendants(session: Session, run_id: str) -> list[str]:
+    """The runs ``run_id`` triggered, and theirs, to any depth, that have not finished
+    (``ix_runs_parent`` serves each level)."""
+    tree = select(Run.id).where(Run.parent_run_id == run_id).cte("tree", recursive=True)
+    tree = tree.union_all(select(Run.id).where(Run.parent_run_id == tree.c.id))
+    return list(session.scalars(
+        select(Run.id).where(Run.id.in_(select(tree.c.id)),
+                             Run.status.not_in(list(FINAL_STATES)))
+        .order_by(Run.id)
     ))
 
 

@@ -361,8 +361,13 @@ def get_run_for(session: Session, auth: AuthContext, run_id: str) -> Run:
     return run
 
 
-def cancel_run(session: Session, run_id: str) -> Run | None:
+def cancel_run(session: Session, run_id: str, *, children: bool = False) -> Run | None:
     """Cancel a run that has not finished; a finished run is left as it is: a
-    queued or delayed run at once (its timers become no-ops), an executing one when its
-    worker sees it on the next heartbeat."""
-    return lifecycle.cancel(session, run_id)
+    queued, delayed or waiting run at once (its timers become no-ops), an executing one
+    when its worker sees it on the next heartbeat. With ``children``, every unfinished run
+    it triggered (and theirs, to any depth) is canceled too."""
+    canceled = lifecycle.cancel(session, run_id)
+    if children:
+        for descendant in repo.unfinished_descendants(session, run_id):
+            lifecycle.cancel(session, descendant)
+    return canceled

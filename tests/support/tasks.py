@@ -467,4 +467,10 @@ def durable_big_step(payload: Any, ctx: TaskContext) -> Any:
     rows = ctx.step("rows", lambda: [{"i": i, "text": "x" * 20} for i in range(6000)])
     ctx.wait_for(0.2)
     return {"rows": len(rows), "last": rows[-1]}
+
+
+@task(id="durable-grandparent", max_attempts=1)
+def durable_grandparent(payload: Any, ctx: TaskContext) -> Any:
+    """Waits for a child that waits for a token."""
+    return ctx.trigger_and_wait("durable-token", {"token": payload["token"]})
 # --- end of the durable tasks --------------------------------------------------------------

@@ -357,3 +357,21 @@ def test_a_waiting_run_does_not_expire_by_its_ttl(
                      ttl="1s")
     run = wait_status(run_id, stack)
     assert run.status.value == "COMPLETED", run.error
+
+
+def test_canceling_a_waiting_parent_with_its_children_cancels_them_at_once(
+    project: ProjectKeys, stack: list[ReproProcess], api: Any
+) -> None:
+    """A parent waits for a child that waits for a token: a cancel with
+    ``cancelChildren`` ends both at once."""
+    token = _token(project)
+    parent = trigger(project, "durable-grandparent", {"token": token})
+    wait_status(parent, stack, "WAITING")
+    with transaction() as session:
+        [child] = session.scalars(select(Run.id).where(Run.parent_run_id == parent)).all()
+    wait_status(child, stack, "WAITING")
+    response = api.post(f"/api/v2/runs/{parent}/cancel?cancelChildren=true",
+                        headers=project.headers())
+    assert response.status_code == 200, response.text
+    assert run_of(parent).status.value == "CANCELED"
+    assert run_of(child).status.value == "CANCELED"
