@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import inspect
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -77,44 +78,49 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
 
 
-class Heartbeat(threading.Thread):
-    """Keeps ``heartbeat_at`` fresh and interrupts the task when its run is canceled
-    or exceeds ``maxDuration``."""
+class Heartbeat:
+    """One run's heartbeat: keeps ``heartbeat_at`` fresh and interrupts the task when its
+    run is canceled or exceeds ``maxDuration``. Beaten by the process's one heartbeat
+    thread (:class:`Heartbeats`), not a thread per run: starting a thread was a tenth of a
+    run's CPU in the worker pool, and its start a wait on every run."""
 
     def __init__(
         self, run_id: str, worker: str, task_thread: int, max_duration: float | None,
         interval: float,
     ) -> None:
-        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.run_id = run_id
         self.worker = worker
         self.task_thread = task_thread
-        self.deadline = time.monotonic() + max_duration if max_duration else None
-        self.stopped = threading.Event()
+        now = time.monotonic()
+        self.deadline = now + max_duration if max_duration else None
+        self.next_beat = now + interval
         self.interrupted: type[RunInterrupted] | None = None
         self.interval = interval
         self._armed = True
         self._lock = threading.Lock()
 
-    def run(self) -> None:
-        while not self.stopped.wait(self._next_wait()):
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                self._interrupt(RunTimedOut)
-                return
-            try:
-                with transaction() as session:
-                    alive = attempts.record_heartbeat(session, self.run_id, self.worker)
-            except Exception:
-                log.warning("heartbeat failed for %s", self.run_id, exc_info=True)
-                continue
-            if not alive:
-                self._interrupt(RunCanceled)
-                return
+    def start(self) -> None:
+        _heartbeats().add(self)
 
-    def _next_wait(self) -> float:
-        if self.deadline is None:
-            return self.interval
-        return max(0.0, min(self.interval, self.deadline - time.monotonic()))
+    def due_at(self) -> float:
+        return self.next_beat if self.deadline is None else min(self.next_beat, self.deadline)
+
+    def beat(self) -> bool:
+        """One beat (on the heartbeat thread); False once the run needs no more beats."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self._interrupt(RunTimedOut)
+            return False
+        self.next_beat = time.monotonic() + self.interval
+        try:
+            with transaction() as session:
+                alive = attempts.record_heartbeat(session, self.run_id, self.worker)
+        except Exception:
+            log.warning("heartbeat failed for %s", self.run_id, exc_info=True)
+            return True
+        if not alive:
+            self._interrupt(RunCanceled)
+            return False
+        return True
 
     def _interrupt(self, exc: type[RunInterrupted]) -> None:
         with self._lock:
@@ -132,7 +138,79 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.disarm()
-        self.stopped.set()
+        _heartbeats().remove(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Until a beat of this run in progress is over (none starts after :meth:`stop`)."""
+        _heartbeats().wait_idle(self, timeout)
+
+
+class Heartbeats(threading.Thread):
+    """The process's heartbeat thread: beats every executing run when its beat is due."""
+
+    def __init__(self) -> None:
+        super().__init__(name="reprise-heartbeats", daemon=True)
+        # Started inside a run, the thread must not count as one of that run's threads
+        # (its warnings are the worker's, not the run's log: workers/logcapture.py).
+        self.__dict__["_reprise_capture"] = None
+        self._beats: set[Heartbeat] = set()
+        self._beating: Heartbeat | None = None
+        self._changed = threading.Condition()
+
+    def add(self, heartbeat: Heartbeat) -> None:
+        with self._changed:
+            self._beats.add(heartbeat)
+            self._changed.notify()
+
+    def remove(self, heartbeat: Heartbeat) -> None:
+        with self._changed:
+            self._beats.discard(heartbeat)
+
+    def wait_idle(self, heartbeat: Heartbeat, timeout: float | None) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._beating is not heartbeat, timeout)
+
+    def run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [b for b in self._beats if b.due_at() <= now]
+                if not due:
+                    wake = min((b.due_at() for b in self._beats), default=now + 60)
+                    self._changed.wait(max(wake - now, 0.001))
+                    continue
+            for heartbeat in due:
+                with self._changed:
+                    if heartbeat not in self._beats:
+                        continue  # stopped meanwhile
+                    self._beating = heartbeat
+                try:
+                    more = heartbeat.beat()
+                finally:
+                    with self._changed:
+                        self._beating = None
+                        if not more:
+                            self._beats.discard(heartbeat)
+                        self._changed.notify_all()
+
+
+_HEARTBEATS: tuple[int, Heartbeats] | None = None
+_HEARTBEATS_LOCK = threading.Lock()
+
+
+def _heartbeats() -> Heartbeats:
+    """This process's heartbeat thread (started on first use; a forked pool child starts
+    its own)."""
+    global _HEARTBEATS
+    current = _HEARTBEATS
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    with _HEARTBEATS_LOCK:
+        if _HEARTBEATS is None or _HEARTBEATS[0] != os.getpid():
+            thread = Heartbeats()
+            thread.start()
+            _HEARTBEATS = (os.getpid(), thread)
+        return _HEARTBEATS[1]
 
 
 def _context(run: Run, attempt: Attempt, environment: str) -> TaskContext:
