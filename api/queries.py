@@ -28,6 +28,7 @@ _WORDING = FilterWording(
     created_from="filter[createdAt][from] must be an ISO-8601 date",
     created_to="filter[createdAt][to] must be an ISO-8601 date",
     period="filter[createdAt][period] must be a duration such as 1d",
+    not_replayed="filter[notReplayed] must be true or false",
 )
 
 
@@ -80,6 +81,10 @@ class RunListQuery(BaseModel):
     schedule: str | None = Field(None, alias="filter[schedule]", description="A schedule id")
     bulk_action: str | None = Field(None, alias="filter[bulkAction]",
                                     description="Runs a bulk action produced or changed")
+    not_replayed: str | None = Field(
+        None, alias="filter[notReplayed]",
+        description="true: runs no replay of which completed or is still under way",
+    )
     page_size: str | None = Field(
         None, alias="page[size]", description=f"1 to {MAX_PAGE_SIZE} ({DEFAULT_PAGE_SIZE})"
     )
@@ -101,6 +106,7 @@ class RunListQuery(BaseModel):
             batch_id=self.batch,
             schedule_id=self.schedule,
             bulk_action_id=self.bulk_action,
+            not_replayed=self.not_replayed,
         )
         page = PageRequest(
             size=_page_size(self.page_size),

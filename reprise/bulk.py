@@ -44,6 +44,7 @@ class BulkFilterOptions(TypedDict, total=False):
     batch: str | None
     bulk_action: str | None
     replays_only: bool | None
+    not_replayed: bool | None
 
 
 class BulkPollTimeoutError(RunPollTimeoutError):
@@ -86,6 +87,7 @@ def bulk_filter(
     batch: str | None = None,
     bulk_action: str | None = None,
     replays_only: bool | None = None,
+    not_replayed: bool | None = None,
 ) -> dict[str, Any]:
     """A bulk action's ``filter`` as the API takes it (absent fields omitted)."""
     from reprise.client import iso_utc
@@ -106,6 +108,7 @@ def bulk_filter(
         "batch": batch,
         "bulkAction": bulk_action,
         "replaysOnly": replays_only,
+        "notReplayed": not_replayed,
     }
     return {key: value for key, value in data.items() if value is not None}
 

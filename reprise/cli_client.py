@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +139,22 @@ def _when(item: RunListItem | Run) -> str:
 
 
 def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
-    statuses = [s for value in args.status or [] for s in value.split(",") if s]
+    """The REST list's filters, in the same words as ``runs bulk`` (the server reads
+    both with one filter vocabulary)."""
+    if args.since and args.created_from:
+        raise UsageError("--since and --from both set a start: give one")
     items = list(
         client.runs.list(
-            status=statuses or None,
-            task_identifier=args.task or None,
-            tag=args.tag or None,
+            status=_words(args.status),
+            task_identifier=_words(args.task),
+            tag=_words(args.tag),
+            version=_words(args.version),
+            queue=_words(args.queue),
+            period=args.since,
+            created_from=args.created_from,
+            created_to=args.created_to,
             schedule=args.schedule,
+            not_replayed=args.not_replayed or None,
             limit=args.limit,
             page_size=min(args.limit, 100) if args.limit else None,
         )
@@ -152,8 +162,9 @@ def _cmd_runs_list(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json([item.to_json_dict() for item in items])
         return 0
-    rows = [("ID", "STATUS", "TASK", "CREATED (UTC)", "TAGS")]
-    rows += [(i.id, i.status, i.task_identifier, _when(i), ",".join(i.tags)) for i in items]
+    rows = [("ID", "STATUS", "TASK", "VERSION", "CREATED (UTC)", "REPLAYED FROM", "TAGS")]
+    rows += [(i.id, i.status, i.task_identifier, i.version or "", _when(i),
+              i.replayed_from or "", ",".join(i.tags)) for i in items]
     _print_table(rows)
     return 0
 
@@ -288,6 +299,7 @@ def _cmd_runs_bulk(client: Client, args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {
         "status": _words(args.status), "task": _words(args.task), "tags": _words(args.tag),
         "version": _words(args.version), "queue": _words(args.queue), "period": args.since,
+        "not_replayed": args.not_replayed or None,
     }
     selection: dict[str, Any] = {key: value for key, value in filters.items() if value}
     run_ids = _words(args.run_id)
@@ -601,9 +613,11 @@ def add_client_commands(sub: Any) -> None:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
 
     listing = runs_sub.add_parser("list", parents=conn, help="list runs, newest first")
-    listing.add_argument("--status", action="append", help="status (repeatable or a,b)")
-    listing.add_argument("--task", action="append", help="task identifier (repeatable)")
-    listing.add_argument("--tag", action="append", help="tag (repeatable)")
+    _add_run_filters(listing, since="runs created in the last PERIOD (1d, 6h)")
+    listing.add_argument("--from", dest="created_from", type=_datetime, metavar="WHEN",
+                         help="runs created at or after WHEN (ISO date or date-time, UTC)")
+    listing.add_argument("--to", dest="created_to", type=_datetime, metavar="WHEN",
+                         help="runs created at or before WHEN")
     listing.add_argument("--schedule", help="only the runs of this schedule (sched_…)")
     listing.add_argument("--limit", type=_positive, default=25, help="at most N runs (25)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
@@ -693,6 +707,20 @@ def add_client_commands(sub: Any) -> None:
     _add_flow_commands(sub, conn)
 
 
+def _add_run_filters(parser: argparse.ArgumentParser, *, since: str) -> None:
+    """The run filters ``runs list`` and ``runs bulk`` share (one vocabulary)."""
+    parser.add_argument("--status", action="append", help="status (repeatable or a,b)")
+    parser.add_argument("--task", action="append", help="task identifier (repeatable)")
+    parser.add_argument("--tag", action="append", help="tag (repeatable)")
+    parser.add_argument("--version", action="append", help="worker version (repeatable)")
+    parser.add_argument("--queue", action="append",
+                        help="queue: task/<taskId> or a queue's name (repeatable)")
+    parser.add_argument("--since", metavar="PERIOD", help=since)
+    parser.add_argument("--not-replayed", action="store_true",
+                        help="only runs no replay of which completed or is still under way "
+                             "(a failed or canceled replay does not count)")
+
+
 def _add_bulk_commands(runs_sub: Any, conn: list[argparse.ArgumentParser]) -> None:
     """``runs bulk replay|cancel|reschedule|get|abort``."""
     bulk = runs_sub.add_parser("bulk", help="replay, cancel or reschedule many runs at once")
@@ -701,14 +729,8 @@ def _add_bulk_commands(runs_sub: Any, conn: list[argparse.ArgumentParser]) -> No
                        ("cancel", "cancel the selected runs"),
                        ("reschedule", "move the selected DELAYED runs to one time")):
         parser = bulk_sub.add_parser(verb, parents=conn, help=text)
-        parser.add_argument("--status", action="append", help="status (repeatable or a,b)")
-        parser.add_argument("--task", action="append", help="task identifier (repeatable)")
-        parser.add_argument("--tag", action="append", help="tag (repeatable)")
-        parser.add_argument("--version", action="append", help="worker version (repeatable)")
-        parser.add_argument("--queue", action="append",
-                            help="queue: task/<taskId> or a queue's name (repeatable)")
-        parser.add_argument("--since", metavar="PERIOD",
-                            help="runs created in the last PERIOD (1d, 6h); default 7 days")
+        _add_run_filters(parser, since="runs created in the last PERIOD (1d, 6h); "
+                                       "default 7 days")
         parser.add_argument("--run-id", action="append",
                             help="these runs instead of a filter (repeatable, up to 500)")
         parser.add_argument("--name", help="a name for the bulk action")
@@ -804,6 +826,17 @@ def _seconds(value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return number
+
+
+def _datetime(value: str) -> datetime:
+    """An ISO-8601 date or date-time; UTC unless it names a zone."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "must be an ISO-8601 date or date-time, e.g. 2026-12-01 or 2026-12-01T09:30"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _positive(value: str) -> int:

@@ -241,6 +241,7 @@ class Runs:
         is_test: bool | None = None,
         schedule: str | None = None,
         bulk_action: str | None = None,
+        not_replayed: bool | None = None,
         page_size: int | None = None,
         limit: int | None = None,
     ) -> Iterator[RunListItem]:
@@ -248,6 +249,7 @@ class Runs:
 
         ``queue`` names queues: ``task/<taskId>`` for a task's own, or a queue's name.
         ``bulk_action`` (``bulk_…``) keeps the runs that bulk action made or changed.
+        ``not_replayed=True`` keeps runs no replay of which completed or is still under way.
         ``limit`` stops after that many runs (and fetches no further page).
         """
         params = _compact(
@@ -263,6 +265,7 @@ class Runs:
                 "filter[isTest]": None if is_test is None else str(is_test).lower(),
                 "filter[schedule]": schedule,
                 "filter[bulkAction]": bulk_action,
+                "filter[notReplayed]": "true" if not_replayed else None,
                 "page[size]": str(page_size) if page_size else None,
             }
         )

@@ -69,14 +69,15 @@ def list_filter(params: dict[str, str]) -> RunFilter:
         created_from=params.get("from"),
         created_to=params.get("to"),
         replays_only=params.get("replays") == "1",
+        not_replayed=params.get("not_replayed") == "1",
         bulk_action_id=params.get("bulk"),
         schedule_id=params.get("schedule"),
         error_fingerprint=params.get("error"),
     )
 
 
-FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "bulk",
-               "schedule", "error")
+FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "not_replayed",
+               "bulk", "schedule", "error")
 
 
 @router.get("/runs")

@@ -70,6 +70,7 @@ class BulkFilter(BaseModel):
     is_test: StrictBool | None = Field(None, alias="isTest")
     batch: str | None = None
     replays_only: StrictBool | None = Field(None, alias="replaysOnly")
+    not_replayed: StrictBool | None = Field(None, alias="notReplayed")
     schedule: Any = None
     queue: Any = None
     machine: Any = None
@@ -104,6 +105,7 @@ class BulkFilter(BaseModel):
             batch_id=self.batch,
             bulk_action_id=self.bulk_action,
             replays_only=self.replays_only,
+            not_replayed=self.not_replayed,
         )
         if self.period and self.from_ is not None:
             raise BadRequest("filter.period and filter.from both set a start: send one")

@@ -27,6 +27,7 @@ def selection_of(run_filter: RunFilter) -> dict[str, Any]:
         "batchId": run_filter.batch_id,
         "bulkActionId": run_filter.bulk_action_id,
         "replaysOnly": run_filter.replays_only or None,
+        "notReplayed": run_filter.not_replayed or None,
         "runIds": list(run_filter.run_ids) or None,
         "errorFingerprint": run_filter.error_fingerprint,
     }
@@ -50,6 +51,7 @@ def filter_of(selection: dict[str, Any]) -> RunFilter:
         batch_id=selection.get("batchId"),
         bulk_action_id=selection.get("bulkActionId"),
         replays_only=bool(selection.get("replaysOnly")),
+        not_replayed=bool(selection.get("notReplayed")),
         run_ids=tuple(selection.get("runIds") or ()),
         error_fingerprint=selection.get("errorFingerprint"),
     )

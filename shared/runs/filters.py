@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, column, func, literal, or_, select, table
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, column, exists, func, literal, or_, select, table
+from sqlalchemy.orm import Session, aliased
 
 from reprise_server.shared.durations import DurationError, parse_datetime, parse_duration
 from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.runs.fingerprints import fingerprint_sql
 from reprise_server.shared.runs.models import Run
-from reprise_server.shared.runs.states import RunStatus, statuses_for_filter
+from reprise_server.shared.runs.states import FAILED_LIKE, RunStatus, statuses_for_filter
 
 # A comma-separated string, or the words one by one (a string in a list is never split).
 Words = str | Iterable[str] | None
@@ -44,6 +44,7 @@ class FilterWording:
     created_to: str
     period: str = ""
     queue: str = "queue must be a queue name or {type: task|custom, name}"
+    not_replayed: str = "notReplayed must be true or false"
 
 
 class InvalidFilter(InvalidInput):
@@ -67,6 +68,9 @@ class RunFilter:
     replayed_from: str | None = None
     schedule_id: str | None = None
     replays_only: bool = False
+    # "Not replayed yet": no replay of the run completed or is still under way (a replay
+    # that failed, crashed, expired or was canceled does not count).
+    not_replayed: bool = False
     run_ids: tuple[str, ...] = ()
     bulk_action_id: str | None = None
     # The fingerprint of the run's error (:mod:`shared.runs.fingerprints`): an error group.
@@ -90,6 +94,7 @@ class RunFilter:
         schedule_id: str | None = None,
         bulk_action_id: str | None = None,
         replays_only: bool | None = None,
+        not_replayed: bool | str | None = None,
         error_fingerprint: str | None = None,
     ) -> RunFilter:
         """A wire filter's values as a filter; raises :class:`InvalidFilter`.
@@ -113,8 +118,20 @@ class RunFilter:
             schedule_id=schedule_id or None,
             bulk_action_id=bulk_action_id or None,
             replays_only=bool(replays_only),
+            not_replayed=_flag(not_replayed, wording.not_replayed),
             error_fingerprint=(error_fingerprint or "").strip().lower() or None,
         )
+
+
+def _flag(value: bool | str | None, refusal: str) -> bool:
+    """A yes/no filter: a boolean, or ``true``/``false`` (any case) as a string."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if value.strip().lower() in ("true", "1"):
+        return True
+    if value.strip().lower() in ("false", "0", ""):
+        return False
+    raise InvalidFilter(refusal)
 
 
 def _split(value: Words) -> list[str]:
@@ -197,6 +214,11 @@ def parse_period(value: str | None, wording: FilterWording) -> timedelta | None:
 _BULK_ITEMS = table("bulk_action_items", column("bulk_action_id"), column("result_run_id"))
 
 
+# A replay that ended without completing does not make its original "replayed".
+_REPLAY = aliased(Run, name="replay")
+_REPLAY_DID_NOT_COUNT = [s.value for s in (*FAILED_LIKE, RunStatus.CANCELED)]
+
+
 def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
     query = query.where(Run.environment_id == environment_id)
     if f.statuses is not None:
@@ -223,6 +245,10 @@ def _apply_filter(query: Any, environment_id: str, f: RunFilter) -> Any:
         query = query.where(Run.schedule_id == f.schedule_id)
     if f.replays_only:
         query = query.where(Run.replayed_from.is_not(None))
+    if f.not_replayed:
+        query = query.where(~exists().where(
+            _REPLAY.replayed_from == Run.id, _REPLAY.status.not_in(_REPLAY_DID_NOT_COUNT)
+        ))
     if f.run_ids:
         query = query.where(Run.id.in_(f.run_ids))
     if f.bulk_action_id is not None:

@@ -31,7 +31,7 @@ def test_filters_and_pages_become_typed_values() -> None:
         "filter[status]": "COMPLETED, FAILED", "filter[taskIdentifier]": "a,b",
         "filter[tag]": "vip", "filter[version]": "20261122.1",
         "filter[createdAt][from]": "2026-01-01T00:00:00Z", "filter[createdAt][to]": "1767225600000",
-        "filter[isTest]": "TRUE",
+        "filter[isTest]": "TRUE", "filter[notReplayed]": "true",
         "page[size]": "10", "page[after]": RUN,
     })  # fmt: skip
 
@@ -40,7 +40,7 @@ def test_filters_and_pages_become_typed_values() -> None:
         task_identifiers=("a", "b"), tags=("vip",), versions=("20261122.1",),
         created_from=datetime(2026, 1, 1, tzinfo=UTC),
         created_to=datetime(2026, 1, 1, tzinfo=UTC),
-        is_test=True,
+        is_test=True, not_replayed=True,
     )  # fmt: skip
     assert query.page == PageRequest(size=10, after=RUN)
     assert query.created_within is None
@@ -67,6 +67,7 @@ def test_a_period_counts_back_from_the_database_clock() -> None:
         ({"filter[createdAt][to]": "2026-13-01"}, "filter[createdAt][to] must be an ISO-8601 date"),
         ({"filter[createdAt][period]": "a while"},
          "filter[createdAt][period] must be a duration such as 1d"),
+        ({"filter[notReplayed]": "maybe"}, "filter[notReplayed] must be true or false"),
         ({"page[size]": "0"}, "page[size] must be a number from 1 to 100"),
         ({"page[size]": "101"}, "page[size] must be a number from 1 to 100"),
         ({"page[size]": "ten"}, "page[size] must be a number from 1 to 100"),

@@ -83,7 +83,8 @@ def test_runs_list_prints_a_table_newest_first_and_json_with_filters(cli: Cli) -
     code, out, _ = cli("runs", "list")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "TASK", "CREATED", "(UTC)", "TAGS"]
+    assert lines[0].split() == ["ID", "STATUS", "TASK", "VERSION", "CREATED", "(UTC)",
+                                "REPLAYED", "FROM", "TAGS"]
     assert [line.split()[0] for line in lines[1:]] == ids[::-1]
     assert lines[1].split()[1:3] == ["DELAYED", "test-echo"]
     assert lines[-1].split()[-1] == "n0"
@@ -94,6 +95,32 @@ def test_runs_list_prints_a_table_newest_first_and_json_with_filters(cli: Cli) -
     assert [item["id"] for item in json.loads(out)] == [ids[0]]
     _, out, _ = cli("runs", "list", "--limit", "2", "--json")
     assert len(json.loads(out)) == 2
+
+
+def test_runs_list_filters_by_date_and_not_replayed_and_shows_what_a_run_replays(
+    cli: Cli, client: Client
+) -> None:
+    """``--not-replayed`` keeps an original whose only replay was canceled, and leaves out
+    one whose replay is still under way; the table names the run each replay replays."""
+    first, second = (client.tasks.trigger("test-echo", delay="1h").id for _ in range(2))
+    replay_of_first = client.runs.replay(first, delay="1h").id
+    canceled_replay = client.runs.replay(second, delay="1h").id
+    client.runs.cancel(canceled_replay)
+
+    _, out, _ = cli("runs", "list", "--not-replayed", "--json")
+    assert [item["id"] for item in json.loads(out)] == [canceled_replay, replay_of_first, second]
+    _, out, _ = cli("runs", "list")
+    row = next(line for line in out.splitlines() if line.startswith(replay_of_first))
+    assert first in row.split()
+    _, out, _ = cli("runs", "list", "--since", "1h", "--json")
+    assert len(json.loads(out)) == 4
+    _, out, _ = cli("runs", "list", "--from", "2999-01-01", "--json")
+    assert json.loads(out) == []
+    _, out, _ = cli("runs", "list", "--version", "no-such-version", "--json")
+    assert json.loads(out) == []
+    with pytest.raises(SystemExit) as refused:
+        cli("runs", "list", "--from", "yesterday")
+    assert refused.value.code == 2
 
 
 def test_runs_cancel_prints_the_id(cli: Cli, client: Client) -> None:
