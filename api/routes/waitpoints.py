@@ -36,7 +36,7 @@ from reprise_server.shared.errors import (
     TooLarge,
     Unauthorized,
 )
-from reprise_server.shared.payloads import NotJson, read_json
+from reprise_server.shared.payloads import NotJson, UnstorableValue, read_json
 from reprise_server.shared.projects.tokens import create_public_token, token_claims
 from reprise_server.shared.settings import get_settings
 
@@ -218,6 +218,32 @@ def _token_id(value: str) -> str:
     return value
 
 
+class _BareConstant(ValueError):
+    pass
+
+
+def _bare_constant(name: str) -> Any:
+    raise _BareConstant(name)
+
+
+def _callback_data(raw: bytes) -> Any:
+    """A callback's body as the token's data: any JSON value; as Trigger.dev, a body that
+    is not JSON (none, a form, bare ``NaN`` or ``Infinity``, which JSON does not have) is
+    ``{}``. JSON Postgres cannot store (a lone surrogate, U+0000) is a 400 naming where."""
+    if not raw.strip():
+        return {}
+    try:
+        return read_json(raw)
+    except NotJson:
+        return {}
+    except UnstorableValue:
+        try:
+            json.loads(raw, parse_constant=_bare_constant)
+        except _BareConstant:
+            return {}
+        raise
+
+
 @router.post(PREFIX + "/{waitpoint_id}/callback/{callback_hash}",
              summary="A token's callback URL: no key; the JSON body becomes its data",
              response_description="{success: true}, also when it was completed before",
@@ -230,11 +256,7 @@ async def complete_by_callback(
         raise LengthRequired("Content-Length header is required")
     if int(declared) > get_settings().max_body_bytes:
         raise TooLarge("Request body too large")
-    raw = await request.body()
-    try:
-        data: Any = read_json(raw) if raw.strip() else {}
-    except NotJson:
-        data = {}  # as Trigger.dev: a body that is not JSON completes it with {}
+    data = _callback_data(await request.body())
 
     def complete() -> None:
         try:

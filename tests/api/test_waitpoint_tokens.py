@@ -219,6 +219,14 @@ def test_the_callback_url_takes_any_json_and_not_json_is_an_empty_object(
     empty = _create(api, project)
     assert api.post(_path(empty["url"]), content=b"").status_code == 200
     assert json.loads(_retrieve(api, project, empty["id"])["output"]) == {}
+    bare_nan = _create(api, project)  # NaN is not JSON: {} as well
+    assert api.post(_path(bare_nan["url"]), content=b'{"x": NaN}').status_code == 200
+    assert json.loads(_retrieve(api, project, bare_nan["id"])["output"]) == {}
+    unstorable = _create(api, project)  # JSON, but Postgres cannot store it: 400 naming it
+    refused = api.post(_path(unstorable["url"]), content=b'{"note": "a\\u0000b"}')
+    assert refused.status_code == 400
+    assert "note" in refused.json()["error"]
+    assert _retrieve(api, project, unstorable["id"])["status"] == "WAITING"
 
 
 def test_the_callback_url_refuses_a_wrong_hash_an_unknown_token_and_bad_lengths(
