@@ -1,6 +1,6 @@
 """Waitpoint tokens through the official SDK (``wait.createToken``, ``listTokens``,
 ``retrieveToken``, ``completeToken``) and a POST to a token's callback URL with fetch,
-against a live server (node/waitpoints.mjs)."""
+against a live server (node/waitpoints.mjs); the session's worker fires the timeout timers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def test_waitpoint_tokens_through_the_official_sdk(
-    run_scenario: Any, project: ProjectKeys
+    run_scenario: Any, project: ProjectKeys, celery_worker: Any
 ) -> None:
     scenario = run_scenario("waitpoints.mjs", project.keys["dev"])
 
@@ -63,6 +63,10 @@ def test_waitpoint_tokens_through_the_official_sdk(
 
     assert scenario.ok("public-token-completes") == {"success": True}
     assert scenario.error("public-token-other-token")["status"] == 403
+    timed_out = scenario.ok("timed-out")
+    assert (timed_out["status"], timed_out["output"], timed_out["errorName"]) == (
+        "TIMED_OUT", "absent", "WaitpointTimeoutError")
+    assert timed_out["errorMessage"].startswith("Waitpoint timed out at 20")
     assert scenario.error("retrieve-unknown")["status"] == 404
     bad = scenario.error("list-bad-status")
     assert bad["status"] == 400

@@ -78,5 +78,19 @@ await step("public-token-other-token", async () => {
   return await auth.withAuth({ accessToken: plain.publicAccessToken }, async () =>
     await wait.completeToken(other.id, { via: "jwt" }));
 });
+// A token whose timeout passes: retrieveToken gives a WaitpointTimeoutError, no output.
+await step("timed-out", async () => {
+  const token = await wait.createToken({ timeout: "1s", tags: [tag] });
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const read = await wait.retrieveToken(token.id);
+    if (read.status !== "WAITING") {
+      return { status: read.status, output: read.output ?? "absent",
+               errorName: read.error?.name, errorMessage: read.error?.message };
+    }
+    if (Date.now() > deadline) throw new Error(`${token.id} still WAITING`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+});
 await step("retrieve-unknown", async () => await wait.retrieveToken("waitpoint_nope"));
 await step("list-bad-status", async () => await wait.listTokens({ status: "DONE" }));
