@@ -70,9 +70,10 @@ def _moment(value: str | None, name: str) -> datetime | None:
         if value.strip().lstrip("-").isdigit():
             return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
         return parse_datetime(value)
-    except (DurationError, ValueError, OverflowError):
-        raise InvalidInput(f"{name} must be a date (ISO-8601 or milliseconds since the epoch)")\
-            from None
+    except (DurationError, ValueError, OverflowError, OSError):
+        raise InvalidInput(
+            f"{name} must be a date (ISO-8601 or milliseconds since the epoch)"
+        ) from None
 
 
 def _page_size(value: str | None) -> int:

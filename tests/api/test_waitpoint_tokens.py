@@ -296,6 +296,7 @@ def test_list_filters_and_pages_in_the_sdks_shapes(api: Any, project: ProjectKey
     ({"page[size]": "two"}, "page[size]"),
     ({"filter[createdAt][from]": "yesterday"}, "filter[createdAt][from]"),
     ({"filter[createdAt][to]": "soon"}, "filter[createdAt][to]"),
+    ({"filter[createdAt][to]": "9" * 30}, "filter[createdAt][to]"),
     ({"filter[createdAt][period]": "a while"}, "filter[createdAt][period]"),
     ({"filter[colour]": "red"}, "filter[colour]"),
     ({"page[after]": "waitpoint_nope"}, "cursor"),
