@@ -257,11 +257,14 @@ async def complete_by_callback(
         raise LengthRequired("Content-Length header is required")
     if int(declared) > get_settings().max_body_bytes:
         raise TooLarge("Request body too large")
-    data = _callback_data(await request.body())
+    raw = await request.body()
 
     def complete() -> None:
+        # The token and its hash first (404, 401), then the body (parsed off the loop).
+        token_id = _token_id(waitpoint_id)
         try:
-            tokens.complete_by_callback(session, _token_id(waitpoint_id), callback_hash, data)
+            tokens.verify_callback(session, token_id, callback_hash)
+            tokens.complete_by_callback(session, token_id, callback_hash, _callback_data(raw))
         except PermissionError as exc:
             raise Unauthorized(str(exc)) from None
 

@@ -139,14 +139,21 @@ def complete_token(session: Session, auth: AuthContext, token_id: str, data: Any
     return durable.complete_waitpoint(session, token_id, data)
 
 
-def complete_by_callback(session: Session, token_id: str, hash_: str, data: Any) -> bool:
-    """The callback URL: no key, the hash in the path is the proof (checked in constant
-    time). Raises NotFound for no such token, PermissionError for a wrong hash."""
+def verify_callback(session: Session, token_id: str, hash_: str) -> Waitpoint:
+    """The token a callback URL names, if its hash is right (checked in constant time).
+    Raises NotFound for no such token, PermissionError for a wrong hash."""
     token = session.get(Waitpoint, token_id)
     if token is None or token.type != waits.TOKEN:
         raise NotFound("Waitpoint not found")
     if not hmac.compare_digest(durable.callback_hash(token_id), hash_):
         raise PermissionError("Invalid URL, hash doesn't match")
+    return token
+
+
+def complete_by_callback(session: Session, token_id: str, hash_: str, data: Any) -> bool:
+    """The callback URL: no key, the hash in the path is the proof
+    (:func:`verify_callback`); False if it was completed before."""
+    verify_callback(session, token_id, hash_)
     reject_unstorable(data, "body")
     return durable.complete_waitpoint(session, token_id, data)
 

@@ -236,6 +236,9 @@ def test_the_callback_url_refuses_a_wrong_hash_an_unknown_token_and_bad_lengths(
     path = _path(token["url"])
     wrong = api.post(path[:-4] + "0000", json={})
     assert (wrong.status_code, wrong.json()) == (401, {"error": "Invalid URL, hash doesn't match"})
+    # the hash is checked before the body is read
+    wrong = api.post(path[:-4] + "0000", content=b'{"note": "a\\u0000b"}')
+    assert wrong.status_code == 401
     unknown = api.post(f"{TOKENS}/waitpoint_nope/callback/{'0' * 40}", json={})
     assert (unknown.status_code, unknown.json()) == (404, {"error": "Waitpoint not found"})
     chunked = api.post(path, content=iter([b'{"a":', b"1}"]))  # no Content-Length
