@@ -32,6 +32,7 @@ from reprise_server.api.routes import (
     schedules,
     strait,
     tasks,
+    waitpoints,
 )
 from reprise_server.api.routes import metrics as metrics_routes
 from reprise_server.shared.errors import RepriseError
@@ -137,6 +138,7 @@ def create_app() -> FastAPI:
     app.include_router(bulk.router)
     app.include_router(queues.router)
     app.include_router(concurrency_limits.router)
+    app.include_router(waitpoints.router)
     app.include_router(dashboard.router)
     app.include_router(dashboard.favicon_router)
     packet_limit = settings.max_packet_bytes

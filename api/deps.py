@@ -31,7 +31,13 @@ from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.access.service import authenticate_for_run
 from reprise_server.shared.commands.errors import InvalidRequestBody
 from reprise_server.shared.db import commit, has_pending_work, transaction
-from reprise_server.shared.errors import BadRequest, Forbidden, InvalidRunId, RepriseError
+from reprise_server.shared.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidRunId,
+    RepriseError,
+    TooLarge,
+)
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json
 from reprise_server.shared.projects.service import (
@@ -226,6 +232,23 @@ def _spend_unless_retried(
 TaskTriggerer = Annotated[AuthContext, Depends(_public_caller("trigger"))]
 
 
+async def _waitpoint_writer(
+    waitpoint_id: Annotated[str, Path()], credential: BearerCredential
+) -> AuthContext:
+    """The caller of a token's completion: a secret key, or a public token whose scopes
+    grant ``write:waitpoints[:<id>]`` (the ``x-trigger-jwt`` of its creation), else 403."""
+    auth = credential.cached()
+    if auth is None:
+        auth = await run_in_threadpool(credential.verify, allow_public=True)
+    if auth.access is not None and not auth.access.allows("write", "waitpoints", [waitpoint_id]):
+        raise Forbidden(f"this public access token may not complete waitpoint {waitpoint_id!r}")
+    return auth
+
+
+# The caller of ``POST /api/v1/waitpoints/tokens/{waitpoint_id}/complete``.
+WaitpointWriter = Annotated[AuthContext, Depends(_waitpoint_writer)]
+
+
 async def _realtime_caller(request: Request) -> AuthContext:
     """A :data:`Reader` whose verification uses a short transaction of its own: a realtime
     long-poll must not hold a pooled connection (or a transaction) while it waits."""
@@ -332,7 +355,8 @@ _REQUEST_BODIES: dict[Callable[..., Any], dict[str, Any]] = {}
 
 
 def json_body(
-    model: type[M], *, error: Callable[[str], RepriseError], required: bool = True
+    model: type[M], *, error: Callable[[str], RepriseError], required: bool = True,
+    max_bytes: int | None = None,
 ) -> Any:
     """A dependency: the request's JSON body validated as ``model``.
 
@@ -341,13 +365,20 @@ def json_body(
     400s naming where (:func:`shared.payloads.read_json`). A missing body where
     ``required``, a body that is not an object (``null`` included) or not of the model's
     shape is the route's documented ``error``, built from a sentence saying why. Without
-    ``required`` an empty body is ``{}``. The model's schema documents the route's request
-    body.
+    ``required`` an empty body is ``{}``. A body over ``max_bytes`` (by its Content-Length,
+    or as read) is 413 "Request body too large". The model's schema documents the route's
+    request body.
     """
 
     async def parse_body(request: Request, credential: BearerCredential) -> M:
+        too_large = TooLarge("Request body too large")
+        declared = request.headers.get("content-length", "")
+        if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+            await credential.refuse(too_large)
         raw = await request.body()
         try:
+            if max_bytes is not None and len(raw) > max_bytes:
+                raise too_large
             return _parse(model, raw, error, required=required)
         except RepriseError as exc:
             await credential.refuse(exc)

@@ -2,8 +2,8 @@
 
 Reading at scrape time (rather than keeping counters in step with every write) makes the
 numbers the stores' own truth, the same on every api replica, and free between scrapes:
-one grouped query over ``runs``, one over pending ``commands`` (a partial index), one per
-concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
+one grouped query over ``runs``, one over pending ``commands`` (a partial index), one over
+waiting waitpoint tokens, one per concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
 and one Redis pipeline of ``LLEN``. A store that does not answer is reported by
 ``reprise_store_up{store=…} 0`` instead of failing the whole scrape.
 """
@@ -57,6 +57,7 @@ class StoreCollector(Collector):
             pending = repository.pending_commands(session)
             flow_limits = repository.flow_limits(session)
             flow_queues = repository.flow_queues(session)
+            tokens = repository.waiting_tokens(session)
         by_status = GaugeMetricFamily(
             "reprise_runs",
             "Runs by project, environment, task and internal status (read from Postgres).",
@@ -79,9 +80,17 @@ class StoreCollector(Collector):
             found = seen.get(kind)
             counts.add_metric([kind], found.count if found else 0)
             lag.add_metric([kind], found.oldest_age_seconds if found else 0.0)
+        waiting = GaugeMetricFamily(
+            "reprise_waitpoint_tokens_waiting",
+            "Waitpoint tokens not completed nor timed out yet, by project and environment.",
+            labels=["project", "environment"],
+        )
+        for token_row in tokens:
+            waiting.add_metric([token_row.project, token_row.environment], token_row.count)
         yield by_status
         yield counts
         yield lag
+        yield waiting
         yield from _flow_gauges("reprise_concurrency_limit", "concurrency limit", "limit",
                                 flow_limits)
         yield from _flow_gauges("reprise_run_queue", "run queue", "queue", flow_queues)

@@ -1,9 +1,10 @@
 """Reprise's public Python SDK.
 
 Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :data:`runs`,
-queues and concurrency limits with :data:`queues` and :data:`concurrency_limits`, after
-:func:`configure` (or the ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` environment variables;
-``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY`` work too).
+queues and concurrency limits with :data:`queues` and :data:`concurrency_limits`, waitpoint
+tokens with :data:`waitpoints`, after :func:`configure` (or the ``REPRISE_API_URL`` /
+``REPRISE_API_KEY`` environment variables; ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``
+work too).
 
 The SDK is a client: it needs httpx and pydantic and imports nothing of the server
 (``shared``, ``api``, ``workers``) nor any server library.
@@ -18,6 +19,7 @@ from reprise.client import (
     runs,
     schedules,
     tasks,
+    waitpoints,
 )
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import (
@@ -45,4 +47,5 @@ __all__ = [
     "schedules",
     "task",
     "tasks",
+    "waitpoints",
 ]

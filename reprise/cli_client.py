@@ -1,5 +1,5 @@
 """Client commands of the ``reprise`` CLI: ``trigger``, ``runs …``, ``schedules …``,
-``queues …`` and ``limits …`` over HTTP.
+``queues …``, ``limits …`` and ``tokens …`` over HTTP.
 
 Connection: ``--api-url`` / ``--key`` on any of these commands, else the values of
 ``--env-file`` (dotenv lines), else ``REPRISE_API_URL`` / ``REPRISE_API_KEY`` (or
@@ -33,6 +33,8 @@ from reprise.models import (
     RunListItem,
     RunLogLine,
     Schedule,
+    WaitpointTokenDetail,
+    WaitpointTokenItem,
 )
 
 URL_VARS = ("REPRISE_API_URL", "TRIGGER_API_URL")
@@ -562,6 +564,90 @@ def _cmd_limits_pause(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stamp(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
+
+
+def _token_row(token: WaitpointTokenItem) -> tuple[str, ...]:
+    return (token.id, token.status, _stamp(token.created_at), _stamp(token.timeout_at),
+            token.idempotency_key or "", ",".join(token.tags))
+
+
+TOKEN_HEADER = ("ID", "STATUS", "CREATED (UTC)", "TIMEOUT (UTC)", "IDEMPOTENCY KEY", "TAGS")
+
+
+def _cmd_tokens_create(client: Client, args: argparse.Namespace) -> int:
+    token = client.waitpoints.create_token(
+        idempotency_key=args.idempotency_key, idempotency_key_ttl=args.idempotency_key_ttl,
+        timeout=args.timeout, tags=args.tag or None,
+    )
+    if args.json:
+        _print_json(token.to_json_dict())
+        return 0
+    print(token.id)
+    print(f"callback URL: {token.url}", file=sys.stderr)
+    if token.is_cached:
+        print("(existing token for this idempotency key)", file=sys.stderr)
+    return 0
+
+
+def _cmd_tokens_list(client: Client, args: argparse.Namespace) -> int:
+    statuses = [s for value in args.status or [] for s in value.split(",") if s]
+    found = list(client.waitpoints.list_tokens(
+        status=statuses or None, idempotency_key=args.idempotency_key, tags=args.tag or None,
+        period=args.period, limit=args.limit,
+        page_size=min(args.limit, 100) if args.limit else None,
+    ))
+    return _print_listing(found, TOKEN_HEADER, _token_row, args.json)
+
+
+def _show_token(token: WaitpointTokenDetail, as_json: bool) -> None:
+    if as_json:
+        _print_json(token.to_json_dict())
+        return
+    lines = [
+        f"id:          {token.id}",
+        f"status:      {token.status}",
+        f"created:     {_stamp(token.created_at)}",
+    ]
+    if token.timeout_at is not None:
+        lines.append(f"timeout:     {_stamp(token.timeout_at)}")
+    if token.completed_at is not None:
+        lines.append(f"completed:   {_stamp(token.completed_at)}")
+    if token.idempotency_key:
+        lines.append(f"idempotency: {token.idempotency_key}")
+    if token.tags:
+        lines.append(f"tags:        {', '.join(token.tags)}")
+    lines.append(f"url:         {token.url}")
+    if token.status == "COMPLETED":
+        lines.append(f"output:      {json.dumps(token.output)}")
+    elif token.error:
+        lines.append(f"error:       {token.error}")
+    print("\n".join(lines))
+
+
+def _cmd_tokens_get(client: Client, args: argparse.Namespace) -> int:
+    _show_token(client.waitpoints.retrieve_token(args.token_id), args.json)
+    return 0
+
+
+def _cmd_tokens_complete(client: Client, args: argparse.Namespace) -> int:
+    if args.data is not None and args.data_file is not None:
+        raise UsageError("pass --data or --data-file, not both")
+    data: Any = None
+    if args.data is not None:
+        data = _json_arg(args.data, "--data")
+    elif args.data_file is not None:
+        try:
+            text = sys.stdin.read() if args.data_file == "-" else Path(args.data_file).read_text()
+        except OSError as exc:
+            raise UsageError(f"--data-file: {exc.strerror or exc}") from None
+        data = _json_arg(text, "--data-file")
+    client.waitpoints.complete_token(args.token_id, data)
+    print(f"token {args.token_id} completed")
+    return 0
+
+
 ClientHandler = Callable[[Client, argparse.Namespace], int]
 
 
@@ -592,8 +678,8 @@ def _connection_options() -> argparse.ArgumentParser:
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add ``trigger``, ``runs``, ``schedules``, ``queues`` and ``limits`` to the CLI's
-    subparsers action ``sub``."""
+    """Add ``trigger``, ``runs``, ``schedules``, ``queues``, ``limits`` and ``tokens`` to
+    the CLI's subparsers action ``sub``."""
     conn = [_connection_options()]
 
     trigger = sub.add_parser("trigger", parents=conn, help="trigger a task; prints the run id")
@@ -705,6 +791,45 @@ def add_client_commands(sub: Any) -> None:
     remove.set_defaults(handler=_handler(_cmd_schedules_delete))
 
     _add_flow_commands(sub, conn)
+    _add_token_commands(sub, conn)
+
+
+def _add_token_commands(sub: Any, conn: list[argparse.ArgumentParser]) -> None:
+    """``tokens …``: waitpoint tokens runs wait for (``ctx.wait_for_token``)."""
+    tokens = sub.add_parser("tokens", help="create, list, inspect and complete waitpoint tokens")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+
+    create = tokens_sub.add_parser("create", parents=conn,
+                                   help="create a token; prints its id (its URL to stderr)")
+    create.add_argument("--timeout", help="time it out after a duration (30s, 1h) or at a date")
+    create.add_argument("--tag", action="append", help="a tag (repeatable, at most 10)")
+    create.add_argument("--idempotency-key", help="the same key again gives the same token")
+    create.add_argument("--idempotency-key-ttl", help="how long the key holds (default 30d)")
+    create.add_argument("--json", action="store_true", help="print {id, url, isCached, …}")
+    create.set_defaults(handler=_handler(_cmd_tokens_create))
+
+    listing = tokens_sub.add_parser("list", parents=conn, help="list tokens, newest first")
+    listing.add_argument("--status", action="append",
+                         help="WAITING, COMPLETED or TIMED_OUT (repeatable or comma-separated)")
+    listing.add_argument("--tag", action="append", help="tokens with any of these tags")
+    listing.add_argument("--idempotency-key")
+    listing.add_argument("--period", help="created within, e.g. 1d")
+    listing.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=_handler(_cmd_tokens_list))
+
+    get = tokens_sub.add_parser("get", parents=conn, help="show one token (and its output)")
+    get.add_argument("token_id")
+    get.add_argument("--json", action="store_true", help="print the token object")
+    get.set_defaults(handler=_handler(_cmd_tokens_get))
+
+    complete = tokens_sub.add_parser(
+        "complete", parents=conn, help="complete a token; the runs waiting on it continue"
+    )
+    complete.add_argument("token_id")
+    complete.add_argument("--data", help='JSON data, e.g. \'{"approved": true}\'')
+    complete.add_argument("--data-file", help="read the JSON data from a file (- for stdin)")
+    complete.set_defaults(handler=_handler(_cmd_tokens_complete))
 
 
 def _add_run_filters(parser: argparse.ArgumentParser, *, since: str) -> None:

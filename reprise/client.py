@@ -1,4 +1,5 @@
-"""The Python SDK's API client: ``configure``, ``tasks.trigger`` and ``runs.*``.
+"""The Python SDK's API client: ``configure``, ``tasks.trigger``, ``runs.*`` and the
+other namespaces (``schedules``, ``queues``, ``concurrency_limits``, ``waitpoints``).
 
 Without :func:`configure`, the first call reads ``REPRISE_API_URL`` / ``REPRISE_API_KEY``
 (or ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``). A :class:`Client` can be made directly
@@ -43,6 +44,7 @@ from reprise.models import (
 from reprise.queues import Queues
 from reprise.schedules import Schedules
 from reprise.transport import Transport, TransportOptions
+from reprise.waitpoints import Waitpoints
 
 __all__ = [
     "ApiConnectionError",
@@ -60,6 +62,7 @@ __all__ = [
     "runs",
     "schedules",
     "tasks",
+    "waitpoints",
 ]
 
 Delay = str | datetime | timedelta
@@ -397,6 +400,7 @@ class Client:
         self.schedules = Schedules(lambda: self)
         self.queues = Queues(lambda: self)
         self.concurrency_limits = ConcurrencyLimits(lambda: self)
+        self.waitpoints = Waitpoints(lambda: self)
 
     @property
     def base_url(self) -> str:
@@ -445,3 +449,4 @@ runs = Runs(default_client)
 schedules = Schedules(default_client)
 queues = Queues(default_client)
 concurrency_limits = ConcurrencyLimits(default_client)
+waitpoints = Waitpoints(default_client)

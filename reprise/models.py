@@ -365,3 +365,42 @@ class TraceSpan(ApiModel):
 class RunTrace(ApiModel):
     trace_id: str
     root_span: TraceSpan
+
+
+class WaitpointToken(ApiModel):
+    """A token :data:`reprise.waitpoints` created (``wait.createToken``'s answer): a run
+    waits for it with ``ctx.wait_for_token(token.id)``; anyone may complete it by POSTing
+    JSON to ``url`` (no key needed); ``public_access_token`` (a JWT) may complete it through
+    the API. ``is_cached``: an earlier token with the same idempotency key."""
+
+    id: str
+    url: str
+    is_cached: bool = False
+    public_access_token: str | None = None
+
+
+class WaitpointTokenItem(ApiModel):
+    """A token as listed (Trigger.dev's ``WaitpointTokenItem``): ``status`` is ``WAITING``,
+    ``COMPLETED`` or ``TIMED_OUT``; ``timeout_at`` when it times out if not completed."""
+
+    id: str
+    url: str
+    status: str
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime
+    completed_at: datetime | None = None
+    timeout_at: datetime | None = None
+    idempotency_key: str | None = None
+    idempotency_key_expires_at: datetime | None = None
+
+
+class WaitpointTokenDetail(WaitpointTokenItem):
+    """A token retrieved: once ``COMPLETED``, ``output`` is the data it was completed with
+    (decoded from the JSON string of the wire); once ``TIMED_OUT``, ``output_is_error`` and
+    ``error`` says when it timed out."""
+
+    output: Any = None
+    output_type: str | None = None
+    output_is_error: bool = False
+    error: str | None = None
+

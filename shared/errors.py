@@ -60,3 +60,13 @@ class Conflict(RepriseError):
 
 class ServiceUnavailable(RepriseError):
     status_code = 503
+
+
+class LengthRequired(RepriseError):
+    status_code = 411
+
+
+class TooLarge(RepriseError):
+    """A body over a route's own limit (the server-wide one is the api's middleware)."""
+
+    status_code = 413

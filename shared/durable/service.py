@@ -258,7 +258,7 @@ def begin_wait(
             detail["deadline"] = until.isoformat()
             detail["any"] = True
             waitpoints.append(_new_datetime(session, run, until, now))
-    else:  # pragma: no cover - the worker builds the spec
+    else:  # pragma: no cover - the worker builds every WaitSpec
         raise ValueError(spec.kind)
     detail["waitpoints"] = waitpoints
     session.add(RunStep(run_id=run.id, position=position, kind=WAIT, name=name,

@@ -33,7 +33,7 @@ from reprise_server.shared.durations import (
     parse_delay,
     parse_duration,
 )
-from reprise_server.shared.errors import InvalidInput, NotFound
+from reprise_server.shared.errors import InvalidInput, NotFound, Unprocessable
 from reprise_server.shared.ids import new_id
 from reprise_server.shared.payloads import reject_unstorable
 from reprise_server.shared.projects.service import AuthContext
@@ -41,6 +41,9 @@ from reprise_server.shared.projects.service import AuthContext
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 128
 STATUSES = ("WAITING", "COMPLETED", "TIMED_OUT")
+# The error a timed-out token's output is (``@trigger.dev/core``'s ``timeoutError``): the
+# official SDK's ``wait.retrieveToken`` reads its ``message`` into a WaitpointTimeoutError.
+TIMEOUT_ERROR_CODE = "TRIGGER_WAITPOINT_TIMEOUT"
 # A token's timeout: a duration ("30s", "1h") or a date; a date in the past times it out
 # at once.
 TIMEOUT = DelayPolicy(numbers=False, past="now")
@@ -57,7 +60,7 @@ class CreatedToken:
 def _tags(tags: str | list[str] | None) -> list[str]:
     listed = [tags] if isinstance(tags, str) else list(tags or [])
     if len(listed) > MAX_TAGS:
-        raise InvalidInput(
+        raise Unprocessable(  # 422, as Trigger.dev answers it
             f"Waitpoints can only have {MAX_TAGS} tags, you're trying to set {len(listed)}."
         )
     for tag in listed:
@@ -136,14 +139,21 @@ def complete_token(session: Session, auth: AuthContext, token_id: str, data: Any
     return durable.complete_waitpoint(session, token_id, data)
 
 
-def complete_by_callback(session: Session, token_id: str, hash_: str, data: Any) -> bool:
-    """The callback URL: no key, the hash in the path is the proof (checked in constant
-    time). Raises NotFound for no such token, PermissionError for a wrong hash."""
+def verify_callback(session: Session, token_id: str, hash_: str) -> Waitpoint:
+    """The token a callback URL names, if its hash is right (checked in constant time).
+    Raises NotFound for no such token, PermissionError for a wrong hash."""
     token = session.get(Waitpoint, token_id)
     if token is None or token.type != waits.TOKEN:
         raise NotFound("Waitpoint not found")
     if not hmac.compare_digest(durable.callback_hash(token_id), hash_):
         raise PermissionError("Invalid URL, hash doesn't match")
+    return token
+
+
+def complete_by_callback(session: Session, token_id: str, hash_: str, data: Any) -> bool:
+    """The callback URL: no key, the hash in the path is the proof
+    (:func:`verify_callback`); False if it was completed before."""
+    verify_callback(session, token_id, hash_)
     reject_unstorable(data, "body")
     return durable.complete_waitpoint(session, token_id, data)
 
@@ -180,8 +190,17 @@ def retrieved_token(token: Waitpoint, base_url: str) -> dict[str, Any]:
         item["outputType"] = "application/json"
         item["outputIsError"] = False
     elif token.status == waits.TIMED_OUT:
+        # Without an output the official SDK fails reading the error's message.
+        item["output"] = json.dumps(timeout_error(token))
+        item["outputType"] = "application/json"
         item["outputIsError"] = True
     return item
+
+
+def timeout_error(token: Waitpoint) -> dict[str, str]:
+    """What a timed-out token's output reads (``{code, message}``)."""
+    at = iso(token.complete_after or token.completed_at) or "its timeout"
+    return {"code": TIMEOUT_ERROR_CODE, "message": f"Waitpoint timed out at {at}"}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.commands.models import Command, CommandStatus
+from reprise_server.shared.durable.models import Waitpoint
 from reprise_server.shared.projects.models import Environment, Project
 from reprise_server.shared.runs.models import Run
 
@@ -52,6 +53,30 @@ def count_runs(session: Session) -> list[RunCount]:
         .join(Project, Project.id == Environment.project_id)
     )
     return [RunCount(p, e, t, s, int(n)) for p, e, t, s, n in rows]
+
+
+@dataclass(frozen=True)
+class WaitingTokens:
+    project: str
+    environment: str
+    count: int
+
+
+def waiting_tokens(session: Session) -> list[WaitingTokens]:
+    """WAITING waitpoint tokens by project and environment (environments with none are
+    absent), aggregated before the join as :func:`count_runs`."""
+    counts = (
+        select(Waitpoint.environment_id, func.count().label("n"))
+        .where(Waitpoint.type == "TOKEN", Waitpoint.status == "WAITING")
+        .group_by(Waitpoint.environment_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Project.slug, Environment.slug, counts.c.n)
+        .join(Environment, Environment.id == counts.c.environment_id)
+        .join(Project, Project.id == Environment.project_id)
+    )
+    return [WaitingTokens(p, e, int(n)) for p, e, n in rows]
 
 
 def pending_commands(session: Session) -> list[PendingCommands]:

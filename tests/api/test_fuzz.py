@@ -2,7 +2,7 @@
 
 * Hypothesis sends JSON a client may write — NaN, ±Infinity, numbers that overflow, lone
   surrogates, U+0000, nesting past the limit — to the routes that store what they are sent
-  (trigger, replay, metadata). Never a 5xx; a 4xx is ``{"error": message}``; a 2xx
+  (trigger, replay, metadata, a waitpoint token's completion and callback URL). Never a 5xx; a 4xx is ``{"error": message}``; a 2xx
   stored exactly what was sent.
 * Schemathesis generates requests for every operation of the api's own OpenAPI document
   (``/openapi.json``), with a fixed example budget. Any 5xx fails the build.
@@ -14,6 +14,7 @@ on a lucky draw. Widen ``max_examples`` locally to hunt further.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import schemathesis
@@ -150,6 +151,51 @@ def test_replay_never_5xx_and_stores_what_it_accepts(
     if assert_refused_or_stored(response):
         run = api.get(f"/api/v3/runs/{response.json()['id']}", headers=project.headers())
         assert same_json(run.json().get("payload"), payload)
+
+
+def _has_bare_constant(value: Any) -> bool:
+    """Whether :func:`encode` writes a bare ``NaN`` or ``Infinity`` for ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return True
+    if isinstance(value, list):
+        return any(_has_bare_constant(child) for child in value)
+    if isinstance(value, dict):
+        return any(_has_bare_constant(child) for child in value.values())
+    return False
+
+
+def _token_output(api: Any, project: ProjectKeys, token_id: str) -> Any:
+    item = api.get(f"/api/v1/waitpoints/tokens/{token_id}", headers=project.headers()).json()
+    assert item["status"] == "COMPLETED", item
+    return json.loads(item["output"])
+
+
+@FUZZ
+@given(data=payloads())
+def test_token_completion_never_5xx_and_stores_what_it_accepts(
+    api: Any, project: ProjectKeys, data: Any
+) -> None:
+    token = api.post("/api/v1/waitpoints/tokens", json={}, headers=project.headers()).json()
+    response = api.post(f"/api/v1/waitpoints/tokens/{token['id']}/complete",
+                        content=f'{{"data": {encode(data)}}}',
+                        headers={**project.headers(), **JSON})
+    if assert_refused_or_stored(response):
+        assert same_json(_token_output(api, project, token["id"]), data)
+
+
+@FUZZ
+@given(data=payloads())
+def test_token_callback_never_5xx_and_stores_what_it_accepts(
+    api: Any, project: ProjectKeys, data: Any
+) -> None:
+    """The callback URL takes any JSON; text that is not JSON (bare NaN, Infinity)
+    completes the token with ``{}``, as Trigger.dev's does."""
+    token = api.post("/api/v1/waitpoints/tokens", json={}, headers=project.headers()).json()
+    path = token["url"].removeprefix("http://testserver")
+    response = api.post(path, content=encode(data), headers=JSON)
+    if assert_refused_or_stored(response):
+        expected = {} if _has_bare_constant(data) else data
+        assert same_json(_token_output(api, project, token["id"]), expected)
 
 
 def openapi_operations() -> list[Any]:

@@ -123,3 +123,17 @@ def test_unmatched_paths_share_one_route_label(api: Any) -> None:
     }
     assert "<unmatched>" in routes
     assert not [r for r in routes if "abcdefghijklmnopqrstuv" in r]
+
+
+def test_waiting_waitpoint_tokens_per_environment(api: Any, project: ProjectKeys) -> None:
+    made = [api.post("/api/v1/waitpoints/tokens", json={}, headers=project.headers()).json()
+            for _ in range(3)]
+    api.post("/api/v1/waitpoints/tokens", json={}, headers=project.headers("prod"))
+    completed = api.post(f"/api/v1/waitpoints/tokens/{made[0]['id']}/complete",
+                         json={"data": 1}, headers=project.headers())
+    assert completed.status_code == 200
+    samples = scrape(api)
+    name = "reprise_waitpoint_tokens_waiting"
+    assert value(samples, name, project=project.slug, environment="dev") == 2
+    assert value(samples, name, project=project.slug, environment="prod") == 1
+    assert {"project": project.slug, "environment": "staging"} not in series(samples, name)
