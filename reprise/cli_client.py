@@ -956,7 +956,7 @@ def _seconds(value: str) -> float:
 def _datetime(value: str) -> datetime:
     """An ISO-8601 date or date-time; UTC unless it names a zone."""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             "must be an ISO-8601 date or date-time, e.g. 2026-12-01 or 2026-12-01T09:30"
