@@ -16,7 +16,7 @@ from reprise_server.shared.commands import repository as commands_repo
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import db_now
 from reprise_server.shared.durable import service as durable
-from reprise_server.shared.durable.models import RunStep, Waitpoint
+from reprise_server.shared.durable.models import RunStep, Waitpoint, WaitpointBlock
 from reprise_server.shared.errors import RunNotFound
 from reprise_server.shared.flow import queues as flow_queues
 from reprise_server.shared.flow.queues import waiting_reason
@@ -56,6 +56,21 @@ class WaitingFor:
 
 def _moment(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def runs_waiting_on(session: Session, waitpoint_ids: list[str]) -> dict[str, list[str]]:
+    """The runs blocked on each of these waitpoints (one query for a page of tokens)."""
+    found: dict[str, list[str]] = {}
+    if not waitpoint_ids:
+        return found
+    rows = session.execute(
+        select(WaitpointBlock.waitpoint_id, WaitpointBlock.run_id)
+        .where(WaitpointBlock.waitpoint_id.in_(waitpoint_ids))
+        .order_by(WaitpointBlock.created_at, WaitpointBlock.run_id)
+    )
+    for waitpoint_id, run_id in rows:
+        found.setdefault(waitpoint_id, []).append(run_id)
+    return found
 
 
 def waiting_for(session: Session, run: Run) -> WaitingFor | None:

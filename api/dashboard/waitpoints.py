@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from reprise_server.api.dashboard.runs import run_page
 from reprise_server.api.dashboard.web import PREFIX, Form, checked_form, page, signed_in, to_sign_in
 from reprise_server.api.deps import DbSession
+from reprise_server.shared.dashboard import runs_waiting_on
 from reprise_server.shared.durable import tokens
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.payloads import NotJson, read_json
@@ -46,6 +47,7 @@ def _list_page(request: Request, session: Session, signed: SignedIn, params: dic
     waiting = {t.id for t in (found.tokens if found else []) if t.status == "WAITING"}
     if dialog and dialog.removeprefix("complete-") not in waiting:
         dialog = None  # no such dialog on this page: an error shows above the list
+    blocked = runs_waiting_on(session, [t.id for t in found.tokens]) if found else {}
     query = urlencode(filters)
     here = f"{PREFIX}/waitpoints?{query}&env={signed.auth.environment_slug}"
     for cursor in ("after", "before"):
@@ -54,7 +56,7 @@ def _list_page(request: Request, session: Session, signed: SignedIn, params: dic
     return page("waitpoints.html", status_code, signed=signed, found=found, filters=filters,
                 statuses=tokens.STATUSES, list_error=list_error, query=query, here=here,
                 env_slug=signed.auth.environment_slug, now=signed.now,
-                dialog=dialog, error=error, values=values or {})
+                blocked=blocked, dialog=dialog, error=error, values=values or {})
 
 
 @router.get("/waitpoints")

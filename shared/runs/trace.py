@@ -52,19 +52,26 @@ MAX_PAGE_SIZE = 10_000
 _ERROR_ATTEMPTS = frozenset({AttemptStatus.FAILED})
 
 
+def _utc(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(value)
+
+
 def wait_words(detail: dict[str, Any] | None) -> str:
     """What a recorded wait waits for, in words (a span's message, the run page)."""
     detail = detail or {}
     kind = detail.get("type")
     if kind == "datetime":
-        return f"Wait until {detail.get('until', '?')}"
+        return f"Wait until {_utc(detail.get('until', '?'))}"
     if kind == "run":
         runs = list(detail.get("runs") or [])
         if len(runs) == 1 and not detail.get("batch"):
             return f"Wait for child run {runs[0]}"
         return f"Wait for {len(runs)} child run{'s' if len(runs) != 1 else ''}"
     if kind == "token":
-        deadline = f" (timeout {detail['deadline']})" if detail.get("deadline") else ""
+        deadline = f" (timeout {_utc(detail['deadline'])})" if detail.get("deadline") else ""
         return f"Wait for token {detail.get('token', '?')}{deadline}"
     return "Wait"
 
@@ -327,7 +334,7 @@ def _add_step(run: Run, step: RunStep, owner: Any, closed: Any) -> None:
         props["error"] = step.error
     if step.kind == "wait":
         props["waitFor"] = {k: v for k, v in (step.detail or {}).items() if k != "waitpoints"}
-        message = f"{step.name}: {wait_words(step.detail)}"
+        message = wait_words(step.detail)  # its name (wait, wait_for_token:…) is a property
     else:
         message = f"Step {step.name}"
     if copied:

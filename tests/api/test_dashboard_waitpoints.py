@@ -108,3 +108,12 @@ def test_the_list_filters_by_status_and_tag_and_pages(api: Any, project: Project
              data={"csrf_token": csrf, "env": "dev", "data": "[1, 2]"})
     completed = api.get("/dashboard/waitpoints?env=dev&status=COMPLETED").text
     assert re.findall(r'<tr data-token="(waitpoint_\w+)"', completed) == [ids[0]]
+
+
+def test_the_list_links_the_runs_waiting_for_a_token(api: Any, project: ProjectKeys) -> None:
+    sign_in(api, project)
+    token = new_token(project)
+    run_id = waiting_run(project, steps=(), wait={"type": "token", "token": token},
+                         waitpoints=[token], payload={"token": token})
+    page = api.get("/dashboard/waitpoints?env=dev").text
+    assert f'href="/dashboard/runs/{run_id}?env=dev"' in page

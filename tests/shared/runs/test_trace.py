@@ -152,7 +152,8 @@ def test_steps_and_waits_are_spans_of_their_attempt_and_a_resume_says_after_whic
     assert (step.kind, step.message, step.duration_ms(trace.now)) == ("step", "Step charge", 500)
     assert step.properties["position"] == 0
     assert wait.kind == "wait"
-    assert wait.message == "wait_for: Wait until 2026-01-01T12:00:10+00:00"
+    assert wait.message == "Wait until 2026-01-01 12:00:10 UTC"
+    assert wait.properties["name"] == "wait_for"
     assert wait.duration_ms(trace.now) == 7500
     assert wait.properties["waitFor"] == {"type": "datetime",
                                           "until": "2026-01-01T12:00:10+00:00"}
@@ -177,7 +178,7 @@ def test_an_open_wait_of_a_waiting_run_lasts_until_now_and_a_failed_step_is_an_e
     assert fetch.is_error
     assert fetch.properties["error"]["message"] == "no"
     assert approval.is_partial
-    assert approval.message == "approval: Wait for token waitpoint_abc"
+    assert approval.message == "Wait for token waitpoint_abc"
     assert approval.duration_ms(trace.now) == 7000
 
 
