@@ -35,6 +35,7 @@ from reprise_server.shared.runs.trace import (
     attempts_ms,
     build_trace,
     resumed_after,
+    wait_words,
 )
 
 
@@ -191,7 +192,24 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
 def waiting_reasons(session: Session, runs: list[Run]) -> dict[str, str]:
     """Why each held-back run of a runs-list page waits, by run id (batched: see
     :func:`shared.flow.queues.waiting_reasons`)."""
-    return flow_queues.waiting_reasons(session, runs)
+    reasons = flow_queues.waiting_reasons(session, runs)
+    reasons.update(durable_waits(session, runs))
+    return reasons
+
+
+def durable_waits(session: Session, runs: list[Run]) -> dict[str, str]:
+    """What each WAITING run of a page waits for, in words, by run id (one query: the
+    open waits of their records)."""
+    ids = [run.id for run in runs if run.status is RunStatus.WAITING]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(RunStep.run_id, RunStep.detail)
+        .where(RunStep.run_id.in_(ids), RunStep.kind == "wait", RunStep.status == "WAITING")
+        .order_by(RunStep.run_id, RunStep.position)
+    )
+    # "Wait for token …" reads "Waiting: for token …" in the list.
+    return {run_id: wait_words(detail).removeprefix("Wait ") for run_id, detail in rows}
 
 
 @dataclass(frozen=True)

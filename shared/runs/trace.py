@@ -221,6 +221,9 @@ def assemble(
         properties={"status": run.status.value, "attemptCount": len(attempts),
                     "maxAttempts": run.max_attempts},
     )
+    if run.resume_count:
+        # Attempts that resumed after a durable wait: not counted against maxAttempts.
+        root.properties["resumeCount"] = run.resume_count
     if run.error:
         root.properties["error"] = run.error
     if logs_truncated:

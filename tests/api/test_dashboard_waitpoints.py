@@ -117,3 +117,51 @@ def test_the_list_links_the_runs_waiting_for_a_token(api: Any, project: ProjectK
                          waitpoints=[token], payload={"token": token})
     page = api.get("/dashboard/waitpoints?env=dev").text
     assert f'href="/dashboard/runs/{run_id}?env=dev"' in page
+
+
+def test_the_runs_list_filters_waiting_runs_and_says_what_each_waits_for(
+    api: Any, project: ProjectKeys
+) -> None:
+    sign_in(api, project)
+    token = new_token(project)
+    on_token = waiting_run(project, steps=(), wait={"type": "token", "token": token},
+                           waitpoints=[token])
+    on_time = waiting_run(project, "durable-steps", steps=("a",), wait_name="wait",
+                          wait={"type": "datetime", "until": "2099-01-01T00:00:00+00:00"})
+    page = api.get("/dashboard/runs?env=dev").text
+    assert '<option value="WAITING">WAITING</option>' in page
+    listed = api.get("/dashboard/runs?env=dev&status=WAITING").text
+    assert set(re.findall(r'<tr data-run="(run_\w+)"', listed)) == {on_token, on_time}
+    assert f"Waiting: for token {token}" in listed
+    assert "Waiting: until 2099-01-01 00:00:00 UTC" in listed
+
+
+def test_a_run_page_says_which_time_or_children_it_waits_for(
+    api: Any, project: ProjectKeys
+) -> None:
+    from tests.support import triggers
+
+    sign_in(api, project)
+    on_time = waiting_run(project, "durable-steps", steps=("a",), wait_name="wait",
+                          wait={"type": "datetime", "until": "2099-01-01T00:00:00+00:00"})
+    page = api.get(f"/dashboard/runs/{on_time}?env=dev").text
+    assert "Waiting for a time" in page
+    assert "2099-01-01 00:00:00 UTC" in page
+
+    children = [triggers.in_db(project, "durable-child", publish=False, delay="1h")
+                for _ in range(2)]
+    on_one = waiting_run(project, "durable-parent", steps=("before",),
+                         wait_name="trigger_and_wait:durable-child",
+                         wait={"type": "run", "runs": children[:1], "batch": False})
+    one = api.get(f"/dashboard/runs/{on_one}?env=dev").text
+    assert "Waiting for a child run" in one
+    assert f'href="/dashboard/runs/{children[0]}?env=dev"' in one
+    on_batch = waiting_run(project, "durable-batch", steps=(),
+                           wait_name="batch_trigger_and_wait",
+                           wait={"type": "run", "runs": children, "batch": True})
+    batch = api.get(f"/dashboard/runs/{on_batch}?env=dev").text
+    assert "Waiting for child runs" in batch
+    rows = re.findall(r'<tr data-child="(run_\w+)">.*?badge \w+">(\w+)<', batch)
+    assert rows == [(children[0], "DELAYED"), (children[1], "DELAYED")]
+    # The attempts line counts the attempt max_attempts bounds, and says it paused.
+    assert re.search(r"data-attempts>1 of \d+", batch)

@@ -126,7 +126,7 @@ def _step(position: int, kind: str, name: str, status: str, start: float,
 
 def test_steps_and_waits_are_spans_of_their_attempt_and_a_resume_says_after_which_wait(
 ) -> None:
-    run = _run(RunStatus.COMPLETED, finished_at=_at(20), started_at=_at(1))
+    run = _run(RunStatus.COMPLETED, finished_at=_at(20), started_at=_at(1), resume_count=1)
     attempts = [_attempt(1, AttemptStatus.PAUSED, 1, 3), _attempt(2, AttemptStatus.FAILED, 11, 12),
                 _attempt(3, AttemptStatus.COMPLETED, 14, 20)]
     steps = [
@@ -140,6 +140,7 @@ def test_steps_and_waits_are_spans_of_their_attempt_and_a_resume_says_after_whic
     trace = assemble(run, attempts, [], [], [], _at(30), steps=steps)
 
     kinds = [s.kind for s in trace.root.children]
+    assert trace.root.properties["resumeCount"] == 1
     # No backoff between a paused attempt and its resume: the wait covers that time.
     assert kinds == ["queue", "attempt", "attempt", "backoff", "attempt"]
     first, resumed, _, retried = trace.root.children[1:]
