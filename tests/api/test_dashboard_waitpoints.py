@@ -146,6 +146,7 @@ def test_a_run_page_says_which_time_or_children_it_waits_for(
                           wait={"type": "datetime", "until": "2099-01-01T00:00:00+00:00"})
     page = api.get(f"/dashboard/runs/{on_time}?env=dev").text
     assert "Waiting for a time" in page
+    assert re.search(r"<strong>Waiting</strong> at <span class=\"mono\">wait</span> since", page)
     assert "2099-01-01 00:00:00 UTC" in page
 
     children = [triggers.in_db(project, "durable-child", publish=False, delay="1h")
