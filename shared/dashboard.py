@@ -128,8 +128,8 @@ class RunPage:
         for step in self.steps:
             seen[step.name] = seen.get(step.name, 0) + 1
             nth = seen[step.name]
-            label = f"#{step.position} {step.name}" + (f" (call {nth})" if nth > 1 else "")
-            label += " · wait" if step.kind == "wait" else ""
+            kind = "Wait" if step.kind == "wait" else "Step"
+            label = f"{kind} #{step.position} {step.name}" + (f" (call {nth})" if nth > 1 else "")
             choices.append((str(step.position), label))
         return choices
 

@@ -166,3 +166,25 @@ def test_a_run_page_says_which_time_or_children_it_waits_for(
     assert rows == [(children[0], "DELAYED"), (children[1], "DELAYED")]
     # The attempts line counts the attempt max_attempts bounds, and says it paused.
     assert re.search(r"data-attempts>1 of \d+", batch)
+
+
+def test_a_replay_from_a_step_the_record_lacks_is_refused_in_the_dialog(
+    api: Any, project: ProjectKeys
+) -> None:
+    csrf = sign_in(api, project)
+    run_id = waiting_run(project, "durable-steps", steps=("a",), wait_name="wait",
+                         wait={"type": "datetime", "until": "2099-01-01T00:00:00+00:00"})
+    page = api.get(f"/dashboard/runs/{run_id}?env=dev").text
+    assert '<option value="step:0">Step #0 a</option>' in page
+    assert '<option value="step:1">Wait #1 wait</option>' in page
+    refused = api.post(f"/dashboard/runs/{run_id}/replay",
+                       data={"csrf_token": csrf, "env": "dev", "payload": "{}",
+                             "start_from": "step:nope"}, follow_redirects=False)
+    assert refused.status_code == 400
+    assert "recorded no step &#39;nope&#39;" in refused.text
+    assert 'value="step:0">' in refused.text
+    odd = api.post(f"/dashboard/runs/{run_id}/replay",
+                   data={"csrf_token": csrf, "env": "dev", "payload": "{}",
+                         "start_from": "middle"}, follow_redirects=False)
+    assert odd.status_code == 400
+    assert "Start from: unknown choice" in odd.text

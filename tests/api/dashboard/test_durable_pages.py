@@ -143,6 +143,7 @@ def test_steps_show_in_the_waterfall_and_a_replay_starts_from_a_chosen_step(
     dialog = page.get_by_role("dialog")
     start = dialog.get_by_role("combobox", name="Start from")
     expect(start.locator("option")).to_have_count(4)  # the beginning and 3 recorded
+    expect(start.locator("option").nth(2)).to_have_text("Wait #1 wait")
     start.select_option(label="Step #2 b")
     dialog.get_by_role("button", name="Replay run").click()
 
