@@ -75,6 +75,14 @@ def test_a_token_run_page_completes_its_token_and_the_run_is_queued(
                      follow_redirects=False)
     assert again.status_code == 400
     assert "completed (or timed out) before" in again.text
+    # From the run's page (the run no longer waits): the refusal shows on the page.
+    again = api.post(f"/dashboard/waitpoints/{token}/complete",
+                     data={"csrf_token": csrf, "env": "dev", "data": "{}", "run": run_id,
+                           "back": f"/dashboard/runs/{run_id}?env=dev"},
+                     follow_redirects=False)
+    assert again.status_code == 400
+    assert "completed (or timed out) before" in again.text
+    assert "Waiting for a token" not in again.text
 
 
 def test_completing_needs_the_sessions_csrf_token(api: Any, project: ProjectKeys) -> None:
