@@ -4,15 +4,19 @@ need: the dashboard acts through the same services as the API (``accept_replay``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.commands import repository as commands_repo
 from reprise_server.shared.commands.models import Command
 from reprise_server.shared.db import db_now
+from reprise_server.shared.durable import service as durable
+from reprise_server.shared.durable.models import RunStep, Waitpoint, WaitpointBlock
 from reprise_server.shared.errors import RunNotFound
 from reprise_server.shared.flow import queues as flow_queues
 from reprise_server.shared.flow.queues import waiting_reason
@@ -24,8 +28,71 @@ from reprise_server.shared.reads import RunView, read_run
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Checkpoint, Run
-from reprise_server.shared.runs.states import FAILED_LIKE
-from reprise_server.shared.runs.trace import Span, Trace, attempts_ms, build_trace
+from reprise_server.shared.runs.states import FAILED_LIKE, RunStatus
+from reprise_server.shared.runs.trace import (
+    Span,
+    Trace,
+    attempts_ms,
+    build_trace,
+    resumed_after,
+    wait_words,
+)
+
+
+@dataclass(frozen=True)
+class WaitingFor:
+    """What a WAITING run waits for (its recorded wait): a time, child runs or a token."""
+
+    kind: str  # "datetime" | "run" | "token"
+    name: str
+    position: int
+    until: datetime | None = None
+    # A child wait: the children (id, task, status), in the order they were triggered.
+    children: list[Run] = field(default_factory=list)
+    batch: bool = False
+    token: Waitpoint | None = None
+    # A token wait with a timeout of its own (``wait_for_token(..., timeout=)``).
+    deadline: datetime | None = None
+
+
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def runs_waiting_on(session: Session, waitpoint_ids: list[str]) -> dict[str, list[str]]:
+    """The runs blocked on each of these waitpoints (one query for a page of tokens)."""
+    found: dict[str, list[str]] = {}
+    if not waitpoint_ids:
+        return found
+    rows = session.execute(
+        select(WaitpointBlock.waitpoint_id, WaitpointBlock.run_id)
+        .where(WaitpointBlock.waitpoint_id.in_(waitpoint_ids))
+        .order_by(WaitpointBlock.created_at, WaitpointBlock.run_id)
+    )
+    for waitpoint_id, run_id in rows:
+        found.setdefault(waitpoint_id, []).append(run_id)
+    return found
+
+
+def waiting_for(session: Session, run: Run) -> WaitingFor | None:
+    """What ``run`` waits for, if it is WAITING at a recorded wait."""
+    if run.status is not RunStatus.WAITING:
+        return None
+    detail = durable.waiting_for(session, run.id)
+    if detail is None:
+        return None
+    kind = str(detail.get("type", ""))
+    found = WaitingFor(kind, str(detail.get("name", "")), int(detail.get("position", 0)),
+                       until=_moment(detail.get("until")), batch=bool(detail.get("batch")),
+                       deadline=_moment(detail.get("deadline")))
+    if kind == "run":
+        ids = [str(i) for i in detail.get("runs") or []]
+        rows = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)))}
+        found.children.extend(rows[i] for i in ids if i in rows)
+    elif kind == "token" and detail.get("token"):
+        found = WaitingFor(kind, found.name, found.position, deadline=found.deadline,
+                           token=session.get(Waitpoint, str(detail["token"])))
+    return found
 
 
 @dataclass(frozen=True)
@@ -40,6 +107,31 @@ class RunPage:
     waiting_reason: str | None = None
     # The run's trace without its log lines (the logs panel reads those): the waterfall.
     trace: Trace | None = None
+    # The run's durable record (steps and waits in call order), and what it waits for.
+    steps: list[RunStep] = field(default_factory=list)
+    waiting_for: WaitingFor | None = None
+    # Attempts that resumed the run after a wait, with that wait's name, by number.
+    resumes: dict[int, str] = field(default_factory=dict)
+
+    def checkpoints_by_attempt(self) -> list[tuple[int, list[Checkpoint]]]:
+        """The checkpoints grouped by the attempt that saved them, in attempt order."""
+        groups: dict[int, list[Checkpoint]] = {}
+        for cp in self.checkpoints:
+            groups.setdefault(cp.attempt_number, []).append(cp)
+        return sorted(groups.items())
+
+    def step_choices(self) -> list[tuple[str, str]]:
+        """The replay dialog's "start from a step": (the ``fromStep`` value, its label) for
+        each recorded step and wait, by position (a name called again is ``name#2``)."""
+        seen: dict[str, int] = {}
+        choices = []
+        for step in self.steps:
+            seen[step.name] = seen.get(step.name, 0) + 1
+            nth = seen[step.name]
+            kind = "Wait" if step.kind == "wait" else "Step"
+            label = f"{kind} #{step.position} {step.name}" + (f" (call {nth})" if nth > 1 else "")
+            choices.append((str(step.position), label))
+        return choices
 
     def waterfall(self) -> list[WaterfallRow]:
         return waterfall_rows(self.trace) if self.trace is not None else []
@@ -79,8 +171,9 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
               if run.replayed_from else None)
     envs = {e.id: e for e in projects_repo.list_environments(session, auth.project_id)}
     checkpoints = attempts_repo.checkpoints_of(session, run.id)
+    steps = durable.steps_of(session, run.id)
     trace = build_trace(session, run, with_logs=False, attempts=view.attempts,
-                        checkpoints=checkpoints)
+                        checkpoints=checkpoints, steps=steps)
     return RunPage(
         view,
         checkpoints,
@@ -90,13 +183,33 @@ def read_run_page(session: Session, auth: AuthContext, run_id: str, applier: str
         envs,
         waiting_reason(session, run),
         trace,
+        steps,
+        waiting_for(session, run),
+        resumed_after(view.attempts, steps),
     )
 
 
 def waiting_reasons(session: Session, runs: list[Run]) -> dict[str, str]:
     """Why each held-back run of a runs-list page waits, by run id (batched: see
     :func:`shared.flow.queues.waiting_reasons`)."""
-    return flow_queues.waiting_reasons(session, runs)
+    reasons = flow_queues.waiting_reasons(session, runs)
+    reasons.update(durable_waits(session, runs))
+    return reasons
+
+
+def durable_waits(session: Session, runs: list[Run]) -> dict[str, str]:
+    """What each WAITING run of a page waits for, in words, by run id (one query: the
+    open waits of their records)."""
+    ids = [run.id for run in runs if run.status is RunStatus.WAITING]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(RunStep.run_id, RunStep.detail)
+        .where(RunStep.run_id.in_(ids), RunStep.kind == "wait", RunStep.status == "WAITING")
+        .order_by(RunStep.run_id, RunStep.position)
+    )
+    # "Wait for token …" reads "Waiting: for token …" in the list.
+    return {run_id: wait_words(detail).removeprefix("Wait ") for run_id, detail in rows}
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def runs_list(request: Request, session: DbSession) -> Response:
     return page("runs.html", **context)
 
 
-def _run_page(request: Request, session: Session, signed: SignedIn, run_id: str, *,
+def run_page(request: Request, session: Session, signed: SignedIn, run_id: str, *,
               dialog: str | None = None, error: str | None = None,
               values: dict[str, str] | None = None, status_code: int = 200) -> Response:
     try:
@@ -146,7 +146,7 @@ def run_detail(run_id: str, request: Request, session: DbSession) -> Response:
     signed = signed_in(request, session, request.query_params.get("env"))
     if signed is None:
         return to_sign_in(request)
-    return _run_page(request, session, signed, run_id)
+    return run_page(request, session, signed, run_id)
 
 
 @router.get("/runs/{run_id}/logs.json")
@@ -179,13 +179,28 @@ def _run_url(run_id: str, env_slug: str) -> str:
 def _failed(request: Request, session: Session, signed: SignedIn, run_id: str, dialog: str,
             message: str, form: dict[str, str]) -> Response:
     session.rollback()  # nothing of a refused action is written
-    return _run_page(request, session, signed, run_id, dialog=dialog, error=message,
+    return run_page(request, session, signed, run_id, dialog=dialog, error=message,
                      values=form, status_code=400)
 
 
 def _message(exc: RepriseError) -> str:
     detail = getattr(exc, "detail", "")
     return f"{exc.message}: {detail}" if isinstance(exc, ReplayFailed) and detail else exc.message
+
+
+def _start_from(form: dict[str, str]) -> tuple[int | None, str | None]:
+    """The replay dialog's "Start from": the beginning (""), a step of the record
+    (``step:<position or name>``, sent as ``fromStep``) or a checkpoint
+    (``checkpoint:<number>``; a bare ``checkpoint`` field is read too)."""
+    choice = form.get("start_from", "")
+    kind, _, value = choice.partition(":")
+    if kind == "step" and value:
+        return None, value
+    if kind == "checkpoint" and value:
+        return int(value), None
+    if choice:
+        raise ValueError(f"Start from: unknown choice {choice!r}")
+    return (int(form["checkpoint"]) if form.get("checkpoint") else None), None
 
 
 @router.post("/runs/{run_id}/replay")
@@ -210,7 +225,9 @@ def replay(run_id: str, request: Request, session: DbSession, form: Form) -> Res
         body: dict[str, Any] = {"environment": form.get("environment") or None}
         if payload != source.payload:  # unchanged keeps the original's payload type
             body["payload"] = payload
-        checkpoint = int(form["checkpoint"]) if form.get("checkpoint") else None
+        checkpoint, from_step = _start_from(form)
+        if from_step is not None:
+            body["fromStep"] = from_step
         accepted = accept_replay(session, signed.auth, head, ReplayRequest.model_validate(body),
                                  checkpoint=checkpoint)
     except RepriseError as exc:

@@ -16,6 +16,7 @@ from reprise_server.api.deps import DbSession
 from reprise_server.shared.durations import iso
 from reprise_server.shared.errors import NotFound
 from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.runs.trace import wait_words
 from reprise_server.shared.sessions.service import SignedIn, resolve
 from reprise_server.shared.settings import get_settings
 
@@ -91,7 +92,7 @@ def status_class(status: Any) -> str:
         return "bad"
     if value in ("CANCELED",):
         return "muted"
-    if value in ("DELAYED", "PENDING_VERSION", "PENDING"):
+    if value in ("DELAYED", "PENDING_VERSION", "PENDING", "WAITING", "PAUSED"):
         return "wait"
     return "run"
 
@@ -102,7 +103,7 @@ TEMPLATES = Environment(
 )
 TEMPLATES.filters.update(relative=relative, pretty=pretty, iso=iso, duration=duration,
                          status_class=status_class, seconds=seconds,
-                         span_ms=span_ms, executed=executed)
+                         span_ms=span_ms, executed=executed, wait_words=wait_words)
 
 
 def flower_url() -> str:

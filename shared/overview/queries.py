@@ -54,8 +54,9 @@ WINDOWS = {
     )
 }
 DEFAULT_WINDOW = "hour"
-# The categories of the runs chart, in stacking order: a run's final status, or "active".
-CATEGORIES = ("completed", "failed", "canceled", "expired", "active")
+# The categories of the runs chart, in stacking order: a run's final status, "waiting" (at
+# a durable wait: no worker holds it) or "active" (any other status).
+CATEGORIES = ("completed", "failed", "canceled", "expired", "waiting", "active")
 TASK_LIMIT = 20
 GROUP_LIMIT = 200
 
@@ -125,6 +126,7 @@ def _category() -> Any:
         (Run.status.in_(list(FAILURES)), literal("failed")),
         (Run.status == RunStatus.CANCELED, literal("canceled")),
         (Run.status == RunStatus.EXPIRED, literal("expired")),
+        (Run.status == RunStatus.WAITING, literal("waiting")),
         else_=literal("active"),
     )
 

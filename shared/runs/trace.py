@@ -2,10 +2,14 @@
 
 The root span is the run (created → finished). Under it, in time order: the delay (created
 → due, for a delayed run), the queue wait (queued → first dequeued), each attempt, and the
-backoff between one attempt's end and the next one's start. Under an attempt: the
-checkpoints it saved (points: no duration), the child runs it triggered (spans linking to
-the child, whose own trace holds its insides) and, as events, the lines it logged
-(``run_logs``).
+backoff between one attempt's end and the next one's start (a retry's; an attempt that
+resumed the run after a durable wait follows that wait, not a backoff, and says so in its
+message). Under an attempt: the steps and waits of the run's durable record it did
+(``run_steps``: a step from its start to its result, a wait from its start to what it
+waited for being over), the checkpoints it saved (points: no duration), the child runs it
+triggered (spans linking to the child, whose own trace holds its insides) and, as events,
+the lines it logged (``run_logs``). Steps a replay reused from the original's record are
+under the root.
 
 A span still open (the run is executing, waiting or retrying) ends "now" (the database's
 clock) and is partial. An attempt without ``completed_at`` in a finished run ends with the
@@ -22,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.db import db_now
+from reprise_server.shared.durable.models import RunStep
 from reprise_server.shared.durations import iso
 from reprise_server.shared.runlogs.models import RunLog
 from reprise_server.shared.runlogs.reader import lines_of_run
@@ -46,6 +52,45 @@ MAX_PAGE_SIZE = 10_000
 _ERROR_ATTEMPTS = frozenset({AttemptStatus.FAILED})
 
 
+def _utc(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(value)
+
+
+def wait_words(detail: dict[str, Any] | None) -> str:
+    """What a recorded wait waits for, in words (a span's message, the run page)."""
+    detail = detail or {}
+    kind = detail.get("type")
+    if kind == "datetime":
+        return f"Wait until {_utc(detail.get('until', '?'))}"
+    if kind == "run":
+        runs = list(detail.get("runs") or [])
+        if len(runs) == 1 and not detail.get("batch"):
+            return f"Wait for child run {runs[0]}"
+        return f"Wait for {len(runs)} child run{'s' if len(runs) != 1 else ''}"
+    if kind == "token":
+        deadline = f" (timeout {_utc(detail['deadline'])})" if detail.get("deadline") else ""
+        return f"Wait for token {detail.get('token', '?')}{deadline}"
+    return "Wait"
+
+
+def resumed_after(attempts: Sequence[Attempt], steps: Sequence[RunStep]) -> dict[int, str]:
+    """Each attempt that resumed the run after a durable wait (the one before it ended
+    PAUSED at a wait), with that wait's name, by attempt number."""
+    waits: dict[int, str] = {}
+    for step in steps:
+        if step.kind == "wait":
+            waits[step.attempt_number] = step.name  # the last wait an attempt reached
+    found = {}
+    ordered = sorted(attempts, key=lambda a: a.number)
+    for before, attempt in pairwise(ordered):
+        if before.status is AttemptStatus.PAUSED:
+            found[attempt.number] = waits.get(before.number, "a wait")
+    return found
+
+
 @dataclass
 class SpanEvent:
     name: str
@@ -57,7 +102,7 @@ class SpanEvent:
 class Span:
     id: str
     run_id: str
-    # run, delay, queue, attempt, backoff, checkpoint, child
+    # run, delay, queue, attempt, backoff, step, wait, checkpoint, child
     kind: str
     message: str
     start: datetime
@@ -163,6 +208,7 @@ def assemble(
     run: Run, attempts: Sequence[Attempt], checkpoints: Sequence[Checkpoint],
     children: Sequence[Run], logs: Sequence[RunLog], now: datetime, *,
     log_counts: dict[int, int] | None = None, logs_truncated: bool = False,
+    steps: Sequence[RunStep] = (),
 ) -> Trace:
     """The trace of ``run`` from its rows (no database access: tests build it from rows)."""
     final = run.status in FINAL_STATES
@@ -175,6 +221,9 @@ def assemble(
         properties={"status": run.status.value, "attemptCount": len(attempts),
                     "maxAttempts": run.max_attempts},
     )
+    if run.resume_count:
+        # Attempts that resumed after a durable wait: not counted against maxAttempts.
+        root.properties["resumeCount"] = run.resume_count
     if run.error:
         root.properties["error"] = run.error
     if logs_truncated:
@@ -199,21 +248,32 @@ def assemble(
             counts[line.attempt_number] = counts.get(line.attempt_number, 0) + 1
     spans: dict[int, Span] = {}
     previous_end: datetime | None = None
+    resumes = resumed_after(attempts, steps)
     for attempt in attempts:
         start = attempt.started_at or attempt.created_at
-        if previous_end is not None and start > previous_end:
+        resume = resumes.get(attempt.number)
+        if previous_end is not None and start > previous_end and resume is None:
             root.add(Span(id=f"{run.id}:backoff:{attempt.number - 1}", run_id=run.id,
                           kind="backoff", message=f"Backoff before attempt {attempt.number}",
                           start=previous_end, end=start))
+        message = f"Attempt {attempt.number}"
+        if resume is not None:
+            message += f" (resumed after {resume})"
+        elif attempt.number > 1:
+            message += " (retry)"
         span = Span(
             id=f"{run.id}:attempt:{attempt.number}", run_id=run.id, kind="attempt",
-            message=f"Attempt {attempt.number}", start=start, end=_attempt_end(attempt, run),
+            message=message, start=start, end=_attempt_end(attempt, run),
             is_error=attempt.status in _ERROR_ATTEMPTS,
             is_cancelled=attempt.status is AttemptStatus.CANCELED,
             attempt_number=attempt.number, task_slug=run.task_identifier,
             log_count=counts.get(attempt.number, 0),
             properties={"status": attempt.status.value, "attemptNumber": attempt.number},
         )
+        if resume is not None:
+            span.properties["resumedAfter"] = resume
+        elif attempt.number > 1:
+            span.properties["retry"] = True
         if attempt.worker:
             span.properties["worker"] = attempt.worker
         if attempt.error:
@@ -239,6 +299,8 @@ def assemble(
                     return span
         return root
 
+    for step in steps:
+        _add_step(run, step, owner, closed)
     for cp in checkpoints:
         owner(cp.attempt_number).add(Span(
             id=f"{run.id}:checkpoint:{cp.number}", run_id=run.id, kind="checkpoint",
@@ -263,6 +325,37 @@ def assemble(
     return Trace(run.root_run_id or run.id, root, now, logs_truncated)
 
 
+def _add_step(run: Run, step: RunStep, owner: Any, closed: Any) -> None:
+    """A recorded step or wait as a span under the attempt that did it (a step a replay
+    reused from the original's record: under the root, as it ran in another run)."""
+    copied = step.copied_from is not None
+    props: dict[str, Any] = {"position": step.position, "name": step.name,
+                             "status": step.status}
+    if copied:
+        props["copiedFrom"] = step.copied_from
+    if step.error:
+        props["error"] = step.error
+    if step.kind == "wait":
+        props["waitFor"] = {k: v for k, v in (step.detail or {}).items() if k != "waitpoints"}
+        message = wait_words(step.detail)  # its name (wait, wait_for_token:…) is a property
+    else:
+        message = f"Step {step.name}"
+    if copied:
+        message += f" (reused from {step.copied_from})"
+    start = step.created_at
+    end = step.completed_at if not copied else step.created_at
+    parent = owner(None) if copied else owner(step.attempt_number, start)
+    parent.add(Span(
+        id=f"{run.id}:{step.kind}:{step.position}", run_id=run.id, kind=step.kind,
+        message=message, start=start, end=end if end is not None else closed(None),
+        is_error=step.status == "FAILED" or (
+            step.kind == "wait" and isinstance(step.output, dict)
+            and step.output.get("ok") is False),
+        attempt_number=None if copied else step.attempt_number,
+        task_slug=run.task_identifier, properties=props,
+    ))
+
+
 def children_of(session: Session, run_id: str) -> list[Run]:
     return list(session.scalars(
         select(Run).where(Run.parent_run_id == run_id).order_by(Run.created_at)
@@ -282,6 +375,7 @@ def log_counts(session: Session, run_id: str) -> dict[int, int]:
 def build_trace(
     session: Session, run: Run, *, with_logs: bool = True,
     attempts: Sequence[Attempt] | None = None, checkpoints: Sequence[Checkpoint] | None = None,
+    steps: Sequence[RunStep] | None = None,
 ) -> Trace:
     """The trace of a run the caller may see. ``with_logs``: log lines as events on their
     attempts (else only counted: the dashboard's waterfall)."""
@@ -290,12 +384,17 @@ def build_trace(
     if checkpoints is None:
         checkpoints = attempts_repo.checkpoints_of(session, run.id)
     kids = children_of(session, run.id)
+    if steps is None:
+        steps = list(session.scalars(
+            select(RunStep).where(RunStep.run_id == run.id).order_by(RunStep.position)
+        ))
     now = db_now(session)
     if with_logs:
         lines, truncated = lines_of_run(session, run.id, TRACE_LOG_LIMIT)
-        return assemble(run, attempts, checkpoints, kids, lines, now, logs_truncated=truncated)
+        return assemble(run, attempts, checkpoints, kids, lines, now, logs_truncated=truncated,
+                        steps=steps)
     return assemble(run, attempts, checkpoints, kids, [], now,
-                    log_counts=log_counts(session, run.id))
+                    log_counts=log_counts(session, run.id), steps=steps)
 
 
 # --- the wire --------------------------------------------------------------------------

@@ -557,6 +557,22 @@ def test_a_runs_trace_through_the_official_client_whole_and_paged(
         (child["id"], "trace-child")]
     assert scenario.error("span-unknown")["status"] == 404
 
+    durable_id = scenario.ok("trigger-durable")["id"]
+    durable = scenario.ok("trace-durable")
+    root = durable["root"]
+    assert [c["kind"] for c in root["children"]] == ["queue", "attempt", "attempt"]
+    first, resumed = root["children"][1:]
+    assert (first["children"][0]["kind"], first["children"][0]["message"]) == ("step", "Step a")
+    [wait] = [c for c in first["children"] if c["kind"] == "wait"]
+    assert wait["message"].startswith("Wait until ")
+    assert wait["durationMs"] >= 400
+    assert wait["parentId"] == f"{durable_id}:attempt:1"
+    assert resumed["message"] == "Attempt 2 (resumed after wait)"
+    assert [(c["kind"], c["message"]) for c in resumed["children"]] == [("step", "Step b")]
+    [rebuilt] = durable["roots"]
+    assert [c["id"] for c in rebuilt["children"][1]["children"]] == [
+        c["id"] for c in first["children"]]
+
     assert scenario.ok("token-reads-its-trace") == {"id": retried_id}
     refused = scenario.error("token-reads-no-other-trace")
     assert (refused["status"], refused["className"]) == (404, "NotFoundError")

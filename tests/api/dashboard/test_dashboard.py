@@ -430,7 +430,11 @@ def test_replay_from_a_checkpoint_starts_with_its_state(
 
     page.get_by_role("button", name="Replay", exact=True).click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_role("combobox", name="Start from checkpoint").select_option("2")
+    start = dialog.get_by_role("combobox", name="Start from")
+    # The checkpoints by the attempt that saved them, after the beginning (no step recorded).
+    expect(start.locator("optgroup")).to_have_attribute("label", "A checkpoint of attempt 1")
+    start.select_option("checkpoint:2")
+    expect(dialog.get_by_text("receives the checkpoint's saved state as its payload")).to_be_visible()
     dialog.get_by_role("button", name="Replay run").click()
 
     page.wait_for_url(re.compile(r"/dashboard/runs/run_\w+\?env=dev"))

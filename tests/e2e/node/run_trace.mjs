@@ -1,6 +1,6 @@
 // A run's trace through the official client: apiClient.retrieveRunTrace (the whole tree)
 // and retrieveRunTracePage (the same spans flat, page by page, rebuilt with
-// assembleRunTracePages, with retrieveSpan for one span's details), for a run retried twice and for a parent with a child; a public
+// assembleRunTracePages, with retrieveSpan for one span's details), for a run retried twice, for a parent with a child and for a durable run's steps and wait; a public
 // token reads the trace of the run it names only.
 import { apiClientManager, assembleRunTracePages } from "@trigger.dev/core/v3";
 import { auth } from "@trigger.dev/sdk";
@@ -73,6 +73,18 @@ if (parent) {
   });
   await step("span-of-parent-attempt", () => client().retrieveSpan(parent.id, `${parent.id}:attempt:1`));
   await step("span-unknown", () => client().retrieveSpan(parent.id, "no-such-span"));
+}
+
+// A durable run: its steps and its wait are spans of the attempts that did them, and the
+// attempt after the wait says it resumed; the paged trace rebuilds to the same tree.
+const durable = await step("trigger-durable", () => tasks.trigger("durable-steps", { wait: 0.5 }));
+if (durable) {
+  await retrieveUntil(durable.id, completed);
+  await step("trace-durable", async () => {
+    const { trace } = await client().retrieveRunTrace(durable.id);
+    const pages = [await client().retrieveRunTracePage(durable.id, { limit: 100 })];
+    return { root: tree(trace.rootSpan), roots: assembleRunTracePages(pages).map(flat) };
+  });
 }
 
 if (retried && parent) {

@@ -15,6 +15,7 @@ from reprise_server.shared.runs import filters, lifecycle
 from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.fingerprints import fingerprint
 from tests.support import triggers
+from tests.support.durable_rows import waiting_run
 from tests.support.fixtures import ProjectKeys, wait_for_status
 from tests.support.overview import complete_in_db, fail_in_db, set_times
 
@@ -147,6 +148,9 @@ def test_chart_numbers_runs_by_status_waits_durations_and_failure_rates(
         assert lifecycle.cancel(session, canceled)
     waiting = triggers.in_db(project, "test-echo", publish=False, delay="1h")
     assert waiting
+    at_a_wait = waiting_run(project, wait={"type": "datetime",
+                                           "until": "2099-01-01T00:00:00+00:00"})
+    assert at_a_wait
     set_times(failed, created_at=-1800)
 
     data = overview(project)
@@ -154,7 +158,8 @@ def test_chart_numbers_runs_by_status_waits_durations_and_failure_rates(
     assert all(b.start - a.start == timedelta(minutes=1)
                for a, b in zip(data.buckets, data.buckets[1:], strict=False))
     totals = {c: sum(b.counts[c] for b in data.buckets) for c in queries.CATEGORIES}
-    assert totals == {"completed": 4, "failed": 1, "canceled": 1, "expired": 0, "active": 1}
+    assert totals == {"completed": 4, "failed": 1, "canceled": 1, "expired": 0, "waiting": 1,
+                      "active": 1}
     # The failure created half an hour ago sits in the middle of the hour.
     assert [i for i, b in enumerate(data.buckets) if b.counts["failed"]] in ([29], [30])
 
@@ -174,4 +179,4 @@ def test_chart_numbers_runs_by_status_waits_durations_and_failure_rates(
     # Day and week windows: coarser buckets over the same runs.
     assert len(overview(project, "day").buckets) == 96
     assert len(overview(project, "week").buckets) == 84
-    assert sum(b.total for b in overview(project, "week").buckets) == 7
+    assert sum(b.total for b in overview(project, "week").buckets) == 8

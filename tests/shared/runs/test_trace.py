@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from reprise_server.shared.durable.models import RunStep
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.runs.states import AttemptStatus, RunStatus
 from reprise_server.shared.runs.trace import assemble, trace_page_to_wire, trace_to_wire
@@ -109,3 +110,85 @@ def test_the_waterfall_places_each_span_on_the_runs_time_axis() -> None:
     assert rows == [("run", 0, 0, 100, 10_000), ("queue", 1, 0, 10, 1000),
                     ("attempt", 1, 10, 20, 2000), ("backoff", 1, 30, 20, 2000),
                     ("attempt", 1, 50, 50, 5000)]
+
+
+def _step(position: int, kind: str, name: str, status: str, start: float,
+          end: float | None, attempt: int, **fields: object) -> RunStep:
+    values: dict[str, object] = {
+        "run_id": "run_trace0000000000000000001", "position": position, "kind": kind,
+        "name": name, "status": status, "output": None, "error": None, "detail": None,
+        "attempt_number": attempt, "copied_from": None, "created_at": _at(start),
+        "completed_at": _at(end) if end is not None else None,
+    }
+    values.update(fields)
+    return RunStep(**values)
+
+
+def test_steps_and_waits_are_spans_of_their_attempt_and_a_resume_says_after_which_wait(
+) -> None:
+    run = _run(RunStatus.COMPLETED, finished_at=_at(20), started_at=_at(1), resume_count=1)
+    attempts = [_attempt(1, AttemptStatus.PAUSED, 1, 3), _attempt(2, AttemptStatus.FAILED, 11, 12),
+                _attempt(3, AttemptStatus.COMPLETED, 14, 20)]
+    steps = [
+        _step(0, "step", "charge", "COMPLETED", 1.5, 2, 1),
+        _step(1, "wait", "wait_for", "COMPLETED", 2.5, 10, 1,
+              detail={"type": "datetime", "until": "2026-01-01T12:00:10+00:00",
+                      "waitpoints": ["waitpoint_1"]}),
+        _step(2, "step", "ship", "COMPLETED", 14.5, 15, 3),
+    ]
+
+    trace = assemble(run, attempts, [], [], [], _at(30), steps=steps)
+
+    kinds = [s.kind for s in trace.root.children]
+    assert trace.root.properties["resumeCount"] == 1
+    # No backoff between a paused attempt and its resume: the wait covers that time.
+    assert kinds == ["queue", "attempt", "attempt", "backoff", "attempt"]
+    first, resumed, _, retried = trace.root.children[1:]
+    assert first.message == "Attempt 1"
+    assert resumed.message == "Attempt 2 (resumed after wait_for)"
+    assert resumed.properties["resumedAfter"] == "wait_for"
+    assert retried.message == "Attempt 3 (retry)"
+    assert retried.properties["retry"] is True
+    step, wait = first.children
+    assert (step.kind, step.message, step.duration_ms(trace.now)) == ("step", "Step charge", 500)
+    assert step.properties["position"] == 0
+    assert wait.kind == "wait"
+    assert wait.message == "Wait until 2026-01-01 12:00:10 UTC"
+    assert wait.properties["name"] == "wait_for"
+    assert wait.duration_ms(trace.now) == 7500
+    assert wait.properties["waitFor"] == {"type": "datetime",
+                                          "until": "2026-01-01T12:00:10+00:00"}
+    [ship] = retried.children
+    assert ship.message == "Step ship"
+    wire = trace_to_wire(trace)["trace"]["rootSpan"]
+    assert wire["children"][1]["children"][1]["data"]["properties"]["kind"] == "wait"
+    assert wire["children"][1]["children"][0]["parentId"] == first.id
+
+
+def test_an_open_wait_of_a_waiting_run_lasts_until_now_and_a_failed_step_is_an_error() -> None:
+    run = _run(RunStatus.WAITING, started_at=_at(1))
+    steps = [
+        _step(0, "step", "fetch", "FAILED", 1.2, 1.4, 1,
+              error={"name": "ValueError", "message": "no"}),
+        _step(1, "wait", "approval", "WAITING", 2, None, 1,
+              detail={"type": "token", "token": "waitpoint_abc", "waitpoints": ["waitpoint_abc"]}),
+    ]
+    trace = assemble(run, [_attempt(1, AttemptStatus.PAUSED, 1, 3)], [], [], [], _at(9),
+                     steps=steps)
+    fetch, approval = trace.root.children[1].children
+    assert fetch.is_error
+    assert fetch.properties["error"]["message"] == "no"
+    assert approval.is_partial
+    assert approval.message == "Wait for token waitpoint_abc"
+    assert approval.duration_ms(trace.now) == 7000
+
+
+def test_steps_a_replay_reused_are_under_the_root() -> None:
+    run = _run(RunStatus.COMPLETED, finished_at=_at(5), started_at=_at(1))
+    steps = [_step(0, "step", "a", "COMPLETED", 0, 0, 0, copied_from="run_original"),
+             _step(1, "step", "b", "COMPLETED", 2, 3, 1)]
+    trace = assemble(run, [_attempt(1, AttemptStatus.COMPLETED, 1, 5)], [], [], [], _at(9),
+                     steps=steps)
+    reused = [s for s in trace.root.children if s.kind == "step"]
+    assert [s.message for s in reused] == ["Step a (reused from run_original)"]
+    assert [s.message for s in trace.root.children[-1].children] == ["Step b"]
