@@ -180,8 +180,14 @@ def claim_and_begin(
     """The common case of :func:`claim_run` then :func:`begin_attempt` in one move: a
     queued run's first attempt, by a worker that has its task; None for any other run
     (take the long way)."""
-    run = lifecycle.claim_and_start(session, run_id, worker, version, tasks)
-    return None if run is None else (run, _open_attempt(session, run, worker))
+    attempt_id = new_attempt_id()
+    run = lifecycle.claim_and_start(session, run_id, worker, version, tasks, attempt_id)
+    if run is None:
+        return None
+    # The statement that started the run inserted this attempt.
+    return run, Attempt(id=attempt_id, run_id=run.id, number=run.attempt_count,
+                        status=AttemptStatus.EXECUTING, worker=worker,
+                        started_at=run.heartbeat_at)
 
 
 def begin_attempt(

@@ -15,7 +15,18 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, null, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -83,6 +94,29 @@ class PreparedTransition:
     def __call__(self, session: Session, run_id: str, **params: Any) -> Run | None:
         row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
         return _moved(session, row)
+
+
+def prepare_transition_opening(
+    target: RunStatus,
+    opened: Table,
+    opened_values: Callable[[Any], dict[str, Any]],
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedTransition:
+    """:func:`prepare_transition` whose statement also inserts a row into ``opened``
+    (``opened_values(moved)``: its columns from the moved row, a CTE, and bind parameters)
+    when the run moves: one statement, one round trip (a first attempt's claim, start and
+    attempt row)."""
+    allowed = _allowed(target, sources)
+    assert allowed, f"no state may move to {target}"
+    moved = _transition_statement(
+        target, allowed, _RUNS.c.id == bindparam("run_id"), where, values
+    ).cte("moved")
+    row = opened_values(moved)
+    inserted = insert(opened).from_select(list(row), select(*row.values())).cte("opened")
+    return PreparedTransition(select(*moved.c).add_cte(inserted))
 
 
 def prepare_transition(

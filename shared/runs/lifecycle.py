@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Interval,
     Select,
+    Table,
     Text,
     and_,
     any_,
@@ -44,8 +45,8 @@ from reprise_server.shared.flow.models import Queue
 from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs import cas
 from reprise_server.shared.runs import repository as repo
-from reprise_server.shared.runs.models import Run
-from reprise_server.shared.runs.states import RunStatus
+from reprise_server.shared.runs.models import Attempt, Run
+from reprise_server.shared.runs.states import AttemptStatus, RunStatus
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.arming import arm_if_within_horizon
 
@@ -495,8 +496,22 @@ def start(session: Session, run_id: str, worker: str, version: str) -> Run | Non
 # has not passed, whose task the worker has, and not locked to another version. Any other
 # run goes the long way (claim, then the checks, then start), so the guarantees are those
 # of the two moves: one row version and one statement fewer per run.
-_CLAIM_AND_START = cas.prepare_transition(
+def _first_attempt(moved: Any) -> dict[str, Any]:
+    """The attempt a claim-and-start opens, from the moved run (its id a bind parameter)."""
+    return {
+        "id": bindparam("attempt_id"),
+        "run_id": moved.c.id,
+        "number": moved.c.attempt_count,
+        "status": literal(AttemptStatus.EXECUTING.value),
+        "worker": bindparam("worker"),
+        "started_at": moved.c.heartbeat_at,
+    }
+
+
+_CLAIM_AND_START = cas.prepare_transition_opening(
     RunStatus.EXECUTING,
+    cast(Table, Attempt.__table__),
+    _first_attempt,
     sources={RunStatus.QUEUED},
     where=[
         Run.attempt_count == 0,
@@ -517,11 +532,14 @@ _CLAIM_AND_START = cas.prepare_transition(
 
 
 def claim_and_start(
-    session: Session, run_id: str, worker: str, version: str, tasks: list[str]
+    session: Session, run_id: str, worker: str, version: str, tasks: list[str],
+    attempt_id: str,
 ) -> Run | None:
     """QUEUED -> EXECUTING for ``worker`` (of ``version``, having ``tasks``): a run's first
-    attempt begins; None when the run needs the long way (:func:`claim`, :func:`start`)."""
-    return _CLAIM_AND_START(session, run_id, worker=worker, b_version=version, tasks=tasks)
+    attempt begins, its attempt row (``attempt_id``) inserted by the same statement; None
+    when the run needs the long way (:func:`claim`, :func:`start`)."""
+    return _CLAIM_AND_START(session, run_id, worker=worker, b_version=version, tasks=tasks,
+                            attempt_id=attempt_id)
 
 
 def heartbeat(session: Session, run_id: str, worker: str) -> bool:

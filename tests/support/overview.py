@@ -17,6 +17,7 @@ def fail_in_db(project: ProjectKeys, task: str, name: str, message: str, *,
                status: str = "FAILED", env: str = "dev") -> str:
     """A run of ``task`` that ends in ``status`` with the error, moved in the database."""
     from reprise_server.shared.db import transaction
+    from reprise_server.shared.ids import new_attempt_id
     from reprise_server.shared.runs import lifecycle
     from reprise_server.shared.settings import get_settings
 
@@ -24,7 +25,8 @@ def fail_in_db(project: ProjectKeys, task: str, name: str, message: str, *,
     error = {"name": name, "message": message, "stackTrace": f"Traceback: {name}"}
     with transaction() as session:
         assert lifecycle.claim_and_start(session, run_id, WORKER,
-                                         get_settings().worker_version, [task])
+                                         get_settings().worker_version, [task],
+                                         new_attempt_id())
         if status == "FAILED":
             assert lifecycle.fail(session, run_id, WORKER, error, 50)
         elif status == "TIMED_OUT":
@@ -36,13 +38,15 @@ def fail_in_db(project: ProjectKeys, task: str, name: str, message: str, *,
 
 def complete_in_db(project: ProjectKeys, task: str, elapsed_ms: int = 100) -> str:
     from reprise_server.shared.db import transaction
+    from reprise_server.shared.ids import new_attempt_id
     from reprise_server.shared.runs import lifecycle
     from reprise_server.shared.settings import get_settings
 
     run_id = triggers.in_db(project, task, publish=False, payload={})
     with transaction() as session:
         assert lifecycle.claim_and_start(session, run_id, WORKER,
-                                         get_settings().worker_version, [task])
+                                         get_settings().worker_version, [task],
+                                         new_attempt_id())
         assert lifecycle.complete(session, run_id, WORKER, {"ok": True}, elapsed_ms)
     return run_id
 

@@ -67,8 +67,12 @@ def test_status_words_of_either_vocabulary_name_internal_states(
 
 
 def test_a_status_word_naming_no_state_reprise_has_is_a_filter_matching_nothing() -> None:
-    assert build(statuses="WAITING").statuses == frozenset()
-    assert build(statuses="FROZEN,INTERRUPTED").statuses == frozenset()
+    assert build(statuses="INTERRUPTED").statuses == frozenset()
+
+
+def test_waiting_and_its_older_name_frozen_are_runs_in_a_durable_wait() -> None:
+    assert build(statuses="WAITING").statuses == frozenset({RunStatus.WAITING})
+    assert build(statuses="FROZEN,INTERRUPTED").statuses == frozenset({RunStatus.WAITING})
 
 
 def test_an_unknown_status_is_refused_in_the_adapters_words_naming_the_first_given() -> None:

@@ -18,9 +18,15 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from reprise_server.shared.db import db_now, discard_after_commit, transaction
+from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.runs import lifecycle
-from reprise_server.shared.runs.models import Run
-from reprise_server.shared.runs.states import FINAL_STATES, RunStatus, can_transition
+from reprise_server.shared.runs.models import Attempt, Run
+from reprise_server.shared.runs.states import (
+    FINAL_STATES,
+    AttemptStatus,
+    RunStatus,
+    can_transition,
+)
 from reprise_server.shared.settings import get_settings
 from reprise_server.shared.versions import repository as versions_repo
 from tests.support import triggers
@@ -169,7 +175,7 @@ MOVES: dict[str, Move] = {
                   lambda s, r: lifecycle.start(s, r, WORKER, "v2")),
     "claim_and_start": Move(
         S.EXECUTING, frozenset({S.QUEUED}),
-        lambda s, r: lifecycle.claim_and_start(s, r, WORKER, "v2", ["test-echo"]),
+        lambda s, r: lifecycle.claim_and_start(s, r, WORKER, "v2", ["test-echo"], new_attempt_id()),
     ),
     "crash": Move(S.CRASHED, frozenset({S.DEQUEUED, S.EXECUTING, S.RETRYING}),
                   lambda s, r: lifecycle.crash(s, r, ERROR)),
@@ -549,12 +555,16 @@ def test_claim_and_start_writes_the_claim_and_the_first_attempt_at_once(
 ) -> None:
     run_id = a_run(project, parked, S.QUEUED)
     started, now = move(
-        lambda s: lifecycle.claim_and_start(s, run_id, WORKER, "v2", ["test-echo"]))
+        lambda s: lifecycle.claim_and_start(s, run_id, WORKER, "v2", ["test-echo"], "attempt_x"))
     assert started is not None
     stored = row(run_id)
     assert (stored.status, stored.locked_by, stored.version) == (S.EXECUTING, WORKER, "v2")
     assert stored.dequeued_at == stored.started_at == stored.heartbeat_at == now
     assert stored.attempt_count == 1
+    with transaction() as session:  # the same statement opened the first attempt
+        opened = session.execute(select(Attempt).where(Attempt.run_id == run_id)).scalar_one()
+        assert (opened.id, opened.number, opened.status, opened.worker, opened.started_at) == (
+            "attempt_x", 1, AttemptStatus.EXECUTING, WORKER, now)
 
 
 @pytest.mark.parametrize(
@@ -573,7 +583,9 @@ def test_claim_and_start_leaves_any_other_run_to_the_long_way(
 ) -> None:
     run_id = a_run(project, parked, S.QUEUED, **columns)
     before = row(run_id)
-    assert move(lambda s: lifecycle.claim_and_start(s, run_id, WORKER, "v2", tasks))[0] is None
+    assert move(
+        lambda s: lifecycle.claim_and_start(s, run_id, WORKER, "v2", tasks, new_attempt_id())
+    )[0] is None
     assert row(run_id) == before
 
 
