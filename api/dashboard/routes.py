@@ -10,7 +10,16 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from reprise_server.api.dashboard import bulk, overview, queues, runs, schedules
+from reprise_server.api.dashboard import (
+    bulk,
+    keys,
+    overview,
+    queues,
+    runs,
+    schedules,
+    search,
+    tasks,
+)
 from reprise_server.api.dashboard.web import (
     COOKIE,
     HERE,
@@ -38,6 +47,9 @@ router.include_router(bulk.router)
 router.include_router(schedules.router)
 router.include_router(queues.router)
 router.include_router(overview.router)
+router.include_router(tasks.router)
+router.include_router(search.router)
+router.include_router(keys.router)
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript",
           "favicon.svg": "image/svg+xml"}
