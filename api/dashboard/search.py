@@ -36,4 +36,5 @@ def search_page(request: Request, session: DbSession) -> Response:
             return RedirectResponse(f"{PREFIX}/runs?env={env}&batch={quote(found.query)}",
                                     status_code=303)
     return page("search.html", 200 if not found.nothing else 404, signed=signed, found=found,
+                search_query=found.query,
                 env_slug=env, now=signed.now)

@@ -61,11 +61,9 @@ class TaskSummary:
 
     @property
     def ttl(self) -> str | None:
-        """The task's declared TTL, else the environment's default (None: no TTL)."""
+        """The task's declared TTL (None: the environment's default applies, if any)."""
         if self.options.get("ttl") not in (None, ""):
             return str(self.options["ttl"])
-        if self.default_ttl_seconds:
-            return f"{self.default_ttl_seconds}s (environment default)"
         return None
 
     @property
