@@ -182,18 +182,18 @@ class KeyListing:
     created_at: datetime | None = None
 
 
-def list_keys(session: Session) -> list[KeyListing]:
-    """Every key of every project, oldest first, revoked ones included."""
+def list_keys(session: Session, project_id: str | None = None) -> list[KeyListing]:
+    """Every key of every project (or of one), oldest first, revoked ones included."""
     return [
         KeyListing(key.id, project.slug, env.slug, key.display_prefix, key.revoked_at is not None,
                    project.ref, project.id, key.created_at)
-        for key, env, project in repo.list_keys(session)
+        for key, env, project in repo.list_keys(session, project_id)
     ]
 
 
 def list_project_keys(session: Session, project_id: str) -> list[KeyListing]:
     """The keys of one project's environments (the dashboard's API keys page)."""
-    return [key for key in list_keys(session) if key.project_id == project_id]
+    return list_keys(session, project_id)
 
 
 def create_project_key(session: Session, project_id: str, env_slug: str) -> str:

@@ -343,3 +343,14 @@ def test_describe_json_answers_as_the_save_would(api: Any, project: ProjectKeys)
     assert "nope" in bad.json()["error"]
     api.cookies.clear()
     assert api.get("/dashboard/schedules/describe.json?cron=*").status_code == 401
+
+
+def test_a_key_two_tasks_used_lists_both_runs(api: Any, project: ProjectKeys) -> None:
+    first = triggers.in_db(project, "test-echo", publish=False, idempotencyKey="shared-key")
+    second = triggers.in_db(project, "test-sleep", publish=False, idempotencyKey="shared-key")
+    sign_in(api, project)
+    page = api.get("/dashboard/search", params={"env": "dev", "q": " shared-key "})
+    assert page.status_code == 200
+    assert first in page.text
+    assert second in page.text
+    assert 'value="shared-key"' in page.text  # the header's box keeps the search
