@@ -10,7 +10,17 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from reprise_server.api.dashboard import bulk, overview, queues, runs, schedules, waitpoints
+from reprise_server.api.dashboard import (
+    bulk,
+    keys,
+    overview,
+    queues,
+    runs,
+    schedules,
+    search,
+    tasks,
+    waitpoints,
+)
 from reprise_server.api.dashboard.web import (
     COOKIE,
     HERE,
@@ -39,6 +49,9 @@ router.include_router(schedules.router)
 router.include_router(queues.router)
 router.include_router(overview.router)
 router.include_router(waitpoints.router)
+router.include_router(tasks.router)
+router.include_router(search.router)
+router.include_router(keys.router)
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript",
           "favicon.svg": "image/svg+xml"}

@@ -73,11 +73,12 @@ def list_filter(params: dict[str, str]) -> RunFilter:
         bulk_action_id=params.get("bulk"),
         schedule_id=params.get("schedule"),
         error_fingerprint=params.get("error"),
+        batch_id=params.get("batch"),
     )
 
 
 FILTER_KEYS = ("status", "task", "tag", "version", "from", "to", "replays", "not_replayed",
-               "bulk", "schedule", "error")
+               "bulk", "schedule", "error", "batch")
 
 
 @router.get("/runs")

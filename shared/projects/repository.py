@@ -129,13 +129,17 @@ def find_active_key(session: Session, key_hash: str) -> tuple[ApiKey, Environmen
     return (row[0], row[1]) if row else None
 
 
-def list_keys(session: Session) -> list[tuple[ApiKey, Environment, Project]]:
-    rows = session.execute(
+def list_keys(session: Session, project_id: str | None = None
+              ) -> list[tuple[ApiKey, Environment, Project]]:
+    query = (
         select(ApiKey, Environment, Project)
         .join(Environment, Environment.id == ApiKey.environment_id)
         .join(Project, Project.id == Environment.project_id)
         .order_by(ApiKey.created_at)
     )
+    if project_id is not None:
+        query = query.where(Environment.project_id == project_id)
+    rows = session.execute(query)
     return [(r[0], r[1], r[2]) for r in rows]
 
 

@@ -7,10 +7,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.errors import InvalidInput, Unauthorized
+from reprise_server.shared.errors import InvalidInput, NotFound, Unauthorized
 from reprise_server.shared.projects import repository as repo
 from reprise_server.shared.projects.access import PublicAccess
 from reprise_server.shared.projects.models import (
@@ -177,15 +178,42 @@ class KeyListing:
     revoked: bool
     # The project's ref (``proj_…``), as ``runs.list(projectRef)`` takes it.
     project_ref: str = ""
+    project_id: str = ""
+    created_at: datetime | None = None
 
 
-def list_keys(session: Session) -> list[KeyListing]:
-    """Every key of every project, oldest first, revoked ones included."""
+def list_keys(session: Session, project_id: str | None = None) -> list[KeyListing]:
+    """Every key of every project (or of one), oldest first, revoked ones included."""
     return [
         KeyListing(key.id, project.slug, env.slug, key.display_prefix, key.revoked_at is not None,
-                   project.ref)
-        for key, env, project in repo.list_keys(session)
+                   project.ref, project.id, key.created_at)
+        for key, env, project in repo.list_keys(session, project_id)
     ]
+
+
+def list_project_keys(session: Session, project_id: str) -> list[KeyListing]:
+    """The keys of one project's environments (the dashboard's API keys page)."""
+    return list_keys(session, project_id)
+
+
+def create_project_key(session: Session, project_id: str, env_slug: str) -> str:
+    """:func:`create_key` for an environment of the project with this id."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise InvalidInput("This project does not exist")
+    return create_key(session, env_slug, project.slug)
+
+
+def revoke_project_key(session: Session, project_id: str, key_id: str) -> KeyListing:
+    """Revoke the project's active key with this id (404 for a key of another project or
+    none, 400 for one already revoked)."""
+    found = next((k for k in list_project_keys(session, project_id) if k.id == key_id), None)
+    if found is None:
+        raise NotFound("API key not found")
+    if found.revoked:
+        raise InvalidInput(f"The key {found.display_prefix}… is already revoked")
+    revoke_key(session, found.id)
+    return found
 
 
 def revoke_key(session: Session, key_id_or_prefix: str) -> int:

@@ -193,3 +193,53 @@
     schedule(logs.getAttribute("data-active") === "true" ? 1000 : 0);
   }
 })();
+
+// The schedule form: the cron's English description as you type, from the server's own
+// describer and validation (describe.json), 250 ms after the last key; the answer to an
+// older request is dropped.
+(function () {
+  "use strict";
+  var cron = document.querySelector("[data-cron-describe]");
+  if (!cron) return;
+  var zone = cron.form.elements.timezone;
+  var out = cron.form.querySelector("[data-cron-description]");
+  var timer = null, asked = 0;
+  function describe() {
+    var mine = ++asked;
+    var url = cron.getAttribute("data-cron-describe") + "&cron=" + encodeURIComponent(cron.value) +
+      "&timezone=" + encodeURIComponent(zone ? zone.value : "");
+    fetch(url, { credentials: "same-origin", headers: { "accept": "application/json" } })
+      .then(function (response) { return response.json(); })
+      .then(function (data) {
+        if (mine !== asked) return;
+        if (data.error) { out.textContent = data.error; out.classList.add("error-text"); cron.setAttribute("aria-invalid", "true"); }
+        else { out.textContent = data.description; out.classList.remove("error-text"); cron.removeAttribute("aria-invalid"); }
+      })
+      .catch(function () { /* offline for a moment: the save still checks it */ });
+  }
+  function later() { clearTimeout(timer); timer = setTimeout(describe, 250); }
+  cron.addEventListener("input", later);
+  if (zone) zone.addEventListener("input", later);
+})();
+
+// A secret shown once: Copy puts it on the clipboard (or selects it to copy by hand).
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    var state = document.querySelector("[data-copy-state]");
+    button.addEventListener("click", function () {
+      field.focus(); field.select();
+      var done = function () { if (state) state.textContent = "Copied to the clipboard."; button.textContent = "Copied"; };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(field.value).then(done, function () {
+          if (state) state.textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+        });
+      } else if (document.execCommand && document.execCommand("copy")) { done(); }
+      else if (state) { state.textContent = "Selected: press Ctrl+C (⌘C) to copy."; }
+    });
+  });
+  document.querySelectorAll("[data-select-on-focus]").forEach(function (input) {
+    input.addEventListener("focus", function () { input.select(); });
+  });
+})();
