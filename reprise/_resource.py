@@ -14,6 +14,7 @@ a coroutine function (or returns an async iterator). The types follow::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import (
     TYPE_CHECKING,
@@ -65,45 +66,59 @@ class Resource(Generic[M]):
         self._client: Connection[M] = client
 
 
-def _named(function: Callable[..., Any], source: Callable[..., Any]) -> Callable[..., Any]:
-    function.__name__ = source.__name__
-    function.__qualname__ = source.__qualname__
-    function.__doc__ = source.__doc__
-    function.__module__ = source.__module__
-    return function
+class Definition:
+    """A resource method as written once: a generator function (``op`` of an operation,
+    or returning a feed for a listing), bound on access to a sync or an async client."""
+
+    listing: ClassVar[bool] = False
+
+    def __init__(self, definition: Callable[..., Any]) -> None:
+        self.definition = definition
+        self.__doc__ = definition.__doc__
+        self.name = definition.__name__
+        self.qualname = definition.__qualname__
+        signature = inspect.signature(definition)  # shown without self and generator type
+        self.signature = signature.replace(
+            parameters=list(signature.parameters.values())[1:],
+            return_annotation=inspect.Signature.empty,
+        )
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name, self.qualname = name, f"{owner.__qualname__}.{name}"
+
+    def bind(self, resource: Resource[Any]) -> Callable[..., Any]:
+        """This method of ``resource``: run on its client's transport (``await``-ed on an
+        async one; a listing gives an iterator, or an async iterator)."""
+        client, definition = resource._client, self.definition
+        method: Callable[..., Any]
+        if self.listing:
+
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return client._engine().iterate(definition(resource, *args, **kwargs))
+
+        elif client.is_async:
+
+            async def method(*args: Any, **kwargs: Any) -> Any:
+                return await client._engine().run(definition(resource, *args, **kwargs))
+
+        else:
+
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return client._engine().run(definition(resource, *args, **kwargs))
+
+        method.__name__, method.__qualname__ = self.name, self.qualname
+        method.__doc__, method.__module__ = self.__doc__, definition.__module__
+        method.__signature__ = self.signature  # type: ignore[union-attr]
+        return method
 
 
-def _bind_op(resource: Resource[Any], op: Callable[..., Op[Any]]) -> Callable[..., Any]:
-    client = resource._client
-    if client.is_async:
-
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            return await client._engine().run(op(resource, *args, **kwargs))
-
-        return _named(run_async, op)
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return client._engine().run(op(resource, *args, **kwargs))
-
-    return _named(run, op)
-
-
-def _bind_feed(resource: Resource[Any], feed: Callable[..., Feed[Any]]) -> Callable[..., Any]:
-    client = resource._client
-
-    def iterate(*args: Any, **kwargs: Any) -> Any:
-        return client._engine().iterate(feed(resource, *args, **kwargs))
-
-    return _named(iterate, feed)
-
-
-class Operation(Generic[P, T]):
+class Operation(Definition, Generic[P, T]):
     """A resource method written once as an operation: ``-> T`` on a sync client,
     ``async -> T`` on an async one."""
 
     def __init__(self, op: Callable[Concatenate[Any, P], Op[T]]) -> None:
+        super().__init__(op)
         self.op = op
-        self.__doc__ = op.__doc__
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
@@ -117,16 +132,18 @@ class Operation(Generic[P, T]):
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
-        return self if obj is None else _bind_op(obj, self.op)
+        return self if obj is None else self.bind(obj)
 
 
-class Listing(Generic[P, T]):
+class Listing(Definition, Generic[P, T]):
     """A resource method written once as a feed: ``-> Iterator[T]`` on a sync client,
     ``-> AsyncIterator[T]`` on an async one (``async for``)."""
 
+    listing = True
+
     def __init__(self, feed: Callable[Concatenate[Any, P], Feed[T]]) -> None:
+        super().__init__(feed)
         self.feed = feed
-        self.__doc__ = feed.__doc__
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
@@ -140,16 +157,16 @@ class Listing(Generic[P, T]):
     ) -> Callable[P, AsyncIterator[T]]: ...
 
     def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
-        return self if obj is None else _bind_feed(obj, self.feed)
+        return self if obj is None else self.bind(obj)
 
 
-class Overloaded(Generic[S, A]):
+class Overloaded(Definition, Generic[S, A]):
     """An :class:`Operation` whose signature is overloaded: ``S`` is its type on a sync
     client, ``A`` on an async one (a Protocol with the overloads, in both)."""
 
     def __init__(self, op: Callable[..., Op[Any]]) -> None:
+        super().__init__(op)
         self.op = op
-        self.__doc__ = op.__doc__
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
@@ -161,14 +178,14 @@ class Overloaded(Generic[S, A]):
     def __get__(self, obj: Resource[Async], owner: type[Any]) -> A: ...
 
     def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
-        return self if obj is None else _bind_op(obj, self.op)
+        return self if obj is None else self.bind(obj)
 
 
-def definitions(resource: type[Resource[Any]]) -> dict[str, Operation[Any, Any] | Listing[Any, Any] | Overloaded[Any, Any]]:
+def definitions(resource: type[Resource[Any]]) -> dict[str, Definition]:
     """The API methods a resource class defines (each written once, for both clients)."""
     return {
         name: value
         for klass in reversed(resource.__mro__)
         for name, value in vars(klass).items()
-        if isinstance(value, Operation | Listing | Overloaded)
+        if isinstance(value, Definition)
     }
