@@ -5,6 +5,12 @@ carrying ``x-should-retry: true`` are retried with exponential backoff (``x-shou
 false`` forbids it). Every logical request carries one ``x-trigger-request-idempotency-key``
 that stays the same across its retries, so a trigger whose response was lost is not
 created twice: the server answers the retry with the run the first attempt created.
+
+That logic is written once, as the generator :meth:`BaseTransport.request_op` (it yields
+each attempt and each backoff, and receives the response or the error). :class:`Transport`
+runs it over ``httpx.Client`` and ``time.sleep``, :class:`AsyncTransport` over
+``httpx.AsyncClient`` and ``asyncio.sleep``; both run the resource methods, written once
+too (:mod:`reprise._sansio`), the same way.
 """
 
 from __future__ import annotations
