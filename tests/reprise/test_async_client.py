@@ -490,3 +490,59 @@ def test_listings_are_async_iterators_and_operations_awaitables() -> None:
             assert await pending == ["UTC"]
 
     asyncio.run(main())
+
+
+TYPED = '''
+from collections.abc import AsyncIterator, Iterator
+from typing import assert_type
+
+import reprise
+from reprise.models import (
+    BulkAction, BulkActionHandle, BulkActionPreview, ConcurrencyLimitItem,
+    ConcurrencyLimitKeyItem, QueueItem, Run, RunListItem, RunLogLine, Schedule, TriggeredRun,
+    WaitpointTokenDetail, WaitpointTokenItem,
+)
+
+
+async def both(a: reprise.AsyncClient, c: reprise.Client) -> None:
+    assert_type(c.tasks.trigger("t", {}), TriggeredRun)
+    assert_type(await a.tasks.trigger("t", {}), TriggeredRun)
+    assert_type(c.runs.poll("r", timeout=1), Run)
+    assert_type(await a.runs.poll("r", timeout=1), Run)
+    assert_type(c.runs.list(status="FAILED"), Iterator[RunListItem])
+    assert_type(a.runs.list(status="FAILED"), AsyncIterator[RunListItem])
+    assert_type(await a.runs.logs("r"), list[RunLogLine])
+    assert_type(await a.runs.bulk.cancel(run_ids=["r"]), BulkActionHandle | BulkActionPreview)
+    assert_type(a.runs.bulk.list(), AsyncIterator[BulkAction])
+    assert_type(await a.schedules.retrieve("s"), Schedule)
+    assert_type(a.queues.list(), AsyncIterator[QueueItem])
+    assert_type(c.concurrency_limits.retrieve("n"), ConcurrencyLimitItem)
+    assert_type(await a.concurrency_limits.retrieve("n"), ConcurrencyLimitItem)
+    assert_type(await a.concurrency_limits.reset("n", "k"), ConcurrencyLimitKeyItem)
+    assert_type(
+        await a.concurrency_limits.override("n", per_key=1, concurrency_key="k"),
+        ConcurrencyLimitKeyItem,
+    )
+    assert_type(await a.waitpoints.retrieve_token("w"), WaitpointTokenDetail)
+    assert_type(a.waitpoints.list_tokens(), AsyncIterator[WaitpointTokenItem])
+    assert_type(reprise.runs.retrieve("r"), Run)
+    await a.runs.retrieve(1)  # a wrong argument is an error
+'''
+
+
+def test_the_async_methods_have_the_sync_methods_types(tmp_path: Path) -> None:
+    """mypy (strict) sees each async method with the sync one's parameters and result."""
+    from mypy import api
+
+    snippet = tmp_path / "typed.py"
+    snippet.write_text(TYPED)
+    root = Path(__file__).resolve().parents[2]
+    out, err, status = api.run(
+        ["--strict", "--cache-dir", str(root / ".mypy_cache"), str(snippet)]
+    )
+
+    wrong = TYPED.splitlines().index("    await a.runs.retrieve(1)  # a wrong argument is an error")
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out + err
+    assert f"typed.py:{wrong + 1}: error: Argument 1" in errors[0]
+    assert status == 1
