@@ -209,7 +209,7 @@ class Runs(Resource[M]):
     ``runs.bulk`` does it to many runs at once."""
 
     def __init__(self, client: Connection[M]) -> None:
-        Resource.__init__(self, client)
+        Resource.__init__(self, client)  # (mypy rejects super() on a value-restricted M)
         self.bulk: RunsBulk[M] = RunsBulk(client)
 
     @Operation
