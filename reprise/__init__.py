@@ -4,7 +4,7 @@ Define tasks with :func:`task`; trigger and manage runs with :data:`tasks` and :
 queues and concurrency limits with :data:`queues` and :data:`concurrency_limits`, waitpoint
 tokens with :data:`waitpoints`, after :func:`configure` (or the ``REPRISE_API_URL`` /
 ``REPRISE_API_KEY`` environment variables; ``TRIGGER_API_URL`` / ``TRIGGER_SECRET_KEY``
-work too).
+work too). :class:`AsyncClient` is the same API for asyncio (``await``, ``async for``).
 
 The SDK is a client: it needs httpx and pydantic and imports nothing of the server
 (``shared``, ``api``, ``workers``) nor any server library.
@@ -12,6 +12,7 @@ The SDK is a client: it needs httpx and pydantic and imports nothing of the serv
 
 from reprise.client import (
     ApiError,
+    AsyncClient,
     Client,
     concurrency_limits,
     configure,
@@ -32,6 +33,7 @@ from reprise.registry import (
 
 __all__ = [
     "ApiError",
+    "AsyncClient",
     "AttemptInfo",
     "Client",
     "Concurrency",

@@ -15,16 +15,18 @@ the server then works through it in batches::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import quote
 
+from reprise._resource import Listing, M, Operation, Resource
+from reprise._sansio import Feed, Op, call_json, cursor_pages, sleep
 from reprise.errors import RunPollTimeoutError
 from reprise.models import BulkAction, BulkActionHandle, BulkActionPreview
 
 if TYPE_CHECKING:
-    from reprise.client import Client, Delay
+    from reprise.client import Delay
 
 Words = str | Iterable[str]
 
@@ -113,13 +115,39 @@ def bulk_filter(
     return {key: value for key, value in data.items() if value is not None}
 
 
-class RunsBulk:
+def _create(
+    action: str,
+    run_ids: Iterable[str] | None,
+    name: str | None,
+    dry_run: bool,
+    filters: BulkFilterOptions,
+    **extra: Any,
+) -> Op[BulkActionHandle | BulkActionPreview]:
+    ids = None if run_ids is None else list(run_ids)
+    selection = bulk_filter(**filters)
+    if (ids is None) == (not selection):
+        raise ValueError("select the runs by run_ids or by filters, not both nor neither")
+    body: dict[str, Any] = {"action": action}
+    if ids is not None:
+        body["runIds"] = ids
+    else:
+        body["filter"] = selection
+    if name is not None:
+        body["name"] = name
+    if dry_run:
+        body["dryRun"] = True
+    body.update({key: value for key, value in extra.items() if value is not None})
+    data = yield from call_json("POST", "/api/v1/bulk-actions", json_body=body)
+    if dry_run:
+        return BulkActionPreview.model_validate(data)
+    return BulkActionHandle.model_validate(data)
+
+
+class RunsBulk(Resource[M]):
     """``reprise.runs.bulk``: create (or preview), list, retrieve, poll and abort bulk
     actions."""
 
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
-
+    @Operation
     def replay(
         self,
         *,
@@ -128,14 +156,15 @@ class RunsBulk:
         dry_run: bool = False,
         max_per_second: float | None = None,
         **filters: Unpack[BulkFilterOptions],
-    ) -> BulkActionHandle | BulkActionPreview:
+    ) -> Op[BulkActionHandle | BulkActionPreview]:
         """Replay every selected run as a new run (``max_per_second`` paces it).
 
         Returns the new action's ``{id}``, or with ``dry_run`` a :class:`BulkActionPreview`
         (nothing is done). ``filters`` are :func:`bulk_filter`'s keywords."""
-        return self._create("replay", run_ids, name, dry_run, filters,
-                            maxPerSecond=max_per_second)
+        return (yield from _create("replay", run_ids, name, dry_run, filters,
+                                   maxPerSecond=max_per_second))
 
+    @Operation
     def cancel(
         self,
         *,
@@ -143,10 +172,11 @@ class RunsBulk:
         name: str | None = None,
         dry_run: bool = False,
         **filters: Unpack[BulkFilterOptions],
-    ) -> BulkActionHandle | BulkActionPreview:
+    ) -> Op[BulkActionHandle | BulkActionPreview]:
         """Cancel every selected run (one already finished counts as a failure)."""
-        return self._create("cancel", run_ids, name, dry_run, filters)
+        return (yield from _create("cancel", run_ids, name, dry_run, filters))
 
+    @Operation
     def reschedule(
         self,
         delay: Delay,
@@ -155,74 +185,37 @@ class RunsBulk:
         name: str | None = None,
         dry_run: bool = False,
         **filters: Unpack[BulkFilterOptions],
-    ) -> BulkActionHandle | BulkActionPreview:
+    ) -> Op[BulkActionHandle | BulkActionPreview]:
         """Move every selected DELAYED run to one time: ``delay`` from now (a duration or a
         ``timedelta``) or a ``datetime``."""
         from reprise.client import delay_value
 
-        return self._create("reschedule", run_ids, name, dry_run, filters,
-                            delay=delay_value(delay))
+        return (yield from _create("reschedule", run_ids, name, dry_run, filters,
+                                   delay=delay_value(delay)))
 
-    def _create(
-        self,
-        action: str,
-        run_ids: Iterable[str] | None,
-        name: str | None,
-        dry_run: bool,
-        filters: BulkFilterOptions,
-        **extra: Any,
-    ) -> BulkActionHandle | BulkActionPreview:
-        ids = None if run_ids is None else list(run_ids)
-        selection = bulk_filter(**filters)
-        if (ids is None) == (not selection):
-            raise ValueError("select the runs by run_ids or by filters, not both nor neither")
-        body: dict[str, Any] = {"action": action}
-        if ids is not None:
-            body["runIds"] = ids
-        else:
-            body["filter"] = selection
-        if name is not None:
-            body["name"] = name
-        if dry_run:
-            body["dryRun"] = True
-        body.update({key: value for key, value in extra.items() if value is not None})
-        data = self._client().transport.request_json("POST", "/api/v1/bulk-actions",
-                                                     json_body=body)
-        if dry_run:
-            return BulkActionPreview.model_validate(data)
-        return BulkActionHandle.model_validate(data)
-
-    def retrieve(self, bulk_action_id: str) -> BulkAction:
+    @Operation
+    def retrieve(self, bulk_action_id: str) -> Op[BulkAction]:
         """The bulk action and its progress (``status``, ``counts``)."""
-        data = self._client().transport.request_json("GET", _path(bulk_action_id))
+        data = yield from call_json("GET", _path(bulk_action_id))
         return BulkAction.model_validate(data)
 
+    @Listing
     def list(self, *, page_size: int | None = None,
-             limit: int | None = None) -> Iterator[BulkAction]:
+             limit: int | None = None) -> Feed[BulkAction]:
         """Bulk actions of the key's environment, newest first, page by page. The server
         lists replays and cancels to SDK clients (Trigger.dev's vocabulary)."""
         params: dict[str, str] = {"page[size]": str(page_size)} if page_size else {}
-        seen = 0
-        while True:
-            page = self._client().transport.request_json("GET", "/api/v1/bulk-actions",
-                                                         params=params)
-            for item in page.get("data", []):
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield BulkAction.model_validate(item)
-            cursor = (page.get("pagination") or {}).get("next")
-            if not cursor or (limit is not None and seen >= limit):
-                return
-            params = {**params, "page[after]": cursor}
+        return cursor_pages("/api/v1/bulk-actions", params, limit, BulkAction.model_validate)
 
-    def abort(self, bulk_action_id: str) -> BulkActionHandle:
+    @Operation
+    def abort(self, bulk_action_id: str) -> Op[BulkActionHandle]:
         """Stop a PENDING bulk action before its next batch (runs already handled stay
         so); one already COMPLETED or ABORTED raises :class:`~reprise.errors.ApiError`
         (HTTP 409)."""
-        data = self._client().transport.request_json("POST", _path(bulk_action_id) + "/abort")
+        data = yield from call_json("POST", _path(bulk_action_id) + "/abort")
         return BulkActionHandle.model_validate(data)
 
+    @Operation
     def poll(
         self,
         bulk_action_id: str,
@@ -230,7 +223,7 @@ class RunsBulk:
         timeout: float | None = None,
         interval: float = 1.0,
         on_progress: Callable[[BulkAction], None] | None = None,
-    ) -> BulkAction:
+    ) -> Op[BulkAction]:
         """Wait until the bulk action is COMPLETED or ABORTED and return it, reading it
         every ``interval`` seconds (``on_progress`` sees each read). After ``timeout``
         seconds raises :class:`BulkPollTimeoutError`."""
@@ -238,7 +231,7 @@ class RunsBulk:
             raise ValueError("interval must be more than 0 seconds")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            action = self.retrieve(bulk_action_id)
+            action = yield from RunsBulk.retrieve.op(self, bulk_action_id)
             if on_progress is not None:
                 on_progress(action)
             if action.is_final:
@@ -249,7 +242,7 @@ class RunsBulk:
                 if left <= 0:
                     raise BulkPollTimeoutError(bulk_action_id, timeout or 0.0, action)
                 wait = min(interval, left)
-            time.sleep(wait)
+            yield from sleep(wait)
 
 
 def _path(bulk_action_id: str) -> str:

@@ -15,11 +15,13 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, Unpack
 from urllib.parse import quote
 
+from reprise._resource import Async, Connection, Listing, M, Operation, Resource, Sync
+from reprise._sansio import Feed, Op, call, call_json, cursor_pages, sleep
 from reprise.bulk import RunsBulk
 from reprise.concurrency_limits import ConcurrencyLimits
 from reprise.errors import (
@@ -43,12 +45,18 @@ from reprise.models import (
 )
 from reprise.queues import Queues
 from reprise.schedules import Schedules
-from reprise.transport import Transport, TransportOptions
+from reprise.transport import (
+    AsyncTransport,
+    AsyncTransportOptions,
+    Transport,
+    TransportOptions,
+)
 from reprise.waitpoints import Waitpoints
 
 __all__ = [
     "ApiConnectionError",
     "ApiError",
+    "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "Client",
@@ -137,12 +145,10 @@ def _run_path(run_id: str, template: str) -> str:
     return template.format(id=quote(run_id, safe=""))
 
 
-class Tasks:
+class Tasks(Resource[M]):
     """``reprise.tasks``: trigger runs of tasks."""
 
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
-
+    @Operation
     def trigger(
         self,
         task_id: str,
@@ -160,7 +166,7 @@ class Tasks:
         concurrency_key: str | None = None,
         priority: int | None = None,
         test: bool | None = None,
-    ) -> TriggeredRun:
+    ) -> Op[TriggeredRun]:
         """Trigger a run of ``task_id`` with a JSON ``payload``; returns its id at once.
 
         A repeated ``idempotency_key`` returns the existing run with ``is_cached=True``.
@@ -186,7 +192,7 @@ class Tasks:
         if payload is not None:
             body["payload"] = payload  # plain JSON: the server stores it as application/json
         path = f"/api/v1/tasks/{quote(task_id, safe='')}/trigger"
-        response = self._client().transport.request("POST", path, json_body=body)
+        response = yield from call("POST", path, json_body=body)
         return _handle(response.json(), response.headers.get("x-trigger-jwt"))
 
 
@@ -198,19 +204,23 @@ def _handle(data: dict[str, Any], token: str | None) -> TriggeredRun:
     )
 
 
-class Runs:
+class Runs(Resource[M]):
     """``reprise.runs``: read, list, poll, trace, cancel, replay and reschedule runs;
     ``runs.bulk`` does it to many runs at once."""
 
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
-        self.bulk = RunsBulk(client)
+    def __init__(self, client: Connection[M]) -> None:
+        Resource.__init__(self, client)  # (mypy rejects super() on a value-restricted M)
+        self.bulk: RunsBulk[M] = RunsBulk(client)
 
-    def retrieve(self, run_id: str) -> Run:
-        data = self._client().transport.request_json("GET", _run_path(run_id, "/api/v3/runs/{id}"))
+    @Operation
+    def retrieve(self, run_id: str) -> Op[Run]:
+        data = yield from call_json("GET", _run_path(run_id, "/api/v3/runs/{id}"))
         return Run.model_validate(data)
 
-    def poll(self, run_id: str, *, timeout: float | None = None, interval: float = 1.0) -> Run:
+    @Operation
+    def poll(
+        self, run_id: str, *, timeout: float | None = None, interval: float = 1.0
+    ) -> Op[Run]:
         """Wait until the run is final (``FINAL_STATUSES``: COMPLETED, FAILED, CANCELED,
         CRASHED, SYSTEM_FAILURE, EXPIRED, TIMED_OUT) and return it, reading it every
         ``interval`` seconds. After ``timeout`` seconds (None: no limit) raises
@@ -219,17 +229,18 @@ class Runs:
             raise ValueError("interval must be more than 0 seconds")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            run = self.retrieve(run_id)
+            run = yield from Runs.retrieve.op(self, run_id)
             if run.status in FINAL_STATUSES:
                 return run
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RunPollTimeoutError(run_id, timeout or 0.0, run)
-                time.sleep(min(interval, left))
+                yield from sleep(min(interval, left))
             else:
-                time.sleep(interval)
+                yield from sleep(interval)
 
+    @Listing
     def list(
         self,
         *,
@@ -247,7 +258,7 @@ class Runs:
         not_replayed: bool | None = None,
         page_size: int | None = None,
         limit: int | None = None,
-    ) -> Iterator[RunListItem]:
+    ) -> Feed[RunListItem]:
         """Runs of the key's environment, newest first, fetching pages as it is iterated.
 
         ``queue`` names queues: ``task/<taskId>`` for a task's own, or a queue's name.
@@ -272,26 +283,13 @@ class Runs:
                 "page[size]": str(page_size) if page_size else None,
             }
         )
-        return self._iterate(params, limit)
+        return cursor_pages("/api/v1/runs", params, limit, RunListItem.model_validate)
 
-    def _iterate(self, params: dict[str, str], limit: int | None) -> Iterator[RunListItem]:
-        seen = 0
-        while True:
-            page = self._client().transport.request_json("GET", "/api/v1/runs", params=params)
-            for item in page.get("data", []):
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield RunListItem.model_validate(item)
-            cursor = (page.get("pagination") or {}).get("next")
-            if not cursor or (limit is not None and seen >= limit):
-                return
-            params = {**params, "page[after]": cursor}
-
+    @Operation
     def logs(
         self, run_id: str, *, after: int | None = None, level: str | None = None,
         search: str | None = None,
-    ) -> builtins.list[RunLogLine]:
+    ) -> Op[builtins.list[RunLogLine]]:
         """The run's captured log lines after the cursor ``after`` (a line's ``seq``), in
         order: ``level`` keeps that level and above (``WARNING``: warnings, errors,
         critical), ``search`` the lines whose message or traceback contains it. Poll with the last
@@ -303,29 +301,32 @@ class Runs:
         cursor = after
         while True:
             query = {**params, "after": str(cursor)} if cursor is not None else params
-            page = self._client().transport.request_json("GET", path, params=query)
+            page = yield from call_json("GET", path, params=query)
             lines.extend(RunLogLine.model_validate(item) for item in page.get("data", []))
             cursor = page.get("cursor", cursor)
             if not page.get("hasMore"):
                 return lines
 
-    def trace(self, run_id: str) -> RunTrace:
+    @Operation
+    def trace(self, run_id: str) -> Op[RunTrace]:
         """The run's trace: a tree of spans (the run; its delay and queue wait; its attempts
         with the backoffs between them; under an attempt its checkpoints, child runs and,
         as events, its log lines). ``trace.root_span.walk()`` lists every span."""
         path = _run_path(run_id, "/api/v1/runs/{id}/trace")
-        data = self._client().transport.request_json("GET", path)
+        data = yield from call_json("GET", path)
         return RunTrace.model_validate(data["trace"])
 
-    def cancel(self, run_id: str, *, children: bool = False) -> CanceledRun:
+    @Operation
+    def cancel(self, run_id: str, *, children: bool = False) -> Op[CanceledRun]:
         """Cancel a run (a no-op for a finished one); returns ``{id}``, as the official SDK.
         ``children=True`` cancels every unfinished run it triggered too, to any depth (a
         parent waiting in ``trigger_and_wait``, say)."""
         path = _run_path(run_id, "/api/v2/runs/{id}/cancel")
         if children:
             path += "?cancelChildren=true"
-        return CanceledRun.model_validate(self._client().transport.request_json("POST", path))
+        return CanceledRun.model_validate((yield from call_json("POST", path)))
 
+    @Operation
     def replay(
         self,
         run_id: str,
@@ -341,7 +342,7 @@ class Runs:
         queue: str | None = None,
         from_step: str | int | None = None,
         from_checkpoint: int | None = None,
-    ) -> TriggeredRun:
+    ) -> Op[TriggeredRun]:
         """Replay a run as a new run of the same task; returns the new run's handle (as
         :meth:`Tasks.trigger` does; ``is_cached`` is false).
 
@@ -371,19 +372,30 @@ class Runs:
         if payload is not UNSET:
             body["payload"] = payload
         path = _run_path(run_id, "/api/v1/runs/{id}/replay")
-        response = self._client().transport.request("POST", path, json_body=body or None)
+        response = yield from call("POST", path, json_body=body or None)
         return _handle(response.json(), response.headers.get("x-trigger-jwt"))
 
-    def reschedule(self, run_id: str, delay: Delay) -> Run:
+    @Operation
+    def reschedule(self, run_id: str, delay: Delay) -> Op[Run]:
         """Move a DELAYED run to a new time; returns the run with its new ``delayed_until``."""
         path = _run_path(run_id, "/api/v1/runs/{id}/reschedule")
-        data = self._client().transport.request_json(
-            "POST", path, json_body={"delay": delay_value(delay)}
-        )
+        data = yield from call_json("POST", path, json_body={"delay": delay_value(delay)})
         return Run.model_validate(data)
 
 
-class Client:
+class _Namespaces(Connection[M]):
+    """The namespaces of a client, sync or async: the same resource classes for both."""
+
+    def __init__(self) -> None:
+        self.tasks: Tasks[M] = Tasks(self)
+        self.runs: Runs[M] = Runs(self)
+        self.schedules: Schedules[M] = Schedules(self)
+        self.queues: Queues[M] = Queues(self)
+        self.concurrency_limits: ConcurrencyLimits[M] = ConcurrencyLimits(self)
+        self.waitpoints: Waitpoints[M] = Waitpoints(self)
+
+
+class Client(_Namespaces[Sync]):
     """A connection to one Reprise API with one secret key: ``client.tasks``, ``client.runs``."""
 
     def __init__(
@@ -395,12 +407,10 @@ class Client:
         """``options``: ``timeout``, ``max_retries``, ``retry_backoff`` and an httpx
         ``transport`` (see :class:`~reprise.transport.Transport`)."""
         self.transport = Transport(base_url, access_token, **options)
-        self.tasks = Tasks(lambda: self)
-        self.runs = Runs(lambda: self)
-        self.schedules = Schedules(lambda: self)
-        self.queues = Queues(lambda: self)
-        self.concurrency_limits = ConcurrencyLimits(lambda: self)
-        self.waitpoints = Waitpoints(lambda: self)
+        super().__init__()
+
+    def _engine(self) -> Transport:
+        return self.transport
 
     @property
     def base_url(self) -> str:
@@ -414,6 +424,50 @@ class Client:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class AsyncClient(_Namespaces[Async]):
+    """:class:`Client` for asyncio, over ``httpx.AsyncClient``: the same namespaces and
+    methods, each awaited (``await client.runs.retrieve(run_id)``); listings are async
+    iterators (``async for run in client.runs.list()``). Use it as ``async with``, or
+    ``await client.close()``."""
+
+    is_async = True
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        access_token: str | None = None,
+        **options: Unpack[AsyncTransportOptions],
+    ) -> None:
+        """``options``: ``timeout``, ``max_retries``, ``retry_backoff`` and an httpx
+        async ``transport`` (see :class:`~reprise.transport.AsyncTransport`)."""
+        self.transport = AsyncTransport(base_url, access_token, **options)
+        super().__init__()
+
+    def _engine(self) -> AsyncTransport:
+        return self.transport
+
+    @property
+    def base_url(self) -> str:
+        return self.transport.base_url
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+
+class _DefaultClient(Connection[Sync]):
+    """What the module-level namespaces are bound to: the client of :func:`configure`, or
+    one made from the environment when first used."""
+
+    def _engine(self) -> Transport:
+        return default_client().transport
 
 
 _lock = threading.Lock()
@@ -444,9 +498,10 @@ def default_client() -> Client:
         return _default
 
 
-tasks = Tasks(default_client)
-runs = Runs(default_client)
-schedules = Schedules(default_client)
-queues = Queues(default_client)
-concurrency_limits = ConcurrencyLimits(default_client)
-waitpoints = Waitpoints(default_client)
+_default_client = _DefaultClient()
+tasks: Tasks[Sync] = Tasks(_default_client)
+runs: Runs[Sync] = Runs(_default_client)
+schedules: Schedules[Sync] = Schedules(_default_client)
+queues: Queues[Sync] = Queues(_default_client)
+concurrency_limits: ConcurrencyLimits[Sync] = ConcurrencyLimits(_default_client)
+waitpoints: Waitpoints[Sync] = Waitpoints(_default_client)

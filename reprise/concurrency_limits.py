@@ -16,18 +16,18 @@ A task's own limit is named ``task/<taskId>``; a named limit by its name::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import quote
 
+from reprise._resource import Listing, M, Operation, Overloaded, Resource
+from reprise._sansio import Feed, Op, call_json, offset_pages
 from reprise.models import ConcurrencyLimitItem, ConcurrencyLimitKeyItem
-from reprise.queues import offset_pages
-
-if TYPE_CHECKING:
-    from reprise.client import Client
 
 Key = str | int
+Limit_co = TypeVar("Limit_co", covariant=True)
+KeyLimit_co = TypeVar("KeyLimit_co", covariant=True)
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -42,51 +42,75 @@ def _ttl(ttl: str | int | timedelta) -> str | int:
     return ttl
 
 
-class ConcurrencyLimits:
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
+def _item(method: str, path: str, body: dict[str, Any] | None = None) -> Op[ConcurrencyLimitItem]:
+    return ConcurrencyLimitItem.model_validate((yield from call_json(method, path, json_body=body)))
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-              params: dict[str, str] | None = None) -> Any:
-        return self._client().transport.request_json(method, path, json_body=body,
-                                                     params=params)
 
-    def list(self, *, per_page: int = 20) -> Iterator[ConcurrencyLimitItem]:
-        """Every limit of the key's environment, by name, a page at a time."""
-        for item in offset_pages(self._client, "/api/v1/concurrency-limits", per_page):
-            yield ConcurrencyLimitItem.model_validate(item)
+def _key_item(
+    method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+) -> Op[ConcurrencyLimitKeyItem]:
+    data = yield from call_json(method, path, json_body=body, params=params)
+    return ConcurrencyLimitKeyItem.model_validate(data)
 
-    @overload
-    def retrieve(self, name: str, concurrency_key: None = None) -> ConcurrencyLimitItem: ...
+
+class _ByKey(Protocol[Limit_co, KeyLimit_co]):
+    """``retrieve`` and ``reset``: the limit, or with ``concurrency_key`` that key's view."""
 
     @overload
-    def retrieve(self, name: str, concurrency_key: Key) -> ConcurrencyLimitKeyItem: ...
-
-    def retrieve(
-        self, name: str, concurrency_key: Key | None = None
-    ) -> ConcurrencyLimitItem | ConcurrencyLimitKeyItem:
-        """The limit; with ``concurrency_key``, the limit as that key sees it."""
-        if concurrency_key is None:
-            return ConcurrencyLimitItem.model_validate(self._call("GET", _path(name)))
-        data = self._call("GET", _path(name), params={"concurrencyKey": str(concurrency_key)})
-        return ConcurrencyLimitKeyItem.model_validate(data)
+    def __call__(self, name: str, concurrency_key: None = None) -> Limit_co: ...
 
     @overload
-    def override(
+    def __call__(self, name: str, concurrency_key: Key) -> KeyLimit_co: ...
+
+
+class _Override(Protocol[Limit_co, KeyLimit_co]):
+    @overload
+    def __call__(
         self, name: str, *, total: int | None = None, per_key: int | None = None,
         concurrency_key: None = None, ttl: None = None,
-    ) -> ConcurrencyLimitItem: ...
+    ) -> Limit_co: ...
 
     @overload
-    def override(
+    def __call__(
         self, name: str, *, per_key: int, concurrency_key: Key,
         ttl: str | int | timedelta | None = None,
-    ) -> ConcurrencyLimitKeyItem: ...
+    ) -> KeyLimit_co: ...
 
-    def override(
+
+_Async = Coroutine[Any, Any, ConcurrencyLimitItem]
+_AsyncKey = Coroutine[Any, Any, ConcurrencyLimitKeyItem]
+ByKey = Overloaded[
+    _ByKey[ConcurrencyLimitItem, ConcurrencyLimitKeyItem], _ByKey[_Async, _AsyncKey]
+]
+Override = Overloaded[
+    _Override[ConcurrencyLimitItem, ConcurrencyLimitKeyItem], _Override[_Async, _AsyncKey]
+]
+
+
+class ConcurrencyLimits(Resource[M]):
+    @Listing
+    def list(self, *, per_page: int = 20) -> Feed[ConcurrencyLimitItem]:
+        """Every limit of the key's environment, by name, a page at a time."""
+        return offset_pages(
+            "/api/v1/concurrency-limits", per_page, ConcurrencyLimitItem.model_validate
+        )
+
+    def _retrieve(
+        self, name: str, concurrency_key: Key | None = None
+    ) -> Op[ConcurrencyLimitItem | ConcurrencyLimitKeyItem]:
+        """The limit; with ``concurrency_key``, the limit as that key sees it."""
+        if concurrency_key is None:
+            return (yield from _item("GET", _path(name)))
+        return (yield from _key_item(
+            "GET", _path(name), params={"concurrencyKey": str(concurrency_key)}
+        ))
+
+    retrieve: ByKey = Overloaded(_retrieve)
+
+    def _override(
         self, name: str, *, total: int | None = None, per_key: int | None = None,
         concurrency_key: Key | None = None, ttl: str | int | timedelta | None = None,
-    ) -> ConcurrencyLimitItem | ConcurrencyLimitKeyItem:
+    ) -> Op[ConcurrencyLimitItem | ConcurrencyLimitKeyItem]:
         """Override the limit's ``total`` and/or ``per_key`` (kept until :meth:`reset`); or,
         with ``concurrency_key``, cap that key at ``per_key`` for ``ttl`` (a duration such
         as ``"1h"``, seconds or a timedelta; default 7 days, at most 30). 0 blocks."""
@@ -98,39 +122,30 @@ class ConcurrencyLimits:
         if ttl is not None:
             body["ttl"] = _ttl(ttl)
         if concurrency_key is None:
-            return ConcurrencyLimitItem.model_validate(
-                self._call("POST", _path(name, "/override"), body)
-            )
+            return (yield from _item("POST", _path(name, "/override"), body))
         body["concurrencyKey"] = concurrency_key
-        return ConcurrencyLimitKeyItem.model_validate(
-            self._call("POST", _path(name, "/override"), body)
-        )
+        return (yield from _key_item("POST", _path(name, "/override"), body))
 
-    @overload
-    def reset(self, name: str, concurrency_key: None = None) -> ConcurrencyLimitItem: ...
+    override: Override = Overloaded(_override)
 
-    @overload
-    def reset(self, name: str, concurrency_key: Key) -> ConcurrencyLimitKeyItem: ...
-
-    def reset(
+    def _reset(
         self, name: str, concurrency_key: Key | None = None
-    ) -> ConcurrencyLimitItem | ConcurrencyLimitKeyItem:
+    ) -> Op[ConcurrencyLimitItem | ConcurrencyLimitKeyItem]:
         """Back to the declared bounds; with ``concurrency_key``, clear that key's cap."""
         if concurrency_key is None:
-            return ConcurrencyLimitItem.model_validate(
-                self._call("POST", _path(name, "/reset"), {})
-            )
-        data = self._call("POST", _path(name, "/reset"), {"concurrencyKey": concurrency_key})
-        return ConcurrencyLimitKeyItem.model_validate(data)
+            return (yield from _item("POST", _path(name, "/reset"), {}))
+        return (yield from _key_item(
+            "POST", _path(name, "/reset"), {"concurrencyKey": concurrency_key}
+        ))
 
-    def pause(self, name: str) -> ConcurrencyLimitItem:
+    reset: ByKey = Overloaded(_reset)
+
+    @Operation
+    def pause(self, name: str) -> Op[ConcurrencyLimitItem]:
         """Admit no more runs holding this limit (runs executing finish)."""
-        return ConcurrencyLimitItem.model_validate(
-            self._call("POST", _path(name, "/pause"), {"action": "pause"})
-        )
+        return (yield from _item("POST", _path(name, "/pause"), {"action": "pause"}))
 
-    def resume(self, name: str) -> ConcurrencyLimitItem:
+    @Operation
+    def resume(self, name: str) -> Op[ConcurrencyLimitItem]:
         """Admit again, in order."""
-        return ConcurrencyLimitItem.model_validate(
-            self._call("POST", _path(name, "/pause"), {"action": "resume"})
-        )
+        return (yield from _item("POST", _path(name, "/pause"), {"action": "resume"}))

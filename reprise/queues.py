@@ -13,14 +13,12 @@ named queue by its name; ``type`` says which when the name alone is ambiguous::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 from urllib.parse import quote
 
+from reprise._resource import Listing, M, Operation, Resource
+from reprise._sansio import Feed, Op, call_json, offset_pages
 from reprise.models import QueueItem
-
-if TYPE_CHECKING:
-    from reprise.client import Client
 
 QueueType = Literal["id", "task", "custom"]
 
@@ -38,49 +36,32 @@ def queue_reference(queue: str, type: QueueType | None = None) -> tuple[str, Que
     return quote(queue.replace("/", "%2F"), safe=""), type
 
 
-def offset_pages(
-    client: Callable[[], Client], path: str, per_page: int
-) -> Iterator[dict[str, Any]]:
-    """Every item of an offset-paginated list (``page``/``perPage``), page by page."""
-    page = 1
-    while True:
-        data = client().transport.request_json(
-            "GET", path, params={"page": str(page), "perPage": str(per_page)}
-        )
-        yield from data.get("data", [])
-        pagination = data.get("pagination") or {}
-        if page >= int(pagination.get("totalPages", 1)):
-            return
-        page += 1
+def _pause(queue: str, type: QueueType | None, action: str) -> Op[QueueItem]:
+    segment, kind = queue_reference(queue, type)
+    data = yield from call_json(
+        "POST", f"/api/v1/queues/{segment}/pause", json_body={"type": kind, "action": action}
+    )
+    return QueueItem.model_validate(data)
 
 
-class Queues:
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
-
-    def list(self, *, per_page: int = 20) -> Iterator[QueueItem]:
+class Queues(Resource[M]):
+    @Listing
+    def list(self, *, per_page: int = 20) -> Feed[QueueItem]:
         """Every queue of the key's environment, by name, a page at a time."""
-        for item in offset_pages(self._client, "/api/v1/queues", per_page):
-            yield QueueItem.model_validate(item)
+        return offset_pages("/api/v1/queues", per_page, QueueItem.model_validate)
 
-    def retrieve(self, queue: str, *, type: QueueType | None = None) -> QueueItem:
+    @Operation
+    def retrieve(self, queue: str, *, type: QueueType | None = None) -> Op[QueueItem]:
         segment, kind = queue_reference(queue, type)
-        data = self._client().transport.request_json(
-            "GET", f"/api/v1/queues/{segment}", params={"type": kind}
-        )
+        data = yield from call_json("GET", f"/api/v1/queues/{segment}", params={"type": kind})
         return QueueItem.model_validate(data)
 
-    def _pause(self, queue: str, type: QueueType | None, action: str) -> QueueItem:
-        segment, kind = queue_reference(queue, type)
-        data = self._client().transport.request_json(
-            "POST", f"/api/v1/queues/{segment}/pause", json_body={"type": kind, "action": action}
-        )
-        return QueueItem.model_validate(data)
-
-    def pause(self, queue: str, *, type: QueueType | None = None) -> QueueItem:
+    @Operation
+    def pause(self, queue: str, *, type: QueueType | None = None) -> Op[QueueItem]:
         """Start nothing more from this queue (runs executing finish; new ones wait)."""
-        return self._pause(queue, type, "pause")
+        return (yield from _pause(queue, type, "pause"))
 
-    def resume(self, queue: str, *, type: QueueType | None = None) -> QueueItem:
+    @Operation
+    def resume(self, queue: str, *, type: QueueType | None = None) -> Op[QueueItem]:
         """Start its runs again, in order."""
-        return self._pause(queue, type, "resume")
+        return (yield from _pause(queue, type, "resume"))

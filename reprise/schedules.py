@@ -14,14 +14,12 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from reprise._resource import Listing, M, Operation, Resource
+from reprise._sansio import Feed, Op, call_json, offset_pages
 from reprise.models import Schedule
-
-if TYPE_CHECKING:
-    from reprise.client import Client
 
 
 def _path(schedule_id: str, suffix: str = "") -> str:
@@ -37,14 +35,12 @@ def _body(
     return {k: v for k, v in body.items() if v is not None}
 
 
-class Schedules:
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
+def _schedule(method: str, path: str, body: dict[str, Any] | None = None) -> Op[Schedule]:
+    return Schedule.model_validate((yield from call_json(method, path, json_body=body)))
 
-    def _schedule(self, method: str, path: str, body: dict[str, Any] | None = None) -> Schedule:
-        data = self._client().transport.request_json(method, path, json_body=body)
-        return Schedule.model_validate(data)
 
+class Schedules(Resource[M]):
+    @Operation
     def create(
         self,
         *,
@@ -53,15 +49,17 @@ class Schedules:
         timezone: str | None = None,
         external_id: str | None = None,
         deduplication_key: str | None = None,
-    ) -> Schedule:
+    ) -> Op[Schedule]:
         """A new schedule; with a ``deduplication_key`` already used in the environment,
         that schedule updated instead."""
         body = _body(task, cron, timezone, external_id, deduplicationKey=deduplication_key)
-        return self._schedule("POST", "/api/v1/schedules", body)
+        return (yield from _schedule("POST", "/api/v1/schedules", body))
 
-    def retrieve(self, schedule_id: str) -> Schedule:
-        return self._schedule("GET", _path(schedule_id))
+    @Operation
+    def retrieve(self, schedule_id: str) -> Op[Schedule]:
+        return (yield from _schedule("GET", _path(schedule_id)))
 
+    @Operation
     def update(
         self,
         schedule_id: str,
@@ -70,34 +68,30 @@ class Schedules:
         cron: str,
         timezone: str | None = None,
         external_id: str | None = None,
-    ) -> Schedule:
+    ) -> Op[Schedule]:
         """Replace the schedule (an omitted ``timezone`` is UTC, ``external_id`` cleared)."""
-        return self._schedule("PUT", _path(schedule_id), _body(task, cron, timezone, external_id))
+        body = _body(task, cron, timezone, external_id)
+        return (yield from _schedule("PUT", _path(schedule_id), body))
 
-    def activate(self, schedule_id: str) -> Schedule:
-        return self._schedule("POST", _path(schedule_id, "/activate"))
+    @Operation
+    def activate(self, schedule_id: str) -> Op[Schedule]:
+        return (yield from _schedule("POST", _path(schedule_id, "/activate")))
 
-    def deactivate(self, schedule_id: str) -> Schedule:
-        return self._schedule("POST", _path(schedule_id, "/deactivate"))
+    @Operation
+    def deactivate(self, schedule_id: str) -> Op[Schedule]:
+        return (yield from _schedule("POST", _path(schedule_id, "/deactivate")))
 
-    def delete(self, schedule_id: str) -> str:
-        return str(self._client().transport.request_json("DELETE", _path(schedule_id))["id"])
+    @Operation
+    def delete(self, schedule_id: str) -> Op[str]:
+        return str((yield from call_json("DELETE", _path(schedule_id)))["id"])
 
-    def list(self, *, per_page: int = 20) -> Iterator[Schedule]:
+    @Listing
+    def list(self, *, per_page: int = 20) -> Feed[Schedule]:
         """Every schedule of the key's environment, newest first, a page at a time."""
-        page = 1
-        while True:
-            data = self._client().transport.request_json(
-                "GET", "/api/v1/schedules", params={"page": str(page), "perPage": str(per_page)}
-            )
-            for item in data.get("data", []):
-                yield Schedule.model_validate(item)
-            pagination = data.get("pagination") or {}
-            if page >= int(pagination.get("totalPages", 1)):
-                return
-            page += 1
+        return offset_pages("/api/v1/schedules", per_page, Schedule.model_validate)
 
-    def timezones(self, *, exclude_utc: bool = False) -> builtins.list[str]:
+    @Operation
+    def timezones(self, *, exclude_utc: bool = False) -> Op[builtins.list[str]]:
         params = {"excludeUtc": "true"} if exclude_utc else None
-        data = self._client().transport.request_json("GET", "/api/v1/timezones", params=params)
+        data = yield from call_json("GET", "/api/v1/timezones", params=params)
         return [str(zone) for zone in data["timezones"]]

@@ -5,10 +5,17 @@ carrying ``x-should-retry: true`` are retried with exponential backoff (``x-shou
 false`` forbids it). Every logical request carries one ``x-trigger-request-idempotency-key``
 that stays the same across its retries, so a trigger whose response was lost is not
 created twice: the server answers the retry with the run the first attempt created.
+
+That logic is written once, as the generator :meth:`BaseTransport.request_op` (it yields
+each attempt and each backoff, and receives the response or the error). :class:`Transport`
+runs it over ``httpx.Client`` and ``time.sleep``, :class:`AsyncTransport` over
+``httpx.AsyncClient`` and ``asyncio.sleep``; both run the resource methods, written once
+too (:mod:`reprise._sansio`), the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -16,13 +23,15 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 import httpx
 
+from reprise._sansio import Feed, Item, Op, Request, Sleep, decode_json
 from reprise.errors import ApiConnectionError, ApiError, UnsendableValueError, error_for
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -32,6 +41,8 @@ REQUEST_KEY_HEADER = "x-trigger-request-idempotency-key"
 MAX_BACKOFF_SECONDS = 30.0
 RETRY_STATUSES = frozenset({408, 409, 429})
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 def env_base_url() -> str:
@@ -110,17 +121,176 @@ def error_from(response: httpx.Response) -> ApiError:
     return error_for(response.status_code, message, response.headers, body)
 
 
-class TransportOptions(TypedDict, total=False):
-    """The keyword options of :class:`Transport` (a :class:`~reprise.client.Client`
-    passes them through)."""
-
+class _Options(TypedDict, total=False):
     timeout: float
     max_retries: int
     retry_backoff: float
+
+
+class TransportOptions(_Options, total=False):
+    """The keyword options of :class:`Transport` (a :class:`~reprise.client.Client`
+    passes them through)."""
+
     transport: httpx.BaseTransport | None
 
 
-class Transport:
+class AsyncTransportOptions(_Options, total=False):
+    """The keyword options of :class:`AsyncTransport` (and
+    :class:`~reprise.client.AsyncClient`): the same, with an async httpx ``transport``."""
+
+    transport: httpx.AsyncBaseTransport | None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One attempt of a request on the wire."""
+
+    method: str
+    path: str
+    content: bytes | None
+    params: Mapping[str, str] | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[R]):
+    value: R
+
+
+Wire = Generator[Send | Sleep | Item[Any], Any, R]
+"""An operation lowered to what a transport does: attempts, sleeps (and a listing's items)."""
+
+
+class _Drive(Generic[R]):
+    """Drives a wire: what to send (or throw) into it next. The sync and async transports
+    each do the I/O of the step it gives and report the outcome here."""
+
+    def __init__(self, wire: Wire[R]) -> None:
+        self._wire = wire
+        self.reply: Any = None
+        self.error: Exception | None = None
+
+    def next(self) -> Send | Sleep | Item[Any] | _Done[R]:
+        error, reply = self.error, self.reply
+        self.error = self.reply = None
+        try:
+            return self._wire.throw(error) if error is not None else self._wire.send(reply)
+        except StopIteration as stop:
+            return _Done(stop.value)
+
+
+def backoff(attempt: int, retry_backoff: float) -> float:
+    """The wait before retry ``attempt + 1``: exponential, capped, with jitter."""
+    base = min(retry_backoff * float(2**attempt), MAX_BACKOFF_SECONDS)
+    return base * (0.75 + random.random() * 0.5)  # jitter spreads out retrying clients
+
+
+def retry_delay(
+    response: httpx.Response, attempt: int, max_retries: int, retry_backoff: float
+) -> float | None:
+    """Seconds to wait before retrying ``response``, or None when it must not be retried."""
+    if attempt >= max_retries:
+        return None
+    should_retry = response.headers.get("x-should-retry")
+    if should_retry == "false":
+        return None
+    status = response.status_code
+    if should_retry != "true" and status not in RETRY_STATUSES and status < 500:
+        return None
+    hinted = _server_hint(response)
+    if hinted is not None:
+        return min(hinted, MAX_BACKOFF_SECONDS)
+    return backoff(attempt, retry_backoff)
+
+
+class BaseTransport:
+    """What both transports share: the configuration, the headers, and the one
+    implementation of a request's attempts, retries and errors (:meth:`request_op`)."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        access_token: str | None,
+        *,
+        max_retries: int,
+        retry_backoff: float,
+    ) -> None:
+        self.base_url = (base_url or env_base_url()).rstrip("/")
+        self.access_token = access_token if access_token is not None else env_access_token()
+        self.max_retries = max(0, max_retries)
+        self.retry_backoff = retry_backoff
+        self.headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "x-trigger-api-version": API_VERSION,
+            "x-trigger-source": "reprise-python",
+            "user-agent": f"reprise-python/{SDK_VERSION}",
+        }
+        if self.access_token:
+            self.headers["authorization"] = f"Bearer {self.access_token}"
+
+    def request_op(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        request_key: str | None = None,
+    ) -> Wire[httpx.Response]:
+        """One logical request, retrying transient failures with the same request key.
+
+        Yields each attempt (:class:`Send`; the transport sends back the response or throws
+        in what sending raised) and each backoff (:class:`Sleep`). Returns the successful
+        response; raises :class:`~reprise.errors.ApiError` (a subclass matching the status)
+        or :class:`~reprise.errors.ApiConnectionError`.
+        """
+        headers = {REQUEST_KEY_HEADER: request_key or str(uuid.uuid4())}
+        content = encode_json(json_body) if json_body is not None else None
+        attempt = 0
+        while True:
+            try:
+                response = yield Send(method, path, content, params, headers)
+            except _TRANSIENT as exc:
+                if attempt >= self.max_retries:
+                    raise ApiConnectionError(
+                        f"could not reach {self.base_url}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                delay = backoff(attempt, self.retry_backoff)
+            else:
+                if response.is_success:
+                    return cast(httpx.Response, response)
+                retry_in = retry_delay(response, attempt, self.max_retries, self.retry_backoff)
+                if retry_in is None:
+                    raise error_from(response)
+                delay = retry_in
+            yield Sleep(delay)
+            attempt += 1
+
+    def lower(self, op: Generator[Request | Sleep | Item[Any], Any, R]) -> Wire[R]:
+        """``op`` with each of its :class:`Request` steps done by :meth:`request_op`: the
+        response goes back into ``op``, or the error is raised in it."""
+        reply: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = op.throw(error) if error is not None else op.send(reply)
+            except StopIteration as stop:
+                return cast(R, stop.value)
+            reply = error = None
+            if isinstance(step, Request):
+                try:
+                    reply = yield from self.request_op(
+                        step.method, step.path, json_body=step.json_body,
+                        params=step.params, request_key=step.request_key,
+                    )
+                except Exception as exc:
+                    error = exc
+            else:
+                reply = yield step
+
+
+class Transport(BaseTransport):
     """One configured connection to a Reprise API (thread-safe, keeps connections alive)."""
 
     def __init__(
@@ -133,25 +303,50 @@ class Transport:
         retry_backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or env_base_url()).rstrip("/")
-        self.access_token = access_token if access_token is not None else env_access_token()
-        self.max_retries = max(0, max_retries)
-        self.retry_backoff = retry_backoff
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "x-trigger-api-version": API_VERSION,
-            "x-trigger-source": "reprise-python",
-            "user-agent": f"reprise-python/{SDK_VERSION}",
-        }
-        if self.access_token:
-            headers["authorization"] = f"Bearer {self.access_token}"
+        super().__init__(
+            base_url, access_token, max_retries=max_retries, retry_backoff=retry_backoff
+        )
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
         )
 
     def close(self) -> None:
         self._http.close()
+
+    def _until_item(self, drive: _Drive[R]) -> Item[Any] | _Done[R]:
+        while True:
+            step = drive.next()
+            if isinstance(step, Item | _Done):
+                return step
+            try:
+                if isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                else:
+                    drive.reply = self._http.request(
+                        step.method, step.path, content=step.content, params=step.params,
+                        headers=step.headers,
+                    )
+            except Exception as exc:
+                drive.error = exc
+
+    def run(self, op: Op[R]) -> R:
+        """Do an operation's requests and sleeps; its result."""
+        return self._complete(self.lower(op))
+
+    def _complete(self, wire: Wire[R]) -> R:
+        outcome = self._until_item(_Drive(wire))
+        if isinstance(outcome, Item):
+            raise TypeError("an operation yielded an item")
+        return outcome.value
+
+    def iterate(self, feed: Feed[T]) -> Iterator[T]:
+        """A listing's items, doing its requests as it is iterated."""
+        drive = _Drive(self.lower(feed))
+        while True:
+            outcome = self._until_item(drive)
+            if isinstance(outcome, _Done):
+                return
+            yield outcome.value
 
     def request(
         self,
@@ -167,29 +362,10 @@ class Transport:
         Returns the successful response; raises :class:`~reprise.errors.ApiError` (a subclass
         matching the status) or :class:`~reprise.errors.ApiConnectionError`.
         """
-        headers = {REQUEST_KEY_HEADER: request_key or str(uuid.uuid4())}
-        content = encode_json(json_body) if json_body is not None else None
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(
-                    method, path, content=content, params=params, headers=headers
-                )
-            except _TRANSIENT as exc:
-                if attempt >= self.max_retries:
-                    raise ApiConnectionError(
-                        f"could not reach {self.base_url}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                delay = self._backoff(attempt)
-            else:
-                if response.is_success:
-                    return response
-                retry_in = self._retry_delay(response, attempt)
-                if retry_in is None:
-                    raise error_from(response)
-                delay = retry_in
-            time.sleep(delay)
-            attempt += 1
+        wire = self.request_op(
+            method, path, json_body=json_body, params=params, request_key=request_key
+        )
+        return self._complete(wire)
 
     def request_json(
         self,
@@ -199,32 +375,92 @@ class Transport:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        response = self.request(method, path, json_body=json_body, params=params)
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(
-                response.status_code, "the API answered with a body that is not JSON"
-            ) from None
+        return decode_json(self.request(method, path, json_body=json_body, params=params))
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.retry_backoff * float(2**attempt), MAX_BACKOFF_SECONDS)
-        return base * (0.75 + random.random() * 0.5)  # jitter spreads out retrying clients
 
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
-        """Seconds to wait before retrying ``response``, or None when it must not be retried."""
-        if attempt >= self.max_retries:
-            return None
-        should_retry = response.headers.get("x-should-retry")
-        if should_retry == "false":
-            return None
-        status = response.status_code
-        if should_retry != "true" and status not in RETRY_STATUSES and status < 500:
-            return None
-        hinted = _server_hint(response)
-        if hinted is not None:
-            return min(hinted, MAX_BACKOFF_SECONDS)
-        return self._backoff(attempt)
+class AsyncTransport(BaseTransport):
+    """:class:`Transport` over ``httpx.AsyncClient``: the same requests, retries and errors
+    (:meth:`BaseTransport.request_op`), awaited."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        access_token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, access_token, max_retries=max_retries, retry_backoff=retry_backoff
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _until_item(self, drive: _Drive[R]) -> Item[Any] | _Done[R]:
+        while True:
+            step = drive.next()
+            if isinstance(step, Item | _Done):
+                return step
+            try:
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                else:
+                    drive.reply = await self._http.request(
+                        step.method, step.path, content=step.content, params=step.params,
+                        headers=step.headers,
+                    )
+            except Exception as exc:
+                drive.error = exc
+
+    async def run(self, op: Op[R]) -> R:
+        """Do an operation's requests and sleeps; its result."""
+        return await self._complete(self.lower(op))
+
+    async def _complete(self, wire: Wire[R]) -> R:
+        outcome = await self._until_item(_Drive(wire))
+        if isinstance(outcome, Item):
+            raise TypeError("an operation yielded an item")
+        return outcome.value
+
+    async def iterate(self, feed: Feed[T]) -> AsyncIterator[T]:
+        """A listing's items, doing its requests as it is iterated."""
+        drive = _Drive(self.lower(feed))
+        while True:
+            outcome = await self._until_item(drive)
+            if isinstance(outcome, _Done):
+                return
+            yield outcome.value
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        request_key: str | None = None,
+    ) -> httpx.Response:
+        """:meth:`Transport.request`, awaited."""
+        wire = self.request_op(
+            method, path, json_body=json_body, params=params, request_key=request_key
+        )
+        return await self._complete(wire)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        return decode_json(await self.request(method, path, json_body=json_body, params=params))
 
 
 def _server_hint(response: httpx.Response) -> float | None:

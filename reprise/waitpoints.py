@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from reprise._resource import Listing, M, Operation, Resource
+from reprise._sansio import Feed, Op, call, call_json, cursor_pages
 from reprise.models import WaitpointToken, WaitpointTokenDetail, WaitpointTokenItem
-
-if TYPE_CHECKING:
-    from reprise.client import Client
 
 PATH = "/api/v1/waitpoints/tokens"
 
@@ -75,10 +74,8 @@ def decode_retrieved(data: dict[str, Any]) -> WaitpointTokenDetail:
     return WaitpointTokenDetail.model_validate(data)
 
 
-class Waitpoints:
-    def __init__(self, client: Callable[[], Client]) -> None:
-        self._client = client
-
+class Waitpoints(Resource[M]):
+    @Operation
     def create_token(
         self,
         *,
@@ -86,7 +83,7 @@ class Waitpoints:
         idempotency_key_ttl: str | None = None,
         timeout: str | datetime | timedelta | None = None,
         tags: str | list[str] | None = None,
-    ) -> WaitpointToken:
+    ) -> Op[WaitpointToken]:
         """A new WAITING token; with ``idempotency_key`` (live for ``idempotency_key_ttl``,
         30 days by default) the token made with that key before, ``is_cached``. ``timeout``
         (``"30s"``, ``"1h"``, a datetime or a timedelta) times it out if not completed."""
@@ -96,7 +93,7 @@ class Waitpoints:
             "timeout": None if timeout is None else _timeout(timeout),
             "tags": tags,
         }
-        response = self._client().transport.request(
+        response = yield from call(
             "POST", PATH, json_body={k: v for k, v in body.items() if v is not None}
         )
         data = dict(response.json())
@@ -105,6 +102,7 @@ class Waitpoints:
             data["publicAccessToken"] = jwt
         return WaitpointToken.model_validate(data)
 
+    @Listing
     def list_tokens(
         self,
         *,
@@ -116,7 +114,7 @@ class Waitpoints:
         to: datetime | None = None,
         page_size: int | None = None,
         limit: int | None = None,
-    ) -> Iterator[WaitpointTokenItem]:
+    ) -> Feed[WaitpointTokenItem]:
         """The environment's tokens, newest first, fetching pages as it is iterated.
 
         ``status``: ``WAITING``, ``COMPLETED``, ``TIMED_OUT`` (one or several); ``tags``
@@ -132,32 +130,25 @@ class Waitpoints:
             "filter[createdAt][to]": _iso(to) if to else None,
             "page[size]": str(page_size) if page_size else None,
         }
-        return self._iterate({k: v for k, v in params.items() if v is not None}, limit)
+        return cursor_pages(
+            PATH, {k: v for k, v in params.items() if v is not None}, limit,
+            WaitpointTokenItem.model_validate,
+        )
 
-    def _iterate(self, params: dict[str, str], limit: int | None) -> Iterator[WaitpointTokenItem]:
-        seen = 0
-        while True:
-            page = self._client().transport.request_json("GET", PATH, params=params)
-            for item in page.get("data", []):
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield WaitpointTokenItem.model_validate(item)
-            cursor = (page.get("pagination") or {}).get("next")
-            if not cursor or (limit is not None and seen >= limit):
-                return
-            params = {**params, "page[after]": cursor}
-
-    def retrieve_token(self, token: str | WaitpointToken | WaitpointTokenItem) -> WaitpointTokenDetail:
+    @Operation
+    def retrieve_token(
+        self, token: str | WaitpointToken | WaitpointTokenItem
+    ) -> Op[WaitpointTokenDetail]:
         """The token, with ``output`` (the data it was completed with) once COMPLETED."""
-        return decode_retrieved(self._client().transport.request_json("GET", _token_path(token)))
+        return decode_retrieved((yield from call_json("GET", _token_path(token))))
 
+    @Operation
     def complete_token(
         self, token: str | WaitpointToken | WaitpointTokenItem, data: Any = None
-    ) -> bool:
+    ) -> Op[bool]:
         """Complete the token with ``data`` (any JSON value), queueing the runs waiting on
         it. A token completed (or timed out) before keeps what it had; True either way."""
-        answer = self._client().transport.request_json(
+        answer = yield from call_json(
             "POST", _token_path(token, "/complete"), json_body={"data": data}
         )
         return bool(answer.get("success"))
