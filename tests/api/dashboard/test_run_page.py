@@ -79,13 +79,13 @@ def test_a_run_retried_twice_shows_three_attempts_and_its_logs_filtered(
     expect(page.get_by_label("Level")).to_have_value("WARNING")
     expect(_lines(page)).to_have_count(2)
     page.get_by_label("Level").select_option("")
-    page.get_by_label("Search").fill("DATABASE")
+    page.get_by_placeholder("Text in a line or traceback").fill("DATABASE")
     expect(_lines(page)).to_have_count(1)
     expect(_lines(page)).to_contain_text("connecting to the billing database")
-    page.get_by_label("Search").fill("user_id")  # the traceback's text matches too
+    page.get_by_placeholder("Text in a line or traceback").fill("user_id")  # the traceback's text matches too
     expect(_lines(page)).to_have_count(1)
     expect(_lines(page)).to_contain_text("charge failed")
-    page.get_by_label("Search").fill("nothing like this")
+    page.get_by_placeholder("Text in a line or traceback").fill("nothing like this")
     expect(page.get_by_text("No line matches.")).to_be_visible()
 
 
