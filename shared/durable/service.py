@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,7 +106,10 @@ def record_step(
     stored = output
     if error is None:
         reject_unstorable(output, f"the result of step {name!r}")
-        encoded = json.dumps(output)
+        try:
+            encoded = json.dumps(output)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"the result of step {name!r} is not JSON: {exc}") from None
         if len(encoded) >= OFFLOAD_BYTES:
             path = f"steps/{run_id}/{position}.json"
             store_packet(session, run.environment_id, path, encoded.encode(), JSON)
@@ -219,7 +222,8 @@ class WaitSpec:
     token: str | None = None
 
 
-TriggerChild = Any  # (session, run, task_id, payload, options, waitpoint_id) -> run id
+# Triggers one child of ``run`` whose end completes ``waitpoint_id``; returns its id.
+TriggerChild = Callable[[Session, Run, ChildSpec, str], str]
 
 
 def begin_wait(
@@ -413,7 +417,3 @@ def waiting_for(session: Session, run_id: str) -> dict[str, Any] | None:
     detail["name"] = entry.name
     detail["position"] = entry.position
     return detail
-
-
-def now_plus(session: Session, seconds: float) -> datetime:
-    return db_now(session) + timedelta(seconds=seconds)

@@ -10,16 +10,12 @@ from reprise_server.shared.db import transaction
 from reprise_server.shared.durable.models import Waitpoint
 from reprise_server.shared.runs.models import Run
 from tests.api.test_dashboard_queues import sign_in
-from tests.support.durable_rows import new_token, waiting_run
+from tests.support.durable_rows import new_token, stored, waiting_run
 from tests.support.fixtures import ProjectKeys
 
 
 def _token(token_id: str) -> Waitpoint:
-    with transaction() as session:
-        token = session.get(Waitpoint, token_id)
-        assert token is not None
-        session.expunge(token)
-        return token
+    return stored(Waitpoint, token_id)
 
 
 def _status(run_id: str) -> str:

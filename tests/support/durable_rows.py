@@ -66,3 +66,12 @@ def waiting_run(
             session.add(WaitpointBlock(waitpoint_id=waitpoint_id, run_id=run_id,
                                        position=position))
     return run_id
+
+
+def stored(model: type[Any], key: Any) -> Any:
+    """The row of ``model`` with primary key ``key``, as stored now (detached)."""
+    with transaction() as session:
+        row = session.get(model, key)
+        assert row is not None, f"no {model.__name__} {key!r}"
+        session.expunge(row)
+        return row

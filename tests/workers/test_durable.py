@@ -24,6 +24,7 @@ from reprise_server.shared.durable.models import RunStep, Waitpoint
 from reprise_server.shared.runs.models import Attempt, Run
 from reprise_server.shared.runs.service import cancel_run
 from tests.support import triggers
+from tests.support.durable_rows import stored
 from tests.support.fixtures import ProjectKeys, wait_for
 from tests.support.processes import ReproProcess, reprise_process
 
@@ -67,11 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ReproProces
 
 
 def run_of(run_id: str) -> Run:
-    with transaction() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
+    return stored(Run, run_id)
 
 
 def wait_status(run_id: str, procs: list[ReproProcess], *statuses: str,

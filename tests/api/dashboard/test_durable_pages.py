@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from reprise_server.shared.db import transaction
 from reprise_server.shared.durable.models import Waitpoint
 from tests.api.dashboard.conftest import screenshot
 from tests.support import triggers
-from tests.support.durable_rows import new_token
+from tests.support.durable_rows import new_token, stored
 from tests.support.fixtures import ProjectKeys, run_row, wait_for_status
 from tests.support.live_server import LiveServer
 
@@ -28,11 +27,7 @@ def _expect() -> Any:
 
 
 def _token(token_id: str) -> Waitpoint:
-    with transaction() as session:
-        token = session.get(Waitpoint, token_id)
-        assert token is not None
-        session.expunge(token)
-        return token
+    return stored(Waitpoint, token_id)
 
 
 def test_a_run_waiting_for_a_token_is_completed_from_its_page(
