@@ -287,11 +287,12 @@ def finish_attempt(
     outcome was unknown (the connection dropped): an attempt already ended is left alone.
     """
     if isinstance(result, Succeeded):
-        if not attempts_repo.finish_attempt(
-            session, run.id, attempt_number, AttemptStatus.COMPLETED, None
-        ):
+        closed, completed = lifecycle.complete_attempt(
+            session, run.id, worker, attempt_number, result.output, elapsed_ms
+        )
+        if not closed:
             return _already_recorded(session, run, worker)
-        if not lifecycle.complete(session, run.id, worker, result.output, elapsed_ms):
+        if not completed:
             return _settled_elsewhere(session, run, worker, attempt_number, elapsed_ms)
         return Outcome(run.id, RunStatus.COMPLETED)
     if isinstance(result, Suspended):

@@ -67,6 +67,21 @@ def _end_attempt(*guards: Any) -> Any:
     )
 
 
+def closing_open_attempt(status: AttemptStatus, run_param: str) -> Any:
+    """The UPDATE that ends the run's open attempt (bind parameters ``run_param``, the
+    run's id, and ``b_attempt``, its number) as ``status``, to be composed with the run's
+    move (shared.runs.cas.prepare_move_closing)."""
+    return (
+        update(_ATTEMPTS)
+        .where(
+            _ATTEMPTS.c.run_id == bindparam(run_param),
+            _ATTEMPTS.c.number == bindparam("b_attempt"),
+            _ATTEMPTS.c.status == AttemptStatus.EXECUTING,
+        )
+        .values(status=status, error=None, updated_at=func.now(), completed_at=func.now())
+    )
+
+
 _END_ATTEMPT = _end_attempt()
 _END_OPEN_ATTEMPT = _end_attempt(_ATTEMPTS.c.status == AttemptStatus.EXECUTING)
 

@@ -21,10 +21,13 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    exists,
     func,
     insert,
+    literal,
     null,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -117,6 +120,52 @@ def prepare_transition_opening(
     row = opened_values(moved)
     inserted = insert(opened).from_select(list(row), select(*row.values())).cte("opened")
     return PreparedTransition(select(*moved.c).add_cte(inserted))
+
+
+# The run's id in a closing move, for both of its updates. Not ``run_id``, nor any name of
+# a column of the closed table: SQLAlchemy would add such a parameter to that UPDATE's SET.
+CLOSING_RUN = "b_closing_run"
+
+
+@dataclass(frozen=True)
+class PreparedClosingMove:
+    """A :class:`PreparedMove` that first closes another row (an attempt) and moves the
+    run only if it did: ``(closed, moved)``."""
+
+    statement: Any
+
+    def __call__(self, session: Session, run_id: str, **params: Any) -> tuple[bool, bool]:
+        row = session.connection().execute(self.statement, {CLOSING_RUN: run_id, **params}).one()
+        closed, head = bool(row[0]), tuple(row[1:])
+        if head[0] is None:
+            return closed, False
+        _record_move(session, *head)
+        return closed, True
+
+
+def prepare_move_closing(
+    target: RunStatus,
+    closing: Any,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedClosingMove:
+    """:func:`prepare_move` after ``closing`` (an UPDATE, e.g. of the run's open attempt)
+    in the same statement: the run moves only if ``closing`` changed a row. One round trip
+    where the two were two (a run's completion)."""
+    allowed = _allowed(target, sources)
+    assert allowed, f"no state may move to {target}"
+    closed = closing.returning(literal(1)).cte("closed")
+    moved = _transition_statement(
+        target, allowed, _RUNS.c.id == bindparam(CLOSING_RUN),
+        [*where, exists(select(closed))], values, _MOVE_HEAD,
+    ).cte("moved")
+    one = select(literal(1).label("one")).subquery("one")
+    count = select(func.count()).select_from(closed).scalar_subquery()
+    return PreparedClosingMove(
+        select(count.label("closed"), *moved.c).select_from(one.outerjoin(moved, true()))
+    )
 
 
 def prepare_transition(

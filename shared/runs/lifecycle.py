@@ -565,17 +565,39 @@ def _held_by(worker: str) -> list[ColumnElement[bool]]:
     return [Run.locked_by == worker]
 
 
+# What a completion writes (a prepared move's bind parameters: worker, output, usage).
+_COMPLETED: dict[str, Any] = {
+    **_usage_columns(bindparam("elapsed_ms"), bindparam("cost"), bindparam("base_cost")),
+    "heartbeat_at": None,
+    **_finished(),
+    "output": bindparam("b_output", type_=Run.__table__.c.output.type),
+    "output_type": "application/json",
+}
+
 _COMPLETE = cas.prepare_move(
-    RunStatus.COMPLETED,
-    where=[Run.locked_by == bindparam("worker")],
-    values={
-        **_usage_columns(bindparam("elapsed_ms"), bindparam("cost"), bindparam("base_cost")),
-        "heartbeat_at": None,
-        **_finished(),
-        "output": bindparam("b_output", type_=Run.__table__.c.output.type),
-        "output_type": "application/json",
-    },
+    RunStatus.COMPLETED, where=[Run.locked_by == bindparam("worker")], values=_COMPLETED
 )
+
+
+_COMPLETE_ATTEMPT = cas.prepare_move_closing(
+    RunStatus.COMPLETED,
+    attempts_repo.closing_open_attempt(AttemptStatus.COMPLETED, cas.CLOSING_RUN),
+    where=[Run.locked_by == bindparam("b_worker")],
+    values=_COMPLETED,
+)
+
+
+def complete_attempt(
+    session: Session, run_id: str, worker: str, attempt_number: int, output: Any,
+    elapsed_ms: int,
+) -> tuple[bool, bool]:
+    """The attempt ``attempt_number`` COMPLETED and the run EXECUTING -> COMPLETED, in one
+    statement: ``(attempt closed, run moved)``. The run moves only if its attempt was
+    still open and ``worker`` still holds it."""
+    return _COMPLETE_ATTEMPT(
+        session, run_id, b_worker=worker, b_attempt=attempt_number, b_output=output,
+        **_usage_of(elapsed_ms),
+    )
 
 
 def complete(session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int) -> bool:

@@ -151,6 +151,15 @@ def _only(run_id: str) -> Any:
 
 
 ERROR = {"name": "Error", "message": "boom"}
+
+
+def _with_open_attempt(session: Any, run_id: str) -> bool:
+    """Attempt 1 of the run, open (EXECUTING): what a completion closes."""
+    session.execute(text(
+        "INSERT INTO attempts (id, run_id, number, status, worker) "
+        "VALUES (:id, :run, 1, 'EXECUTING', :worker) ON CONFLICT DO NOTHING"),
+        {"id": new_attempt_id(), "run": run_id, "worker": WORKER})
+    return True
 NOT_FINAL = frozenset(RunStatus) - FINAL_STATES
 
 MOVES: dict[str, Move] = {
@@ -187,6 +196,9 @@ MOVES: dict[str, Move] = {
                      lambda s, r: lifecycle.time_out(s, r, WORKER, ERROR, 10)),
     "retry": Move(S.RETRYING, frozenset({S.EXECUTING}),
                   lambda s, r: lifecycle.retry(s, r, WORKER, ERROR, 10, 1.0)),
+    "complete_attempt": Move(S.COMPLETED, frozenset({S.EXECUTING}),
+                             lambda s, r: _with_open_attempt(s, r) and lifecycle.complete_attempt(
+                                 s, r, WORKER, 1, {"ok": 1}, 10)[1]),
     "suspend": Move(S.WAITING, frozenset({S.EXECUTING}),
                     lambda s, r: lifecycle.suspend(s, r, WORKER, 10)),
     "resume": Move(S.QUEUED, frozenset({S.WAITING}), lambda s, r: lifecycle.resume(s, [r])),
@@ -620,6 +632,31 @@ def _usage(elapsed_ms: int, before: Any) -> tuple[int, float, float]:
 def _executing(project: ProjectKeys, parked: Parked) -> str:
     return a_run(project, parked, S.EXECUTING, locked_by=WORKER, heartbeat_at=func.now(),
                  duration_ms=100, cost_in_cents=0.5, attempt_count=1)
+
+
+def test_complete_attempt_moves_the_run_only_with_its_open_attempt(
+    project: ProjectKeys, parked: Parked
+) -> None:
+    """One statement closes the attempt and completes the run: both, or (the attempt was
+    closed already) neither, or (another worker holds the run, or it was canceled) the
+    attempt alone, as the caller's two paths need."""
+    done = _executing(project, parked)
+    assert move(lambda s: _with_open_attempt(s, done))[0]
+    assert move(lambda s: lifecycle.complete_attempt(s, done, WORKER, 1, {"ok": 1}, 5))[0] == (
+        True, True)
+    assert row(done).status == S.COMPLETED
+    assert row(done).output == {"ok": 1}
+
+    closed_before = _executing(project, parked)
+    assert move(lambda s: lifecycle.complete_attempt(
+        s, closed_before, WORKER, 1, {"ok": 1}, 5))[0] == (False, False)
+    assert row(closed_before).status == S.EXECUTING
+
+    elsewhere = _executing(project, parked)
+    assert move(lambda s: _with_open_attempt(s, elsewhere))[0]
+    assert move(lambda s: lifecycle.complete_attempt(
+        s, elsewhere, "another-worker", 1, {"ok": 1}, 5))[0] == (True, False)
+    assert row(elsewhere).status == S.EXECUTING
 
 
 def test_complete_writes_the_output_the_usage_and_the_end(
