@@ -11,6 +11,9 @@ Rows:
 * **Reprise**: ``POST /api/v1/tasks/bench-noop/trigger`` from 16 HTTP clients (2 api
   processes) → COMPLETED, a no-op task; completed/s from the first run created to the last
   finished.
+* **Reprise replays**: each of those runs replayed (``POST /api/v1/runs/{id}/replay``, 16
+  clients) → COMPLETED: accepted by the api, applied by ``reprise control``, executed by
+  the worker; printed beside the trigger row as a ratio.
 * **raw Celery**: a no-op Celery task (``acks_late``, prefetch 1, events on — the app's own
   settings), published by 16 threads; it counts itself done with one Redis INCR.
 * **DIY**: 16 threads each INSERT a job row (a durable commit) and ``send_task``; the task
@@ -56,6 +59,7 @@ from bench.timing_stack import (
     machine,
     now_utc,
     servers,
+    start,
     start_bench_api,
     stop,
     wait_until,
@@ -264,6 +268,40 @@ def reprise_lifecycle(env: dict[str, str], logs: Path, key: str, runs: int,
     return (runs - errors) / float(seconds), _per_run(spent, runs - errors)
 
 
+def reprise_replays(env: dict[str, str], logs: Path, key: str, processes: int, api_port: int,
+                    api: Any, stores: dict[str, int]) -> tuple[float, Cpu]:
+    """Every COMPLETED run replayed over HTTP (16 clients) to COMPLETED: the replay is
+    accepted by the api, applied by ``reprise control`` (the commands queue), executed by
+    the worker. Completed replays per second from the first replay created to the last
+    finished, and the CPU they cost (``control`` apart)."""
+    from reprise_server.shared.broker import queue_names
+    from reprise_server.shared.settings import get_settings
+
+    originals = [row[0] for row in sql("SELECT id FROM runs WHERE status = 'COMPLETED' "
+                                       "AND replayed_from IS NULL ORDER BY created_at")]
+    worker = start_worker(env, queue_names(get_settings())["runs"], processes, logs / "rw.log")
+    control = start(["reprise.cli", "control"], env, logs / "control.log")
+    try:
+        wait_until(lambda: "ready" in (logs / "control.log").read_text(errors="replace"), 120,
+                   "the control process")
+        meter = _meter(stores, worker, api)
+        meter.roles["control"] = (control.pid, True)
+        meter.start()
+        errors = closed_loop(api_port, key, [(f"/api/v1/runs/{run_id}/replay", b"{}")
+                                             for run_id in originals])
+        done = len(originals) - errors
+        wait_until(lambda: sql("SELECT count(*) FROM runs WHERE replayed_from IS NOT NULL "
+                               "AND status = 'COMPLETED'")[0][0] >= done,
+                   600, "every replay to complete")
+        spent = meter.stop()
+    finally:
+        stop(worker)
+        stop(control)
+    [(seconds,)] = sql("SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM runs "
+                       "WHERE replayed_from IS NOT NULL")
+    return done / float(seconds), _per_run(spent, done)
+
+
 def reprise_drain(env: dict[str, str], logs: Path, key: str, runs: int, processes: int,
                   api_port: int, stores: dict[str, int]) -> tuple[float, Cpu]:
     """Runs queued with no worker, then drained by ``processes``: the worker's own
@@ -438,7 +476,8 @@ def _delayed_runs(count: int) -> list[str]:
 def _system_cpu(name: str, spent: Cpu) -> float:
     """CPU per run of the system measured: for Reprise everything but the bench process
     (its HTTP clients stand for the users); for a baseline its publishers too."""
-    return sum(ms for role, ms in spent.items() if role != "bench" or name != "Reprise")
+    return sum(ms for role, ms in spent.items()
+               if role != "bench" or not name.startswith("Reprise"))
 
 
 def _scale_rows(label: str, measured: dict[int, tuple[float, Cpu]]) -> list[str]:
@@ -480,6 +519,8 @@ def main() -> None:
             measured = {
                 "Reprise": reprise_lifecycle(env, logs, key, sizes.runs, n, api_port, api,
                                              stores),
+                "Reprise replays of those runs": reprise_replays(env, logs, key, n, api_port,
+                                                                 api, stores),
                 "raw Celery": raw_celery(env, logs, sizes.runs, n, stores),
                 "DIY Celery + Postgres": diy(env, logs, sizes.runs, n, stores),
                 "raw Celery on Reprise's Redis transport":
@@ -500,7 +541,7 @@ def main() -> None:
 
     rows = {name: rate for name, (rate, _) in measured.items()}
     raw, own = rows["raw Celery"], rows["DIY Celery + Postgres"]
-    roles = ["api", "worker main", "worker pool", "postgres", "redis", "bench"]
+    roles = ["api", "worker main", "worker pool", "control", "postgres", "redis", "bench"]
     lines = [
         (f"| what ({sizes.runs} no-op runs, {CLIENTS} clients, {args.processes} worker "
          "processes) | completed/s | x raw | x DIY |"),
@@ -508,9 +549,12 @@ def main() -> None:
         *(f"| {name} | {rate:.0f} | {rate / raw:.2f} | {rate / own:.2f} |"
           for name, rate in rows.items()),
         "",
-        ("| CPU ms per completed run | api | worker main | worker pool | postgres | redis | "
-         "bench process | total |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        (f"Replay → COMPLETED x trigger → COMPLETED: "
+         f"{rows['Reprise replays of those runs'] / rows['Reprise']:.2f}"),
+        "",
+        ("| CPU ms per completed run | api | worker main | worker pool | control | postgres | "
+         "redis | bench process | total |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(f"| {name} | " + " | ".join(f"{spent.get(r, 0):.2f}" for r in roles)
           + f" | {_system_cpu(name, spent):.2f} |" for name, (_, spent) in measured.items()),
         "",
