@@ -82,7 +82,7 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
         }
     ),
     S.RETRYING: frozenset({S.DEQUEUED, S.CANCELED, S.CRASHED}),
-    S.WAITING: frozenset({S.QUEUED, S.CANCELED, S.SYSTEM_FAILURE}),
+    S.WAITING: frozenset({S.QUEUED, S.CANCELED}),
 }
 for _final in FINAL_STATES:
     TRANSITIONS[_final] = frozenset()
