@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,3 +121,42 @@ def reprise_process(
     finally:
         running.stop()
         log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def run_stack(name: str, schedule: Path, *, slots: int = 1) -> Iterator[list[ReproProcess]]:
+    """A prefork ``reprise worker`` of ``slots`` slots, ``reprise control`` (timers,
+    commands) and ``reprise beat`` (the sweeps) on a queue prefix of their own, which this
+    process publishes to (``broker.celery_app`` and ``REPRISE_QUEUE_PREFIX`` patched) while
+    the block runs; their leftover keys in Redis are deleted afterwards."""
+    import redis
+    from celery import Celery
+
+    from reprise_server.shared import broker
+    from reprise_server.shared.settings import get_settings
+
+    settings = get_settings()
+    prefix = f"{settings.queue_prefix}-{name}-{secrets.token_hex(3)}"
+    app = broker.configure_celery(
+        Celery(f"reprise-{name}"), settings.model_copy(update={"queue_prefix": prefix})
+    )
+    env = {"REPRISE_QUEUE_PREFIX": prefix}
+    with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
+        patch.setattr(broker, "celery_app", lambda: app)
+        patch.setitem(os.environ, "REPRISE_QUEUE_PREFIX", prefix)  # an API subprocess's too
+        worker = stack.enter_context(reprise_process(
+            "worker", "--pool", "prefork", "--concurrency", str(slots),
+            "--hostname", f"{name}-{os.getpid()}@%h", env=env, own_group=True,
+        ))
+        control = stack.enter_context(reprise_process("control", env=env))
+        beat = stack.enter_context(reprise_process("beat", "--schedule", str(schedule), env=env))
+        deadline = time.monotonic() + 60
+        while "ready." not in worker.log(200):
+            if not worker.alive() or time.monotonic() > deadline:
+                raise AssertionError(f"the worker did not get ready:\n{worker.log()}")
+            time.sleep(0.05)
+        yield [worker, control, beat]
+    client = redis.Redis.from_url(settings.redis_url)
+    leftovers = client.keys(f"{prefix}.*")
+    if leftovers:
+        client.delete(*leftovers)

@@ -5,7 +5,6 @@ so the tests count how often a step's function ran across waits, retries and kil
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import time
@@ -26,7 +25,7 @@ from reprise_server.shared.runs.service import cancel_run
 from tests.support import triggers
 from tests.support.durable_rows import stored
 from tests.support.fixtures import ProjectKeys, wait_for
-from tests.support.processes import ReproProcess, reprise_process
+from tests.support.processes import ReproProcess, reprise_process, run_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -38,33 +37,8 @@ FINAL = {"COMPLETED", "FAILED", "CANCELED", "CRASHED", "SYSTEM_FAILURE", "TIMED_
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ReproProcess]]:
     """One prefork worker with ONE slot (a waiting run must not hold it), the control
     process (timers) and beat (the sweeps), serving the module's own queue prefix."""
-    import redis
-    from celery import Celery
-
-    from reprise_server.shared import broker
-    from reprise_server.shared.settings import get_settings
-
-    settings = get_settings()
-    prefix = f"{settings.queue_prefix}-durable-{secrets.token_hex(3)}"
-    app = broker.configure_celery(
-        Celery("reprise-durable"), settings.model_copy(update={"queue_prefix": prefix})
-    )
-    env = {"REPRISE_QUEUE_PREFIX": prefix}
-    schedule = tmp_path_factory.mktemp("beat") / "beat-schedule"
-    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
-        patch.setattr(broker, "celery_app", lambda: app)
-        worker = stack.enter_context(reprise_process(
-            "worker", "--pool", "prefork", "--concurrency", "1",
-            "--hostname", f"durable-{os.getpid()}@%h", env=env, own_group=True,
-        ))
-        control = stack.enter_context(reprise_process("control", env=env))
-        beat = stack.enter_context(reprise_process("beat", "--schedule", str(schedule), env=env))
-        wait_for(lambda: "ready." in worker.log(200), timeout=60, what="the worker ready")
-        yield [worker, control, beat]
-    client = redis.Redis.from_url(settings.redis_url)
-    leftovers = client.keys(f"{prefix}.*")
-    if leftovers:
-        client.delete(*leftovers)
+    with run_stack("durable", tmp_path_factory.mktemp("beat") / "beat-schedule") as procs:
+        yield procs
 
 
 def run_of(run_id: str) -> Run:

@@ -5,10 +5,7 @@ through the API; a POST to the token's callback URL (no key) resumes it with the
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +15,9 @@ import pytest
 from reprise_server.shared.db import transaction
 from reprise_server.shared.durable.models import Waitpoint
 from tests.support import triggers
-from tests.support.fixtures import ProjectKeys, wait_for
+from tests.support.fixtures import ProjectKeys
 from tests.support.live_server import LiveServer, live_api
-from tests.support.processes import ReproProcess, reprise_process
+from tests.support.processes import ReproProcess, run_stack
 from tests.workers.test_durable import run_of, wait_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -38,35 +35,9 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One prefork worker with one slot, the control process (timers), beat (the sweeps)
     and a live API, serving the module's own queue prefix."""
-    import redis
-    from celery import Celery
-
-    from reprise_server.shared import broker
-    from reprise_server.shared.settings import get_settings
-
-    settings = get_settings()
-    prefix = f"{settings.queue_prefix}-tokens-{secrets.token_hex(3)}"
-    app = broker.configure_celery(
-        Celery("reprise-tokens"), settings.model_copy(update={"queue_prefix": prefix})
-    )
-    env = {"REPRISE_QUEUE_PREFIX": prefix}
     schedule = tmp_path_factory.mktemp("beat") / "beat-schedule"
-    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
-        patch.setattr(broker, "celery_app", lambda: app)
-        patch.setitem(os.environ, "REPRISE_QUEUE_PREFIX", prefix)  # the API subprocess's
-        worker = stack.enter_context(reprise_process(
-            "worker", "--pool", "prefork", "--concurrency", "1",
-            "--hostname", f"tokens-{os.getpid()}@%h", env=env, own_group=True,
-        ))
-        control = stack.enter_context(reprise_process("control", env=env))
-        beat = stack.enter_context(reprise_process("beat", "--schedule", str(schedule), env=env))
-        api = stack.enter_context(live_api())
-        wait_for(lambda: "ready." in worker.log(200), timeout=60, what="the worker ready")
-        yield Stack([worker, control, beat], api)
-    client = redis.Redis.from_url(settings.redis_url)
-    leftovers = client.keys(f"{prefix}.*")
-    if leftovers:
-        client.delete(*leftovers)
+    with run_stack("tokens", schedule) as procs, live_api() as api:
+        yield Stack(procs, api)
 
 
 def _create(stack: Stack, project: ProjectKeys, **body: Any) -> httpx.Response:
