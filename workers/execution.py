@@ -146,7 +146,12 @@ class Heartbeat:
 
 
 class Heartbeats(threading.Thread):
-    """The process's heartbeat thread: beats every executing run when its beat is due."""
+    """The process's heartbeat thread: beats every executing run when its beat is due.
+
+    Beats are one after another: a beat stuck on the database (an outage) delays the
+    others, and the ``maxDuration`` interrupts, by as long as it is stuck. Every beat then
+    fails alike, and a run's stale heartbeat is what lets another worker reclaim it, so the
+    cost is that delay, not a wrong outcome."""
 
     def __init__(self) -> None:
         super().__init__(name="reprise-heartbeats", daemon=True)
