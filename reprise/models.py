@@ -75,6 +75,9 @@ class RunSummary(ApiModel):
     is_cancelled: bool = False
     replayed_from: str | None = None
     lineage_depth: int | None = None
+    # A replay that started from a step (``{"step", "position"}``) or a checkpoint
+    # (``{"checkpoint"}``) of the run it replays.
+    resumed_from: dict[str, Any] | None = None
 
 
 class RunEnvironment(ApiModel):

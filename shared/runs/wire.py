@@ -72,6 +72,9 @@ def common_run_to_wire(run: Run, api_version: str | None) -> dict[str, Any]:
             "isCancelled": run.status is RunStatus.CANCELED,
             "replayedFrom": run.replayed_from,
             "lineageDepth": run.lineage_depth,
+            # A replay that did not start from the top: {"step", "position"} or
+            # {"checkpoint"}.
+            "resumedFrom": run.resumed_from,
         }
     )
 

@@ -255,7 +255,7 @@ def test_a_wait_survives_a_redis_flush_and_kill_9_of_every_process(
 
 
 def test_replay_from_a_step_reuses_the_record_before_it(
-    project: ProjectKeys, stack: list[ReproProcess], tmp_path: Path
+    project: ProjectKeys, stack: list[ReproProcess], tmp_path: Path, api: Any
 ) -> None:
     from reprise_server.shared.commands.schemas import ReplayRequest
     from reprise_server.shared.commands.service import accept_replay, apply_command
@@ -278,6 +278,15 @@ def test_replay_from_a_step_reuses_the_record_before_it(
     assert ledger_lines(ledger) == ["a", "b", "b"]  # the replay ran only step b
     assert steps_of(new_id)[:2] == [("step", "a", "COMPLETED"), ("wait", "wait", "COMPLETED")]
     assert run.resumed_from == {"step": "b", "position": 2}
+    # Lineage records it: on the run object and on its dashboard page.
+    shown = api.get(f"/api/v3/runs/{new_id}", headers=project.headers()).json()
+    assert shown["resumedFrom"] == {"step": "b", "position": 2}
+    assert shown["replayedFrom"] == original
+    from tests.api.test_dashboard_queues import sign_in
+
+    sign_in(api, project)
+    page = api.get(f"/dashboard/runs/{new_id}?env=dev").text
+    assert "Started from step <code>b</code> (position 2 of the record)" in page
 
 
 def test_a_checkpoint_replay_tells_the_task_where_it_resumes(
