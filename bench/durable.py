@@ -33,7 +33,6 @@ import argparse
 import logging
 import secrets
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.log_capture import _cpu, _postgres_processes
+from bench.in_process import InProcess
 from bench.timing_stack import (
     append_results,
     configure,
@@ -55,48 +54,6 @@ from bench.timing_stack import (
 )
 
 VERSION = "20261206.durable-bench"
-
-
-class InProcess:
-    """Runs executed in this process by the worker's own code, one after another."""
-
-    def __init__(self, db_url: str) -> None:
-        from bench import durable_tasks
-        from reprise_server.shared.db import transaction
-        from reprise_server.shared.projects import repository as projects_repo
-        from reprise_server.shared.projects.service import AuthContext, ensure_project
-        from reprise_server.workers.runtime import load_task_modules, register_version
-
-        assert durable_tasks
-        self.registry = load_task_modules("bench.durable_tasks")
-        with transaction() as session:
-            project = ensure_project(session, f"bench-durable-{secrets.token_hex(3)}")
-            env = projects_repo.get_environment(session, project.id, "dev")
-            assert env is not None
-            self.auth = AuthContext(project.id, env.id, "dev")
-        register_version(self.registry, VERSION, ["dev"], project.id)
-        self.postgres = _postgres_processes(db_url)
-
-    def trigger(self, task_id: str, count: int, payload: Any) -> list[str]:
-        from reprise_server.shared.db import discard_after_commit, transaction
-        from reprise_server.shared.runs.schemas import TriggerOptions
-        from reprise_server.shared.runs.service import trigger_run
-
-        with transaction() as session:
-            ids = [trigger_run(session, self.auth, task_id, payload, TriggerOptions()).run.id
-                   for _ in range(count)]
-            discard_after_commit(session)
-        return ids
-
-    def execute(self, run_ids: list[str], expect: str = "COMPLETED") -> tuple[float, float]:
-        """(process CPU, Postgres CPU) in ms for all of ``run_ids``."""
-        from reprise_server.workers import execution
-
-        pg_before, before = _cpu(self.postgres), time.process_time()
-        for run_id in run_ids:
-            outcome = execution.execute_run(run_id, self.registry, "bench-worker", VERSION)
-            assert outcome.status == expect, outcome
-        return (time.process_time() - before) * 1000, (_cpu(self.postgres) - pg_before) * 1000
 
 
 def step_cost(bench: InProcess, rounds: int, steps: int = 200) -> dict[str, float]:
@@ -255,7 +212,7 @@ def main() -> int:
     logs = Path(__import__("tempfile").mkdtemp(prefix="reprise-bench-durable-"))
     with servers() as (db_url, redis_url):
         env = configure(db_url, redis_url, VERSION, "bench.durable_tasks")
-        bench = InProcess(db_url)
+        bench = InProcess("bench.durable_tasks", VERSION, "bench-durable")
         bench.execute(bench.trigger("bench-steps", 3, {"steps": 10}))  # warm up
         steps = step_cost(bench, args.rounds)
         replay = record_replay(bench, args.rounds)

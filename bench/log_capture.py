@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,80 +36,26 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import psutil
 
+from bench.in_process import InProcess
 from bench.timing_stack import append_results, configure, machine, now_utc, servers
 
 VERSION = "20261206.bench"
 
 
-def _postgres_processes(db_url: str) -> list[psutil.Process]:
-    """The embedded Postgres's processes (its postmaster holds the bench's data dir)."""
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "reprise-bench-" in cmdline and "postgres" in (proc.info.get("name") or ""):
-            return [proc, *proc.children(recursive=True)]
-    return []
+class Bench(InProcess):
+    """The two tasks of ``bench.log_tasks``; ``execute`` per run."""
 
-
-def _cpu(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in processes:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-class Bench:
-    def __init__(self, db_url: str) -> None:
+    def __init__(self) -> None:
         from bench import log_tasks
-        from reprise.registry import REGISTRY, Registry
-        from reprise_server.shared.db import transaction
-        from reprise_server.shared.projects import repository as projects_repo
-        from reprise_server.shared.projects.service import AuthContext, ensure_project
-        from reprise_server.workers.runtime import register_version
 
-        self.registry = Registry()
-        for task_id in ("bench-log-none", "bench-log-lines"):
-            definition = REGISTRY.get(task_id)
-            assert definition is not None
-            self.registry.add(definition)
-        slug = f"bench-logs-{secrets.token_hex(3)}"
-        with transaction() as session:
-            project = ensure_project(session, slug)
-            env = projects_repo.get_environment(session, project.id, "dev")
-            assert env is not None
-            self.auth = AuthContext(project.id, env.id, "dev")
-        register_version(self.registry, VERSION, ["dev"], project.id)
-        self.postgres = _postgres_processes(db_url)
+        super().__init__("bench.log_tasks", VERSION, "bench-logs")
         self.logger = log_tasks.LOGGER
 
-    def trigger(self, task_id: str, count: int, payload: Any) -> list[str]:
-        from reprise_server.shared.db import discard_after_commit, transaction
-        from reprise_server.shared.runs.schemas import TriggerOptions
-        from reprise_server.shared.runs.service import trigger_run
-
-        ids = []
-        with transaction() as session:
-            for _ in range(count):
-                result = trigger_run(session, self.auth, task_id, payload, TriggerOptions())
-                ids.append(result.run.id)
-            discard_after_commit(session)
-        return ids
-
-    def execute(self, run_ids: list[str]) -> tuple[float, float]:
+    def execute(self, run_ids: list[str], expect: str = "COMPLETED") -> tuple[float, float]:
         """(process CPU, Postgres CPU) per run, in ms."""
-        from reprise_server.workers import execution
-
-        pg_before, before = _cpu(self.postgres), time.process_time()
-        for run_id in run_ids:
-            outcome = execution.execute_run(run_id, self.registry, "bench-worker", VERSION)
-            assert outcome.status == "COMPLETED", outcome
-        cpu, pg = time.process_time() - before, _cpu(self.postgres) - pg_before
-        return cpu * 1000 / len(run_ids), pg * 1000 / len(run_ids)
+        cpu, pg = super().execute(run_ids, expect)
+        return cpu / len(run_ids), pg / len(run_ids)
 
 
 def capture(on: bool) -> None:
@@ -156,7 +100,7 @@ def main() -> int:
 
     with servers() as (db_url, redis_url):
         configure(db_url, redis_url, VERSION, "bench.log_tasks")
-        bench = Bench(db_url)
+        bench = Bench()
         log_file = Path(tempfile.mkdtemp(prefix="reprise-bench-logs-")) / "task.log"
 
         def file_handler() -> Callable[[], None]:
