@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -103,7 +104,7 @@ def record_step(
     result is offloaded to a packet (returned as given)."""
     run_id = run.id
     detail = None
-    stored = output
+    stored: Any = None  # the result as JSON text, encoded once (here) and cast in SQL
     if error is None:
         reject_unstorable(output, f"the result of step {name!r}")
         try:
@@ -113,7 +114,9 @@ def record_step(
         if len(encoded) >= OFFLOAD_BYTES:
             path = f"steps/{run_id}/{position}.json"
             store_packet(session, run.environment_id, path, encoded.encode(), JSON)
-            detail, stored = {"packet": path}, None
+            detail = {"packet": path}
+        else:
+            stored = cast(literal(encoded, Text), JSONB)
     inserted = session.execute(
         pg_insert(RunStep)
         .values(run_id=run_id, position=position, kind=STEP, name=name,
