@@ -2,11 +2,13 @@
 ANY(:allowed) RETURNING …`` on the state machine's table (:mod:`shared.runs.states`).
 
 Only :mod:`shared.runs.lifecycle` imports this module (a test pins it): the moves own the
-columns they write, call sites name the move. Three statement flavours: :func:`transition`
+columns they write, call sites name the move. The statement flavours: :func:`transition`
 builds its statement per call; :func:`prepare_transition` builds it once, with bind
 parameters, for the moves every run makes (and returns the moved run);
-:func:`prepare_move` likewise, for a caller that only needs to know whether the run moved.
-:func:`transition_many` moves a batch.
+:func:`prepare_transition_opening` also inserts a row from the moved run (a first
+attempt); :func:`prepare_move_closing` moves the run only after closing another row (its
+attempt), for a caller that only needs to know what moved. :func:`transition_many` moves
+a batch.
 """
 
 from __future__ import annotations
@@ -122,6 +124,13 @@ def prepare_transition_opening(
     return PreparedTransition(select(*moved.c).add_cte(inserted))
 
 
+# What a prepared move returns of the moved run: what recording the move needs.
+_MOVE_HEAD = (
+    _RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id,
+    _RUNS.c.concurrency_limits.is_not(None), _RUNS.c.waitpoint_id,
+)
+
+
 # The run's id in a closing move, for both of its updates. Not ``run_id``, nor any name of
 # a column of the closed table: SQLAlchemy would add such a parameter to that UPDATE's SET.
 CLOSING_RUN = "b_closing_run"
@@ -129,8 +138,8 @@ CLOSING_RUN = "b_closing_run"
 
 @dataclass(frozen=True)
 class PreparedClosingMove:
-    """A :class:`PreparedMove` that first closes another row (an attempt) and moves the
-    run only if it did: ``(closed, moved)``."""
+    """Closes another row (an attempt), then moves the run only if it did: ``(closed,
+    moved)``; no run row comes back to decode, only the move's head."""
 
     statement: Any
 
@@ -151,7 +160,7 @@ def prepare_move_closing(
     where: Sequence[Any] = (),
     values: dict[str, Any] | None = None,
 ) -> PreparedClosingMove:
-    """:func:`prepare_move` after ``closing`` (an UPDATE, e.g. of the run's open attempt)
+    """A prepared move after ``closing`` (an UPDATE, e.g. of the run's open attempt)
     in the same statement: the run moves only if ``closing`` changed a row. One round trip
     where the two were two (a run's completion)."""
     allowed = _allowed(target, sources)
@@ -176,37 +185,6 @@ def prepare_transition(
     values: dict[str, Any] | None = None,
 ) -> PreparedTransition:
     return PreparedTransition(_prepared_statement(target, sources, where, values))
-
-
-@dataclass(frozen=True)
-class PreparedMove:
-    """A :class:`PreparedTransition` whose caller only needs to know whether the run moved
-    (a run's completion): no row comes back to decode, no Run is built."""
-
-    statement: Any
-
-    def __call__(self, session: Session, run_id: str, **params: Any) -> bool:
-        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
-        if row is None:
-            return False
-        _record_move(session, *row)
-        return True
-
-
-_MOVE_HEAD = (
-    _RUNS.c.id, _RUNS.c.status, _RUNS.c.task_identifier, _RUNS.c.environment_id,
-    _RUNS.c.concurrency_limits.is_not(None), _RUNS.c.waitpoint_id,
-)
-
-
-def prepare_move(
-    target: RunStatus,
-    *,
-    sources: Collection[RunStatus] | None = None,
-    where: Sequence[Any] = (),
-    values: dict[str, Any] | None = None,
-) -> PreparedMove:
-    return PreparedMove(_prepared_statement(target, sources, where, values, _MOVE_HEAD))
 
 
 def _prepared_statement(

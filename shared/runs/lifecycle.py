@@ -574,11 +574,6 @@ _COMPLETED: dict[str, Any] = {
     "output_type": "application/json",
 }
 
-_COMPLETE = cas.prepare_move(
-    RunStatus.COMPLETED, where=[Run.locked_by == bindparam("worker")], values=_COMPLETED
-)
-
-
 _COMPLETE_ATTEMPT = cas.prepare_move_closing(
     RunStatus.COMPLETED,
     attempts_repo.closing_open_attempt(AttemptStatus.COMPLETED, cas.CLOSING_RUN),
@@ -598,11 +593,6 @@ def complete_attempt(
         session, run_id, b_worker=worker, b_attempt=attempt_number, b_output=output,
         **_usage_of(elapsed_ms),
     )
-
-
-def complete(session: Session, run_id: str, worker: str, output: Any, elapsed_ms: int) -> bool:
-    """EXECUTING -> COMPLETED by the worker holding the run; False if it no longer does."""
-    return _COMPLETE(session, run_id, worker=worker, b_output=output, **_usage_of(elapsed_ms))
 
 
 def fail(

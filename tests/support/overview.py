@@ -47,7 +47,8 @@ def complete_in_db(project: ProjectKeys, task: str, elapsed_ms: int = 100) -> st
         assert lifecycle.claim_and_start(session, run_id, WORKER,
                                          get_settings().worker_version, [task],
                                          new_attempt_id())
-        assert lifecycle.complete(session, run_id, WORKER, {"ok": True}, elapsed_ms)
+        assert lifecycle.complete_attempt(session, run_id, WORKER, 1, {"ok": True},
+                                          elapsed_ms) == (True, True)
     return run_id
 
 

@@ -188,8 +188,6 @@ MOVES: dict[str, Move] = {
     ),
     "crash": Move(S.CRASHED, frozenset({S.DEQUEUED, S.EXECUTING, S.RETRYING}),
                   lambda s, r: lifecycle.crash(s, r, ERROR)),
-    "complete": Move(S.COMPLETED, frozenset({S.EXECUTING}),
-                     lambda s, r: lifecycle.complete(s, r, WORKER, {"ok": 1}, 10)),
     "fail": Move(S.FAILED, frozenset({S.EXECUTING}),
                  lambda s, r: lifecycle.fail(s, r, WORKER, ERROR, 10)),
     "time_out": Move(S.TIMED_OUT, frozenset({S.EXECUTING}),
@@ -664,7 +662,8 @@ def test_complete_writes_the_output_the_usage_and_the_end(
 ) -> None:
     run_id = _executing(project, parked)
     before = row(run_id)
-    done, now = move(lambda s: lifecycle.complete(s, run_id, WORKER, {"ok": 1}, 250))
+    done, now = move(lambda s: _with_open_attempt(s, run_id) and lifecycle.complete_attempt(
+        s, run_id, WORKER, 1, {"ok": 1}, 250)[1])
     assert done is True
     stored = row(run_id)
     assert stored.status == S.COMPLETED
@@ -713,7 +712,8 @@ def test_retry_ends_the_attempt_and_publishes_the_next_with_its_delay(
 @pytest.mark.parametrize(
     "end",
     [
-        lambda s, r: lifecycle.complete(s, r, WORKER, {"ok": 1}, 250),
+        lambda s, r: _with_open_attempt(s, r) and lifecycle.complete_attempt(
+            s, r, WORKER, 1, {"ok": 1}, 250)[1],
         lambda s, r: lifecycle.fail(s, r, WORKER, ERROR, 250),
         lambda s, r: lifecycle.time_out(s, r, WORKER, ERROR, 250),
         lambda s, r: lifecycle.retry(s, r, WORKER, ERROR, 250, 1.0),
