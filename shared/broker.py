@@ -26,6 +26,7 @@ from reprise_server.shared.settings import Settings, get_settings
 EXECUTE_RUN = "reprise.execute_run"
 PROMOTE_RUN = "reprise.promote_delayed_run"
 APPLY_COMMAND = "reprise.apply_command"
+APPLY_COMMANDS = "reprise.apply_commands"
 PROMOTE_DUE_RUNS = "reprise.promote_due_runs"
 EXPIRE_STALE_RUNS = "reprise.expire_stale_runs"
 RELAY_PENDING_COMMANDS = "reprise.relay_pending_commands"
@@ -113,6 +114,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         task_routes={
             EXECUTE_RUN: {"queue": queues["runs"]},
             APPLY_COMMAND: {"queue": queues["commands"]},
+            APPLY_COMMANDS: {"queue": queues["commands"]},
             PROMOTE_RUN: {"queue": queues["timers"]},
             COMPLETE_WAITPOINT: {"queue": queues["timers"]},
             COMPLETE_DUE_WAITPOINTS: {"queue": queues["sweeps"]},
@@ -229,12 +231,23 @@ def publish_command(command_id: str, countdown: float | None = None) -> None:
     celery_app().send_task(APPLY_COMMAND, args=[command_id], countdown=countdown)
 
 
+# Commands published together go in messages of at most this many: the control process
+# applies one message's commands in one transaction (workers/command_tasks.py).
+COMMANDS_PER_MESSAGE = 25
+
+
 def publish_commands(command_ids: Iterable[str]) -> None:
-    """Publish many command applications over one pooled connection."""
+    """Publish many command applications over one pooled connection, a message per
+    :data:`COMMANDS_PER_MESSAGE` of them."""
+    ids = list(command_ids)
     app = celery_app()
     with app.producer_or_acquire() as producer:
-        for command_id in command_ids:
-            app.send_task(APPLY_COMMAND, args=[command_id], producer=producer)
+        for start in range(0, len(ids), COMMANDS_PER_MESSAGE):
+            chunk = ids[start:start + COMMANDS_PER_MESSAGE]
+            if len(chunk) == 1:
+                app.send_task(APPLY_COMMAND, args=chunk, producer=producer)
+            else:
+                app.send_task(APPLY_COMMANDS, args=[chunk], producer=producer)
 
 
 # Kombu's Redis transport keeps a queue as a list named after it, plus one list per

@@ -39,3 +39,46 @@ def apply_command(command_id: str) -> str:
         outcome = command.status if command is not None else "missing"
     log.info("command %s -> %s", command_id, outcome)
     return outcome
+
+
+@app.task(
+    name=broker.APPLY_COMMANDS,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=10,
+    max_retries=5,
+)
+def apply_commands(command_ids: list[str]) -> int:
+    """Apply the commands published together in one transaction; those another
+    transaction held, one by one after it. Returns how many the batch decided.
+
+    An error other than a lost connection (an unforeseen constraint, a bug) rolls the
+    batch back, and each command is then applied alone, so one bad command cannot hold
+    back the others: it fails alone (and so does the task, as Flower shows), left pending
+    for the relay sweep.
+    """
+    applier = process_name()
+    try:
+        with transaction() as session:
+            rest = service.apply_commands(session, command_ids, applier)
+    except OperationalError:
+        raise
+    except Exception:
+        log.warning("applying %d commands together failed; applying them one by one",
+                    len(command_ids), exc_info=True)
+        rest = command_ids
+    failed: list[Exception] = []
+    for command_id in rest:
+        try:
+            apply_command(command_id)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("command %s failed; the relay sweep publishes it again", command_id,
+                        exc_info=True)
+            failed.append(exc)
+    decided = len(command_ids) - len(rest)
+    log.info("commands: %d decided together, %d alone", decided, len(rest))
+    if failed:
+        raise failed[0]
+    return decided

@@ -60,6 +60,38 @@ _LOCK_FOR_APPLY = (
 )
 
 
+_LOCK_BATCH_FOR_APPLY = (
+    select(Command, Run, Environment)
+    .outerjoin(Run, Run.id == Command.run_id)
+    .outerjoin(Environment, Environment.id == Command.target_environment_id)
+    .where(Command.id.in_(bindparam("command_ids", expanding=True)), Command.status == PENDING)
+    .order_by(Command.id)
+    .with_for_update(of=Command, skip_locked=True)
+    .execution_options(populate_existing=True)
+)
+
+
+def lock_pending_commands(session: Session, command_ids: list[str]) -> list[LockedCommand]:
+    """Those of ``command_ids`` still pending and not locked by another transaction, each
+    locked to the end of this one, with its source run and target environment, in one
+    round trip (in id order).
+
+    A command another transaction holds (a read applying it inline, another applier) is
+    skipped, not waited for: the caller applies it alone afterwards, which blocks until
+    that transaction ends and then sees its outcome.
+    """
+    rows = session.execute(_LOCK_BATCH_FOR_APPLY, {"command_ids": command_ids})
+    return [LockedCommand(row[0], row[1], row[2]) for row in rows]
+
+
+def still_pending(session: Session, command_ids: list[str]) -> list[str]:
+    """Those of ``command_ids`` still pending (read without a lock)."""
+    return list(session.scalars(
+        select(Command.id).where(Command.id.in_(command_ids), Command.status == PENDING)
+        .order_by(Command.id)
+    ))
+
+
 def lock_command_for_apply(session: Session, command_id: str) -> LockedCommand | None:
     """The command row, locked until the end of the transaction (``FOR UPDATE``), with the
     run it was issued against and the environment its effect lands in (not locked), in one

@@ -21,7 +21,7 @@ from reprise_server.shared import broker, idempotency
 from reprise_server.shared.access.repository import RunHead
 from reprise_server.shared.commands import replay
 from reprise_server.shared.commands import repository as repo
-from reprise_server.shared.commands.appliers import applier_of
+from reprise_server.shared.commands.appliers import LockedCommand, applier_of
 from reprise_server.shared.commands.errors import CommandNotFound, ReplayFailed, RunNotDelayed
 from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
 from reprise_server.shared.commands.publisher import PUBLISHER
@@ -202,9 +202,32 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
     found = repo.lock_command_for_apply(session, command_id)
     if found is None:
         return None
+    if found.command.status != CommandStatus.PENDING.value:
+        return found.command
+    return _apply_locked(session, found, applier)
+
+
+def apply_commands(session: Session, command_ids: list[str], applier: str) -> list[str]:
+    """Apply the pending ones of ``command_ids`` in the caller's transaction, as many
+    commands in one: one round trip locks them all with their sources, one commit decides
+    them all. Returns the ids this left alone because another transaction held them; the
+    caller applies those one by one (:func:`apply_command` waits for the holder, then
+    does nothing if it decided them).
+
+    Each command is decided as :func:`apply_command` decides it; a database error aborts
+    the whole transaction, so the caller retries or applies them one by one.
+    """
+    found = repo.lock_pending_commands(session, command_ids)
+    for locked in found:
+        _apply_locked(session, locked, applier)
+    taken = {locked.command.id for locked in found}
+    rest = [command_id for command_id in command_ids if command_id not in taken]
+    # Skipped: the decided ones (a redelivered message) and those held elsewhere.
+    return repo.still_pending(session, rest) if rest else []
+
+
+def _apply_locked(session: Session, found: LockedCommand, applier: str) -> Command:
     command = found.command
-    if command.status != CommandStatus.PENDING.value:
-        return command
     apply = applier_of(command.kind)
     if apply is None:
         return _reject(session, command, applier, f"unknown command kind {command.kind!r}")

@@ -7,6 +7,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -265,3 +266,99 @@ def test_a_replay_left_pending_by_the_previous_code_still_applies(
         4, "emails", 60, 7)
     assert new_run.delayed_until.year == 2099
     assert new_run.replayed_from == source
+
+
+def _apply_together(command_ids: list[str], applier: str) -> list[str]:
+    with transaction() as session:
+        return service.apply_commands(session, command_ids, applier)
+
+
+def test_commands_applied_together_each_have_one_effect(api: Any, project: ProjectKeys) -> None:
+    sources = [triggers.via_api(api, project, delay="1h") for _ in range(3)]
+    accepted = [_accept(project, source) for source in sources]
+    ids = [command_id for command_id, _ in accepted]
+    assert _apply(ids[0], "worker-1").status == "APPLIED"  # one decided before the batch
+
+    assert _apply_together([*ids, "cmd_doesnotexist"], "worker-2") == []
+    # A redelivered batch finds nothing left to do.
+    assert _apply_together(ids, "worker-3") == []
+
+    rows = [command_row(command_id) for command_id in ids]
+    assert [row.status for row in rows] == ["APPLIED"] * 3
+    assert [row.applied_by for row in rows] == ["worker-1", "worker-2", "worker-2"]
+    for source, (_, new_id) in zip(sources, accepted, strict=True):
+        assert replays_of(source) == 1
+        assert run_row(new_id).replayed_from == source
+
+
+def test_a_batch_skips_a_command_another_transaction_holds(
+    api: Any, project: ProjectKeys
+) -> None:
+    sources = [triggers.via_api(api, project, delay="1h") for _ in range(2)]
+    (held_id, held_new), (free_id, free_new) = (_accept(project, s) for s in sources)
+
+    with held(lambda session: service.apply_command(session, held_id, "reader")):
+        # Not waited for: the batch decides the other and hands this one back.
+        assert _apply_together([held_id, free_id], "control") == [held_id]
+        assert command_row(free_id).status == "APPLIED"
+    # Applied alone afterwards, it finds the holder's outcome.
+    assert _apply(held_id, "control").applied_by == "reader"
+    assert replays_of(sources[0]) == replays_of(sources[1]) == 1
+    assert run_row(held_new) is not None
+    assert run_row(free_new) is not None
+
+
+def test_a_rejected_command_in_a_batch_leaves_the_others_applied(
+    api: Any, project: ProjectKeys
+) -> None:
+    good = triggers.via_api(api, project, delay="1h")
+    bad = triggers.via_api(api, project, "test-checkpoints", delay="1h")
+    with transaction() as session:
+        session.execute(
+            text("INSERT INTO checkpoints (run_id, number, state, attempt_number) "
+                 "VALUES (:id, 1, '{}', 1)"), {"id": bad})
+        auth, run = authenticate_for_run(session, project.keys["dev"], bad)
+        bad_id = service.accept_replay(session, auth, run, ReplayRequest(), checkpoint=1,
+                                       publish=False).id
+    with transaction() as session:
+        session.execute(text("DELETE FROM checkpoints WHERE run_id = :id"), {"id": bad})
+    good_id, good_new = _accept(project, good)
+
+    assert _apply_together([bad_id, good_id], "control") == []
+
+    assert command_row(bad_id).status == "REJECTED"
+    assert command_row(good_id).status == "APPLIED"
+    assert run_row(good_new) is not None
+    assert replays_of(bad) == 0
+
+
+def test_a_batch_that_fails_is_applied_one_by_one(
+    api: Any, project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprise_server.shared.commands import replay
+    from reprise_server.shared.commands.appliers import register_applier
+    from reprise_server.shared.commands.models import CommandKind
+    from reprise_server.workers import command_tasks
+
+    sources = [triggers.via_api(api, project, delay="1h") for _ in range(2)]
+    (bad_id, _), (good_id, good_new) = (_accept(project, s) for s in sources)
+
+    def fails_for_one(session: Any, locked: Any, applier: str) -> Any:
+        if locked.command.id == bad_id:  # an error no applier foresees: not a rejection
+            raise RuntimeError("injected")
+        return replay.apply_replay(session, locked, applier)
+
+    register_applier(CommandKind.REPLAY, fails_for_one)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            command_tasks.apply_commands([bad_id, good_id])
+    finally:
+        register_applier(CommandKind.REPLAY, replay.apply_replay)
+
+    # The batch was rolled back, then each applied alone: only the bad one is left pending.
+    assert command_row(good_id).status == "APPLIED"
+    assert run_row(good_new) is not None
+    assert command_row(bad_id).status == "PENDING"
+    command_tasks.apply_commands([bad_id, good_id])  # the relay's message, once mended
+    assert command_row(bad_id).status == "APPLIED"
+    assert replays_of(sources[0]) == replays_of(sources[1]) == 1
