@@ -104,7 +104,7 @@ def lock_command_for_apply(session: Session, command_id: str) -> LockedCommand |
     return LockedCommand(row[0], row[1], row[2]) if row else None
 
 
-_RECORD_OUTCOME = (
+_RECORD_OUTCOMES = (
     update(_COMMANDS)
     .where(_COMMANDS.c.id == bindparam("command_id"), _COMMANDS.c.status == PENDING)
     .values(
@@ -114,8 +114,8 @@ _RECORD_OUTCOME = (
         applied_by=bindparam("applied_by"),
         applied_at=func.now(),
     )
-    .returning(_COMMANDS.c.applied_at)
 )
+_RECORD_OUTCOME = _RECORD_OUTCOMES.returning(_COMMANDS.c.applied_at)
 
 
 def record_outcome(
@@ -139,6 +139,20 @@ def record_outcome(
                         ("applied_at", applied_at), ("applied_by", worker[:200])):
         set_committed_value(command, name, value)
     return command
+
+
+def record_outcomes(
+    session: Session,
+    outcomes: list[tuple[str, CommandStatus, dict[str, Any] | None, str | None]],
+    worker: str,
+) -> None:
+    """Decide many pending commands (the caller holds their row locks) in one pipelined
+    round trip: ``(command id, status, result, reason)`` each."""
+    session.connection().execute(_RECORD_OUTCOMES, [
+        {"command_id": command_id, "status": status.value, "result": result, "reason": reason,
+         "applied_by": worker[:200]}
+        for command_id, status, result, reason in outcomes
+    ])
 
 
 def pending_commands(

@@ -32,6 +32,7 @@ from reprise_server.shared.durations import DurationError
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.idempotency import Answer
 from reprise_server.shared.ids import new_command_id, new_run_id
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.models import Run
@@ -204,33 +205,42 @@ def apply_command(session: Session, command_id: str, applier: str) -> Command | 
         return None
     if found.command.status != CommandStatus.PENDING.value:
         return found.command
-    return _apply_locked(session, found, applier)
+    status, result, reason = _decide(session, found, applier)
+    return repo.record_outcome(session, found.command, status, applier, result=result,
+                               reason=reason)
 
 
 def apply_commands(session: Session, command_ids: list[str], applier: str) -> list[str]:
     """Apply the pending ones of ``command_ids`` in the caller's transaction, as many
-    commands in one: one round trip locks them all with their sources, one commit decides
-    them all. Returns the ids this left alone because another transaction held them; the
-    caller applies those one by one (:func:`apply_command` waits for the holder, then
-    does nothing if it decided them).
+    commands in one: one round trip locks them all with their sources, one records their
+    outcomes, one commit decides them all. Returns the ids this left alone because another
+    transaction held them; the caller applies those one by one (:func:`apply_command`
+    waits for the holder, then does nothing if it decided them).
 
     Each command is decided as :func:`apply_command` decides it; a database error aborts
     the whole transaction, so the caller retries or applies them one by one.
     """
     found = repo.lock_pending_commands(session, command_ids)
-    for locked in found:
-        _apply_locked(session, locked, applier)
+    with catalogue.contexts_shared(session):
+        outcomes = [(locked.command.id, *_decide(session, locked, applier)) for locked in found]
+    if outcomes:
+        repo.record_outcomes(session, outcomes, applier)
     taken = {locked.command.id for locked in found}
     rest = [command_id for command_id in command_ids if command_id not in taken]
     # Skipped: the decided ones (a redelivered message) and those held elsewhere.
     return repo.still_pending(session, rest) if rest else []
 
 
-def _apply_locked(session: Session, found: LockedCommand, applier: str) -> Command:
+Outcome = tuple[CommandStatus, dict[str, Any] | None, str | None]
+
+
+def _decide(session: Session, found: LockedCommand, applier: str) -> Outcome:
+    """Apply a locked pending command's effect; its outcome (status, result, reason), for
+    the caller to record."""
     command = found.command
     apply = applier_of(command.kind)
     if apply is None:
-        return _reject(session, command, applier, f"unknown command kind {command.kind!r}")
+        return _rejected(command, f"unknown command kind {command.kind!r}")
     try:
         # Appliers validate before writing, so a rejection has no partial effect to undo;
         # the scope drops any publish a half-built effect registered.
@@ -238,13 +248,18 @@ def _apply_locked(session: Session, found: LockedCommand, applier: str) -> Comma
             result = apply(session, found, applier)
     except (RepriseError, ValidationError, DurationError) as exc:
         reason = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
-        return _reject(session, command, applier, str(reason))
-    return repo.record_outcome(session, command, CommandStatus.APPLIED, applier, result=result)
+        return _rejected(command, str(reason))
+    return CommandStatus.APPLIED, result, None
+
+
+def _rejected(command: Command, reason: str) -> Outcome:
+    log.info("command %s rejected: %s", command.id, reason)
+    return CommandStatus.REJECTED, None, reason
 
 
 def _reject(session: Session, command: Command, applier: str, reason: str) -> Command:
-    log.info("command %s rejected: %s", command.id, reason)
-    return repo.record_outcome(session, command, CommandStatus.REJECTED, applier, reason=reason)
+    status, _, why = _rejected(command, reason)
+    return repo.record_outcome(session, command, status, applier, reason=why)
 
 
 def apply_pending(

@@ -4,6 +4,8 @@ options, a locked version's catalogue). Registering a version is :mod:`shared.ve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,7 +86,35 @@ def _creation_context_statement() -> Select[Any]:
 _CREATION_CONTEXT = _creation_context_statement()
 
 
+_MEMO = "reprise.creation_contexts"
+
+
+@contextmanager
+def contexts_shared(session: Session) -> Iterator[None]:
+    """Within the block, runs created in the session's transaction for the same task and
+    environment share one read of their creation context (a batch of commands creating
+    many runs): the transaction's clock is one, and nothing in the block registers a
+    version or pauses a queue."""
+    session.info[_MEMO] = {}
+    try:
+        yield
+    finally:
+        del session.info[_MEMO]
+
+
 def creation_context(session: Session, environment_id: str, task_identifier: str) -> CreationContext:
+    memo = session.info.get(_MEMO)
+    if memo is None:
+        return _read_creation_context(session, environment_id, task_identifier)
+    key = (environment_id, task_identifier)
+    if key not in memo:
+        memo[key] = _read_creation_context(session, environment_id, task_identifier)
+    return memo[key]  # type: ignore[no-any-return]
+
+
+def _read_creation_context(
+    session: Session, environment_id: str, task_identifier: str
+) -> CreationContext:
     row = session.connection().execute(
         _CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
     ).one()
