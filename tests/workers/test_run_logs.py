@@ -156,6 +156,30 @@ def test_the_retention_sweep_deletes_old_lines_in_batches(
     assert sweeps.delete_expired_run_logs() == {"deleted": 0}
 
 
+def test_retention_goes_in_flush_order_and_a_line_stamped_late_holds_back_those_after_it(
+    project: ProjectKeys, celery_worker: Any
+) -> None:
+    run_id = triggers.in_db(project, "logs-many", payload={"count": 30})
+    wait_for_status(run_id, "COMPLETED")
+
+    def age(positions: range) -> None:  # 40 days old, by the worker's clock
+        with transaction() as session:
+            session.execute(
+                text("UPDATE run_logs SET logged_at = :old WHERE seq IN (SELECT seq FROM "
+                     "run_logs WHERE run_id = :run ORDER BY seq OFFSET :skip LIMIT :n)"),
+                {"old": db_now(session) - timedelta(days=40), "run": run_id,
+                 "skip": positions.start, "n": len(positions)},
+            )
+
+    age(range(0, 10))
+    age(range(11, 20))  # line 10 is newer than those flushed after it
+    assert sweeps.delete_expired_run_logs() == {"deleted": 10}
+    assert [r.message for r in lines(run_id)][:2] == ["line 10", "line 11"]
+    age(range(0, 1))  # line 10, first now
+    assert sweeps.delete_expired_run_logs() == {"deleted": 10}
+    assert [r.message for r in lines(run_id)] == [f"line {n}" for n in range(20, 30)]
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_keeps_every_batch_it_flushed(
     project: ProjectKeys, own_queues: str, tmp_path: Path
