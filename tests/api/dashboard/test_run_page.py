@@ -204,6 +204,35 @@ def test_the_logs_panel_tails_a_line_written_while_the_run_executes(
     wait_for_status(run_id, "COMPLETED")
 
 
+def test_the_live_tail_places_a_failed_attempts_error_before_the_next_attempts_lines(
+    signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
+) -> None:
+    expect = _expect()
+    name = f"retry-{secrets.token_hex(4)}"
+    page = signed_in
+    run_id = triggers.via_live_server(dashboard, project, "trace-fails-then-gated",
+                                      payload={"gate": name})
+    try:
+        page.goto(f"/dashboard/runs/{run_id}")  # most likely before attempt 1 has ended
+        assert tasks.gate(f"{name}:started").wait(20)  # attempt 2 is executing
+        # The page did not reload (the run is still active): the script placed it all.
+        expect(_lines(page)).to_have_count(3, timeout=10_000)
+        expect(_lines(page).nth(0)).to_contain_text("attempt 1 starts")
+        failed = _lines(page).nth(1)
+        expect(failed).to_have_attribute("data-attempt-error", "1")
+        expect(failed).to_contain_text("LookupError: no such invoice")
+        expect(failed.locator("details.traceback")).to_have_attribute("open", "")
+        expect(failed.locator("details.traceback")).to_contain_text("in trace_fails_then_gated")
+        expect(_lines(page).nth(2)).to_contain_text("attempt 2 starts")
+        expect(page.get_by_role("region", name="Logs")).to_contain_text("Live: new lines")
+    finally:
+        tasks.gate(name).set()
+    wait_for_status(run_id, "COMPLETED")
+    page.reload()
+    expect(_lines(page)).to_have_count(3)
+    expect(page.locator("[data-attempt-error]")).to_have_count(1)
+
+
 def test_a_run_canceled_after_seconds_of_execution_shows_them(
     signed_in: Any, dashboard: LiveServer, project: ProjectKeys, celery_worker: Any
 ) -> None:
