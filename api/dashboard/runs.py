@@ -36,7 +36,15 @@ from reprise_server.shared.errors import RepriseError, RunNotFound
 from reprise_server.shared.ids import is_run_id
 from reprise_server.shared.payloads import NotJson, read_json, reject_unstorable
 from reprise_server.shared.reads import read_page, visible_run
-from reprise_server.shared.runlogs.reader import LEVELS, line_to_json, read_logs
+from reprise_server.shared.runlogs.reader import (
+    LEVELS,
+    attempt_error_json,
+    attempt_errors,
+    line_to_json,
+    read_logs,
+    with_attempt_errors,
+)
+from reprise_server.shared.runs import attempts_repository as attempts_repo
 from reprise_server.shared.runs.filters import FilterWording, RunFilter
 from reprise_server.shared.runs.listing import PageRequest, RunQuery
 from reprise_server.shared.runs.service import cancel_run
@@ -125,10 +133,15 @@ def run_page(request: Request, session: Session, signed: SignedIn, run_id: str, 
     template = "_run_body.html" if request.query_params.get("fragment") == "body" else "run.html"
     log_level = request.query_params.get("log_level", "")
     log_search = request.query_params.get("log_search", "")
-    logs, log_error = None, None
+    logs, log_entries, log_error = None, [], None
     if template == "run.html":
         try:
+            # The attempts were read first: a failed attempt's lines were all written
+            # before its outcome, so none is missing from the lines read after.
+            errors = attempt_errors(data.view.attempts, level=log_level or None,
+                                    search=log_search or None)
             logs = read_logs(session, run.id, level=log_level or None, search=log_search or None)
+            log_entries = with_attempt_errors(logs.lines, errors, complete=not logs.has_more)
         except ValueError as exc:
             log_error = str(exc)
     return page(
@@ -137,8 +150,8 @@ def run_page(request: Request, session: Session, signed: SignedIn, run_id: str, 
         error=error, values=values or {}, env_slug=signed.auth.environment_slug,
         payload_text=json.dumps(run.payload, indent=2, ensure_ascii=False),
         can_cancel=run.status in ACTIVE, can_reschedule=run.status == RunStatus.DELAYED,
-        logs=logs, log_error=log_error, log_level=log_level, log_search=log_search,
-        log_levels=LEVELS,
+        logs=logs, log_entries=log_entries, log_error=log_error, log_level=log_level,
+        log_search=log_search, log_levels=LEVELS,
     )
 
 
@@ -153,7 +166,9 @@ def run_detail(run_id: str, request: Request, session: DbSession) -> Response:
 @router.get("/runs/{run_id}/logs.json")
 def run_logs(run_id: str, request: Request, session: DbSession) -> Response:
     """The logs panel's reads: the run's lines after the ``after`` cursor (a seq), at or
-    above ``level``, containing ``search``; ``active`` tells the panel to keep tailing."""
+    above ``level``, containing ``search``, and the errors of its failed attempts kept by
+    the same filter (``attemptErrors``: the panel places each after its attempt's lines);
+    ``active`` tells the panel to keep tailing."""
     params = request.query_params
     signed = signed_in(request, session, params.get("env"))
     if signed is None:
@@ -161,6 +176,10 @@ def run_logs(run_id: str, request: Request, session: DbSession) -> Response:
     try:
         run = visible_run(session, signed.auth, run_id, api_applier())
         after = int(params["after"]) if params.get("after") else None
+        # Attempts before lines: a failed attempt's lines were all written before its outcome.
+        errors = attempt_errors(attempts_repo.attempts_of(session, [run.id])[run.id],
+                                level=params.get("level") or None,
+                                search=params.get("search") or None)
         found = read_logs(session, run.id, after=after, level=params.get("level") or None,
                           search=params.get("search") or None)
     except RepriseError as exc:
@@ -169,6 +188,7 @@ def run_logs(run_id: str, request: Request, session: DbSession) -> Response:
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400, headers=SECURITY_HEADERS)
     return JSONResponse({"lines": [line_to_json(line) for line in found.lines],
+                         "attemptErrors": [attempt_error_json(error) for error in errors],
                          "after": found.after, "hasMore": found.has_more,
                          "active": run.status in ACTIVE}, headers=SECURITY_HEADERS)
 

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from reprise_server.shared.durations import iso
 from reprise_server.shared.runlogs.models import RunLog
+from reprise_server.shared.runs.models import Attempt
+from reprise_server.shared.runs.states import AttemptStatus
 
 # Python's level names, lowest first; a filter keeps its level and the ones above it.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -67,6 +69,78 @@ def read_logs(
     has_more = len(rows) > limit
     lines = rows[:limit]
     return LogPage(lines, lines[-1].seq if lines else after, has_more)
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """A failed attempt's error (``attempts.error``: what the task raised, with its stack
+    trace) as the logs panel shows it: one read-only ERROR entry at the end of that attempt's
+    lines. It is not a captured line (no seq, nothing in ``run_logs``)."""
+
+    attempt_number: int
+    finished_at: datetime | None
+    name: str
+    message: str
+    stack_trace: str | None
+    level: str = "ERROR"
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}: {self.message}" if self.name else self.message
+
+
+def attempt_errors(attempts: Sequence[Attempt], *, level: str | None = None,
+                   search: str | None = None) -> list[AttemptError]:
+    """The errors of a run's failed attempts, in attempt order, kept by the same filter as
+    the lines (their level is ERROR; ``search`` matches the error's name, message or stack
+    trace, case-insensitively). ValueError for an unknown level."""
+    kept = levels_from(level)
+    if kept is not None and "ERROR" not in kept:
+        return []
+    needle = search.casefold() if search else None
+    found = []
+    for attempt in sorted(attempts, key=lambda a: a.number):
+        if attempt.status != AttemptStatus.FAILED or not attempt.error:
+            continue
+        error = attempt.error
+        entry = AttemptError(attempt.number, attempt.completed_at,
+                             str(error.get("name") or ""), str(error.get("message") or ""),
+                             str(error.get("stackTrace") or "") or None)
+        if needle and not any(needle in part.casefold()
+                              for part in (entry.text, entry.stack_trace or "")):
+            continue
+        found.append(entry)
+    return found
+
+
+def with_attempt_errors(lines: Sequence[RunLog], errors: Sequence[AttemptError], *,
+                        complete: bool) -> list[RunLog | AttemptError]:
+    """``lines`` with each attempt's error placed after that attempt's lines: before the
+    first line of a later attempt, or last once no line is left to read (``complete``).
+    An error whose place is past these lines (more follow) is left out."""
+    merged: list[RunLog | AttemptError] = []
+    pending = sorted(errors, key=lambda e: e.attempt_number)
+    for line in lines:
+        while pending and pending[0].attempt_number < line.attempt_number:
+            merged.append(pending.pop(0))
+        merged.append(line)
+    if complete:
+        merged.extend(pending)
+    return merged
+
+
+def attempt_error_json(error: AttemptError) -> dict[str, object]:
+    """An attempt's error as the dashboard's logs endpoint sends it (``attemptErrors``)."""
+    data: dict[str, object] = {
+        "attempt": error.attempt_number,
+        "time": iso(error.finished_at),
+        "level": error.level,
+        "name": error.name,
+        "message": error.text,
+    }
+    if error.stack_trace:
+        data["exception"] = error.stack_trace
+    return data
 
 
 def lines_of_run(session: Session, run_id: str, limit: int) -> tuple[list[RunLog], bool]:

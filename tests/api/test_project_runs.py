@@ -15,7 +15,7 @@ from reprise_server.shared.migrations import upgrade
 from reprise_server.shared.projects.models import Project
 from reprise_server.shared.settings import get_settings, normalise_database_url
 from tests.support import triggers
-from tests.support.fixtures import ProjectKeys
+from tests.support.fixtures import ProjectKeys, new_project
 
 REF = re.compile(r"proj_[0-9a-z]{20}")
 
@@ -65,6 +65,29 @@ def test_another_projects_ref_is_404_and_a_bad_key_401(api: Any, project: Projec
         assert (response.status_code, response.json()) == (404, {"error": "Project not found"})
     anonymous = api.get(f"/api/v1/projects/{ref_of(project)}/runs")
     assert anonymous.status_code == 401
+
+
+def test_a_real_second_projects_ref_is_404_for_the_first_projects_key(
+    api: Any, project: ProjectKeys
+) -> None:
+    second = new_project()
+    theirs = triggers.via_api(api, second, delay="1h")
+    mine = triggers.via_api(api, project, delay="1h")
+    their_ref = ref_of(second)
+    assert their_ref != ref_of(project)
+    # Its own key lists its run through its ref: the ref is real...
+    listed = api.get(f"/api/v1/projects/{their_ref}/runs", headers=second.headers())
+    assert listed.status_code == 200, listed.text
+    assert [run["id"] for run in listed.json()["data"]] == [theirs]
+    # ...and the first project's keys, of every environment, get a 404 for it.
+    for env in ("dev", "staging", "prod"):
+        refused = api.get(f"/api/v1/projects/{their_ref}/runs", headers=project.headers(env))
+        assert (refused.status_code, refused.json()) == (404, {"error": "Project not found"})
+        assert theirs not in refused.text
+    # The other way round too.
+    refused = api.get(f"/api/v1/projects/{ref_of(project)}/runs", headers=second.headers())
+    assert (refused.status_code, refused.json()) == (404, {"error": "Project not found"})
+    assert mine not in refused.text
 
 
 def test_the_migration_gives_existing_projects_a_ref() -> None:

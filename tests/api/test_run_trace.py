@@ -170,6 +170,53 @@ def test_a_public_token_reads_only_the_traces_its_scopes_name(
     assert api.get(f"/api/v1/runs/{mine}/trace").status_code == 401
 
 
+def test_a_public_token_reads_only_the_logs_and_events_its_scopes_name(
+    api: Any, project: ProjectKeys
+) -> None:
+    mine = triggers.via_api(api, project, delay="1h", tags=["logs-tag"])
+    other = triggers.via_api(api, project, "trace-child", delay="1h")
+    add_line(mine, "my line")
+    add_line(other, "another run's line")
+
+    def logs(run_id: str, headers: dict[str, str]) -> Any:
+        return api.get(f"/api/v1/runs/{run_id}/logs", headers=headers)
+
+    def events(run_id: str, headers: dict[str, str]) -> Any:
+        return api.get(f"/api/v1/runs/{run_id}/events", headers=headers)
+
+    granting = ([f"read:runs:{mine}"], ["read:tags:logs-tag"], ["read:tasks:test-echo"],
+                ["read:runs"], ["read:all"])
+    for scopes in granting:
+        token = bearer(sdk_token(project, scopes))
+        read = logs(mine, token)
+        assert read.status_code == 200, (scopes, read.text)
+        assert [line["message"] for line in read.json()["data"]] == ["my line"]
+        read = events(mine, token)
+        assert read.status_code == 200, (scopes, read.text)
+        assert [event["message"] for event in read.json()["events"]] == ["my line"]
+        for route in (logs, events):
+            refused = route(other, token)
+            if scopes in (["read:runs"], ["read:all"]):  # every run of the environment
+                assert refused.status_code == 200
+                assert "another run's line" in refused.text
+            else:
+                assert (refused.status_code, refused.json()) == (404, {"error": "Run not found"})
+    # Scopes naming something else, or not reading, read neither route of either run.
+    for scopes in ([f"read:runs:{other}x"], ["read:tags:other-tag"], ["read:tasks:trace-child"],
+                   ["trigger:tasks:test-echo"], ["write:runs"], []):
+        token = bearer(sdk_token(project, scopes))
+        for route in (logs, events):
+            refused = route(mine, token)
+            assert (refused.status_code, refused.json()) == (404, {"error": "Run not found"}), (
+                scopes, route.__name__)
+            assert "my line" not in refused.text
+    # A token of another environment, even reading everything, sees nothing of this one.
+    staging = bearer(sdk_token(project, ["read:all"], env="staging"))
+    for route in (logs, events):
+        assert route(mine, staging).status_code == 404
+        assert route(mine, {}).status_code == 401
+
+
 def test_one_span_with_its_events(api: Any, project: ProjectKeys, celery_worker: Any) -> None:
     run_id = triggers.via_api(api, project, "trace-retried")
     wait_for_status(run_id, "COMPLETED")

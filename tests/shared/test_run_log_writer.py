@@ -1,8 +1,11 @@
-"""The run log writer against a real Postgres: what Postgres cannot store is made storable,
-a line it still refuses costs only itself, the per-run cap spans flushes and attempts."""
+"""The run log writer against a real Postgres: lines are written in a few batches by the
+writer's own thread, what Postgres cannot store is made storable, a line it still refuses
+costs only itself, the per-run cap spans flushes and attempts."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -10,8 +13,10 @@ from sqlalchemy import select
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runlogs.models import RunLog
 from reprise_server.shared.runlogs.writer import Flusher, LogLine, write_batch
+from reprise_server.shared.settings import get_settings
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
+from tests.support.timers import captured_statements
 
 
 def _line(run_id: str, env: str, message: str, attempt: int = 1, **fields: object) -> LogLine:
@@ -24,6 +29,37 @@ def _stored(run_id: str) -> list[RunLog]:
         rows = list(session.scalars(select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.seq)))
         session.expunge_all()
         return rows
+
+
+def test_a_thousand_lines_are_written_in_a_few_batches_off_the_callers_thread(
+    project: ProjectKeys,
+) -> None:
+    run_id = triggers.in_db(project, "logs-none", publish=False)
+    env = project.environment_ids["dev"]
+    batches: list[tuple[int, str, int | None]] = []
+
+    def recording(lines: Sequence[LogLine], written: dict[str, int], max_lines: int) -> int:
+        current = threading.current_thread()
+        batches.append((len(lines), current.name, current.ident))
+        return write_batch(lines, written, max_lines)  # the real COPY, one per batch
+
+    settings = get_settings()  # the worker's own flush settings (500 lines or 200 ms)
+    flusher = Flusher(settings.run_log_flush_lines, settings.run_log_flush_ms,
+                      settings.run_log_max_lines, 5, write=recording)
+    caller = threading.current_thread()
+    with captured_statements() as statements:
+        for n in range(1000):
+            flusher.add(_line(run_id, env, f"line {n}"))
+        assert flusher.flush(30)
+    # Rows go in by COPY, never by an INSERT (the count of a run not yet known is a read).
+    assert [sql for sql, _ in statements if "FROM run_logs" in sql]  # the writer's are seen
+    assert not [sql for sql, _ in statements if "insert" in sql.lower()]
+
+    assert sum(size for size, _, _ in batches) == 1000
+    assert 1 <= len(batches) <= 1000 // settings.run_log_flush_lines + 2, batches
+    assert {(name, ident) for _, name, ident in batches} == {("reprise-run-logs", batches[0][2])}
+    assert batches[0][2] != caller.ident
+    assert [row.message for row in _stored(run_id)] == [f"line {n}" for n in range(1000)]
 
 
 def test_nul_characters_and_lone_surrogates_are_stored_replaced(project: ProjectKeys) -> None:

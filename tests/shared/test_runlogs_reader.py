@@ -38,3 +38,57 @@ def test_lines_by_cursor_level_and_text(project: ProjectKeys) -> None:
         assert read_logs(session, run_id, search="1_0").lines == []
         with pytest.raises(ValueError, match="level must be one of"):
             read_logs(session, run_id, level="LOUD")
+
+
+def test_a_failed_attempts_error_is_placed_after_that_attempts_lines() -> None:
+    from datetime import UTC, datetime
+
+    from reprise_server.shared.runlogs.models import RunLog
+    from reprise_server.shared.runlogs.reader import (
+        AttemptError,
+        attempt_errors,
+        with_attempt_errors,
+    )
+    from reprise_server.shared.runs.models import Attempt
+    from reprise_server.shared.runs.states import AttemptStatus
+
+    now = datetime.now(UTC)
+    attempts = [
+        Attempt(number=1, status=AttemptStatus.FAILED, completed_at=now,
+                error={"name": "KeyError", "message": "'user_id'",
+                       "stackTrace": "Traceback\n  in charge\nKeyError: 'user_id'"}),
+        Attempt(number=2, status=AttemptStatus.FAILED, completed_at=now,
+                error={"name": "", "message": "worker lost"}),
+        Attempt(number=3, status=AttemptStatus.COMPLETED, completed_at=now),
+    ]
+    errors = attempt_errors(attempts)
+    assert [(e.attempt_number, e.level, e.text, e.stack_trace) for e in errors] == [
+        (1, "ERROR", "KeyError: 'user_id'", "Traceback\n  in charge\nKeyError: 'user_id'"),
+        (2, "ERROR", "worker lost", None),
+    ]
+    # Kept by the lines' filter: ERROR's level, the text of the error or its stack trace.
+    assert attempt_errors(attempts, level="CRITICAL") == []
+    assert [e.attempt_number for e in attempt_errors(attempts, level="warn")] == [1, 2]
+    assert [e.attempt_number for e in attempt_errors(attempts, search="IN CHARGE")] == [1]
+    assert [e.attempt_number for e in attempt_errors(attempts, search="lost")] == [2]
+    with pytest.raises(ValueError, match="level must be one of"):
+        attempt_errors(attempts, level="LOUD")
+
+    def line(attempt: int, message: str) -> RunLog:
+        return RunLog(attempt_number=attempt, message=message, level="INFO", logged_at=now)
+
+    lines = [line(1, "a"), line(1, "b"), line(3, "c")]
+
+    def shown(entries: list[RunLog | AttemptError]) -> list[str]:
+        return [e.message if isinstance(e, RunLog) else f"error {e.attempt_number}"
+                for e in entries]
+
+    # Attempt 2 logged nothing: both errors go before attempt 3's first line.
+    assert shown(with_attempt_errors(lines, errors, complete=True)) == [
+        "a", "b", "error 1", "error 2", "c"]
+    # Lines of the last failed attempt: its error is last once every line is read...
+    assert shown(with_attempt_errors(lines[:2], errors, complete=True)) == [
+        "a", "b", "error 1", "error 2"]
+    # ...and left for a later page while more lines follow.
+    assert shown(with_attempt_errors(lines[:2], errors, complete=False)) == ["a", "b"]
+    assert shown(with_attempt_errors([], errors, complete=True)) == ["error 1", "error 2"]

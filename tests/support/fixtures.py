@@ -49,13 +49,20 @@ def truncate_runs() -> None:
 @pytest.fixture
 def project() -> ProjectKeys:
     """A fresh project with a key per environment and the test worker's version registered."""
+    truncate_runs()
+    return new_project()
+
+
+def new_project() -> ProjectKeys:
+    """A project with a key per environment and the test worker's version registered (a
+    second one, beside the ``project`` fixture's, for what one project must not see of
+    another)."""
     from reprise_server.shared.db import transaction
     from reprise_server.shared.projects import repository as projects_repo
     from reprise_server.shared.projects.service import create_key, ensure_project
     from reprise_server.shared.settings import get_settings
     from reprise_server.workers.runtime import load_task_modules, register_version
 
-    truncate_runs()
     slug = f"p-{secrets.token_hex(4)}"
     with transaction() as session:
         proj = ensure_project(session, slug)

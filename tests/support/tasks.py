@@ -219,7 +219,8 @@ flow_shared_b = task(id="flow-shared-b", max_attempts=3, concurrency=FLOW_SHARED
 # --- A run's trace (tests/api/test_run_trace.py, tests/api/dashboard/test_run_page.py,
 # tests/e2e/node/run_trace.mjs): a task failing its first two attempts (two backoff gaps in
 # its trace), a parent saving a checkpoint and triggering a child, and a task waiting on
-# the gate named by its payload's "gate" (at most 60 s) while a test writes its log lines.
+# the gate named by its payload's "gate" (at most 60 s) while a test writes its log lines,
+# and one whose first attempt raises before its second waits on such a gate.
 @task(id="trace-retried", max_attempts=3)
 def trace_retried(payload: Any, ctx: TaskContext) -> Any:
     if ctx.attempt.number < 3:
@@ -246,6 +247,15 @@ def trace_gated(payload: Any, ctx: TaskContext) -> Any:
         gate(f"{name}:started").set()
         gate(str(name)).wait(60)
     return {"run": ctx.run.id}
+
+
+@task(id="trace-fails-then-gated", max_attempts=2)
+def trace_fails_then_gated(payload: Any, ctx: TaskContext) -> Any:
+    """Attempt 1 logs and raises; attempt 2 logs, then waits on the payload's gate."""
+    ctx.logger.warning("attempt %d starts", ctx.attempt.number)
+    if ctx.attempt.number == 1:
+        raise LookupError("no such invoice")
+    return trace_gated(payload, ctx)
 
 
 # --- Run logs (tests/workers/test_run_logs.py, tests/reprise/test_run_logs.py,

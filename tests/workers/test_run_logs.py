@@ -123,6 +123,28 @@ def test_lines_past_the_cap_are_dropped_after_one_truncated_marker(project: Proj
     assert rows[50].attributes == {"truncated": True, "maxLines": 50}
 
 
+@pytest.mark.slow
+def test_a_worker_process_drops_lines_past_the_cap_after_one_truncated_marker(
+    project: ProjectKeys, own_queues: str
+) -> None:
+    """The cap as a deployment sets it: a ``reprise worker`` process with its environment's
+    settings, its own flusher thread and its own count of the run's lines."""
+    run_id = triggers.in_db(project, "logs-many", payload={"count": 120})
+    with prefork_worker(own_queues, 1, REPRISE_RUN_LOG_MAX_LINES="50",
+                        REPRISE_RUN_LOG_FLUSH_LINES="7") as worker:
+        try:
+            wait_for_status(run_id, "COMPLETED", timeout=30)
+        except AssertionError:
+            raise AssertionError(worker.log(200)) from None
+    rows = lines(run_id)
+    assert len(rows) == 51
+    assert [r.message for r in rows[:50]] == [f"line {n}" for n in range(50)]
+    assert (rows[50].logger, rows[50].level) == ("reprise", "WARNING")
+    assert "truncated" in rows[50].message
+    assert rows[50].attributes == {"truncated": True, "maxLines": 50}
+    assert {r.attempt_number for r in rows} == {1}
+
+
 def test_capture_off_records_nothing(project: ProjectKeys) -> None:
     from reprise.registry import REGISTRY
     from reprise_server.workers import execution

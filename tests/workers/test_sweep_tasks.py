@@ -99,7 +99,16 @@ def test_beat_schedules_each_time_sweep_every_interval_with_an_expiry() -> None:
     schedule = app.conf.beat_schedule
     interval = get_settings().sweep_interval_seconds
     by_task = {entry["task"]: entry for entry in schedule.values()}
-    for task in (broker.PROMOTE_DUE_RUNS, broker.EXPIRE_STALE_RUNS):
+    # Every sweep by name: one dropped from beat fails here, and a new one must be added.
+    every_sweep = (
+        broker.PROMOTE_DUE_RUNS, broker.EXPIRE_STALE_RUNS, broker.RELAY_PENDING_COMMANDS,
+        broker.RECOVER_STALE_RUNS, broker.FIRE_DUE_SCHEDULES, broker.RELEASE_WAITING_RUNS,
+        broker.ADMIT_WAITING_RUNS, broker.RESUME_PARKED_RUNS, broker.DELETE_EXPIRED_RUN_LOGS,
+        broker.COMPLETE_DUE_WAITPOINTS,
+    )
+    assert sorted(by_task) == sorted(every_sweep)
+    assert len(schedule) == len(every_sweep)  # each scheduled once
+    for task in every_sweep:
         entry = by_task[task]
         assert entry["schedule"] == interval
         assert 0 < entry["options"]["expires"] < get_settings().timer_horizon_seconds

@@ -102,13 +102,17 @@
     var generation = 0;
     var timer = null;
 
-    var line = function (data) {
+    // A line, or (``failed``) a failed attempt's error: what the task raised, not a line.
+    var line = function (data, failed) {
       var item = document.createElement("li");
-      item.className = "log-line lvl-" + String(data.level).toLowerCase();
-      item.setAttribute("data-seq", data.seq);
+      item.className = "log-line " + (failed ? "attempt-error " : "") + "lvl-" + String(data.level).toLowerCase();
+      if (failed) item.setAttribute("data-attempt-error", data.attempt);
+      else item.setAttribute("data-seq", data.seq);
       item.setAttribute("data-level", data.level);
-      var parts = [["log-time mono", String(data.time).slice(11, 23)], ["log-level", data.level],
-                   ["log-attempt muted", "#" + data.attempt], ["log-logger muted mono", data.logger],
+      item.setAttribute("data-attempt", data.attempt);
+      var parts = [["log-time mono", String(data.time || "").slice(11, 23)], ["log-level", data.level],
+                   ["log-attempt muted", "#" + data.attempt],
+                   failed ? ["log-logger mono", "Attempt " + data.attempt + " failed"] : ["log-logger muted mono", data.logger],
                    ["log-message mono", data.message]];
       parts.forEach(function (part) {
         var span = document.createElement("span");
@@ -121,7 +125,7 @@
         details.className = "traceback";
         details.open = true;
         var summary = document.createElement("summary");
-        summary.textContent = "Traceback";
+        summary.textContent = failed ? "Traceback (raised by the task: the attempt's error)" : "Traceback";
         var pre = document.createElement("pre");
         var code = document.createElement("code");
         code.textContent = data.exception;
@@ -131,6 +135,19 @@
         item.appendChild(details);
       }
       return item;
+    };
+
+    // Each failed attempt's error goes after that attempt's lines: before the first entry
+    // of a later attempt, or last once every line has been read. Shown once.
+    var placeErrors = function (errors, complete) {
+      (errors || []).forEach(function (error) {
+        if (list.querySelector("[data-attempt-error='" + error.attempt + "']")) return;
+        var later = Array.prototype.find.call(list.children, function (item) {
+          return Number(item.getAttribute("data-attempt")) > error.attempt;
+        });
+        if (later) list.insertBefore(line(error, true), later);
+        else if (complete) list.appendChild(line(error, true));
+      });
     };
 
     var schedule = function (delay) {
@@ -150,7 +167,8 @@
           if (data.error) { state.textContent = data.error; return; }
           var atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
           data.lines.forEach(function (d) { list.appendChild(line(d)); });
-          if (atBottom && data.lines.length) list.scrollTop = list.scrollHeight;
+          placeErrors(data.attemptErrors, !data.hasMore);
+          if (atBottom && list.children.length) list.scrollTop = list.scrollHeight;
           if (data.after !== null && data.after !== undefined) after = String(data.after);
           empty.hidden = list.children.length > 0;
           if (!list.children.length) {
