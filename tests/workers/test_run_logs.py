@@ -193,11 +193,11 @@ def test_retention_goes_in_flush_order_and_a_line_stamped_late_holds_back_those_
                  "skip": positions.start, "n": len(positions)},
             )
 
-    age(range(0, 10))
+    age(range(10))
     age(range(11, 20))  # line 10 is newer than those flushed after it
     assert sweeps.delete_expired_run_logs() == {"deleted": 10}
     assert [r.message for r in lines(run_id)][:2] == ["line 10", "line 11"]
-    age(range(0, 1))  # line 10, first now
+    age(range(1))  # line 10, first now
     assert sweeps.delete_expired_run_logs() == {"deleted": 10}
     assert [r.message for r in lines(run_id)] == [f"line {n}" for n in range(20, 30)]
 
