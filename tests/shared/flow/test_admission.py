@@ -219,6 +219,58 @@ def test_a_retry_gives_its_slot_back_for_the_backoff_and_reenters_the_line(
     flow.assert_consistent(lid)
 
 
+def test_a_durable_wait_gives_its_slot_back_and_the_resumed_run_stands_in_line_again(
+    project: ProjectKeys,
+) -> None:
+    """A limited run (total 1) that goes into a wait holds no slot while it waits: the
+    next run in line is admitted in the transaction that suspended it. When the wait is
+    over the run re-enters its queue held back (the slot is taken), and is admitted only
+    once that slot is free again, ahead of a run queued while it waited (its rank is
+    when it was first queued)."""
+    from reprise_server.shared.durable import tokens
+    from reprise_server.shared.projects.service import AuthContext
+
+    lid = flow.limit_id(project, "task/flow-wait")
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    with transaction() as session:
+        token = tokens.create_token(session, auth).token.id
+    [waiter] = flow.trigger(project, "flow-wait", 1, payload={"token": token})
+    [other] = flow.trigger(project, "flow-wait", 1)
+    assert flow.admitted([waiter, other]) == [waiter]
+    assert flow.admission_of([other])[other] == ("QUEUED", "waiting")
+
+    assert execute(waiter).status == "WAITING"
+    assert flow.admission_of([waiter, other]) == {
+        waiter: ("WAITING", None), other: ("QUEUED", None)}
+    assert flow.admitted([waiter, other]) == [other]  # the wait freed the slot
+    assert flow.state(lid) == flow.LimitState(1, 1, 0, {"": (1, 0)})
+    flow.assert_consistent(lid)
+    [late] = flow.trigger(project, "flow-wait", 1)
+
+    with transaction() as session:
+        assert tokens.complete_token(session, auth, token, {"approved": True})
+    # Resumed: back in its queue, but in line behind the run that took its slot.
+    assert flow.admission_of([waiter])[waiter] == ("QUEUED", "waiting")
+    assert flow.admitted([waiter, other, late]) == [other]
+    assert flow.state(lid) == flow.LimitState(1, 1, 2, {"": (1, 2)})
+    flow.assert_consistent(lid)
+    assert sweep() == 0  # no room: nothing the sweep may admit either
+
+    assert execute(other).status == "COMPLETED"
+    assert flow.admitted([waiter, other, late]) == [waiter]
+    assert flow.admission_of([waiter])[waiter] == ("QUEUED", None)
+    flow.assert_consistent(lid)
+    assert execute(waiter).status == "COMPLETED"
+    with transaction() as session:
+        run = session.get(Run, waiter)
+        assert run is not None
+        assert (run.output, run.resume_count) == ({"data": {"approved": True}}, 1)
+    assert flow.admitted([waiter, other, late]) == [late]
+    assert execute(late).status == "COMPLETED"
+    assert flow.state(lid) == flow.LimitState(0, 0, 0, {"": (0, 0)})
+    flow.assert_consistent(lid)
+
+
 def test_the_sweep_mends_drifted_counters_and_admits_what_fits(project: ProjectKeys) -> None:
     lid = flow.limit_id(project, "task/flow-two")
     ids = flow.trigger(project, "flow-two", 4, payload=QUICK)
