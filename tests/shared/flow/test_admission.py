@@ -271,6 +271,75 @@ def test_a_durable_wait_gives_its_slot_back_and_the_resumed_run_stands_in_line_a
     flow.assert_consistent(lid)
 
 
+def _replay(project: ProjectKeys, run_id: str, **body: Any) -> str:
+    """Replay ``run_id`` (``body``: the replay's overrides, wire names), the command
+    accepted and applied in this process; the new run's id."""
+    from reprise_server.shared.commands.schemas import ReplayRequest
+    from reprise_server.shared.commands.service import accept_replay, apply_command
+    from reprise_server.shared.dashboard import run_head
+    from reprise_server.shared.projects.service import AuthContext
+
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    with transaction() as session:
+        accepted = accept_replay(session, auth, run_head(session, auth, run_id),
+                                 ReplayRequest.model_validate(body), publish=False)
+        assert accepted.id is not None
+        apply_command(session, accepted.id, "test")
+    return accepted.target_run_id
+
+
+def _flow_options(run_id: str) -> tuple[str | None, list[str] | None]:
+    with transaction() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run.concurrency_key, run.concurrency_limits
+
+
+def test_a_replay_of_a_limited_run_keeps_its_key_and_stands_in_line_under_it(
+    project: ProjectKeys,
+) -> None:
+    lid = flow.limit_id(project, "task/flow-keyed")
+    [original] = flow.trigger(project, "flow-keyed", 1, payload=QUICK, concurrencyKey="acme")
+    assert flow.admitted([original]) == [original]
+    again = _replay(project, original)
+    assert _flow_options(again) == ("acme", ["task/flow-keyed"])
+    # One per key: the replay waits behind the original, in the original's pool.
+    assert flow.admission_of([again])[again] == ("QUEUED", "waiting")
+    assert flow.state(lid).keys["acme"] == (1, 1)
+    flow.assert_consistent(lid)
+    # A replay into another pool is admitted at once (the total has room).
+    elsewhere = _replay(project, original, concurrencyKey="globex")
+    assert _flow_options(elsewhere) == ("globex", ["task/flow-keyed"])
+    assert flow.admitted([original, again, elsewhere]) == sorted([original, elsewhere])
+    assert execute(original).status == "COMPLETED"
+    assert flow.admitted([original, again, elsewhere]) == sorted([again, elsewhere])
+    flow.assert_consistent(lid)
+
+
+def test_a_replay_carries_the_named_limits_its_trigger_named(project: ProjectKeys) -> None:
+    """``options.concurrency`` is a trigger option like any other: the replay holds the
+    named limits the original's trigger put in place of the task's; a run triggered
+    without it is replayed with what its task declares."""
+    one = flow.limit_id(project, "task/flow-one")
+    shared = flow.limit_id(project, "flow-shared")
+    [named] = flow.trigger(project, "flow-one", 1, payload=QUICK, concurrency=["flow-shared"])
+    [plain] = flow.trigger(project, "flow-one", 1, payload=QUICK)
+    # flow-shared-a declares flow-shared and has no limit of its own: [] holds none.
+    [bare] = flow.trigger(project, "flow-shared-a", 1, payload=QUICK, concurrency=[])
+    assert _flow_options(named)[1] == ["task/flow-one", "flow-shared"]
+    assert _flow_options(bare)[1] is None
+    replays = {run_id: _replay(project, run_id) for run_id in (named, plain, bare)}
+    assert _flow_options(replays[named])[1] == ["task/flow-one", "flow-shared"]
+    assert _flow_options(replays[plain])[1] == ["task/flow-one"]
+    assert _flow_options(replays[bare])[1] is None
+    # The unlimited one took the fast path; the others stand in task/flow-one's line (one
+    # of them, the named replay, in flow-shared's too).
+    assert flow.admission_of([replays[bare]])[replays[bare]] == ("QUEUED", None)
+    assert flow.state(shared).waiting == 1
+    assert flow.state(one).waiting == 3
+    flow.assert_consistent(one, shared)
+
+
 def test_the_sweep_mends_drifted_counters_and_admits_what_fits(project: ProjectKeys) -> None:
     lid = flow.limit_id(project, "task/flow-two")
     ids = flow.trigger(project, "flow-two", 4, payload=QUICK)
