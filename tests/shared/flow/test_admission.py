@@ -340,6 +340,30 @@ def test_a_replay_carries_the_named_limits_its_trigger_named(project: ProjectKey
     flow.assert_consistent(one, shared)
 
 
+def test_a_run_waiting_for_a_version_keeps_the_named_limits_its_trigger_named(
+    project: ProjectKeys,
+) -> None:
+    """Released from PENDING_VERSION, a run takes what the new version declares, its named
+    limits replaced by its trigger's ``concurrency`` — an empty one too (none held)."""
+    from reprise.registry import Registry, TaskDefinition
+    from reprise_server.workers.runtime import register_version
+
+    lacking = Registry({"hello-world": TaskDefinition(id="hello-world", fn=lambda p, c: p)})
+    register_version(lacking, "20261206.4-lacking", ["dev"], project.project_id)
+    [declared] = flow.trigger(project, "flow-shared-a", 1, payload=QUICK)
+    [none] = flow.trigger(project, "flow-shared-a", 1, payload=QUICK, concurrency=[])
+    [other] = flow.trigger(project, "flow-one", 1, payload=QUICK, concurrency=["flow-shared"])
+    assert {s for s, _ in flow.admission_of([declared, none, other]).values()} == {
+        "PENDING_VERSION"}
+    register_version(REGISTRY, "20261206.4-full", ["dev"], project.project_id)
+    assert _flow_options(declared)[1] == ["flow-shared"]
+    assert _flow_options(none)[1] is None
+    assert _flow_options(other)[1] == ["flow-shared", "task/flow-one"]
+    assert flow.admission_of([none])[none] == ("QUEUED", None)  # the fast path
+    flow.assert_consistent(flow.limit_id(project, "flow-shared"),
+                           flow.limit_id(project, "task/flow-one"))
+
+
 def test_the_sweep_mends_drifted_counters_and_admits_what_fits(project: ProjectKeys) -> None:
     lid = flow.limit_id(project, "task/flow-two")
     ids = flow.trigger(project, "flow-two", 4, payload=QUICK)
