@@ -274,6 +274,11 @@ def test_a_durable_wait_gives_its_slot_back_and_the_resumed_run_stands_in_line_a
 def _replay(project: ProjectKeys, run_id: str, **body: Any) -> str:
     """Replay ``run_id`` (``body``: the replay's overrides, wire names), the command
     accepted and applied in this process; the new run's id."""
+    return _apply_replay(project, run_id, **body)[0]
+
+
+def _apply_replay(project: ProjectKeys, run_id: str, **body: Any) -> tuple[str, Any]:
+    """:func:`_replay`, and the command as applied (its status and reason)."""
     from reprise_server.shared.commands.schemas import ReplayRequest
     from reprise_server.shared.commands.service import accept_replay, apply_command
     from reprise_server.shared.dashboard import run_head
@@ -284,8 +289,9 @@ def _replay(project: ProjectKeys, run_id: str, **body: Any) -> str:
         accepted = accept_replay(session, auth, run_head(session, auth, run_id),
                                  ReplayRequest.model_validate(body), publish=False)
         assert accepted.id is not None
-        apply_command(session, accepted.id, "test")
-    return accepted.target_run_id
+        command = apply_command(session, accepted.id, "test")
+        outcome = (command.status, command.reason) if command is not None else None
+    return accepted.target_run_id, outcome
 
 
 def _flow_options(run_id: str) -> tuple[str | None, list[str] | None]:
@@ -338,6 +344,25 @@ def test_a_replay_carries_the_named_limits_its_trigger_named(project: ProjectKey
     assert flow.state(shared).waiting == 1
     assert flow.state(one).waiting == 3
     flow.assert_consistent(one, shared)
+
+
+def test_a_replay_into_an_environment_without_a_carried_limit_is_rejected_naming_it(
+    project: ProjectKeys,
+) -> None:
+    [named] = flow.trigger(project, "flow-one", 1, payload=QUICK, concurrency=["flow-shared"])
+    with transaction() as session:  # staging never had a version declaring flow-shared
+        session.execute(text("DELETE FROM concurrency_limits WHERE environment_id = :env "
+                             "AND name = 'flow-shared'"),
+                        {"env": project.environment_ids["staging"]})
+    target, outcome = _apply_replay(project, named, environment="staging")
+    assert outcome is not None
+    status, reason = outcome
+    assert str(status) == "REJECTED"
+    assert "'flow-shared'" in reason
+    with transaction() as session:
+        assert session.get(Run, target) is None
+    # Into dev, where it is declared, the same replay is created.
+    assert _flow_options(_replay(project, named))[1] == ["task/flow-one", "flow-shared"]
 
 
 def test_a_run_waiting_for_a_version_keeps_the_named_limits_its_trigger_named(
