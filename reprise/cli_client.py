@@ -126,6 +126,9 @@ def _cmd_trigger(client: Client, args: argparse.Namespace) -> int:
         metadata=None if metadata is UNSET else metadata,
         max_attempts=args.max_attempts,
         queue=args.queue,
+        concurrency_key=args.concurrency_key,
+        priority=args.priority,
+        concurrency=args.concurrency,
     )
     if args.json:
         _print_json(handle.to_json_dict())
@@ -692,6 +695,13 @@ def add_client_commands(sub: Any) -> None:
     trigger.add_argument("--idempotency-key")
     trigger.add_argument("--max-attempts", type=int)
     trigger.add_argument("--queue")
+    trigger.add_argument("--concurrency-key", metavar="KEY",
+                         help="the pool of the limits' per-key bound this run counts in")
+    trigger.add_argument("--priority", type=int, metavar="SECONDS",
+                         help="admitted as if queued SECONDS earlier")
+    trigger.add_argument("--concurrency", action="append", metavar="NAME",
+                         help="a named limit replacing the task's for this run "
+                              "(repeatable, at most two)")
     trigger.add_argument("--json", action="store_true", help="print {id, isCached, …}")
     trigger.set_defaults(handler=_handler(_cmd_trigger))
 

@@ -139,6 +139,13 @@ def _csv(value: str | Iterable[str] | None) -> str | None:
     return ",".join(items) or None
 
 
+def _names(value: str | Iterable[str] | None) -> list[str] | None:
+    """Limit names as the wire takes them: a list (one name alone is a list of one)."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _run_path(run_id: str, template: str) -> str:
     if not run_id:
         raise ValueError("a run id is required")
@@ -163,13 +170,19 @@ class Tasks(Resource[M]):
         max_attempts: int | None = None,
         max_duration: int | None = None,
         queue: str | None = None,
-        concurrency_key: str | None = None,
+        concurrency_key: str | int | None = None,
         priority: int | None = None,
+        concurrency: str | Iterable[str] | None = None,
         test: bool | None = None,
     ) -> Op[TriggeredRun]:
         """Trigger a run of ``task_id`` with a JSON ``payload``; returns its id at once.
 
         A repeated ``idempotency_key`` returns the existing run with ``is_cached=True``.
+        ``concurrency_key`` (a number is stored as its string) picks the pool of the
+        limits' ``per_key`` bound; ``priority`` (seconds) orders the run as if queued that
+        much earlier; ``concurrency`` names the named limits (at most two) that replace
+        the task's for this run (its own ``task/<id>`` limit is kept; ``[]`` holds none
+        of the named ones). See docs/concurrency.md.
         """
         options = _compact(
             {
@@ -183,6 +196,7 @@ class Tasks(Resource[M]):
                 "queue": queue,
                 "concurrencyKey": concurrency_key,
                 "priority": priority,
+                "concurrency": _names(concurrency),
                 "test": test,
             }
         )
@@ -340,14 +354,16 @@ class Runs(Resource[M]):
         max_attempts: int | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        concurrency_key: str | int | None = None,
         from_step: str | int | None = None,
         from_checkpoint: int | None = None,
     ) -> Op[TriggeredRun]:
         """Replay a run as a new run of the same task; returns the new run's handle (as
         :meth:`Tasks.trigger` does; ``is_cached`` is false).
 
-        Without overrides the original payload and options are reused. ``payload=None``
-        replays with a null payload; leave it out to keep the original.
+        Without overrides the original payload and options are reused (its
+        ``concurrency_key`` too: ``concurrency_key`` puts the new run in another pool).
+        ``payload=None`` replays with a null payload; leave it out to keep the original.
 
         ``from_step`` (a position in the run's record, or a step's name; ``"name#2"`` for
         its second call) starts from that step: the original's recorded steps and waits
@@ -365,6 +381,8 @@ class Runs(Resource[M]):
                 "maxAttempts": max_attempts,
                 "priority": priority,
                 "queue": queue,
+                # The replay body takes a string (the official SDK's ReplayRunRequestBody).
+                "concurrencyKey": str(concurrency_key) if concurrency_key is not None else None,
                 "fromStep": str(from_step) if from_step is not None else None,
                 "fromCheckpoint": from_checkpoint,
             }

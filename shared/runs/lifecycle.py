@@ -231,12 +231,14 @@ def _paused_queues(session: Session, environment_ids: Collection[str]) -> set[tu
 
 # The limits a run released from PENDING_VERSION holds, now that a version has its task:
 # those the newest such version declares for it, its named ones replaced by those its
-# trigger named (kept in ``concurrency_limits`` while it waited).
+# trigger named (kept in ``concurrency_limits`` while it waited; ``concurrency_override``
+# says that it named some, even none: ``concurrency: []`` keeps only the task's own).
 _DECLARED_LIMITS = literal_column(
     """(SELECT nullif(array(
             SELECT DISTINCT name FROM (
                 SELECT x AS name FROM jsonb_array_elements_text(d.limits) AS x
-                WHERE runs.concurrency_limits IS NULL OR x LIKE 'task/%'
+                WHERE (runs.concurrency_limits IS NULL AND runs.concurrency_override IS NULL)
+                   OR x LIKE 'task/%'
                 UNION SELECT unnest(runs.concurrency_limits)
             ) AS names ORDER BY name), '{}')
         FROM (SELECT vt.options -> 'concurrency_limits' AS limits

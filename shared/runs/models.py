@@ -165,6 +165,9 @@ class Run(Base):
     # is held back from its queue, why: "waiting" (in the admission line), "paused" (its
     # queue is paused) or "backoff" (a limited run's retry, entering the line when due).
     concurrency_limits: Mapped[list[str] | None] = mapped_column(ARRAY(String(128)))
+    # The named limits a trigger's ``options.concurrency`` put in place of the task's
+    # (NULL: none given; empty: none held), kept so that a replay carries them.
+    concurrency_override: Mapped[list[str] | None] = mapped_column(ARRAY(String(128)))
     admission: Mapped[str | None] = mapped_column(String(8))
     machine: Mapped[str | None] = mapped_column(String(64))
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -52,7 +52,11 @@ class RunOptions:
     @classmethod
     def from_run(cls, run: Run) -> RunOptions:
         """What a replay copies from the original. Not copied: idempotency keys,
-        delay, version lock, attempts, output, parent/root/batch (a replay is a new root)."""
+        delay, version lock, attempts, output, parent/root/batch (a replay is a new root).
+
+        Its named limits: those its trigger named (``options.concurrency``), as any other
+        trigger option; without one, those the task declares when the replay is created
+        (the task's own limit always so: a new version's bounds and declarations apply)."""
         return cls(
             tags=list(run.tags or []),
             metadata=run.metadata_,
@@ -65,6 +69,10 @@ class RunOptions:
             machine=run.machine,
             # The TTL itself; its clock restarts at the new run's own enqueue.
             ttl=run.ttl_seconds,
+            concurrency=(
+                tuple(run.concurrency_override) if run.concurrency_override is not None
+                else None
+            ),
         )
 
     def with_overrides(self, changes: Mapping[str, Any]) -> RunOptions:

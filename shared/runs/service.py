@@ -219,6 +219,9 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         queue=options.queue,
         concurrency_key=options.concurrency_key,
         concurrency_limits=limits,
+        concurrency_override=(
+            list(options.concurrency) if options.concurrency is not None else None
+        ),
         admission=held_back,
         priority=options.priority,
         machine=options.machine,

@@ -312,3 +312,28 @@ def test_a_negative_numeric_delay_is_refused(api: Any, project: ProjectKeys) -> 
     response = triggers.post(api, project, "test-echo", {"payload": 1, "options": {"delay": -5}})
     assert response.status_code == 400
     assert "options.delay" in response.json()["error"]
+
+
+def test_a_numeric_concurrency_key_is_stored_and_shown_as_its_string(
+    api: Any, project: ProjectKeys
+) -> None:
+    """``concurrencyKey: 7`` and ``"7"`` name one pool: stored as "7", the Strait run shows
+    it, and the limit's per-key bound (1) admits one of the two while the other waits."""
+    from tests.support.tasks import gate
+
+    hold = {"hold": f"numeric-key-{project.slug}"}
+    try:
+        numeric = triggers.via_api(api, project, "test-limited", payload=hold, concurrencyKey=7)
+        text = triggers.via_api(api, project, "test-limited", payload=hold, concurrencyKey="7")
+        assert (run_row(numeric).concurrency_key, run_row(text).concurrency_key) == ("7", "7")
+        shown = api.get(f"/v1/runs/{numeric}", headers=project.headers()).json()
+        assert shown["concurrency_key"] == "7"
+        limit = api.get("/api/v1/concurrency-limits/task/test-limited",
+                        params={"concurrencyKey": 7}, headers=project.headers()).json()
+        assert (limit["concurrencyKey"], limit["running"]) == ("7", 1)
+        item = api.get("/api/v1/concurrency-limits/task/test-limited",
+                       headers=project.headers()).json()
+        assert (item["running"], item["queued"]) == (1, 1)
+        assert run_row(text).admission == "waiting"
+    finally:
+        gate(f"{hold['hold']}:release").set()

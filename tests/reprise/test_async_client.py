@@ -197,6 +197,28 @@ def test_retrieve_reschedule_replay_and_cancel(with_client: Callable[[Body[Any]]
     assert seen["after"].status == "CANCELED"
 
 
+def test_trigger_sends_the_flow_options_as_the_sync_client_does(
+    with_client: Callable[[Body[Any]], Any], celery_worker: Any
+) -> None:
+    """A numeric ``concurrency_key``, a ``priority`` and ``concurrency`` (named limits),
+    and a replay into another key: what Postgres stores for the runs."""
+    from tests.support.fixtures import run_row, wait_for
+
+    async def body(sdk: AsyncClient) -> tuple[str, str]:
+        run = await sdk.tasks.trigger("test-limited", {"n": 1}, delay="1h", concurrency_key=7,
+                                      priority=30, concurrency=["test-shared"])
+        replay = await sdk.runs.replay(run.id, delay="1h", concurrency_key="8")
+        return run.id, replay.id
+
+    run_id, replay_id = with_client(body)
+    row = run_row(run_id)
+    assert (row.concurrency_key, row.priority, row.concurrency_limits) == (
+        "7", 30, ["task/test-limited", "test-shared"])
+    replayed = wait_for(lambda: run_row(replay_id), what="the replay created")
+    assert (replayed.concurrency_key, replayed.priority, replayed.concurrency_limits) == (
+        "8", 30, ["task/test-limited", "test-shared"])
+
+
 def test_errors_are_the_sync_clients_exception_classes(
     with_client: Callable[[Body[Any]], Any], live_server: LiveServer, project: ProjectKeys
 ) -> None:

@@ -94,6 +94,85 @@ def test_the_sdk_reads_and_changes_concurrency_limits(client: Client) -> None:
     assert client.concurrency_limits.retrieve(OWN).total.current == 2
 
 
+def _stored_options(run_id: str) -> tuple[str | None, int, list[str] | None]:
+    """The run's ``(concurrency_key, priority, concurrency_limits)`` as Postgres holds them."""
+    from reprise_server.shared.runs.models import Run
+    from tests.support.durable_rows import stored
+
+    run = stored(Run, run_id)
+    return run.concurrency_key, run.priority, run.concurrency_limits
+
+
+def test_the_sdk_triggers_with_a_numeric_key_a_priority_and_named_limits(
+    client: Client,
+) -> None:
+    """Every flow option of a trigger reaches the server: the runs stand in line under
+    key "7" of the task's own limit and under the named limit they name, and the one with
+    a priority is admitted first. (The limit is paused while they are triggered, so what
+    is admitted does not depend on a worker being there.)"""
+    from tests.support.tasks import gate
+
+    client.concurrency_limits.pause(OWN)
+    hold = {"hold": f"sdk-flow-{os.getpid()}-{id(client)}"}
+    plain = [client.tasks.trigger("test-limited", hold, concurrency_key=7,
+                                  concurrency=[SHARED]).id for _ in range(2)]
+    urgent = client.tasks.trigger("test-limited", hold, concurrency_key=7, priority=60,
+                                  concurrency=SHARED).id
+    try:
+        assert _stored_options(plain[0]) == ("7", 0, [OWN, SHARED])
+        assert _stored_options(urgent) == ("7", 60, [OWN, SHARED])
+        key = client.concurrency_limits.retrieve(OWN, 7)
+        assert (key.concurrency_key, key.running) == ("7", 0)
+        assert client.concurrency_limits.retrieve(OWN).queued == 3
+        assert client.concurrency_limits.retrieve(SHARED).queued == 3
+        client.concurrency_limits.resume(OWN)
+        # One per key: the urgent run first, though it was triggered last.
+        assert client.concurrency_limits.retrieve(OWN, "7").running == 1
+        assert client.concurrency_limits.retrieve(OWN).queued == 2
+        assert [r for r in (*plain, urgent) if _admitted(r)] == [urgent]
+    finally:
+        gate(f"{hold['hold']}:release").set()
+
+    # No named limit at all for one run (its own limit is kept); an unknown name is a 400.
+    alone = client.tasks.trigger("test-limited", {"n": 1}, delay="1h", concurrency=[]).id
+    assert _stored_options(alone) == (None, 0, [OWN])
+    with pytest.raises(BadRequestError, match="no-such-limit"):
+        client.tasks.trigger("test-limited", {"n": 1}, concurrency=["no-such-limit"])
+
+
+def _admitted(run_id: str) -> bool:
+    """The run holds its slots (admitted, not yet ended)."""
+    from tests.support import flow
+
+    return flow.admitted([run_id]) == [run_id]
+
+
+def test_the_sdk_replays_into_another_concurrency_key(
+    client: Client, celery_worker: object
+) -> None:
+    original = client.tasks.trigger("test-limited", {"n": 1}, delay="1h", concurrency_key="a")
+    kept = client.runs.replay(original.id, delay="1h").id
+    moved = client.runs.replay(original.id, delay="1h", concurrency_key=42).id
+    assert _replayed_key(kept) == "a"
+    assert _replayed_key(moved) == "42"
+
+
+def _replayed_key(run_id: str) -> str | None:
+    """A replay's concurrency key, once the command that creates it has been applied."""
+    from tests.support.fixtures import wait_for
+
+    return wait_for(lambda: _key_if_created(run_id), what=f"replay {run_id} created")[0]
+
+
+def _key_if_created(run_id: str) -> tuple[str | None] | None:
+    from reprise_server.shared.db import transaction
+    from reprise_server.shared.runs.models import Run
+
+    with transaction() as session:
+        run = session.get(Run, run_id)
+        return None if run is None else (run.concurrency_key,)
+
+
 def test_runs_list_filters_by_queue(client: Client) -> None:
     echo = client.tasks.trigger("test-echo", {"n": 1}, delay="1h").id
     named = client.tasks.trigger("test-echo", {"n": 2}, delay="1h", queue="q1").id
@@ -146,6 +225,23 @@ def test_cli_queues_list_get_pause_and_resume(
     done = _cli(live_server, project, "queues", "get", "nowhere")
     assert (done.returncode, done.stdout) == (1, "")
     assert "Queue not found" in done.stderr
+
+
+def test_cli_trigger_sends_a_concurrency_key_a_priority_and_named_limits(
+    live_server: LiveServer, project: ProjectKeys
+) -> None:
+    done = _cli(live_server, project, "trigger", "test-limited", "--payload", '{"n": 1}',
+                "--delay", "1h", "--concurrency-key", "tenant-9", "--priority", "30",
+                "--concurrency", SHARED)
+    assert done.returncode == 0, done.stderr
+    assert _stored_options(done.stdout.strip()) == ("tenant-9", 30, [OWN, SHARED])
+    done = _cli(live_server, project, "trigger", "test-limited", "--delay", "1h",
+                "--concurrency", SHARED, "--concurrency", "no-such-limit")
+    assert done.returncode == 1
+    assert "no-such-limit" in done.stderr
+    assert "(HTTP 400)" in done.stderr
+    done = _cli(live_server, project, "trigger", "test-limited", "--priority", "soon")
+    assert done.returncode == 2
 
 
 def test_cli_limits_list_get_override_reset_pause_and_resume(

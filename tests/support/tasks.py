@@ -213,6 +213,14 @@ flow_keyed = task(id="flow-keyed", max_attempts=3,
                   concurrency={"total": 3, "per_key": 1})(_flow_body)
 flow_shared_a = task(id="flow-shared-a", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
 flow_shared_b = task(id="flow-shared-b", max_attempts=3, concurrency=FLOW_SHARED)(_flow_body)
+
+
+@task(id="flow-wait", max_attempts=1, concurrency={"total": 1})
+def flow_wait(payload: Any, ctx: TaskContext) -> Any:
+    """Waits for the token its payload names (none: returns at once). A durable wait ends
+    the execution, and the run gives its slot back until the wait is over."""
+    token = payload.get("token") if isinstance(payload, dict) else None
+    return {"data": ctx.wait_for_token(token) if token else None}
 # --- end of the flow control tasks ---------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, literal_column, select
@@ -191,3 +192,86 @@ def test_a_boot_with_the_current_version_and_catalogue_rewrites_nothing_but_says
         ("hello-world", 7)
     ]
     assert changed_rows[0][2] != first_rows[0][2]
+
+
+# --- concurrency limits: a version's declaration sets the bounds ---------------------------
+
+
+def _limited(total: int, shared_total: int | None = None) -> Registry:
+    """A catalogue with ``reg-limited`` holding its own limit (``total``) and, when given,
+    the named limit ``reg-shared``."""
+    limits = [{"name": "task/reg-limited", "total": total, "per_key": None}]
+    if shared_total is not None:
+        limits.append({"name": "reg-shared", "total": shared_total, "per_key": None})
+    return Registry({"reg-limited": TaskDefinition(
+        id="reg-limited", fn=lambda p, c: p, concurrency=limits)})
+
+
+def _trigger_limited(project: ProjectKeys, queue: str, count: int) -> list[str]:
+    auth = AuthContext(project.project_id, project.environment_ids["dev"], "dev")
+    options = TriggerOptions.model_validate({"queue": queue})
+    ids = []
+    for n in range(count):  # one transaction each: ranked in this order
+        with transaction() as session:
+            ids.append(trigger_run(session, auth, "reg-limited", {"n": n}, options).run.id)
+    return ids
+
+
+def _bounds(project: ProjectKeys, name: str) -> tuple[Any, ...]:
+    from reprise_server.shared.flow import limits
+
+    with transaction() as session:
+        item = limits.retrieve(session, project.environment_ids["dev"], name)
+    return item["total"]["current"], item["total"]["base"], item["total"]["override"]
+
+
+def test_a_version_declaring_a_wider_bound_admits_waiting_runs_as_it_registers(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    from tests.support import flow
+
+    register_version(_limited(1, shared_total=1), "20261206.2-narrow", ["dev"],
+                     project.project_id)
+    own = flow.limit_id(project, "task/reg-limited")
+    shared = flow.limit_id(project, "reg-shared")
+    ids = _trigger_limited(project, unserved_queue, 5)
+    assert flow.admitted(ids) == [ids[0]]
+    assert _published(unserved_queue) == 1
+    # Its own limit widened to 3, the named one to 2: the tighter bound (2) admits one
+    # more, in the registration's transaction, and publishes it.
+    register_version(_limited(3, shared_total=2), "20261206.2-wider", ["dev"],
+                     project.project_id)
+    assert flow.admitted(ids) == sorted(ids[:2])
+    assert _published(unserved_queue) == 2
+    register_version(_limited(3, shared_total=10), "20261206.2-widest", ["dev"],
+                     project.project_id)
+    assert flow.admitted(ids) == sorted(ids[:3])
+    assert _published(unserved_queue) == 3
+    flow.assert_consistent(own, shared)
+
+
+def test_an_override_survives_every_re_registration_and_a_reset_returns_to_the_latest(
+    project: ProjectKeys, unserved_queue: str
+) -> None:
+    """A new version, and an old worker booting again mid-deploy (the latest registration
+    sets the bounds), both leave an operator's override in force."""
+    from reprise_server.shared.flow import limits
+    from tests.support import flow
+
+    env = project.environment_ids["dev"]
+    register_version(_limited(1), "20261206.3-old", ["dev"], project.project_id)
+    with transaction() as session:
+        limits.override(session, env, "task/reg-limited", total=4)
+    ids = _trigger_limited(project, unserved_queue, 6)
+    assert flow.admitted(ids) == sorted(ids[:4])
+    register_version(_limited(2), "20261206.3-new", ["dev"], project.project_id)
+    assert _bounds(project, "task/reg-limited") == (4, 2, 4)
+    register_version(_limited(1), "20261206.3-old", ["dev"], project.project_id)
+    assert _bounds(project, "task/reg-limited") == (4, 1, 4)  # base back to the old one's
+    register_version(_limited(2), "20261206.3-new", ["dev"], project.project_id)
+    assert _bounds(project, "task/reg-limited") == (4, 2, 4)
+    assert flow.admitted(ids) == sorted(ids[:4])  # nothing taken back, nothing more
+    with transaction() as session:
+        limits.reset(session, env, "task/reg-limited")
+    assert _bounds(project, "task/reg-limited") == (2, 2, None)
+    flow.assert_consistent(flow.limit_id(project, "task/reg-limited"))
