@@ -50,7 +50,8 @@ def apply_command(command_id: str) -> str:
 )
 def apply_commands(command_ids: list[str]) -> int:
     """Apply the commands published together in one transaction; those another
-    transaction held, one by one after it. Returns how many the batch decided.
+    transaction held, one by one after it. Returns how many needed no second look
+    (decided by the batch, or before it).
 
     An error other than a lost connection (an unforeseen constraint, a bug) rolls the
     batch back, and each command is then applied alone, so one bad command cannot hold
