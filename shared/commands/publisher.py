@@ -4,7 +4,8 @@ An accepted command is durable once its row is committed (the outbox); the Celer
 only makes a worker apply it sooner. Publishing costs more CPU and time than the rest of
 the accept (Celery builds the message, kombu a Redis client, plus the ``task-sent``
 event), so an API process hands committed command ids to one background thread that
-publishes them in batches over one producer. If that publish fails, or the process dies
+publishes them in batches over one producer, lingering a few milliseconds for the
+commands accepted right after the first. If that publish fails, or the process dies
 with ids still queued, the relay sweep republishes the commands a few seconds later, as
 it does for any lost message: the latency of that apply grows, nothing is lost.
 """
@@ -22,6 +23,9 @@ from reprise_server.shared import broker
 log = logging.getLogger("reprise.commands")
 
 BATCH_SIZE = 200
+# How long the first command of a batch waits for others: a replay is applied at most this
+# much later, and under load in batches (broker.COMMANDS_PER_MESSAGE) instead of one by one.
+LINGER_SECONDS = 0.01
 
 
 class CommandPublisher:
@@ -59,9 +63,12 @@ class CommandPublisher:
         pending = self._queue
         while True:
             batch = [pending.get()]
+            # Commands published together are applied together (one message, one
+            # transaction): wait a little for the ones accepted right after this one.
+            until = time.monotonic() + LINGER_SECONDS
             while len(batch) < BATCH_SIZE:
                 try:
-                    batch.append(pending.get_nowait())
+                    batch.append(pending.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             try:
