@@ -9,6 +9,7 @@ pending: the message is redelivered (``acks_late``) or the relay sweep
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -25,13 +26,15 @@ app = broker.celery_app()
 # applier in the outbox's table (a replay's comes with the commands service).
 
 
-@app.task(
-    name=broker.APPLY_COMMAND,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=10,
-    max_retries=5,
-)
+# A lost database connection (a restart, a failover) retries the message with backoff;
+# the apply is idempotent by command id.
+_RETRIED: dict[str, Any] = {
+    "autoretry_for": (OperationalError,), "retry_backoff": True, "retry_backoff_max": 10,
+    "max_retries": 5,
+}
+
+
+@app.task(name=broker.APPLY_COMMAND, **_RETRIED)
 def apply_command(command_id: str) -> str:
     applier = process_name()
     with transaction() as session:
@@ -41,13 +44,7 @@ def apply_command(command_id: str) -> str:
     return outcome
 
 
-@app.task(
-    name=broker.APPLY_COMMANDS,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=10,
-    max_retries=5,
-)
+@app.task(name=broker.APPLY_COMMANDS, **_RETRIED)
 def apply_commands(command_ids: list[str]) -> int:
     """Apply the commands published together in one transaction; those another
     transaction held, one by one after it. Returns how many needed no second look
