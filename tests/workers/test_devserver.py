@@ -326,8 +326,14 @@ def test_children_follow_reprise_dev_killed_hard_and_the_next_start_cleans_up(
                  what="the dev stack")
         dev.send_signal(signal.SIGKILL)
         dev.wait(10)
-        wait_for(lambda: not any("reprise.cli" in p for p in _stack_processes(marker, tmp_path)),
-                 timeout=30, interval=0.1, what="the children to follow reprise dev")
+        try:
+            wait_for(lambda: not any("reprise.cli" in p
+                                     for p in _stack_processes(marker, tmp_path)),
+                     timeout=30, interval=0.1, what="the children to follow reprise dev")
+        except AssertionError:
+            left = [p for p in _stack_processes(marker, tmp_path) if "reprise.cli" in p]
+            raise AssertionError(f"still running 30 s after the kill: {left}\n"
+                                 f"{log.read_text()[-3000:]}") from None
         again, log = _foreground_dev(tmp_path, marker)
         wait_for(lambda: "Reprise is ready" in log.read_text(), timeout=120, interval=0.1,
                  what="the second start")
