@@ -71,7 +71,13 @@ class Gate:
             held = all(r.status == "EXECUTING" and r.locked_by == me for r in rows)
             return held and len(self.executions()) == len(self.run_ids)
 
-        wait_for(all_in_flight, timeout=60, interval=0.02, what="every run executing")
+        # The worker's processes register its version in every environment as they boot:
+        # on the suite's database (thousands of environments, other catalogues registered
+        # by earlier tests) that alone can take a minute on a slow 2-core machine.
+        try:
+            wait_for(all_in_flight, timeout=180, interval=0.02, what="every run executing")
+        except AssertionError:
+            raise AssertionError(f"not every run executing after 180 s\n{worker.log()}") from None
 
 
 def prefork_worker(queue_prefix: str, concurrency: int, **env: str) -> Any:
