@@ -36,9 +36,13 @@ _RETRIED: dict[str, Any] = {
 
 @app.task(name=broker.APPLY_COMMAND, **_RETRIED)
 def apply_command(command_id: str) -> str:
-    applier = process_name()
+    return _apply_alone(command_id)
+
+
+def _apply_alone(command_id: str) -> str:
+    """Apply one command in its own transaction; its outcome."""
     with transaction() as session:
-        command = service.apply_command(session, command_id, applier)
+        command = service.apply_command(session, command_id, process_name())
         outcome = command.status if command is not None else "missing"
     log.info("command %s -> %s", command_id, outcome)
     return outcome
@@ -68,7 +72,7 @@ def apply_commands(command_ids: list[str]) -> int:
     failed: list[Exception] = []
     for command_id in rest:
         try:
-            apply_command(command_id)
+            _apply_alone(command_id)
         except OperationalError:
             raise
         except Exception as exc:
