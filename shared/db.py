@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from threading import Lock
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData, create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from reprise_server.shared.settings import get_settings
@@ -144,6 +144,59 @@ def transaction() -> Iterator[Session]:
     finally:
         session.close()
     run_after_commit(session)
+
+
+# In ``Connection.info`` while the connection serves a :func:`single_statement` unit: how
+# many writes it has executed.
+_SINGLE_STATEMENT = "reprise.single_statement"
+
+
+class SecondWrite(RuntimeError):
+    """A :func:`single_statement` unit tried a second write: it would commit apart from
+    the first. A programming error, raised before the statement runs."""
+
+
+@contextmanager
+def single_statement() -> Iterator[Session]:
+    """A unit of work whose only write is one statement (a compare-and-set move that
+    writes its related rows in data-modifying CTEs), run in autocommit.
+
+    The statement is atomic on its own, so the transaction around it only cost two
+    round trips, BEGIN and COMMIT; a run's claim and its completion are such moves, and
+    without those round trips each costs the worker and Postgres measurably less CPU.
+    Reads may follow the write: under READ COMMITTED each statement of a transaction
+    takes its own snapshot too. A second write raises :class:`SecondWrite` before it
+    runs. After-commit callbacks run after the statement, as after a commit, and are
+    dropped if the block raises."""
+    session = session_factory()()
+    # The pooled connection's own info: it outlives this unit's Connection, which the
+    # commit closes.
+    info = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).info
+    info[_SINGLE_STATEMENT] = 0
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        discard_after_commit(session)
+        session.rollback()
+        raise
+    finally:
+        info.pop(_SINGLE_STATEMENT, None)
+        session.close()
+    run_after_commit(session)
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _one_write_only(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+    executemany: bool,
+) -> None:
+    writes = conn.info.get(_SINGLE_STATEMENT)
+    if writes is None or statement.lstrip()[:6].upper() == "SELECT":
+        return
+    if writes:
+        raise SecondWrite(f"a second write in a single-statement unit: {statement[:80]}")
+    conn.info[_SINGLE_STATEMENT] = 1
 
 
 def dispose_engines() -> None:

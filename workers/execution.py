@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry, TaskDefinition
-from reprise_server.shared.db import transaction
+from reprise_server.shared.db import single_statement, transaction
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.packets.service import run_payload
 from reprise_server.shared.payloads import STORE, UnstorableValue, unstorable
@@ -40,6 +41,7 @@ from reprise_server.shared.runs.attempts import (
 )
 from reprise_server.shared.runs.models import Attempt, Run
 from reprise_server.shared.runs.schemas import TriggerOptions
+from reprise_server.shared.runs.states import RunStatus
 from reprise_server.shared.settings import get_settings
 from reprise_server.workers import logcapture
 from reprise_server.workers.durable import (
@@ -161,11 +163,17 @@ class Heartbeats(threading.Thread):
         self._beats: set[Heartbeat] = set()
         self._beating: Heartbeat | None = None
         self._changed = threading.Condition()
+        # When the sleeping thread wakes up next (0 while it is awake: it looks at every
+        # beat before it sleeps again). A run's first beat is an interval away, later than
+        # that almost always: starting a run then wakes nobody, a thread switch per run
+        # saved.
+        self._wake_at = 0.0
 
     def add(self, heartbeat: Heartbeat) -> None:
         with self._changed:
             self._beats.add(heartbeat)
-            self._changed.notify()
+            if heartbeat.due_at() < self._wake_at:
+                self._changed.notify()
 
     def remove(self, heartbeat: Heartbeat) -> None:
         with self._changed:
@@ -182,7 +190,9 @@ class Heartbeats(threading.Thread):
                 due = [b for b in self._beats if b.due_at() <= now]
                 if not due:
                     wake = min((b.due_at() for b in self._beats), default=now + 60)
+                    self._wake_at = wake
                     self._changed.wait(max(wake - now, 0.001))
+                    self._wake_at = 0.0
                     continue
             for heartbeat in due:
                 with self._changed:
@@ -272,15 +282,19 @@ def _resumed_from(run: Run) -> dict[str, Any]:
     }
 
 
-def _in_transaction(step: Callable[[Session], T], what: str) -> T:
-    """Run ``step`` in a transaction, retrying transient database errors (a restart, a
-    dropped connection) with backoff for up to ``worker_db_retry_seconds``: a worker that
-    has claimed a run or finished its function must not drop that work on a blip."""
+def _in_transaction(
+    step: Callable[[Session], T], what: str,
+    unit: Callable[[], AbstractContextManager[Session]] = transaction,
+) -> T:
+    """Run ``step`` in a transaction (or another ``unit`` of work), retrying transient
+    database errors (a restart, a dropped connection) with backoff for up to
+    ``worker_db_retry_seconds``: a worker that has claimed a run or finished its function
+    must not drop that work on a blip."""
     deadline = time.monotonic() + get_settings().worker_db_retry_seconds
     delay = 0.05
     while True:
         try:
-            with transaction() as session:
+            with unit() as session:
                 return step(session)
         except Exception as exc:
             if not is_transient(exc) or time.monotonic() + delay > deadline:
@@ -343,18 +357,25 @@ def _call_with(fn: Callable[[Any, TaskContext], Any], payload: Any, ctx: TaskCon
 def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> Outcome:
     """Execute one attempt of a run, end to end. Safe to call twice for the same run.
 
-    Claiming the run and starting its attempt are one transaction (one commit): a
-    database error there propagates and the Celery task keeps its message by retrying;
-    once the attempt has started, each step retries transient errors itself.
+    Claiming the run and starting its attempt commit together, before the task's code
+    runs: a database error there propagates and the Celery task keeps its message by
+    retrying; once the attempt has started, each step retries transient errors itself.
+    The common case of each end (a queued run's first attempt; a completion that writes
+    nothing but the run and its attempt) is one statement in autocommit
+    (:func:`shared.db.single_statement`); anything else takes a transaction.
     """
     definition: TaskDefinition | None = None
 
-    def claim_and_start(session: Session) -> tuple[Run, Attempt, str] | Outcome:
+    def claim_first_attempt(session: Session) -> tuple[Run, Attempt, str] | None:
         nonlocal definition
         started = attempts.claim_and_begin(session, run_id, worker, version, registry.ids())
-        if started is not None:  # the common case, in one move
-            definition = registry.get(started[0].task_identifier)
-            return (*started, attempts.environment_slug(session, started[0].environment_id))
+        if started is None:  # nothing written: the long way
+            return None
+        definition = registry.get(started[0].task_identifier)
+        return (*started, attempts.environment_slug(session, started[0].environment_id))
+
+    def claim_and_start(session: Session) -> tuple[Run, Attempt, str] | Outcome:
+        nonlocal definition
         claimed = attempts.claim_run(session, run_id, worker)
         if isinstance(claimed, Outcome):
             return claimed
@@ -369,8 +390,13 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
             return Outcome(run_id, "lost", "claim lost before start")
         return (*started, attempts.environment_slug(session, claimed.environment_id))
 
-    with transaction() as session:
-        started = claim_and_start(session)
+    with single_statement() as session:
+        first = claim_first_attempt(session)
+    if first is not None:
+        started: tuple[Run, Attempt, str] | Outcome = first
+    else:
+        with transaction() as session:
+            started = claim_and_start(session)
     if isinstance(started, Outcome):
         return started
     assert definition is not None
@@ -387,6 +413,13 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         with logcapture.capturing(run.id, run.environment_id, attempt.number):
             result = _call(definition, run, _context(run, attempt, environment), heartbeat)
             elapsed_ms = int((time.monotonic() - began) * 1000)
+        if isinstance(result, Succeeded) and _in_transaction(
+            lambda session: attempts.complete_alone(
+                session, run, worker, attempt.number, elapsed_ms, result
+            ),
+            "complete attempt", unit=single_statement,
+        ):
+            return Outcome(run.id, RunStatus.COMPLETED)
         return _in_transaction(
             lambda session: attempts.finish_attempt(
                 session, run, worker, attempt.number, elapsed_ms, result

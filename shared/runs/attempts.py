@@ -273,6 +273,20 @@ def trigger_child(
     return child.id
 
 
+def complete_alone(
+    session: Session, run: Run, worker: str, attempt_number: int, elapsed_ms: int,
+    result: Succeeded,
+) -> bool:
+    """The common end of an attempt, by one statement that writes nothing else: COMPLETED,
+    for a run that holds no concurrency slot and that no parent waits on. False: nothing
+    written; end it with :func:`finish_attempt`."""
+    if run.concurrency_limits is not None or run.waitpoint_id is not None:
+        return False
+    return lifecycle.complete_alone(
+        session, run.id, worker, attempt_number, result.output, elapsed_ms
+    )
+
+
 def finish_attempt(
     session: Session,
     run: Run,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.runs.models import Attempt, Checkpoint
@@ -80,6 +80,17 @@ def closing_open_attempt(status: AttemptStatus, run_param: str) -> Any:
         )
         .values(status=status, error=None, updated_at=func.now(), completed_at=func.now())
     )
+
+
+def attempt_open(run_param: str) -> Any:
+    """Whether the run's attempt ``b_attempt`` is open (bind parameter ``run_param``, the
+    run's id): a guard of the run's move that ends it
+    (shared.runs.cas.prepare_move_then_close)."""
+    return exists(select(_ATTEMPTS.c.id).where(
+        _ATTEMPTS.c.run_id == bindparam(run_param),
+        _ATTEMPTS.c.number == bindparam("b_attempt"),
+        _ATTEMPTS.c.status == AttemptStatus.EXECUTING,
+    ))
 
 
 _END_ATTEMPT = _end_attempt()

@@ -170,6 +170,32 @@ def prepare_move_closing(
         target, allowed, _RUNS.c.id == bindparam(CLOSING_RUN),
         [*where, exists(select(closed))], values, _MOVE_HEAD,
     ).cte("moved")
+    return _closing_move(moved, closed)
+
+
+def prepare_move_then_close(
+    target: RunStatus,
+    closing: Any,
+    *,
+    sources: Collection[RunStatus] | None = None,
+    where: Sequence[Any] = (),
+    values: dict[str, Any] | None = None,
+) -> PreparedClosingMove:
+    """:func:`prepare_move_closing` the other way round: the run moves first (its
+    ``where`` decides), then ``closing`` changes its row only if the run moved. It writes
+    both or nothing, so a caller that finds the run not moved knows nothing was written:
+    run alone in autocommit (:func:`shared.db.single_statement`), it may then take the
+    long way in a transaction."""
+    allowed = _allowed(target, sources)
+    assert allowed, f"no state may move to {target}"
+    moved = _transition_statement(
+        target, allowed, _RUNS.c.id == bindparam(CLOSING_RUN), where, values, _MOVE_HEAD,
+    ).cte("moved")
+    closed = closing.where(exists(select(moved.c.id))).returning(literal(1)).cte("closed")
+    return _closing_move(moved, closed)
+
+
+def _closing_move(moved: Any, closed: Any) -> PreparedClosingMove:
     one = select(literal(1).label("one")).subquery("one")
     count = select(func.count()).select_from(closed).scalar_subquery()
     return PreparedClosingMove(

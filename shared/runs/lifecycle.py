@@ -597,6 +597,37 @@ def complete_attempt(
     )
 
 
+# The same completion by a statement that writes both rows or neither, for a run whose
+# completion writes nothing else: it holds no concurrency slot and no parent waits on it.
+_COMPLETE_ALONE = cas.prepare_move_then_close(
+    RunStatus.COMPLETED,
+    attempts_repo.closing_open_attempt(AttemptStatus.COMPLETED, cas.CLOSING_RUN),
+    where=[
+        Run.locked_by == bindparam("b_worker"),
+        Run.concurrency_limits.is_(None),
+        Run.waitpoint_id.is_(None),
+        attempts_repo.attempt_open(cas.CLOSING_RUN),
+    ],
+    values=_COMPLETED,
+)
+
+
+def complete_alone(
+    session: Session, run_id: str, worker: str, attempt_number: int, output: Any,
+    elapsed_ms: int,
+) -> bool:
+    """EXECUTING -> COMPLETED with its attempt ``attempt_number`` closed, in one statement
+    that writes nothing else (shared.db.single_statement), for a run that holds no
+    concurrency slot and whose end no parent waits for. False: nothing was written (the run
+    was moved on, its attempt closed, or it is not such a run); take
+    :func:`complete_attempt` in a transaction."""
+    _, completed = _COMPLETE_ALONE(
+        session, run_id, b_worker=worker, b_attempt=attempt_number, b_output=output,
+        **_usage_of(elapsed_ms),
+    )
+    return completed
+
+
 def fail(
     session: Session, run_id: str, worker: str, error: dict[str, Any], elapsed_ms: int
 ) -> Run | None:

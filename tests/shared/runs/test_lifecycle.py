@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from reprise_server.shared.db import db_now, discard_after_commit, transaction
+from reprise_server.shared.db import db_now, discard_after_commit, single_statement, transaction
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Attempt, Run
@@ -197,6 +197,9 @@ MOVES: dict[str, Move] = {
     "complete_attempt": Move(S.COMPLETED, frozenset({S.EXECUTING}),
                              lambda s, r: _with_open_attempt(s, r) and lifecycle.complete_attempt(
                                  s, r, WORKER, 1, {"ok": 1}, 10)[1]),
+    "complete_alone": Move(S.COMPLETED, frozenset({S.EXECUTING}),
+                           lambda s, r: _with_open_attempt(s, r) and lifecycle.complete_alone(
+                               s, r, WORKER, 1, {"ok": 1}, 10)),
     "suspend": Move(S.WAITING, frozenset({S.EXECUTING}),
                     lambda s, r: lifecycle.suspend(s, r, WORKER, 10)),
     "resume": Move(S.QUEUED, frozenset({S.WAITING}), lambda s, r: lifecycle.resume(s, [r])),
@@ -627,9 +630,9 @@ def _usage(elapsed_ms: int, before: Any) -> tuple[int, float, float]:
     )
 
 
-def _executing(project: ProjectKeys, parked: Parked) -> str:
+def _executing(project: ProjectKeys, parked: Parked, **columns: Any) -> str:
     return a_run(project, parked, S.EXECUTING, locked_by=WORKER, heartbeat_at=func.now(),
-                 duration_ms=100, cost_in_cents=0.5, attempt_count=1)
+                 duration_ms=100, cost_in_cents=0.5, attempt_count=1, **columns)
 
 
 def test_complete_attempt_moves_the_run_only_with_its_open_attempt(
@@ -655,6 +658,41 @@ def test_complete_attempt_moves_the_run_only_with_its_open_attempt(
     assert move(lambda s: lifecycle.complete_attempt(
         s, elsewhere, "another-worker", 1, {"ok": 1}, 5))[0] == (True, False)
     assert row(elsewhere).status == S.EXECUTING
+
+
+def test_complete_alone_writes_the_run_and_its_attempt_or_nothing(
+    project: ProjectKeys, parked: Parked
+) -> None:
+    """The completion run alone in autocommit: both rows, or nothing at all (so that the
+    worker may take the long way in a transaction): never the attempt alone."""
+    def attempt_status(run_id: str) -> str | None:
+        with transaction() as session:
+            return session.execute(text(
+                "SELECT status FROM attempts WHERE run_id = :r AND number = 1"), {"r": run_id}
+            ).scalar()
+
+    def alone(run_id: str, worker: str = WORKER) -> bool:
+        with single_statement() as session:
+            return lifecycle.complete_alone(session, run_id, worker, 1, {"ok": 1}, 5)
+
+    done = _executing(project, parked)
+    assert move(lambda s: _with_open_attempt(s, done))[0]
+    assert alone(done) is True
+    assert (row(done).status, row(done).output, attempt_status(done)) == (
+        S.COMPLETED, {"ok": 1}, "COMPLETED")
+
+    closed_before = _executing(project, parked)
+    assert alone(closed_before) is False
+    assert row(closed_before).status == S.EXECUTING
+
+    held_elsewhere = _executing(project, parked)
+    limited = _executing(project, parked, concurrency_limits=["task/test-echo"])
+    child = _executing(project, parked, waitpoint_id="waitpoint_parent")
+    for run_id, worker in ((held_elsewhere, "another-worker"), (limited, WORKER),
+                           (child, WORKER)):
+        assert move(lambda s, r=run_id: _with_open_attempt(s, r))[0]
+        assert alone(run_id, worker) is False
+        assert (row(run_id).status, attempt_status(run_id)) == (S.EXECUTING, "EXECUTING")
 
 
 def test_complete_writes_the_output_the_usage_and_the_end(
