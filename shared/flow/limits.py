@@ -25,7 +25,7 @@ from reprise_server.shared.durations import DurationError, iso, parse_duration
 from reprise_server.shared.errors import InvalidInput, NotFound
 from reprise_server.shared.flow import admission
 from reprise_server.shared.flow.admission import limit_id
-from reprise_server.shared.flow.models import ConcurrencyKey, ConcurrencyLimit, Queue
+from reprise_server.shared.flow.models import ConcurrencyKey, ConcurrencyLimit
 from reprise_server.shared.runs.schemas import valid_limit_name
 
 MAX_BOUND = 100_000
@@ -101,21 +101,30 @@ def register_declarations(
 ) -> None:
     """The environment's limits take the bounds this version declares (overrides kept),
     and its queues are known: each task's own and every named one."""
-    if declarations:
+    register_declarations_in(session, [environment_id], declarations, catalogue)
+
+
+def register_declarations_in(
+    session: Session, environment_ids: Collection[str],
+    declarations: Mapping[str, Declaration], catalogue: Mapping[str, dict[str, Any]],
+) -> None:
+    """:func:`register_declarations` in each of these environments, a few statements for
+    them all (a worker process registers in every environment it serves when it boots)."""
+    envs = sorted(set(environment_ids))
+    if declarations and envs:
         rows = [
-            {"id": limit_id(environment_id, d.name), "environment_id": environment_id,
-             "name": d.name, "total_base": d.total, "per_key_base": d.per_key,
-             "paused": False, "running": 0}
-            for d in declarations.values()
+            {"id": limit_id(env, d.name), "environment_id": env, "name": d.name,
+             "total_base": d.total, "per_key_base": d.per_key}
+            for env in envs for d in declarations.values()
         ]
         # Only limits new or declared differently are written, and only those are refilled:
         # every worker process registers when it boots, in every environment it serves, and
         # must not lock (nor fill) every limit each time.
         known = {
-            row.id: (row.total_base, row.per_key_base)
-            for row in session.execute(select(
-                ConcurrencyLimit.id, ConcurrencyLimit.total_base, ConcurrencyLimit.per_key_base,
-            ).where(ConcurrencyLimit.id.in_([r["id"] for r in rows])))
+            lid: (total, per_key)
+            for lid, total, per_key in session.execute(
+                _DECLARED_BOUNDS, {"ids": [r["id"] for r in rows]}
+            )
         }
         changed = [r for r in rows
                    if known.get(r["id"]) != (r["total_base"], r["per_key_base"])]
@@ -123,23 +132,60 @@ def register_declarations(
             # Upserted (so locked) in id order, the order every settlement locks limits in:
             # a registration and a settlement of the same limits never wait for each other.
             changed.sort(key=lambda row: str(row["id"]))
-            stmt = pg_insert(ConcurrencyLimit).values(changed)
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=["environment_id", "name"],
-                set_={"total_base": stmt.excluded.total_base,
-                      "per_key_base": stmt.excluded.per_key_base, "updated_at": func.now()},
-            ))
+            session.execute(_UPSERT_DECLARED, {
+                column: [r[column] for r in changed]
+                for column in ("id", "environment_id", "name", "total_base", "per_key_base")
+            })
             ids = [str(r["id"]) for r in changed]
             _recap_keys(session, ids)
-            admission.refill(session, ids)
+            # Filling a limit nobody waits for admits nothing: only those with a line are
+            # filled (the upsert holds them locked, so no run enters a line meanwhile).
+            admission.refill(session, session.scalars(_WITH_A_LINE, {"ids": ids}).all())
     queues = {f"task/{task_id}": "task" for task_id in catalogue}
     queues.update({o["queue"]: "custom" for o in catalogue.values() if o.get("queue")})
-    if queues:
-        session.execute(pg_insert(Queue).values([
-            {"environment_id": environment_id, "name": name, "type": kind,
-             "id": queue_id(environment_id, name), "paused": False}
-            for name, kind in queues.items()
-        ]).on_conflict_do_nothing())
+    if queues and envs:
+        new = sorted(
+            (queue_id(env, name), env, name, kind)
+            for env in envs for name, kind in queues.items()
+        )
+        session.execute(_INSERT_QUEUES, {
+            "ids": [q[0] for q in new], "envs": [q[1] for q in new],
+            "names": [q[2] for q in new], "types": [q[3] for q in new],
+        })
+
+
+_DECLARED_BOUNDS = text(
+    "SELECT id, total_base, per_key_base FROM concurrency_limits "
+    "WHERE id = ANY(CAST(:ids AS varchar[]))"
+)
+_UPSERT_DECLARED = text(
+    """
+    INSERT INTO concurrency_limits
+        (id, environment_id, name, total_base, per_key_base, paused, running)
+    SELECT id, environment_id, name, total_base, per_key_base, false, 0
+    FROM unnest(CAST(:id AS varchar[]), CAST(:environment_id AS varchar[]),
+                CAST(:name AS varchar[]), CAST(:total_base AS integer[]),
+                CAST(:per_key_base AS integer[]))
+        AS d(id, environment_id, name, total_base, per_key_base)
+    ORDER BY id
+    ON CONFLICT (environment_id, name) DO UPDATE SET
+        total_base = excluded.total_base, per_key_base = excluded.per_key_base,
+        updated_at = now()
+    """
+)
+_WITH_A_LINE = text(
+    "SELECT DISTINCT limit_id FROM admission_line WHERE limit_id = ANY(CAST(:ids AS varchar[]))"
+)
+_INSERT_QUEUES = text(
+    """
+    INSERT INTO queues (id, environment_id, name, type, paused)
+    SELECT id, environment_id, name, type, false
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:envs AS varchar[]), CAST(:names AS varchar[]),
+                CAST(:types AS varchar[])) AS q(id, environment_id, name, type)
+    ORDER BY id
+    ON CONFLICT DO NOTHING
+    """
+)
 
 
 def queue_id(environment_id: str, name: str) -> str:

@@ -7,13 +7,14 @@ its first entry, so an idle sweep costs one probe whatever the number of schedul
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from reprise_server.shared.schedules.models import Schedule, ScheduleType
 
@@ -112,6 +113,99 @@ def declarative_of(session: Session, environment_id: str) -> list[Schedule]:
             .with_for_update()
         )
     )
+
+
+def declarative_in(session: Session, environment_ids: Collection[str]) -> list[Schedule]:
+    """These environments' declarative schedules, locked in id order (a registration
+    rewrites them; registrations running at once wait for each other in one order)."""
+    if not environment_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Schedule)
+            .where(
+                Schedule.environment_id == any_(_strings("environment_ids", environment_ids)),
+                Schedule.type == ScheduleType.DECLARATIVE,
+            )
+            .order_by(Schedule.id)
+            .with_for_update()
+        )
+    )
+
+
+def insert_declarative(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Create these declarative schedules (keys ``id``, ``project_id``, ``environment_id``,
+    ``task_identifier``, ``cron``, ``timezone``, ``next_tick_at``), active, in one
+    statement; one whose task already has one in its environment (a concurrent
+    registration made it) is left as that one made it."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda row: (row["environment_id"], row["task_identifier"]))
+    session.execute(_INSERT_DECLARATIVE, {
+        "now": now, "type": str(ScheduleType.DECLARATIVE),
+        **{column: [row[column] for row in rows] for column in (
+            "id", "project_id", "environment_id", "task_identifier", "cron", "timezone",
+            "next_tick_at",
+        )},
+    })
+
+
+def reactivate_declarative(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Give these schedules (keys ``id``, ``cron``, ``timezone``, ``next_tick_at``) their
+    declared cron and make them active, in one statement."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda row: str(row["id"]))
+    session.execute(_REACTIVATE_DECLARATIVE, {
+        column: [row[column] for row in rows]
+        for column in ("id", "cron", "timezone", "next_tick_at")
+    })
+    session.expire_all()
+
+
+def deactivate(session: Session, schedule_ids: Collection[str]) -> None:
+    """No tick fires for these schedules until they are active again."""
+    if not schedule_ids:
+        return
+    session.execute(
+        update(Schedule)
+        .where(Schedule.id == any_(_strings("schedule_ids", schedule_ids)))
+        .values(active=False, next_tick_at=None, updated_at=func.now())
+    )
+    session.expire_all()
+
+
+def _strings(name: str, values: Collection[str]) -> BindParameter[Sequence[str]]:
+    """One array parameter (``= ANY(…)``), whatever the number of values."""
+    value: Sequence[str] = sorted(values)
+    return bindparam(name, value, type_=ARRAY(String))
+
+
+_INSERT_DECLARATIVE = text(
+    """
+    INSERT INTO schedules (id, project_id, environment_id, task_identifier, type, cron,
+        timezone, deduplication_key, user_provided_deduplication_key, active, next_tick_at,
+        created_at, updated_at)
+    SELECT id, project_id, environment_id, task_identifier, :type, cron, timezone,
+        task_identifier, false, true, next_tick_at, :now, :now
+    FROM unnest(CAST(:id AS varchar[]), CAST(:project_id AS varchar[]),
+                CAST(:environment_id AS varchar[]), CAST(:task_identifier AS varchar[]),
+                CAST(:cron AS varchar[]), CAST(:timezone AS varchar[]),
+                CAST(:next_tick_at AS timestamptz[]))
+        AS s(id, project_id, environment_id, task_identifier, cron, timezone, next_tick_at)
+    ORDER BY environment_id, task_identifier
+    ON CONFLICT ON CONSTRAINT uq_schedules_env_type_key DO NOTHING
+    """
+)
+_REACTIVATE_DECLARATIVE = text(
+    """
+    UPDATE schedules s SET cron = d.cron, timezone = d.timezone, active = true,
+        next_tick_at = d.next_tick_at, updated_at = now()
+    FROM unnest(CAST(:id AS varchar[]), CAST(:cron AS varchar[]), CAST(:timezone AS varchar[]),
+                CAST(:next_tick_at AS timestamptz[])) AS d(id, cron, timezone, next_tick_at)
+    WHERE s.id = d.id
+    """
+)
 
 
 def list_schedules(

@@ -6,6 +6,7 @@ missed ticks runs the latest one once). Why and how: docs/architecture.md#schedu
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -227,6 +228,16 @@ def _declared_in(entry: dict[str, Any], environment_slug: str) -> bool:
     return bool(entry.get("cron")) and (not environments or environment_slug in environments)
 
 
+@dataclass(frozen=True)
+class DeclaringEnvironment:
+    """An environment a version registers in: its declarative schedules follow the
+    catalogue (``cron_environments`` names environments by slug)."""
+
+    project_id: str
+    environment_id: str
+    slug: str
+
+
 def sync_declarative(
     session: Session,
     project_id: str,
@@ -238,41 +249,66 @@ def sync_declarative(
     one per task with ``cron`` for this environment (created, or updated and active
     again), and every other one deactivated (a version that drops ``cron`` stops its
     ticks; one that brings it back resumes them from now)."""
-    declared = {
+    sync_declarative_in(
+        session, [DeclaringEnvironment(project_id, environment_id, environment_slug)], catalogue
+    )
+
+
+def sync_declarative_in(
+    session: Session,
+    environments: Collection[DeclaringEnvironment],
+    catalogue: dict[str, dict[str, Any]],
+) -> None:
+    """:func:`sync_declarative` in each of these environments, a few statements for them
+    all (a worker process registers in every environment it serves when it boots): their
+    declarative schedules read (and locked) at once, and what changes written at once."""
+    slugs = {env.slug for env in environments}
+    crons = {
         task_id: validate_declared(task_id, entry)
         for task_id, entry in catalogue.items()
-        if _declared_in(entry, environment_slug)
+        if any(_declared_in(entry, slug) for slug in slugs)
     }
+    if not environments:
+        return
     now = db_now(session)
-    existing = {s.task_identifier: s for s in repo.declarative_of(session, environment_id)}
-    for task_id, cron in declared.items():
-        schedule = existing.get(task_id)
-        if schedule is None:
-            repo.insert_schedule(session, {
-                "id": new_id("sched"),
-                "project_id": project_id,
-                "environment_id": environment_id,
-                "task_identifier": task_id,
-                "type": ScheduleType.DECLARATIVE,
-                "cron": cron.expression,
-                "timezone": cron.timezone,
-                "deduplication_key": task_id,
-                "user_provided_deduplication_key": False,
-                "active": True,
-                "next_tick_at": cron.next_after(now),
-                "created_at": now,
-                "updated_at": now,
-            })
-        elif not schedule.active or (schedule.cron, schedule.timezone) != (
-            cron.expression, cron.timezone
-        ):
-            repo.update_schedule(
-                session, schedule.id, cron=cron.expression, timezone=cron.timezone,
-                active=True, next_tick_at=cron.next_after(now),
-            )
-    for task_id, schedule in existing.items():
-        if task_id not in declared and schedule.active:
-            repo.update_schedule(session, schedule.id, active=False, next_tick_at=None)
+    next_ticks = {task_id: cron.next_after(now) for task_id, cron in crons.items()}
+    existing: dict[tuple[str, str], Schedule] = {
+        (s.environment_id, s.task_identifier): s
+        for s in repo.declarative_in(session, [env.environment_id for env in environments])
+    }
+    created: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    declared_keys: set[tuple[str, str]] = set()
+    for env in environments:
+        for task_id, cron in crons.items():
+            if not _declared_in(catalogue[task_id], env.slug):
+                continue
+            declared_keys.add((env.environment_id, task_id))
+            schedule = existing.get((env.environment_id, task_id))
+            if schedule is None:
+                created.append({
+                    "id": new_id("sched"),
+                    "project_id": env.project_id,
+                    "environment_id": env.environment_id,
+                    "task_identifier": task_id,
+                    "cron": cron.expression,
+                    "timezone": cron.timezone,
+                    "next_tick_at": next_ticks[task_id],
+                })
+            elif not schedule.active or (schedule.cron, schedule.timezone) != (
+                cron.expression, cron.timezone
+            ):
+                changed.append({
+                    "id": schedule.id, "cron": cron.expression, "timezone": cron.timezone,
+                    "next_tick_at": next_ticks[task_id],
+                })
+    dropped = [
+        schedule.id for key, schedule in existing.items()
+        if key not in declared_keys and schedule.active
+    ]
+    repo.insert_declarative(session, created, now)
+    repo.reactivate_declarative(session, changed)
+    repo.deactivate(session, dropped)
 
 
 def scheduled_payload(schedule: Schedule, cron: Cron, tick: datetime) -> dict[str, Any]:

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import json
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.projects.models import VersionTask, WorkerVersion, new_uuid
+from reprise_server.shared.projects.models import WorkerVersion, new_uuid
 
 
 def upsert_worker_version(
@@ -18,31 +19,79 @@ def upsert_worker_version(
     tasks: Iterable[tuple[str, dict[str, Any]]], catalogue_digest: str | None = None,
 ) -> str:
     """Register (or re-register) a version and replace its catalogue; returns its id."""
-    version_id: str = session.execute(
-        insert(WorkerVersion)
-        .values(
-            id=new_uuid(), environment_id=environment_id, version=version,
-            catalogue_digest=catalogue_digest,
-        )
-        .on_conflict_do_update(
-            constraint="uq_worker_versions_env_version",
-            set_={"registered_at": func.now(), "catalogue_digest": catalogue_digest},
-        )
-        .returning(WorkerVersion.id)
-    ).scalar_one()
-    session.execute(delete(VersionTask).where(VersionTask.worker_version_id == version_id))
-    rows = [
-        {
-            "worker_version_id": version_id,
-            "task_identifier": task_id,
-            "environment_id": environment_id,
-            "options": options,
-        }
-        for task_id, options in tasks
-    ]
-    if rows:
-        session.execute(insert(VersionTask).values(rows))
-    return version_id
+    return upsert_worker_versions(
+        session, [environment_id], version, tasks, catalogue_digest
+    )[environment_id]
+
+
+def upsert_worker_versions(
+    session: Session, environment_ids: Collection[str], version: str,
+    tasks: Iterable[tuple[str, dict[str, Any]]], catalogue_digest: str | None = None,
+    *, registered: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Register (or re-register) a version in each of these environments and replace its
+    catalogue there; returns each environment's version id. Three statements however many
+    environments: a worker process registers in every environment it serves when it boots.
+
+    ``registered``: environments whose registration of this version (its id given) already
+    has this catalogue; they are only marked as registered again now, their catalogue left
+    as it is. By the same statement: every row is upserted (so locked) in environment
+    order, the one order boots running at once wait for each other in (a boot touching
+    some rows and upserting others in two passes could wait for another in a cycle)."""
+    registered = dict(registered or {})
+    envs = sorted(set(environment_ids) - set(registered))
+    ids = {env: new_uuid() for env in envs} | registered
+    if not ids:
+        return {}
+    order = sorted(ids)
+    versions: dict[str, str] = {
+        env: version_id for env, version_id in session.execute(_UPSERT_VERSIONS, {
+            "ids": [ids[env] for env in order], "envs": order, "version": version,
+            "digest": catalogue_digest,
+        })
+    }
+    catalogue = list(tasks)
+    if envs:
+        version_ids = [versions[env] for env in envs]
+        session.execute(_DELETE_TASKS, {"version_ids": version_ids})
+        if catalogue:
+            session.execute(_INSERT_TASKS, {
+                "version_ids": version_ids, "envs": envs,
+                "tasks": [task_id for task_id, _ in catalogue],
+                "options": [json.dumps(options) for _, options in catalogue],
+            })
+    return versions
+
+
+# A row given its own id is one already registered with this catalogue: its time moves,
+# its digest stays (a concurrent boot that registered another catalogue since keeps it,
+# with the tasks it wrote).
+_UPSERT_VERSIONS = text(
+    """
+    INSERT INTO worker_versions (id, environment_id, version, catalogue_digest)
+    SELECT id, env, :version, :digest
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:envs AS varchar[])) AS e(id, env)
+    ORDER BY env
+    ON CONFLICT ON CONSTRAINT uq_worker_versions_env_version
+    DO UPDATE SET registered_at = now(), catalogue_digest = CASE
+        WHEN worker_versions.id = excluded.id THEN worker_versions.catalogue_digest
+        ELSE excluded.catalogue_digest END
+    RETURNING environment_id, id
+    """
+)
+_DELETE_TASKS = text(
+    "DELETE FROM version_tasks WHERE worker_version_id = ANY(CAST(:version_ids AS varchar[]))"
+)
+# Every task of the catalogue in every environment's version: one row each.
+_INSERT_TASKS = text(
+    """
+    INSERT INTO version_tasks (worker_version_id, task_identifier, environment_id, options)
+    SELECT v.id, t.task, v.env, t.options
+    FROM unnest(CAST(:version_ids AS varchar[]), CAST(:envs AS varchar[])) AS v(id, env)
+    CROSS JOIN unnest(CAST(:tasks AS varchar[]), CAST(:options AS jsonb[])) AS t(task, options)
+    ORDER BY v.env, t.task
+    """
+)
 
 
 def current_registrations(
@@ -59,24 +108,6 @@ def current_registrations(
         .ext(distinct_on(WorkerVersion.environment_id))
     )
     return {row.environment_id: row for row in latest}
-
-
-def touch_registrations(session: Session, version_ids: Collection[str]) -> None:
-    """Mark these registrations as made again now, locking them in id order (boots running
-    at once touch the same rows without waiting on each other in a cycle)."""
-    if not version_ids:
-        return
-    locked = (
-        select(WorkerVersion.id)
-        .where(WorkerVersion.id.in_(list(version_ids)))
-        .order_by(WorkerVersion.id)
-        .with_for_update()
-    )
-    session.execute(
-        update(WorkerVersion)
-        .where(WorkerVersion.id.in_(locked))
-        .values(registered_at=func.now())
-    )
 
 
 def version_ordinal(session: Session, environment_id: str, version: str | None) -> int:

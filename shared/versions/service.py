@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.errors import InvalidInput
 from reprise_server.shared.flow import limits
 from reprise_server.shared.projects import repository as projects_repo
+from reprise_server.shared.projects.models import Environment
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as runs_repo
 from reprise_server.shared.runs.schemas import valid_queue_name
-from reprise_server.shared.schedules.service import sync_declarative
+from reprise_server.shared.schedules.service import DeclaringEnvironment, sync_declarative_in
 from reprise_server.shared.versions import repository as repo
 
 
@@ -43,8 +44,12 @@ def register_worker_version(
     Every worker process registers when it boots, in every environment it serves. Where
     the environment's latest registration is this version with this very catalogue, there
     is nothing to write (its limits, queues and declarative schedules are what the
-    catalogue declares): the registration is only marked as made again, so a boot costs
-    one statement per environment whatever the number of tasks."""
+    catalogue declares): the registration is only marked as made again. Elsewhere, a few
+    statements per table for all the environments where it changed, never a few per
+    environment: a version (or a catalogue) new everywhere is written everywhere at one
+    boot. Each table's rows are locked in one order (environments, limits and schedules by
+    id) and the tables one after the other in one order: boots running at once never wait
+    for each other in a cycle."""
     _check_queues(catalogue)
     catalogue = {task_id: dict(options) for task_id, options in catalogue.items()}
     declarations = limits.read_declarations(catalogue)
@@ -54,16 +59,22 @@ def register_worker_version(
         if env.slug in env_slugs
     ]
     current = repo.current_registrations(session, [env.id for env in environments])
-    unchanged = []
+    unchanged: dict[str, str] = {}
+    changed: list[Environment] = []
     for env in environments:
         latest = current.get(env.id)
         if latest is not None and (latest.version, latest.catalogue_digest) == (version, digest):
-            unchanged.append(latest.id)
-            continue
-        repo.upsert_worker_version(session, env.id, version, catalogue.items(), digest)
-        limits.register_declarations(session, env.id, declarations, catalogue)
-        sync_declarative(session, env.project_id, env.id, env.slug, catalogue)
-    repo.touch_registrations(session, unchanged)
+            unchanged[env.id] = latest.id
+        else:
+            changed.append(env)
+    changed_ids = [env.id for env in changed]
+    repo.upsert_worker_versions(
+        session, changed_ids, version, catalogue.items(), digest, registered=unchanged
+    )
+    limits.register_declarations_in(session, changed_ids, declarations, catalogue)
+    sync_declarative_in(session, [
+        DeclaringEnvironment(env.project_id, env.id, env.slug) for env in changed
+    ], catalogue)
     return [env.id for env in environments]
 
 

@@ -1,18 +1,27 @@
 """A worker version arrives: every run waiting for a version that has its task is
-released (in batches, each committed and published on its own), however many wait."""
+released (in batches, each committed and published on its own), however many wait; and
+registering it in many environments at once is a few statements for them all, each
+environment getting what the catalogue declares, with boots running at once never
+waiting for each other in a cycle."""
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import delete, event, func, literal_column, select
+from sqlalchemy.orm import Session
 
 from reprise.registry import REGISTRY, Registry, TaskDefinition
 from reprise_server.shared import broker
-from reprise_server.shared.db import transaction
+from reprise_server.shared.db import get_engine, session_factory, transaction
+from reprise_server.shared.flow import admission
+from reprise_server.shared.projects.models import Project
 from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs.models import Run
 from reprise_server.shared.runs.schemas import TriggerOptions
@@ -275,3 +284,227 @@ def test_an_override_survives_every_re_registration_and_a_reset_returns_to_the_l
         limits.reset(session, env, "task/reg-limited")
     assert _bounds(project, "task/reg-limited") == (2, 2, None)
     flow.assert_consistent(flow.limit_id(project, "task/reg-limited"))
+
+
+# --- many environments: a few statements for all, whatever their number --------------------
+
+
+@contextmanager
+def _rolled_back() -> Iterator[Session]:
+    """A session whose work is rolled back: registering in every environment of the suite's
+    database leaves nothing behind for the tests after."""
+    session = session_factory()()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """The statements sent to the database meanwhile (an executemany counts as one)."""
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _new_projects(session: Session, count: int) -> list[str]:
+    from reprise_server.shared.projects.service import ensure_project
+
+    prefix = f"many-{secrets.token_hex(3)}"
+    return [ensure_project(session, f"{prefix}-{n}").id for n in range(count)]
+
+
+def _catalogue(tag: str, *, hourly: bool = True) -> dict[str, dict[str, Any]]:
+    """Four tasks: one holding its own limit and a named one (in a queue of its own), one
+    ticking in every environment, one in prod only, one plain."""
+    return {
+        f"{tag}-limited": {
+            "queue": f"{tag}-emails",
+            "concurrency": [{"name": f"task/{tag}-limited", "total": 2, "per_key": 1},
+                            {"name": f"{tag}-shared", "total": 5, "per_key": None}],
+        },
+        f"{tag}-cron": {"cron": "0 * * * *" if hourly else "30 2 * * *",
+                        "timezone": "Europe/Paris"},
+        f"{tag}-prod-cron": {"cron": "15 * * * *", "cron_environments": ["prod"]},
+        f"{tag}-plain": {"max_attempts": 2},
+    }
+
+
+def _register_everywhere(session: Session, version: str, catalogue: dict[str, Any]) -> int:
+    """Register in every environment of the database (then settle the limits as the commit
+    would); returns the statements it took."""
+    with _statements() as sent:
+        versions.register_worker_version(session, version, catalogue, ["dev", "staging", "prod"])
+        admission.settle(session)
+    return len(sent)
+
+
+def test_registering_a_new_catalogue_takes_as_many_statements_for_600_environments_as_for_60(
+) -> None:
+    """Every worker process registers in every environment it serves when it boots: a
+    version (or catalogue) new everywhere costs a few statements per table for all of them,
+    not a few per environment (thousands of projects made a first boot take minutes)."""
+    counts = {}
+    for projects in (20, 200):
+        tag = f"bulk-{secrets.token_hex(3)}"
+        with _rolled_back() as session:
+            _new_projects(session, projects)
+            counts[projects] = _register_everywhere(session, f"v-{tag}", _catalogue(tag))
+    assert counts[20] == counts[200]
+    assert counts[200] <= 15
+
+
+def test_a_registration_in_many_environments_writes_each_what_it_declares() -> None:
+    """Across several projects at once: every environment gets the version's tasks, its
+    limits (an override kept, a bound already declared left as it is), its queues and its
+    declarative schedules (created, updated and active again, or deactivated; ``prod`` only
+    where the catalogue says so)."""
+    from reprise_server.shared.flow import limits
+    from reprise_server.shared.flow.models import ConcurrencyLimit, Queue
+    from reprise_server.shared.projects.models import Environment, VersionTask, WorkerVersion
+    from reprise_server.shared.schedules import repository as schedules_repo
+
+    tag = f"each-{secrets.token_hex(3)}"
+    with _rolled_back() as session:
+        project_ids = _new_projects(session, 4)
+        envs = {
+            (env.project_id, env.slug): env.id
+            for env in session.scalars(select(Environment).where(
+                Environment.project_id.in_(project_ids)))
+        }
+        first = project_ids[0]
+        # What a first version left in the first project: its own task's limit declared
+        # narrower (and overridden in dev), a schedule daily instead of hourly, and one for a
+        # task the next version drops.
+        old = {**_catalogue(tag, hourly=False), f"{tag}-dropped": {"cron": "0 0 * * *"}}
+        old[f"{tag}-limited"]["concurrency"][0]["total"] = 1
+        versions.register_worker_version(session, "v1", old, ["dev", "staging", "prod"],
+                                         first)
+        limits.override(session, envs[(first, "dev")], f"task/{tag}-limited", total=9)
+        kept = session.execute(
+            select(ConcurrencyLimit.name, literal_column("concurrency_limits.ctid::text"))
+            .where(ConcurrencyLimit.environment_id == envs[(first, "dev")])
+        ).all()
+        before = {
+            (s.environment_id, s.task_identifier): (s.id, s.active)
+            for s in schedules_repo.declarative_in(session, list(envs.values()))
+        }
+        registered = versions.register_worker_version(
+            session, "v2", _catalogue(tag), ["dev", "staging", "prod"]
+        )
+        admission.settle(session)
+
+        assert set(envs.values()) <= set(registered)
+        catalogue = _catalogue(tag)
+        now = session.scalar(select(func.now()))
+        digests = set()
+        for (project_id, slug), env in envs.items():
+            version = session.execute(select(WorkerVersion).where(
+                WorkerVersion.environment_id == env, WorkerVersion.version == "v2"
+            )).scalar_one()
+            assert version.registered_at == now
+            digests.add(version.catalogue_digest)
+            tasks = dict(session.execute(
+                select(VersionTask.task_identifier, VersionTask.options)
+                .where(VersionTask.worker_version_id == version.id)
+            ).all())
+            assert sorted(tasks) == sorted(catalogue)
+            assert tasks[f"{tag}-limited"]["concurrency_limits"] == [
+                f"task/{tag}-limited", f"{tag}-shared"]
+            assert session.execute(select(VersionTask.environment_id).where(
+                VersionTask.worker_version_id == version.id).distinct()).scalars().all() == [env]
+
+            bounds = {
+                row.name: (row.total_base, row.per_key_base, row.total_override)
+                for row in session.scalars(select(ConcurrencyLimit).where(
+                    ConcurrencyLimit.environment_id == env))
+            }
+            override = 9 if (project_id, slug) == (first, "dev") else None
+            assert bounds == {f"task/{tag}-limited": (2, 1, override),
+                              f"{tag}-shared": (5, None, None)}
+
+            queues = dict(session.execute(select(Queue.name, Queue.type).where(
+                Queue.environment_id == env)).all())
+            known = {f"task/{tag}-dropped": "task"} if project_id == first else {}  # kept
+            assert queues == {f"task/{t}": "task" for t in catalogue} | known | {
+                f"{tag}-emails": "custom"}
+
+            schedules = {
+                s.task_identifier: s
+                for s in schedules_repo.declarative_in(session, [env])
+            }
+            expected = {f"{tag}-cron"} | ({f"{tag}-prod-cron"} if slug == "prod" else set())
+            assert {t for t, s in schedules.items() if s.active} == expected
+            hourly = schedules[f"{tag}-cron"]
+            assert (hourly.cron, hourly.timezone) == ("0 * * * *", "Europe/Paris")
+            assert hourly.next_tick_at is not None
+            assert hourly.next_tick_at.minute == 0
+            if project_id == first:  # the same schedules, updated or deactivated
+                assert before[(env, f"{tag}-cron")][0] == hourly.id
+                dropped = schedules[f"{tag}-dropped"]
+                assert before[(env, f"{tag}-dropped")] == (dropped.id, True)
+                assert (dropped.active, dropped.next_tick_at) == (False, None)
+            else:
+                assert f"{tag}-dropped" not in schedules
+        assert len(digests) == 1
+        assert None not in digests
+        # The named limit was declared alike before: its row was not rewritten.
+        after = dict(session.execute(
+            select(ConcurrencyLimit.name, literal_column("concurrency_limits.ctid::text"))
+            .where(ConcurrencyLimit.environment_id == envs[(first, "dev")])
+        ).all())
+        assert after[f"{tag}-shared"] == dict(kept)[f"{tag}-shared"]
+        assert after[f"task/{tag}-limited"] != dict(kept)[f"task/{tag}-limited"]
+
+
+def test_boots_registering_in_many_environments_at_once_wait_for_each_other_in_one_order(
+) -> None:
+    """Several worker processes boot at once (a deploy under way): one whose catalogue is
+    already registered (it only marks the registrations as made again) and others with
+    catalogues new everywhere. None waits for another in a cycle: they lock the same rows
+    in one order."""
+    tags = [f"race-{secrets.token_hex(3)}" for _ in range(4)]
+    with transaction() as session:
+        # The first boot's catalogue is registered in half of the environments (their ids
+        # random: the two halves interleave in id order), and in none of the others.
+        project_ids = _new_projects(session, 60)
+        for project_id in project_ids[:30]:
+            versions.register_worker_version(
+                session, "v-race", _catalogue(tags[0]), ["dev", "staging", "prod"], project_id
+            )
+    try:
+        barrier = threading.Barrier(len(tags))
+        failures: list[BaseException] = []
+
+        def boot(tag: str) -> None:
+            try:
+                with _rolled_back() as session:
+                    barrier.wait()
+                    versions.register_worker_version(
+                        session, "v-race", _catalogue(tag), ["dev", "staging", "prod"]
+                    )
+                    admission.settle(session)
+                    time.sleep(0.2)  # its locks held while the others run into them
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=boot, args=(tag,)) for tag in tags]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert failures == []
+    finally:
+        with transaction() as session:
+            session.execute(delete(Project).where(Project.id.in_(project_ids)))
