@@ -32,7 +32,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, instrumentation
 from sqlalchemy.orm.util import identity_key
 
 from reprise_server.shared.flow import admission
@@ -263,9 +263,18 @@ def _children_ended(session: Session, waitpoint_ids: list[str]) -> None:
 
 
 def _run_of(row: Any) -> Run:
-    """A Run (not in any session) from a row of every ``runs`` column."""
+    """A Run (not in any session) from a row of every ``runs`` column.
+
+    Its attributes are filled the way the ORM fills a loaded object, straight into its
+    dict, not through the constructor's instrumented setters (sixty-odd events on every
+    claim, 48 µs against 2 µs): the object is a read-only copy of what the move wrote."""
     mapping = row._mapping
-    return Run(**{key: mapping[column] for key, column in RUN_COLUMNS})
+    run: Run = _RUN_MANAGER.new_instance()
+    run.__dict__.update({key: mapping[column] for key, column in RUN_COLUMNS})
+    return run
+
+
+_RUN_MANAGER = instrumentation.manager_of_class(Run)
 
 
 @dataclass(frozen=True)
