@@ -50,10 +50,11 @@ def get_engine(url: str | None = None) -> Engine:
             # No pre-ping (a round trip per checkout): a connection the server dropped fails
             # its statement, the pool invalidates it (and every older one), and the caller
             # sees a transient error — the api answers 503 with x-should-retry, tasks retry.
+            settings = get_settings()
             engine = create_engine(
                 url,
-                pool_size=10,
-                max_overflow=20,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
                 pool_recycle=1800,
             )
             _engines[url] = engine

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
             "Postgres URL (`postgres://`, `postgresql://` accepted); required outside `reprise dev`"
         ),
     )
+    # The api runs its sync routes on up to 40 threads (anyio's default), each holding a
+    # connection while it answers: a pool smaller than the requests a process answers at
+    # once opens (and Postgres forks a backend for) a new connection per request above it.
+    database_pool_size: int = Field(
+        default=20, ge=1, description="Postgres connections each process keeps open"
+    )
+    database_max_overflow: int = Field(
+        default=20, ge=0,
+        description="connections a process opens beyond its pool in a burst, closed once returned",
+    )
     redis_url: str = Field(
         default="", description="Redis URL, the Celery broker; required outside `reprise dev`"
     )
