@@ -270,6 +270,11 @@ def _cmd_runs_replay(client: Client, args: argparse.Namespace) -> int:
         tags=args.tag or None,
         metadata=None if metadata is UNSET else metadata,
         delay=args.delay,
+        ttl=args.ttl,
+        max_attempts=args.max_attempts,
+        priority=args.priority,
+        queue=args.queue,
+        concurrency_key=args.concurrency_key,
         from_step=args.from_step,
         from_checkpoint=args.from_checkpoint,
     )
@@ -759,6 +764,13 @@ def add_client_commands(sub: Any) -> None:
     replay.add_argument("--tag", action="append", help="tags instead of the original (repeatable)")
     replay.add_argument("--metadata", help="JSON object instead of the original")
     replay.add_argument("--delay", help="delay the new run (duration or ISO date-time)")
+    replay.add_argument("--ttl", help="time to live in the queue instead of the original's")
+    replay.add_argument("--max-attempts", type=int, help="instead of the original's")
+    replay.add_argument("--queue", help="instead of the original's")
+    replay.add_argument("--concurrency-key", metavar="KEY",
+                        help="another pool of the limits' per-key bound than the original's")
+    replay.add_argument("--priority", type=int, metavar="SECONDS",
+                        help="admitted as if queued SECONDS earlier")
     start = replay.add_mutually_exclusive_group()
     start.add_argument("--from-step", metavar="STEP",
                        help="start from this step of the run's durable record (its position, "

@@ -12,7 +12,7 @@ import pytest
 from reprise.cli import command_names, main
 from reprise.client import Client
 from tests.reprise.helpers import wait_for_run
-from tests.support.fixtures import ProjectKeys
+from tests.support.fixtures import ProjectKeys, run_row
 from tests.support.live_server import LiveServer
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -161,6 +161,22 @@ def test_runs_replay_with_a_payload_and_into_another_environment(
     assert code == 0
     staging = Client(live_server.base_url, project.keys["staging"])
     assert staging.runs.retrieve(out.strip()).payload == {"n": 1}
+
+
+def test_runs_replay_overrides_the_originals_options(cli: Cli, client: Client) -> None:
+    original = client.tasks.trigger("test-limited", {"n": 1}, delay="1h",
+                                    concurrency_key="k1").id
+
+    code, out, _ = cli(
+        "runs", "replay", original, "--delay", "1h", "--concurrency-key", "k2",
+        "--priority", "30", "--max-attempts", "2", "--queue", "cli-replays", "--ttl", "20m",
+    )
+
+    assert code == 0
+    client.runs.retrieve(out.strip())  # a read applies the replay command if still pending
+    row = run_row(out.strip())
+    assert (row.replayed_from, row.concurrency_key, row.priority, row.max_attempts,
+            row.queue, row.ttl_seconds) == (original, "k2", 30, 2, "cli-replays", 1200)
 
 
 def test_runs_reschedule_prints_the_new_time(cli: Cli, client: Client) -> None:
