@@ -339,18 +339,21 @@ def suspend(
 # --- completing waitpoints ----------------------------------------------------------------
 
 
+# A timer that ends its waitpoint ends up to this many others due by then, in the same
+# transaction (shared.durable.waits.end_due).
+DUE_TOGETHER = 100
+
+
 def complete_due(session: Session, waitpoint_id: str) -> bool:
     """What a waitpoint's timer does: a time completes, a token times out — if due by the
-    database clock; one that fired early is armed again for the rest."""
+    database clock, with others due by then; one that fired early is armed again for the
+    rest."""
     row = session.execute(
-        select(Waitpoint.type, Waitpoint.status, Waitpoint.complete_after)
-        .where(Waitpoint.id == waitpoint_id)
+        select(Waitpoint.status, Waitpoint.complete_after).where(Waitpoint.id == waitpoint_id)
     ).first()
     if row is None or row.status != WAITING or row.complete_after is None:
         return False
-    timed_out = row.type == TOKEN
-    if complete_waitpoint(session, waitpoint_id, status=TIMED_OUT if timed_out else COMPLETED,
-                          is_error=timed_out, due_only=True):
+    if waits.end_due(session, waitpoint_id, lifecycle.resume, others=DUE_TOGETHER - 1):
         return True
     remaining = max((row.complete_after - db_now(session)).total_seconds(), 0.0)
     on_commit(session, lambda: broker.arm_waitpoint_timer_in(waitpoint_id, remaining))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import any_, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.durable.models import RunStep, Waitpoint, WaitpointBlock
@@ -135,6 +135,46 @@ def complete_waitpoint(
     if done is None:
         return False
     _wake_blocked(session, [waitpoint_id], resume)
+    return True
+
+
+# What a timer writes when it ends a waitpoint: a time completes, a token times out.
+_DUE = (Waitpoint.status == WAITING, Waitpoint.complete_after <= func.now())
+_ENDED_BY_TIMER: dict[str, Any] = {
+    "status": case((Waitpoint.type == TOKEN, TIMED_OUT), else_=COMPLETED),
+    "output": None,
+    "output_is_error": Waitpoint.type == TOKEN,
+    "completed_at": func.now(),
+}
+_END_IF_DUE = (
+    update(Waitpoint).where(Waitpoint.id == bindparam("waitpoint_id"), *_DUE)
+    .values(**_ENDED_BY_TIMER).returning(Waitpoint.id)
+)
+# Others due by now, oldest first, that no other transaction holds (so none is waited for:
+# whoever holds one is ending it, or will let its own timer or the sweep end it).
+_END_OTHERS_DUE = (
+    update(Waitpoint)
+    .where(Waitpoint.id == any_(func.array(
+        select(Waitpoint.id).where(*_DUE, Waitpoint.id != bindparam("waitpoint_id"))
+        .order_by(Waitpoint.complete_after).limit(bindparam("others"))
+        .with_for_update(skip_locked=True).scalar_subquery()
+    )))
+    .values(**_ENDED_BY_TIMER).returning(Waitpoint.id)
+)
+
+
+def end_due(session: Session, waitpoint_id: str, resume: Resume, *, others: int) -> bool:
+    """A waitpoint's timer: it ends (a time completes, a token times out) if it is still
+    waiting and due by the database clock, together with up to ``others`` more waitpoints
+    due by then, and every run whose wait they end is queued. Waits that fall due together
+    (runs that began waiting together) then cost one transaction, one publish and one
+    timer's work, not one of each per waitpoint; the others' own timers find them ended.
+    False if it was not waiting, or not due yet."""
+    params = {"waitpoint_id": waitpoint_id, "others": others}
+    if session.execute(_END_IF_DUE, params).first() is None:
+        return False
+    more = session.scalars(_END_OTHERS_DUE, params).all() if others > 0 else []
+    _wake_blocked(session, [waitpoint_id, *more], resume)
     return True
 
 
