@@ -134,7 +134,16 @@ def transaction() -> Iterator[Session]:
     Callbacks registered with :func:`on_commit` run after the commit and are dropped on
     rollback, so nothing is published for a write that did not happen.
     """
-    session = session_factory()()
+    with _committed(session_factory()()) as session:
+        yield session
+
+
+@contextmanager
+def _committed(
+    session: Session, before_close: Callable[[], None] | None = None
+) -> Iterator[Session]:
+    """Commit ``session`` when the block ends, roll it back if it raised, close it (after
+    ``before_close``), then run its after-commit callbacks."""
     try:
         yield session
         session.commit()
@@ -143,6 +152,8 @@ def transaction() -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        if before_close is not None:
+            before_close()
         session.close()
     run_after_commit(session)
 
@@ -174,17 +185,10 @@ def single_statement() -> Iterator[Session]:
     # commit closes.
     info = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).info
     info[_SINGLE_STATEMENT] = 0
-    try:
+    # Unmarked before the connection goes back to the pool: whoever takes it next
+    # (an after-commit callback's own transaction, say) may write as often as it likes.
+    with _committed(session, lambda: info.pop(_SINGLE_STATEMENT, None)) as session:
         yield session
-        session.commit()
-    except BaseException:
-        discard_after_commit(session)
-        session.rollback()
-        raise
-    finally:
-        info.pop(_SINGLE_STATEMENT, None)
-        session.close()
-    run_after_commit(session)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
