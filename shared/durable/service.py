@@ -66,14 +66,12 @@ from reprise_server.shared.timers.arming import horizon
 
 def complete_waitpoint(
     session: Session, waitpoint_id: str, output: Any = None, *, status: str = COMPLETED,
-    is_error: bool = False, due_only: bool = False,
+    is_error: bool = False,
 ) -> bool:
     """WAITING -> ``status`` (with ``output``), then queue every run whose wait that ends.
-    False if it was no longer waiting (completed before: it keeps its first value) or, with
-    ``due_only``, is not due yet by the database clock."""
+    False if it was no longer waiting (completed before: it keeps its first value)."""
     return waits.complete_waitpoint(
-        session, waitpoint_id, lifecycle.resume, output,
-        status=status, is_error=is_error, due_only=due_only,
+        session, waitpoint_id, lifecycle.resume, output, status=status, is_error=is_error,
     )
 
 

@@ -118,16 +118,12 @@ def _children_results(session: Session, run_ids: list[str]) -> list[dict[str, An
 
 def complete_waitpoint(
     session: Session, waitpoint_id: str, resume: Resume, output: Any = None, *,
-    status: str = COMPLETED, is_error: bool = False, due_only: bool = False,
+    status: str = COMPLETED, is_error: bool = False,
 ) -> bool:
     """WAITING -> ``status`` (with ``output``), then queue every run whose wait that ends.
-    False if it was no longer waiting (completed before: it keeps its first value) or, with
-    ``due_only``, is not due yet by the database clock."""
-    guard = [Waitpoint.id == waitpoint_id, Waitpoint.status == WAITING]
-    if due_only:
-        guard.append(Waitpoint.complete_after <= func.now())
+    False if it was no longer waiting (completed before: it keeps its first value)."""
     done = session.execute(
-        update(Waitpoint).where(*guard)
+        update(Waitpoint).where(Waitpoint.id == waitpoint_id, Waitpoint.status == WAITING)
         .values(status=status, output=output, output_is_error=is_error,
                 completed_at=func.now())
         .returning(Waitpoint.id)
