@@ -160,7 +160,7 @@ def reactivate_declarative(session: Session, rows: list[dict[str, Any]]) -> None
         column: [row[column] for row in rows]
         for column in ("id", "cron", "timezone", "next_tick_at")
     })
-    session.expire_all()
+    _expire_schedules(session, {str(row["id"]) for row in rows})
 
 
 def deactivate(session: Session, schedule_ids: Collection[str]) -> None:
@@ -172,7 +172,16 @@ def deactivate(session: Session, schedule_ids: Collection[str]) -> None:
         .where(Schedule.id == any_(_strings("schedule_ids", schedule_ids)))
         .values(active=False, next_tick_at=None, updated_at=func.now())
     )
-    session.expire_all()
+    _expire_schedules(session, set(schedule_ids))
+
+
+def _expire_schedules(session: Session, schedule_ids: set[str]) -> None:
+    """Expire this session's copies of these schedules, and nothing else it holds: a
+    registration holds every environment it serves, which ``expire_all`` would make it
+    reload one by one."""
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, Schedule) and loaded.id in schedule_ids:
+            session.expire(loaded)
 
 
 def _strings(name: str, values: Collection[str]) -> BindParameter[Sequence[str]]:

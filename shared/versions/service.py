@@ -67,6 +67,7 @@ def register_worker_version(
             unchanged[env.id] = latest.id
         else:
             changed.append(env)
+    environment_ids = [env.id for env in environments]
     changed_ids = [env.id for env in changed]
     repo.upsert_worker_versions(
         session, changed_ids, version, catalogue.items(), digest, registered=unchanged
@@ -75,7 +76,7 @@ def register_worker_version(
     sync_declarative_in(session, [
         DeclaringEnvironment(env.project_id, env.id, env.slug) for env in changed
     ], catalogue)
-    return [env.id for env in environments]
+    return environment_ids
 
 
 def catalogue_digest(catalogue: dict[str, dict[str, Any]]) -> str:

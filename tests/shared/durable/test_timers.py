@@ -4,9 +4,10 @@ holds."""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
 from reprise.registry import REGISTRY
 from reprise_server.shared.db import discard_after_commit, transaction
@@ -20,9 +21,11 @@ from tests.support.fixtures import ProjectKeys
 VERSION = "20261122.1"
 
 
-def _waiting(project: ProjectKeys, seconds: float) -> tuple[str, str]:
-    """A run executed up to its wait of ``seconds``: (run id, its waitpoint id)."""
-    run_id = triggers.in_db(project, "durable-steps", publish=False, payload={"wait": seconds})
+def _waiting(project: ProjectKeys) -> tuple[str, str]:
+    """A run executed up to a wait of an hour: (run id, its waitpoint id). Its timer is not
+    armed (due past the horizon), so only these tests end it: other tests' control
+    processes consume the timers queue."""
+    run_id = triggers.in_db(project, "durable-steps", publish=False, payload={"wait": 3600})
     assert execution.execute_run(run_id, REGISTRY, "worker-a", VERSION).status == "WAITING"
     with transaction() as session:
         waitpoint = session.scalar(
@@ -32,16 +35,25 @@ def _waiting(project: ProjectKeys, seconds: float) -> tuple[str, str]:
     return run_id, waitpoint
 
 
+def _make_due(session: Session, waitpoint_ids: list[str]) -> None:
+    """Due long ago, in this order (before any other due waitpoint of the database)."""
+    for n, waitpoint_id in enumerate(waitpoint_ids):
+        session.execute(update(Waitpoint).where(Waitpoint.id == waitpoint_id).values(
+            complete_after=datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=n)))
+
+
 def _status(model: type[Run | Waitpoint], row_id: str) -> str:
     with transaction() as session:
         return str(session.scalar(select(model.status).where(model.id == row_id)))
 
 
-def _fire(waitpoint_id: str) -> bool:
-    """The timer's task, with a lock wait failing at once instead of hanging the test;
-    the runs it queues are not published."""
+def _fire(waitpoint_id: str, due: list[str] | None = None) -> bool:
+    """The timer's task (``due`` made due first, in its transaction: no other transaction
+    sees them due before it ends), with a lock wait failing at once instead of hanging the
+    test; the runs it queues are not published."""
     with transaction() as session:
         session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        _make_due(session, due or [])
         fired = durable.complete_due(session, waitpoint_id)
         discard_after_commit(session)
     return fired
@@ -50,11 +62,10 @@ def _fire(waitpoint_id: str) -> bool:
 def test_a_timer_ends_every_waitpoint_due_with_its_own_and_queues_their_runs(
     project: ProjectKeys,
 ) -> None:
-    due = [_waiting(project, 0.2) for _ in range(3)]
-    later_run, later = _waiting(project, 3600)
-    time.sleep(0.3)
+    due = [_waiting(project) for _ in range(3)]
+    later_run, later = _waiting(project)
 
-    assert _fire(due[0][1])
+    assert _fire(due[0][1], [waitpoint for _, waitpoint in due])
 
     for run_id, waitpoint in due:
         assert (_status(Waitpoint, waitpoint), _status(Run, run_id)) == ("COMPLETED", "QUEUED")
@@ -67,12 +78,13 @@ def test_a_timer_ends_every_waitpoint_due_with_its_own_and_queues_their_runs(
 def test_a_timer_skips_a_due_waitpoint_another_transaction_holds(
     project: ProjectKeys,
 ) -> None:
-    (first_run, first), (held_run, held) = (_waiting(project, 0.2) for _ in range(2))
-    time.sleep(0.3)
+    (first_run, first), (held_run, held) = (_waiting(project) for _ in range(2))
+    with transaction() as session:
+        _make_due(session, [held])
 
     with transaction() as holder:
         holder.execute(select(Waitpoint.id).where(Waitpoint.id == held).with_for_update())
-        assert _fire(first)  # not waiting for the held one: lock_timeout would raise
+        assert _fire(first, [first])  # not waiting for the held one: lock_timeout would raise
         assert _status(Run, first_run) == "QUEUED"
         assert _status(Waitpoint, held) == "WAITING"
 
