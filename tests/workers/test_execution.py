@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -271,3 +272,34 @@ def test_a_first_attempt_is_claimed_and_started_in_one_move_only_when_nothing_ne
     assert run.dequeued_at is not None
     assert run.started_at is not None
     assert [(a.number, a.status, a.worker) for a in attempts(run_id)] == [(1, "EXECUTING", "w1")]
+
+
+def test_a_run_due_to_time_out_before_the_heartbeat_thread_wakes_wakes_it() -> None:
+    """Starting a run wakes the process's heartbeat thread only when the run must be looked
+    at sooner than the thread would wake: here its maxDuration (0.3 s) falls long before
+    its first beat (an hour) and before anything else the thread waits for."""
+    from reprise_server.workers.execution import Heartbeat, RunTimedOut
+
+    asleep = Heartbeat("run_idle", "worker-a", threading.get_ident(), None, 3600)
+    asleep.start()  # the thread now sleeps until this one's beat, an hour away (or sooner)
+    interrupted = threading.Event()
+
+    def task() -> None:
+        try:
+            while not interrupted.is_set():
+                time.sleep(0.01)
+        except RunTimedOut:
+            interrupted.set()
+
+    thread = threading.Thread(target=task)
+    thread.start()
+    assert thread.ident is not None
+    timing_out = Heartbeat("run_short", "worker-a", thread.ident, 0.3, 3600)
+    timing_out.start()
+    try:
+        assert interrupted.wait(30), "the heartbeat thread slept past the run's maxDuration"
+        assert timing_out.interrupted is RunTimedOut
+    finally:
+        timing_out.stop()
+        asleep.stop()
+        thread.join(5)
