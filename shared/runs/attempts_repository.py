@@ -85,7 +85,7 @@ def closing_open_attempt(status: AttemptStatus, run_param: str) -> Any:
 def attempt_open(run_param: str) -> Any:
     """Whether the run's attempt ``b_attempt`` is open (bind parameter ``run_param``, the
     run's id): a guard of the run's move that ends it
-    (shared.runs.cas.prepare_move_then_close)."""
+    (shared.runs.cas.prepare_move_closing, ``run_first``)."""
     return exists(select(_ATTEMPTS.c.id).where(
         _ATTEMPTS.c.run_id == bindparam(run_param),
         _ATTEMPTS.c.number == bindparam("b_attempt"),

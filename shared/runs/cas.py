@@ -67,6 +67,13 @@ def transition(
     return _moved(session, session.connection().execute(stmt).first())
 
 
+def _movable(target: RunStatus, sources: Collection[RunStatus] | None) -> frozenset[RunStatus]:
+    """:func:`_allowed`, for a prepared move: one that no state may make is a bug."""
+    allowed = _allowed(target, sources)
+    assert allowed, f"no state may move to {target}"
+    return allowed
+
+
 def _allowed(target: RunStatus, sources: Collection[RunStatus] | None) -> frozenset[RunStatus]:
     allowed = sources_of(target)
     return allowed if sources is None else allowed & frozenset(sources)
@@ -114,8 +121,7 @@ def prepare_transition_opening(
     (``opened_values(moved)``: its columns from the moved row, a CTE, and bind parameters)
     when the run moves: one statement, one round trip (a first attempt's claim, start and
     attempt row)."""
-    allowed = _allowed(target, sources)
-    assert allowed, f"no state may move to {target}"
+    allowed = _movable(target, sources)
     moved = _transition_statement(
         target, allowed, _RUNS.c.id == bindparam("run_id"), where, values
     ).cte("moved")
@@ -159,43 +165,28 @@ def prepare_move_closing(
     sources: Collection[RunStatus] | None = None,
     where: Sequence[Any] = (),
     values: dict[str, Any] | None = None,
+    run_first: bool = False,
 ) -> PreparedClosingMove:
-    """A prepared move after ``closing`` (an UPDATE, e.g. of the run's open attempt)
-    in the same statement: the run moves only if ``closing`` changed a row. One round trip
-    where the two were two (a run's completion)."""
-    allowed = _allowed(target, sources)
-    assert allowed, f"no state may move to {target}"
-    closed = closing.returning(literal(1)).cte("closed")
-    moved = _transition_statement(
-        target, allowed, _RUNS.c.id == bindparam(CLOSING_RUN),
-        [*where, exists(select(closed))], values, _MOVE_HEAD,
-    ).cte("moved")
-    return _closing_move(moved, closed)
+    """A prepared move and ``closing`` (an UPDATE, e.g. of the run's open attempt) in the
+    same statement: one round trip where the two were two (a run's completion).
 
-
-def prepare_move_then_close(
-    target: RunStatus,
-    closing: Any,
-    *,
-    sources: Collection[RunStatus] | None = None,
-    where: Sequence[Any] = (),
-    values: dict[str, Any] | None = None,
-) -> PreparedClosingMove:
-    """:func:`prepare_move_closing` the other way round: the run moves first (its
-    ``where`` decides), then ``closing`` changes its row only if the run moved. It writes
-    both or nothing, so a caller that finds the run not moved knows nothing was written:
-    run alone in autocommit (:func:`shared.db.single_statement`), it may then take the
-    long way in a transaction."""
-    allowed = _allowed(target, sources)
-    assert allowed, f"no state may move to {target}"
-    moved = _transition_statement(
-        target, allowed, _RUNS.c.id == bindparam(CLOSING_RUN), where, values, _MOVE_HEAD,
-    ).cte("moved")
-    closed = closing.where(exists(select(moved.c.id))).returning(literal(1)).cte("closed")
-    return _closing_move(moved, closed)
-
-
-def _closing_move(moved: Any, closed: Any) -> PreparedClosingMove:
+    By default ``closing`` runs first and the run moves only if it changed a row. With
+    ``run_first`` the run moves first (its ``where`` decides) and ``closing`` changes its
+    row only if the run moved: the statement writes both or nothing, so a caller that
+    finds the run not moved knows nothing was written (run alone in autocommit,
+    :func:`shared.db.single_statement`, it may then take the long way in a
+    transaction)."""
+    allowed = _movable(target, sources)
+    which = _RUNS.c.id == bindparam(CLOSING_RUN)
+    if run_first:
+        moved = _transition_statement(target, allowed, which, where, values, _MOVE_HEAD)
+        moved = moved.cte("moved")
+        closed = closing.where(exists(select(moved.c.id))).returning(literal(1)).cte("closed")
+    else:
+        closed = closing.returning(literal(1)).cte("closed")
+        moved = _transition_statement(
+            target, allowed, which, [*where, exists(select(closed))], values, _MOVE_HEAD,
+        ).cte("moved")
     one = select(literal(1).label("one")).subquery("one")
     count = select(func.count()).select_from(closed).scalar_subquery()
     return PreparedClosingMove(
@@ -220,8 +211,7 @@ def _prepared_statement(
     values: dict[str, Any] | None,
     returning: Iterable[Any] = _RUNS.columns,
 ) -> Any:
-    allowed = _allowed(target, sources)
-    assert allowed, f"no state may move to {target}"
+    allowed = _movable(target, sources)
     which = _RUNS.c.id == bindparam("run_id")
     return _transition_statement(target, allowed, which, where, values, returning)
 

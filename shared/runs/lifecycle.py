@@ -599,9 +599,10 @@ def complete_attempt(
 
 # The same completion by a statement that writes both rows or neither, for a run whose
 # completion writes nothing else: it holds no concurrency slot and no parent waits on it.
-_COMPLETE_ALONE = cas.prepare_move_then_close(
+_COMPLETE_ALONE = cas.prepare_move_closing(
     RunStatus.COMPLETED,
     attempts_repo.closing_open_attempt(AttemptStatus.COMPLETED, cas.CLOSING_RUN),
+    run_first=True,
     where=[
         Run.locked_by == bindparam("b_worker"),
         Run.concurrency_limits.is_(None),
