@@ -42,7 +42,6 @@ from reprise_server.shared.durable.waits import (
     FAILED,
     RUN,
     STEP,
-    TIMED_OUT,
     TOKEN,
     WAIT,
     WAITING,
@@ -353,8 +352,11 @@ def complete_due(session: Session, waitpoint_id: str) -> bool:
         return False
     if waits.end_due(session, waitpoint_id, lifecycle.resume, others=DUE_TOGETHER - 1):
         return True
-    remaining = max((row.complete_after - db_now(session)).total_seconds(), 0.0)
-    on_commit(session, lambda: broker.arm_waitpoint_timer_in(waitpoint_id, remaining))
+    remaining = (row.complete_after - db_now(session)).total_seconds()
+    if remaining > 0:
+        on_commit(session, lambda: broker.arm_waitpoint_timer_in(waitpoint_id, remaining))
+    # Due, yet not ended here: it ended meanwhile, or another transaction holds it (a
+    # timer's or the sweep's batch ending it); if that one rolls back, the sweep ends it.
     return False
 
 
@@ -370,19 +372,9 @@ def complete_due_waitpoints(session: Session, batch_size: int = 1000) -> SweepRe
     UPDATE SKIP LOCKED``: two sweeps split the work."""
     completed = 0
     while True:
-        due = session.execute(
-            select(Waitpoint.id, Waitpoint.type)
-            .where(Waitpoint.status == WAITING, Waitpoint.complete_after <= func.now())
-            .order_by(Waitpoint.complete_after).limit(batch_size)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for waitpoint_id, kind in due:
-            timed_out = kind == TOKEN
-            completed += complete_waitpoint(
-                session, waitpoint_id, status=TIMED_OUT if timed_out else COMPLETED,
-                is_error=timed_out,
-            )
-        if len(due) < batch_size:
+        ended = waits.end_all_due(session, lifecycle.resume, limit=batch_size)
+        completed += len(ended)
+        if len(ended) < batch_size:
             break
     entering = session.execute(
         update(Waitpoint)

@@ -142,21 +142,27 @@ _ENDED_BY_TIMER: dict[str, Any] = {
     "output_is_error": Waitpoint.type == TOKEN,
     "completed_at": func.now(),
 }
-_END_IF_DUE = (
-    update(Waitpoint).where(Waitpoint.id == bindparam("waitpoint_id"), *_DUE)
-    .values(**_ENDED_BY_TIMER).returning(Waitpoint.id)
-)
-# Others due by now, oldest first, that no other transaction holds (so none is waited for:
-# whoever holds one is ending it, or will let its own timer or the sweep end it).
-_END_OTHERS_DUE = (
-    update(Waitpoint)
-    .where(Waitpoint.id == any_(func.array(
-        select(Waitpoint.id).where(*_DUE, Waitpoint.id != bindparam("waitpoint_id"))
-        .order_by(Waitpoint.complete_after).limit(bindparam("others"))
-        .with_for_update(skip_locked=True).scalar_subquery()
-    )))
-    .values(**_ENDED_BY_TIMER).returning(Waitpoint.id)
-)
+
+
+def _ending(*where: Any) -> Any:
+    """End (as a timer does) the waitpoints due by now that match ``where``, oldest first,
+    at most ``:limit``, that no other transaction holds: whoever holds one is ending it,
+    or changing it, and the sweep ends it if that transaction rolls back. Nothing here
+    ever waits for a row lock, so a timer or a sweep never queues behind another."""
+    return (
+        update(Waitpoint)
+        .where(Waitpoint.id == any_(func.array(
+            select(Waitpoint.id).where(*_DUE, *where)
+            .order_by(Waitpoint.complete_after).limit(bindparam("limit"))
+            .with_for_update(skip_locked=True).scalar_subquery()
+        )))
+        .values(**_ENDED_BY_TIMER).returning(Waitpoint.id)
+    )
+
+
+_END_IF_DUE = _ending(Waitpoint.id == bindparam("waitpoint_id"))
+_END_OTHERS_DUE = _ending(Waitpoint.id != bindparam("waitpoint_id"))
+_END_ALL_DUE = _ending()
 
 
 def end_due(session: Session, waitpoint_id: str, resume: Resume, *, others: int) -> bool:
@@ -165,13 +171,24 @@ def end_due(session: Session, waitpoint_id: str, resume: Resume, *, others: int)
     due by then, and every run whose wait they end is queued. Waits that fall due together
     (runs that began waiting together) then cost one transaction, one publish and one
     timer's work, not one of each per waitpoint; the others' own timers find them ended.
-    False if it was not waiting, or not due yet."""
-    params = {"waitpoint_id": waitpoint_id, "others": others}
-    if session.execute(_END_IF_DUE, params).first() is None:
+    False if it was not waiting, not due yet, or held by another transaction (which is
+    ending it, or the sweep will: a timer never waits for it)."""
+    if session.execute(_END_IF_DUE, {"waitpoint_id": waitpoint_id, "limit": 1}).first() is None:
         return False
-    more = session.scalars(_END_OTHERS_DUE, params).all() if others > 0 else []
+    more = session.scalars(
+        _END_OTHERS_DUE, {"waitpoint_id": waitpoint_id, "limit": others}
+    ).all() if others > 0 else []
     _wake_blocked(session, [waitpoint_id, *more], resume)
     return True
+
+
+def end_all_due(session: Session, resume: Resume, *, limit: int) -> list[str]:
+    """The sweep: up to ``limit`` waitpoints due by now, oldest first, ended in one
+    statement (none another transaction holds), and the runs whose waits they end queued."""
+    ended = list(session.scalars(_END_ALL_DUE, {"limit": limit}).all())
+    if ended:
+        _wake_blocked(session, ended, resume)
+    return ended
 
 
 def _wake_blocked(

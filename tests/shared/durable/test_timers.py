@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
@@ -90,3 +91,60 @@ def test_a_timer_skips_a_due_waitpoint_another_transaction_holds(
 
     assert _fire(held)  # its own timer ends it
     assert (_status(Waitpoint, held), _status(Run, held_run)) == ("COMPLETED", "QUEUED")
+
+
+def test_a_timer_whose_own_waitpoint_another_transaction_holds_neither_waits_nor_rearms(
+    project: ProjectKeys, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The holder (a sweep, another timer's batch) is ending it: the timer returns at once,
+    its thread free for the next timer, and arms no timer again for a due waitpoint."""
+    run_id, held = _waiting(project)
+    with transaction() as session:
+        _make_due(session, [held])
+    armed: list[tuple[str, float]] = []
+    monkeypatch.setattr(durable.broker, "arm_waitpoint_timer_in",
+                        lambda waitpoint_id, seconds: armed.append((waitpoint_id, seconds)))
+
+    with transaction() as holder:
+        holder.execute(select(Waitpoint.id).where(Waitpoint.id == held).with_for_update())
+        with transaction() as session:
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert not durable.complete_due(session, held)
+    assert armed == []
+    assert (_status(Waitpoint, held), _status(Run, run_id)) == ("WAITING", "WAITING")
+
+    assert _fire(held)  # released: its timer, delivered again, or the sweep ends it
+
+
+def test_a_timer_that_fires_early_arms_itself_again_for_the_rest(
+    project: ProjectKeys, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, waitpoint = _waiting(project)
+    armed: list[tuple[str, float]] = []
+    monkeypatch.setattr(durable.broker, "arm_waitpoint_timer_in",
+                        lambda waitpoint_id, seconds: armed.append((waitpoint_id, seconds)))
+    with transaction() as session:
+        assert not durable.complete_due(session, waitpoint)
+    [(again, seconds)] = armed
+    assert again == waitpoint
+    assert 3500 < seconds <= 3600
+
+
+def test_the_sweep_ends_due_waitpoints_together_and_skips_the_held_ones(
+    project: ProjectKeys,
+) -> None:
+    due = [_waiting(project) for _ in range(3)]
+    held_run, held = _waiting(project)
+    with transaction() as session:
+        _make_due(session, [held, *(waitpoint for _, waitpoint in due)])
+
+    with transaction() as holder:
+        holder.execute(select(Waitpoint.id).where(Waitpoint.id == held).with_for_update())
+        with transaction() as session:
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            result = durable.complete_due_waitpoints(session, batch_size=2)
+            discard_after_commit(session)
+        assert result.completed >= 3
+        for run_id, waitpoint in due:
+            assert (_status(Waitpoint, waitpoint), _status(Run, run_id)) == ("COMPLETED", "QUEUED")
+        assert (_status(Waitpoint, held), _status(Run, held_run)) == ("WAITING", "WAITING")
