@@ -290,11 +290,13 @@ class QueueEvidence:
     (None: there is none), or unknown (``known`` False: a message without Reprise's
     stamp, or more recovery messages at the head than one probe reads). A run dispatched
     before that (less :data:`PUBLISH_MARGIN_SECONDS`) has had its message taken: the
-    queue is FIFO. ``at_head``: the runs whose recovery messages wait at the head."""
+    queue is FIFO. ``oldest_run``: the run of that message. ``at_head``: the runs whose
+    recovery messages wait at the head."""
 
     known: bool
     oldest_published: float | None = None
     at_head: frozenset[str] = frozenset()
+    oldest_run: str | None = None
 
 
 UNKNOWN = QueueEvidence(known=False)
@@ -335,7 +337,7 @@ def _list_evidence(head: list[bytes]) -> QueueEvidence:
         published = headers.get(PUBLISHED_HEADER)
         if not isinstance(published, int | float):
             return UNKNOWN
-        return QueueEvidence(True, float(published), frozenset(at_head))
+        return QueueEvidence(True, float(published), frozenset(at_head), _run_id(message))
     if len(head) == _HEAD_WINDOW:
         return UNKNOWN
     return QueueEvidence(True, None, frozenset(at_head))
@@ -344,9 +346,12 @@ def _list_evidence(head: list[bytes]) -> QueueEvidence:
 def _combine(lists: list[QueueEvidence]) -> QueueEvidence:
     if not all(e.known for e in lists):
         return UNKNOWN
-    stamps = [e.oldest_published for e in lists if e.oldest_published is not None]
+    oldest = min((e for e in lists if e.oldest_published is not None),
+                 key=lambda e: e.oldest_published or 0.0, default=None)
     return QueueEvidence(
-        True, min(stamps, default=None), frozenset().union(*(e.at_head for e in lists))
+        True, None if oldest is None else oldest.oldest_published,
+        frozenset().union(*(e.at_head for e in lists)),
+        None if oldest is None else oldest.oldest_run,
     )
 
 

@@ -267,9 +267,13 @@ def redispatch_lost(session: Session, limit: int = 1000) -> int:
     quiet = timedelta(seconds=settings.redispatch_after_seconds)
     stale = timedelta(seconds=settings.stale_run_seconds)
     evidence = broker.run_queue_evidence(repo.queues_of_lost_dispatches(session, quiet, stale))
+    oldest = repo.dispatched_at_of(
+        session, [e.oldest_run for e in evidence.values() if e.known and e.oldest_run]
+    )
     candidates = repo.lock_lost_dispatches(
         session, quiet, stale, limit=limit,
-        taken_before={queue: _taken_before(e) for queue, e in evidence.items() if e.known},
+        taken_before={queue: _taken_before(e, oldest.get(e.oldest_run or ""))
+                      for queue, e in evidence.items() if e.known},
     )
     candidates = [
         c for c in candidates if c.run_id not in evidence.get(c.queue, broker.UNKNOWN).at_head
@@ -287,13 +291,21 @@ def redispatch_lost(session: Session, limit: int = 1000) -> int:
     return len(lost)
 
 
-def _taken_before(evidence: broker.QueueEvidence) -> datetime | None:
+def _taken_before(
+    evidence: broker.QueueEvidence, oldest_dispatched: datetime | None
+) -> datetime | None:
     """Runs dispatched before this have had their message taken from the queue (None:
-    the queue holds no message published at its tail)."""
+    the queue holds no message published at its tail).
+
+    Before the oldest message's publish, less a margin for the time from a dispatch to
+    its publish; and not after that message's own dispatch: the runs dispatched in the
+    same transaction share its time, however long the transaction took before it
+    published them all (a batch of hundreds under load), and their messages are behind it."""
     if evidence.oldest_published is None:
         return None
     published = evidence.oldest_published - broker.PUBLISH_MARGIN_SECONDS
-    return datetime.fromtimestamp(published, tz=UTC)
+    taken = datetime.fromtimestamp(published, tz=UTC)
+    return taken if oldest_dispatched is None else min(taken, oldest_dispatched)
 
 
 # --- delays -------------------------------------------------------------------------------

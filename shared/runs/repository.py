@@ -250,6 +250,16 @@ def queues_of_lost_dispatches(
     ))
 
 
+def dispatched_at_of(session: Session, run_ids: Collection[str]) -> dict[str, datetime]:
+    """When each of these runs was last dispatched (runs never dispatched are left out)."""
+    if not run_ids:
+        return {}
+    return {run_id: at for run_id, at in session.execute(
+        select(Run.id, Run.dispatched_at)
+        .where(Run.id.in_(list(run_ids)), Run.dispatched_at.is_not(None))
+    ).all()}
+
+
 @dataclass(frozen=True)
 class LostDispatch:
     """A run whose execution message may be lost; ``waiting``: queued or retrying (else

@@ -166,3 +166,43 @@ def test_a_message_a_worker_received_recently_is_in_flight_and_a_dead_workers_is
         finally:
             held.ack()
             broker.broker_client(settings.redis_url).delete(name)
+
+
+def test_runs_dispatched_together_are_not_lost_while_their_messages_wait_behind_the_first(
+    project: ProjectKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs queued in one transaction share its dispatch time, and a long transaction (a
+    batch of hundreds under load) publishes them all long after it: the oldest message of
+    the queue then bears a publish time far past their dispatch. Its own dispatch time
+    says the others are behind it, and none is republished."""
+    settings = get_settings()
+    monkeypatch.setattr(settings, "redispatch_after_seconds", 1.0)
+    queue = f"batch-{project.slug}"
+    name = broker.run_queue(settings, queue)
+    batch = [triggers.in_db(project, "test-echo", queue=queue) for _ in range(5)]
+    try:
+        with transaction() as session:  # one transaction's time, a minute before its publish
+            session.execute(update(Run).where(Run.id.in_(batch)).values(
+                dispatched_at=func.now() - timedelta(seconds=60)))
+        assert _runs_in(name) == batch
+        assert _sweep() == 0
+        assert _runs_in(name) == batch
+        client = broker.broker_client(settings.redis_url)
+
+        def take(count: int) -> None:  # a worker takes the next messages and ends their runs
+            for _ in range(count):
+                run_id = broker._run_id(broker._decode(client.rpop(name)))
+                with transaction() as session:
+                    cancel(session, str(run_id))
+
+        take(1)  # the rest are still behind the new oldest message
+        assert _sweep() == 0
+        # One of them is lost: it is recovered once the messages before it are taken and
+        # the queue is empty (its window passed), like any lost message.
+        _delete_message_of(name, batch[4])
+        assert _sweep() == 0
+        take(3)
+        assert _sweep() == 1
+        assert _runs_in(name) == [batch[4]]
+    finally:
+        broker.broker_client(settings.redis_url).delete(name)
