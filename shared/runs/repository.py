@@ -254,10 +254,10 @@ def dispatched_at_of(session: Session, run_ids: Collection[str]) -> dict[str, da
     """When each of these runs was last dispatched (runs never dispatched are left out)."""
     if not run_ids:
         return {}
-    return {run_id: at for run_id, at in session.execute(
-        select(Run.id, Run.dispatched_at)
-        .where(Run.id.in_(list(run_ids)), Run.dispatched_at.is_not(None))
-    ).all()}
+    rows = session.execute(
+        select(Run.id, Run.dispatched_at).where(Run.id.in_(list(run_ids)))
+    ).all()
+    return {run_id: at for run_id, at in rows if at is not None}
 
 
 @dataclass(frozen=True)
