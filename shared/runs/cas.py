@@ -52,16 +52,24 @@ def transition(
     sources: Collection[RunStatus] | None = None,
     where: Sequence[Any] = (),
     values: dict[str, Any] | None = None,
+    skip_locked: bool = False,
 ) -> Run | None:
     """Move a run to ``target`` if its status allows it; returns the updated run or None.
 
     ``sources`` narrows the states the state machine allows (never widens them); ``where``
     adds guards such as a schedule token. ``values`` are written in the same statement.
+    ``skip_locked``: a run another transaction holds is not waited for (None), the way a
+    batch skips it.
     """
     allowed = _allowed(target, sources)
     if not allowed:
         return None
-    stmt = _transition_statement(target, allowed, _RUNS.c.id == run_id, where, values)
+    which = _RUNS.c.id == run_id
+    if skip_locked:
+        which = _RUNS.c.id == (
+            select(_RUNS.c.id).where(which).with_for_update(skip_locked=True).scalar_subquery()
+        )
+    stmt = _transition_statement(target, allowed, which, where, values)
     # Core, not the ORM's bulk update: the moves are the hot path of every run, and
     # loading the returned row through the ORM costs more than the statement itself.
     return _moved(session, session.connection().execute(stmt).first())

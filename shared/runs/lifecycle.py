@@ -313,11 +313,14 @@ def _taken_before(
 
 def promote(session: Session, run_id: str, token: int) -> Run | None:
     """DELAYED -> QUEUED by a timer: only if ``token`` is still the run's schedule token
-    and the run is due by the database clock (stale, duplicate and early timers: None)."""
+    and the run is due by the database clock (stale, duplicate and early timers: None).
+    A run another transaction holds is not waited for (None): the holder is changing it (a
+    sweep promoting it, a reschedule, a cancel), and the sweep promotes it if that one
+    rolls back. So a timer never holds a control thread behind a lock."""
     promoted = cas.transition(
         session, run_id, RunStatus.QUEUED, sources={RunStatus.DELAYED},
         where=[Run.schedule_token == token, Run.delayed_until <= func.now()],
-        values={**_enters_queue(), **_next_token()},
+        values={**_enters_queue(), **_next_token()}, skip_locked=True,
     )
     if promoted is not None:
         _enter_queue(session, cas.BatchTransition(

@@ -49,8 +49,10 @@ def promote_run(session: Session, run_id: str, token: int) -> Run | None:
         and run.delayed_until is not None
     ):
         # Fired early by the database clock: wait for the rest, measured on that clock.
-        remaining = max((run.delayed_until - db_now(session)).total_seconds(), 0.0)
-        on_commit(session, lambda: broker.arm_timer_in(run_id, token, remaining))
+        # (Due, it is held by another transaction: that one, or the sweep, promotes it.)
+        remaining = (run.delayed_until - db_now(session)).total_seconds()
+        if remaining > 0:
+            on_commit(session, lambda: broker.arm_timer_in(run_id, token, remaining))
     return None
 
 

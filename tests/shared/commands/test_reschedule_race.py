@@ -63,11 +63,13 @@ def test_reschedule_first_then_the_old_time_promotes_nothing(
         return service.accept_reschedule(session, auth, run, "1h", "test")
 
     with held(reschedule):
-        old_timer = InThread(lambda: _promote(run_id, old_token))
-        wait_for(lambda: lock_waiters() >= 1, what="the old timer to wait for the run's row")
+        # The old timer does not wait for the row the reschedule holds: it promotes nothing
+        # (and arms nothing again), at once; nor does the due-sweep, which skips the row.
         with transaction() as session:
-            promote_due_runs(session)  # the due-sweep at the old time skips the locked row
-    assert old_timer.result() is None
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert promote_run(session, run_id, old_token) is None
+        with transaction() as session:
+            promote_due_runs(session)
 
     with transaction() as session:
         promote_due_runs(session)  # and after the commit, the run is not due

@@ -91,12 +91,12 @@ def test_a_stale_timer_neither_promotes_nor_rearms(
     assert parked_timers.timers() == []
 
 
-def test_reschedule_committing_while_the_old_timer_waits_wins(
+def test_reschedule_holding_the_row_while_the_old_timer_fires_wins(
     project: ProjectKeys, parked_timers: ParkedTimers
 ) -> None:
     """Reschedule first: it holds the row while the old timer (now due) tries to promote.
-    The timer's compare-and-set re-reads the committed row, sees a new token, and does
-    nothing; the run waits for its new time."""
+    The timer does not wait for the row (a timer never holds a control thread behind a
+    lock): it does nothing, arms nothing again, and the run waits for its new time."""
     run_id = triggers.in_db(project, delay="1h")
     backdate(run_id, "delayed_until")
     rescheduled = threading.Event()
@@ -111,11 +111,12 @@ def test_reschedule_committing_while_the_old_timer_waits_wins(
 
     holder = InThread(reschedule_and_hold)
     assert rescheduled.wait(15)
-    timer = InThread(lambda: promote(run_id, 1))
-    wait_for(lambda: lock_waiters() >= 1, what="the timer to wait on the reschedule's row lock")
-    commit.set()
+    try:
+        assert promote(run_id, 1) is False  # at once: the row is held
+        assert parked_timers.timers() == []
+    finally:
+        commit.set()
     assert holder.result() == 2
-    assert timer.result() is False
     run = run_row(run_id)
     assert (run.status, run.schedule_token, run.queued_at) == ("DELAYED", 2, None)
     # Only the new token's promotion can fire it, once due.
