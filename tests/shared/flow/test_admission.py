@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, text, update
 
 from reprise.registry import REGISTRY
+from reprise_server.shared import broker
 from reprise_server.shared.db import get_engine, transaction
 from reprise_server.shared.flow import admission, limits, queues
 from reprise_server.shared.runs import attempts as steps
@@ -455,8 +456,16 @@ def test_the_lost_message_recovery_never_publishes_a_held_back_run(project: Proj
     [parked] = flow.trigger(project, "flow-one", 1, payload=QUICK)
     assert flow.admission_of([parked])[parked] == ("QUEUED", "paused")
     with transaction() as session:
+        # Dispatched before every message still in the queue (whichever test left it).
         session.execute(update(Run).where(Run.id.in_([*ids, parked])).values(
-            dispatched_at=func.now() - timedelta(hours=1)))
+            dispatched_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    # And their messages are lost (a Redis flush).
+    app = broker.celery_app()
+    client = broker.broker_client(app.conf.broker_url)
+    name = app.conf.task_default_queue
+    for raw in client.lrange(name, 0, -1):
+        if broker._run_id(broker._decode(raw)) in {*ids, parked}:
+            client.lrem(name, 1, raw)
     with transaction() as session:
         # Only the admitted one (its message may really be lost); not the two waiting in
         # line, nor the parked one.
