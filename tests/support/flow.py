@@ -97,6 +97,20 @@ def trigger(project: ProjectKeys, task: str, count: int, *, publish: bool = True
     ]
 
 
+def take_messages(run_ids: list[str]) -> None:
+    """Take the execution messages of these runs out of the run queue, as a worker that
+    received them and died would (or a Redis flush): only the recovery sweep brings them
+    back. Without this, a run whose message still waits in its queue is not lost."""
+    from reprise_server.shared import broker
+
+    app = broker.celery_app()
+    client = broker.broker_client(app.conf.broker_url)
+    name = app.conf.task_default_queue
+    for raw in client.lrange(name, 0, -1):
+        if broker._run_id(broker._decode(raw)) in run_ids:
+            client.lrem(name, 1, raw)
+
+
 @dataclass(frozen=True)
 class LimitState:
     running: int  # the limit's counter

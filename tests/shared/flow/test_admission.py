@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import func, text, update
 
 from reprise.registry import REGISTRY
-from reprise_server.shared import broker
 from reprise_server.shared.db import get_engine, transaction
 from reprise_server.shared.flow import admission, limits, queues
 from reprise_server.shared.runs import attempts as steps
@@ -459,13 +458,7 @@ def test_the_lost_message_recovery_never_publishes_a_held_back_run(project: Proj
         # Dispatched before every message still in the queue (whichever test left it).
         session.execute(update(Run).where(Run.id.in_([*ids, parked])).values(
             dispatched_at=datetime(2000, 1, 1, tzinfo=UTC)))
-    # And their messages are lost (a Redis flush).
-    app = broker.celery_app()
-    client = broker.broker_client(app.conf.broker_url)
-    name = app.conf.task_default_queue
-    for raw in client.lrange(name, 0, -1):
-        if broker._run_id(broker._decode(raw)) in {*ids, parked}:
-            client.lrem(name, 1, raw)
+    flow.take_messages([*ids, parked])  # and their messages are lost (a Redis flush)
     with transaction() as session:
         # Only the admitted one (its message may really be lost); not the two waiting in
         # line, nor the parked one.
@@ -965,6 +958,7 @@ def test_a_dead_workers_run_keeps_its_slot_until_recovery_reruns_or_crashes_it(
         session.execute(update(Run).where(Run.id == run_id).values(
             heartbeat_at=func.now() - timedelta(minutes=5),
             dispatched_at=func.now() - timedelta(minutes=5)))
+    flow.take_messages([run_id])  # the dead worker had received it
     assert sweep() == 0  # the dead worker's run still holds the slot
     assert flow.admitted([run_id, waiting]) == [run_id]
     with transaction() as session:
