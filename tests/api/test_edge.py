@@ -231,3 +231,45 @@ def test_a_sync_route_that_raises_after_writing_keeps_nothing_and_publishes_noth
         assert client.post("/probe/failed-1").status_code == 500
     assert "published" not in app.state.seen
     assert _probe_rows("failed-1") == 0
+
+
+@pytest.mark.usefixtures("probe_table")
+def test_a_sync_route_that_committed_begins_no_second_transaction() -> None:
+    """The route's own commit ends the unit: the dependency's exit closes the session
+    without beginning (and committing) an empty transaction, a cost on every request."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session, SessionTransaction
+
+    begun: list[SessionTransaction] = []
+
+    def created(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:
+            begun.append(transaction)
+
+    app = _probe_app(fail=False)
+    with TestClient(app) as client:
+        event.listen(Session, "after_transaction_create", created)
+        try:
+            assert client.post("/probe/ok-2").status_code == 200
+        finally:
+            event.remove(Session, "after_transaction_create", created)
+    assert len(begun) == 1, begun
+    assert _probe_rows("ok-2") == 1
+
+
+def test_the_trigger_route_solves_two_dependencies() -> None:
+    """The busiest route keeps FastAPI's dependency tree flat (docs/architecture.md#the-http-edge):
+    the session and ``TaskTrigger`` (caller, scopes and body in one), no nested ones."""
+    from reprise_server.api.deps import db_session
+    from reprise_server.api.routes.tasks import router
+
+    [route] = [r for r in router.routes if isinstance(r, EdgeRoute)
+               and r.path == "/api/v1/tasks/{task_id}/trigger"]
+
+    def calls(dependant: Any) -> list[Any]:
+        return [c for sub in dependant.dependencies for c in [sub.call, *calls(sub)]]
+
+    solved = calls(route.dependant)
+    assert {getattr(call, "__name__", call) for call in solved} == {"_trigger_call", "db_session"}
+    assert solved.count(db_session) == 2  # the route's and the dependency's: one, cached
