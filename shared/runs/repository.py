@@ -6,7 +6,7 @@ attempts and checkpoints :mod:`shared.runs.attempts_repository`'s.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -31,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.idempotency import KeyTaken
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.models import VersionTask, WorkerVersion
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
@@ -76,6 +79,64 @@ def insert_run(
             setattr(run, name, value)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
+
+
+def run_insert_in_context(sql_values: Mapping[str, Any]) -> Callable[[Iterable[str]], Any]:
+    """:func:`run_insert` that also reads the run's creation context, in one statement:
+    the run is inserted only if the context is the one its values were computed from
+    (:func:`shared.projects.catalogue.context_guard`). The statement's one row is the
+    context as read, with the run's returned columns (None when it was not inserted:
+    the context differed, or a key was taken). Built per set of columns given, once."""
+    built: dict[frozenset[str], Any] = {}
+
+    def statement(columns: Iterable[str]) -> Any:
+        names = sorted(set(columns) - set(sql_values))
+        key = frozenset(names)
+        if key not in built:
+            context = catalogue.CREATION_CONTEXT.cte("context")
+            values = select(
+                *(bindparam(name, type_=_RUNS.c[name].type) for name in names),
+                *sql_values.values(),
+            ).select_from(context).where(catalogue.context_guard(context))
+            returned = [_RUNS.c.id, _RUNS.c.created_at, _RUNS.c.updated_at,
+                        *(_RUNS.c[name] for name in sql_values)]
+            run = (
+                pg_insert(_RUNS).from_select([*names, *sql_values], values)
+                .on_conflict_do_nothing().returning(*returned).cte("run")
+            )
+            built[key] = select(
+                *context.c, catalogue.context_guard(context).label("context_held"),
+                *(run.c[c.key].label(f"run_{c.key}") for c in returned),
+            ).select_from(context.outerjoin(run, true()))
+        return built[key]
+
+    return statement
+
+
+def insert_run_in_context(
+    session: Session, run: Run, statement: Callable[[Iterable[str]], Any],
+    guard: Mapping[str, Any], **params: Any,
+) -> Any:
+    """Insert ``run`` with ``statement`` (from :func:`run_insert_in_context`) if its
+    creation context is still the one of ``guard``; returns the context as read (a row of
+    :data:`shared.projects.catalogue.CREATION_CONTEXT`) if it was not. Raises DuplicateRun
+    when one of its idempotency keys is already taken, as :func:`insert_run` does."""
+    given = run.__dict__
+    values = {column: given[key] for key, column in RUN_COLUMNS if key in given}
+    row = session.execute(
+        statement(values),
+        {**values, **params, **guard,
+         "environment_id": run.environment_id, "task_identifier": run.task_identifier},
+    ).one()
+    if not row.context_held:
+        return row
+    if row.run_id is None:
+        raise DuplicateRun(run.id)
+    for name, value in row._asdict().items():
+        if name.startswith("run_") and name != "run_id":
+            setattr(run, name.removeprefix("run_"), value)
+    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return None
 
 
 def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | None:
