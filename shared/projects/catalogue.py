@@ -98,6 +98,12 @@ def _creation_context_statement() -> Select[Any]:
 CREATION_CONTEXT = _creation_context_statement()
 
 
+# The creation context each (environment, task) had when this process last read it: what
+# a run INSERT that reads the context itself expects to find (:func:`expected_context`).
+# Never trusted: a guess the INSERT checks, which saves a round trip when it is right.
+_LAST_SEEN: dict[tuple[str, str], CreationContext] = {}
+_LAST_SEEN_MAX = 4096
+
 _MEMO = "reprise.creation_contexts"
 
 
@@ -130,19 +136,6 @@ def _read_creation_context(
     row = session.connection().execute(
         CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
     ).one()
-    return context_seen(environment_id, task_identifier, row)
-
-
-# The creation context each (environment, task) had when this process last read it: what
-# a run INSERT that reads the context itself expects to find (see :func:`expected_context`).
-# Never trusted: only a guess that saves a round trip when it is right.
-_LAST_SEEN: dict[tuple[str, str], CreationContext] = {}
-_LAST_SEEN_MAX = 4096
-
-
-def context_seen(environment_id: str, task_identifier: str, row: Any) -> CreationContext:
-    """The context of a row of :data:`CREATION_CONTEXT` (read on its own or inside a run
-    INSERT), remembered as the one to expect next for the task."""
     version = (row.version, row.options) if row.version is not None else None
     context = CreationContext(row.now, row.default_ttl_seconds, version,
                               frozenset(row.paused or ()))
@@ -157,23 +150,25 @@ def expected_context(
 ) -> CreationContext | None:
     """The context the task's next run will probably be created in: the one this process
     last read. A run built from it is inserted by a statement that reads the context again
-    and inserts only if it is the same (:func:`context_guard`), so a version registered, a
-    queue paused or a TTL changed since is never missed; it only costs the round trip
-    saved. None inside :func:`contexts_shared` (its block reads once anyway) and for a
-    task this process has not created a run of yet."""
+    and inserts only if it is the same (:func:`context_guard`); a version registered, a
+    queue paused or a TTL changed since makes it insert nothing, and the caller reads the
+    context and builds the run again: it costs only the round trip otherwise saved. None
+    inside :func:`contexts_shared` (its block reads once anyway) and for a task this
+    process has not created a run of yet."""
     if _MEMO in session.info:
         return None
     return _LAST_SEEN.get((environment_id, task_identifier))
 
 
 def context_guard(context: Any) -> ColumnElement[bool]:
-    """True where ``context`` (:data:`CREATION_CONTEXT` as a CTE) is the one of
+    """True where ``context`` (:data:`CREATION_CONTEXT` as a subquery) is the one of
     :func:`guard_params`: everything a run's values were computed from, compared whole."""
     return and_(
         context.c.default_ttl_seconds.is_not_distinct_from(
             bindparam("expected_ttl", type_=Integer)),
         context.c.version.is_not_distinct_from(bindparam("expected_version", type_=String)),
-        context.c.options.is_not_distinct_from(bindparam("expected_options", type_=JSONB(none_as_null=True))),
+        context.c.options.is_not_distinct_from(
+            bindparam("expected_options", type_=JSONB(none_as_null=True))),
         func.coalesce(context.c.paused, literal([], ARRAY(String)))
         == bindparam("expected_paused", type_=ARRAY(String)),
     )

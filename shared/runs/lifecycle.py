@@ -148,23 +148,23 @@ _INSERT_QUEUED_IN_CONTEXT = repo.run_insert_in_context(
 _INSERT_IN_CONTEXT = repo.run_insert_in_context({})
 
 
-def insert_in_context(session: Session, run: Run, guard: dict[str, Any]) -> Any:
+def insert_in_context(session: Session, run: Run, guard: dict[str, Any]) -> bool:
     """:func:`insert`, QUEUED or PENDING_VERSION, in one statement with the read of the
     run's creation context, if that context is still the one of ``guard`` (the one its
-    values were computed from): then None. Otherwise nothing is inserted, and the context
-    as read is returned, to build the run again from."""
+    values were computed from). False when nothing was inserted: the context changed, or
+    one of its keys is taken; the caller reads the context and inserts with :func:`insert`."""
     if run.status is RunStatus.QUEUED:
-        stale = repo.insert_run_in_context(
+        inserted = repo.insert_run_in_context(
             session, run, _INSERT_QUEUED_IN_CONTEXT, guard,
             entry_ttl_seconds=run.ttl_seconds or None,
         )
     elif run.status is RunStatus.PENDING_VERSION:
-        stale = repo.insert_run_in_context(session, run, _INSERT_IN_CONTEXT, guard)
+        inserted = repo.insert_run_in_context(session, run, _INSERT_IN_CONTEXT, guard)
     else:
         raise ValueError(f"a {run.status} run is inserted by insert(), after its clock read")
-    if stale is None:
+    if inserted:
         _inserted(session, run)
-    return stale
+    return inserted
 
 
 def _inserted(session: Session, run: Run) -> None:

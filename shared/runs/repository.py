@@ -18,13 +18,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     false,
     func,
     inspect,
     null,
     or_,
     select,
-    true,
     tuple_,
     update,
 )
@@ -82,61 +82,71 @@ def insert_run(
 
 
 def run_insert_in_context(sql_values: Mapping[str, Any]) -> Callable[[Iterable[str]], Any]:
-    """:func:`run_insert` that also reads the run's creation context, in one statement:
-    the run is inserted only if the context is the one its values were computed from
-    (:func:`shared.projects.catalogue.context_guard`). The statement's one row is the
-    context as read, with the run's returned columns (None when it was not inserted:
-    the context differed, or a key was taken). Built per set of columns given, once."""
+    """:func:`run_insert` that inserts only if the run's creation context, read by the
+    statement itself, is the one its values were computed from
+    (:func:`shared.projects.catalogue.context_guard`). Returns the statement for a set of
+    columns given, each built once.
+
+    Short on purpose: psycopg converts a statement of more than 4096 bytes or 50
+    parameters anew on every execution, so columns left NULL are left out
+    (:func:`insert_run_in_context`) rather than bound."""
     built: dict[frozenset[str], Any] = {}
 
     def statement(columns: Iterable[str]) -> Any:
-        names = sorted(set(columns) - set(sql_values))
-        key = frozenset(names)
-        if key not in built:
-            context = catalogue.CREATION_CONTEXT.cte("context")
+        key = frozenset(columns) - set(sql_values)
+        found = built.get(key)
+        if found is None:
+            names = sorted(key)
+            context = catalogue.CREATION_CONTEXT.subquery("context")
             values = select(
                 *(bindparam(name, type_=_RUNS.c[name].type) for name in names),
                 *sql_values.values(),
-            ).select_from(context).where(catalogue.context_guard(context))
+            ).where(exists().select_from(context).where(catalogue.context_guard(context)))
             returned = [_RUNS.c.id, _RUNS.c.created_at, _RUNS.c.updated_at,
                         *(_RUNS.c[name] for name in sql_values)]
-            run = (
+            found = (
                 pg_insert(_RUNS).from_select([*names, *sql_values], values)
-                .on_conflict_do_nothing().returning(*returned).cte("run")
+                .on_conflict_do_nothing().returning(*returned)
             )
-            built[key] = select(
-                *context.c, catalogue.context_guard(context).label("context_held"),
-                *(run.c[c.key].label(f"run_{c.key}") for c in returned),
-            ).select_from(context.outerjoin(run, true()))
-        return built[key]
+            if len(built) >= 256:
+                built.clear()
+            built[key] = found
+        return found
 
     return statement
+
+
+# Columns a run may leave out for NULL: no default of their own.
+_NULL_UNLESS_GIVEN = frozenset(
+    column.key for column in _RUNS.c
+    if column.nullable and column.default is None and column.server_default is None
+)
 
 
 def insert_run_in_context(
     session: Session, run: Run, statement: Callable[[Iterable[str]], Any],
     guard: Mapping[str, Any], **params: Any,
-) -> Any:
+) -> bool:
     """Insert ``run`` with ``statement`` (from :func:`run_insert_in_context`) if its
-    creation context is still the one of ``guard``; returns the context as read (a row of
-    :data:`shared.projects.catalogue.CREATION_CONTEXT`) if it was not. Raises DuplicateRun
-    when one of its idempotency keys is already taken, as :func:`insert_run` does."""
+    creation context is still the one of ``guard``. False when nothing was inserted: the
+    context changed, or one of its idempotency keys is taken (a plain :func:`insert_run`
+    of the run built again tells which)."""
     given = run.__dict__
-    values = {column: given[key] for key, column in RUN_COLUMNS if key in given}
+    values = {
+        column: given[key] for key, column in RUN_COLUMNS
+        if key in given and (given[key] is not None or column not in _NULL_UNLESS_GIVEN)
+    }
     row = session.execute(
         statement(values),
-        {**values, **params, **guard,
-         "environment_id": run.environment_id, "task_identifier": run.task_identifier},
-    ).one()
-    if not row.context_held:
-        return row
-    if row.run_id is None:
-        raise DuplicateRun(run.id)
+        {**values, **params, **guard, "task_identifier": run.task_identifier},
+    ).first()
+    if row is None:
+        return False
     for name, value in row._asdict().items():
-        if name.startswith("run_") and name != "run_id":
-            setattr(run, name.removeprefix("run_"), value)
+        if name != "id":
+            setattr(run, name, value)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
-    return None
+    return True
 
 
 def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | None:

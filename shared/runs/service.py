@@ -177,8 +177,9 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
     paused queues, the default TTL). Without a delay (which needs the clock first), the
     run is built from the context this process last saw for the task and inserted by a
     statement that reads the context again and inserts only if it is that one: one round
-    trip instead of two. If it changed, the run is built again from the context as read,
-    as it would have been from a read of its own (docs/architecture.md#creating-a-run)."""
+    trip instead of two. If nothing was inserted (the context changed, or a key is taken),
+    the context is read and the run built again and inserted as it always was
+    (docs/architecture.md#creating-a-run)."""
     expected = None
     if spec.delay is None or spec.delay == "":
         expected = catalogue.expected_context(session, environment_id, spec.task_identifier)
@@ -188,8 +189,7 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         except RepriseError:
             pass  # refused only for the context as it is now, read below
         else:
-            stale = lifecycle.insert_in_context(session, run, catalogue.guard_params(expected))
-            if stale is None:
+            if lifecycle.insert_in_context(session, run, catalogue.guard_params(expected)):
                 return run
     context = catalogue.creation_context(session, environment_id, spec.task_identifier)
     run = _run_in_context(session, project_id, environment_id, spec, context)

@@ -147,12 +147,13 @@ def test_request_bodies_are_documented_from_their_models(api: Any) -> None:
 
 def _probe_app(fail: bool) -> Any:
     """An app with one sync EdgeRoute that writes a row and waits to publish after commit,
-    recording which thread ran the endpoint and which ran the publish."""
+    recording which thread ran the endpoint and which ran the publish, and each
+    transaction its session begins."""
     import threading
 
     from fastapi import APIRouter, FastAPI
     from fastapi.responses import JSONResponse
-    from sqlalchemy import text
+    from sqlalchemy import event, text
 
     from reprise_server.shared.db import on_commit
 
@@ -162,6 +163,9 @@ def _probe_app(fail: bool) -> Any:
     @router.post("/probe/{row_id}")
     def probe(row_id: str, session: DbSession) -> JSONResponse:
         seen["endpoint"] = threading.get_ident()
+        begun = seen.setdefault("transactions", [])
+        event.listen(session, "after_transaction_create",
+                     lambda _, transaction: transaction.parent is None and begun.append(1))
         session.execute(text("INSERT INTO edge_probe (id) VALUES (:id)"), {"id": row_id})
         on_commit(session, lambda: seen.setdefault("published", threading.get_ident()))
         if fail:
@@ -238,23 +242,11 @@ def test_a_sync_route_that_committed_begins_no_second_transaction() -> None:
     """The route's own commit ends the unit: the dependency's exit closes the session
     without beginning (and committing) an empty transaction, a cost on every request."""
     from fastapi.testclient import TestClient
-    from sqlalchemy import event
-    from sqlalchemy.orm import Session, SessionTransaction
-
-    begun: list[SessionTransaction] = []
-
-    def created(session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:
-            begun.append(transaction)
 
     app = _probe_app(fail=False)
     with TestClient(app) as client:
-        event.listen(Session, "after_transaction_create", created)
-        try:
-            assert client.post("/probe/ok-2").status_code == 200
-        finally:
-            event.remove(Session, "after_transaction_create", created)
-    assert len(begun) == 1, begun
+        assert client.post("/probe/ok-2").status_code == 200
+    assert len(app.state.seen["transactions"]) == 1
     assert _probe_rows("ok-2") == 1
 
 
