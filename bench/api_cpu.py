@@ -4,6 +4,7 @@ checkouts side by side: an A/B of a change to the accept path.
     .venv/bin/python bench/api_cpu.py                          # this checkout alone
     .venv/bin/python bench/api_cpu.py --against ../main        # main first, then this one
     .venv/bin/python bench/api_cpu.py --against ../main --rounds 9 --requests 1000
+    .venv/bin/python bench/api_cpu.py --against ../main --against ../other   # three ways
 
 Each checkout's api (``uvicorn bench.app``, one process, its own ``.venv``) serves the
 same scratch database and Redis; rounds alternate between them (each
@@ -130,11 +131,12 @@ def measure(proc: subprocess.Popen[bytes], port: int, key: str, count: int) -> t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--against", type=Path, help="another checkout (with its .venv): A")
+    parser.add_argument("--against", type=Path, action="append", default=[],
+                        help="another checkout (with its .venv) to compare with; repeatable")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=1000)
     args = parser.parse_args()
-    roots = [args.against.resolve(), ROOT] if args.against else [ROOT]
+    roots = [*(path.resolve() for path in args.against), ROOT]
     logs = Path(tempfile.mkdtemp(prefix="reprise-api-cpu-"))
     from reprise_server.workers.devstack import free_port
 
@@ -154,8 +156,8 @@ def main() -> None:
                 apis.append((root, start_api(root, env, port, logs / f"api-{i}.log"), port))
             figures: dict[Path, list[tuple[float, float]]] = {root: [] for root in roots}
             for n in range(args.rounds):
-                # Each round reverses the order: neither checkout always goes first.
-                for root, proc, port in (apis if n % 2 == 0 else apis[::-1]):
+                # Each round starts with the next checkout: none always goes first.
+                for root, proc, port in apis[n % len(apis):] + apis[:n % len(apis)]:
                     figures[root].append(measure(proc, port, key, args.requests))
                 sql("DELETE FROM runs")
                 line = "  ".join(f"{root.name}: api {a:.3f} pg {p:.3f}"
@@ -169,12 +171,12 @@ def main() -> None:
             api = statistics.median(a for a, _ in figures[root])
             pg = statistics.median(p for _, p in figures[root])
             print(f"  {root}: api {api:.3f}  postgres backends {pg:.3f}")
-        if len(roots) == 2:
-            a, b = (figures[root] for root in roots)
-            ratio = statistics.median(y[0] / x[0] for x, y in zip(a, b, strict=True))
-            pg_ratio = statistics.median(y[1] / x[1] for x, y in zip(a, b, strict=True)
-                                         if x[1])
-            print(f"  {roots[1].name} / {roots[0].name}, per round, median: "
+        base = figures[roots[0]]
+        for root in roots[1:]:
+            ratio = statistics.median(y[0] / x[0] for x, y in zip(base, figures[root], strict=True))
+            pg_ratio = statistics.median(y[1] / x[1] for x, y in zip(base, figures[root],
+                                                                     strict=True) if x[1])
+            print(f"  {root.name} / {roots[0].name}, per round, median: "
                   f"api {ratio:.3f}  postgres {pg_ratio:.3f}")
 
 
