@@ -146,7 +146,10 @@ def _committed(
     ``before_close``), then run its after-commit callbacks."""
     try:
         yield session
-        session.commit()
+        # A session the block committed itself (an api route, in its own thread) has no
+        # transaction left: committing again would begin an empty one only to end it.
+        if session.in_transaction():
+            session.commit()
     except BaseException:
         discard_after_commit(session)
         session.rollback()

@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.flow.models import Queue
@@ -69,13 +81,13 @@ def _creation_context_statement() -> Select[Any]:
         .subquery()
     )
     paused = (
-        select(func.array_agg(Queue.name))
+        select(func.array_agg(aggregate_order_by(Queue.name, Queue.name)))
         .where(Queue.environment_id == bindparam("environment_id"), Queue.paused)
         .scalar_subquery()
     )
     return (
-        select(func.now(), Environment.default_ttl_seconds, task.c.version, task.c.options,
-               paused)
+        select(func.now().label("now"), Environment.default_ttl_seconds,
+               task.c.version, task.c.options, paused.label("paused"))
         .select_from(Environment)
         .outerjoin(task, true())
         .where(Environment.id == bindparam("environment_id"))
@@ -83,8 +95,14 @@ def _creation_context_statement() -> Select[Any]:
 
 
 # Prebuilt: every trigger runs it, and building it costs more than running it.
-_CREATION_CONTEXT = _creation_context_statement()
+CREATION_CONTEXT = _creation_context_statement()
 
+
+# The creation context each (environment, task) had when this process last read it: what
+# a run INSERT that reads the context itself expects to find (:func:`expected_context`).
+# Never trusted: a guess the INSERT checks, which saves a round trip when it is right.
+_LAST_SEEN: dict[tuple[str, str], CreationContext] = {}
+_LAST_SEEN_MAX = 4096
 
 _MEMO = "reprise.creation_contexts"
 
@@ -116,10 +134,54 @@ def _read_creation_context(
     session: Session, environment_id: str, task_identifier: str
 ) -> CreationContext:
     row = session.connection().execute(
-        _CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
+        CREATION_CONTEXT, {"environment_id": environment_id, "task_identifier": task_identifier}
     ).one()
-    version = (row[2], row[3]) if row[2] is not None else None
-    return CreationContext(row[0], row[1], version, frozenset(row[4] or ()))
+    version = (row.version, row.options) if row.version is not None else None
+    context = CreationContext(row.now, row.default_ttl_seconds, version,
+                              frozenset(row.paused or ()))
+    if len(_LAST_SEEN) >= _LAST_SEEN_MAX:
+        _LAST_SEEN.clear()
+    _LAST_SEEN[(environment_id, task_identifier)] = context
+    return context
+
+
+def expected_context(
+    session: Session, environment_id: str, task_identifier: str
+) -> CreationContext | None:
+    """The context the task's next run will probably be created in: the one this process
+    last read. A run built from it is inserted by a statement that reads the context again
+    and inserts only if it is the same (:func:`context_guard`); a version registered, a
+    queue paused or a TTL changed since makes it insert nothing, and the caller reads the
+    context and builds the run again: it costs only the round trip otherwise saved. None
+    inside :func:`contexts_shared` (its block reads once anyway) and for a task this
+    process has not created a run of yet."""
+    if _MEMO in session.info:
+        return None
+    return _LAST_SEEN.get((environment_id, task_identifier))
+
+
+def context_guard(context: Any) -> ColumnElement[bool]:
+    """True where ``context`` (:data:`CREATION_CONTEXT` as a subquery) is the one of
+    :func:`guard_params`: everything a run's values were computed from, compared whole."""
+    return and_(
+        context.c.default_ttl_seconds.is_not_distinct_from(
+            bindparam("expected_ttl", type_=Integer)),
+        context.c.version.is_not_distinct_from(bindparam("expected_version", type_=String)),
+        context.c.options.is_not_distinct_from(
+            bindparam("expected_options", type_=JSONB(none_as_null=True))),
+        func.coalesce(context.c.paused, literal([], ARRAY(String)))
+        == bindparam("expected_paused", type_=ARRAY(String)),
+    )
+
+
+def guard_params(context: CreationContext) -> dict[str, Any]:
+    version, options = context.version or (None, None)
+    return {
+        "expected_ttl": context.default_ttl_seconds,
+        "expected_version": version,
+        "expected_options": options,
+        "expected_paused": sorted(context.paused_queues),
+    }
 
 
 def task_known_in_project(session: Session, project_id: str, task_identifier: str) -> bool:

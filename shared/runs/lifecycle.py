@@ -137,6 +137,37 @@ def insert(session: Session, run: Run) -> Run:
         if run.status is RunStatus.DELAYED:
             run.schedule_token = 1
         repo.insert_run(session, run)
+    _inserted(session, run)
+    return run
+
+
+# The same, reading the run's creation context in the INSERT (:func:`insert_in_context`).
+_INSERT_QUEUED_IN_CONTEXT = repo.run_insert_in_context(
+    _queue_entry(bindparam("entry_ttl_seconds", type_=Integer))
+)
+_INSERT_IN_CONTEXT = repo.run_insert_in_context({})
+
+
+def insert_in_context(session: Session, run: Run, guard: dict[str, Any]) -> bool:
+    """:func:`insert`, QUEUED or PENDING_VERSION, in one statement with the read of the
+    run's creation context, if that context is still the one of ``guard`` (the one its
+    values were computed from). False when nothing was inserted: the context changed, or
+    one of its keys is taken; the caller reads the context and inserts with :func:`insert`."""
+    if run.status is RunStatus.QUEUED:
+        inserted = repo.insert_run_in_context(
+            session, run, _INSERT_QUEUED_IN_CONTEXT, guard,
+            entry_ttl_seconds=run.ttl_seconds or None,
+        )
+    elif run.status is RunStatus.PENDING_VERSION:
+        inserted = repo.insert_run_in_context(session, run, _INSERT_IN_CONTEXT, guard)
+    else:
+        raise ValueError(f"a {run.status} run is inserted by insert(), after its clock read")
+    if inserted:
+        _inserted(session, run)
+    return inserted
+
+
+def _inserted(session: Session, run: Run) -> None:
     if run.status is RunStatus.QUEUED:
         if run.admission is None:
             _dispatch_after_commit(session, run)
@@ -145,7 +176,6 @@ def insert(session: Session, run: Run) -> Run:
     elif run.status is RunStatus.DELAYED:
         arm_if_within_horizon(session, run.id, run.schedule_token, run.delayed_until,
                               run.created_at)
-    return run
 
 
 def release_pending_version(

@@ -6,7 +6,7 @@ attempts and checkpoints :mod:`shared.runs.attempts_repository`'s.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -16,7 +16,9 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
+    exists,
     false,
     func,
     inspect,
@@ -31,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.idempotency import KeyTaken
+from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.models import VersionTask, WorkerVersion
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
@@ -76,6 +79,74 @@ def insert_run(
             setattr(run, name, value)
     changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
+
+
+def run_insert_in_context(sql_values: Mapping[str, Any]) -> Callable[[Iterable[str]], Any]:
+    """:func:`run_insert` that inserts only if the run's creation context, read by the
+    statement itself, is the one its values were computed from
+    (:func:`shared.projects.catalogue.context_guard`). Returns the statement for a set of
+    columns given, each built once.
+
+    Short on purpose: psycopg converts a statement of more than 4096 bytes or 50
+    parameters anew on every execution, so columns left NULL are left out
+    (:func:`insert_run_in_context`) rather than bound."""
+    built: dict[frozenset[str], Any] = {}
+
+    def statement(columns: Iterable[str]) -> Any:
+        key = frozenset(columns) - set(sql_values)
+        found = built.get(key)
+        if found is None:
+            names = sorted(key)
+            context = catalogue.CREATION_CONTEXT.subquery("context")
+            values = select(
+                *(bindparam(name, type_=_RUNS.c[name].type) for name in names),
+                *sql_values.values(),
+            ).where(exists().select_from(context).where(catalogue.context_guard(context)))
+            returned = [_RUNS.c.id, _RUNS.c.created_at, _RUNS.c.updated_at,
+                        *(_RUNS.c[name] for name in sql_values)]
+            found = (
+                pg_insert(_RUNS).from_select([*names, *sql_values], values)
+                .on_conflict_do_nothing().returning(*returned)
+            )
+            if len(built) >= 256:
+                built.clear()
+            built[key] = found
+        return found
+
+    return statement
+
+
+# Columns a run may leave out for NULL: no default of their own.
+_NULL_UNLESS_GIVEN = frozenset(
+    column.key for column in _RUNS.c
+    if column.nullable and column.default is None and column.server_default is None
+)
+
+
+def insert_run_in_context(
+    session: Session, run: Run, statement: Callable[[Iterable[str]], Any],
+    guard: Mapping[str, Any], **params: Any,
+) -> bool:
+    """Insert ``run`` with ``statement`` (from :func:`run_insert_in_context`) if its
+    creation context is still the one of ``guard``. False when nothing was inserted: the
+    context changed, or one of its idempotency keys is taken (a plain :func:`insert_run`
+    of the run built again tells which)."""
+    given = run.__dict__
+    values = {
+        column: given[key] for key, column in RUN_COLUMNS
+        if key in given and (given[key] is not None or column not in _NULL_UNLESS_GIVEN)
+    }
+    row = session.execute(
+        statement(values),
+        {**values, **params, **guard, "task_identifier": run.task_identifier},
+    ).first()
+    if row is None:
+        return False
+    for name, value in row._asdict().items():
+        if name != "id":
+            setattr(run, name, value)
+    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return True
 
 
 def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | None:

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from reprise_server.shared import idempotency
 from reprise_server.shared.db import db_now
 from reprise_server.shared.durations import DelayPolicy, DurationError, parse_delay
-from reprise_server.shared.errors import InvalidInput, InvalidRunId, NotFound, RunNotFound
+from reprise_server.shared.errors import (
+    InvalidInput,
+    InvalidRunId,
+    NotFound,
+    RepriseError,
+    RunNotFound,
+)
 from reprise_server.shared.flow import limits as limits_service
 from reprise_server.shared.flow.admission import PAUSED, WAITING, queue_key
 from reprise_server.shared.idempotency import Answer, Finder
@@ -165,8 +171,38 @@ def locked_task_defaults(
 def create_run(session: Session, project_id: str, environment_id: str, spec: NewRun) -> Run:
     """Create a run: DELAYED when it has a delay, else QUEUED if the environment's
     current version has the task, else PENDING_VERSION (a task no version of the project
-    registers is a 404). It is published or armed after commit (the lifecycle's insert)."""
+    registers is a 404). It is published or armed after commit (the lifecycle's insert).
+
+    Its values come from its creation context (the current version's declarations, the
+    paused queues, the default TTL). Without a delay (which needs the clock first), the
+    run is built from the context this process last saw for the task and inserted by a
+    statement that reads the context again and inserts only if it is that one: one round
+    trip instead of two. If nothing was inserted (the context changed, or a key is taken),
+    the context is read and the run built again and inserted as it always was
+    (docs/architecture.md#creating-a-run)."""
+    expected = None
+    if spec.delay is None or spec.delay == "":
+        expected = catalogue.expected_context(session, environment_id, spec.task_identifier)
+    if expected is not None:
+        try:
+            run = _run_in_context(session, project_id, environment_id, spec, expected)
+        except RepriseError:
+            pass  # refused only for the context as it is now, read below
+        else:
+            if lifecycle.insert_in_context(session, run, catalogue.guard_params(expected)):
+                return run
     context = catalogue.creation_context(session, environment_id, spec.task_identifier)
+    run = _run_in_context(session, project_id, environment_id, spec, context)
+    run.created_at = run.updated_at = context.now
+    return lifecycle.insert(session, run)
+
+
+def _run_in_context(
+    session: Session, project_id: str, environment_id: str, spec: NewRun,
+    context: catalogue.CreationContext,
+) -> Run:
+    """The run ``spec`` asks for, in ``context``: its status, options and limits (the
+    clock only read for a delay), created at the INSERT's ``now()`` unless set."""
     now, found = context.now, context.version
     if found is None and not catalogue.task_known_in_project(
         session, project_id, spec.task_identifier
@@ -200,7 +236,7 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         elif limits:
             held_back = WAITING
 
-    run = Run(
+    return Run(
         id=spec.run_id or new_run_id(),
         project_id=project_id,
         environment_id=environment_id,
@@ -232,8 +268,6 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         locked_version=options.lock_to_version,
         ttl_seconds=ttl,
         delayed_until=delayed_until,
-        created_at=now,
-        updated_at=now,
         replayed_from=spec.replayed_from,
         lineage_depth=spec.lineage_depth,
         depth=spec.depth,
@@ -245,7 +279,6 @@ def create_run(session: Session, project_id: str, environment_id: str, spec: New
         schedule_id=spec.schedule_id,
         schedule_tick_at=spec.schedule_tick_at,
     )
-    return lifecycle.insert(session, run)
 
 
 def run_limits(

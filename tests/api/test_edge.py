@@ -147,12 +147,13 @@ def test_request_bodies_are_documented_from_their_models(api: Any) -> None:
 
 def _probe_app(fail: bool) -> Any:
     """An app with one sync EdgeRoute that writes a row and waits to publish after commit,
-    recording which thread ran the endpoint and which ran the publish."""
+    recording which thread ran the endpoint and which ran the publish, and each
+    transaction its session begins."""
     import threading
 
     from fastapi import APIRouter, FastAPI
     from fastapi.responses import JSONResponse
-    from sqlalchemy import text
+    from sqlalchemy import event, text
 
     from reprise_server.shared.db import on_commit
 
@@ -162,6 +163,9 @@ def _probe_app(fail: bool) -> Any:
     @router.post("/probe/{row_id}")
     def probe(row_id: str, session: DbSession) -> JSONResponse:
         seen["endpoint"] = threading.get_ident()
+        begun = seen.setdefault("transactions", [])
+        event.listen(session, "after_transaction_create",
+                     lambda _, transaction: transaction.parent is None and begun.append(1))
         session.execute(text("INSERT INTO edge_probe (id) VALUES (:id)"), {"id": row_id})
         on_commit(session, lambda: seen.setdefault("published", threading.get_ident()))
         if fail:
@@ -231,3 +235,33 @@ def test_a_sync_route_that_raises_after_writing_keeps_nothing_and_publishes_noth
         assert client.post("/probe/failed-1").status_code == 500
     assert "published" not in app.state.seen
     assert _probe_rows("failed-1") == 0
+
+
+@pytest.mark.usefixtures("probe_table")
+def test_a_sync_route_that_committed_begins_no_second_transaction() -> None:
+    """The route's own commit ends the unit: the dependency's exit closes the session
+    without beginning (and committing) an empty transaction, a cost on every request."""
+    from fastapi.testclient import TestClient
+
+    app = _probe_app(fail=False)
+    with TestClient(app) as client:
+        assert client.post("/probe/ok-2").status_code == 200
+    assert len(app.state.seen["transactions"]) == 1
+    assert _probe_rows("ok-2") == 1
+
+
+def test_the_trigger_route_solves_two_dependencies() -> None:
+    """The busiest route keeps FastAPI's dependency tree flat (docs/architecture.md#the-http-edge):
+    the session and ``TaskTrigger`` (caller, scopes and body in one), no nested ones."""
+    from reprise_server.api.deps import db_session
+    from reprise_server.api.routes.tasks import router
+
+    [route] = [r for r in router.routes if isinstance(r, EdgeRoute)
+               and r.path == "/api/v1/tasks/{task_id}/trigger"]
+
+    def calls(dependant: Any) -> list[Any]:
+        return [c for sub in dependant.dependencies for c in [sub.call, *calls(sub)]]
+
+    solved = calls(route.dependant)
+    assert {getattr(call, "__name__", call) for call in solved} == {"_trigger_call", "db_session"}
+    assert solved.count(db_session) == 2  # the route's and the dependency's: one, cached

@@ -207,7 +207,7 @@ MOVES: dict[str, Move] = {
 
 # Named functions of the lifecycle that move no run between statuses, and the releases of
 # PENDING_VERSION runs, which choose their runs themselves: each tested on its own below.
-NOT_A_STATUS_MOVE = {"insert", "heartbeat", "record_usage", "redispatch_lost"}
+NOT_A_STATUS_MOVE = {"insert", "insert_in_context", "heartbeat", "record_usage", "redispatch_lost"}
 # Flow control: held-back runs are parked, enter the line, or resume (tests/shared/flow).
 FLOW_CONTROL = {"park_in_paused_queue", "end_backoff", "resume_parked", "attempt_stopped"}
 RELEASES = {"release_pending_version", "release_missed_pending_version"}
