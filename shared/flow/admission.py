@@ -166,7 +166,10 @@ def _settle(session: Session, pending: _Pending) -> int:
     # line the leaving runs hold, found by the same statement (the set cannot grow
     # meanwhile: these runs' rows are locked by this transaction, so no one admits them).
     # No row of theirs is touched before: a settlement that held a limit's rows while
-    # waiting for the limit could deadlock with the sweep mending them.
+    # waiting for the limit could deadlock with the sweep mending them. Nor by this
+    # statement: under READ COMMITTED a statement reads the snapshot taken when it began,
+    # before its wait for the locks, so the writes that follow (the keys' new heads
+    # above all) are statements of their own, reading what the previous holder committed.
     limits = list(conn.execute(
         _LOCK_LIMITS, {"ids": sorted(named), "released": released}
     ).scalars())
