@@ -389,6 +389,8 @@ _ROOM_FOR_KEY = text(
     WHERE l.id = :limit_id AND k.key = :key
     """
 )
+
+
 def _admitting(run: str) -> str:
     """The parts of a statement that admit the run ``run`` (an SQL expression): cleared for
     its queue, its places in line turned into slots, and the counters of its limits and
