@@ -326,14 +326,22 @@ def unlimited_finish_ms(auth: Any, samples: int) -> list[float]:
 
 
 def _explain_next_key(task_id: str) -> str:
-    from reprise_server.shared.flow.admission import _NEXT_RUN, limit_id
+    """The plan of one step of a fill (``_ADMIT_NEXT``: the next key's head found and
+    admitted), in a transaction rolled back: every key is at its bound here, so it admits
+    nothing, and the probe of the keys with room is what it reads."""
+    from sqlalchemy import text
+
+    from reprise_server.shared.db import session_factory
+    from reprise_server.shared.flow.admission import _ADMIT_NEXT, limit_id
 
     [(env_id,)] = sql("SELECT environment_id FROM runs WHERE task_identifier = :t LIMIT 1",
                       t=task_id)
-    plan = sql(
-        "EXPLAIN (ANALYZE, COSTS OFF, TIMING ON, BUFFERS) " + str(_NEXT_RUN),
-        limit_id=limit_id(env_id, f"task/{task_id}"), skipped=[],
-    )
+    with session_factory()() as session:
+        plan = session.execute(
+            text("EXPLAIN (ANALYZE, COSTS OFF, TIMING ON, BUFFERS) " + str(_ADMIT_NEXT)),
+            {"limit_id": limit_id(env_id, f"task/{task_id}"), "skipped": []},
+        ).all()
+        session.rollback()
     return "\n".join(line for (line,) in plan)
 
 
@@ -437,7 +445,7 @@ def main() -> None:
     print("\n".join(lines))
     print(f"\n({elapsed:.0f} s)")
     if costs:
-        print("\n_NEXT_RUN at", costs[-1].keys, "keys:\n" + costs[-1].explain)
+        print("\n_ADMIT_NEXT at", costs[-1].keys, "keys:\n" + costs[-1].explain)
     if args.record:
         flags = " ".join(a for a in sys.argv[1:] if a != "--record")
         append_results(

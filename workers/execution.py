@@ -413,7 +413,7 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
         with logcapture.capturing(run.id, run.environment_id, attempt.number):
             result = _call(definition, run, _context(run, attempt, environment), heartbeat)
             elapsed_ms = int((time.monotonic() - began) * 1000)
-        if isinstance(result, Succeeded) and _in_transaction(
+        if isinstance(result, Succeeded) and attempts.completes_alone(run) and _in_transaction(
             lambda session: attempts.complete_alone(
                 session, run, worker, attempt.number, elapsed_ms, result
             ),

@@ -147,12 +147,6 @@ def _settle(session: Session, pending: _Pending) -> int:
     """Carry out the recorded work (see the module's docstring); returns the runs admitted."""
     conn = session.connection()
     released = list(pending.released)
-    # The limits whose slots or line the leaving runs hold: read, not yet touched. Their
-    # rows change only once the limits are locked below (a settlement that held a limit's
-    # rows while waiting for the limit could deadlock with the sweep mending them). The
-    # set cannot grow meanwhile: these runs' rows are locked by this transaction, so no
-    # one admits them.
-    holding = set(conn.execute(_LIMITS_HELD, {"ids": released}).scalars()) if released else set()
     entries: list[Any] = []
     if pending.entered:
         entries = list(conn.execute(_ENTRIES, {"ids": list(pending.entered)}).all())
@@ -165,19 +159,24 @@ def _settle(session: Session, pending: _Pending) -> int:
                 ({"id": limit_id(env, name), "env": env, "name": name} for env, name in names),
                 key=lambda row: row["id"],
             ))
-    limits = sorted(
-        holding | pending.fill | {limit_id(env, name) for _, env, name, _, _ in entries}
-    )
+    named = pending.fill | {limit_id(env, name) for _, env, name, _, _ in entries}
+    if not named and not released:
+        return 0
+    # The limits concerned, locked in id order: those named, and those whose slots or
+    # line the leaving runs hold, found by the same statement (the set cannot grow
+    # meanwhile: these runs' rows are locked by this transaction, so no one admits them).
+    # No row of theirs is touched before: a settlement that held a limit's rows while
+    # waiting for the limit could deadlock with the sweep mending them. Nor by this
+    # statement: under READ COMMITTED a statement reads the snapshot taken when it began,
+    # before its wait for the locks, so the writes that follow (the keys' new heads
+    # above all) are statements of their own, reading what the previous holder committed.
+    limits = list(conn.execute(
+        _LOCK_LIMITS, {"ids": sorted(named), "released": released}
+    ).scalars())
     if not limits:
         return 0
-    conn.execute(_LOCK_LIMITS, {"ids": limits}).all()
-    freed: Counter[tuple[str, str]] = Counter()
-    left: Counter[tuple[str, str]] = Counter()
     if released:
-        stale = get_settings().stale_run_seconds
-        for slot, lid, key in conn.execute(_DELETE_HELD, {"ids": released, "stale": stale}):
-            (freed if slot else left)[(lid, key)] += 1
-    _count_freed(conn, freed, left)
+        conn.execute(_FREE, {"ids": released, "stale": get_settings().stale_run_seconds})
     if entries:
         conn.execute(_INSERT_LINE, [
             {"run_id": run_id, "limit_id": limit_id(env, name), "key": key, "rank": rank}
@@ -195,43 +194,31 @@ def _settle(session: Session, pending: _Pending) -> int:
     return len(admitted)
 
 
-def _count_freed(
-    conn: Any, freed: Counter[tuple[str, str]], left: Counter[tuple[str, str]]
-) -> None:
-    """Move the counters for slots given back and places left (the limits are locked), in
-    one statement."""
-    keys = sorted(set(freed) | set(left))
-    if keys:
-        conn.execute(_FREED, {
-            "limit_ids": [lid for lid, _ in keys], "keys": [key for _, key in keys],
-            "running": [freed[k] for k in keys], "waiting": [left[k] for k in keys],
-        })
-
-
 def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | None]]:
     """Admit the best-ranked waiting runs of limit ``lid`` (locked by the caller) while it
-    has room; returns the admitted runs' ``(id, queue)``, in admission order."""
-    limit = conn.execute(_LIMIT_ROOM, {"id": lid}).first()
-    if limit is None or limit.paused:
-        return []
-    room = MAX_ADMITTED_PER_FILL if limit.total is None else min(
-        limit.total - limit.running, MAX_ADMITTED_PER_FILL
-    )
+    has room; returns the admitted runs' ``(id, queue)``, in admission order.
+
+    Each step is one statement (:data:`_ADMIT_NEXT`): the limit's room read, the next key
+    and its head found and locked, and that head admitted unless it holds another limit
+    too (then the other limits are checked here first). It answers the room the limit had,
+    so that the step that fills the last slot is the last one."""
     admitted: list[tuple[str, str | None]] = []
     skipped: list[str] = []
-    while room > 0:
-        run = conn.execute(_NEXT_RUN, {"limit_id": lid, "skipped": skipped}).first()
-        if run is None:
+    while len(admitted) < MAX_ADMITTED_PER_FILL:
+        step = conn.execute(_ADMIT_NEXT, {"limit_id": lid, "skipped": skipped}).first()
+        if step is None:  # no room, paused, or no key with room has a waiting run
             break
-        if run.run_id is None or (
-            run.others and not _others_have_room(conn, run.run_id, lid, held)
-        ):
+        if step.admitted:
+            admitted.append((step.run_id, step.queue))
+            if step.room is not None and step.room <= 1:
+                break
+            continue
+        if step.run_id is None or not _others_have_room(conn, step.run_id, lid, held):
             # Its head is locked by a transaction moving it, or another limit it holds is
             # full or busy: that key waits for the next settlement (or the sweep).
-            skipped.append(run.key)
+            skipped.append(step.key)
             continue
-        admitted.append(_admit(conn, run.run_id))
-        room -= 1
+        admitted.append(_admit(conn, step.run_id))
     return admitted
 
 
@@ -306,8 +293,23 @@ _STILL_EXECUTING = (
     "coalesce(r.status = 'CANCELED' AND r.locked_by IS NOT NULL"
     " AND r.heartbeat_at > now() - make_interval(secs => :stale), false)"
 )
-# The slots (true) and places in line (false) the leaving runs give back, in one round trip.
-_DELETE_HELD = text(
+# The limits named (``ids``) and those whose slots or line the runs leaving (``released``)
+# hold, locked in id order (the sort is below the lock: rows are locked as they come out
+# of it, so two settlements never take two limits in opposite orders).
+_LOCK_LIMITS = text(
+    """
+    SELECT id FROM concurrency_limits WHERE id IN (
+        SELECT unnest(CAST(:ids AS varchar[]))
+        UNION SELECT limit_id FROM concurrency_slots WHERE run_id = ANY(:released)
+        UNION SELECT limit_id FROM admission_line WHERE run_id = ANY(:released)
+    ) ORDER BY id FOR UPDATE
+    """
+)
+# The leaving runs give back their slots and places in line, and the counters move: each
+# limit's ``running``, each key's ``running``, ``waiting`` and head, in one statement (the
+# limits are locked). Its parts read the snapshot from before it, where the deleted places
+# still are: the keys' new heads leave them out explicitly.
+_FREE = text(
     f"""
     WITH slots AS (
         DELETE FROM concurrency_slots s USING runs r
@@ -315,14 +317,24 @@ _DELETE_HELD = text(
         RETURNING s.limit_id, s.key
     ), places AS (
         DELETE FROM admission_line WHERE run_id = ANY(:ids) RETURNING limit_id, key
+    ), freed AS (
+        SELECT limit_id, key, count(*) FILTER (WHERE slot) AS running,
+               count(*) FILTER (WHERE NOT slot) AS waiting
+        FROM (SELECT true AS slot, limit_id, key FROM slots
+              UNION ALL SELECT false, limit_id, key FROM places) AS gone
+        GROUP BY limit_id, key
+    ), limits AS (
+        UPDATE concurrency_limits l SET running = greatest(l.running - f.n, 0)
+        FROM (SELECT limit_id, sum(running) AS n FROM freed GROUP BY limit_id) f
+        WHERE l.id = f.limit_id AND f.n > 0
     )
-    SELECT true, limit_id, key FROM slots UNION ALL SELECT false, limit_id, key FROM places
-    """
-)
-_LIMITS_HELD = text(
-    """
-    SELECT limit_id FROM concurrency_slots WHERE run_id = ANY(:ids)
-    UNION SELECT limit_id FROM admission_line WHERE run_id = ANY(:ids)
+    UPDATE concurrency_keys k SET
+        running = greatest(k.running - f.running, 0),
+        waiting = greatest(k.waiting - f.waiting, 0),
+        head_rank = (SELECT min(rank) FROM admission_line a
+                     WHERE a.limit_id = k.limit_id AND a.key = k.key
+                       AND a.run_id <> ALL(:ids))
+    FROM freed f WHERE k.limit_id = f.limit_id AND k.key = f.key
     """
 )
 
@@ -343,32 +355,7 @@ _ENSURE_LIMITS = text(
     VALUES (:id, :env, :name, false, 0) ON CONFLICT DO NOTHING
     """
 )
-_LOCK_LIMITS = text(
-    "SELECT id FROM concurrency_limits WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
-)
 _TRY_LOCK_LIMIT = text("SELECT id FROM concurrency_limits WHERE id = :id FOR UPDATE SKIP LOCKED")
-# Slots given back (``running``) and places left (``waiting``) per limit and key: the
-# limits' and keys' counters, and each key's new head (the rows were deleted by an earlier
-# statement of the transaction, so this one's snapshot no longer has them).
-_FREED = text(
-    """
-    WITH freed AS (
-        SELECT * FROM unnest(CAST(:limit_ids AS varchar[]), CAST(:keys AS varchar[]),
-                             CAST(:running AS integer[]), CAST(:waiting AS integer[]))
-            AS f(limit_id, key, running, waiting)
-    ), limits AS (
-        UPDATE concurrency_limits l SET running = greatest(l.running - f.n, 0)
-        FROM (SELECT limit_id, sum(running) AS n FROM freed GROUP BY limit_id) f
-        WHERE l.id = f.limit_id AND f.n > 0
-    )
-    UPDATE concurrency_keys k SET
-        running = greatest(k.running - f.running, 0),
-        waiting = greatest(k.waiting - f.waiting, 0),
-        head_rank = (SELECT min(rank) FROM admission_line a
-                     WHERE a.limit_id = k.limit_id AND a.key = k.key)
-    FROM freed f WHERE k.limit_id = f.limit_id AND k.key = f.key
-    """
-)
 _INSERT_LINE = text(
     """
     INSERT INTO admission_line (run_id, limit_id, key, rank)
@@ -389,34 +376,6 @@ _KEYS_ARRIVED = text(
         head_rank = EXCLUDED.head_rank
     """
 )
-_LIMIT_ROOM = text(
-    """
-    SELECT coalesce(total_override, total_base) AS total, running, paused
-    FROM concurrency_limits WHERE id = :id
-    """
-)
-# The next run to admit: the key whose head ranks best among the keys with room (the
-# predicate is the partial index's, ix_concurrency_keys_ready: one probe), and that key's
-# head, locked (``run_id`` NULL: a transaction moving it holds it). ``others``: the run
-# also stands in the line of another limit (which must have room too).
-_NEXT_RUN = text(
-    """
-    SELECT k.key, h.run_id, h.others FROM (
-        SELECT key FROM concurrency_keys
-        WHERE limit_id = :limit_id AND head_rank IS NOT NULL AND (cap IS NULL OR running < cap)
-          AND key <> ALL(CAST(:skipped AS varchar[]))
-        ORDER BY head_rank LIMIT 1
-    ) k LEFT JOIN LATERAL (
-        SELECT a.run_id, EXISTS (
-            SELECT 1 FROM admission_line o WHERE o.run_id = a.run_id AND o.limit_id <> :limit_id
-        ) AS others
-        FROM admission_line a JOIN runs r ON r.id = a.run_id
-        WHERE a.limit_id = :limit_id AND a.key = k.key
-        ORDER BY a.rank, a.run_id LIMIT 1
-        FOR UPDATE OF r SKIP LOCKED
-    ) h ON true
-    """
-)
 _OTHER_LIMITS = text(
     "SELECT limit_id, key FROM admission_line WHERE run_id = :run_id AND limit_id <> :limit_id"
 )
@@ -430,16 +389,19 @@ _ROOM_FOR_KEY = text(
     WHERE l.id = :limit_id AND k.key = :key
     """
 )
-# Admit one run, in one statement: cleared for its queue, its places in line turned into
-# slots, and the counters of its limits and keys moved. Every part reads the snapshot from
-# before the statement, so the key's new head excludes this run's place explicitly.
-_ADMIT = text(
-    """
-    WITH admitted AS (
+
+
+def _admitting(run: str) -> str:
+    """The parts of a statement that admit the run ``run`` (an SQL expression): cleared for
+    its queue, its places in line turned into slots, and the counters of its limits and
+    keys moved. Every part reads the snapshot from before the statement, so the key's new
+    head leaves this run's place out explicitly."""
+    return f"""
+    admitted AS (
         UPDATE runs SET admission = NULL, dispatched_at = now(), updated_at = now()
-        WHERE id = :run_id RETURNING queue
+        WHERE id = {run} RETURNING id, queue
     ), gone AS (
-        DELETE FROM admission_line WHERE run_id = :run_id RETURNING run_id, limit_id, key
+        DELETE FROM admission_line WHERE run_id = {run} RETURNING run_id, limit_id, key
     ), taken AS (
         INSERT INTO concurrency_slots (run_id, limit_id, key)
         SELECT run_id, limit_id, key FROM gone
@@ -454,10 +416,51 @@ _ADMIT = text(
             waiting = greatest(k.waiting - 1, 0),
             head_rank = (SELECT min(rank) FROM admission_line a
                          WHERE a.limit_id = k.limit_id AND a.key = k.key
-                           AND a.run_id <> :run_id)
+                           AND a.run_id <> {run})
         FROM taken t WHERE k.limit_id = t.limit_id AND k.key = t.key
     )
-    SELECT queue FROM admitted
+    """
+
+
+# Admit one run, in one statement (a run whose other limits were checked first).
+_ADMIT = text(f"WITH {_admitting(':run_id')} SELECT queue FROM admitted")
+
+# One step of a fill, in one statement. ``room``: the limit's room before this step (NULL:
+# no bound), and no row at all when it has none or is paused. ``next``: the key whose
+# head ranks best among the keys with room (the predicate is the partial index's,
+# ix_concurrency_keys_ready: one probe), and that key's head, locked (``run_id`` NULL: a
+# transaction moving it holds it). That head is admitted unless it also stands in the line
+# of another limit (``others``: which must have room too, checked by the caller, which
+# then admits it with _ADMIT).
+_ADMIT_NEXT = text(
+    f"""
+    WITH room AS (
+        SELECT coalesce(total_override, total_base) - running AS room
+        FROM concurrency_limits WHERE id = :limit_id AND NOT paused
+    ), next AS (
+        SELECT k.key, h.run_id, h.others FROM (
+            SELECT key FROM concurrency_keys
+            WHERE limit_id = :limit_id AND head_rank IS NOT NULL
+              AND (cap IS NULL OR running < cap)
+              AND key <> ALL(CAST(:skipped AS varchar[]))
+              AND EXISTS (SELECT 1 FROM room WHERE room IS NULL OR room > 0)
+            ORDER BY head_rank LIMIT 1
+        ) k LEFT JOIN LATERAL (
+            SELECT a.run_id, EXISTS (
+                SELECT 1 FROM admission_line o
+                WHERE o.run_id = a.run_id AND o.limit_id <> :limit_id
+            ) AS others
+            FROM admission_line a JOIN runs r ON r.id = a.run_id
+            WHERE a.limit_id = :limit_id AND a.key = k.key
+            ORDER BY a.rank, a.run_id LIMIT 1
+            FOR UPDATE OF r SKIP LOCKED
+        ) h ON true
+    ), chosen AS (
+        SELECT run_id FROM next WHERE NOT others
+    ), {_admitting("(SELECT run_id FROM chosen)")}
+    SELECT next.key, next.run_id, next.others, admitted.id IS NOT NULL AS admitted,
+           admitted.queue, (SELECT room FROM room) AS room
+    FROM next LEFT JOIN admitted ON true
     """
 )
 _EXPIRE_KEY_OVERRIDES = text(

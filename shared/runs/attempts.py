@@ -273,6 +273,14 @@ def trigger_child(
     return child.id
 
 
+def completes_alone(run: Run) -> bool:
+    """Whether the run's completion may write nothing but the run and its attempt (it holds
+    no concurrency slot, and no parent waits on it): :func:`complete_alone` may end it.
+    Asked before a unit of work is opened for it, so that a limited run's completion does
+    not take a connection for nothing first."""
+    return run.concurrency_limits is None and run.waitpoint_id is None
+
+
 def complete_alone(
     session: Session, run: Run, worker: str, attempt_number: int, elapsed_ms: int,
     result: Succeeded,
@@ -280,7 +288,7 @@ def complete_alone(
     """The common end of an attempt, by one statement that writes nothing else: COMPLETED,
     for a run that holds no concurrency slot and that no parent waits on. False: nothing
     written; end it with :func:`finish_attempt`."""
-    if run.concurrency_limits is not None or run.waitpoint_id is not None:
+    if not completes_alone(run):
         return False
     return lifecycle.complete_alone(
         session, run.id, worker, attempt_number, result.output, elapsed_ms

@@ -70,6 +70,60 @@ def test_a_limit_admits_up_to_its_total_and_each_freed_slot_admits_the_next_at_o
     assert flow.state(lid) == flow.LimitState(0, 0, 0, {"": (0, 0)})
 
 
+@contextmanager
+def sent_from_this_thread() -> Iterator[tuple[list[str], list[int]]]:
+    """The statements this thread sends while the block runs, and how many connections it
+    takes from the pool (a heartbeat, on its own thread, is not counted)."""
+    from sqlalchemy import event
+
+    engine = get_engine()
+    me = threading.get_ident()
+    statements: list[str] = []
+    checkouts = [0]
+
+    def sent(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if threading.get_ident() == me:
+            statements.append(" ".join(statement.split()))
+
+    def checked_out(*_: Any) -> None:
+        if threading.get_ident() == me:
+            checkouts[0] += 1
+
+    event.listen(engine, "before_cursor_execute", sent)
+    event.listen(engine.pool, "checkout", checked_out)
+    try:
+        yield statements, checkouts
+    finally:
+        event.remove(engine, "before_cursor_execute", sent)
+        event.remove(engine.pool, "checkout", checked_out)
+
+
+def test_a_limited_run_is_claimed_in_one_statement_and_its_completion_admits_the_next_in_four(
+    project: ProjectKeys,
+) -> None:
+    """What a run under a limit costs its worker: the claim alone in autocommit, as an
+    unlimited run's, then one transaction of four statements that completes it, locks the
+    limit, gives its slot back and admits the next run. Two connections taken, none for
+    nothing (a limited run's completion never tries the one-statement unit first)."""
+    lid = flow.limit_id(project, "task/flow-one")
+    ids = flow.trigger(project, "flow-one", 3, payload=QUICK)
+    assert execute(ids[0]).status == "COMPLETED"  # the environment's slug is cached now
+    assert flow.admitted(ids) == [ids[1]]
+    with sent_from_this_thread() as (statements, checkouts):
+        assert execute(ids[1]).status == "COMPLETED"
+    assert flow.admitted(ids) == [ids[2]]
+    flow.assert_consistent(lid)
+    assert len(statements) == 5, "\n".join(s[:100] for s in statements)
+    # The claim, the completion, the lock, the slot given back, the next run admitted.
+    expected = [("UPDATE runs", "INSERT INTO attempts"), ("UPDATE attempts", "UPDATE runs"),
+                ("FOR UPDATE", "concurrency_slots"),
+                ("DELETE FROM concurrency_slots", "UPDATE concurrency_keys"),
+                ("SKIP LOCKED", "INSERT INTO concurrency_slots")]
+    for statement, parts in zip(statements, expected, strict=True):
+        assert [part for part in parts if part not in statement] == [], statement[:100]
+    assert checkouts == [2]
+
+
 def test_higher_priority_waiting_runs_are_admitted_first(project: ProjectKeys) -> None:
     lid = flow.limit_id(project, "task/flow-one")
     [first] = flow.trigger(project, "flow-one", 1, payload=QUICK)
