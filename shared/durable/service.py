@@ -366,17 +366,13 @@ class SweepResult:
     armed: int
 
 
-def complete_due_waitpoints(
-    session: Session, batch_size: int = 1000, overdue: timedelta | None = None
-) -> SweepResult:
-    """The backstop: complete every waitpoint overdue by ``overdue`` (one sweep interval:
-    its timer was lost, in a Redis flush or a restart), and arm timers for those entering
-    the horizon. Rows are taken with ``FOR UPDATE SKIP LOCKED``: two sweeps split the work."""
-    if overdue is None:
-        overdue = timedelta(seconds=get_settings().sweep_interval_seconds)
+def complete_due_waitpoints(session: Session, batch_size: int = 1000) -> SweepResult:
+    """The backstop: complete every overdue waitpoint (its timer was lost: a Redis flush,
+    a restart), and arm timers for those entering the horizon. Rows are taken with ``FOR
+    UPDATE SKIP LOCKED``: two sweeps split the work."""
     completed = 0
     while True:
-        ended = waits.end_all_due(session, lifecycle.resume, limit=batch_size, overdue=overdue)
+        ended = waits.end_all_due(session, lifecycle.resume, limit=batch_size)
         completed += len(ended)
         if len(ended) < batch_size:
             break

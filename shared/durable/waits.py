@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Interval, any_, bindparam, case, delete, func, select, update
+from sqlalchemy import any_, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.durable.models import RunStep, Waitpoint, WaitpointBlock
@@ -163,10 +162,7 @@ def _ending(*where: Any) -> Any:
 
 _END_IF_DUE = _ending(Waitpoint.id == bindparam("waitpoint_id"))
 _END_OTHERS_DUE = _ending(Waitpoint.id != bindparam("waitpoint_id"))
-# The sweep's: due for longer than ``:overdue`` (a timer that works has ended them by then).
-_END_ALL_DUE = _ending(
-    Waitpoint.complete_after <= func.now() - bindparam("overdue", type_=Interval())
-)
+_END_ALL_DUE = _ending()
 
 
 def end_due(session: Session, waitpoint_id: str, resume: Resume, *, others: int) -> bool:
@@ -186,14 +182,10 @@ def end_due(session: Session, waitpoint_id: str, resume: Resume, *, others: int)
     return True
 
 
-def end_all_due(
-    session: Session, resume: Resume, *, limit: int, overdue: timedelta
-) -> list[str]:
-    """The sweep: up to ``limit`` waitpoints due for longer than ``overdue``, oldest
-    first, ended in one statement (none another transaction holds), and the runs whose
-    waits they end queued. Waitpoints just due are their timers': a sweep that took them
-    would hold them (and their runs) until it commits, seconds later for a large batch."""
-    ended = list(session.scalars(_END_ALL_DUE, {"limit": limit, "overdue": overdue}).all())
+def end_all_due(session: Session, resume: Resume, *, limit: int) -> list[str]:
+    """The sweep: up to ``limit`` waitpoints due by now, oldest first, ended in one
+    statement (none another transaction holds), and the runs whose waits they end queued."""
+    ended = list(session.scalars(_END_ALL_DUE, {"limit": limit}).all())
     if ended:
         _wake_blocked(session, ended, resume)
     return ended

@@ -148,14 +148,3 @@ def test_the_sweep_ends_due_waitpoints_together_and_skips_the_held_ones(
         for run_id, waitpoint in due:
             assert (_status(Waitpoint, waitpoint), _status(Run, run_id)) == ("COMPLETED", "QUEUED")
         assert (_status(Waitpoint, held), _status(Run, held_run)) == ("WAITING", "WAITING")
-
-
-def test_the_sweep_leaves_a_waitpoint_just_due_to_its_timer(project: ProjectKeys) -> None:
-    run_id, waitpoint = _waiting(project)
-    with transaction() as session:
-        session.execute(update(Waitpoint).where(Waitpoint.id == waitpoint).values(
-            complete_after=text("now() - interval '1 second'")))
-        durable.complete_due_waitpoints(session, overdue=timedelta(seconds=2))
-        discard_after_commit(session)
-    assert (_status(Waitpoint, waitpoint), _status(Run, run_id)) == ("WAITING", "WAITING")
-    assert _fire(waitpoint)  # its timer ends it
