@@ -20,41 +20,21 @@ servers. No worker runs: the published messages are dropped with the Redis datab
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.http_load import KeepAliveClient
+from bench.throughput import CLIENTS, closed_loop, cpu_seconds, sql
 from bench.timing_stack import configure, servers, stop, wait_until
 
 VERSION = "api-cpu.1"
-CLIENTS = 16
-TICKS = os.sysconf("SC_CLK_TCK")
 TRIGGER = ("/api/v1/tasks/bench-noop/trigger", b'{"payload": null}')
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def sql(statement: str, **params: Any) -> Any:
-    from sqlalchemy import text
-
-    from reprise_server.shared.db import transaction
-
-    with transaction() as session:
-        result = session.execute(text(statement), params)
-        return result.all() if result.returns_rows else []
 
 
 def start_api(root: Path, env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -92,37 +72,12 @@ def backends(api_pid: int) -> list[int]:
     )]
 
 
-def drive(port: int, key: str, count: int) -> int:
-    """``count`` triggers from 16 keep-alive clients; returns the errors."""
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-
-    async def run() -> int:
-        client = KeepAliveClient("127.0.0.1", port, headers)
-        queue = iter(range(count))
-        errors = 0
-
-        async def one_client() -> None:
-            nonlocal errors
-            for _ in queue:
-                status, detail = await client.post(*TRIGGER)
-                if status != 200:
-                    errors += 1
-                    if errors <= 3:
-                        print(f"  {status} {detail[:200]!r}", flush=True)
-
-        await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
-        client.close()
-        return errors
-
-    return asyncio.run(run())
-
-
 def measure(proc: subprocess.Popen[bytes], port: int, key: str, count: int) -> tuple[float, float]:
     """(api ms, backends ms) per trigger."""
-    drive(port, key, CLIENTS)  # warm-up: the pool's connections open
+    closed_loop(port, key, [TRIGGER] * CLIENTS)  # warm-up: the pool's connections open
     pids = backends(proc.pid)
     before = cpu_seconds(proc.pid), sum(cpu_seconds(pid) for pid in pids)
-    errors = drive(port, key, count)
+    errors = closed_loop(port, key, [TRIGGER] * count)
     after = cpu_seconds(proc.pid), sum(cpu_seconds(pid) for pid in pids)
     if errors:
         print(f"  {errors} errors", flush=True)
