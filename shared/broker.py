@@ -69,6 +69,11 @@ def run_queue(settings: Settings, queue: str | None) -> str:
     return _run_queue(queue_names(settings)["runs"], queue)
 
 
+def execution_queue(queue: str | None) -> str:
+    """The Celery queue a run of the Reprise queue ``queue`` is published to."""
+    return _run_queue(celery_app().conf.task_default_queue, queue)
+
+
 def _run_queue(runs_queue: str, queue: str | None) -> str:
     return runs_queue if not queue or queue == DEFAULT_QUEUE else f"{runs_queue}.{queue}"
 

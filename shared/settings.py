@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     )
     # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
     # its outcome) while the database is unreachable, before giving the run up to recovery.
+    # A limited run's finishing transaction admits the next run waiting under its limit;
+    # the worker executes that run itself, in the slot just freed, instead of publishing
+    # it, and so on for this long before it publishes the next one (docs/concurrency.md).
+    worker_handoff_seconds: float = Field(
+        default=1.0, ge=0,
+        description=(
+            "how long a worker may go on executing the runs its finishing runs admit "
+            "before publishing them instead (0: always publish)"
+        ),
+    )
     worker_db_retry_seconds: float = Field(
         default=120.0,
         description=(

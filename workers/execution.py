@@ -27,6 +27,7 @@ from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry, TaskDefinition
 from reprise_server.shared.db import single_statement, transaction
 from reprise_server.shared.errors import RepriseError
+from reprise_server.shared.flow import admission
 from reprise_server.shared.packets.service import run_payload
 from reprise_server.shared.payloads import STORE, UnstorableValue, unstorable
 from reprise_server.shared.runs import attempts
@@ -354,7 +355,10 @@ def _call_with(fn: Callable[[Any, TaskContext], Any], payload: Any, ctx: TaskCon
     return result
 
 
-def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> Outcome:
+def execute_run(
+    run_id: str, registry: Registry, worker: str, version: str,
+    taker: admission.Taker | None = None,
+) -> Outcome:
     """Execute one attempt of a run, end to end. Safe to call twice for the same run.
 
     Claiming the run and starting its attempt commit together, before the task's code
@@ -363,6 +367,10 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
     The common case of each end (a queued run's first attempt; a completion that writes
     nothing but the run and its attempt) is one statement in autocommit
     (:func:`shared.db.single_statement`); anything else takes a transaction.
+
+    ``taker``: when the finishing transaction frees a concurrency slot and admits a run
+    bound for the caller's queue, that run is handed to ``taker`` instead of published
+    (the caller executes it next, in the slot this run freed: ``workers.handoff``).
     """
     definition: TaskDefinition | None = None
 
@@ -420,12 +428,15 @@ def execute_run(run_id: str, registry: Registry, worker: str, version: str) -> O
             "complete attempt", unit=single_statement,
         ):
             return Outcome(run.id, RunStatus.COMPLETED)
-        return _in_transaction(
-            lambda session: attempts.finish_attempt(
+
+        def finish(session: Session) -> Outcome:
+            if taker is not None:
+                admission.offer_to(session, taker)
+            return attempts.finish_attempt(
                 session, run, worker, attempt.number, elapsed_ms, result
-            ),
-            "finish attempt",
-        )
+            )
+
+        return _in_transaction(finish, "finish attempt")
     finally:
         heartbeat.stop()
         heartbeat.join(timeout=1)

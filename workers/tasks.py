@@ -13,7 +13,8 @@ from reprise_server.shared import broker
 from reprise_server.shared.db import transaction
 from reprise_server.shared.durable import service as durable
 from reprise_server.shared.timers import service as timers
-from reprise_server.workers import execution
+from reprise_server.workers import execution, handoff
+from reprise_server.workers.outcomes import RunFailed
 from reprise_server.workers.runtime import identity
 from reprise_server.workers.transient import TRANSIENT_DB_ERRORS
 
@@ -30,28 +31,6 @@ DB_RETRIES: dict[str, Any] = {
 }
 # Margin after a holder's heartbeat would go stale before looking again.
 WATCH_MARGIN_SECONDS = 1.0
-# Longest error text carried into Flower (the run's full error is in Postgres).
-RUN_FAILED_MAX_CHARS = 300
-
-
-class RunFailed(Exception):
-    """Raised by ``reprise.execute_run`` after the run's failure is committed, so that
-    Celery (and Flower, which counts its task events) records the execution as FAILURE.
-
-    It is *expected*: listed in the task's ``throws`` (the worker logs one INFO line, no
-    traceback) and ``dont_autoretry_for`` (Celery never retries it; Reprise's own attempts
-    are the retries). Under ``acks_late`` a failed task's message is acknowledged
-    (``acks_on_failure``, set here; Celery's default too): nothing is
-    redelivered. One argument, one line: it pickles across the prefork pool and its repr
-    is what Flower shows as the exception.
-    """
-
-    @classmethod
-    def of(cls, run_id: str, status: str, error: str) -> RunFailed:
-        line = " ".join(error.split())
-        if len(line) > RUN_FAILED_MAX_CHARS:
-            line = line[: RUN_FAILED_MAX_CHARS - 1] + "…"
-        return cls(f"run {run_id} {status}: {line}")
 
 
 @app.task(name=broker.EXECUTE_RUN, bind=True, autoretry_for=TRANSIENT_DB_ERRORS,
@@ -62,20 +41,31 @@ def execute_run(self: Any, run_id: str, watch: str | bool | None = None) -> dict
     held by a worker whose heartbeat is fresh is not dropped: it comes back when that
     heartbeat would have gone stale (``watch`` names that holder), so a run whose worker
     died is re-executed after the stale window, never while its first execution could
-    still be alive. Once another worker holds the run, the watch ends."""
+    still be alive. Once another worker holds the run, the watch ends.
+
+    A run its end admits into the slot it freed is executed next, here
+    (:mod:`workers.handoff`)."""
     me = identity()
-    outcome = execution.execute_run(run_id, me.registry, me.name, me.version)
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    watching = redelivered or watch is True or (watch and watch == outcome.holder)
-    if outcome.held_for is not None and watching:
-        broker.dispatch_run(
-            run_id, outcome.queue, countdown=outcome.held_for + WATCH_MARGIN_SECONDS,
-            watch=outcome.holder or "unknown",
-        )
-        log.info("run %s is held by a live worker; looking again in %.1fs", run_id,
-                 outcome.held_for + WATCH_MARGIN_SECONDS)
-    else:
-        log.info("run %s -> %s %s", run_id, outcome.status, outcome.detail)
+    taker = handoff.taker_for(self.request)
+    try:
+        outcome = execution.execute_run(run_id, me.registry, me.name, me.version, taker)
+    except BaseException:
+        handoff.publish_taken(taker)
+        raise
+    try:
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        watching = redelivered or watch is True or (watch and watch == outcome.holder)
+        if outcome.held_for is not None and watching:
+            broker.dispatch_run(
+                run_id, outcome.queue, countdown=outcome.held_for + WATCH_MARGIN_SECONDS,
+                watch=outcome.holder or "unknown",
+            )
+            log.info("run %s is held by a live worker; looking again in %.1fs", run_id,
+                     outcome.held_for + WATCH_MARGIN_SECONDS)
+        else:
+            log.info("run %s -> %s %s", run_id, outcome.status, outcome.detail)
+    finally:
+        handoff.execute_taken(self, taker)
     if outcome.error is not None:
         # This delivery ended the run in failure, and that is committed: the task fails
         # (its message is still acknowledged, and it is not retried).

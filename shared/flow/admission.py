@@ -48,6 +48,35 @@ BACKOFF = "backoff"  # a limited run's retry: enters the line when its backoff e
 MAX_ADMITTED_PER_FILL = 200
 
 _PENDING = "reprise.admission"
+_TAKER = "reprise.admission.taker"
+
+
+@dataclass
+class Taker:
+    """A worker finishing a run, ready to execute one run its own finishing transaction
+    admits, in the slot that transaction freed, instead of publishing it.
+
+    ``celery_queue``: the Celery queue the worker took the finishing run from; only a run
+    bound for that queue is taken (one this worker consumes). ``taken`` is set once the
+    transaction has committed: ``(run_id, queue)``, dispatched as any admitted run (so a
+    worker that dies before claiming it leaves it to the recovery sweep, as a lost
+    publish would)."""
+
+    celery_queue: str
+    taken: tuple[str, str | None] | None = None
+
+    def choose(self, admitted: list[tuple[str, str | None]]) -> tuple[str, str | None] | None:
+        """The first of the ``admitted`` runs bound for this taker's queue."""
+        return next(
+            (run for run in admitted if broker.execution_queue(run[1]) == self.celery_queue),
+            None,
+        )
+
+
+def offer_to(session: Session, taker: Taker) -> None:
+    """Of the runs this transaction admits, hand one bound for ``taker.celery_queue`` to
+    ``taker`` after commit instead of publishing it (the others are published)."""
+    session.info[_TAKER] = taker
 
 
 def limit_id(environment_id: str, name: str) -> str:
@@ -141,6 +170,7 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
     if transaction.parent is None:  # the session's own transaction: nothing outlives it
         session.info.pop(_PENDING, None)
         session.info.pop(_SAVEPOINTS, None)
+        session.info.pop(_TAKER, None)
 
 
 def _settle(session: Session, pending: _Pending) -> int:
@@ -189,8 +219,13 @@ def _settle(session: Session, pending: _Pending) -> int:
     admitted: list[tuple[str, str | None]] = []
     for lid in limits:
         admitted.extend(_fill(conn, lid, held=set(limits)))
-    if admitted:
-        on_commit(session, lambda: broker.dispatch_runs(admitted))
+    taker: Taker | None = session.info.pop(_TAKER, None)
+    kept = None if taker is None else taker.choose(admitted)
+    if taker is not None and kept is not None:
+        on_commit(session, lambda: setattr(taker, "taken", kept))
+    published = [run for run in admitted if run is not kept]
+    if published:
+        on_commit(session, lambda: broker.dispatch_runs(published))
     return len(admitted)
 
 

@@ -56,6 +56,13 @@ COMMAND_APPLY_LATENCY = Histogram(
     ["kind"],
     buckets=LATENESS_BUCKETS,
 )
+HANDOFFS = Counter(
+    "reprise_handoffs",
+    "Runs admitted into a slot a worker freed and handed to that worker, by what became of "
+    "them (executed: by that worker; published: the hand-off ended, by its time limit, a "
+    "shutdown or a database error, and the run went to its queue).",
+    ["outcome"],
+)
 HTTP_REQUEST_DURATION = Histogram(
     "reprise_http_request_duration_seconds",
     "API request latency by method, route template and status code.",
@@ -92,6 +99,10 @@ def observe_command_applied(kind: str, accepted_at: datetime, applied_at: dateti
     COMMAND_APPLY_LATENCY.labels(kind=kind).observe(
         max((applied_at - accepted_at).total_seconds(), 0.0)
     )
+
+
+def observe_handoff(outcome: str) -> None:
+    HANDOFFS.labels(outcome=outcome).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

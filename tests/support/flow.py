@@ -111,6 +111,17 @@ def take_messages(run_ids: list[str]) -> None:
             client.lrem(name, 1, raw)
 
 
+def messages(run_ids: list[str]) -> list[str]:
+    """The run ids among ``run_ids`` with an execution message waiting in the run queue."""
+    from reprise_server.shared import broker
+
+    app = broker.celery_app()
+    client = broker.broker_client(app.conf.broker_url)
+    found = (broker._run_id(broker._decode(raw))
+             for raw in client.lrange(app.conf.task_default_queue, 0, -1))
+    return [run_id for run_id in found if run_id in run_ids]
+
+
 @dataclass(frozen=True)
 class LimitState:
     running: int  # the limit's counter

@@ -153,6 +153,54 @@ def test_a_named_limit_bounds_the_two_tasks_sharing_it(
     assert_released(flow.limit_id(project, "flow-shared"))
 
 
+def test_each_freed_slot_runs_its_next_run_in_the_process_that_freed_it(
+    project: ProjectKeys, pool: tuple[str, list[ReproProcess]], tmp_path: Path
+) -> None:
+    """Six worker slots, a limit of one: the first run is delivered; each run's end admits
+    the next, and the pool process that ended it executes it (hand-off), with no message."""
+    ledger = flow.Ledger(tmp_path / "ledger")
+    _, procs = pool
+    ids = flow.trigger(project, "flow-one", 5,
+                       payload={"ledger": str(ledger.path), "seconds": 0.05})
+    wait_finished(ids, procs)
+    assert ledger.entered() == ids
+    assert len({pid for *_, pid in ledger.events()}) == 1, ledger.events()
+    logs = "\n".join(proc.log(lines=100_000) for proc in procs)
+    for run_id in ids[1:]:
+        assert f"run {run_id} -> COMPLETED (in the slot its predecessor freed)" in logs, logs
+    assert ledger.peak() == 1
+    assert_released(flow.limit_id(project, "task/flow-one"))
+
+
+def test_a_stopping_worker_publishes_the_run_a_freed_slot_admits(
+    project: ProjectKeys, own_queues: str, tmp_path: Path
+) -> None:
+    """A warm shutdown waits for the run executing, not for the line behind it: the run its
+    end admits is published, and another worker (hand-off turned off) executes the rest,
+    each one delivered."""
+    ledger = flow.Ledger(tmp_path / "ledger")
+    gate = tmp_path / "gate"
+    payload = {"ledger": str(ledger.path), "hold": str(gate)}
+    with workers(own_queues, "stopping", concurrency=2) as [stopping]:
+        ids = flow.trigger(project, "flow-one", 3, payload=payload)
+        wait_for(lambda: ledger.inside() == {ids[0]}, timeout=60, what="the first running")
+        stopping.signal(signal.SIGTERM)
+        wait_for(lambda: "Warm shutdown" in stopping.log(lines=100_000), timeout=10,
+                 what="the warm shutdown to begin")
+        gate.touch()
+        assert stopping.wait(30) == 0, stopping.log()
+    assert ledger.entered() == [ids[0]]
+    assert flow.admitted(ids) == [ids[1]]
+    assert flow.messages(ids) == [ids[1]]
+    with workers(own_queues, "off", concurrency=2, REPRISE_WORKER_HANDOFF_SECONDS="0") as procs:
+        wait_finished(ids, procs)
+        logs = procs[0].log(lines=100_000)
+    assert "predecessor freed" not in logs
+    assert ledger.entered() == ids
+    assert ledger.peak() == 1
+    assert_released(flow.limit_id(project, "task/flow-one"))
+
+
 def test_a_killed_worker_keeps_its_slots_until_recovery_hands_them_on(
     project: ProjectKeys, own_queues: str, tmp_path: Path
 ) -> None:

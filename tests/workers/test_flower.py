@@ -90,6 +90,40 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
 
 
 @pytest.mark.slow
+def test_a_run_handed_to_the_worker_that_freed_its_slot_is_a_task_of_its_own_in_flower(
+    flower: str, celery_worker: Any, project: ProjectKeys
+) -> None:
+    """Under a limit of one, each run's end admits the next and the worker executes it
+    without a message (hand-off); Flower still lists each run as a task on that worker."""
+    from reprise_server.shared import metrics
+    from tests.support import flow
+
+    handed = metrics.HANDOFFS.labels(outcome="executed")
+    before = handed._value.get()
+    ids = flow.trigger(project, "flow-one", 3, payload={"seconds": 0})
+    for run_id in ids:
+        wait_for_status(run_id, "COMPLETED")
+    assert handed._value.get() - before == 2
+
+    def listed() -> dict[str, dict[str, Any]] | None:
+        tasks = httpx.get(
+            f"{flower}/api/tasks", params={"taskname": "reprise.execute_run", "limit": 1000},
+            auth=CREDENTIALS, timeout=5,
+        ).json()
+        found = {run_id: task for task in tasks.values() for run_id in ids
+                 if run_id in (task.get("args") or "") and task.get("state") == "SUCCESS"}
+        return found if len(found) == len(ids) else None
+
+    found = wait_for(listed, timeout=15, interval=0.1, what="every run in Flower")
+    for run_id, task in found.items():
+        assert task["worker"] == celery_worker.hostname
+        assert re.fullmatch(rf"\[['\"]{run_id}['\"]\]", task["args"])
+    # The handed runs' parent is the task whose end admitted them.
+    assert found[ids[1]]["parent_id"] == found[ids[0]]["uuid"]
+    assert found[ids[2]]["parent_id"] == found[ids[0]]["uuid"]
+
+
+@pytest.mark.slow
 def test_sweeps_stay_out_of_flowers_task_list(
     flower: str, celery_worker: Any, api: Any, project: ProjectKeys
 ) -> None:

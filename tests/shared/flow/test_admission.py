@@ -502,6 +502,59 @@ def test_the_sweep_puts_a_waiting_run_with_no_place_in_line_back_in_it(
     flow.assert_consistent(lid)
 
 
+def test_a_freed_slot_is_handed_to_the_worker_that_freed_it_instead_of_published(
+    project: ProjectKeys,
+) -> None:
+    """A finishing run's transaction admits the next run; offered a taker for the run's
+    own queue, it hands that run over (no message), and a run handed over that nobody
+    executes (its worker died) is what a lost publish is: the recovery sweep sends it."""
+    from reprise_server.shared import broker
+
+    lid = flow.limit_id(project, "task/flow-one")
+    ids = flow.trigger(project, "flow-one", 4, payload=QUICK)
+    flow.take_messages(ids)
+    mine = admission.Taker(broker.execution_queue(None))
+    assert execution.execute_run(ids[0], REGISTRY, "w", VERSION, mine).status == "COMPLETED"
+    assert mine.taken == (ids[1], None)
+    assert flow.admitted(ids) == [ids[1]]
+    assert flow.messages(ids) == []  # handed over, not published
+    flow.assert_consistent(lid)
+
+    # The taker executes it; the run its end admits is handed over in turn.
+    assert execution.execute_run(ids[1], REGISTRY, "w", VERSION, mine).status == "COMPLETED"
+    assert mine.taken == (ids[2], None)
+    assert flow.messages(ids) == []
+
+    # The worker dies before claiming it: the run is queued and admitted with no message
+    # anywhere, until the recovery sweep republishes it.
+    with transaction() as session:
+        session.execute(update(Run).where(Run.id == ids[2]).values(
+            dispatched_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    with transaction() as session:
+        assert lifecycle.redispatch_lost(session) == 1
+    assert flow.messages(ids) == [ids[2]]
+    flow.take_messages(ids)
+
+    # A worker consuming another queue is not handed it: it is published.
+    elsewhere = admission.Taker(broker.execution_queue("elsewhere"))
+    outcome = execution.execute_run(ids[2], REGISTRY, "w", VERSION, elsewhere)
+    assert outcome.status == "COMPLETED"
+    assert elsewhere.taken is None
+    assert flow.admitted(ids) == [ids[3]]
+    assert flow.messages(ids) == [ids[3]]
+    assert execute(ids[3]).status == "COMPLETED"
+    assert flow.state(lid) == flow.LimitState(0, 0, 0, {"": (0, 0)})
+
+
+def test_a_taker_takes_the_first_admitted_run_bound_for_its_own_queue() -> None:
+    from reprise_server.shared import broker
+
+    admitted = [("run_a", "other"), ("run_b", None), ("run_c", None)]
+    assert admission.Taker(broker.execution_queue(None)).choose(admitted) == ("run_b", None)
+    assert admission.Taker(broker.execution_queue("other")).choose(admitted) == ("run_a", "other")
+    assert admission.Taker(broker.execution_queue("third")).choose(admitted) is None
+
+
 def test_the_lost_message_recovery_never_publishes_a_held_back_run(project: ProjectKeys) -> None:
     ids = flow.trigger(project, "flow-one", 3, payload=QUICK)
     with transaction() as session:
