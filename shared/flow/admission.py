@@ -200,13 +200,9 @@ def _settle(session: Session, pending: _Pending) -> int:
     # statement: under READ COMMITTED a statement reads the snapshot taken when it began,
     # before its wait for the locks, so the writes that follow (the keys' new heads
     # above all) are statements of their own, reading what the previous holder committed.
-    limits = list(conn.execute(
-        _LOCK_LIMITS, {"ids": sorted(named), "released": released}
-    ).scalars())
+    limits = _lock_and_free(conn, sorted(named), released)
     if not limits:
         return 0
-    if released:
-        conn.execute(_FREE, {"ids": released, "stale": get_settings().stale_run_seconds})
     if entries:
         conn.execute(_INSERT_LINE, [
             {"run_id": run_id, "limit_id": limit_id(env, name), "key": key, "rank": rank}
@@ -227,6 +223,33 @@ def _settle(session: Session, pending: _Pending) -> int:
     if published:
         on_commit(session, lambda: broker.dispatch_runs(published))
     return len(admitted)
+
+
+def _lock_and_free(conn: Any, named: list[str], released: list[str]) -> list[str]:
+    """Lock the limits concerned (:data:`_LOCK_LIMITS`) and give back what the leaving
+    runs held (:data:`_FREE`): two statements, sent together in one round trip (a
+    pipeline), so that the limits' locks are not held across a round trip more than
+    needed. Each is still a statement of its own, with its own snapshot: the second runs
+    once the first holds the locks. Returns the locked limits' ids."""
+    lock = {"ids": named, "released": released}
+    if not released:
+        return list(conn.execute(_LOCK_LIMITS, lock).scalars())
+    free = {"ids": released, "stale": get_settings().stale_run_seconds}
+    driver = conn.connection.driver_connection
+    with driver.pipeline():
+        locked = driver.execute(_compiled(conn, _LOCK_LIMITS), lock)
+        driver.execute(_compiled(conn, _FREE), free)
+    return [row[0] for row in locked.fetchall()]
+
+
+_COMPILED: dict[Any, str] = {}
+
+
+def _compiled(conn: Any, statement: Any) -> str:
+    sql = _COMPILED.get(statement)
+    if sql is None:
+        sql = _COMPILED[statement] = str(statement.compile(dialect=conn.dialect))
+    return sql
 
 
 def _fill(conn: Any, lid: str, held: Collection[str]) -> list[tuple[str, str | None]]:

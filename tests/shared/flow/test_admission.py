@@ -98,26 +98,36 @@ def sent_from_this_thread() -> Iterator[tuple[list[str], list[int]]]:
         event.remove(engine.pool, "checkout", checked_out)
 
 
-def test_a_limited_run_is_claimed_in_one_statement_and_its_completion_admits_the_next_in_four(
-    project: ProjectKeys,
+def test_a_limited_run_is_claimed_in_one_statement_and_its_completion_admits_the_next_in_three(
+    project: ProjectKeys, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a run under a limit costs its worker: the claim alone in autocommit, as an
-    unlimited run's, then one transaction of four statements that completes it, locks the
-    limit, gives its slot back and admits the next run. Two connections taken, none for
-    nothing (a limited run's completion never tries the one-statement unit first)."""
+    unlimited run's, then one transaction of three round trips that completes it, locks the
+    limit and gives its slot back (two statements sent together), and admits the next run.
+    Two connections taken, none for nothing (a limited run's completion never tries the
+    one-statement unit first)."""
     lid = flow.limit_id(project, "task/flow-one")
     ids = flow.trigger(project, "flow-one", 3, payload=QUICK)
     assert execute(ids[0]).status == "COMPLETED"  # the environment's slug is cached now
     assert flow.admitted(ids) == [ids[1]]
+    pipelined: list[tuple[list[str], list[str], list[str]]] = []
+    lock_and_free = admission._lock_and_free
+
+    def recorded(conn: Any, named: list[str], released: list[str]) -> list[str]:
+        locked = lock_and_free(conn, named, released)
+        pipelined.append((named, released, locked))
+        return locked
+
+    monkeypatch.setattr(admission, "_lock_and_free", recorded)
     with sent_from_this_thread() as (statements, checkouts):
         assert execute(ids[1]).status == "COMPLETED"
     assert flow.admitted(ids) == [ids[2]]
     flow.assert_consistent(lid)
-    assert len(statements) == 5, "\n".join(s[:100] for s in statements)
-    # The claim, the completion, the lock, the slot given back, the next run admitted.
+    # The lock and the slot given back: one pipeline, below SQLAlchemy.
+    assert pipelined == [([], [ids[1]], [lid])]
+    assert len(statements) == 3, "\n".join(s[:100] for s in statements)
+    # The claim, the completion, the next run admitted.
     expected = [("UPDATE runs", "INSERT INTO attempts"), ("UPDATE attempts", "UPDATE runs"),
-                ("FOR UPDATE", "concurrency_slots"),
-                ("DELETE FROM concurrency_slots", "UPDATE concurrency_keys"),
                 ("SKIP LOCKED", "INSERT INTO concurrency_slots")]
     for statement, parts in zip(statements, expected, strict=True):
         assert [part for part in parts if part not in statement] == [], statement[:100]
