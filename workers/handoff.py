@@ -130,6 +130,7 @@ def _execute_one(taker: Taker, events: _Events) -> bool:
         # once its heartbeat is stale, as any); the hand-off stops there.
         log.exception("run %s (handed over) could not be executed; publishing it", run_id)
         events.failed(task_id, repr(exc))
+        publish_taken(taker)  # a run its end handed over before the error, if any
         taker.taken = (run_id, queue)
         return False
     finally:

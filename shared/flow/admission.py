@@ -58,9 +58,9 @@ class Taker:
 
     ``celery_queue``: the Celery queue the worker took the finishing run from; only a run
     bound for that queue is taken (one this worker consumes). ``taken`` is set once the
-    transaction has committed: ``(run_id, queue)``, dispatched as any admitted run (so a
-    worker that dies before claiming it leaves it to the recovery sweep, as a lost
-    publish would)."""
+    transaction has committed: ``(run_id, queue)``, admitted and stamped ``dispatched_at``
+    as any admitted run, only not published (so a worker that dies before claiming it
+    leaves it to the recovery sweep, as a lost publish would)."""
 
     celery_queue: str
     taken: tuple[str, str | None] | None = None
