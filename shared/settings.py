@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     worker_handoff_seconds: float = Field(
         default=1.0, ge=0,
         description=(
-            "how long a worker may go on executing the runs its finishing runs admit "
+            "how long a worker may go on starting the runs its finishing runs admit "
             "before publishing them instead (0: always publish)"
         ),
     )
