@@ -66,7 +66,10 @@ def pool() -> Iterator[tuple[str, list[ReproProcess]]]:
     app = broker.configure_celery(
         Celery("reprise-flow"), settings.model_copy(update={"queue_prefix": prefix})
     )
-    with pytest.MonkeyPatch.context() as patch, workers(prefix, "a", "b") as procs:
+    # A hand-off long enough that a loaded machine never ends one mid-test (the test of
+    # the hand-off counts on every run of a line executing in one process).
+    with pytest.MonkeyPatch.context() as patch, \
+            workers(prefix, "a", "b", REPRISE_WORKER_HANDOFF_SECONDS="30") as procs:
         patch.setattr(broker, "celery_app", lambda: app)
         yield prefix, procs
     client = redis.Redis.from_url(settings.redis_url)
