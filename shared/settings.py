@@ -87,8 +87,6 @@ class Settings(BaseSettings):
             "a claimed run without a heartbeat this long is re-executed (at least 3 heartbeats)"
         ),
     )
-    # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
-    # its outcome) while the database is unreachable, before giving the run up to recovery.
     # A limited run's finishing transaction admits the next run waiting under its limit;
     # the worker executes that run itself, in the slot just freed, instead of publishing
     # it, and so on for this long before it publishes the next one (docs/concurrency.md).
@@ -99,6 +97,8 @@ class Settings(BaseSettings):
             "before publishing them instead (0: always publish)"
         ),
     )
+    # How long a worker keeps retrying a step of a run it holds (begin the attempt, write
+    # its outcome) while the database is unreachable, before giving the run up to recovery.
     worker_db_retry_seconds: float = Field(
         default=120.0,
         description=(
