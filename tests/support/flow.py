@@ -97,6 +97,16 @@ def trigger(project: ProjectKeys, task: str, count: int, *, publish: bool = True
     ]
 
 
+def _queued() -> Iterator[tuple[bytes, str | None]]:
+    """Each message waiting in the run queue, with the run id it carries."""
+    from reprise_server.shared import broker
+
+    app = broker.celery_app()
+    client = broker.broker_client(app.conf.broker_url)
+    for raw in client.lrange(app.conf.task_default_queue, 0, -1):
+        yield raw, broker._run_id(broker._decode(raw))
+
+
 def take_messages(run_ids: list[str]) -> None:
     """Take the execution messages of these runs out of the run queue, as a worker that
     received them and died would (or a Redis flush): only the recovery sweep brings them
@@ -105,21 +115,14 @@ def take_messages(run_ids: list[str]) -> None:
 
     app = broker.celery_app()
     client = broker.broker_client(app.conf.broker_url)
-    name = app.conf.task_default_queue
-    for raw in client.lrange(name, 0, -1):
-        if broker._run_id(broker._decode(raw)) in run_ids:
-            client.lrem(name, 1, raw)
+    for raw, run_id in list(_queued()):
+        if run_id in run_ids:
+            client.lrem(app.conf.task_default_queue, 1, raw)
 
 
 def messages(run_ids: list[str]) -> list[str]:
     """The run ids among ``run_ids`` with an execution message waiting in the run queue."""
-    from reprise_server.shared import broker
-
-    app = broker.celery_app()
-    client = broker.broker_client(app.conf.broker_url)
-    found = (broker._run_id(broker._decode(raw))
-             for raw in client.lrange(app.conf.task_default_queue, 0, -1))
-    return [run_id for run_id in found if run_id in run_ids]
+    return [run_id for _, run_id in _queued() if run_id in run_ids]
 
 
 @dataclass(frozen=True)
