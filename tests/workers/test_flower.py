@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -91,7 +92,7 @@ def test_flower_shows_the_worker_and_runs_by_task_name_and_run_id(
 
 @pytest.mark.slow
 def test_a_run_handed_to_the_worker_that_freed_its_slot_is_a_task_of_its_own_in_flower(
-    flower: str, celery_worker: Any, project: ProjectKeys
+    flower: str, celery_worker: Any, project: ProjectKeys, tmp_path: Path
 ) -> None:
     """Under a limit of one, each run's end admits the next and the worker executes it
     without a message (hand-off); Flower still lists each run as a task on that worker."""
@@ -100,7 +101,13 @@ def test_a_run_handed_to_the_worker_that_freed_its_slot_is_a_task_of_its_own_in_
 
     handed = metrics.HANDOFFS.labels(outcome="executed")
     before = handed._value.get()
-    ids = flow.trigger(project, "flow-one", 3, payload={"seconds": 0})
+    gate = tmp_path / "gate"
+    # The first holds its slot until the others stand in line (a quick first run could
+    # end before the next is triggered, which would then be admitted, and published, at
+    # its own trigger).
+    ids = flow.trigger(project, "flow-one", 1, payload={"hold": str(gate)})
+    ids += flow.trigger(project, "flow-one", 2, payload={"seconds": 0})
+    gate.touch()
     for run_id in ids:
         wait_for_status(run_id, "COMPLETED")
     assert handed._value.get() - before == 2
