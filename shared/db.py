@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from threading import Lock
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import DateTime, MetaData, create_engine, func, select
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from reprise_server.shared.settings import get_settings
@@ -134,16 +136,7 @@ def transaction() -> Iterator[Session]:
     Callbacks registered with :func:`on_commit` run after the commit and are dropped on
     rollback, so nothing is published for a write that did not happen.
     """
-    with _committed(session_factory()()) as session:
-        yield session
-
-
-@contextmanager
-def _committed(
-    session: Session, before_close: Callable[[], None] | None = None
-) -> Iterator[Session]:
-    """Commit ``session`` when the block ends, roll it back if it raised, close it (after
-    ``before_close``), then run its after-commit callbacks."""
+    session = session_factory()()
     try:
         yield session
         # A session the block committed itself (an api route, in its own thread) has no
@@ -155,56 +148,170 @@ def _committed(
         session.rollback()
         raise
     finally:
-        if before_close is not None:
-            before_close()
         session.close()
     run_after_commit(session)
 
 
-# In ``Connection.info`` while the connection serves a :func:`single_statement` unit: how
-# many writes it has executed.
-_SINGLE_STATEMENT = "reprise.single_statement"
+class Precompiled:
+    """A Core statement compiled once for the engine's dialect, to be executed by an
+    :class:`Autocommit` unit on the driver's connection, below SQLAlchemy.
+
+    For the statements every run makes (its claim and its completion): SQLAlchemy's
+    execution around a cached statement (a Session, an execution context, a result built
+    from the cursor's description, the connection's isolation level set and reset) cost a
+    worker more CPU than the driver's execution of it. What SQLAlchemy would have done to
+    the values is done here too, from the same types: bind processors on the way in
+    (``JSONB`` values wrapped, statuses as strings), result processors on the way out
+    (statuses as their enum). Bound lists that SQLAlchemy would expand at each execution
+    (``IN`` over a list of bound values) are refused when compiled.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: tuple[Dialect, _Compiled] | None = None
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        done = self._compiled
+        if done is None or done[0] is not dialect:
+            done = self._compiled = (dialect, _Compiled.of(self.statement, dialect))
+        return done[1]
 
 
-class SecondWrite(RuntimeError):
-    """A :func:`single_statement` unit tried a second write: it would commit apart from
-    the first. A programming error, raised before the statement runs."""
+@dataclass
+class _Compiled:
+    sql: str
+    defaults: dict[str, Any]
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    columns: tuple[Any, ...]
+    # By position, from the driver's column types: known once the statement has run.
+    results: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Dialect) -> _Compiled:
+        compiled = statement.compile(dialect=dialect)
+        sql = compiled.string
+        if "POSTCOMPILE" in sql or compiled.escaped_bind_names:
+            raise ValueError(f"not precompilable (expanding or escaped binds): {sql[:80]}")
+        binds = []
+        for bind, name in compiled.bind_names.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                binds.append((name, processor))
+        return cls(sql, dict(compiled.params), tuple(binds), tuple(statement.exported_columns))
+
+    def result_processors(
+        self, dialect: Dialect, description: Any
+    ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        if self.results is None:
+            results = []
+            for position, (column, described) in enumerate(
+                zip(self.columns, description, strict=True)
+            ):
+                type_ = column.type.dialect_impl(dialect)
+                processor = type_.result_processor(dialect, described.type_code)
+                if processor is not None:
+                    results.append((position, processor))
+            self.results = tuple(results)
+        return self.results
+
+
+class Autocommit:
+    """A pooled connection in autocommit: each statement commits on its own (see
+    :func:`autocommit`)."""
+
+    def __init__(self, engine: Engine, connection: Any) -> None:
+        self._engine = engine
+        self._connection = connection  # the pool's proxy of the driver's connection
+
+    def first(self, statement: Precompiled, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Execute ``statement`` with ``params``; its first row, processed, or None (no row,
+        or a statement that returns none).
+
+        Driver errors come out as SQLAlchemy's (``OperationalError``, ``IntegrityError``
+        …), and a connection they show lost is invalidated with every older one in the
+        pool, as SQLAlchemy's own execution does."""
+        dialect = self._engine.dialect
+        compiled = statement.compiled(dialect)
+        values = {**compiled.defaults, **params}
+        for name, processor in compiled.binds:
+            values[name] = processor(values[name])
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(compiled.sql, values)
+            if not compiled.columns:  # a statement that returns nothing
+                return None
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            results = compiled.results
+            if results is None:
+                results = compiled.result_processors(dialect, cursor.description)
+        except dialect.loaded_dbapi.Error as exc:
+            raise self.translated(exc, compiled.sql, values, cursor) from exc
+        finally:
+            cursor.close()
+        if row is None or not results:
+            return row
+        processed = list(row)
+        for position, processor in results:
+            processed[position] = processor(processed[position])
+        return tuple(processed)
+
+    def translated(
+        self, exc: Any, sql: str | None, values: dict[str, Any] | None, cursor: Any,
+    ) -> Exception:
+        return _translated(self._engine, exc, sql, values, self._connection, cursor)
+
+
+def _translated(
+    engine: Engine, exc: Any, sql: str | None, values: dict[str, Any] | None,
+    connection: Any, cursor: Any,
+) -> Exception:
+    """``exc`` of the driver as SQLAlchemy raises it (a server that cannot be reached is an
+    ``OperationalError``); a lost ``connection`` is invalidated, with every older one."""
+    dialect = engine.dialect
+    lost = dialect.is_disconnect(exc, connection, cursor)
+    if lost and connection is not None:
+        engine.pool._invalidate(connection, exc)
+    error: Exception = DBAPIError.instance(
+        sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+        dialect=dialect,
+    )
+    return error
 
 
 @contextmanager
-def single_statement() -> Iterator[Session]:
-    """A unit of work whose only write is one statement (a compare-and-set move that
-    writes its related rows in data-modifying CTEs), run in autocommit.
+def autocommit() -> Iterator[Autocommit]:
+    """A unit of work of single statements, each atomic and committed on its own: a
+    compare-and-set move that writes its related rows in data-modifying CTEs needs no
+    transaction around it, whose BEGIN and COMMIT would cost two more round trips. A run's
+    claim and its completion are such moves (:class:`Precompiled`). Reads may follow a
+    write (under READ COMMITTED each statement of a transaction takes its own snapshot
+    anyway); a second write would commit apart from the first, so a caller that needs two
+    writes together takes :func:`transaction` instead.
 
-    The statement is atomic on its own, so the transaction around it only cost two
-    round trips, BEGIN and COMMIT; a run's claim and its completion are such moves, and
-    without those round trips each costs the worker and Postgres measurably less CPU.
-    Reads may follow the write: under READ COMMITTED each statement of a transaction
-    takes its own snapshot too. A second write raises :class:`SecondWrite` before it
-    runs. After-commit callbacks run after the statement, as after a commit, and are
-    dropped if the block raises."""
-    session = session_factory()()
-    # The pooled connection's own info: it outlives this unit's Connection, which the
-    # commit closes.
-    info = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).info
-    info[_SINGLE_STATEMENT] = 0
-    # Unmarked before the connection goes back to the pool: whoever takes it next
-    # (an after-commit callback's own transaction, say) may write as often as it likes.
-    with _committed(session, lambda: info.pop(_SINGLE_STATEMENT, None)) as session:
-        yield session
-
-
-@event.listens_for(Engine, "before_cursor_execute")
-def _one_write_only(
-    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
-    executemany: bool,
-) -> None:
-    writes = conn.info.get(_SINGLE_STATEMENT)
-    if writes is None or statement.lstrip()[:6].upper() == "SELECT":
-        return
-    if writes:
-        raise SecondWrite(f"a second write in a single-statement unit: {statement[:80]}")
-    conn.info[_SINGLE_STATEMENT] = 1
+    What would run after a commit runs after the statement: it has committed. Failing to
+    connect raises what SQLAlchemy raises (a transient ``OperationalError``)."""
+    engine = get_engine()
+    driver_error = engine.dialect.loaded_dbapi.Error
+    try:
+        connection = engine.raw_connection()
+    except driver_error as exc:  # the server is down, or refuses connections
+        raise _translated(engine, exc, None, None, None, None) from exc
+    try:
+        driver: Any = connection.driver_connection
+        try:
+            driver.autocommit = True
+        except driver_error as exc:  # a connection the server dropped
+            raise _translated(engine, exc, None, None, connection, None) from exc
+        try:
+            yield Autocommit(engine, connection)
+        finally:
+            if not driver.closed:
+                try:  # back to the pool as transactional as it came
+                    driver.autocommit = False
+                except driver_error as exc:  # broken meanwhile
+                    connection.invalidate(exc)
+    finally:
+        connection.close()
 
 
 def dispose_engines() -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from reprise.context import AttemptInfo, RunInfo, TaskContext
 from reprise.registry import Registry, TaskDefinition
-from reprise_server.shared.db import single_statement, transaction
+from reprise_server.shared.db import Autocommit, autocommit, transaction
 from reprise_server.shared.errors import RepriseError
 from reprise_server.shared.flow import admission
 from reprise_server.shared.packets.service import run_payload
@@ -56,6 +56,7 @@ from reprise_server.workers.transient import is_transient
 log = logging.getLogger("reprise.execution")
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class RunInterrupted(BaseException):
@@ -284,8 +285,8 @@ def _resumed_from(run: Run) -> dict[str, Any]:
 
 
 def _in_transaction(
-    step: Callable[[Session], T], what: str,
-    unit: Callable[[], AbstractContextManager[Session]] = transaction,
+    step: Callable[[U], T], what: str,
+    unit: Callable[[], AbstractContextManager[U]] = transaction,  # type: ignore[assignment]
 ) -> T:
     """Run ``step`` in a transaction (or another ``unit`` of work), retrying transient
     database errors (a restart, a dropped connection) with backoff for up to
@@ -366,7 +367,7 @@ def execute_run(
     retrying; once the attempt has started, each step retries transient errors itself.
     The common case of each end (a queued run's first attempt; a completion that writes
     nothing but the run and its attempt) is one statement in autocommit
-    (:func:`shared.db.single_statement`); anything else takes a transaction.
+    (:func:`shared.db.autocommit`); anything else takes a transaction.
 
     ``taker``: when the finishing transaction frees a concurrency slot and admits a run
     bound for the caller's queue, that run is handed to ``taker`` instead of published
@@ -374,13 +375,20 @@ def execute_run(
     """
     definition: TaskDefinition | None = None
 
-    def claim_first_attempt(session: Session) -> tuple[Run, Attempt, str] | None:
+    def claim_first_attempt(unit: Autocommit) -> tuple[Run, Attempt, str] | None:
         nonlocal definition
-        started = attempts.claim_and_begin(session, run_id, worker, version, registry.ids())
+        started = attempts.claim_and_begin(unit, run_id, worker, version, registry.ids())
         if started is None:  # nothing written: the long way
             return None
         definition = registry.get(started[0].task_identifier)
-        return (*started, attempts.environment_slug(session, started[0].environment_id))
+        environment_id = started[0].environment_id
+        slug = attempts.known_environment_slug(environment_id)
+        if slug is None:  # once per environment and process
+            slug = _in_transaction(
+                lambda session: attempts.environment_slug(session, environment_id),
+                "read the environment",
+            )
+        return (*started, slug)
 
     def claim_and_start(session: Session) -> tuple[Run, Attempt, str] | Outcome:
         nonlocal definition
@@ -398,8 +406,8 @@ def execute_run(
             return Outcome(run_id, "lost", "claim lost before start")
         return (*started, attempts.environment_slug(session, claimed.environment_id))
 
-    with single_statement() as session:
-        first = claim_first_attempt(session)
+    with autocommit() as unit:
+        first = claim_first_attempt(unit)
     if first is not None:
         started: tuple[Run, Attempt, str] | Outcome = first
     else:
@@ -422,10 +430,10 @@ def execute_run(
             result = _call(definition, run, _context(run, attempt, environment), heartbeat)
             elapsed_ms = int((time.monotonic() - began) * 1000)
         if isinstance(result, Succeeded) and attempts.completes_alone(run) and _in_transaction(
-            lambda session: attempts.complete_alone(
-                session, run, worker, attempt.number, elapsed_ms, result
+            lambda unit: attempts.complete_alone(
+                unit, run, worker, attempt.number, elapsed_ms, result
             ),
-            "complete attempt", unit=single_statement,
+            "complete attempt", unit=autocommit,
         ):
             return Outcome(run.id, RunStatus.COMPLETED)
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from reprise_server.shared.db import db_now
+from reprise_server.shared.db import Autocommit, db_now
 from reprise_server.shared.durable import service as durable
 from reprise_server.shared.flow import admission
 from reprise_server.shared.ids import new_attempt_id
@@ -175,13 +175,14 @@ def hand_back_locked(session: Session, run: Run, version: str) -> Outcome | None
 
 
 def claim_and_begin(
-    session: Session, run_id: str, worker: str, version: str, tasks: list[str]
+    unit: Session | Autocommit, run_id: str, worker: str, version: str, tasks: list[str]
 ) -> tuple[Run, Attempt] | None:
-    """The common case of :func:`claim_run` then :func:`begin_attempt` in one move: a
-    queued run's first attempt, by a worker that has its task; None for any other run
-    (take the long way)."""
+    """The common case of :func:`claim_run` then :func:`begin_attempt` in one move (which
+    may commit on its own: an :class:`~shared.db.Autocommit` unit): a queued run's first
+    attempt, by a worker that has its task; None for any other run (nothing was written:
+    take the long way)."""
     attempt_id = new_attempt_id()
-    run = lifecycle.claim_and_start(session, run_id, worker, version, tasks, attempt_id)
+    run = lifecycle.claim_and_start(unit, run_id, worker, version, tasks, attempt_id)
     if run is None:
         return None
     # The statement that started the run inserted this attempt.
@@ -221,6 +222,11 @@ def record_heartbeat(session: Session, run_id: str, worker: str) -> bool:
 
 
 _SLUGS: dict[str, str] = {}
+
+
+def known_environment_slug(environment_id: str) -> str | None:
+    """:func:`environment_slug` if this process has read it already (None: not yet)."""
+    return _SLUGS.get(environment_id)
 
 
 def environment_slug(session: Session, environment_id: str) -> str:
@@ -282,16 +288,16 @@ def completes_alone(run: Run) -> bool:
 
 
 def complete_alone(
-    session: Session, run: Run, worker: str, attempt_number: int, elapsed_ms: int,
+    unit: Autocommit, run: Run, worker: str, attempt_number: int, elapsed_ms: int,
     result: Succeeded,
 ) -> bool:
-    """The common end of an attempt, by one statement that writes nothing else: COMPLETED,
-    for a run that holds no concurrency slot and that no parent waits on. False: nothing
-    written; end it with :func:`finish_attempt`."""
+    """The common end of an attempt, by one statement that writes nothing else, committed
+    on its own: COMPLETED, for a run that holds no concurrency slot and that no parent
+    waits on. False: nothing written; end it with :func:`finish_attempt`."""
     if not completes_alone(run):
         return False
     return lifecycle.complete_alone(
-        session, run.id, worker, attempt_number, result.output, elapsed_ms
+        unit, run.id, worker, attempt_number, result.output, elapsed_ms
     )
 
 

@@ -8,7 +8,8 @@ parameters, for the moves every run makes (and returns the moved run);
 :func:`prepare_transition_opening` also inserts a row from the moved run (a first
 attempt); :func:`prepare_move_closing` moves the run only after closing another row (its
 attempt), for a caller that only needs to know what moved. :func:`transition_many` moves
-a batch.
+a batch. A prepared move runs in a transaction (a session) or, committed on its own, in
+an autocommit unit (:func:`shared.db.autocommit`), below SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, instrumentation
 from sqlalchemy.orm.util import identity_key
 
+from reprise_server.shared.db import Autocommit, Precompiled
 from reprise_server.shared.flow import admission
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run
@@ -118,10 +120,34 @@ class PreparedTransition:
     the statement each time."""
 
     statement: Any
+    precompiled: Precompiled = field(init=False)
+    positions: list[tuple[str, int]] = field(init=False)
 
-    def __call__(self, session: Session, run_id: str, **params: Any) -> Run | None:
+    def __post_init__(self) -> None:
+        keys = [column.key for column in self.statement.exported_columns]
+        object.__setattr__(self, "precompiled", Precompiled(self.statement))
+        object.__setattr__(
+            self, "positions", [(key, keys.index(column)) for key, column in RUN_COLUMNS]
+        )
+
+    def __call__(self, session: Session | Autocommit, run_id: str, **params: Any) -> Run | None:
+        if isinstance(session, Autocommit):
+            return self.alone(session, run_id, **params)
         row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
         return _moved(session, row)
+
+    def alone(self, unit: Autocommit, run_id: str, **params: Any) -> Run | None:
+        """The move as a statement of its own, committed when it returns (an
+        :func:`shared.db.autocommit` unit): for a move that asks nothing more of the
+        transaction it would be in (no slot to give back, no parent to wake)."""
+        row = unit.first(self.precompiled, {"run_id": run_id, **params})
+        if row is None:
+            return None
+        run: Run = _RUN_MANAGER.new_instance()
+        run.__dict__.update({key: row[position] for key, position in self.positions})
+        _record_committed(run.id, run.status, run.task_identifier, run.environment_id,
+                          run.concurrency_limits is not None, run.waitpoint_id)
+        return run
 
 
 def prepare_transition_opening(
@@ -164,13 +190,31 @@ class PreparedClosingMove:
     moved)``; no run row comes back to decode, only the move's head."""
 
     statement: Any
+    precompiled: Precompiled = field(init=False)
 
-    def __call__(self, session: Session, run_id: str, **params: Any) -> tuple[bool, bool]:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precompiled", Precompiled(self.statement))
+
+    def __call__(
+        self, session: Session | Autocommit, run_id: str, **params: Any
+    ) -> tuple[bool, bool]:
+        if isinstance(session, Autocommit):
+            return self.alone(session, run_id, **params)
         row = session.connection().execute(self.statement, {CLOSING_RUN: run_id, **params}).one()
         closed, head = bool(row[0]), tuple(row[1:])
         if head[0] is None:
             return closed, False
         _record_move(session, *head)
+        return closed, True
+
+    def alone(self, unit: Autocommit, run_id: str, **params: Any) -> tuple[bool, bool]:
+        """:meth:`PreparedTransition.alone` of this move."""
+        row = unit.first(self.precompiled, {CLOSING_RUN: run_id, **params})
+        assert row is not None  # the statement always answers one row
+        closed, head = bool(row[0]), tuple(row[1:])
+        if head[0] is None:
+            return closed, False
+        _record_committed(*head)
         return closed, True
 
 
@@ -190,7 +234,7 @@ def prepare_move_closing(
     ``run_first`` the run moves first (its ``where`` decides) and ``closing`` changes its
     row only if the run moved: the statement writes both or nothing, so a caller that
     finds the run not moved knows nothing was written (run alone in autocommit,
-    :func:`shared.db.single_statement`, it may then take the long way in a
+    :meth:`PreparedClosingMove.alone`, it may then take the long way in a
     transaction)."""
     allowed = _movable(target, sources)
     which = _RUNS.c.id == bindparam(CLOSING_RUN)
@@ -255,6 +299,20 @@ def _record_move(
         admission.release(session, [run_id])
     if waitpoint_id is not None and status in FINAL_STATES:
         _children_ended(session, [waitpoint_id])
+
+
+def _record_committed(
+    run_id: str, status: str, task: str, environment_id: str, limited: bool,
+    waitpoint_id: str | None,
+) -> None:
+    """:func:`_record_move` of a move that committed on its own. Such a move has nothing
+    to do in its transaction: its guards keep it off the runs that would (one whose end
+    gives slots back, or wakes the parent waiting on it)."""
+    if (limited and status not in HOLDS_SLOT) or (
+        waitpoint_id is not None and status in FINAL_STATES
+    ):
+        raise AssertionError(f"run {run_id} -> {status} needed its transaction")
+    changes.changed(run_id, status, task, environment_id)
 
 
 # Called with the waitpoints of runs a move ended whose parent waits for them (the

@@ -37,19 +37,27 @@ def record_change(
     session: Session, run_id: str, status: str, task: str, environment_id: str
 ) -> None:
     """One structured line and one counted change, after commit."""
-    extra = {
+    command_id = _command_id()
+    on_commit(session, lambda: _emit(run_id, status, task, environment_id, command_id))
+
+
+def changed(run_id: str, status: str, task: str, environment_id: str) -> None:
+    """:func:`record_change` of a change that has committed already (a statement run on
+    its own, in autocommit): the line and the count now."""
+    _emit(run_id, status, task, environment_id, _command_id())
+
+
+def _emit(
+    run_id: str, status: str, task: str, environment_id: str, command_id: str | None
+) -> None:
+    metrics.observe_state_changes(status, task)
+    log.info("run %s -> %s", run_id, status, extra={
         "run_id": run_id,
         "status": status,
         "task": task,
         "environment": environment_id,
-        "command_id": _command_id(),
-    }
-
-    def emit() -> None:
-        metrics.observe_state_changes(status, task)
-        log.info("run %s -> %s", run_id, status, extra=extra)
-
-    on_commit(session, emit)
+        "command_id": command_id,
+    })
 
 
 def record_changes(session: Session, status: str, rows: Sequence[tuple[str, str, str]]) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import update
 
 from reprise_server.shared import broker
-from reprise_server.shared.db import on_commit
+from reprise_server.shared.db import Autocommit, on_commit
 from reprise_server.shared.durable import waits
 from reprise_server.shared.flow import admission
 from reprise_server.shared.flow.models import Queue
@@ -579,12 +579,13 @@ _CLAIM_AND_START = cas.prepare_transition_opening(
 
 
 def claim_and_start(
-    session: Session, run_id: str, worker: str, version: str, tasks: list[str],
+    session: Session | Autocommit, run_id: str, worker: str, version: str, tasks: list[str],
     attempt_id: str,
 ) -> Run | None:
     """QUEUED -> EXECUTING for ``worker`` (of ``version``, having ``tasks``): a run's first
-    attempt begins, its attempt row (``attempt_id``) inserted by the same statement; None
-    when the run needs the long way (:func:`claim`, :func:`start`)."""
+    attempt begins, its attempt row (``attempt_id``) inserted by the same statement (which
+    may commit on its own: an :class:`~shared.db.Autocommit` unit); None when the run needs
+    the long way (:func:`claim`, :func:`start`)."""
     return _CLAIM_AND_START(session, run_id, worker=worker, b_version=version, tasks=tasks,
                             attempt_id=attempt_id)
 
@@ -659,14 +660,14 @@ _COMPLETE_ALONE = cas.prepare_move_closing(
 
 
 def complete_alone(
-    session: Session, run_id: str, worker: str, attempt_number: int, output: Any,
-    elapsed_ms: int,
+    session: Session | Autocommit, run_id: str, worker: str, attempt_number: int,
+    output: Any, elapsed_ms: int,
 ) -> bool:
     """EXECUTING -> COMPLETED with its attempt ``attempt_number`` closed, in one statement
-    that writes nothing else (shared.db.single_statement), for a run that holds no
-    concurrency slot and whose end no parent waits for. False: nothing was written (the run
-    was moved on, its attempt closed, or it is not such a run); take
-    :func:`complete_attempt` in a transaction."""
+    that writes nothing else (it may commit on its own: an :class:`~shared.db.Autocommit`
+    unit), for a run that holds no concurrency slot and whose end no parent waits for.
+    False: nothing was written (the run was moved on, its attempt closed, or it is not such
+    a run); take :func:`complete_attempt` in a transaction."""
     _, completed = _COMPLETE_ALONE(
         session, run_id, b_worker=worker, b_attempt=attempt_number, b_output=output,
         **_usage_of(elapsed_ms),

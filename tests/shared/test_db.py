@@ -1,5 +1,6 @@
 """Units of work (``shared.db``): callbacks run once committed and are dropped with what
-failed; a single-statement unit writes once, in autocommit."""
+failed; an autocommit unit commits each statement at once, below SQLAlchemy, and gives its
+connection back to the pool as transactional as it came."""
 
 from __future__ import annotations
 
@@ -7,17 +8,23 @@ import secrets
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from reprise_server.shared.db import (
-    SecondWrite,
+    Precompiled,
     after_commit_scope,
+    autocommit,
     discard_after_commit,
+    get_engine,
     on_commit,
-    single_statement,
     transaction,
 )
+from reprise_server.shared.runs.models import StatusColumn
+from reprise_server.shared.runs.states import RunStatus
+from reprise_server.workers.transient import is_transient
 
 
 class Boom(Exception):
@@ -80,24 +87,28 @@ def _rows(table: str) -> list[int]:
         return list(session.execute(text(f"SELECT n FROM {table} ORDER BY n")).scalars())
 
 
-def _write_twice_alone(table: str, ran: list[str]) -> None:
-    with single_statement() as session:
-        session.execute(text(f"INSERT INTO {table} VALUES (1)"))
+def _scratch(name: str) -> Table:
+    return Table(name, MetaData(), Column("n", Integer), Column("doc", JSONB),
+                 Column("status", StatusColumn(RunStatus, 20)))
+
+
+def test_an_autocommit_unit_commits_each_statement_at_once(scratch_table: str) -> None:
+    with transaction() as session:
+        session.execute(text(
+            f"ALTER TABLE {scratch_table} ADD COLUMN doc jsonb, ADD COLUMN status varchar(20)"))
+    table = _scratch(scratch_table)
+    write = Precompiled(
+        insert(table).values(n=1, doc=literal({"ok": [1, None]}, JSONB),
+                             status=RunStatus.QUEUED)
+        .returning(table.c.n, table.c.doc, table.c.status, func.now())
+    )
+    with autocommit() as unit:
+        n, doc, status, _ = unit.first(write, {}) or ()
         # Committed by the statement itself: another session sees it already.
-        assert _rows(table) == [1]
-        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1
-        on_commit(session, lambda: ran.append("published"))
-        session.execute(text(f"INSERT INTO {table} VALUES (2)"))
-
-
-def test_a_single_statement_unit_commits_its_write_at_once_and_refuses_a_second(
-    scratch_table: str,
-) -> None:
-    ran: list[str] = []
-    with pytest.raises(SecondWrite):
-        _write_twice_alone(scratch_table, ran)
-    assert _rows(scratch_table) == [1]  # the second write never ran
-    assert ran == []  # and the unit that raised published nothing
+        assert _rows(scratch_table) == [1]
+    # What SQLAlchemy would bind and load: JSON in and out, the status as its enum.
+    assert (n, doc, status) == (1, {"ok": [1, None]}, RunStatus.QUEUED)
+    assert isinstance(status, RunStatus)
 
 
 def _write_twice_and_fail(table: str) -> None:
@@ -107,13 +118,47 @@ def _write_twice_and_fail(table: str) -> None:
         raise Boom()
 
 
-def test_a_connection_back_from_a_single_statement_unit_is_transactional(
+def test_a_connection_back_from_an_autocommit_unit_is_transactional(
     scratch_table: str,
 ) -> None:
-    with single_statement() as session:
-        session.execute(text(f"INSERT INTO {scratch_table} VALUES (1)"))
+    write = Precompiled(insert(_scratch(scratch_table)).values(n=1))
+    with autocommit() as unit:
+        unit.first(write, {})
     # The pool hands the same connection out again (the last one returned): its
     # transactions roll back as any other's, and it may write twice.
     with pytest.raises(Boom):
         _write_twice_and_fail(scratch_table)
     assert _rows(scratch_table) == [1]
+
+
+def test_an_autocommit_unit_raises_driver_errors_as_sqlalchemy_does(scratch_table: str) -> None:
+    with transaction() as session:
+        session.execute(text(f"ALTER TABLE {scratch_table} ADD PRIMARY KEY (n)"))
+    write = Precompiled(insert(_scratch(scratch_table)).values(n=1))
+    with autocommit() as unit:
+        unit.first(write, {})
+        with pytest.raises(IntegrityError):
+            unit.first(write, {})
+        # The unit goes on: a failed statement in autocommit leaves no transaction behind.
+        assert unit.first(Precompiled(select(literal(2))), {}) == (2,)
+    assert _rows(scratch_table) == [1]
+
+
+def test_a_connection_lost_under_an_autocommit_unit_is_a_transient_error_and_is_replaced(
+) -> None:
+    pid = Precompiled(select(func.pg_backend_pid()))
+    with autocommit() as unit:
+        row = unit.first(pid, {})
+        assert row is not None
+        with transaction() as session:  # the server drops that connection
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row[0]})
+        with pytest.raises(OperationalError) as lost:
+            unit.first(pid, {})
+    assert is_transient(lost.value)
+    assert lost.value.connection_invalidated
+    # The pool let go of it (and of every connection as old): the next unit connects anew.
+    with autocommit() as unit:
+        again = unit.first(pid, {})
+    assert again is not None
+    assert again[0] != row[0]
+    assert get_engine().pool.checkedout() == 0

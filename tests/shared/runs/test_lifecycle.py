@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from reprise_server.shared.db import db_now, discard_after_commit, single_statement, transaction
+from reprise_server.shared.db import autocommit, db_now, discard_after_commit, transaction
 from reprise_server.shared.ids import new_attempt_id
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs.models import Attempt, Run
+from reprise_server.shared.runs.repository import RUN_COLUMNS
 from reprise_server.shared.runs.states import (
     FINAL_STATES,
     AttemptStatus,
@@ -580,6 +581,27 @@ def test_claim_and_start_writes_the_claim_and_the_first_attempt_at_once(
             "attempt_x", 1, AttemptStatus.EXECUTING, WORKER, now)
 
 
+def test_claim_and_start_alone_commits_at_once_and_returns_the_run_as_the_orm_loads_it(
+    project: ProjectKeys, parked: Parked
+) -> None:
+    """In an autocommit unit the move runs below SQLAlchemy: the run it returns must be
+    the one SQLAlchemy would have built from the same row, value for value and type for
+    type (statuses as their enum, JSON decoded, times aware)."""
+    run_id = a_run(project, parked, S.QUEUED, tags=["a", "b"], metadata_={"k": [1, {"x": None}]})
+    with autocommit() as unit:
+        started = lifecycle.claim_and_start(unit, run_id, WORKER, "v2", ["test-echo"],
+                                            new_attempt_id())
+        assert row(run_id).status == S.EXECUTING  # committed before the unit ends
+    assert started is not None
+    with transaction() as session:
+        loaded = session.get(Run, run_id)
+        assert loaded is not None
+        for key, _ in RUN_COLUMNS:
+            value, expected = getattr(started, key), getattr(loaded, key)
+            assert (value, type(value)) == (expected, type(expected)), key
+    assert isinstance(started.status, RunStatus)
+
+
 @pytest.mark.parametrize(
     ("columns", "tasks"),
     [
@@ -672,8 +694,8 @@ def test_complete_alone_writes_the_run_and_its_attempt_or_nothing(
             ).scalar()
 
     def alone(run_id: str, worker: str = WORKER) -> bool:
-        with single_statement() as session:
-            return lifecycle.complete_alone(session, run_id, worker, 1, {"ok": 1}, 5)
+        with autocommit() as unit:
+            return lifecycle.complete_alone(unit, run_id, worker, 1, {"ok": 1}, 5)
 
     done = _executing(project, parked)
     assert move(lambda s: _with_open_attempt(s, done))[0]
