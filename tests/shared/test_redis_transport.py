@@ -1,13 +1,19 @@
-"""Reprise's Redis transport: kombu's, with one redis-py client per channel (real Redis)."""
+"""Reprise's Redis transport: kombu's, with one redis-py client per channel, and the
+executions published straight onto it (real Redis)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
+from typing import Any
 
+import pytest
+from celery import Celery
 from kombu import Connection, Queue  # type: ignore[attr-defined]
 
-from reprise_server.shared import redis_transport
-from reprise_server.shared.broker import broker_transport, celery_app
+from reprise_server.shared import broker, redis_transport
+from reprise_server.shared.broker import broker_transport, celery_app, configure_celery
 from reprise_server.shared.settings import Settings, get_settings
 
 
@@ -56,3 +62,68 @@ def test_a_channel_whose_pool_was_dropped_gets_a_client_on_the_new_pool() -> Non
             assert after is not before
             assert after.connection_pool is channel.pool
             assert after.ping()
+
+
+def _queued(client: Any, queue: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+
+
+def _comparable(message: dict[str, Any]) -> dict[str, Any]:
+    """A message without what differs between any two publishes (ids, clocks, the
+    publishing process, the queue)."""
+    message = json.loads(json.dumps(message))
+    for key in ("id", "root_id", "origin", broker.PUBLISHED_HEADER):
+        message["headers"].pop(key)
+    message["headers"]["eta"] = message["headers"]["eta"] is not None
+    for key in ("correlation_id", "delivery_tag", "reply_to"):
+        message["properties"].pop(key)
+    message["properties"]["delivery_info"].pop("routing_key")
+    return message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "countdown"), [(None, None), ({"watch": "w1@host"}, 2.5)],
+    ids=["plain", "watching, with a countdown"],
+)
+def test_an_execution_is_published_as_the_very_message_send_task_writes(
+    kwargs: dict[str, str] | None, countdown: float | None,
+) -> None:
+    """Executions skip ``send_task`` on Reprise's transport: what lands in Redis must be
+    what Celery itself would have written, so that any worker consumes it as its own."""
+    app = celery_app()
+    direct, celery = (f"test-direct-{secrets.token_hex(4)}" for _ in range(2))
+    run_queue = app.conf.task_default_queue
+    broker.dispatch_run("run_x", direct, countdown, watch=(kwargs or {}).get("watch"))
+    app.send_task(broker.EXECUTE_RUN, args=["run_x"], kwargs=kwargs, countdown=countdown,
+                  queue=f"{run_queue}.{celery}", headers={broker.PUBLISHED_HEADER: 1.0})
+    with app.connection_for_write() as connection, \
+            connection.default_channel.conn_or_acquire() as client:
+        [sent] = _queued(client, f"{run_queue}.{direct}")
+        [expected] = _queued(client, f"{run_queue}.{celery}")
+        client.delete(f"{run_queue}.{direct}", f"{run_queue}.{celery}")
+    assert _comparable(sent) == _comparable(expected)
+    assert sent["headers"]["id"] == sent["headers"]["root_id"] == sent["properties"][
+        "correlation_id"]
+    assert sent["properties"]["delivery_info"]["routing_key"] == f"{run_queue}.{direct}"
+    assert isinstance(sent["headers"][broker.PUBLISHED_HEADER], float)
+
+
+def test_recovered_executions_go_to_the_head_of_their_queue() -> None:
+    app = celery_app()
+    queue = f"test-head-{secrets.token_hex(4)}"
+    target = f"{app.conf.task_default_queue}.{queue}"
+    broker.dispatch_runs([("run_waiting", queue)])
+    broker.dispatch_runs([("run_recovered", queue)], head=True)
+    with app.connection_for_write() as connection, \
+            connection.default_channel.conn_or_acquire() as client:
+        # Consumers pop from the right: the head.
+        order = [json.loads(base64.b64decode(m["body"]))[0][0]
+                 for m in reversed(_queued(client, target))]
+        client.delete(target)
+    assert order == ["run_recovered", "run_waiting"]
+
+
+def test_another_transport_publishes_through_send_task() -> None:
+    settings = _settings("rediss://h:6380/0")
+    app = configure_celery(Celery("other-transport"), settings)
+    assert broker._published_directly(app, [("run_x", "q", None, None, {})]) is False
