@@ -5,6 +5,7 @@ Services never commit: the request or task boundary does, with :func:`transactio
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -181,6 +182,7 @@ class Precompiled:
 class _Compiled:
     sql: str
     defaults: dict[str, Any]
+    computed: tuple[tuple[str, Callable[[Any], Any]], ...]
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]
     columns: tuple[Any, ...]
     # By position, from the driver's column types: known once the statement has run.
@@ -192,12 +194,28 @@ class _Compiled:
         sql = compiled.string
         if "POSTCOMPILE" in sql or compiled.escaped_bind_names:
             raise ValueError(f"not precompilable (expanding or escaped binds): {sql[:80]}")
+        defaults = dict(compiled.params)
+        # Column defaults SQLAlchemy computes in Python at each execution: the scalar ones
+        # are constants, the callable ones are called at each execution, as SQLAlchemy
+        # does, but with no execution context (refused if they would read one).
+        computed = []
+        for column, default in [*((c, c.default) for c in compiled.insert_prefetch),
+                                *((c, c.onupdate) for c in compiled.update_prefetch)]:
+            if default is None or column.key not in defaults or not (
+                default.is_scalar or (default.is_callable and _without_context(default))
+            ):
+                raise ValueError(f"not precompilable (Python default of {column.key}): {sql[:80]}")
+            if default.is_scalar:
+                defaults[column.key] = default.arg
+            else:
+                computed.append((column.key, default.arg))
         binds = []
         for bind, name in compiled.bind_names.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 binds.append((name, processor))
-        return cls(sql, dict(compiled.params), tuple(binds), tuple(statement.exported_columns))
+        return cls(sql, defaults, tuple(computed), tuple(binds),
+                   tuple(statement.exported_columns))
 
     def result_processors(
         self, dialect: Dialect, description: Any
@@ -215,6 +233,19 @@ class _Compiled:
         return self.results
 
 
+def _without_context(default: Any) -> bool:
+    """Whether a callable column default takes no execution context (SQLAlchemy wraps such
+    a function in one that drops the context it is given)."""
+    original = getattr(default.arg, "__wrapped__", None)
+    if original is None:
+        return False
+    return all(
+        parameter.default is not parameter.empty
+        or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        for parameter in inspect.signature(original).parameters.values()
+    )
+
+
 class Autocommit:
     """A pooled connection in autocommit: each statement commits on its own (see
     :func:`autocommit`)."""
@@ -230,35 +261,49 @@ class Autocommit:
         Driver errors come out as SQLAlchemy's (``OperationalError``, ``IntegrityError``
         …), and a connection they show lost is invalidated with every older one in the
         pool, as SQLAlchemy's own execution does."""
-        dialect = self._engine.dialect
-        compiled = statement.compiled(dialect)
-        values = {**compiled.defaults, **params}
-        for name, processor in compiled.binds:
-            values[name] = processor(values[name])
-        cursor = self._connection.cursor()
-        try:
-            cursor.execute(compiled.sql, values)
-            if not compiled.columns:  # a statement that returns nothing
-                return None
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            results = compiled.results
-            if results is None:
-                results = compiled.result_processors(dialect, cursor.description)
-        except dialect.loaded_dbapi.Error as exc:
-            raise self.translated(exc, compiled.sql, values, cursor) from exc
-        finally:
-            cursor.close()
-        if row is None or not results:
-            return row
-        processed = list(row)
-        for position, processor in results:
-            processed[position] = processor(processed[position])
-        return tuple(processed)
+        return _first(self._engine, self._connection, statement, params)
 
-    def translated(
-        self, exc: Any, sql: str | None, values: dict[str, Any] | None, cursor: Any,
-    ) -> Exception:
-        return _translated(self._engine, exc, sql, values, self._connection, cursor)
+
+def first_in(session: Session, statement: Precompiled, params: dict[str, Any]) -> Any:
+    """:meth:`Autocommit.first` in ``session``'s transaction: ``statement`` executed on the
+    driver connection the session holds (taken, and the transaction begun, if it held
+    none), below SQLAlchemy. Committed or rolled back with the rest of the session."""
+    connection = session.connection()
+    return _first(connection.engine, connection.connection, statement, params)
+
+
+def _first(
+    engine: Engine, connection: Any, statement: Precompiled, params: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    dialect = engine.dialect
+    compiled = statement.compiled(dialect)
+    values = {**compiled.defaults, **params}
+    for name, default in compiled.computed:
+        values[name] = default(None)
+    for name, processor in compiled.binds:
+        values[name] = processor(values[name])
+    cursor = connection.cursor()
+    sent = engine.dispatch.before_cursor_execute
+    if sent:  # whoever observes the engine's statements sees these too (no Connection)
+        sent(None, cursor, compiled.sql, values, None, False)
+    try:
+        cursor.execute(compiled.sql, values)
+        if not compiled.columns:  # a statement that returns nothing
+            return None
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        results = compiled.results
+        if results is None:
+            results = compiled.result_processors(dialect, cursor.description)
+    except dialect.loaded_dbapi.Error as exc:
+        raise _translated(engine, exc, compiled.sql, values, connection, cursor) from exc
+    finally:
+        cursor.close()
+    if row is None or not results:
+        return row
+    processed = list(row)
+    for position, processor in results:
+        processed[position] = processor(processed[position])
+    return tuple(processed)
 
 
 def _translated(

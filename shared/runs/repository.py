@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from reprise_server.shared.db import Precompiled, first_in
 from reprise_server.shared.idempotency import KeyTaken
 from reprise_server.shared.projects import catalogue
 from reprise_server.shared.projects.models import VersionTask, WorkerVersion
@@ -49,21 +50,50 @@ _RUNS = cast(Table, Run.__table__)
 RUN_COLUMNS = [(attr.key, attr.columns[0].key) for attr in inspect(Run).column_attrs]
 
 
-def run_insert(sql_values: Mapping[str, Any]) -> Any:
+def _by_columns(
+    sql_values: Mapping[str, Any], build: Callable[[list[str]], Any],
+) -> Callable[[Iterable[str]], Precompiled]:
+    """The statement ``build(names)`` for the run columns given (``sql_values`` aside),
+    built and compiled once per set of columns, to be executed below SQLAlchemy: every
+    trigger and replay inserts a run (:func:`shared.db.first_in`)."""
+    built: dict[frozenset[str], Precompiled] = {}
+
+    def statement(columns: Iterable[str]) -> Precompiled:
+        key = frozenset(columns) - set(sql_values)
+        found = built.get(key)
+        if found is None:
+            if len(built) >= 256:
+                built.clear()
+            found = built[key] = Precompiled(build(sorted(key)))
+        return found
+
+    return statement
+
+
+def run_insert(sql_values: Mapping[str, Any]) -> Callable[[Iterable[str]], Precompiled]:
     """A run INSERT to prebuild, whose ``sql_values`` columns are SQL expressions (the
     database clock, say) returned to the caller; the other columns are the run's values.
 
     No savepoint: a key another request took first makes the INSERT return no row
     (instead of an error that would abort the transaction), which is the whole answer."""
     returned = [_RUNS.c.id, *(_RUNS.c[name] for name in sql_values)]
-    return pg_insert(_RUNS).values(dict(sql_values)).on_conflict_do_nothing().returning(*returned)
+
+    def build(names: list[str]) -> Any:
+        given = {name: bindparam(name, type_=_RUNS.c[name].type) for name in names}
+        return (
+            pg_insert(_RUNS).values({**given, **sql_values})
+            .on_conflict_do_nothing().returning(*returned)
+        )
+
+    return _by_columns(sql_values, build)
 
 
 _INSERT_RUN = run_insert({})
 
 
 def insert_run(
-    session: Session, run: Run, statement: Any = _INSERT_RUN, **params: Any
+    session: Session, run: Run, statement: Callable[[Iterable[str]], Precompiled] = _INSERT_RUN,
+    **params: Any,
 ) -> Run:
     """Insert ``run`` (a new, unsaved object: the columns it has values for, the others
     their defaults, as the ORM would) with ``statement`` (from :func:`run_insert`, taking
@@ -71,49 +101,51 @@ def insert_run(
     ``run`` stays a plain object, not in the session, given the columns SQL computed."""
     given = run.__dict__
     values = {column: given[key] for key, column in RUN_COLUMNS if key in given}
-    row = session.execute(statement, {**values, **params}).first()
-    if row is None:
+    if not _returned_into(run, session, statement(values), {**values, **params}):
         raise DuplicateRun(run.id)
-    for name, value in row._asdict().items():
-        if name != "id":
-            setattr(run, name, value)
-    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
     return run
 
 
-def run_insert_in_context(sql_values: Mapping[str, Any]) -> Callable[[Iterable[str]], Any]:
+def _returned_into(
+    run: Run, session: Session, insert: Precompiled, params: dict[str, Any],
+) -> bool:
+    """Execute ``insert`` of ``run``; the columns it returns set on ``run`` (and the change
+    recorded), or False when it inserted nothing."""
+    row = first_in(session, insert, params)
+    if row is None:
+        return False
+    for column, value in zip(insert.statement.exported_columns, row, strict=True):
+        if column.key != "id":
+            setattr(run, column.key, value)
+    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
+    return True
+
+
+def run_insert_in_context(
+    sql_values: Mapping[str, Any],
+) -> Callable[[Iterable[str]], Precompiled]:
     """:func:`run_insert` that inserts only if the run's creation context, read by the
     statement itself, is the one its values were computed from
-    (:func:`shared.projects.catalogue.context_guard`). Returns the statement for a set of
-    columns given, each built once.
+    (:func:`shared.projects.catalogue.context_guard`).
 
     Short on purpose: psycopg converts a statement of more than 4096 bytes or 50
     parameters anew on every execution, so columns left NULL are left out
     (:func:`insert_run_in_context`) rather than bound."""
-    built: dict[frozenset[str], Any] = {}
+    returned = [_RUNS.c.id, _RUNS.c.created_at, _RUNS.c.updated_at,
+                *(_RUNS.c[name] for name in sql_values)]
 
-    def statement(columns: Iterable[str]) -> Any:
-        key = frozenset(columns) - set(sql_values)
-        found = built.get(key)
-        if found is None:
-            names = sorted(key)
-            context = catalogue.CREATION_CONTEXT.subquery("context")
-            values = select(
-                *(bindparam(name, type_=_RUNS.c[name].type) for name in names),
-                *sql_values.values(),
-            ).where(exists().select_from(context).where(catalogue.context_guard(context)))
-            returned = [_RUNS.c.id, _RUNS.c.created_at, _RUNS.c.updated_at,
-                        *(_RUNS.c[name] for name in sql_values)]
-            found = (
-                pg_insert(_RUNS).from_select([*names, *sql_values], values)
-                .on_conflict_do_nothing().returning(*returned)
-            )
-            if len(built) >= 256:
-                built.clear()
-            built[key] = found
-        return found
+    def build(names: list[str]) -> Any:
+        context = catalogue.CREATION_CONTEXT.subquery("context")
+        values = select(
+            *(bindparam(name, type_=_RUNS.c[name].type) for name in names),
+            *sql_values.values(),
+        ).where(exists().select_from(context).where(catalogue.context_guard(context)))
+        return (
+            pg_insert(_RUNS).from_select([*names, *sql_values], values)
+            .on_conflict_do_nothing().returning(*returned)
+        )
 
-    return statement
+    return _by_columns(sql_values, build)
 
 
 # Columns a run may leave out for NULL: no default of their own.
@@ -124,7 +156,7 @@ _NULL_UNLESS_GIVEN = frozenset(
 
 
 def insert_run_in_context(
-    session: Session, run: Run, statement: Callable[[Iterable[str]], Any],
+    session: Session, run: Run, statement: Callable[[Iterable[str]], Precompiled],
     guard: Mapping[str, Any], **params: Any,
 ) -> bool:
     """Insert ``run`` with ``statement`` (from :func:`run_insert_in_context`) if its
@@ -136,17 +168,10 @@ def insert_run_in_context(
         column: given[key] for key, column in RUN_COLUMNS
         if key in given and (given[key] is not None or column not in _NULL_UNLESS_GIVEN)
     }
-    row = session.execute(
-        statement(values),
+    return _returned_into(
+        run, session, statement(values),
         {**values, **params, **guard, "task_identifier": run.task_identifier},
-    ).first()
-    if row is None:
-        return False
-    for name, value in row._asdict().items():
-        if name != "id":
-            setattr(run, name, value)
-    changes.record_change(session, run.id, run.status, run.task_identifier, run.environment_id)
-    return True
+    )
 
 
 def get_run(session: Session, environment_id: str | None, run_id: str) -> Run | None:

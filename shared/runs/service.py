@@ -34,7 +34,7 @@ from reprise_server.shared.projects.service import AuthContext
 from reprise_server.shared.runs import lifecycle
 from reprise_server.shared.runs import repository as repo
 from reprise_server.shared.runs.metadata import check_metadata_size
-from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.models import Run, detached_run
 from reprise_server.shared.runs.options import RunOptions
 from reprise_server.shared.runs.schemas import TriggerOptions
 from reprise_server.shared.runs.states import RELEASES_IDEMPOTENCY_KEY, RunStatus
@@ -236,7 +236,7 @@ def _run_in_context(
         elif limits:
             held_back = WAITING
 
-    return Run(
+    return detached_run(
         id=spec.run_id or new_run_id(),
         project_id=project_id,
         environment_id=environment_id,

@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, literal, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -18,6 +31,7 @@ from reprise_server.shared.db import (
     after_commit_scope,
     autocommit,
     discard_after_commit,
+    first_in,
     get_engine,
     on_commit,
     transaction,
@@ -162,3 +176,47 @@ def test_a_connection_lost_under_an_autocommit_unit_is_a_transient_error_and_is_
     assert again is not None
     assert again[0] != row[0]
     assert get_engine().pool.checkedout() == 0
+
+
+def test_precompiled_fills_python_column_defaults_as_sqlalchemy_would(
+    scratch_table: str,
+) -> None:
+    """SQLAlchemy computes Python-side column defaults at each execution: a precompiled
+    statement writes the constant ones, calls the functions that take no execution context
+    (each time), and refuses to be built over one that would read a context rather than
+    insert NULL in its place."""
+    with transaction() as session:
+        session.execute(text(f"ALTER TABLE {scratch_table} ADD COLUMN m int, ADD COLUMN l int"))
+    calls = iter(range(100, 200))
+    table = Table(scratch_table, MetaData(), Column("n", Integer, default=7),
+                  Column("m", Integer), Column("l", Integer, default=lambda: next(calls)))
+    statement = Precompiled(insert(table).values(m=bindparam("m")))
+    with transaction() as session:
+        assert first_in(session, statement, {"m": 1}) is None
+        assert first_in(session, statement, {"m": 2}) is None
+    with transaction() as session:
+        rows = session.execute(text(f"SELECT n, m, l FROM {scratch_table} ORDER BY m")).all()
+    assert [tuple(row) for row in rows] == [(7, 1, 100), (7, 2, 101)]
+    with_context = Table(scratch_table, MetaData(), Column("n", Integer),
+                         Column("l", Integer, default=lambda context: 1))
+    with autocommit() as unit, pytest.raises(ValueError, match="Python default of l"):
+        unit.first(Precompiled(insert(with_context).values(n=1)), {})
+
+
+def test_statements_run_below_sqlalchemy_are_announced_to_the_engines_listeners() -> None:
+    """Whatever observes the engine's statements (tracing, statement logs, the tests'
+    statement counts) sees the precompiled ones too."""
+    seen: list[str] = []
+
+    def sent(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", sent)
+    try:
+        with autocommit() as unit:
+            unit.first(Precompiled(select(literal(41) + 1)), {})
+    finally:
+        event.remove(engine, "before_cursor_execute", sent)
+    assert len(seen) == 1
+    assert seen[0].startswith("SELECT")

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, text, update
 
 from reprise.registry import REGISTRY
-from reprise_server.shared.db import Autocommit, Precompiled, get_engine, transaction
+from reprise_server.shared.db import get_engine, transaction
 from reprise_server.shared.flow import admission, limits, queues
 from reprise_server.shared.runs import attempts as steps
 from reprise_server.shared.runs import lifecycle
@@ -72,9 +72,9 @@ def test_a_limit_admits_up_to_its_total_and_each_freed_slot_admits_the_next_at_o
 
 @contextmanager
 def sent_from_this_thread() -> Iterator[tuple[list[str], list[int]]]:
-    """The statements this thread sends while the block runs (through SQLAlchemy, or below
-    it in an autocommit unit), and how many connections it takes from the pool (a
-    heartbeat, on its own thread, is not counted)."""
+    """The statements this thread sends while the block runs (those run below SQLAlchemy
+    too: they are announced to the engine's listeners), and how many connections it takes
+    from the pool (a heartbeat, on its own thread, is not counted)."""
     from sqlalchemy import event
 
     engine = get_engine()
@@ -90,19 +90,11 @@ def sent_from_this_thread() -> Iterator[tuple[list[str], list[int]]]:
         if threading.get_ident() == me:
             checkouts[0] += 1
 
-    below = Autocommit.first
-
-    def sent_below(unit: Autocommit, statement: Precompiled, params: dict[str, Any]) -> Any:
-        sent(None, None, statement.compiled(engine.dialect).sql)
-        return below(unit, statement, params)
-
     event.listen(engine, "before_cursor_execute", sent)
     event.listen(engine.pool, "checkout", checked_out)
-    Autocommit.first = sent_below  # type: ignore[method-assign]
     try:
         yield statements, checkouts
     finally:
-        Autocommit.first = below  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", sent)
         event.remove(engine.pool, "checkout", checked_out)
 
