@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from reprise_server.shared.db import Autocommit, Precompiled
+from reprise_server.shared.db import Autocommit, Precompiled, first_in
 from reprise_server.shared.flow import admission
 from reprise_server.shared.runs import changes
 from reprise_server.shared.runs.models import Run, detached_run
@@ -90,7 +90,7 @@ def _allowed(target: RunStatus, sources: Collection[RunStatus] | None) -> frozen
     return allowed if sources is None else allowed & frozenset(sources)
 
 
-def _status_in(allowed: frozenset[RunStatus]) -> ColumnElement[bool]:
+def status_in(allowed: Collection[RunStatus]) -> ColumnElement[bool]:
     """``status IN ('A', 'B')`` with the statuses written into the statement: a list of
     bound values would be expanded into it again at every execution (SQLAlchemy's
     "post-compile" step, a twentieth of a worker's time per run)."""
@@ -107,7 +107,7 @@ def _transition_statement(
 ) -> Any:
     return (
         update(_RUNS)
-        .where(which, _status_in(allowed), *where)
+        .where(which, status_in(allowed), *where)
         .values(status=target, updated_at=func.now(), **(values or {}))
         .returning(*returning)
     )
@@ -131,21 +131,24 @@ class PreparedTransition:
         )
 
     def __call__(self, session: Session | Autocommit, run_id: str, **params: Any) -> Run | None:
+        """The move in ``session``'s transaction, or (an :func:`shared.db.autocommit`
+        unit) as a statement of its own, committed when it returns: for a move that asks
+        nothing more of the transaction it would be in (no slot to give back, no parent
+        to wake). Either way below SQLAlchemy (:class:`shared.db.Precompiled`)."""
+        values = {"run_id": run_id, **params}
         if isinstance(session, Autocommit):
-            return self.alone(session, run_id, **params)
-        row = session.connection().execute(self.statement, {"run_id": run_id, **params}).first()
-        return _moved(session, row)
-
-    def alone(self, unit: Autocommit, run_id: str, **params: Any) -> Run | None:
-        """The move as a statement of its own, committed when it returns (an
-        :func:`shared.db.autocommit` unit): for a move that asks nothing more of the
-        transaction it would be in (no slot to give back, no parent to wake)."""
-        row = unit.first(self.precompiled, {"run_id": run_id, **params})
+            row = session.first(self.precompiled, values)
+        else:
+            row = first_in(session, self.precompiled, values)
         if row is None:
             return None
         run = detached_run(**{key: row[position] for key, position in self.positions})
-        _record_committed(run.id, run.status, run.task_identifier, run.environment_id,
-                          run.concurrency_limits is not None, run.waitpoint_id)
+        head = (run.id, run.status, run.task_identifier, run.environment_id,
+                run.concurrency_limits is not None, run.waitpoint_id)
+        if isinstance(session, Autocommit):
+            _record_committed(*head)
+        else:
+            _record_move(session, *head)
         return run
 
 
@@ -197,23 +200,20 @@ class PreparedClosingMove:
     def __call__(
         self, session: Session | Autocommit, run_id: str, **params: Any
     ) -> tuple[bool, bool]:
+        """:meth:`PreparedTransition.__call__` of this move."""
+        values = {CLOSING_RUN: run_id, **params}
         if isinstance(session, Autocommit):
-            return self.alone(session, run_id, **params)
-        row = session.connection().execute(self.statement, {CLOSING_RUN: run_id, **params}).one()
-        closed, head = bool(row[0]), tuple(row[1:])
-        if head[0] is None:
-            return closed, False
-        _record_move(session, *head)
-        return closed, True
-
-    def alone(self, unit: Autocommit, run_id: str, **params: Any) -> tuple[bool, bool]:
-        """:meth:`PreparedTransition.alone` of this move."""
-        row = unit.first(self.precompiled, {CLOSING_RUN: run_id, **params})
+            row = session.first(self.precompiled, values)
+        else:
+            row = first_in(session, self.precompiled, values)
         assert row is not None  # the statement always answers one row
         closed, head = bool(row[0]), tuple(row[1:])
         if head[0] is None:
             return closed, False
-        _record_committed(*head)
+        if isinstance(session, Autocommit):
+            _record_committed(*head)
+        else:
+            _record_move(session, *head)
         return closed, True
 
 
@@ -233,7 +233,7 @@ def prepare_move_closing(
     ``run_first`` the run moves first (its ``where`` decides) and ``closing`` changes its
     row only if the run moved: the statement writes both or nothing, so a caller that
     finds the run not moved knows nothing was written (run alone in autocommit,
-    :meth:`PreparedClosingMove.alone`, it may then take the long way in a
+    :func:`shared.db.autocommit`, it may then take the long way in a
     transaction)."""
     allowed = _movable(target, sources)
     which = _RUNS.c.id == bindparam(CLOSING_RUN)

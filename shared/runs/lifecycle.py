@@ -478,10 +478,10 @@ _CLAIM = cas.prepare_transition(
     sources={RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.DEQUEUED, RunStatus.EXECUTING},
     where=[
         or_(
-            and_(Run.status.in_([RunStatus.QUEUED, RunStatus.RETRYING]), _WITHIN_TTL, _RELEASED),
+            and_(cas.status_in({RunStatus.QUEUED, RunStatus.RETRYING}), _WITHIN_TTL, _RELEASED),
             # Only a claimed run is abandoned: a queued one keeps the heartbeat of an
             # earlier claim (handed back, parked for a version) and may be held back.
-            and_(Run.status.in_([RunStatus.DEQUEUED, RunStatus.EXECUTING]),
+            and_(cas.status_in({RunStatus.DEQUEUED, RunStatus.EXECUTING}),
                  repo.abandoned(bindparam("stale", type_=Interval()))),
         )
     ],
