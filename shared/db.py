@@ -1,6 +1,7 @@
-"""Engine, sessions and the declarative base.
+"""Engine, sessions and the declarative base, and the hot statements run below SQLAlchemy.
 
-Services never commit: the request or task boundary does, with :func:`transaction`.
+Services never commit: the request or task boundary does, with :func:`transaction` (or,
+for a run's claim and completion, a unit of single statements, :func:`autocommit`).
 """
 
 from __future__ import annotations
@@ -154,17 +155,19 @@ def transaction() -> Iterator[Session]:
 
 
 class Precompiled:
-    """A Core statement compiled once for the engine's dialect, to be executed by an
-    :class:`Autocommit` unit on the driver's connection, below SQLAlchemy.
+    """A Core statement compiled once for the engine's dialect, to be executed on the
+    driver's connection, below SQLAlchemy: alone in autocommit (:class:`Autocommit`) or
+    in a session's transaction (:func:`first_in`).
 
-    For the statements every run makes (its claim and its completion): SQLAlchemy's
-    execution around a cached statement (a Session, an execution context, a result built
-    from the cursor's description, the connection's isolation level set and reset) cost a
-    worker more CPU than the driver's execution of it. What SQLAlchemy would have done to
-    the values is done here too, from the same types: bind processors on the way in
-    (``JSONB`` values wrapped, statuses as strings), result processors on the way out
-    (statuses as their enum). Bound lists that SQLAlchemy would expand at each execution
-    (``IN`` over a list of bound values) are refused when compiled.
+    For the statements every run makes (its insert, its claim, its completion, the other
+    prepared moves): SQLAlchemy's execution around a cached statement (a Session, an
+    execution context, a result built from the cursor's description, the connection's
+    isolation level set and reset) cost more CPU than the driver's execution of it. What
+    SQLAlchemy would have done to the values is done here too, from the same types: bind
+    processors on the way in (``JSONB`` values wrapped, statuses as strings), result
+    processors on the way out (statuses as their enum), Python-side column defaults.
+    Bound lists that SQLAlchemy would expand at each execution (``IN`` over a list of
+    bound values) are refused when compiled.
     """
 
     def __init__(self, statement: Any) -> None:
