@@ -267,7 +267,9 @@ class Autocommit:
         return _first(self._engine, self._connection, statement, params)
 
 
-def first_in(session: Session, statement: Precompiled, params: dict[str, Any]) -> Any:
+def first_in(
+    session: Session, statement: Precompiled, params: dict[str, Any]
+) -> tuple[Any, ...] | None:
     """:meth:`Autocommit.first` in ``session``'s transaction: ``statement`` executed on the
     driver connection the session holds (taken, and the transaction begun, if it held
     none), below SQLAlchemy. Committed or rolled back with the rest of the session."""

@@ -135,20 +135,12 @@ class PreparedTransition:
         unit) as a statement of its own, committed when it returns: for a move that asks
         nothing more of the transaction it would be in (no slot to give back, no parent
         to wake). Either way below SQLAlchemy (:class:`shared.db.Precompiled`)."""
-        values = {"run_id": run_id, **params}
-        if isinstance(session, Autocommit):
-            row = session.first(self.precompiled, values)
-        else:
-            row = first_in(session, self.precompiled, values)
+        row = _executed(session, self.precompiled, {"run_id": run_id, **params})
         if row is None:
             return None
         run = detached_run(**{key: row[position] for key, position in self.positions})
-        head = (run.id, run.status, run.task_identifier, run.environment_id,
-                run.concurrency_limits is not None, run.waitpoint_id)
-        if isinstance(session, Autocommit):
-            _record_committed(*head)
-        else:
-            _record_move(session, *head)
+        _recorded(session, run.id, run.status, run.task_identifier, run.environment_id,
+                  run.concurrency_limits is not None, run.waitpoint_id)
         return run
 
 
@@ -201,20 +193,35 @@ class PreparedClosingMove:
         self, session: Session | Autocommit, run_id: str, **params: Any
     ) -> tuple[bool, bool]:
         """:meth:`PreparedTransition.__call__` of this move."""
-        values = {CLOSING_RUN: run_id, **params}
-        if isinstance(session, Autocommit):
-            row = session.first(self.precompiled, values)
-        else:
-            row = first_in(session, self.precompiled, values)
+        row = _executed(session, self.precompiled, {CLOSING_RUN: run_id, **params})
         assert row is not None  # the statement always answers one row
         closed, head = bool(row[0]), tuple(row[1:])
         if head[0] is None:
             return closed, False
-        if isinstance(session, Autocommit):
-            _record_committed(*head)
-        else:
-            _record_move(session, *head)
+        _recorded(session, *head)
         return closed, True
+
+
+def _executed(
+    session: Session | Autocommit, statement: Precompiled, values: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """A prepared move's row: alone in autocommit, or in ``session``'s transaction."""
+    if isinstance(session, Autocommit):
+        return session.first(statement, values)
+    return first_in(session, statement, values)
+
+
+def _recorded(
+    session: Session | Autocommit, run_id: str, status: str, task: str, environment_id: str,
+    limited: bool, waitpoint_id: str | None,
+) -> None:
+    """What a prepared move leaves behind: in its transaction (:func:`_record_move`), or
+    at once for a move that committed on its own (:func:`_record_committed`)."""
+    head = (run_id, status, task, environment_id, limited, waitpoint_id)
+    if isinstance(session, Autocommit):
+        _record_committed(*head)
+    else:
+        _record_move(session, *head)
 
 
 def prepare_move_closing(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -15,7 +14,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     bindparam,
-    event,
     func,
     insert,
     literal,
@@ -39,6 +37,7 @@ from reprise_server.shared.db import (
 from reprise_server.shared.runs.models import StatusColumn
 from reprise_server.shared.runs.states import RunStatus
 from reprise_server.workers.transient import is_transient
+from tests.support.statements import sent_statements
 
 
 class Boom(Exception):
@@ -206,17 +205,7 @@ def test_precompiled_fills_python_column_defaults_as_sqlalchemy_would(
 def test_statements_run_below_sqlalchemy_are_announced_to_the_engines_listeners() -> None:
     """Whatever observes the engine's statements (tracing, statement logs, the tests'
     statement counts) sees the precompiled ones too."""
-    seen: list[str] = []
-
-    def sent(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", sent)
-    try:
-        with autocommit() as unit:
-            unit.first(Precompiled(select(literal(41) + 1)), {})
-    finally:
-        event.remove(engine, "before_cursor_execute", sent)
+    with sent_statements() as seen, autocommit() as unit:
+        unit.first(Precompiled(select(literal(41) + 1)), {})
     assert len(seen) == 1
     assert seen[0].startswith("SELECT")

@@ -4,16 +4,13 @@ from a context that changed since (a version registered, a queue paused, a TTL c
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from reprise.registry import REGISTRY, Registry, TaskDefinition
-from reprise_server.shared.db import get_engine, transaction
+from reprise_server.shared.db import transaction
 from reprise_server.shared.flow import queues
 from reprise_server.shared.projects.models import Environment
 from reprise_server.shared.projects.service import AuthContext
@@ -24,23 +21,7 @@ from reprise_server.shared.runs.service import NewRun, create_run, trigger_run
 from reprise_server.workers.runtime import register_version
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row
-
-
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """The statements this thread sends meanwhile (not an in-process worker's)."""
-    sent: list[str] = []
-    me = threading.get_ident()
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if threading.get_ident() == me:
-            sent.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", count)
+from tests.support.statements import sent_statements
 
 
 def _echo_declaring(**options: Any) -> Registry:
@@ -52,7 +33,7 @@ def test_a_trigger_is_one_statement_once_the_process_has_seen_its_task(
     project: ProjectKeys,
 ) -> None:
     triggers.in_db(project, publish=False)  # the first reads the context on its own
-    with _statements() as sent:
+    with sent_statements(this_thread=True) as sent:
         run_id = triggers.in_db(project, publish=False)
     assert len(sent) == 1, sent
     assert "FROM environments" in sent[0]  # the INSERT reads the context itself
@@ -115,6 +96,7 @@ def test_a_key_taken_is_still_a_duplicate_when_the_context_is_read_in_the_insert
         taken = trigger_run(session, auth, "test-echo", 1, TriggerOptions(idempotencyKey="k-1"))
     spec = NewRun(task_identifier="test-echo", payload=1, payload_type="application/json",
                   options=RunOptions(), idempotency_key_hash=taken.run.idempotency_key_hash)
-    with transaction() as session, pytest.raises(DuplicateRun), _statements() as sent:
+    with transaction() as session, pytest.raises(DuplicateRun), \
+            sent_statements(this_thread=True) as sent:
         create_run(session, auth.project_id, auth.environment_id, spec)
     assert [s.lstrip()[:11] for s in sent] == ["INSERT INTO", "SELECT now(", "INSERT INTO"]

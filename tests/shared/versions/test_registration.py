@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, func, literal_column, select
+from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from reprise.registry import REGISTRY, Registry, TaskDefinition
 from reprise_server.shared import broker
-from reprise_server.shared.db import get_engine, session_factory, transaction
+from reprise_server.shared.db import session_factory, transaction
 from reprise_server.shared.flow import admission
 from reprise_server.shared.projects.models import Project
 from reprise_server.shared.projects.service import AuthContext
@@ -30,6 +30,7 @@ from reprise_server.shared.settings import get_settings
 from reprise_server.shared.versions import service as versions
 from reprise_server.workers.runtime import register_version
 from tests.support.fixtures import ProjectKeys
+from tests.support.statements import sent_statements
 
 WAITING = 2_500
 
@@ -301,22 +302,6 @@ def _rolled_back() -> Iterator[Session]:
         session.close()
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """The statements sent to the database meanwhile (an executemany counts as one)."""
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def _new_projects(session: Session, count: int) -> list[str]:
     from reprise_server.shared.projects.service import ensure_project
 
@@ -343,7 +328,7 @@ def _catalogue(tag: str, *, hourly: bool = True) -> dict[str, dict[str, Any]]:
 def _register_everywhere(session: Session, version: str, catalogue: dict[str, Any]) -> int:
     """Register in every environment of the database (then settle the limits as the commit
     would); returns the statements it took."""
-    with _statements() as sent:
+    with sent_statements() as sent:
         versions.register_worker_version(session, version, catalogue, ["dev", "staging", "prod"])
         admission.settle(session)
     return len(sent)
