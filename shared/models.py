@@ -22,6 +22,7 @@ from reprise_server.shared.projects.models import (
     VersionTask,
     WorkerVersion,
 )
+from reprise_server.shared.realtime.models import RealtimeListener
 from reprise_server.shared.runlogs.models import RunLog
 from reprise_server.shared.runs.models import Attempt, Checkpoint, Run
 from reprise_server.shared.schedules.models import Schedule
@@ -47,6 +48,7 @@ __all__ = [
     "Packet",
     "Project",
     "Queue",
+    "RealtimeListener",
     "Run",
     "RunLog",
     "RunStep",

@@ -4,15 +4,22 @@ tests/e2e/test_sdk_realtime.py)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from reprise_server.api import realtime_hub
 from reprise_server.api.routes import realtime
 from reprise_server.shared.db import transaction
 from reprise_server.shared.runs.service import cancel_run
+from reprise_server.shared.settings import get_settings
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, wait_for
 
@@ -242,3 +249,93 @@ def test_an_offloaded_payload_is_its_packet_path_typed_application_store(
     assert (row["payload"], row["payloadType"]) == (path, "application/store")
     packet = api.get(f"/api/v1/packets/{row['payload']}", headers=project.headers())
     assert packet.status_code == 200
+
+
+@pytest.fixture
+def listening() -> Iterator[psycopg.Connection[Any]]:
+    """A connection listening on the runs channel, with no api process registered (the
+    rows earlier tests' hubs left are removed)."""
+    url = make_url(get_settings().database_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f"LISTEN {realtime_hub.CHANNEL}")
+        with transaction() as session:
+            session.execute(text("DELETE FROM realtime_listeners"))
+        yield conn
+
+
+def notified_runs(conn: psycopg.Connection[Any]) -> list[str]:
+    """The runs notified so far: a marker is notified last, and Postgres delivers
+    notifications in commit order, so everything committed before it has arrived."""
+    with transaction() as session:
+        session.execute(text(f"NOTIFY {realtime_hub.CHANNEL}, 'marker'"))
+    runs = []
+    for notification in conn.notifies(timeout=10):
+        if notification.payload == "marker":
+            return runs
+        runs.append(json.loads(notification.payload)["r"])
+    raise AssertionError("the marker notification never came")
+
+
+def register(expires_in: str) -> None:
+    with transaction() as session:
+        session.execute(text(
+            "INSERT INTO realtime_listeners VALUES ('test', now() + CAST(:e AS interval)) "
+            "ON CONFLICT (listener) DO UPDATE SET expires_at = excluded.expires_at"
+        ), {"e": expires_in})
+
+
+def test_run_writes_notify_only_while_an_api_process_is_registered(
+    api: Any, project: ProjectKeys, listening: psycopg.Connection[Any]
+) -> None:
+    quiet = triggers.via_api(api, project, delay="1h")
+    assert notified_runs(listening) == []
+    register("1 minute")
+    with transaction() as session:
+        cancel_run(session, quiet)
+    heard = triggers.via_api(api, project, delay="1h")
+    assert notified_runs(listening) == [quiet, heard]
+    register("-1 second")  # lapsed: the process that kept it alive is gone
+    with transaction() as session:
+        cancel_run(session, heard)
+    assert notified_runs(listening) == []
+    # Stamped all the same: a subscription reading "changed since" still sees them.
+    with transaction() as session:
+        stamps = session.execute(text(
+            "SELECT count(*) FROM runs WHERE id IN (:a, :b) AND realtime_xid IS NOT NULL"
+        ), {"a": quiet, "b": heard}).scalar_one()
+    assert stamps == 2
+
+
+def test_the_hub_registers_while_subscriptions_wait_and_leaves_when_idle(
+    api: Any, project: ProjectKeys, listening: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(realtime_hub, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(realtime_hub, "REFRESH_SECONDS", 0.1)
+    monkeypatch.setattr(realtime, "LIVE_POLL_SECONDS", 20.0)
+
+    def registered() -> int:
+        with transaction() as session:
+            return int(session.execute(text(
+                "SELECT count(*) FROM realtime_listeners WHERE expires_at > now()"
+            )).scalar_one())
+
+    for _ in range(2):  # the second time, a hub that went idle starts listening again
+        run_id = triggers.via_api(api, project, delay="1h")
+        path = f"/realtime/v1/runs/{run_id}"
+        offset = subscribe(api, project, path, offset="-1").headers["electric-offset"]
+        answered: list[Any] = []
+        poll = threading.Thread(target=lambda into=answered, path=path, offset=offset: (
+            into.append(subscribe(api, project, path, offset=offset, live="true",
+                                  handle="run"))))
+        poll.start()
+        wait_for(registered, timeout=10, what="the hub's registration")
+        with transaction() as session:
+            cancel_run(session, run_id)
+        poll.join(timeout=10)
+        assert [row["status"] for row in rows(answered[0])] == ["CANCELED"]
+        # Nobody waits any more: after IDLE_SECONDS the hub unregisters, and run writes
+        # notify nobody.
+        wait_for(lambda: registered() == 0, timeout=10, what="the hub to leave")
+        triggers.via_api(api, project, delay="1h")
+        assert notified_runs(listening) == [run_id]
