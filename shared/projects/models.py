@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -63,6 +63,9 @@ class WorkerVersion(Base):
     __tablename__ = "worker_versions"
     __table_args__ = (
         UniqueConstraint("environment_id", "version", name="uq_worker_versions_env_version"),
+        # The environment's current version (its newest), read by every trigger: one
+        # index entry, however many versions were deployed before it.
+        Index("ix_worker_versions_env_registered", "environment_id", text("registered_at DESC")),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
