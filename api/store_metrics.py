@@ -3,7 +3,7 @@
 Reading at scrape time (rather than keeping counters in step with every write) makes the
 numbers the stores' own truth, the same on every api replica, and free between scrapes:
 one grouped query over ``runs``, one over pending ``commands`` (a partial index), one over
-waiting waitpoint tokens, one per concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
+waiting waitpoint tokens, a count of the realtime listeners, one per concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
 and one Redis pipeline of ``LLEN``. A store that does not answer is reported by
 ``reprise_store_up{store=…} 0`` instead of failing the whole scrape.
 """
@@ -58,6 +58,7 @@ class StoreCollector(Collector):
             flow_limits = repository.flow_limits(session)
             flow_queues = repository.flow_queues(session)
             tokens = repository.waiting_tokens(session)
+            listeners = repository.realtime_listeners(session)
         by_status = GaugeMetricFamily(
             "reprise_runs",
             "Runs by project, environment, task and internal status (read from Postgres).",
@@ -87,10 +88,17 @@ class StoreCollector(Collector):
         )
         for token_row in tokens:
             waiting.add_metric([token_row.project, token_row.environment], token_row.count)
+        realtime = GaugeMetricFamily(
+            "reprise_realtime_listeners",
+            "Api processes listening for run changes (a realtime subscription waits, or did "
+            "within a minute): while any is, every run write sends a notification.",
+        )
+        realtime.add_metric([], listeners)
         yield by_status
         yield counts
         yield lag
         yield waiting
+        yield realtime
         yield from _flow_gauges("reprise_concurrency_limit", "concurrency limit", "limit",
                                 flow_limits)
         yield from _flow_gauges("reprise_run_queue", "run queue", "queue", flow_queues)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from reprise_server.shared.commands.models import Command, CommandStatus
 from reprise_server.shared.durable.models import Waitpoint
 from reprise_server.shared.projects.models import Environment, Project
+from reprise_server.shared.realtime.models import RealtimeListener
 from reprise_server.shared.runs.models import Run
 
 
@@ -60,6 +61,14 @@ class WaitingTokens:
     project: str
     environment: str
     count: int
+
+
+def realtime_listeners(session: Session) -> int:
+    """The api processes registered as listening for run changes (not expired): while
+    there is one, every run write sends a notification."""
+    return int(session.scalar(
+        select(func.count()).where(RealtimeListener.expires_at > func.now())
+    ) or 0)
 
 
 def waiting_tokens(session: Session) -> list[WaitingTokens]:

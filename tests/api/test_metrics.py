@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
+from reprise_server.shared.db import transaction
 from tests.support import triggers
 from tests.support.commands import ParkedCommands, backdate_delay
 from tests.support.fixtures import ProjectKeys, wait_for, wait_for_status
@@ -137,3 +139,13 @@ def test_waiting_waitpoint_tokens_per_environment(api: Any, project: ProjectKeys
     assert value(samples, name, project=project.slug, environment="dev") == 2
     assert value(samples, name, project=project.slug, environment="prod") == 1
     assert {"project": project.slug, "environment": "staging"} not in series(samples, name)
+
+
+def test_realtime_listeners_count_the_registrations_alive(api: Any) -> None:
+    with transaction() as session:
+        session.execute(text("DELETE FROM realtime_listeners"))
+        session.execute(text(
+            "INSERT INTO realtime_listeners VALUES ('a', now() + interval '1 minute'), "
+            "('b', now() + interval '1 minute'), ('gone', now() - interval '1 second')"
+        ))
+    assert value(scrape(api), "reprise_realtime_listeners") == 2
