@@ -16,7 +16,7 @@ from reprise_server.shared.runlogs.writer import Flusher, LogLine, write_batch
 from reprise_server.shared.settings import get_settings
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys
-from tests.support.timers import captured_statements
+from tests.support.statements import captured_statements
 
 
 def _line(run_id: str, env: str, message: str, attempt: int = 1, **fields: object) -> LogLine:

@@ -12,7 +12,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -203,26 +202,6 @@ def timer_outcomes() -> Iterator[TimerOutcomes]:
     yield outcomes
     task_postrun.disconnect(record)
     task_revoked.disconnect(record_let_go)
-
-
-@contextmanager
-def captured_statements() -> Iterator[list[tuple[str, Any]]]:
-    """Every SQL statement (and its parameters) sent while the block runs."""
-    from sqlalchemy import event
-
-    from reprise_server.shared.db import get_engine
-
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        seen.append((statement, params))
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
 
 
 def explain_analyze(statement: str, params: Any) -> str:

@@ -15,13 +15,13 @@ from reprise_server.shared.settings import get_settings
 from reprise_server.shared.timers.service import SweepResult, promote_due_runs
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, run_row, wait_for, wait_for_status
+from tests.support.statements import captured_statements
 from tests.support.tasks import SEEN
 from tests.support.timers import (
     InThread,
     ParkedTimers,
     TimerOutcomes,
     buffers_read,
-    captured_statements,
     explain_analyze,
     held_timer_tokens,
     insert_bulk_runs,

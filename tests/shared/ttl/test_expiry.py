@@ -21,12 +21,12 @@ from reprise_server.shared.ttl.service import expire_stale_runs
 from reprise_server.workers import execution
 from tests.support import triggers
 from tests.support.fixtures import ProjectKeys, lock_waiters, run_row, wait_for, wait_for_status
+from tests.support.statements import captured_statements
 from tests.support.tasks import SEEN
 from tests.support.timers import (
     InThread,
     backdate,
     buffers_read,
-    captured_statements,
     explain_analyze,
     insert_bulk_runs,
     sql,
