@@ -187,21 +187,31 @@ def dispatch_run(
 
 
 def dispatch_runs(runs: Iterable[tuple[str, str | None]], *, head: bool = False) -> None:
-    """Publish many executions ``(run_id, queue)`` over one pooled connection (a sweep
-    promotes in batches); with ``head``, each at the head of its queue, ahead of the runs
-    waiting there (recovered runs: with Reprise's transport, :mod:`shared.redis_transport`;
+    """Publish many executions ``(run_id, queue)`` together (a sweep promotes in
+    batches); with ``head``, each at the head of its queue, ahead of the runs waiting
+    there (recovered runs: with Reprise's transport, :mod:`shared.redis_transport`;
     kombu's own publishes at the tail)."""
+    dispatch_executions([(run_id, queue, None) for run_id, queue in runs], head=head)
+
+
+def dispatch_executions(
+    executions: Iterable[tuple[str, str | None, float | None]], *, head: bool = False
+) -> None:
+    """Publish many executions ``(run_id, queue, countdown)`` together: with Reprise's
+    transport in one Redis round trip, with another over one pooled connection."""
     app = celery_app()
     runs_queue = app.conf.task_default_queue
-    targets = [(run_id, _run_queue(runs_queue, queue)) for run_id, queue in runs]
+    targets = [(run_id, _run_queue(runs_queue, queue), countdown)
+               for run_id, queue, countdown in executions]
     if _published_directly(app, [
-        (run_id, target, None, None, _execution_headers(head=head)) for run_id, target in targets
+        (run_id, target, None, countdown, _execution_headers(head=head))
+        for run_id, target, countdown in targets
     ]):
         return
     with app.producer_or_acquire() as producer:
-        for run_id, target in targets:
+        for run_id, target, countdown in targets:
             app.send_task(
-                EXECUTE_RUN, args=[run_id], producer=producer,
+                EXECUTE_RUN, args=[run_id], producer=producer, countdown=countdown,
                 queue=target, headers=_execution_headers(head=head),
             )
 
@@ -216,7 +226,8 @@ def _published_directly(
 ) -> bool:
     """Publish ``(run_id, celery queue, kwargs, countdown, headers)`` executions straight
     onto their Redis lists, through Reprise's transport, as the very messages
-    ``send_task`` would write there; False (nothing sent) with any other transport.
+    ``send_task`` would write there, several in one Redis round trip; False (nothing
+    sent) with any other transport.
 
     ``send_task`` and kombu's producer spent three quarters of a publish's CPU on what
     does not change between two executions of ``reprise.execute_run`` (routing, option
@@ -229,10 +240,15 @@ def _published_directly(
     origin, reply_to = anon_nodename(), app.thread_oid
     with app.producer_or_acquire() as producer:
         channel = producer.channel
-        for run_id, queue, kwargs, countdown, headers in messages:
-            channel._put(queue, _execution_message(
-                run_id, queue, kwargs or {}, countdown, headers, origin, reply_to
-            ))
+        built = [
+            (queue, _execution_message(run_id, queue, kwargs or {}, countdown, headers,
+                                       origin, reply_to))
+            for run_id, queue, kwargs, countdown, headers in messages
+        ]
+        if len(built) == 1:
+            channel._put(*built[0])
+        else:
+            channel.put_many(built)
     return True
 
 

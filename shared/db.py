@@ -6,6 +6,7 @@ for a run's claim and completion, a unit of single statements, :func:`autocommit
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -84,6 +85,24 @@ def on_commit(session: Session, callback: AfterCommit) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+@dataclass(frozen=True)
+class _Batched:
+    publish: Callable[[list[Any]], None]
+    item: Any
+
+    def __call__(self) -> None:
+        self.publish([self.item])
+
+
+def on_commit_batched(session: Session, publish: Callable[[list[T]], None], item: T) -> None:
+    """:func:`on_commit` of ``publish([item])``, sent together with the other items of the
+    same ``publish`` registered before the commit: one call with all of them, in order,
+    where the first of them stood (a transaction that queues many runs publishes their
+    executions in one round trip). Savepoint scopes drop their items as they drop any
+    callback."""
+    on_commit(session, _Batched(publish, item))
+
+
 def discard_after_commit(session: Session) -> None:
     """Drop every callback registered so far: nothing is published at the next commit
     (for a caller that delivers the message itself, or that simulates a lost publish)."""
@@ -111,11 +130,27 @@ def run_after_commit(session: Session) -> None:
     """Publishing after commit is best effort: the write is durable, and the sweeps
     republish whatever a failed publish left behind (a lost dispatch only delays work)."""
     callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
-    for callback in callbacks:
+    for callback in _batched(callbacks):
         try:
             callback()
         except Exception:
             log.warning("publish after commit failed; the sweep will retry it", exc_info=True)
+
+
+def _batched(callbacks: list[AfterCommit]) -> list[AfterCommit]:
+    if sum(isinstance(callback, _Batched) for callback in callbacks) < 2:
+        return callbacks
+    merged: list[AfterCommit] = []
+    items: dict[Callable[[list[Any]], None], list[Any]] = {}
+    for callback in callbacks:
+        if not isinstance(callback, _Batched):
+            merged.append(callback)
+        elif callback.publish in items:
+            items[callback.publish].append(callback.item)
+        else:
+            items[callback.publish] = batch = [callback.item]
+            merged.append(functools.partial(callback.publish, batch))
+    return merged
 
 
 def commit(session: Session) -> None:

@@ -10,7 +10,7 @@ the same pool changes nothing else. :mod:`shared.broker` selects it for ``redis:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +56,26 @@ class Channel(kombu_redis.Channel):
             return
         with self.conn_or_acquire() as client:
             client.rpush(key, payload)
+
+    def put_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """:meth:`_put` each ``(queue, message)``, every Redis command in one pipeline (one
+        round trip, not a transaction): a message is on its list once this returns; after a
+        failure, any of them may be. kombu's ``_put`` hands its commands to ``add`` of the
+        ``_publish_batch`` it is given instead of sending them (kombu's own publish batches
+        use the same hook)."""
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipeline:
+            batch = _Pipelined(pipeline)
+            for queue, message in messages:
+                self._put(queue, message, _publish_batch=batch)
+            pipeline.execute()
+
+
+class _Pipelined:
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def add(self, name: str, *args: Any) -> None:
+        getattr(self.pipeline, name)(*args)
 
 
 class Transport(kombu_redis.Transport):

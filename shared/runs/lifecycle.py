@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import update
 
 from reprise_server.shared import broker
-from reprise_server.shared.db import Autocommit, on_commit
+from reprise_server.shared.db import Autocommit, on_commit, on_commit_batched
 from reprise_server.shared.durable import waits
 from reprise_server.shared.flow import admission
 from reprise_server.shared.flow.models import Queue
@@ -119,8 +119,7 @@ def _attempt_ended(elapsed_ms: int) -> dict[str, Any]:
 
 
 def _dispatch_after_commit(session: Session, run: Run, countdown: float | None = None) -> None:
-    run_id, queue = run.id, run.queue
-    on_commit(session, lambda: broker.dispatch_run(run_id, queue, countdown=countdown))
+    on_commit_batched(session, broker.dispatch_executions, (run.id, run.queue, countdown))
 
 
 # --- creation and the queue ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from reprise_server.shared.db import (
     first_in,
     get_engine,
     on_commit,
+    on_commit_batched,
     transaction,
 )
 from reprise_server.shared.runs.models import StatusColumn
@@ -76,6 +77,32 @@ def test_a_scope_that_raises_drops_only_its_own_callbacks() -> None:
             on_commit(session, lambda: ran.append("inside, done"))
         on_commit(session, lambda: ran.append("after"))
     assert ran == ["before", "inside, done", "after"]
+
+
+def test_batched_callbacks_of_one_commit_go_out_in_one_call_where_the_first_stood() -> None:
+    ran: list[object] = []
+
+    def publish(items: list[str]) -> None:
+        ran.append(list(items))
+
+    def other(items: list[str]) -> None:
+        ran.append(("other", list(items)))
+
+    with transaction() as session:
+        on_commit(session, lambda: ran.append("before"))
+        on_commit_batched(session, publish, "a")
+        on_commit(session, lambda: ran.append("between"))
+        with pytest.raises(Boom):
+            with after_commit_scope(session):
+                on_commit_batched(session, publish, "dropped with its scope")
+                raise Boom()
+        on_commit_batched(session, other, "x")
+        on_commit_batched(session, publish, "b")
+    assert ran == ["before", ["a", "b"], "between", ("other", ["x"])]
+    ran.clear()
+    with transaction() as session:
+        on_commit_batched(session, publish, "alone")
+    assert ran == [["alone"]]
 
 
 def test_discarded_callbacks_never_run() -> None:

@@ -123,6 +123,27 @@ def test_recovered_executions_go_to_the_head_of_their_queue() -> None:
     assert order == ["run_recovered", "run_waiting"]
 
 
+def test_executions_published_together_land_as_send_task_would_write_each() -> None:
+    """Many executions (a transaction that queued several runs) go out in one pipeline;
+    each is still the message ``send_task`` writes, on its own queue, in order."""
+    app = celery_app()
+    run_queue = app.conf.task_default_queue
+    first, second, celery = (f"test-many-{secrets.token_hex(4)}" for _ in range(3))
+    broker.dispatch_executions([("run_a", first, None), ("run_b", second, 2.5),
+                                ("run_c", first, None)])
+    app.send_task(broker.EXECUTE_RUN, args=["run_b"], countdown=2.5,
+                  queue=f"{run_queue}.{celery}", headers={broker.PUBLISHED_HEADER: 1.0})
+    with app.connection_for_write() as connection, \
+            connection.default_channel.conn_or_acquire() as client:
+        on_first = list(reversed(_queued(client, f"{run_queue}.{first}")))
+        [on_second] = _queued(client, f"{run_queue}.{second}")
+        [expected] = _queued(client, f"{run_queue}.{celery}")
+        client.delete(*(f"{run_queue}.{name}" for name in (first, second, celery)))
+    assert [json.loads(base64.b64decode(m["body"]))[0][0] for m in on_first] == [
+        "run_a", "run_c"]
+    assert _comparable(on_second) == _comparable(expected)
+
+
 def test_another_transport_publishes_through_send_task() -> None:
     settings = _settings("rediss://h:6380/0")
     app = configure_celery(Celery("other-transport"), settings)
