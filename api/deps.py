@@ -15,7 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Generic, NoReturn, TypeVar
 
 import anyio.to_thread
 from anyio import CancelScope, CapacityLimiter
@@ -448,6 +448,40 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _REQUEST_BODIES[_trigger_call] = _request_body(TriggerRequest, required=False)
+
+
+@dataclass(frozen=True)
+class RunWrite(Generic[M]):
+    """A write on ``/api/v1/runs/{run_id}/…`` (replay, reschedule), its input checked: the
+    run id, the body, and the request's credential, for the route to verify together with
+    its read of the run (:meth:`Credential.with_run`, one round trip)."""
+
+    run_id: str
+    credential: Credential
+    body: M
+
+
+def run_write(model: type[M], *, required: bool) -> Any:
+    """A dependency: the :class:`RunWrite` of the request — the path's run id (400 "Invalid
+    or missing run ID" unless of the ``run_`` form), then its JSON body as
+    :func:`json_body` reads it (400 "Invalid request body: …"); a wrong key is 401 before
+    either. One dependency where there were four (run id, body, credential, session), as
+    the trigger has (:data:`TaskTrigger`): FastAPI's solving of each costs about what the
+    checks do."""
+
+    async def run_write_call(
+        run_id: Annotated[str, Path()], request: Request, session: DbSession
+    ) -> RunWrite[M]:
+        credential = Credential(_bearer(request), session)
+        if not is_run_id(run_id):
+            await credential.refuse(InvalidRunId())
+        body = await _read_body(
+            request, credential, model, InvalidRequestBody, required=required, max_bytes=None
+        )
+        return RunWrite(run_id, credential, body)
+
+    _REQUEST_BODIES[run_write_call] = _request_body(model, required=required)
+    return Depends(run_write_call)
 
 
 def _dependants(dependant: Dependant) -> Iterator[Dependant]:

@@ -1,17 +1,21 @@
-"""CPU per trigger of one api process, and of the Postgres backends serving it, for two
-checkouts side by side: an A/B of a change to the accept path.
+"""CPU per trigger (or replay) of one api process, and of the Postgres backends serving it,
+for two checkouts side by side: an A/B of a change to the accept path.
 
     .venv/bin/python bench/api_cpu.py                          # this checkout alone
     .venv/bin/python bench/api_cpu.py --against ../main        # main first, then this one
     .venv/bin/python bench/api_cpu.py --against ../main --rounds 9 --requests 1000
     .venv/bin/python bench/api_cpu.py --against ../main --against ../other   # three ways
+    .venv/bin/python bench/api_cpu.py --against ../main --route replay
 
 Each checkout's api (``uvicorn bench.app``, one process, its own ``.venv``) serves the
 same scratch database and Redis; rounds alternate between them (each
 round in the other order), so the machine's noise
 falls on both alike. Per round: 16 warm-up requests, then ``--requests`` triggers of
 ``bench-noop`` from 16 keep-alive clients; the api's CPU from ``/proc/<pid>/stat``, the
-backends' from theirs (the connections the api holds, found by their client port). Medians
+backends' from theirs (the connections the api holds, found by their client port). With
+``--route replay``, each round first triggers ``--requests`` runs (not measured), then
+measures ``POST /api/v1/runs/{id}/replay`` of each (no control process runs: the commands
+stay pending, as the messages stay unconsumed). Medians
 over the rounds, and each round's ratio B/A. Needs ``REPRISE_DATABASE_URL`` and
 ``REPRISE_REDIS_URL`` (a scratch database is created and dropped) or starts embedded
 servers. No worker runs: the published messages are dropped with the Redis database.
@@ -72,12 +76,24 @@ def backends(api_pid: int) -> list[int]:
     )]
 
 
-def measure(proc: subprocess.Popen[bytes], port: int, key: str, count: int) -> tuple[float, float]:
-    """(api ms, backends ms) per trigger."""
-    closed_loop(port, key, [TRIGGER] * CLIENTS)  # warm-up: the pool's connections open
+def _requests(port: int, key: str, count: int, route: str) -> list[tuple[str, bytes]]:
+    if route == "trigger":
+        return [TRIGGER] * count
+    [(since,)] = sql("SELECT now()")
+    closed_loop(port, key, [TRIGGER] * count)
+    ids = [row[0] for row in sql("SELECT id FROM runs WHERE created_at >= :since", since=since)]
+    return [(f"/api/v1/runs/{run_id}/replay", b"{}") for run_id in ids]
+
+
+def measure(proc: subprocess.Popen[bytes], port: int, key: str, count: int,
+            route: str) -> tuple[float, float]:
+    """(api ms, backends ms) per request of ``route``."""
+    # Warm-up: the pool's connections open.
+    closed_loop(port, key, _requests(port, key, CLIENTS, route))
+    requests = _requests(port, key, count, route)
     pids = backends(proc.pid)
     before = cpu_seconds(proc.pid), sum(cpu_seconds(pid) for pid in pids)
-    errors = closed_loop(port, key, [TRIGGER] * count)
+    errors = closed_loop(port, key, requests)
     after = cpu_seconds(proc.pid), sum(cpu_seconds(pid) for pid in pids)
     if errors:
         print(f"  {errors} errors", flush=True)
@@ -90,6 +106,7 @@ def main() -> None:
                         help="another checkout (with its .venv) to compare with; repeatable")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--route", choices=("trigger", "replay"), default="trigger")
     args = parser.parse_args()
     roots = [*(path.resolve() for path in args.against), ROOT]
     logs = Path(tempfile.mkdtemp(prefix="reprise-api-cpu-"))
@@ -113,15 +130,15 @@ def main() -> None:
             for n in range(args.rounds):
                 # Each round starts with the next checkout: none always goes first.
                 for root, proc, port in apis[n % len(apis):] + apis[:n % len(apis)]:
-                    figures[root].append(measure(proc, port, key, args.requests))
-                sql("DELETE FROM runs")
+                    figures[root].append(measure(proc, port, key, args.requests, args.route))
+                sql("DELETE FROM commands; DELETE FROM runs")
                 line = "  ".join(f"{root.name}: api {a:.3f} pg {p:.3f}"
                                  for root in roots for a, p in [figures[root][-1]])
                 print(f"round {n + 1}: {line}", flush=True)
         finally:
             for _, proc, _ in apis:
                 stop(proc)
-        print(f"\nCPU ms per trigger, median of {args.rounds} rounds of {args.requests}:")
+        print(f"\nCPU ms per {args.route}, median of {args.rounds} rounds of {args.requests}:")
         for root in roots:
             api = statistics.median(a for a, _ in figures[root])
             pg = statistics.median(p for _, p in figures[root])

@@ -9,10 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from reprise_server.api.bodies import ReplayBody, RescheduleBody
+from reprise_server.api.bodies import ReplayCall, RescheduleCall
 from reprise_server.api.deps import (
     ApiVersion,
-    BearerCredential,
     Caller,
     DbSession,
     EdgeRoute,
@@ -32,9 +31,10 @@ router = APIRouter(tags=["runs"], route_class=EdgeRoute)
 @router.post("/api/v1/runs/{run_id}/replay",
              summary="Replay a run: a new run of the same task with the same payload and options",
              response_description="The id of the new run, retrievable at once")
-def replay_run(run_id: RunId, body: ReplayBody, credential: BearerCredential,
-               session: DbSession, request_key: RequestKey = None) -> JSONResponse:
-    auth, run = credential.with_run(run_id)
+def replay_run(call: ReplayCall, session: DbSession,
+               request_key: RequestKey = None) -> JSONResponse:
+    auth, run = call.credential.with_run(call.run_id)
+    body = call.body
     accepted = accept_replay(session, auth, run, body, checkpoint=body.from_checkpoint,
                              request_key=request_key)
     token = create_public_token(auth, [f"read:runs:{accepted.target_run_id}"])
@@ -43,13 +43,12 @@ def replay_run(run_id: RunId, body: ReplayBody, credential: BearerCredential,
 
 @router.post("/api/v1/runs/{run_id}/reschedule", summary="Reschedule a delayed run",
              response_description="The run, with its new delayedUntil")
-def reschedule_run(run_id: RunId, body: RescheduleBody, credential: BearerCredential,
-                   session: DbSession, request: Request,
+def reschedule_run(call: RescheduleCall, session: DbSession, request: Request,
                    api_version: ApiVersion = None) -> JSONResponse:
     # The run's row stays locked until the commit: a racing promotion waits
     # (docs/architecture.md#reschedule).
-    auth, run = credential.with_run(run_id, lock=True)
-    moved = accept_reschedule(session, auth, run, body.delay, api_applier())
+    auth, run = call.credential.with_run(call.run_id, lock=True)
+    moved = accept_reschedule(session, auth, run, call.body.delay, api_applier())
     return JSONResponse(render_run(request, view_of(session, moved), api_version, public=False))
 
 

@@ -57,6 +57,14 @@ def _fail_in_scope(session: Session, register: Callable[[], None]) -> None:
         raise Boom()
 
 
+def _batch_in_failing_scope(
+    session: Session, publish: Callable[[list[str]], None], item: str
+) -> None:
+    with after_commit_scope(session):
+        on_commit_batched(session, publish, item)
+        raise Boom()
+
+
 def test_callbacks_run_after_commit_and_not_after_a_rollback() -> None:
     ran: list[str] = []
     with transaction() as session:
@@ -93,9 +101,7 @@ def test_batched_callbacks_of_one_commit_go_out_in_one_call_where_the_first_stoo
         on_commit_batched(session, publish, "a")
         on_commit(session, lambda: ran.append("between"))
         with pytest.raises(Boom):
-            with after_commit_scope(session):
-                on_commit_batched(session, publish, "dropped with its scope")
-                raise Boom()
+            _batch_in_failing_scope(session, publish, "dropped with its scope")
         on_commit_batched(session, other, "x")
         on_commit_batched(session, publish, "b")
     assert ran == ["before", ["a", "b"], "between", ("other", ["x"])]
