@@ -62,7 +62,8 @@ class Channel(kombu_redis.Channel):
         round trip, not a transaction): a message is on its list once this returns; after a
         failure, any of them may be. kombu's ``_put`` hands its commands to ``add`` of the
         ``_publish_batch`` it is given instead of sending them (kombu's own publish batches
-        use the same hook)."""
+        use the same hook, from kombu 5.7); an older kombu's ``_put`` ignores it and sends
+        each message in its own round trip, as before."""
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipeline:
             batch = _Pipelined(pipeline)
             for queue, message in messages:
