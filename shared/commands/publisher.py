@@ -5,9 +5,10 @@ only makes a worker apply it sooner. Publishing costs more CPU and time than the
 the accept (Celery builds the message, kombu a Redis client, plus the ``task-sent``
 event), so an API process hands committed command ids to one background thread that
 publishes them in batches over one producer, lingering a few milliseconds for the
-commands accepted right after the first. If that publish fails, or the process dies
-with ids still queued, the relay sweep republishes the commands a few seconds later, as
-it does for any lost message: the latency of that apply grows, nothing is lost.
+commands accepted right after the first (longer while commands keep coming). If that
+publish fails, or the process dies with ids still queued, the relay sweep republishes the
+commands a few seconds later, as it does for any lost message: the latency of that apply
+grows, nothing is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ BATCH_SIZE = 200
 # How long the first command of a batch waits for others: a replay is applied at most this
 # much later, and under load in batches (broker.COMMANDS_PER_MESSAGE) instead of one by one.
 LINGER_SECONDS = 0.01
+# While commands keep coming (the previous batch went out less than BUSY_WINDOW_SECONDS
+# ago), the first of a batch waits this long instead: the control process pays Celery's
+# cost per message (receive, trace, events) whatever the message carries, and at a few
+# commands per 10 ms most messages would carry one. A replay accepted after a quiet moment
+# still waits LINGER_SECONDS only.
+BUSY_LINGER_SECONDS = 0.03
+BUSY_WINDOW_SECONDS = 0.1
 
 
 class CommandPublisher:
@@ -61,16 +69,20 @@ class CommandPublisher:
 
     def _run(self) -> None:
         pending = self._queue
+        last_published = float("-inf")
         while True:
             batch = [pending.get()]
             # Commands published together are applied together (one message, one
             # transaction): wait a little for the ones accepted right after this one.
-            until = time.monotonic() + LINGER_SECONDS
+            first = time.monotonic()
+            busy = first - last_published < BUSY_WINDOW_SECONDS
+            until = first + (BUSY_LINGER_SECONDS if busy else LINGER_SECONDS)
             while len(batch) < BATCH_SIZE:
                 try:
                     batch.append(pending.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
+            last_published = time.monotonic()
             try:
                 broker.publish_commands(batch)
             except Exception:
