@@ -3,8 +3,9 @@
 Reading at scrape time (rather than keeping counters in step with every write) makes the
 numbers the stores' own truth, the same on every api replica, and free between scrapes:
 one grouped query over ``runs``, one over pending ``commands`` (a partial index), one over
-waiting waitpoint tokens, a count of the realtime listeners, one per concurrency limit and queue gauges (grouped over the keys, the line and the active runs),
-and one Redis pipeline of ``LLEN``. A store that does not answer is reported by
+waiting waitpoint tokens, a count of the realtime listeners, one each for the concurrency
+limit and queue gauges (grouped over the keys, the line and the active runs), and one
+Redis pipeline of ``LLEN``. A store that does not answer is reported by
 ``reprise_store_up{store=…} 0`` instead of failing the whole scrape.
 """
 

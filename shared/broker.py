@@ -203,6 +203,8 @@ def dispatch_executions(
     runs_queue = app.conf.task_default_queue
     targets = [(run_id, _run_queue(runs_queue, queue), countdown)
                for run_id, queue, countdown in executions]
+    if not targets:
+        return
     if _published_directly(app, [
         (run_id, target, None, countdown, _execution_headers(head=head))
         for run_id, target, countdown in targets
