@@ -14,18 +14,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from threading import Lock
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, func, select
+from sqlalchemy import inspect as inspect_mapped
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, instrumentation, sessionmaker
 
 from reprise_server.shared.settings import get_settings
 
 log = logging.getLogger("reprise.db")
 
 T = TypeVar("T")
+M = TypeVar("M", bound="Base")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -40,6 +42,42 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     # Every timestamp is timestamptz: processes in different zones share one clock.
     type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class Detached(Generic[M]):
+    """Builds instances of a mapped class in no session, filled the way the ORM fills an
+    object it loads: straight into its dict, not through the constructor's instrumented
+    setters (an event per attribute: 48 µs against 2 µs for a run). For rows read or
+    written by a statement below SQLAlchemy (:class:`Precompiled`), never added to a
+    session: read-only copies."""
+
+    def __init__(self, model: type[M]) -> None:
+        attributes = inspect_mapped(model).column_attrs
+        self.model = model
+        # (attribute name, its column), in the mapper's order.
+        self.columns = tuple((attribute.key, attribute.columns[0]) for attribute in attributes)
+        self._keys = frozenset(key for key, _ in self.columns)
+        self._manager = instrumentation.manager_of_class(model)
+
+    def __call__(self, **values: Any) -> M:
+        """An instance whose attributes are ``values`` (by attribute name)."""
+        unknown = values.keys() - self._keys
+        if unknown:
+            raise TypeError(f"{self.model.__name__} has no attribute {min(unknown)!r}")
+        instance: M = self._manager.new_instance()
+        instance.__dict__.update(values)
+        return instance
+
+    def positions(self, columns: Sequence[Any]) -> tuple[tuple[str, int], ...]:
+        """Where each attribute's column stands among a statement's ``columns``."""
+        where = {id(column): position for position, column in enumerate(columns)}
+        return tuple((key, where[id(column)]) for key, column in self.columns)
+
+    def from_row(self, row: Sequence[Any], positions: tuple[tuple[str, int], ...]) -> M:
+        """An instance from a statement's row (``positions`` from :meth:`positions`)."""
+        instance: M = self._manager.new_instance()
+        instance.__dict__.update({key: row[position] for key, position in positions})
+        return instance
 
 
 _engines: dict[str, Engine] = {}
@@ -312,9 +350,25 @@ def first_in(
     return _first(connection.engine, connection.connection, statement, params)
 
 
+def all_in(
+    session: Session, statement: Precompiled, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Every row of ``statement``, processed, executed as :func:`first_in` executes it."""
+    connection = session.connection()
+    return _executed(connection.engine, connection.connection, statement, params, many=True)
+
+
 def _first(
     engine: Engine, connection: Any, statement: Precompiled, params: dict[str, Any]
 ) -> tuple[Any, ...] | None:
+    rows = _executed(engine, connection, statement, params, many=False)
+    return rows[0] if rows else None
+
+
+def _executed(
+    engine: Engine, connection: Any, statement: Precompiled, params: dict[str, Any], *,
+    many: bool,
+) -> list[tuple[Any, ...]]:
     dialect = engine.dialect
     compiled = statement.compiled(dialect)
     values = {**compiled.defaults, **params}
@@ -329,8 +383,12 @@ def _first(
     try:
         cursor.execute(compiled.sql, values)
         if not compiled.columns:  # a statement that returns nothing
-            return None
-        row: tuple[Any, ...] | None = cursor.fetchone()
+            return []
+        if many:
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+        else:
+            row = cursor.fetchone()
+            rows = [] if row is None else [row]
         results = compiled.results
         if results is None:
             results = compiled.result_processors(dialect, cursor.description)
@@ -338,12 +396,15 @@ def _first(
         raise _translated(engine, exc, compiled.sql, values, connection, cursor) from exc
     finally:
         cursor.close()
-    if row is None or not results:
-        return row
-    processed = list(row)
-    for position, processor in results:
-        processed[position] = processor(processed[position])
-    return tuple(processed)
+    if not results:
+        return rows
+    processed = []
+    for row in rows:
+        values_of_row = list(row)
+        for position, processor in results:
+            values_of_row[position] = processor(values_of_row[position])
+        processed.append(tuple(values_of_row))
+    return processed
 
 
 def _translated(

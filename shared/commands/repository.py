@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import String, Table, any_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from reprise_server.shared.commands.appliers import LockedCommand
 from reprise_server.shared.commands.models import Command, CommandKind, CommandStatus
+from reprise_server.shared.db import Detached, Precompiled, all_in
 from reprise_server.shared.projects.models import Environment
-from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.models import Run, detached_run
 
 PENDING = CommandStatus.PENDING.value
 
@@ -60,28 +62,50 @@ _LOCK_FOR_APPLY = (
 )
 
 
-_LOCK_BATCH_FOR_APPLY = (
-    select(Command, Run, Environment)
-    .outerjoin(Run, Run.id == Command.run_id)
-    .outerjoin(Environment, Environment.id == Command.target_environment_id)
-    .where(Command.id.in_(bindparam("command_ids", expanding=True)), Command.status == PENDING)
-    .order_by(Command.id)
-    .with_for_update(of=Command, skip_locked=True)
-    .execution_options(populate_existing=True)
+_RUNS = cast(Table, Run.__table__)
+_ENVIRONMENTS = cast(Table, Environment.__table__)
+# Below SQLAlchemy (the control process runs it for every message of replays): the
+# commands with every column of their source run and target environment.
+_LOCK_BATCH_FOR_APPLY = Precompiled(
+    select(_COMMANDS, _RUNS, _ENVIRONMENTS)
+    .select_from(
+        _COMMANDS
+        .outerjoin(_RUNS, _RUNS.c.id == _COMMANDS.c.run_id)
+        .outerjoin(_ENVIRONMENTS, _ENVIRONMENTS.c.id == _COMMANDS.c.target_environment_id)
+    )
+    .where(_COMMANDS.c.id == any_(bindparam("command_ids", type_=ARRAY(String))),
+           _COMMANDS.c.status == PENDING)
+    .order_by(_COMMANDS.c.id)
+    .with_for_update(of=_COMMANDS, skip_locked=True)
 )
+_LOCKED_COLUMNS = list(_LOCK_BATCH_FOR_APPLY.statement.exported_columns)
+_DETACHED_COMMAND, _DETACHED_ENVIRONMENT = Detached(Command), Detached(Environment)
+_COMMAND_AT = _DETACHED_COMMAND.positions(_LOCKED_COLUMNS)
+_RUN_AT = detached_run.positions(_LOCKED_COLUMNS)
+_ENVIRONMENT_AT = _DETACHED_ENVIRONMENT.positions(_LOCKED_COLUMNS)
+_RUN_ID_AT = _LOCKED_COLUMNS.index(_RUNS.c.id)
+_ENVIRONMENT_ID_AT = _LOCKED_COLUMNS.index(_ENVIRONMENTS.c.id)
 
 
 def lock_pending_commands(session: Session, command_ids: list[str]) -> list[LockedCommand]:
     """Those of ``command_ids`` still pending and not locked by another transaction, each
     locked to the end of this one, with its source run and target environment, in one
-    round trip (in id order).
+    round trip (in id order). The three are read-only copies in no session.
 
     A command another transaction holds (a read applying it inline, another applier) is
     skipped, not waited for: the caller applies it alone afterwards, which blocks until
     that transaction ends and then sees its outcome.
     """
-    rows = session.execute(_LOCK_BATCH_FOR_APPLY, {"command_ids": command_ids})
-    return [LockedCommand(row[0], row[1], row[2]) for row in rows]
+    rows = all_in(session, _LOCK_BATCH_FOR_APPLY, {"command_ids": command_ids})
+    return [
+        LockedCommand(
+            _DETACHED_COMMAND.from_row(row, _COMMAND_AT),
+            None if row[_RUN_ID_AT] is None else detached_run.from_row(row, _RUN_AT),
+            None if row[_ENVIRONMENT_ID_AT] is None
+            else _DETACHED_ENVIRONMENT.from_row(row, _ENVIRONMENT_AT),
+        )
+        for row in rows
+    ]
 
 
 def still_pending(session: Session, command_ids: list[str]) -> list[str]:

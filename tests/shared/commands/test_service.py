@@ -8,13 +8,17 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from reprise_server.shared.access.service import authenticate_for_run
-from reprise_server.shared.commands import service
+from reprise_server.shared.commands import repository, service
+from reprise_server.shared.commands.models import Command
 from reprise_server.shared.commands.schemas import ReplayRequest
 from reprise_server.shared.db import session_factory, transaction
+from reprise_server.shared.projects.models import Environment
+from reprise_server.shared.runs.models import Run
+from reprise_server.shared.runs.states import RunStatus
 from tests.support import triggers
 from tests.support.commands import (
     ParkedCommands,
@@ -306,6 +310,35 @@ def test_a_batch_skips_a_command_another_transaction_holds(
     assert replays_of(sources[0]) == replays_of(sources[1]) == 1
     assert run_row(held_new) is not None
     assert run_row(free_new) is not None
+
+
+def test_a_batch_locks_copies_equal_to_what_the_orm_loads(
+    api: Any, project: ProjectKeys
+) -> None:
+    """The batch locks its commands below SQLAlchemy: each command, source run and target
+    environment it hands the appliers must be what the ORM would have loaded, value for
+    value and type for type; a source run deleted meanwhile comes back as None."""
+    sources = [triggers.via_api(api, project, delay="1h", tags=["a"], metadata={"k": [1]})
+               for _ in range(2)]
+    (kept_id, _), (gone_id, _) = (_accept(project, source) for source in sources)
+    with transaction() as session:
+        session.execute(text("DELETE FROM runs WHERE id = :id"), {"id": sources[1]})
+    with transaction() as session:
+        locked = repository.lock_pending_commands(session, [gone_id, kept_id])
+        assert [found.command.id for found in locked] == sorted([kept_id, gone_id])
+        by_id = {found.command.id: found for found in locked}
+        assert by_id[gone_id].source is None
+        kept = by_id[kept_id]
+        assert all(copy not in session for copy in kept)
+        for copy, model, key in [(kept.command, Command, kept_id),
+                                 (kept.source, Run, sources[0]),
+                                 (kept.environment, Environment, kept.command.target_environment_id)]:
+            loaded = session.get(model, key)
+            for attribute in inspect(model).column_attrs:
+                value, expected = getattr(copy, attribute.key), getattr(loaded, attribute.key)
+                assert (value, type(value)) == (expected, type(expected)), attribute.key
+        assert kept.source is not None
+        assert isinstance(kept.source.status, RunStatus)
 
 
 def test_a_rejected_command_in_a_batch_leaves_the_others_applied(
