@@ -3,6 +3,7 @@ straight at Postgres, beside the hand-written job table's, in the same run.
 
     .venv/bin/python bench/postgres_cost.py                 # 3 rounds of 2,000 runs
     .venv/bin/python bench/postgres_cost.py --rounds 5 --runs 4000
+    .venv/bin/python bench/postgres_cost.py --schema         # and each part of the schema
 
 A run's three statements are taken from the real code path, in this process: a trigger
 (``runs.service.trigger_run``: the run INSERT that checks its creation context) and an
