@@ -247,10 +247,7 @@ def _published_directly(
                                        origin, reply_to))
             for run_id, queue, kwargs, countdown, headers in messages
         ]
-        if len(built) == 1:
-            channel._put(*built[0])
-        else:
-            channel.put_many(built)
+        channel.put_many(built)
     return True
 
 

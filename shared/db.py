@@ -73,7 +73,7 @@ class Detached(Generic[M]):
         where = {id(column): position for position, column in enumerate(columns)}
         return tuple((key, where[id(column)]) for key, column in self.columns)
 
-    def from_row(self, row: Sequence[Any], positions: tuple[tuple[str, int], ...]) -> M:
+    def from_row(self, row: Sequence[Any], positions: Sequence[tuple[str, int]]) -> M:
         """An instance from a statement's row (``positions`` from :meth:`positions`)."""
         instance: M = self._manager.new_instance()
         instance.__dict__.update({key: row[position] for key, position in positions})

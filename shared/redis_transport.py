@@ -10,7 +10,7 @@ the same pool changes nothing else. :mod:`shared.broker` selects it for ``redis:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,13 +57,17 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             client.rpush(key, payload)
 
-    def put_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    def put_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         """:meth:`_put` each ``(queue, message)``, every Redis command in one pipeline (one
-        round trip, not a transaction): a message is on its list once this returns; after a
-        failure, any of them may be. kombu's ``_put`` hands its commands to ``add`` of the
-        ``_publish_batch`` it is given instead of sending them (kombu's own publish batches
-        use the same hook, from kombu 5.7); an older kombu's ``_put`` ignores it and sends
-        each message in its own round trip, as before."""
+        round trip, not a transaction; a lone message is put as it is): a message is on its
+        list once this returns; after a failure, any of them may be. kombu's ``_put`` hands
+        its commands to ``add`` of the ``_publish_batch`` it is given instead of sending
+        them (kombu's own publish batches use the same hook, from kombu 5.7); an older
+        kombu's ``_put`` ignores it and sends each message in its own round trip, as
+        before."""
+        if len(messages) == 1:
+            self._put(*messages[0])
+            return
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipeline:
             batch = _Pipelined(pipeline)
             for queue, message in messages:

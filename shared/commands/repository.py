@@ -83,8 +83,9 @@ _DETACHED_COMMAND, _DETACHED_ENVIRONMENT = Detached(Command), Detached(Environme
 _COMMAND_AT = _DETACHED_COMMAND.positions(_LOCKED_COLUMNS)
 _RUN_AT = detached_run.positions(_LOCKED_COLUMNS)
 _ENVIRONMENT_AT = _DETACHED_ENVIRONMENT.positions(_LOCKED_COLUMNS)
-_RUN_ID_AT = _LOCKED_COLUMNS.index(_RUNS.c.id)
-_ENVIRONMENT_ID_AT = _LOCKED_COLUMNS.index(_ENVIRONMENTS.c.id)
+# An outer join that found no row leaves its primary key NULL.
+_RUN_ID_AT = dict(_RUN_AT)["id"]
+_ENVIRONMENT_ID_AT = dict(_ENVIRONMENT_AT)["id"]
 
 
 def lock_pending_commands(session: Session, command_ids: list[str]) -> list[LockedCommand]:

@@ -138,7 +138,7 @@ class PreparedTransition:
         row = _executed(session, self.precompiled, {"run_id": run_id, **params})
         if row is None:
             return None
-        run = detached_run(**{key: row[position] for key, position in self.positions})
+        run = detached_run.from_row(row, self.positions)
         _recorded(session, run.id, run.status, run.task_identifier, run.environment_id,
                   run.concurrency_limits is not None, run.waitpoint_id)
         return run
